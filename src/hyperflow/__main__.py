@@ -1,0 +1,5 @@
+import sys
+
+from hyperflow.cli import main
+
+sys.exit(main())

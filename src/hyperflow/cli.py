@@ -1,0 +1,126 @@
+"""Command line: ``hyperflow <command> key=value ...`` (also ``--key value``). Exit codes: 0 done,
+1 the job failed (e.g. training diverged), 2 bad input (one line on stderr, nothing half-written),
+130 interrupted (Ctrl-C / SIGTERM; runs end KILLED)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, Sequence
+
+from hyperflow.config import build_config, coerce, field_help, TrainConfig
+from hyperflow.errors import UsageError
+
+USAGE = """usage: hyperflow <command> [key=value ...]
+
+commands:
+  train     train one model and track it in MLflow (hyperflow train --help lists the settings)
+
+Settings can also come from a YAML file: config=settings.yaml (command-line values win).
+The tracking store is MLflow's default (sqlite:///mlflow.db here) unless MLFLOW_TRACKING_URI is set."""
+
+
+def parse_settings(tokens: Sequence[str]) -> dict[str, str]:
+    """``key=value``, ``--key=value`` and ``--key value`` into a dict (later values win)."""
+    out: dict[str, str] = {}
+    tokens = list(tokens)
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        key, eq, value = token.lstrip("-").partition("=")
+        if not eq:
+            if token.startswith("--") and i + 1 < len(tokens):
+                value, i = tokens[i + 1], i + 1
+            else:
+                raise UsageError(f"unexpected argument '{token}': pass settings as key=value, e.g. epochs=20")
+        out[key.replace("-", "_")] = value
+        i += 1
+    return out
+
+
+def drop_defaults(settings: dict[str, str]) -> dict[str, str]:
+    """Under ``mlflow run`` every declared parameter arrives, given or not; values equal to the default
+    are dropped so that a config file can set them (MLproject defaults equal TrainConfig's)."""
+    defaults = TrainConfig()
+    kept = {}
+    for key, value in settings.items():
+        if key == "config" or not hasattr(defaults, key):
+            kept[key] = value
+        elif coerce(key, value) != getattr(defaults, key):
+            kept[key] = value
+    return {k: v for k, v in kept.items() if not (k == "config" and v in ("", "''"))}
+
+
+def train_help() -> str:
+    lines = ["usage: hyperflow train [key=value ...] [config=settings.yaml]", "", "settings (default):"]
+    for name, default, text in field_help():
+        lines.append(f"  {name:<17} {text} ({default})")
+    return "\n".join(lines)
+
+
+def _summary(outcome: Any) -> str:
+    import mlflow
+
+    r = outcome.result
+    metrics = "  ".join(f"{k} {v:.4g}" for k, v in outcome.test_metrics.items())
+    lines = [f"hyperflow train: {r.status} after {r.epochs_run} epochs in {r.seconds:.1f} s "
+             f"(best epoch {r.best_epoch}, best_val_loss {r.best_val_loss:.4g})"]
+    if metrics:
+        lines.append(f"  test: {metrics}")
+    lines.append(f"  run {outcome.run_id} (experiment {outcome.experiment_id}) in {mlflow.get_tracking_uri()}")
+    if outcome.model_uri:
+        lines.append(f"  model: {outcome.model_uri}"
+                     + (f" (registered version {outcome.registered_version})" if outcome.registered_version else ""))
+    lines.append(f"  browse: mlflow ui --backend-store-uri {mlflow.get_tracking_uri()}  then open "
+                 f"http://127.0.0.1:5000/#/experiments/{outcome.experiment_id}/runs/{outcome.run_id}")
+    return "\n".join(lines)
+
+
+def cmd_train(settings: dict[str, str]) -> int:
+    from hyperflow.workflows.train import TrainingDiverged, train
+
+    config_file = settings.pop("config", None) or None
+    config = build_config(settings, config_file)
+    try:
+        outcome = train(config)
+    except TrainingDiverged as exc:
+        print(f"hyperflow train: diverged: {exc}", file=sys.stderr)
+        return 1
+    print(_summary(outcome))
+    return 0
+
+
+COMMANDS = {"train": (cmd_train, train_help)}
+
+
+def main(argv: Sequence[str] | None = None, *, from_mlproject: bool = False) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0 if argv else 2
+    if argv[0] == "--version":
+        from hyperflow import __version__
+
+        print(f"hyperflow {__version__}")
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"hyperflow: error: unknown command '{command}': choose one of {', '.join(COMMANDS)}",
+              file=sys.stderr)
+        return 2
+    run, helper = COMMANDS[command]
+    if any(a in ("-h", "--help") for a in rest):
+        print(helper())
+        return 0
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        settings = parse_settings(rest)
+        if from_mlproject:
+            settings = drop_defaults(settings)
+        return run(settings)
+    except UsageError as exc:
+        print(f"hyperflow: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"hyperflow {command}: interrupted; the run was ended as KILLED", file=sys.stderr)
+        return 130

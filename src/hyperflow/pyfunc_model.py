@@ -1,0 +1,67 @@
+"""The logged MLflow model: a pyfunc that carries the preprocessing, so it takes raw rows.
+
+``predict`` accepts a DataFrame of raw feature columns (any order, strings, missing values, missing
+optional columns) — or image arrays — and returns, for classifiers, ``prediction`` plus one
+``probability_<class>`` column per class; for regression ``prediction`` in the target's units; for
+segmentation an array of mask probabilities.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+import torch
+
+BUNDLE = "bundle"  # artifact key: pickled dict with model spec, weights, preprocessor and target codec
+
+
+def probability_column(label: Any) -> str:
+    return f"probability_{label}"
+
+
+class HyperflowModel(mlflow.pyfunc.PythonModel):
+    """Rebuilds the torch model from its spec and weights, and applies the fitted preprocessing."""
+
+    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        with open(context.artifacts[BUNDLE], "rb") as fh:
+            self.bundle = pickle.load(fh)
+        self.model = rebuild_model(self.bundle)
+
+    def predict(self, context: Any, model_input: Any, params: dict | None = None) -> Any:
+        return predict_bundle(self.bundle, self.model, model_input)
+
+
+def rebuild_model(bundle: dict) -> torch.nn.Module:
+    from hyperflow.models import build_model
+
+    model = build_model(**bundle["model_spec"])
+    model.load_state_dict(bundle["state_dict"])
+    return model.eval()
+
+
+def predict_bundle(bundle: dict, model: torch.nn.Module, raw: Any) -> Any:
+    pre = bundle["preprocessor"]
+    if pre.kind == "table":
+        frame = raw if isinstance(raw, pd.DataFrame) else pd.DataFrame(raw)
+        frame = frame.reindex(columns=pre.columns)  # any column order; absent optional columns become missing
+        X = pre.transform(frame)
+    else:
+        X = pre.transform(np.asarray(raw))
+    with torch.inference_mode():
+        out = model(torch.from_numpy(X))
+    task = bundle["task"]
+    if task == "classification":
+        probs = torch.softmax(out, dim=1).numpy()
+        classes = bundle["classes"]
+        result = pd.DataFrame({"prediction": [classes[i] for i in probs.argmax(1)]})
+        for i, label in enumerate(classes):
+            result[probability_column(label)] = probs[:, i]
+        return result
+    if task == "regression":
+        values = out.reshape(-1).double().numpy() * bundle["target_std"] + bundle["target_mean"]
+        return pd.DataFrame({"prediction": values})
+    return torch.sigmoid(out).numpy()

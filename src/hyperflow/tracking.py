@@ -1,0 +1,210 @@
+"""The MLflow layer: runs, params, batched metrics, tags, datasets, figures and models.
+
+Everything else in hyperflow stays free of MLflow; the trainer reaches this layer only through
+:class:`MlflowMetrics`, a trainer callback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import signal
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import mlflow
+import numpy as np
+import pandas as pd
+import sklearn
+import torch
+from mlflow.data.code_dataset_source import CodeDatasetSource
+from mlflow.entities import Metric, Param
+from mlflow.models import ModelSignature
+from mlflow.tracking import MlflowClient
+from mlflow.types import ColSpec, Schema, TensorSpec
+from mlflow.utils.git_utils import get_git_commit
+
+import hyperflow
+from hyperflow.data import Dataset
+from hyperflow.pyfunc_model import BUNDLE, HyperflowModel, predict_bundle
+from hyperflow.trainer import Callback, TrainResult
+
+log = logging.getLogger(__name__)
+
+ROLE_TAG = "hyperflow.role"
+PACKAGE_DIR = Path(hyperflow.__file__).parent
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised by the SIGTERM handler so that open runs end as KILLED, like on Ctrl-C."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated(f"received signal {signum}")
+
+
+@contextmanager
+def tracked_run(role: str, *, experiment: str | None = None, run_name: str | None = None,
+                parent_run_id: str | None = None, tags: dict[str, str] | None = None) -> Iterator[mlflow.ActiveRun]:
+    """Start (or, under ``mlflow run``, resume) a run tagged with its role; always end it in a defined
+    state: FINISHED, FAILED on an exception, KILLED on Ctrl-C or SIGTERM."""
+    if experiment and not os.environ.get("MLFLOW_RUN_ID") and parent_run_id is None:
+        mlflow.set_experiment(experiment)
+    previous = signal.getsignal(signal.SIGTERM)
+    in_main_thread = previous is not None and _is_main_thread()
+    if in_main_thread:
+        signal.signal(signal.SIGTERM, _raise_terminated)
+    run = mlflow.start_run(run_name=run_name, parent_run_id=parent_run_id, nested=parent_run_id is not None,
+                           tags={ROLE_TAG: role, "hyperflow.version": hyperflow.__version__, **(tags or {})})
+    status = "FINISHED"
+    try:
+        yield run
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    except BaseException:
+        status = "FAILED"
+        raise
+    finally:
+        mlflow.end_run(status)
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _is_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _same_value(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    try:
+        return float(a) == float(b)
+    except ValueError:
+        return a.strip("'\"").lower() in ("", "none") and b.strip("'\"").lower() in ("", "none")
+
+
+def log_params(run_id: str, params: dict[str, str]) -> None:
+    """Log params in one batch. Keys that ``mlflow run`` already logged keep their value when it means
+    the same (``1e-3`` vs ``0.001``); a different resolved value goes to ``resolved.<key>`` because MLflow
+    refuses to change a param."""
+    client = MlflowClient()
+    existing = client.get_run(run_id).data.params
+    fresh: dict[str, str] = {}
+    for key, value in params.items():
+        value = str(value)[:6000]
+        if key not in existing:
+            fresh[key] = value
+        elif not _same_value(existing[key], value):
+            fresh[f"resolved.{key}"] = value
+    if fresh:
+        client.log_batch(run_id, params=[Param(k, v) for k, v in fresh.items()])
+
+
+class MlflowMetrics(Callback):
+    """Sends per-epoch metrics to MLflow in batches: at most one ``log_batch`` call per epoch, and no
+    more often than every ``flush_secs`` seconds (a REST call costs ~50 ms; a tiny model's epoch less)."""
+
+    def __init__(self, run_id: str, flush_secs: float = 1.0, prefix: str = "") -> None:
+        self.client, self.run_id, self.flush_secs, self.prefix = MlflowClient(), run_id, flush_secs, prefix
+        self.pending: list[Metric] = []
+        self.last_flush = 0.0
+
+    def on_train_start(self, trainer: Any) -> None:
+        self.last_flush = time.monotonic()
+
+    def on_epoch_end(self, trainer: Any, epoch: int, metrics: dict[str, float]) -> None:
+        stamp = int(time.time() * 1000)
+        self.pending += [Metric(self.prefix + k, float(v), stamp, epoch) for k, v in metrics.items()]
+        if time.monotonic() - self.last_flush >= self.flush_secs:
+            self.flush()
+
+    def on_train_end(self, trainer: Any, result: TrainResult) -> None:
+        self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.client.log_batch(self.run_id, metrics=self.pending)  # the client chunks large batches
+            self.pending = []
+        self.last_flush = time.monotonic()
+
+
+def run_tags(dataset: Dataset) -> dict[str, str]:
+    tags = {"hyperflow.data_fingerprint": dataset.fingerprint, "hyperflow.task": dataset.task,
+            "hyperflow.data": dataset.source}
+    commit = get_git_commit(str(PACKAGE_DIR))
+    if commit:
+        tags["hyperflow.git_commit"] = commit
+    return tags
+
+
+def log_dataset(dataset: Dataset) -> None:
+    """Record the dataset as the run's training input (name, digest, source, schema)."""
+    source: Any = dataset.source
+    if source.startswith("builtin:"):  # no file or URL behind it: describe it by name and version
+        source = CodeDatasetSource({"hyperflow.builtin": dataset.name, "fingerprint": dataset.fingerprint})
+    if isinstance(dataset.raw_all, pd.DataFrame):
+        data = mlflow.data.from_pandas(dataset.raw_all, source=source, targets=dataset.target, name=dataset.name)
+    else:
+        X, y = dataset.raw_all
+        data = mlflow.data.from_numpy(X, targets=y, source=source, name=dataset.name)
+    mlflow.log_input(data, context="training", tags={"fingerprint": dataset.fingerprint})
+
+
+def log_figure(figure: Any, path: str) -> None:
+    import matplotlib.pyplot as plt
+
+    mlflow.log_figure(figure, path)
+    plt.close(figure)
+
+
+def _signature(dataset: Dataset, example_output: Any) -> ModelSignature:
+    """Every raw column optional (missing values are imputed), numbers as double, the rest as strings."""
+    pre = dataset.preprocessor
+    if pre.kind == "table":
+        inputs = Schema([ColSpec("string" if c in pre.categorical else "double", c, required=False)
+                         for c in pre.columns])
+    else:
+        inputs = Schema([TensorSpec(np.dtype(np.float32), (-1, *pre.image_shape))])
+    if isinstance(example_output, pd.DataFrame):
+        outputs = Schema([ColSpec("string" if example_output[c].dtype == object else "double", c)
+                          for c in example_output.columns])
+    else:
+        outputs = Schema([TensorSpec(np.dtype(np.float32), (-1, *example_output.shape[1:]))])
+    return ModelSignature(inputs, outputs)
+
+
+def pip_requirements() -> list[str]:
+    """Pinned to what trained the model; explicit so that MLflow does not spend seconds inferring them."""
+    import cloudpickle
+
+    return [f"mlflow=={mlflow.__version__}", f"torch=={torch.__version__.split('+')[0]}",
+            f"scikit-learn=={sklearn.__version__}", f"pandas=={pd.__version__}", f"numpy=={np.__version__}",
+            f"cloudpickle=={cloudpickle.__version__}", "pyyaml", "tqdm", "matplotlib"]
+
+
+def log_model(model: torch.nn.Module, model_spec: dict[str, Any], dataset: Dataset,
+              registered_model_name: str | None = None, user_code: list[str] | None = None) -> Any:
+    """Log the model with its preprocessing as a pyfunc (signature, input example, explicit pip
+    requirements, hyperflow's code bundled) and register it when a name is given."""
+    bundle = {"model_spec": model_spec, "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+              "preprocessor": dataset.preprocessor, "task": dataset.task, "classes": dataset.classes,
+              "target_mean": dataset.target_mean, "target_std": dataset.target_std,
+              "hyperflow_version": hyperflow.__version__}
+    example = dataset.raw_example
+    output = predict_bundle(bundle, model.cpu().eval(), example)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp, "bundle.pkl")
+        with path.open("wb") as fh:
+            pickle.dump(bundle, fh)
+        return mlflow.pyfunc.log_model(
+            name="model", python_model=HyperflowModel(), artifacts={BUNDLE: str(path)},
+            code_paths=[str(PACKAGE_DIR), *(user_code or [])], signature=_signature(dataset, output),
+            input_example=example, pip_requirements=pip_requirements(),
+            registered_model_name=registered_model_name)

@@ -1,0 +1,91 @@
+"""Assemble a training run from a config: data, model, loss, optimizer, schedule, trainer. No MLflow.
+
+Everything that can be wrong with the user's input is checked here, before any run is started.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from hyperflow.config import TrainConfig
+from hyperflow.data import Dataset, load_dataset
+from hyperflow.errors import UsageError
+from hyperflow.losses import build_loss
+from hyperflow.models import build_model
+from hyperflow.optim import build_optimizer, build_scheduler
+from hyperflow.trainer import Callback, Trainer, resolve_device, seed_everything, steps_per_epoch
+
+
+@dataclass
+class Setup:
+    """A ready-to-fit trainer plus what is needed to log and rebuild its model."""
+
+    config: TrainConfig
+    dataset: Dataset
+    trainer: Trainer
+    model_spec: dict[str, Any]
+    user_code: list[str] = field(default_factory=list)  # source of a module:function model, bundled with it
+
+
+def load_data(c: TrainConfig) -> Dataset:
+    return load_dataset(c.data, c.target, c.task, seed=c.seed, val_size=c.val_size, test_size=c.test_size,
+                        split_column=c.split_column)
+
+
+def configure_torch(c: TrainConfig) -> torch.device:
+    """Threads, seeds and device, in that order, before any weights are created."""
+    if c.threads:
+        torch.set_num_threads(c.threads)
+    seed_everything(c.seed, c.deterministic)
+    try:
+        device = resolve_device(c.device)
+    except RuntimeError as exc:
+        raise UsageError(f"device '{c.device}' is not valid ({exc}): use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"device={c.device} but CUDA is not available here: use device=auto or cpu")
+    return device
+
+
+def model_spec(c: TrainConfig, dataset: Dataset) -> dict[str, Any]:
+    """Keyword arguments of :func:`hyperflow.models.build_model` — enough to rebuild the model to load weights."""
+    return {"name": c.model, "input_shape": tuple(dataset.input_shape), "output_size": dataset.output_size,
+            "task": dataset.task, "image_shape": dataset.image_shape, "width": c.width, "depth": c.depth,
+            "channels": c.channels, "dropout": c.dropout, "activation": c.activation, "batch_norm": c.batch_norm,
+            "model_kwargs": dict(c.model_kwargs)}
+
+
+def _user_code(model: str) -> list[str]:
+    """The file or package of a ``module:function`` model, so the logged model can import it anywhere."""
+    if ":" not in model:
+        return []
+    top = model.split(":")[0].split(".")[0]
+    spec = importlib.util.find_spec(top)
+    origin = Path(spec.origin) if spec and spec.origin else None
+    if origin is None or "site-packages" in origin.parts:
+        return []
+    return [str(origin.parent if origin.name == "__init__.py" else origin)]
+
+
+def setup_training(c: TrainConfig, dataset: Dataset | None = None, callbacks: Sequence[Callback] = ()) -> Setup:
+    """Validate the config against the data and build the trainer; raises UsageError on bad input."""
+    device = configure_torch(c)
+    dataset = dataset or load_data(c)
+    n_train = len(dataset.X_train)
+    if c.batch_size > n_train:
+        raise UsageError(f"batch_size={c.batch_size} is larger than the {n_train} training rows: "
+                         f"use batch_size={min(64, n_train)} or less")
+    loss = build_loss(c.loss, dataset.task, c.label_smoothing)
+    spec = model_spec(c, dataset)
+    model = build_model(**spec)
+    optimizer = build_optimizer(model.parameters(), c)
+    scheduler = build_scheduler(optimizer, c, steps_per_epoch(n_train, c.batch_size))
+    trainer = Trainer(model, loss, optimizer, scheduler, task=dataset.task, epochs=c.epochs,
+                      batch_size=c.batch_size, patience=c.patience, min_delta=c.min_delta,
+                      restore_best=c.restore_best, grad_clip=c.grad_clip, seed=c.seed, device=device,
+                      target_std=dataset.target_std, callbacks=callbacks)
+    return Setup(c, dataset, trainer, spec, _user_code(c.model))

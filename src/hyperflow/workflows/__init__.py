@@ -1,0 +1,1 @@
+"""Workflows: orchestration around the core; the only code that knows about MLflow runs."""

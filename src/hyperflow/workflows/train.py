@@ -1,0 +1,81 @@
+"""The ``train`` workflow: one tracked training run from a config."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+import mlflow
+
+from hyperflow.config import TrainConfig
+from hyperflow.errors import UsageError
+from hyperflow.plots import learning_curve
+from hyperflow.trainer import ProgressBar, TrainResult
+from hyperflow.training import Setup, setup_training
+from hyperflow import tracking
+
+
+@dataclass
+class TrainOutcome:
+    run_id: str
+    experiment_id: str
+    result: TrainResult
+    test_metrics: dict[str, float] = field(default_factory=dict)
+    model_uri: str | None = None
+    registered_version: str | None = None
+
+
+class TrainingDiverged(RuntimeError):
+    """Training stopped on a non-finite loss; the run is marked FAILED with the reason."""
+
+
+def _tensorboard_callback(logdir: str) -> Any:
+    try:
+        from hyperflow.tb_logger import TensorBoardLogger
+    except ImportError:
+        raise UsageError("tensorboard=true needs the tensorboard package: pip install tensorboard "
+                         "(or pip install 'hyperflow[tensorboard]')") from None
+    return TensorBoardLogger(logdir)
+
+
+def train(config: TrainConfig, *, role: str = "train", parent_run_id: str | None = None,
+          extra_tags: dict[str, str] | None = None) -> TrainOutcome:
+    """Validate and set up everything first (bad input raises UsageError before a run exists), then
+    train inside a run that ends FINISHED, FAILED (diverged or error) or KILLED."""
+    setup: Setup = setup_training(config)
+    dataset, trainer = setup.dataset, setup.trainer
+    with tempfile.TemporaryDirectory() as tb_dir:
+        tensorboard = _tensorboard_callback(tb_dir) if config.tensorboard else None
+        tags = {**tracking.run_tags(dataset), **(extra_tags or {})}
+        with tracking.tracked_run(role, experiment=config.experiment, run_name=config.run_name,
+                                  parent_run_id=parent_run_id, tags=tags) as run:
+            run_id = run.info.run_id
+            tracking.log_params(run_id, {**config.to_params(), **{f"n_{k}": str(v) for k, v in dataset.sizes.items()}})
+            tracking.log_dataset(dataset)
+            trainer.callbacks += [tracking.MlflowMetrics(run_id, config.flush_secs)]
+            if config.progress:
+                trainer.callbacks.append(ProgressBar(f"train {dataset.name}"))
+            if tensorboard is not None:
+                trainer.callbacks.append(tensorboard)
+            result = trainer.fit(dataset.X_train, dataset.y_train, dataset.X_val, dataset.y_val)
+            mlflow.set_tag("hyperflow.train_status", result.status)
+            if result.history:
+                tracking.log_figure(learning_curve(result.history, f"{dataset.name} · {config.model}"),
+                                    "plots/learning_curve.png")
+            if tensorboard is not None:
+                mlflow.log_artifacts(tb_dir, "tensorboard")
+            if result.status == "diverged":
+                mlflow.set_tag("hyperflow.failure_reason", result.reason)
+                if result.best_epoch == 0:
+                    raise TrainingDiverged(result.reason)
+            test = trainer.evaluate(dataset.X_test, dataset.y_test, prefix="test_")
+            mlflow.log_metrics({**test, "best_val_loss": result.best_val_loss, "best_epoch": result.best_epoch,
+                                "epochs_run": result.epochs_run, "train_seconds": result.seconds})
+            outcome = TrainOutcome(run_id, run.info.experiment_id, result, test)
+            if config.log_model:
+                info = tracking.log_model(trainer.model, setup.model_spec, dataset, config.model_name,
+                                          setup.user_code)
+                outcome.model_uri = info.model_uri
+                outcome.registered_version = getattr(info, "registered_model_version", None)
+    return outcome
