@@ -147,14 +147,15 @@ def coerce(key: str, value: Any) -> Any:
         hint = f"did you mean '{close[0]}'?" if close else "see 'hyperflow train --help' for the settings"
         raise UsageError(f"unknown setting '{key}': {hint}")
     typ = _TYPES[key]
-    optional = "None" in str(typ)
+    args = [a for a in getattr(typ, "__args__", (typ,)) if a is not type(None)]
+    optional = type(None) in getattr(typ, "__args__", ())
+    base = args[0].__name__
     if isinstance(value, str) and value.strip().lower() in _NONE_WORDS and optional:
         return None
     if value is None:
         if optional:
             return None
         raise UsageError(f"{key} needs a value (default: {_default(_FIELDS[key])})")
-    base = str(typ).replace(" | None", "")
     try:
         if base == "bool":
             if isinstance(value, bool):

@@ -1,0 +1,35 @@
+"""Shared fixtures: one real sqlite MLflow store per test session (schema creation costs ~3 s)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import mlflow
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    root = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{root}/mlflow.db"
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    os.environ.pop("MLFLOW_RUN_ID", None)
+    mlflow.set_tracking_uri(uri)
+    previous = os.getcwd()
+    os.chdir(root)  # MLflow's default artifact root (./mlruns) lands in the temp dir, not the repo
+    yield uri
+    os.chdir(previous)
+
+
+@pytest.fixture
+def experiment() -> str:
+    """A fresh experiment per test, so runs of different tests never mix."""
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    mlflow.set_experiment(name)
+    return name
+
+
+@pytest.fixture
+def client() -> mlflow.MlflowClient:
+    return mlflow.MlflowClient()

@@ -1,0 +1,85 @@
+from pathlib import Path
+
+import pytest
+
+from hyperflow.config import PRESETS, TrainConfig, build_config
+from hyperflow.errors import UsageError
+
+
+def test_defaults_follow_the_issue():
+    c = build_config()
+    assert (c.data, c.model, c.optimizer, c.schedule) == ("digits", "mlp", "adam", "onecycle")
+    assert 20 <= c.epochs <= 40
+
+
+def test_precedence_defaults_preset_file_overrides(tmp_path: Path):
+    path = tmp_path / "c.yaml"
+    path.write_text("preset: sgd_onecycle\nepochs: 12\nlr: 0.05\n")
+    c = build_config({"lr": "0.2"}, path)
+    assert c.optimizer == "sgd" and c.momentum == 0.9 and c.nesterov  # from the preset
+    assert c.epochs == 12  # from the file
+    assert c.lr == 0.2  # the command line wins
+
+
+def test_strings_are_coerced_to_field_types():
+    c = build_config({"epochs": "5", "lr": "1e-3", "batch_norm": "yes", "target": "", "model_kwargs": "{a: 1}"})
+    assert c.epochs == 5 and c.lr == 1e-3 and c.batch_norm is True and c.target is None
+    assert c.model_kwargs == {"a": 1}
+
+
+def test_every_preset_is_valid():
+    for name in PRESETS:
+        assert build_config({"preset": name}).preset == name
+
+
+def test_params_are_flat_strings():
+    params = build_config({"model_kwargs": {"k": 3}}).to_params()
+    assert params["lr"] == "0.003" and params["model_kwargs.k"] == "3" and "target" not in params
+
+
+@pytest.mark.parametrize("overrides, fragment", [
+    ({"lr": "0"}, "lr must be positive"),
+    ({"lr": "-1"}, "lr must be positive"),
+    ({"epochs": "0"}, "epochs must be positive"),
+    ({"batch_size": "-5"}, "batch_size must be positive"),
+    ({"epochs": "2.5"}, "expected a whole number"),
+    ({"lr": "fast"}, "expected a number"),
+    ({"loss": "hinge"}, "unknown loss 'hinge'"),
+    ({"optimizer": "adamm"}, "did you mean 'adam'"),
+    ({"schedule": "linear"}, "unknown schedule"),
+    ({"model": "resnet"}, "unknown model 'resnet'"),
+    ({"epoch": "3"}, "did you mean 'epochs'"),
+    ({"preset": "lion"}, "unknown preset"),
+    ({"optimizer": "rprop", "weight_decay": "0.1"}, "rprop does not support weight_decay"),
+    ({"optimizer": "rprop", "schedule": "onecycle"}, "use schedule=constant"),
+    ({"schedule": "cyclic", "base_lr": "0.1", "max_lr": "0.01"}, "base_lr < max_lr"),
+    ({"nesterov": "true", "optimizer": "adam"}, "nesterov=true needs optimizer=sgd"),
+    ({"warmup_epochs": "2", "schedule": "onecycle"}, "warmup_epochs applies"),
+    ({"val_size": "0.6", "test_size": "0.5"}, "leave rows for training"),
+    ({"dropout": "1.5"}, "dropout must be in"),
+])
+def test_bad_settings_are_refused_with_a_fix(overrides, fragment):
+    with pytest.raises(UsageError, match=fragment):
+        build_config(overrides)
+
+
+def test_config_file_errors(tmp_path: Path):
+    with pytest.raises(UsageError, match="not found"):
+        build_config(config_file=tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("epochs: [1,\n")
+    with pytest.raises(UsageError, match="not valid YAML"):
+        build_config(config_file=bad)
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("just text")
+    with pytest.raises(UsageError, match="must be a mapping"):
+        build_config(config_file=scalar)
+
+
+def test_config_is_frozen_and_replace_validates():
+    c = TrainConfig()
+    with pytest.raises(Exception):
+        c.lr = 1.0  # type: ignore[misc]
+    assert c.replace(epochs=3).epochs == 3
+    with pytest.raises(UsageError):
+        c.replace(epochs=0)
