@@ -77,10 +77,10 @@ def _summary(outcome: Any) -> str:
 
 
 def cmd_train(settings: dict[str, str]) -> int:
+    config_file = settings.pop("config", None) or None
+    config = build_config(settings, config_file)  # before the heavy imports: a typo fails at once
     from hyperflow.workflows.train import TrainingDiverged, train
 
-    config_file = settings.pop("config", None) or None
-    config = build_config(settings, config_file)
     try:
         outcome = train(config)
     except TrainingDiverged as exc:

@@ -9,6 +9,7 @@ segmentation an array of mask probabilities.
 from __future__ import annotations
 
 import pickle
+import warnings
 from typing import Any
 
 import mlflow.pyfunc
@@ -23,16 +24,19 @@ def probability_column(label: Any) -> str:
     return f"probability_{label}"
 
 
-class HyperflowModel(mlflow.pyfunc.PythonModel):
-    """Rebuilds the torch model from its spec and weights, and applies the fitted preprocessing."""
+with warnings.catch_warnings():  # MLflow suggests type hints on predict; the signature does that job here
+    warnings.simplefilter("ignore")
 
-    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
-        with open(context.artifacts[BUNDLE], "rb") as fh:
-            self.bundle = pickle.load(fh)
-        self.model = rebuild_model(self.bundle)
+    class HyperflowModel(mlflow.pyfunc.PythonModel):
+        """Rebuilds the torch model from its spec and weights, and applies the fitted preprocessing."""
 
-    def predict(self, context: Any, model_input: Any, params: dict | None = None) -> Any:
-        return predict_bundle(self.bundle, self.model, model_input)
+        def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+            with open(context.artifacts[BUNDLE], "rb") as fh:
+                self.bundle = pickle.load(fh)
+            self.model = rebuild_model(self.bundle)
+
+        def predict(self, context, model_input, params=None):  # untyped: the model signature validates input
+            return predict_bundle(self.bundle, self.model, model_input)
 
 
 def rebuild_model(bundle: dict) -> torch.nn.Module:

@@ -12,6 +12,7 @@ import pickle
 import signal
 import tempfile
 import time
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -180,6 +181,17 @@ def _signature(dataset: Dataset, example_output: Any) -> ModelSignature:
     return ModelSignature(inputs, outputs)
 
 
+@contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def pip_requirements() -> list[str]:
     """Pinned to what trained the model; explicit so that MLflow does not spend seconds inferring them."""
     import cloudpickle
@@ -199,7 +211,8 @@ def log_model(model: torch.nn.Module, model_spec: dict[str, Any], dataset: Datas
               "hyperflow_version": hyperflow.__version__}
     example = dataset.raw_example
     output = predict_bundle(bundle, model.cpu().eval(), example)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(), _quiet("mlflow.pyfunc"):
+        warnings.simplefilter("ignore")  # MLflow's generic advice on pickled models and type hints
         path = Path(tmp, "bundle.pkl")
         with path.open("wb") as fh:
             pickle.dump(bundle, fh)

@@ -1,0 +1,264 @@
+"""Epoch time of hyperflow's Trainer against a bare PyTorch loop, a DataLoader loop and Lightning.
+
+All contenders train the same MLP (hyperflow.models.mlp, 64-256-256-10) on the digits training split
+with Adam at a constant learning rate, batch 64, the same number of optimizer steps per epoch and the
+same thread count, and each one runs a validation pass (loss + accuracy on the whole validation split)
+after every epoch, because hyperflow's Trainer always does. "ms/epoch" is the wall time of one fit
+call (N epochs, training + per-epoch validation) divided by N; model and optimizer are built outside the
+timed region. Contenders are interleaved in every round (rotating order) after a warm-up round, and
+ratios are taken against the bare loop measured in the same process.
+
+    python bench/trainer.py                   # 7 rounds x 10 epochs, threads=1
+    python bench/trainer.py --rounds 7 --epochs 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import statistics
+import time
+import warnings
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from hyperflow.data import load_dataset
+from hyperflow.models import mlp
+from hyperflow.trainer import Trainer, steps_per_epoch
+
+LR = 3e-3
+
+
+def build(seed: int, shape: tuple[int, ...], n_out: int) -> tuple[nn.Module, torch.optim.Optimizer]:
+    torch.manual_seed(seed)
+    model = mlp(shape, n_out, width=256, depth=2)
+    return model, torch.optim.Adam(model.parameters(), lr=LR)
+
+
+def validate(model: nn.Module, loss_fn: nn.Module, X: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """The per-epoch validation pass given to the hand-written loops: loss and accuracy, eval mode."""
+    model.eval()
+    with torch.inference_mode():
+        out = model(X)
+        return float(loss_fn(out, y)), float((out.argmax(1) == y).double().mean())
+
+
+# ------------------------------------------------------------------------------------------ contenders
+# Each returns a zero-argument callable that runs one fit and returns the final validation accuracy.
+
+def make_hyperflow(ds, epochs: int, bs: int, seed: int) -> Callable[[], float]:
+    model, opt = build(seed, ds.input_shape, ds.output_size)
+    trainer = Trainer(model, nn.CrossEntropyLoss(), opt, None, task="classification", epochs=epochs,
+                      batch_size=bs, seed=seed, device="cpu")
+
+    def run() -> float:
+        result = trainer.fit(ds.X_train, ds.y_train, ds.X_val, ds.y_val)
+        return result.history[-1]["val_accuracy"]
+    return run
+
+
+def make_bare(ds, epochs: int, bs: int, seed: int) -> Callable[[], float]:
+    model, opt = build(seed, ds.input_shape, ds.output_size)
+    loss_fn = nn.CrossEntropyLoss()
+    X, y, Xv, yv = ds.X_train, ds.y_train, ds.X_val, ds.y_val
+    n = len(X)
+    n_steps = steps_per_epoch(n, bs)  # same steps as the Trainer (a trailing batch of 1 is dropped)
+
+    def run() -> float:
+        gen = torch.Generator().manual_seed(seed)
+        acc = 0.0
+        for _ in range(epochs):
+            model.train()
+            perm = torch.randperm(n, generator=gen)
+            total = 0.0
+            for step in range(n_steps):
+                idx = perm[step * bs:(step + 1) * bs]
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn(model(X[idx]), y[idx])
+                loss.backward()
+                opt.step()
+                total += loss.item() * len(idx)
+            _, acc = validate(model, loss_fn, Xv, yv)
+        return acc
+    return run
+
+
+def make_dataloader(ds, epochs: int, bs: int, seed: int) -> Callable[[], float]:
+    model, opt = build(seed, ds.input_shape, ds.output_size)
+    loss_fn = nn.CrossEntropyLoss()
+    gen = torch.Generator().manual_seed(seed)
+    loader = DataLoader(TensorDataset(ds.X_train, ds.y_train), batch_size=bs, shuffle=True, generator=gen,
+                        drop_last=len(ds.X_train) % bs == 1)
+
+    def run() -> float:
+        acc = 0.0
+        for _ in range(epochs):
+            model.train()
+            total = 0.0
+            for xb, yb in loader:
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn(model(xb), yb)
+                loss.backward()
+                opt.step()
+                total += loss.item() * len(xb)
+            _, acc = validate(model, loss_fn, ds.X_val, ds.y_val)
+        return acc
+    return run
+
+
+def lightning_factory(log_metrics: bool) -> Callable | None:
+    try:
+        import lightning.pytorch as pl
+    except ImportError:
+        try:
+            import pytorch_lightning as pl  # type: ignore[no-redef]
+        except ImportError:
+            return None
+    for name in ("lightning", "lightning.pytorch", "pytorch_lightning", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module=r"(lightning|pytorch_lightning).*")
+
+    class Module(pl.LightningModule):
+        def __init__(self, model: nn.Module) -> None:
+            super().__init__()
+            self.model, self.loss_fn, self.val_acc = model, nn.CrossEntropyLoss(), 0.0
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.model(x)
+
+        def training_step(self, batch, batch_idx):
+            xb, yb = batch
+            loss = self.loss_fn(self.model(xb), yb)
+            if log_metrics:
+                self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(xb))
+            return loss
+
+        def validation_step(self, batch, batch_idx):
+            xb, yb = batch
+            out = self.model(xb)
+            loss = self.loss_fn(out, yb)
+            acc = (out.argmax(1) == yb).double().mean()
+            self.val_acc = float(acc)
+            if log_metrics:
+                self.log_dict({"val_loss": loss, "val_accuracy": acc}, batch_size=len(xb))
+
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.model.parameters(), lr=LR)
+
+    def make(ds, epochs: int, bs: int, seed: int) -> Callable[[], float]:
+        model, _ = build(seed, ds.input_shape, ds.output_size)
+        module = Module(model)
+        gen = torch.Generator().manual_seed(seed)
+        train = DataLoader(TensorDataset(ds.X_train, ds.y_train), batch_size=bs, shuffle=True, generator=gen,
+                           drop_last=len(ds.X_train) % bs == 1)
+        val = DataLoader(TensorDataset(ds.X_val, ds.y_val), batch_size=len(ds.X_val))  # one batch, like the rest
+        trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False,
+                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                             num_sanity_val_steps=0, deterministic=False)
+
+        def run() -> float:
+            trainer.fit(module, train, val)
+            return module.val_acc
+        return run
+    return make
+
+
+# ------------------------------------------------------------------------------------------ harness
+
+def time_rounds(contenders: dict[str, Callable], ds, args, threads_of: dict[str, int]) -> dict[str, dict]:
+    """Warm-up round, then ``args.rounds`` interleaved rounds in rotating order. Returns per-contender
+    lists of ms/epoch and the last validation accuracy."""
+    names = list(contenders)
+    out = {name: {"ms": [], "acc": float("nan")} for name in names}
+    for r in range(args.rounds + 1):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for name in order:
+            torch.set_num_threads(threads_of[name])
+            run = contenders[name](ds, args.epochs, args.batch_size, args.seed + r)
+            started = time.perf_counter()
+            acc = run()
+            ms = (time.perf_counter() - started) * 1000 / args.epochs
+            if r > 0:  # round 0 is the warm-up
+                out[name]["ms"].append(ms)
+                out[name]["acc"] = acc
+    return out
+
+
+def print_table(title: str, results: dict[str, dict], baseline: str) -> None:
+    base = results[baseline]["ms"]
+    print(f"\n{title}")
+    print(f"{'contender':<30} {'median ms/epoch':>16} {'min':>8} {'max':>8} {'ratio':>7} {'paired':>7} {'val acc':>8}")
+    for name, res in results.items():
+        ms = res["ms"]
+        med = statistics.median(ms)
+        ratio = med / statistics.median(base)
+        paired = statistics.median(a / b for a, b in zip(ms, base))
+        print(f"{name:<30} {med:>16.2f} {min(ms):>8.2f} {max(ms):>8.2f} {ratio:>6.2f}x {paired:>6.2f}x "
+              f"{res['acc']:>8.3f}")
+    print(f"ratio = median / median of '{baseline}'; paired = median over rounds of the per-round ratio")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rounds", type=int, default=7, help="timed rounds after one warm-up round (default 7)")
+    p.add_argument("--epochs", type=int, default=10, help="epochs per fit (default 10)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--threads", type=int, default=1, help="torch threads for the main comparison (default 1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-lightning", action="store_true", help="skip PyTorch Lightning")
+    p.add_argument("--no-threads", action="store_true", help="skip the threads=1 vs threads=2 comparison")
+    args = p.parse_args()
+
+    ds = load_dataset("digits")
+    n = len(ds.X_train)
+    print(f"torch {torch.__version__} · python {platform.python_version()} · {torch.get_num_threads()} "
+          f"default threads · digits train {n} rows, val {len(ds.X_val)} · MLP 64-256-256-10 · Adam lr={LR} "
+          f"constant · batch {args.batch_size} · {steps_per_epoch(n, args.batch_size)} steps/epoch · "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+    print(f"timed: one fit of {args.epochs} epochs = training + a validation pass after each epoch (same for "
+          f"all contenders), divided by {args.epochs}; {args.rounds} interleaved rounds after a warm-up round")
+
+    contenders: dict[str, Callable] = {"bare loop (tensor slices)": make_bare, "hyperflow Trainer": make_hyperflow,
+                                       "DataLoader(TensorDataset)": make_dataloader}
+    note = ""
+    if not args.no_lightning:
+        logged, unlogged = lightning_factory(True), lightning_factory(False)
+        if logged is None:
+            note = "PyTorch Lightning is not importable: skipped"
+        else:
+            import lightning
+
+            contenders["Lightning (self.log)"] = logged
+            contenders["Lightning (no self.log)"] = unlogged
+            note = (f"Lightning {lightning.__version__}: CPU, logger/checkpointing/progress bar/model summary off, "
+                    f"no sanity val steps; DataLoader for train, one-batch DataLoader for val")
+    threads = {name: args.threads for name in contenders}
+    results = time_rounds(contenders, ds, args, threads)
+    print_table(f"epoch time, threads={args.threads}", results, "bare loop (tensor slices)")
+    if note:
+        print(note)
+    hf, bare = statistics.median(results["hyperflow Trainer"]["ms"]), statistics.median(results["bare loop (tensor slices)"]["ms"])
+    print(f"target hyperflow <= 1.05x bare loop: {hf / bare:.2f}x -> {'met' if hf / bare <= 1.05 else 'NOT met'}")
+    if "Lightning (self.log)" in results:
+        for name in ("Lightning (self.log)", "Lightning (no self.log)"):
+            speedup = statistics.median(results[name]["ms"]) / hf
+            print(f"target hyperflow >= 1.5x faster than {name}: {speedup:.2f}x -> "
+                  f"{'met' if speedup >= 1.5 else 'NOT met'}")
+
+    if not args.no_threads:
+        contenders = {"hyperflow threads=1": make_hyperflow, "hyperflow threads=2": make_hyperflow,
+                      "bare loop threads=1": make_bare, "bare loop threads=2": make_bare}
+        threads = {name: int(name[-1]) for name in contenders}
+        results = time_rounds(contenders, ds, args, threads)
+        print_table("threads (torch.set_num_threads before each fit)", results, "hyperflow threads=1")
+    torch.set_num_threads(args.threads)
+    print(f"load average (1, 5, 15 min) at the end: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
