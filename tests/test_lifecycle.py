@@ -1,0 +1,93 @@
+"""Real processes: a SIGTERM ends the run KILLED; the logged model serves raw rows over HTTP."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from hyperflow.config import build_config
+from hyperflow.workflows.train import train
+
+
+def _wait(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.slow
+def test_sigterm_ends_the_run_killed(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    for var in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID"):
+        env.pop(var, None)
+    proc = subprocess.Popen([sys.executable, "-m", "hyperflow", "train", "epochs=100000", "log_model=false",
+                             "progress=false", "experiment=term"], env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    client = mlflow.MlflowClient(uri)
+    try:
+        def running():
+            exp = client.get_experiment_by_name("term") if (tmp_path / "mlflow.db").exists() else None
+            runs = client.search_runs([exp.experiment_id]) if exp else []
+            return runs and runs[0].info.status == "RUNNING" and client.get_metric_history(runs[0].info.run_id,
+                                                                                           "val_loss")
+        _wait(running, 120, "a RUNNING run with metrics")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted" in err
+    run = client.search_runs([client.get_experiment_by_name("term").experiment_id])[0]
+    assert run.info.status == "KILLED"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_served_model_answers_raw_rows(tmp_path, experiment, tracking_uri):
+    rng = np.random.default_rng(2)
+    frame = pd.DataFrame({"size": rng.normal(10, 3, 200), "colour": rng.choice(["red", "blue"], 200)})
+    frame["kind"] = np.where(frame["size"] > 10, "big", "small")
+    frame.to_csv(tmp_path / "items.csv", index=False)
+    outcome = train(build_config({"data": str(tmp_path / "items.csv"), "target": "kind", "epochs": "5",
+                                  "progress": "false", "experiment": experiment}))
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "models", "serve", "-m", outcome.model_uri, "--env-manager", "local",
+         "-h", "127.0.0.1", "-p", str(port)], env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        def ping():
+            try:
+                return urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1).status == 200
+            except OSError:
+                return False
+        _wait(ping, 90, "the model server")
+        rows = {"dataframe_records": [{"colour": "red", "size": 16.0}, {"colour": None, "size": 4},
+                                      {"size": 12.5, "colour": "green"}]}
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=json.dumps(rows).encode(),
+                                         headers={"Content-Type": "application/json"})
+        answer = json.loads(urllib.request.urlopen(request, timeout=30).read())["predictions"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert [a["prediction"] for a in answer] == ["big", "small", "big"]
+    assert all(abs(a["probability_big"] + a["probability_small"] - 1) < 1e-5 for a in answer)
