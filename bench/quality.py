@@ -127,17 +127,17 @@ def main() -> None:
         print(f"  {'min':>5} {min(scores):>14.4f}")
 
     print(f"\nsummary (seeds {' '.join(map(str, args.seeds))})")
-    print(f"{'case':<16} {'metric':<14} {'mean':>7} {'min':>7} {'target':>8} {'mean met':>9} {'min met':>8} "
+    print(f"{'case':<20} {'metric':<14} {'mean':>7} {'min':>7} {'target':>8} {'mean met':>9} {'min met':>8} "
           f"{'fit s mean/max':>15}")
     for name, case, runs in rows:
         scores = [r["score"] for r in runs]
         fits = [r["fit"] for r in runs]
-        print(f"{name:<16} {case.metric:<14} {statistics.mean(scores):>7.4f} {min(scores):>7.4f} "
+        print(f"{name:<20} {case.metric:<14} {statistics.mean(scores):>7.4f} {min(scores):>7.4f} "
               f"{'>= ' + str(case.target):>8} {'yes' if statistics.mean(scores) >= case.target else 'NO':>9} "
               f"{'yes' if min(scores) >= case.target else 'NO':>8} {statistics.mean(fits):>7.2f}/{max(fits):<7.2f}")
         if case.max_seconds is not None:
             worst = max(r["total"] for r in runs)
-            print(f"{'':<16} training wall time (setup+fit, worst seed) {worst:.2f} s, target <= {case.max_seconds} s: "
+            print(f"{'':<20} training wall time (setup+fit, worst seed) {worst:.2f} s, target <= {case.max_seconds} s: "
                   f"{'met' if worst <= case.max_seconds else 'NOT met'}")
 
     if args.cli:
@@ -148,7 +148,8 @@ def main() -> None:
             label = "new store" if i == 0 else "existing store"
             print(f"  run {i + 1} ({label}): {seconds:.2f} s   {line}")
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import hyperflow.workflows.train, hyperflow.cli"], check=True)
+        subprocess.run([sys.executable, "-W", "ignore", "-c", "import hyperflow.workflows.train, hyperflow.cli"],
+                       check=True, capture_output=True)
         print(f"  of which imports alone (python -c 'import hyperflow.workflows.train'): "
               f"{time.perf_counter() - started:.2f} s")
     print(f"load average (1, 5, 15 min) at the end: {os.getloadavg()}")

@@ -16,13 +16,20 @@ fit without MLflow, with a breakdown by step. Information only, no target.
 
 from __future__ import annotations
 
+import time
+
+_T0 = time.perf_counter()  # before the heavy imports (mlflow, torch, hyperflow)
+_WALL0 = time.time()
+
 import argparse
+import json
 import logging
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
-import time
 import warnings
 from collections import defaultdict
 from typing import Any
@@ -36,6 +43,8 @@ import hyperflow.tracking as tracking  # noqa: E402
 import hyperflow.workflows.train as workflow  # noqa: E402
 from hyperflow.config import TrainConfig, build_config  # noqa: E402
 from hyperflow.training import load_data, setup_training  # noqa: E402
+
+_IMPORT_SECONDS = time.perf_counter() - _T0
 
 
 def fit_once(config: TrainConfig, dataset: Any, flush_secs: float | None) -> tuple[float, int, int]:
@@ -121,14 +130,88 @@ def plain_once(config: TrainConfig) -> tuple[float, float]:
     return time.perf_counter() - started, result.seconds
 
 
+def cold_child(config: TrainConfig, store: str) -> None:
+    """In a new process: one train(config) on the given store, printed as JSON for the parent."""
+    mlflow.set_tracking_uri(store)
+    total, steps = workflow_once(config)
+    print(json.dumps({"imports": _IMPORT_SECONDS, "total": total, "steps": steps, "wall0": _WALL0,
+                      "wall_end": time.time()}), flush=True)
+
+
+def cold_run(settings: list[str], store: str) -> dict:
+    """One new process running train(config), like one `hyperflow train` command: wall time, import
+    time, the step breakdown, and the time from its last line to its exit (atexit + interpreter teardown)."""
+    env = {k: v for k, v in os.environ.items()  # mlflow.set_experiment exports MLFLOW_EXPERIMENT_ID
+           if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID")}
+    started, wall_started = time.perf_counter(), time.time()
+    proc = subprocess.run([sys.executable, __file__, "--cold-child", "--store", store, *settings],
+                          capture_output=True, text=True, env=env)
+    wall, wall_end = time.perf_counter() - started, time.time()
+    if proc.returncode:
+        raise RuntimeError(f"cold run failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out["wall"] = wall
+    out["startup"] = out["wall0"] - wall_started  # interpreter start up to the first line of this script
+    out["exit"] = wall_end - out["wall_end"]  # after the last line: atexit handlers, interpreter teardown
+    return out
+
+
+def workflow_table(config: TrainConfig, args: argparse.Namespace) -> None:
+    """train(config) vs setup_training + fit: warm (in this process, after a warm-up) and cold (a new
+    process, like one `hyperflow train` command; first on a new store, then again on the same store)."""
+    totals, plain, plain_fit = [], [], []
+    steps: dict[str, list[float]] = defaultdict(list)
+    for r in range(args.workflow_rounds + 1):
+        total, breakdown = workflow_once(config)
+        p_total, p_fit = plain_once(config)
+        if r:
+            totals.append(total)
+            plain.append(p_total)
+            plain_fit.append(p_fit)
+            for k, v in breakdown.items():
+                steps[k].append(v)
+    store = f"sqlite:///{tempfile.mkdtemp(prefix='hyperflow-bench-cold-')}/mlflow.db"
+    colds = [cold_run(args.settings, store), cold_run(args.settings, store)]
+    med, plain_med = statistics.median(totals), statistics.median(plain)
+    print(f"\nwhole workflow: hyperflow.workflows.train.train(config) vs setup_training + fit without MLflow "
+          f"(information only)\nwarm = median of {args.workflow_rounds} rounds in this process after a warm-up; "
+          f"cold = train(config) in a new process (like one `hyperflow train`), on a new SQLite store, then "
+          f"again on that existing store")
+    print(f"{'':<42} {'warm s':>8} {'cold new':>9} {'cold again':>11}")
+    print(f"{'setup_training + fit, no MLflow':<42} {plain_med:>8.3f}   (of which fit {statistics.median(plain_fit):.3f})")
+    print(f"{'train(config), whole workflow':<42} {med:>8.3f} {colds[0]['total']:>9.3f} {colds[1]['total']:>11.3f}"
+          f"   (warm: {med / plain_med:.2f}x, +{med - plain_med:.3f} s)")
+    print("breakdown of train(config):")
+    accounted, cold_accounted = 0.0, [0.0, 0.0]
+    for k, v in sorted(steps.items(), key=lambda kv: -statistics.median(kv[1])):
+        accounted += statistics.median(v)
+        cells = []
+        for i, cold in enumerate(colds):
+            cold_accounted[i] += cold["steps"].get(k, 0.0)
+            cells.append(cold["steps"].get(k, 0.0))
+        print(f"  {k:<40} {statistics.median(v):>8.3f} {cells[0]:>9.3f} {cells[1]:>11.3f}")
+    print(f"  {'other (tags, set_tag, test evaluate)':<40} {med - accounted:>8.3f} "
+          f"{colds[0]['total'] - cold_accounted[0]:>9.3f} {colds[1]['total'] - cold_accounted[1]:>11.3f}")
+    print("whole new process (wall) =")
+    for key, label in (("startup", "interpreter start"), ("imports", "imports (mlflow, torch, hyperflow)"),
+                       ("total", "train(config)"), ("exit", "exit: atexit handlers + interpreter teardown"),
+                       ("wall", "wall")):
+        print(f"  {label:<40} {'':>8} {colds[0][key]:>9.3f} {colds[1][key]:>11.3f}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("settings", nargs="*", help="hyperflow settings key=value (default: the default config)")
     p.add_argument("--rounds", type=int, default=5, help="timed rounds after a warm-up round (default 5)")
     p.add_argument("--workflow-rounds", type=int, default=3, help="rounds of the whole-workflow table (0 = skip)")
+    p.add_argument("--cold-child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--store", help=argparse.SUPPRESS)
     args = p.parse_args()
     warnings.filterwarnings("ignore")
     logging.getLogger("mlflow").setLevel(logging.ERROR)
+    if args.cold_child:
+        cold_child(build_config({"progress": False, **dict(s.split("=", 1) for s in args.settings)}), args.store)
+        return
 
     overrides = dict(s.split("=", 1) for s in args.settings)
     config = build_config({"progress": False, **overrides})
@@ -170,31 +253,7 @@ def main() -> None:
         print(f"target {name} <= 1.10x off: {ratio:.3f}x -> {'met' if ratio <= 1.10 else 'NOT met'}")
 
     if args.workflow_rounds:
-        print(f"\nwhole workflow: hyperflow.workflows.train.train(config) vs setup_training + fit without MLflow "
-              f"(median of {args.workflow_rounds} rounds after a warm-up; information only)")
-        totals, plain, plain_fit = [], [], []
-        steps: dict[str, list[float]] = defaultdict(list)
-        for r in range(args.workflow_rounds + 1):
-            total, breakdown = workflow_once(config)
-            p_total, p_fit = plain_once(config)
-            if r:
-                totals.append(total)
-                plain.append(p_total)
-                plain_fit.append(p_fit)
-                for k, v in breakdown.items():
-                    steps[k].append(v)
-        med = statistics.median(totals)
-        print(f"{'':<40} {'median s':>9}")
-        print(f"{'setup_training + fit, no MLflow':<40} {statistics.median(plain):>9.3f}   "
-              f"(of which fit {statistics.median(plain_fit):.3f})")
-        print(f"{'train(config), whole workflow':<40} {med:>9.3f}   "
-              f"({med / statistics.median(plain):.2f}x; +{med - statistics.median(plain):.3f} s)")
-        print("breakdown of train(config):")
-        accounted = 0.0
-        for k, v in sorted(steps.items(), key=lambda kv: -statistics.median(kv[1])):
-            accounted += statistics.median(v)
-            print(f"  {k:<38} {statistics.median(v):>9.3f}")
-        print(f"  {'other (tags, set_tag, test evaluate)':<38} {med - accounted:>9.3f}")
+        workflow_table(config, args)
     print(f"load average (1, 5, 15 min) at the end: {os.getloadavg()}")
 
 

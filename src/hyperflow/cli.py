@@ -15,6 +15,7 @@ USAGE = """usage: hyperflow <command> [key=value ...]
 
 commands:
   train     train one model and track it in MLflow (hyperflow train --help lists the settings)
+  lr-find   LR range test: suggest a learning rate and a (min, max) range (same settings as train)
 
 Settings can also come from a YAML file: config=settings.yaml (command-line values win).
 The tracking store is MLflow's default (sqlite:///mlflow.db here) unless MLFLOW_TRACKING_URI is set."""
@@ -90,7 +91,36 @@ def cmd_train(settings: dict[str, str]) -> int:
     return 0
 
 
-COMMANDS = {"train": (cmd_train, train_help)}
+def lr_find_summary(outcome: Any) -> str:
+    import mlflow
+
+    f = outcome.finder
+    lines = [f"hyperflow lr-find: suggested lr {f.suggested_lr_:.3g} ({f.suggestion}), range "
+             f"{f.lr_range_[0]:.3g} – {f.lr_range_[1]:.3g}, status {f.status_}",
+             f"  {f.status_}: {f.status_help_}",
+             f"  sweep: {len(f.lrs_)} of {f.num_iter} mini-batches from {f.start_lr:g} to {f.lrs_[-1]:.3g}"
+             + (" (stopped where the loss diverged)" if f.stopped_early_ else "")
+             + (f"; {f.repeats} repeats, suggestions spread x{f.suggestion_spread_:.2f}" if f.repeats > 1 else ""),
+             f"  next: hyperflow train lr={f.suggested_lr_:.3g}   or   hyperflow train schedule=onecycle "
+             f"max_lr={f.lr_range_[1]:.3g}   or   lr=auto / max_lr=auto",
+             f"  run {outcome.run_id} (experiment {outcome.experiment_id}) in {mlflow.get_tracking_uri()}"]
+    return "\n".join(lines)
+
+
+def cmd_lr_find(settings: dict[str, str]) -> int:
+    config_file = settings.pop("config", None) or None
+    config = build_config(settings, config_file)
+    from hyperflow.workflows.lr_find import lr_find
+
+    outcome = lr_find(config)
+    print(lr_find_summary(outcome))
+    if outcome.finder.status_ != "ok":
+        print(f"hyperflow lr-find: warning: status {outcome.finder.status_}: {outcome.finder.status_help_}",
+              file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"train": (cmd_train, train_help), "lr-find": (cmd_lr_find, train_help)}
 
 
 def main(argv: Sequence[str] | None = None, *, from_mlproject: bool = False) -> int:

@@ -58,7 +58,8 @@ class TrainConfig:
     # optimizer
     preset: str | None = _f(None, "literature preset: " + ", ".join(["adam", "sgd_onecycle", "adamw_cosine", "rprop"]))
     optimizer: str = _f("adam", "sgd | adam | adamw | rprop")
-    lr: float = _f(3e-3, "learning rate (the peak lr of onecycle / cyclic unless max_lr is set)")
+    lr: float | str = _f(3e-3, "learning rate (the peak lr of onecycle / cyclic unless max_lr is set); "
+                               "auto = run the LR range test first and use its suggestion")
     momentum: float = _f(0.9, "SGD momentum")
     nesterov: bool = _f(False, "Nesterov momentum for SGD")
     beta1: float = _f(0.9, "Adam/AdamW beta1")
@@ -66,8 +67,10 @@ class TrainConfig:
     weight_decay: float = _f(0.0, "L2 penalty (SGD, Adam) or decoupled weight decay (AdamW)")
     # schedule
     schedule: str = _f("onecycle", "constant | onecycle | cyclic | cosine")
-    max_lr: float | None = _f(None, "peak lr of onecycle / upper bound of cyclic (default: lr)")
-    base_lr: float | None = _f(None, "lower bound of cyclic (default: max_lr / 4)")
+    max_lr: float | str | None = _f(None, "peak lr of onecycle / upper bound of cyclic (default: lr); "
+                                          "auto = the top of the LR range test's range")
+    base_lr: float | str | None = _f(None, "lower bound of cyclic (default: max_lr / 4); auto = the bottom of "
+                                           "the LR range test's range")
     pct_start: float = _f(0.3, "onecycle: fraction of steps spent warming up")
     div_factor: float = _f(25.0, "onecycle: initial lr = max_lr / div_factor")
     final_div_factor: float = _f(1e4, "onecycle: final lr = initial lr / final_div_factor")
@@ -76,6 +79,14 @@ class TrainConfig:
     cycle_gamma: float = _f(0.99, "cyclic exp_range: amplitude decay per step")
     min_lr: float = _f(0.0, "cosine: final lr")
     warmup_epochs: float = _f(0.0, "constant / cosine: linear warm-up length in epochs")
+    # LR range test (lr_find, and lr/max_lr/base_lr=auto)
+    start_lr: float = _f(1e-7, "LR range test: first lr of the sweep")
+    end_lr: float = _f(1.0, "LR range test: last lr of the sweep")
+    num_iter: int = _f(100, "LR range test: mini-batches in the sweep")
+    sweep: str = _f("exp", "LR range test: exp (lr grows exponentially) or linear")
+    suggestion: str = _f("valley", "LR range test rule: valley | steep | minimum (lr at the minimum / 10)")
+    repeats: int = _f(1, "LR range test: sweeps from the same start with different batch orders (a band)")
+    sweep_loss: str = _f("train", "LR range test: train (each batch's loss) or val (a fixed validation batch)")
     # loop
     epochs: int = _f(30, "training epochs")
     batch_size: int = _f(64, "mini-batch size")
@@ -99,6 +110,11 @@ class TrainConfig:
     def replace(self, **changes: Any) -> "TrainConfig":
         """A validated copy with some fields changed."""
         return build_config(dataclasses.asdict(self) | changes)
+
+    @property
+    def needs_lr_find(self) -> bool:
+        """Whether lr, max_lr or base_lr is ``auto`` (found by the LR range test before training)."""
+        return "auto" in (self.lr, self.max_lr, self.base_lr)
 
     def to_params(self) -> dict[str, str]:
         """Flat MLflow params: every field, None as an empty value left out, mappings flattened."""
@@ -140,8 +156,13 @@ def _default(f: dataclasses.Field) -> Any:
     return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
 
 
+AUTO_KEYS = ("lr", "max_lr", "base_lr")
+
+
 def coerce(key: str, value: Any) -> Any:
     """Convert a raw value (a string from the command line, or YAML) to the field's type."""
+    if key in AUTO_KEYS and isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
     if key not in _FIELDS:
         close = difflib.get_close_matches(key, _FIELDS, n=1)
         hint = f"did you mean '{close[0]}'?" if close else "see 'hyperflow train --help' for the settings"
@@ -178,7 +199,8 @@ def coerce(key: str, value: Any) -> Any:
             return parsed
         return str(value)
     except (TypeError, ValueError):
-        kind = {"bool": "true or false", "int": "a whole number", "float": "a number",
+        kind = {"bool": "true or false", "int": "a whole number",
+                "float": "a number or auto" if key in AUTO_KEYS else "a number",
                 "dict": "a YAML mapping like {a: 1}"}.get(base, base)
         raise UsageError(f"{key}={value!r} is not valid: expected {kind}") from None
 
@@ -232,17 +254,26 @@ def validate(c: TrainConfig) -> None:
     _choice("schedule", c.schedule, SCHEDULES)
     _choice("cycle_mode", c.cycle_mode, CYCLE_MODES)
     _choice("activation", c.activation, ACTIVATIONS)
+    _choice("suggestion", c.suggestion, ("valley", "steep", "minimum"))
+    _choice("sweep", c.sweep, ("exp", "linear"))
+    _choice("sweep_loss", c.sweep_loss, ("train", "val"))
     if ":" not in c.model:
         _choice("model", c.model, ("mlp", "cnn", "unet"))
     for key in ("lr", "epochs", "batch_size", "width", "depth", "channels", "cycle_epochs", "div_factor",
-                "final_div_factor"):
+                "final_div_factor", "start_lr", "end_lr", "repeats"):
         value = getattr(c, key)
+        if value == "auto":
+            continue
         if not (value > 0 and math.isfinite(value)):
             raise UsageError(f"{key} must be positive, got {value}: pass e.g. {key}={_default(_FIELDS[key])}")
     for key in ("max_lr", "base_lr"):
         value = getattr(c, key)
-        if value is not None and not (value > 0 and math.isfinite(value)):
+        if value not in (None, "auto") and not (value > 0 and math.isfinite(value)):
             raise UsageError(f"{key} must be positive, got {value}")
+    if c.start_lr >= c.end_lr:
+        raise UsageError(f"start_lr must be below end_lr, got start_lr={c.start_lr}, end_lr={c.end_lr}")
+    if c.num_iter < 10:
+        raise UsageError(f"num_iter must be at least 10 to read a curve, got {c.num_iter}: the default is 100")
     for key in ("weight_decay", "grad_clip", "min_lr", "warmup_epochs", "label_smoothing", "min_delta",
                 "patience", "threads", "flush_secs"):
         if getattr(c, key) < 0:
@@ -265,7 +296,12 @@ def validate(c: TrainConfig) -> None:
         if c.schedule != "constant":
             raise UsageError(f"rprop adapts its own step sizes, so schedule={c.schedule} has no effect on it: "
                              f"use schedule=constant")
-    if c.schedule == "cyclic":
+    if "auto" in (c.max_lr, c.base_lr) and c.schedule not in ("onecycle", "cyclic"):
+        raise UsageError(f"max_lr/base_lr=auto set the bounds of schedule=onecycle or cyclic, not {c.schedule}: "
+                         f"use lr=auto")
+    if c.base_lr == "auto" and c.schedule != "cyclic":
+        raise UsageError("base_lr=auto applies to schedule=cyclic only")
+    if c.schedule == "cyclic" and "auto" not in (c.max_lr, c.base_lr, c.lr):
         top = c.max_lr or c.lr
         if c.base_lr is not None and c.base_lr >= top:
             raise UsageError(f"cyclic schedule needs base_lr < max_lr, got base_lr={c.base_lr}, max_lr={top}")
@@ -274,5 +310,5 @@ def validate(c: TrainConfig) -> None:
                          f"warm-up (onecycle: pct_start, cyclic: the rising half-cycle)")
     if c.warmup_epochs >= c.epochs:
         raise UsageError(f"warmup_epochs ({c.warmup_epochs}) must be shorter than epochs ({c.epochs})")
-    if c.schedule == "cosine" and c.min_lr >= c.lr:
+    if c.schedule == "cosine" and c.lr != "auto" and c.min_lr >= c.lr:
         raise UsageError(f"cosine schedule needs min_lr < lr, got min_lr={c.min_lr}, lr={c.lr}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -26,5 +28,26 @@ def learning_curve(history: list[dict[str, float]], title: str = "learning curve
     lr_axis = right.twinx()
     lr_axis.plot(epochs, [h["lr"] for h in history], color="grey", linestyle=":", label="lr")
     lr_axis.set_ylabel("lr (at epoch start)")
+    fig.tight_layout()
+    return fig
+
+
+def lr_finder_curve(lrs: Any, losses: Any, smoothed: Any, suggested_lr: float, lr_range: tuple[float, float],
+                    status: str, band: tuple[Any, Any] | None = None, rule: str = "valley") -> Figure:
+    """Loss vs lr (log x): raw points, the smoothed curve, the band over repeats, the suggestion and range."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.scatter(lrs, losses, s=8, alpha=0.35, color="tab:blue", label="raw loss")
+    ax.plot(lrs, smoothed, color="tab:blue", linewidth=2, label="smoothed")
+    if band is not None:
+        ax.fill_between(lrs, band[0], band[1], color="tab:blue", alpha=0.15, label="band over repeats")
+    ax.axvspan(lr_range[0], lr_range[1], color="tab:green", alpha=0.12,
+               label=f"range {lr_range[0]:.2g} – {lr_range[1]:.2g}")
+    ax.axvline(suggested_lr, color="tab:red", linestyle="--", label=f"{rule}: {suggested_lr:.2g}")
+    ax.set_xscale("log")
+    low, high = float(min(smoothed)), float(max(smoothed[: max(3, len(smoothed) // 10)]))
+    pad = (high - low) * 0.3 or abs(low) * 0.1 or 1.0
+    ax.set_ylim(low - pad, max(high, low) + pad * 3)
+    ax.set(xlabel="learning rate", ylabel="loss", title=f"LR range test · status: {status}")
+    ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     return fig

@@ -221,3 +221,29 @@ def log_model(model: torch.nn.Module, model_spec: dict[str, Any], dataset: Datas
             code_paths=[str(PACKAGE_DIR), *(user_code or [])], signature=_signature(dataset, output),
             input_example=example, pip_requirements=pip_requirements(),
             registered_model_name=registered_model_name)
+
+
+def log_lr_finder(run_id: str, finder: Any, rule: str) -> None:
+    """The range test's curve (step = iteration), suggestion, range, status and its plot and CSV."""
+    from hyperflow.lr_finder import STATUS_HELP
+    from hyperflow.plots import lr_finder_curve
+
+    stamp = int(time.time() * 1000)
+    metrics = [Metric("lr_find_loss", float(v), stamp, i) for i, v in enumerate(finder.losses_)]
+    metrics += [Metric("lr_find_smoothed_loss", float(v), stamp, i) for i, v in enumerate(finder.smoothed_)]
+    metrics += [Metric("lr_find_lr", float(v), stamp, i) for i, v in enumerate(finder.lrs_)]
+    metrics += [Metric("suggested_lr", finder.suggested_lr_, stamp, 0),
+                Metric("lr_range_min", finder.lr_range_[0], stamp, 0),
+                Metric("lr_range_max", finder.lr_range_[1], stamp, 0),
+                Metric("lr_find_suggestion_spread", finder.suggestion_spread_, stamp, 0)]
+    client = MlflowClient()
+    client.log_batch(run_id, metrics=metrics)
+    client.set_tag(run_id, "lr_find_status", finder.status_)
+    client.set_tag(run_id, "lr_find_status_help", STATUS_HELP[finder.status_])
+    figure = lr_finder_curve(finder.lrs_, finder.losses_, finder.smoothed_, finder.suggested_lr_, finder.lr_range_,
+                             finder.status_, finder.band_, rule)
+    log_figure(figure, "plots/lr_find.png")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp, "lr_find.csv")
+        finder.to_frame().to_csv(path, index=False)
+        client.log_artifact(run_id, str(path))

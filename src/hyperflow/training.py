@@ -16,6 +16,7 @@ from hyperflow.config import TrainConfig
 from hyperflow.data import Dataset, load_dataset
 from hyperflow.errors import UsageError
 from hyperflow.losses import build_loss
+from hyperflow.lr_finder import LRFinder
 from hyperflow.models import build_model
 from hyperflow.optim import build_optimizer, build_scheduler
 from hyperflow.trainer import Callback, Trainer, resolve_device, seed_everything, steps_per_epoch
@@ -82,10 +83,45 @@ def setup_training(c: TrainConfig, dataset: Dataset | None = None, callbacks: Se
     loss = build_loss(c.loss, dataset.task, c.label_smoothing)
     spec = model_spec(c, dataset)
     model = build_model(**spec)
-    optimizer = build_optimizer(model.parameters(), c)
-    scheduler = build_scheduler(optimizer, c, steps_per_epoch(n_train, c.batch_size))
+    concrete = with_found_lrs(c, 1e-3, (1e-4, 1e-3)) if c.needs_lr_find else c  # until the range test runs
+    optimizer = build_optimizer(model.parameters(), concrete)
+    scheduler = build_scheduler(optimizer, concrete, steps_per_epoch(n_train, c.batch_size))
     trainer = Trainer(model, loss, optimizer, scheduler, task=dataset.task, epochs=c.epochs,
                       batch_size=c.batch_size, patience=c.patience, min_delta=c.min_delta,
                       restore_best=c.restore_best, grad_clip=c.grad_clip, seed=c.seed, device=device,
                       target_std=dataset.target_std, callbacks=callbacks)
     return Setup(c, dataset, trainer, spec, _user_code(c.model))
+
+
+def with_found_lrs(c: TrainConfig, suggested_lr: float, lr_range: tuple[float, float]) -> TrainConfig:
+    """The config with every ``auto`` lr replaced: lr by the suggestion, max_lr / base_lr by the range."""
+    changes: dict[str, float] = {}
+    if c.lr == "auto":
+        changes["lr"] = suggested_lr
+    if c.max_lr == "auto":
+        changes["max_lr"] = lr_range[1]
+    if c.base_lr == "auto":
+        changes["base_lr"] = lr_range[0]
+    return c.replace(**changes)
+
+
+def run_lr_finder(setup: Setup) -> LRFinder:
+    """The LR range test on the setup's model, optimizer and loss (all restored afterwards)."""
+    c, d, t = setup.config, setup.dataset, setup.trainer
+    finder = LRFinder(t.model, t.optimizer, t.loss_fn, start_lr=c.start_lr, end_lr=c.end_lr, num_iter=c.num_iter,
+                      mode=c.sweep, batch_size=c.batch_size, suggestion=c.suggestion, repeats=c.repeats,
+                      seed=c.seed, device=t.device)
+    val = (d.X_val, d.y_val) if c.sweep_loss == "val" else (None, None)
+    try:
+        return finder.fit(d.X_train, d.y_train, *val)
+    except FloatingPointError as exc:
+        raise UsageError(f"LR range test: {exc}") from None
+
+
+def use_config(setup: Setup, resolved: TrainConfig) -> None:
+    """Rebuild optimizer and schedule for a config whose lrs are now known (the model is unchanged)."""
+    t = setup.trainer
+    setup.config = resolved
+    t.optimizer = build_optimizer(t.model.parameters(), resolved)
+    t.scheduler = build_scheduler(t.optimizer, resolved, steps_per_epoch(len(setup.dataset.X_train),
+                                                                          resolved.batch_size))

@@ -12,7 +12,8 @@ from hyperflow.config import TrainConfig
 from hyperflow.errors import UsageError
 from hyperflow.plots import learning_curve
 from hyperflow.trainer import ProgressBar, TrainResult
-from hyperflow.training import Setup, setup_training
+from hyperflow.training import Setup, setup_training, use_config, with_found_lrs
+from hyperflow.workflows.lr_find import lr_find_in_run
 from hyperflow import tracking
 
 
@@ -58,6 +59,12 @@ def train(config: TrainConfig, *, role: str = "train", parent_run_id: str | None
                 trainer.callbacks.append(ProgressBar(f"train {dataset.name}"))
             if tensorboard is not None:
                 trainer.callbacks.append(tensorboard)
+            if config.needs_lr_find:
+                found = lr_find_in_run(setup, parent_run_id=run_id).finder
+                resolved = with_found_lrs(config, found.suggested_lr_, found.lr_range_)
+                use_config(setup, resolved)
+                tracking.log_params(run_id, resolved.to_params())  # as resolved.lr etc.: params never change
+                mlflow.set_tag("lr_find_status", found.status_)
             result = trainer.fit(dataset.X_train, dataset.y_train, dataset.X_val, dataset.y_val)
             mlflow.set_tag("hyperflow.train_status", result.status)
             if result.history:
