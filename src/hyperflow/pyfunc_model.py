@@ -9,7 +9,6 @@ segmentation an array of mask probabilities.
 from __future__ import annotations
 
 import pickle
-import warnings
 from typing import Any
 
 import mlflow.pyfunc
@@ -24,19 +23,18 @@ def probability_column(label: Any) -> str:
     return f"probability_{label}"
 
 
-with warnings.catch_warnings():  # MLflow suggests type hints on predict; the signature does that job here
-    warnings.simplefilter("ignore")
+class HyperflowModel(mlflow.pyfunc.PythonModel):
+    """Rebuilds the torch model from its spec and weights, and applies the fitted preprocessing."""
 
-    class HyperflowModel(mlflow.pyfunc.PythonModel):
-        """Rebuilds the torch model from its spec and weights, and applies the fitted preprocessing."""
+    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        with open(context.artifacts[BUNDLE], "rb") as fh:
+            self.bundle = pickle.load(fh)
+        self.model = rebuild_model(self.bundle)
 
-        def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
-            with open(context.artifacts[BUNDLE], "rb") as fh:
-                self.bundle = pickle.load(fh)
-            self.model = rebuild_model(self.bundle)
-
-        def predict(self, context, model_input, params=None):  # untyped: the model signature validates input
-            return predict_bundle(self.bundle, self.model, model_input)
+    # Raw rows as a DataFrame (image models take arrays): MLflow infers no schema from this hint and
+    # leaves input checking to the logged signature, which is what we want.
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> Any:
+        return predict_bundle(self.bundle, self.model, model_input)
 
 
 def rebuild_model(bundle: dict) -> torch.nn.Module:
