@@ -16,6 +16,7 @@ USAGE = """usage: hyperflow <command> [key=value ...]
 commands:
   train     train one model and track it in MLflow (hyperflow train --help lists the settings)
   lr-find   LR range test: suggest a learning rate and a (min, max) range (same settings as train)
+  search    hyperparameter search as nested MLflow runs (hyperflow search --help)
 
 Settings can also come from a YAML file: config=settings.yaml (command-line values win).
 The tracking store is MLflow's default (sqlite:///mlflow.db here) unless MLFLOW_TRACKING_URI is set."""
@@ -41,13 +42,15 @@ def parse_settings(tokens: Sequence[str]) -> dict[str, str]:
 
 def drop_defaults(settings: dict[str, str]) -> dict[str, str]:
     """Under ``mlflow run`` every declared parameter arrives, given or not; values equal to the default
-    are dropped so that a config file can set them (MLproject defaults equal TrainConfig's)."""
-    defaults = TrainConfig()
+    are dropped so that a config file can set them (MLproject defaults equal the settings' defaults)."""
+    from hyperflow.search.settings import SearchConfig
+
     kept = {}
     for key, value in settings.items():
-        if key == "config" or not hasattr(defaults, key):
+        cls = SearchConfig if key in SearchConfig.__dataclass_fields__ else TrainConfig
+        if key == "config" or key not in cls.__dataclass_fields__:
             kept[key] = value
-        elif coerce(key, value) != getattr(defaults, key):
+        elif coerce(key, value, cls) != getattr(cls(), key):
             kept[key] = value
     return {k: v for k, v in kept.items() if not (k == "config" and v in ("", "''"))}
 
@@ -120,7 +123,71 @@ def cmd_lr_find(settings: dict[str, str]) -> int:
     return 0
 
 
-COMMANDS = {"train": (cmd_train, train_help), "lr-find": (cmd_lr_find, train_help)}
+def search_help() -> str:
+    from hyperflow.search.settings import SearchConfig
+
+    lines = ["usage: hyperflow search [search settings] [training settings] [config=settings.yaml]", "",
+             "search settings (default):"]
+    lines += [f"  {n:<25} {t} ({d})" for n, d, t in field_help(SearchConfig)]
+    lines += ["", "every training setting (hyperflow train --help) sets the base of all trials; the space "
+              "file says what varies."]
+    return "\n".join(lines)
+
+
+def search_summary(outcome: Any, seconds: float) -> str:
+    import mlflow
+
+    records = outcome.records
+    counts = {s: sum(r.status == s for r in records) for s in ("ok", "pruned", "failed")}
+    lines = [f"hyperflow search: {len(records)} trials ({counts['ok']} ok, {counts['pruned']} pruned, "
+             f"{counts['failed']} failed) in {seconds:.0f} s; stopped by {outcome.stop_reason}"]
+    best = outcome.best
+    if best is None:
+        lines.append("  no trial finished: see the failed trials' hyperflow.trial_reason tags")
+    else:
+        metrics = "  ".join(f"{k} {v:.4g}" for k, v in outcome.test_metrics.items())
+        lines.append(f"  best: trial {best.number} (run {best.run_id}) best_val_loss {best.loss:.4g}; {metrics}")
+        lines.append("  best params: " + " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                                                  for k, v in best.params.items()))
+        if outcome.registered:
+            lines.append(f"  model: registered {outcome.registered[0]} version {outcome.registered[1]}, "
+                         f"alias challenger")
+        top = sorted((r for r in records if r.loss is not None), key=lambda r: r.loss)[:5]
+        lines.append(f"  {'trial':>5}  {'status':<7} {'val_loss':>9} {'epochs':>6}")
+        lines += [f"  {r.number:>5}  {r.status:<7} {r.loss:>9.4g} {r.epochs:>6}" for r in top]
+    lines.append(f"  run {outcome.run_id} (experiment {outcome.experiment_id}) in {mlflow.get_tracking_uri()}; "
+                 f"open http://127.0.0.1:5000/#/experiments/{outcome.experiment_id}/runs")
+    return "\n".join(lines)
+
+
+def cmd_search(settings: dict[str, str]) -> int:
+    import time
+
+    from hyperflow.config import load_yaml
+    from hyperflow.search.settings import SEARCH_KEYS, build_search_config
+
+    config_file = settings.pop("config", None) or None
+    from_file = load_yaml(config_file) if config_file else {}
+    merged = {**from_file, **settings}
+    search_config = build_search_config({k: v for k, v in merged.items() if k in SEARCH_KEYS})
+    base = build_config({k: v for k, v in merged.items() if k not in SEARCH_KEYS})
+    from hyperflow.workflows.search import SearchRunner
+
+    runner = SearchRunner(search_config, base)
+    started = time.monotonic()
+    try:
+        outcome = runner.run()
+    except KeyboardInterrupt:
+        if runner.parent_id:
+            print(f"hyperflow search: interrupted; runs ended as KILLED. Resume with: "
+                  f"hyperflow search resume={runner.parent_id} (plus the same settings)", file=sys.stderr)
+        raise
+    print(search_summary(outcome, time.monotonic() - started))
+    return 0 if outcome.best is not None else 1
+
+
+COMMANDS = {"train": (cmd_train, train_help), "lr-find": (cmd_lr_find, train_help),
+            "search": (cmd_search, search_help)}
 
 
 def main(argv: Sequence[str] | None = None, *, from_mlproject: bool = False) -> int:
@@ -152,5 +219,5 @@ def main(argv: Sequence[str] | None = None, *, from_mlproject: bool = False) -> 
         print(f"hyperflow: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print(f"hyperflow {command}: interrupted; the run was ended as KILLED", file=sys.stderr)
+        print(f"hyperflow {command}: interrupted; its runs were ended as KILLED", file=sys.stderr)
         return 130

@@ -141,15 +141,14 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 _FIELDS = {f.name: f for f in fields(TrainConfig)}
-_TYPES = get_type_hints(TrainConfig)
 _NONE_WORDS = {"", "none", "null", "''", '""'}
 _TRUE_WORDS = {"true", "1", "yes", "on"}
 _FALSE_WORDS = {"false", "0", "no", "off"}
 
 
-def field_help() -> list[tuple[str, str, str]]:
+def field_help(cls: type = TrainConfig) -> list[tuple[str, str, str]]:
     """(name, default, help) for every setting, for ``--help`` and the README."""
-    return [(f.name, str(_default(f)), f.metadata["help"]) for f in fields(TrainConfig)]
+    return [(f.name, str(_default(f)), f.metadata["help"]) for f in fields(cls)]
 
 
 def _default(f: dataclasses.Field) -> Any:
@@ -159,15 +158,16 @@ def _default(f: dataclasses.Field) -> Any:
 AUTO_KEYS = ("lr", "max_lr", "base_lr")
 
 
-def coerce(key: str, value: Any) -> Any:
-    """Convert a raw value (a string from the command line, or YAML) to the field's type."""
+def coerce(key: str, value: Any, cls: type = TrainConfig) -> Any:
+    """Convert a raw value (a string from the command line, or YAML) to the field's type in ``cls``."""
     if key in AUTO_KEYS and isinstance(value, str) and value.strip().lower() == "auto":
         return "auto"
-    if key not in _FIELDS:
-        close = difflib.get_close_matches(key, _FIELDS, n=1)
+    known = {f.name: f for f in fields(cls)}
+    if key not in known:
+        close = difflib.get_close_matches(key, known, n=1)
         hint = f"did you mean '{close[0]}'?" if close else "see 'hyperflow train --help' for the settings"
         raise UsageError(f"unknown setting '{key}': {hint}")
-    typ = _TYPES[key]
+    typ = get_type_hints(cls)[key]
     args = [a for a in getattr(typ, "__args__", (typ,)) if a is not type(None)]
     optional = type(None) in getattr(typ, "__args__", ())
     base = args[0].__name__
@@ -176,7 +176,7 @@ def coerce(key: str, value: Any) -> Any:
     if value is None:
         if optional:
             return None
-        raise UsageError(f"{key} needs a value (default: {_default(_FIELDS[key])})")
+        raise UsageError(f"{key} needs a value (default: {_default(known[key])})")
     try:
         if base == "bool":
             if isinstance(value, bool):

@@ -50,16 +50,18 @@ def _raise_terminated(signum: int, frame: Any) -> None:
 
 @contextmanager
 def tracked_run(role: str, *, experiment: str | None = None, run_name: str | None = None,
-                parent_run_id: str | None = None, tags: dict[str, str] | None = None) -> Iterator[mlflow.ActiveRun]:
-    """Start (or, under ``mlflow run``, resume) a run tagged with its role; always end it in a defined
-    state: FINISHED, FAILED on an exception, KILLED on Ctrl-C or SIGTERM."""
-    if experiment and not os.environ.get("MLFLOW_RUN_ID") and parent_run_id is None:
+                parent_run_id: str | None = None, tags: dict[str, str] | None = None,
+                run_id: str | None = None) -> Iterator[mlflow.ActiveRun]:
+    """Start (or, under ``mlflow run`` or with ``run_id``, reopen) a run tagged with its role; always end
+    it in a defined state: FINISHED, FAILED on an exception, KILLED on Ctrl-C or SIGTERM."""
+    if experiment and not os.environ.get("MLFLOW_RUN_ID") and parent_run_id is None and run_id is None:
         mlflow.set_experiment(experiment)
     previous = signal.getsignal(signal.SIGTERM)
     in_main_thread = previous is not None and _is_main_thread()
     if in_main_thread:
         signal.signal(signal.SIGTERM, _raise_terminated)
-    run = mlflow.start_run(run_name=run_name, parent_run_id=parent_run_id, nested=parent_run_id is not None,
+    run = mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name, parent_run_id=parent_run_id,
+                           nested=parent_run_id is not None or (run_id is not None and mlflow.active_run() is not None),
                            tags={ROLE_TAG: role, "hyperflow.version": hyperflow.__version__, **(tags or {})})
     status = "FINISHED"
     try:
@@ -247,3 +249,11 @@ def log_lr_finder(run_id: str, finder: Any, rule: str) -> None:
         path = Path(tmp, "lr_find.csv")
         finder.to_frame().to_csv(path, index=False)
         client.log_artifact(run_id, str(path))
+
+
+def tag_challenger(name: str, version: str, tags: dict[str, str]) -> None:
+    """Tag a registered model version and point the alias ``challenger`` at it."""
+    client = MlflowClient()
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+    client.set_registered_model_alias(name, "challenger", version)

@@ -1,0 +1,1 @@
+"""Hyperparameter search: spaces, strategies, pruning and the search runner."""

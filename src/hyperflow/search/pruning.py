@@ -1,0 +1,88 @@
+"""Pruning: stop hopeless trials early from their intermediate val_loss (no MLflow here).
+
+- ``median``: the median stopping rule (Golovin et al., 2017, Google Vizier): after ``min_epochs``,
+  stop a trial whose best val_loss so far is worse than the median of earlier trials' best val_loss
+  at the same epoch.
+- ``asha``: asynchronous successive halving (Li et al., 2020): at rungs ``min_epochs * rf**k`` a
+  trial continues only if it is in the best ``1/rf`` of the trials that reached that rung.
+
+hyperopt has neither; both are a few lines over the history of intermediate values, which the search
+keeps (and rebuilds from MLflow on resume).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from hyperflow.trainer import Callback
+
+
+class Pruner:
+    """Decides from ``history`` (one list of per-epoch val_loss per earlier trial) whether to stop."""
+
+    def should_prune(self, history: list[list[float]], epoch: int, values: list[float]) -> bool:
+        return False
+
+
+class MedianPruner(Pruner):
+    def __init__(self, min_epochs: int = 3, startup_trials: int = 4) -> None:
+        self.min_epochs, self.startup_trials = min_epochs, startup_trials
+
+    def should_prune(self, history: list[list[float]], epoch: int, values: list[float]) -> bool:
+        if epoch < self.min_epochs:
+            return False
+        peers = [min(h[:epoch]) for h in history if len(h) >= epoch]
+        if len(peers) < self.startup_trials:
+            return False
+        return min(values) > float(np.median(peers))
+
+
+class ASHAPruner(Pruner):
+    def __init__(self, min_epochs: int = 3, reduction_factor: int = 3) -> None:
+        self.min_epochs, self.rf = min_epochs, reduction_factor
+
+    def is_rung(self, epoch: int) -> bool:
+        if epoch < self.min_epochs:
+            return False
+        k = math.log(epoch / self.min_epochs, self.rf)
+        return abs(k - round(k)) < 1e-9
+
+    def should_prune(self, history: list[list[float]], epoch: int, values: list[float]) -> bool:
+        if not self.is_rung(epoch):
+            return False
+        peers = sorted(min(h[:epoch]) for h in history if len(h) >= epoch)
+        if len(peers) < self.rf:  # too few trials reached this rung to rank against
+            return False
+        keep = max(1, len(peers) // self.rf)
+        return min(values) > peers[keep - 1]
+
+
+def make_pruner(name: str, min_epochs: int, reduction_factor: int, startup_trials: int) -> Pruner:
+    if name == "median":
+        return MedianPruner(min_epochs, startup_trials)
+    if name == "asha":
+        return ASHAPruner(min_epochs, reduction_factor)
+    return Pruner()
+
+
+class PruningCallback(Callback):
+    """Records a trial's val_loss per epoch and stops it when the pruner says so or the deadline passes."""
+
+    def __init__(self, pruner: Pruner, history: list[list[float]], deadline: float | None = None) -> None:
+        self.pruner, self.history, self.deadline = pruner, history, deadline
+        self.values: list[float] = []
+        self.reason = ""
+
+    def on_epoch_end(self, trainer: Any, epoch: int, metrics: dict[str, float]) -> None:
+        value = metrics["val_loss"]
+        self.values.append(value if math.isfinite(value) else math.inf)
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            self.reason = "timeout"
+        elif self.pruner.should_prune(self.history, epoch, self.values):
+            self.reason = f"{type(self.pruner).__name__} at epoch {epoch}"
+        if self.reason:
+            trainer.stop_requested = True

@@ -1,0 +1,383 @@
+"""The ``search`` workflow: one parent run, one child run per trial, hyperopt choosing the points.
+
+Trials run in this process (no subprocess per trial), each in a child run linked by an explicit
+``parent_run_id`` (MLflow's active run is thread-local). MLflow is the source of truth: ``resume``
+rebuilds hyperopt's history from the finished children, so a kill loses at most the trial in flight.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import tempfile
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import torch
+from hyperopt import STATUS_FAIL, STATUS_OK, JOB_STATE_DONE, Trials, fmin, rand, tpe
+from hyperopt.early_stop import no_progress_loss
+from mlflow.tracking import MlflowClient
+
+from hyperflow import tracking
+from hyperflow.config import PRESETS, TrainConfig
+from hyperflow.errors import UsageError
+from hyperflow.plots import importance as importance_plot
+from hyperflow.plots import search_progress
+from hyperflow.search.importance import parameter_importance
+from hyperflow.search.pruning import PruningCallback, make_pruner
+from hyperflow.search.settings import SearchConfig
+from hyperflow.search.space import (complete_point, default_space_path, flatten, grid_points, load_space,
+                                    to_hyperopt, to_vals)
+from hyperflow.training import Setup, load_data, setup_training
+from hyperflow.workflows.lr_find import lr_find_in_run
+
+STATUS_TAG = "hyperflow.trial_status"
+NUMBER_TAG = "hyperflow.trial_number"
+
+
+class SearchStopped(RuntimeError):
+    """Raised from the objective to end the search early (too many failures in a row)."""
+
+
+@dataclass
+class TrialRecord:
+    number: int
+    run_id: str
+    params: dict[str, Any]
+    status: str  # ok | failed | pruned
+    loss: float | None
+    epochs: int
+    history: list[float] = field(default_factory=list)
+    reason: str = ""
+
+
+@dataclass
+class SearchOutcome:
+    run_id: str
+    experiment_id: str
+    records: list[TrialRecord]
+    best: TrialRecord | None
+    stop_reason: str
+    test_metrics: dict[str, float] = field(default_factory=dict)
+    model_uri: str | None = None
+    registered: tuple[str, str] | None = None  # (name, version)
+
+
+class SearchRunner:
+    """Runs a search for ``base`` training settings over a YAML space, tracked in MLflow."""
+
+    def __init__(self, search: SearchConfig, base: TrainConfig) -> None:
+        self.search = search
+        self.base = base.replace(log_model=False, model_name=None, progress=False, tensorboard=False)
+        self.client = MlflowClient()
+        self.records: list[TrialRecord] = []
+        self.best_state: dict[str, Any] | None = None
+        self.parent_id = ""
+        self.deadline: float | None = None
+        self.stop_reason = ""
+
+    # ------------------------------------------------------------------------------------- set-up
+    def prepare(self) -> None:
+        """Everything that can fail on bad input, before any run is written."""
+        self.dataset = load_data(self.base)
+        path = self.search.space or default_space_path(self.dataset.task)
+        self.space_path = Path(path)
+        self.space = load_space(path)
+        for point in grid_points(self.space)[:50]:  # sampled points must make valid configs
+            self._config(point)
+        setup_training(self._config(grid_points(self.space)[0]), dataset=self.dataset)
+        if self.search.resume:
+            try:
+                run = self.client.get_run(self.search.resume)
+            except Exception:
+                raise UsageError(f"resume={self.search.resume}: no such run in {mlflow.get_tracking_uri()}") from None
+            if run.data.tags.get(tracking.ROLE_TAG) != "search":
+                raise UsageError(f"resume={self.search.resume} is not a search run (its role is "
+                                 f"{run.data.tags.get(tracking.ROLE_TAG)!r}): pass the id of the parent search run")
+
+    def _config(self, point: dict[str, Any]) -> TrainConfig:
+        try:
+            return self.base.replace(**point)
+        except UsageError as exc:
+            raise UsageError(f"search space gives an invalid combination {point}: {exc}") from None
+
+    # ------------------------------------------------------------------------------------- resume
+    def _rebuild(self) -> Trials:
+        """Trials from the children in MLflow; orphaned RUNNING children end as KILLED."""
+        trials = Trials()
+        children = self.client.search_runs(
+            [self.experiment_id], f"tags.mlflow.parentRunId = '{self.parent_id}' and tags.`hyperflow.role` = 'trial'",
+            max_results=5000)
+        docs = []
+        for run in sorted(children, key=lambda r: int(r.data.tags.get(NUMBER_TAG, 0))):
+            if run.info.status == "RUNNING":
+                self.client.set_terminated(run.info.run_id, "KILLED")
+                continue
+            status = run.data.tags.get(STATUS_TAG)
+            if status not in ("ok", "failed", "pruned"):
+                continue
+            params = json.loads(run.data.tags.get("hyperflow.trial_params", "{}"))
+            loss = run.data.metrics.get("best_val_loss")
+            history = [m.value for m in sorted(self.client.get_metric_history(run.info.run_id, "val_loss"),
+                                               key=lambda m: m.step)]
+            record = TrialRecord(int(run.data.tags[NUMBER_TAG]), run.info.run_id, params, status,
+                                 loss if status != "failed" else None, len(history), history,
+                                 run.data.tags.get("hyperflow.trial_reason", ""))
+            self.records.append(record)
+            tid = len(docs)
+            vals = to_vals(self.space, params)
+            result = ({"status": STATUS_OK, "loss": loss} if record.loss is not None
+                      else {"status": STATUS_FAIL, "failure": record.reason})
+            misc = {"tid": tid, "cmd": ("domain_attachment", "FMinIter_Domain"), "workdir": None,
+                    "idxs": {k: [tid] if v else [] for k, v in vals.items()}, "vals": vals}
+            docs.extend(trials.new_trial_docs([tid], [None], [result], [misc]))
+        for doc in docs:
+            doc["state"] = JOB_STATE_DONE
+        if docs:
+            trials.insert_trial_docs(docs)
+            trials.refresh()
+        self.records.sort(key=lambda r: r.number)
+        return trials
+
+    # ------------------------------------------------------------------------------------- trials
+    def _objective(self, sample: dict[str, Any]) -> dict[str, Any]:
+        point = flatten(sample)
+        record = self.run_trial(point)
+        self._check_stop(record)
+        if record.status == "failed":
+            return {"status": STATUS_FAIL, "failure": record.reason}
+        # a pruned trial reports the best val_loss it reached: a pessimistic but real observation,
+        # so TPE counts it among the bad points instead of ignoring it (as it would a failure)
+        return {"status": STATUS_OK, "loss": record.loss}
+
+    def run_trial(self, point: dict[str, Any]) -> TrialRecord:
+        number = len(self.records) and max(r.number for r in self.records) + 1
+        config = self._config(point)
+        history = [r.history for r in self.records if r.status != "failed"]
+        pruning = PruningCallback(make_pruner(self.search.pruner, self.search.min_epochs,
+                                              self.search.reduction_factor, self.search.prune_startup_trials),
+                                  history, self.deadline)
+        tags = {NUMBER_TAG: str(number), "hyperflow.trial_params": json.dumps(point, default=str),
+                "hyperflow.search_run_id": self.parent_id}
+        record = TrialRecord(number, "", point, "failed", None, 0)
+        with tracking.tracked_run("trial", parent_run_id=self.parent_id, run_name=f"trial-{number:03d}",
+                                  tags=tags) as run:
+            record.run_id = run.info.run_id
+            tracking.log_params(run.info.run_id, {**{k: str(v) for k, v in point.items()},
+                                                  "trial_number": str(number), "seed": str(config.seed)})
+            try:
+                setup = setup_training(config, dataset=self.dataset)
+                setup.trainer.callbacks += [tracking.MlflowMetrics(run.info.run_id, config.flush_secs), pruning]
+                result = setup.trainer.fit(self.dataset.X_train, self.dataset.y_train, self.dataset.X_val,
+                                           self.dataset.y_val)
+                record.history, record.epochs = pruning.values, result.epochs_run
+                if result.status == "diverged":
+                    record.reason = result.reason
+                elif result.best_epoch == 0:
+                    record.reason = "no finite validation loss"
+                else:
+                    record.status = "pruned" if pruning.reason else "ok"
+                    record.reason = pruning.reason
+                    record.loss = result.best_val_loss
+                    mlflow.log_metrics({"best_val_loss": result.best_val_loss, "best_epoch": result.best_epoch,
+                                        "epochs_run": result.epochs_run})
+            except (UsageError, RuntimeError, FloatingPointError, MemoryError) as exc:  # the search goes on
+                record.reason = f"{type(exc).__name__}: {exc}"[:500]
+            mlflow.set_tags({STATUS_TAG: record.status, "hyperflow.trial_reason": record.reason})
+            if record.status == "failed":
+                mlflow.end_run("FAILED")  # tracked_run then finds no active child and leaves the parent be
+        if record.status == "ok" and (self.best_state is None or record.loss < self.best_state["loss"]):
+            self.best_state = {"loss": record.loss, "number": number, "setup": setup,
+                               "state": copy.deepcopy(setup.trainer.model.state_dict())}
+        self.records.append(record)
+        self._log_progress(record)
+        return record
+
+    def _check_stop(self, record: TrialRecord) -> None:
+        failures = 0
+        for r in reversed(self.records):
+            if r.status != "failed":
+                break
+            failures += 1
+        if failures >= self.search.max_consecutive_failures:
+            raise SearchStopped(f"{failures} trials failed in a row (last: {record.reason}); check the space "
+                                f"(e.g. lower the lr bounds) or raise max_consecutive_failures")
+
+    def _log_progress(self, record: TrialRecord) -> None:
+        ok = [r.loss for r in self.records if r.status == "ok" and r.loss is not None]
+        if ok:
+            self.client.log_metric(self.parent_id, "best_val_loss", min(ok), step=record.number)
+
+    # ------------------------------------------------------------------------------------- main
+    def run(self) -> SearchOutcome:
+        self.prepare()
+        tags = tracking.run_tags(self.dataset)
+        with tracking.tracked_run("search", experiment=self.base.experiment, run_id=self.search.resume,
+                                  run_name=None if self.search.resume else f"search-{self.dataset.name}",
+                                  tags=tags) as parent:
+            self.parent_id, self.experiment_id = parent.info.run_id, parent.info.experiment_id
+            trials = self._rebuild() if self.search.resume else Trials()
+            s = self.search
+            tracking.log_params(self.parent_id, {**{k: str(v) for k, v in vars(s).items() if k != "resume"},
+                                                 **self.base.to_params()})
+            mlflow.log_artifact(str(self.space_path), "space")
+            self._lr_bounds()
+            if s.timeout:
+                self.deadline = time.monotonic() + s.timeout
+            try:
+                if s.strategy == "grid":
+                    self._run_grid()
+                else:
+                    self._run_hyperopt(trials)
+                self.stop_reason = self.stop_reason or "budget"
+            except SearchStopped as exc:
+                self.stop_reason = str(exc)
+            mlflow.set_tag("hyperflow.stop_reason", self.stop_reason)
+            outcome = self._finish()
+        return outcome
+
+    def _lr_bounds(self) -> None:
+        if self.search.lr_bounds != "auto" or "lr" not in self.space:
+            return
+        params = self.client.get_run(self.parent_id).data.params
+        if "lr_bounds.low" in params:  # a resumed search keeps the bounds it found
+            low, high = float(params["lr_bounds.low"]), float(params["lr_bounds.high"])
+        else:
+            point = grid_points(self.space)[0]
+            point.pop("lr", None)
+            finder = lr_find_in_run(setup_training(self._config({**point, "lr": 1e-3}), dataset=self.dataset),
+                                    parent_run_id=self.parent_id).finder
+            low, high = finder.lr_range_
+            if self.base.schedule == "onecycle":
+                high *= 3  # the one-cycle peak may sit closer to the cliff: it is held only briefly
+            tracking.log_params(self.parent_id, {"lr_bounds.low": str(low), "lr_bounds.high": str(high)})
+        self.space = {**self.space, "lr": {"type": "loguniform", "low": low, "high": high}}
+
+    def _run_grid(self) -> None:
+        done = [r.params for r in self.records]
+        points = grid_points(self.space)
+        todo = [p for p in points if p not in done][: max(0, self.search.max_evals - len(self.records))]
+        for point in todo:
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                self.stop_reason = "timeout"
+                return
+            record = self.run_trial(point)
+            self._check_stop(record)
+            if self.search.loss_threshold is not None and record.loss is not None \
+                    and record.loss <= self.search.loss_threshold:
+                self.stop_reason = "loss_threshold"
+                return
+
+    def _preset_points(self) -> list[dict[str, Any]]:
+        if not self.search.seed_presets or self.records:
+            return []
+        points = []
+        for preset in PRESETS.values():
+            given = {k: v for k, v in preset.items() if k in self.space}
+            point = complete_point(self.space, given) if given else None
+            if point is not None and point not in points:
+                points.append(point)
+        hyperopt_points = []
+        for point in points:
+            vals = to_vals(self.space, point)
+            hyperopt_points.append({label: v[0] for label, v in vals.items() if v})
+        return hyperopt_points
+
+    def _run_hyperopt(self, trials: Trials) -> None:
+        s = self.search
+        algo = (partial(tpe.suggest, n_startup_jobs=s.n_startup_jobs, gamma=s.gamma) if s.strategy == "tpe"
+                else rand.suggest)
+        remaining = None if self.deadline is None else max(1.0, self.deadline - time.monotonic())
+        before = len(trials.trials)
+        fmin(self._objective, to_hyperopt(self.space), algo=algo, max_evals=s.max_evals, trials=trials,
+             rstate=np.random.default_rng(self.base.seed), timeout=remaining, loss_threshold=s.loss_threshold,
+             early_stop_fn=no_progress_loss(s.early_stop) if s.early_stop else None,
+             points_to_evaluate=self._preset_points() or None, show_progressbar=True, verbose=False)
+        ran = len(trials.trials) - before
+        if len(trials.trials) < s.max_evals:
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                self.stop_reason = "timeout"
+            elif s.loss_threshold is not None and any(r.loss is not None and r.loss <= s.loss_threshold
+                                                      for r in self.records):
+                self.stop_reason = "loss_threshold"
+            elif s.early_stop and ran:
+                self.stop_reason = f"early_stop: {s.early_stop} trials without improvement"
+
+    # ------------------------------------------------------------------------------------- the end
+    def _finish(self) -> SearchOutcome:
+        ok = [r for r in self.records if r.status == "ok" and r.loss is not None]
+        best = min(ok, key=lambda r: r.loss) if ok else None
+        outcome = SearchOutcome(self.parent_id, self.experiment_id, self.records, best, self.stop_reason)
+        self._log_table()
+        if best is None:
+            return outcome
+        mlflow.set_tag("hyperflow.best_run_id", best.run_id)
+        mlflow.set_tags({f"hyperflow.best.{k}": str(v) for k, v in best.params.items()})
+        mlflow.log_dict({"trial": best.number, "run_id": best.run_id, "val_loss": best.loss,
+                         "params": best.params}, "best_params.json")
+        setup = self._best_setup(best)
+        d = setup.dataset
+        outcome.test_metrics = setup.trainer.evaluate(d.X_test, d.y_test, prefix="test_")
+        mlflow.log_metrics({f"best_{k}": v for k, v in outcome.test_metrics.items()})
+        with tracking.tracked_run("trial", run_id=best.run_id):
+            mlflow.log_metrics(outcome.test_metrics)
+            name = None
+            if self.search.register:
+                name = self.search.model_name or f"hyperflow-{self.dataset.name}"
+            info = tracking.log_model(setup.trainer.model, setup.model_spec, d, name, setup.user_code)
+        outcome.model_uri = info.model_uri
+        if name and info.registered_model_version is not None:
+            version = str(info.registered_model_version)
+            tracking.tag_challenger(name, version, {"search_run_id": self.parent_id, "trial_run_id": best.run_id,
+                                                    "val_loss": str(best.loss)})
+            outcome.registered = (name, version)
+        return outcome
+
+    def _best_setup(self, best: TrialRecord) -> Setup:
+        """The best trial's trained model: kept in memory when it ran in this session, else trained again
+        from its settings (seeded, so the same model); with ``refit``, trained on train+val."""
+        config = self._config(best.params)
+        dataset = self.dataset
+        if self.search.refit:
+            dataset = copy.copy(dataset)
+            dataset.X_train = torch.cat([dataset.X_train, dataset.X_val])
+            dataset.y_train = torch.cat([dataset.y_train, dataset.y_val])
+            config = config.replace(restore_best=False, patience=0)
+        elif self.best_state is not None and self.best_state["number"] == best.number:
+            setup = self.best_state["setup"]
+            setup.trainer.model.load_state_dict(self.best_state["state"])
+            return setup
+        setup = setup_training(config, dataset=dataset)
+        setup.trainer.fit(dataset.X_train, dataset.y_train, self.dataset.X_val, self.dataset.y_val)
+        return setup
+
+    def _log_table(self) -> None:
+        rows = [{"trial": r.number, "status": r.status, "best_val_loss": r.loss, "epochs": r.epochs,
+                 "run_id": r.run_id, "reason": r.reason, **r.params} for r in self.records]
+        table = pd.DataFrame(rows)
+        with tempfile.TemporaryDirectory() as tmp:
+            table.to_csv(Path(tmp, "trials.csv"), index=False)
+            mlflow.log_artifact(str(Path(tmp, "trials.csv")))
+        if not rows:
+            return
+        tracking.log_figure(search_progress([r.number for r in self.records], [r.loss for r in self.records],
+                                            [r.status for r in self.records]), "plots/search_progress.png")
+        ok = table[table["status"] == "ok"]
+        params = [c for c in ok.columns if c in {k for r in self.records for k in r.params}]
+        scores = parameter_importance(ok[params], ok["best_val_loss"].astype(float), self.base.seed) if len(ok) else None
+        if scores is not None:
+            tracking.log_figure(importance_plot(scores["parameter"].tolist(), scores["importance"].tolist(),
+                                                scores["std"].tolist()), "plots/parameter_importance.png")
+            mlflow.log_text(scores.to_csv(index=False), "parameter_importance.csv")
+
+
+def search(search_config: SearchConfig, base: TrainConfig) -> SearchOutcome:
+    """Run (or resume) a search; bad input raises UsageError before any run is written."""
+    return SearchRunner(search_config, base).run()
