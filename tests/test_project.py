@@ -12,6 +12,7 @@ import yaml
 
 from hyperflow.cli import drop_defaults
 from hyperflow.config import TrainConfig, coerce
+from hyperflow.search.settings import SEARCH_KEYS, SearchConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,18 +30,19 @@ def test_conda_yaml_lists_the_same_dependencies_as_pyproject():
 
 def test_mlproject_defaults_equal_hyperflow_defaults():
     project = yaml.safe_load((ROOT / "MLproject").read_text())
-    defaults = TrainConfig()
     for name, entry in project["entry_points"].items():
         for key, spec in entry["parameters"].items():
             if key == "config":
                 continue
-            assert coerce(key, str(spec["default"])) == getattr(defaults, key), (name, key)
+            cls = SearchConfig if key in SEARCH_KEYS and name in ("search", "main") else TrainConfig
+            assert coerce(key, str(spec["default"]), cls) == getattr(cls(), key), (name, key)
             assert f"{key}={{{key}}}" in entry["command"], (name, key)
 
 
 def test_mlproject_values_equal_to_defaults_defer_to_the_config_file():
-    kept = drop_defaults({"epochs": "30", "lr": "0.003", "target": "", "config": "", "seed": "7"})
-    assert kept == {"seed": "7"}
+    kept = drop_defaults({"epochs": "30", "lr": "0.003", "target": "", "config": "", "seed": "7",
+                          "max_evals": "30", "strategy": "random"})
+    assert kept == {"seed": "7", "strategy": "random"}
 
 
 def test_steps_stay_thin():

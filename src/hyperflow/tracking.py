@@ -54,7 +54,9 @@ def tracked_run(role: str, *, experiment: str | None = None, run_name: str | Non
                 run_id: str | None = None) -> Iterator[mlflow.ActiveRun]:
     """Start (or, under ``mlflow run`` or with ``run_id``, reopen) a run tagged with its role; always end
     it in a defined state: FINISHED, FAILED on an exception, KILLED on Ctrl-C or SIGTERM."""
-    if experiment and not os.environ.get("MLFLOW_RUN_ID") and parent_run_id is None and run_id is None:
+    if run_id is not None and mlflow.active_run() is None:  # reopening: MLflow insists on its experiment
+        mlflow.set_experiment(experiment_id=MlflowClient().get_run(run_id).info.experiment_id)
+    elif experiment and not os.environ.get("MLFLOW_RUN_ID") and parent_run_id is None and run_id is None:
         mlflow.set_experiment(experiment)
     previous = signal.getsignal(signal.SIGTERM)
     in_main_thread = previous is not None and _is_main_thread()

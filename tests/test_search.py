@@ -1,0 +1,219 @@
+"""Hyperparameter search: spaces, strategies, pruning, failures, resume, and the runs it writes."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+from hyperopt.pyll import stochastic
+
+from hyperflow.cli import main
+from hyperflow.config import build_config
+from hyperflow.errors import UsageError
+from hyperflow.search.pruning import ASHAPruner, MedianPruner
+from hyperflow.search.settings import build_search_config
+from hyperflow.search.space import flatten, grid_points, load_space, to_hyperopt, to_vals
+from hyperflow.workflows.search import SearchRunner
+
+TINY = {"epochs": "3", "width": "32", "progress": "false", "flush_secs": "5"}
+
+
+def write(tmp_path: Path, text: str, name: str = "space.yaml") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+CONDITIONAL = """
+lr: {type: loguniform, low: 1.0e-4, high: 1.0e-1, grid: 2}
+depth: {type: int, low: 1, high: 2}
+width: {type: choice, values: [16, 32]}
+optimizer:
+  type: choice
+  options:
+    adam: {}
+    sgd: {momentum: {type: uniform, low: 0.5, high: 0.9, grid: 2}}
+epochs: 3
+"""
+
+
+def test_grid_enumerates_exactly_its_combinations(tmp_path):
+    points = grid_points(load_space(write(tmp_path, CONDITIONAL)))
+    # lr 2 x depth 2 x width 2 x (adam 1 + sgd 2 momenta) = 24
+    assert len(points) == 24 and len({tuple(sorted(p.items())) for p in points}) == 24
+    assert all(("momentum" in p) == (p["optimizer"] == "sgd") for p in points)
+    assert {p["depth"] for p in points} == {1, 2} and all(p["epochs"] == 3 for p in points)
+
+
+def test_samples_are_valid_values_not_indices(tmp_path):
+    space = to_hyperopt(load_space(write(tmp_path, CONDITIONAL)))
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        point = flatten(stochastic.sample(space, rng=rng))
+        assert point["width"] in (16, 32) and point["optimizer"] in ("adam", "sgd")
+        assert isinstance(point["depth"], int) and point["depth"] in (1, 2)
+        assert ("momentum" in point) == (point["optimizer"] == "sgd")
+        assert 1e-4 <= point["lr"] <= 1e-1
+        vals = to_vals(load_space(write(tmp_path, CONDITIONAL)), point)
+        assert (vals["optimizer=sgd/momentum"] != []) == (point["optimizer"] == "sgd")
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("lr: {type: gaussian, low: 1, high: 2}", "unknown type 'gaussian'"),
+    ("lr: {type: uniform, low: 2, high: 1}", "needs low < high"),
+    ("lr: {type: loguniform, low: 0, high: 1}", "needs low > 0"),
+    ("learning_rate: {type: uniform, low: 0.1, high: 1}", "unknown parameter 'learning_rate'"),
+    ("width: {type: choice}", "needs either 'values"),
+    ("lr: {type: uniform, high: 1}", "needs numbers 'low' and 'high'"),
+    ("depth: {type: int, low: 1.5, high: 3}", "whole-number bounds"),
+    ("- just a list", "must map setting names"),
+])
+def test_bad_spaces_are_refused(tmp_path, text, fragment):
+    with pytest.raises(UsageError, match=fragment):
+        load_space(write(tmp_path, text))
+
+
+def test_pruners():
+    history = [[1.0, 0.8, 0.6, 0.5], [1.1, 0.9, 0.7, 0.6], [0.9, 0.7, 0.5, 0.4], [1.0, 0.85, 0.65, 0.55]]
+    median = MedianPruner(min_epochs=2, startup_trials=3)
+    assert not median.should_prune(history, 1, [5.0])  # before min_epochs
+    assert median.should_prune(history, 2, [1.5, 1.2]) and not median.should_prune(history, 2, [0.8, 0.75])
+    asha = ASHAPruner(min_epochs=1, reduction_factor=2)
+    assert asha.is_rung(1) and asha.is_rung(2) and asha.is_rung(4) and not asha.is_rung(3)
+    assert asha.should_prune(history, 2, [1.0, 0.95]) and not asha.should_prune(history, 2, [0.9, 0.6])
+
+
+def _children(client, parent_id):
+    exp = client.get_run(parent_id).info.experiment_id
+    return client.search_runs([exp], f"tags.mlflow.parentRunId = '{parent_id}'", max_results=500)
+
+
+def test_nested_runs_tags_artifacts_and_challenger(experiment, client):
+    settings = build_search_config({"max_evals": "5", "strategy": "tpe", "pruner": "none",
+                                    "model_name": f"{experiment}-best", "n_startup_jobs": "3"})
+    outcome = SearchRunner(settings, build_config({**TINY, "experiment": experiment})).run()
+    parent = client.get_run(outcome.run_id)
+    assert parent.info.status == "FINISHED" and parent.data.tags["hyperflow.role"] == "search"
+    children = _children(client, outcome.run_id)
+    assert len(children) == 5
+    assert all(c.data.tags["hyperflow.role"] == "trial" and c.info.status == "FINISHED" for c in children)
+    assert {c.data.tags["hyperflow.trial_status"] for c in children} <= {"ok", "pruned"}
+    assert sorted(int(c.data.params["trial_number"]) for c in children) == [0, 1, 2, 3, 4]
+    best = parent.data.tags["hyperflow.best_run_id"]
+    assert best in {c.info.run_id for c in children}
+    steps = client.get_metric_history(outcome.run_id, "best_val_loss")
+    values = [m.value for m in sorted(steps, key=lambda m: m.step)]
+    assert values == sorted(values, reverse=True) and values[-1] == pytest.approx(outcome.best.loss)
+    artifacts = {a.path for a in client.list_artifacts(outcome.run_id)}
+    assert {"trials.csv", "best_params.json", "space", "plots"} <= artifacts
+    version = client.get_model_version_by_alias(f"{experiment}-best", "challenger")
+    assert version.tags["search_run_id"] == outcome.run_id and version.tags["trial_run_id"] == best
+    assert "best_test_accuracy" in parent.data.metrics
+    assert mlflow.pyfunc.load_model(f"models:/{experiment}-best@challenger") is not None
+
+
+def test_same_seed_gives_the_same_trial_sequence(experiment):
+    def params():
+        settings = build_search_config({"max_evals": "4", "strategy": "random", "pruner": "none",
+                                        "register": "false", "seed_presets": "false"})
+        outcome = SearchRunner(settings, build_config({**TINY, "epochs": "1", "experiment": experiment})).run()
+        return [r.params for r in outcome.records]
+
+    assert params() == params()
+
+
+def test_a_diverging_trial_fails_and_the_search_goes_on(tmp_path, experiment, client):
+    space = write(tmp_path, "lr: {type: choice, values: [1.0e+6, 0.001]}\noptimizer: sgd\nmomentum: 0.0\n"
+                            "schedule: constant\n")
+    settings = build_search_config({"space": space, "strategy": "grid", "pruner": "none", "register": "false"})
+    outcome = SearchRunner(settings, build_config({**TINY, "experiment": experiment})).run()
+    statuses = {r.params["lr"]: r.status for r in outcome.records}
+    assert statuses == {1e6: "failed", 0.001: "ok"}
+    failed = next(c for c in _children(client, outcome.run_id) if c.data.tags["hyperflow.trial_status"] == "failed")
+    assert failed.info.status == "FAILED" and "non-finite loss" in failed.data.tags["hyperflow.trial_reason"]
+    assert client.get_run(outcome.run_id).info.status == "FINISHED"
+
+
+def test_consecutive_failures_stop_the_search(tmp_path, experiment):
+    space = write(tmp_path, "lr: {type: choice, values: [1.0e+6, 1.0e+7, 1.0e+8]}\noptimizer: sgd\n"
+                            "momentum: 0.0\nschedule: constant\n")
+    settings = build_search_config({"space": space, "strategy": "grid", "max_consecutive_failures": "2",
+                                    "register": "false"})
+    outcome = SearchRunner(settings, build_config({**TINY, "experiment": experiment})).run()
+    assert len(outcome.records) == 2 and "2 trials failed in a row" in outcome.stop_reason
+    assert outcome.best is None
+
+
+def test_pruning_stops_a_hopeless_trial(tmp_path, experiment):
+    space = write(tmp_path, "lr: {type: choice, values: [0.003, 0.002, 0.004, 1.0e-7]}\nepochs: 6\n")
+    settings = build_search_config({"space": space, "strategy": "grid", "pruner": "median", "min_epochs": "2",
+                                    "prune_startup_trials": "2", "register": "false"})
+    outcome = SearchRunner(settings, build_config({**TINY, "experiment": experiment})).run()
+    hopeless = next(r for r in outcome.records if r.params["lr"] == 1e-7)
+    assert hopeless.status == "pruned" and hopeless.epochs == 2
+    assert all(r.status == "ok" and r.epochs == 6 for r in outcome.records if r is not hopeless)
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path, tracking_uri):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")}
+    env["MLFLOW_TRACKING_URI"] = uri
+    args = ["strategy=random", "max_evals=6", "pruner=none", "register=false", "experiment=resume",
+            *[f"{k}={v}" for k, v in TINY.items()], "epochs=4"]
+    proc = subprocess.Popen([sys.executable, "-m", "hyperflow", "search", *args], env=env, cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = mlflow.MlflowClient(uri)
+
+    def finished_children():
+        if not (tmp_path / "mlflow.db").exists():
+            return []
+        exp = client.get_experiment_by_name("resume")
+        runs = client.search_runs([exp.experiment_id]) if exp else []
+        return [r for r in runs if r.data.tags.get("hyperflow.role") == "trial" and r.info.status == "FINISHED"]
+
+    deadline = time.monotonic() + 180
+    while len(finished_children()) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = {r.info.run_id: r.data.params["trial_number"] for r in finished_children()}
+    assert 2 <= len(before) < 6
+    exp = client.get_experiment_by_name("resume")
+    parent = next(r for r in client.search_runs([exp.experiment_id]) if r.data.tags["hyperflow.role"] == "search")
+    mlflow.set_tracking_uri(uri)
+    try:
+        assert main(["search", f"resume={parent.info.run_id}", *args]) == 0
+        runs = client.search_runs([exp.experiment_id], max_results=100)
+        assert not [r for r in runs if r.info.status == "RUNNING"]
+        trials = [r for r in runs if r.data.tags.get("hyperflow.role") == "trial"]
+        completed = [r for r in trials if r.data.tags.get("hyperflow.trial_status") in ("ok", "pruned", "failed")]
+        numbers = sorted(int(r.data.params["trial_number"]) for r in completed)
+        assert len(numbers) == 6 and len(set(numbers)) == 6
+        assert all(run_id in {r.info.run_id for r in completed} for run_id in before)
+        assert client.get_run(parent.info.run_id).info.status == "FINISHED"
+    finally:
+        mlflow.set_tracking_uri(tracking_uri)
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["strategy=bayes"], "unknown strategy 'bayes'"),
+    (["space=missing.yaml"], "space file 'missing.yaml' not found"),
+    (["resume=0123456789abcdef"], "resume=0123456789abcdef: no such run"),
+    (["max_evals=0"], "max_evals must be at least 1"),
+    (["pruner=hyperband"], "unknown pruner 'hyperband'"),
+])
+def test_search_bad_input(args, fragment, capsys, experiment, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["search", *args, f"experiment={experiment}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hyperflow: error:") and fragment in err and "\n" not in err
+    exp = mlflow.get_experiment_by_name(experiment)
+    assert mlflow.search_runs([exp.experiment_id], output_format="list") == []
