@@ -217,3 +217,22 @@ def test_search_bad_input(args, fragment, capsys, experiment, tmp_path, monkeypa
     assert err.startswith("hyperflow: error:") and fragment in err and "\n" not in err
     exp = mlflow.get_experiment_by_name(experiment)
     assert mlflow.search_runs([exp.experiment_id], output_format="list") == []
+
+
+def test_timeout_stops_the_trial_in_flight(tmp_path, experiment):
+    space = write(tmp_path, "lr: {type: choice, values: [0.001, 0.002]}\nepochs: 100000\n")
+    settings = build_search_config({"space": space, "strategy": "random", "timeout": "3", "pruner": "none",
+                                    "register": "false", "max_evals": "5"})
+    started = time.monotonic()
+    outcome = SearchRunner(settings, build_config({**TINY, "experiment": experiment})).run()
+    assert time.monotonic() - started < 60
+    assert outcome.stop_reason == "timeout"
+    assert outcome.records[0].status == "pruned" and outcome.records[0].reason == "timeout"
+
+
+def test_refit_trains_the_best_on_train_and_val(tmp_path, experiment, client):
+    space = write(tmp_path, "lr: {type: choice, values: [0.003]}\n")
+    settings = build_search_config({"space": space, "strategy": "grid", "refit": "true",
+                                    "model_name": f"{experiment}-refit"})
+    outcome = SearchRunner(settings, build_config({**TINY, "experiment": experiment})).run()
+    assert outcome.registered == (f"{experiment}-refit", "1") and outcome.test_metrics["test_accuracy"] > 0.8
