@@ -355,6 +355,8 @@ def candidate_rules(lrs: np.ndarray, losses: np.ndarray) -> dict[str, float]:
         w = float(sname[1:])
         for f in (0.1, 0.2, 0.3):
             out[f"{sname}:clip(start{f},min/100,min/10)"] = descent_start_rule(lrs, losses, f, w)
+            for floor in (30, 50):
+                out[f"{sname}:clip(start{f},min/{floor},min/10)"] = descent_start_rule(lrs, losses, f, w, floor=floor)
     # fastai 2.x as shipped: Recorder EMA (0.98, debiased), drop the first 10% and the last 5 points
     n = len(losses)
     fa = ema(losses, 0.98, True)

@@ -84,7 +84,8 @@ class TrainConfig:
     end_lr: float = _f(1.0, "LR range test: last lr of the sweep")
     num_iter: int = _f(100, "LR range test: mini-batches in the sweep")
     sweep: str = _f("exp", "LR range test: exp (lr grows exponentially) or linear")
-    suggestion: str = _f("valley", "LR range test rule: valley | steep | minimum (lr at the minimum / 10)")
+    suggestion: str = _f("descent", "LR range test rule: descent (where the loss has done 20% of its fall) | "
+                                    "valley | steep | minimum (lr at the minimum / 10)")
     repeats: int = _f(1, "LR range test: sweeps from the same start with different batch orders (a band)")
     sweep_loss: str = _f("train", "LR range test: train (each batch's loss) or val (a fixed validation batch)")
     # loop
@@ -254,7 +255,7 @@ def validate(c: TrainConfig) -> None:
     _choice("schedule", c.schedule, SCHEDULES)
     _choice("cycle_mode", c.cycle_mode, CYCLE_MODES)
     _choice("activation", c.activation, ACTIVATIONS)
-    _choice("suggestion", c.suggestion, ("valley", "steep", "minimum"))
+    _choice("suggestion", c.suggestion, ("descent", "valley", "steep", "minimum"))
     _choice("sweep", c.sweep, ("exp", "linear"))
     _choice("sweep_loss", c.sweep_loss, ("train", "val"))
     if ":" not in c.model:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-SUGGESTIONS = ("valley", "steep", "minimum")
+SUGGESTIONS = ("descent", "valley", "steep", "minimum")
 STATUS_HELP = {
     "ok": "the curve has a clear descent and a cliff; the suggestion is trustworthy",
     "flat": "the loss barely moved over the sweep: check the data/model, or raise end_lr / num_iter",
@@ -43,18 +43,23 @@ class Curve:
 
 
 def smooth(log_lrs: np.ndarray, losses: np.ndarray, window: float) -> np.ndarray:
-    """Centred running median then mean over a window of ``window`` decades of lr.
+    """Centred running median then mean over a window of ``window`` decades of lr; near the ends the
+    window shrinks symmetrically, so the last points are not averaged with earlier, lower ones only
+    (which would drag the minimum onto the cliff).
 
     Written by hand because pandas/scipy windows count samples, not log-lr distance (a linear sweep is
     not evenly spaced in log-lr); the median first removes single-batch spikes, the mean then smooths.
     """
-    half = window / 2
-    near = [np.abs(log_lrs - x) <= half for x in log_lrs]
+    lo, hi = log_lrs[0], log_lrs[-1]
+    near = []
+    for x in log_lrs:
+        half = min(window / 2, x - lo, hi - x)
+        near.append(np.abs(log_lrs - x) <= half + 1e-12)
     medians = np.array([np.median(losses[m]) for m in near])
     return np.array([medians[m].mean() for m in near])
 
 
-def read_curve(lrs: np.ndarray, losses: np.ndarray, stopped_early: bool, window: float = 0.5) -> Curve:
+def read_curve(lrs: np.ndarray, losses: np.ndarray, stopped_early: bool, window: float = 1.0) -> Curve:
     """A sweep's points up to its first non-finite loss, and their smoothed losses."""
     bad = np.nonzero(~np.isfinite(losses))[0]
     if len(bad):
@@ -97,8 +102,18 @@ def _steep(log_lrs: np.ndarray, smoothed: np.ndarray, upto: int) -> int:
 
 
 def suggest(lrs: np.ndarray, smoothed: np.ndarray, rule: str) -> float:
-    """The lr a rule reads off a smoothed curve."""
+    """The lr a rule reads off a smoothed curve.
+
+    ``descent`` (default): where the loss has done 20% of its fall, clipped to [1/100, 1/10] of the lr at
+    the minimum. The best constant lr tracks where the loss starts to fall, not the minimum, which sits
+    near the same lr whatever the data (bench/lr_finder.py: mean regret 1.13 / 1.06 / 1.02 on digits,
+    diabetes and a synthetic set, where `valley` gave 1.59 / 1.32 / 1.42 and `minimum` 1.16 / 1.62 / 1.14).
+    """
     lowest = int(np.argmin(smoothed))
+    if rule == "descent":
+        at_minimum = lrs[lowest]
+        start = float(lrs[_descent_start(smoothed, lowest, 0.2)])
+        return float(np.clip(start, at_minimum / 100, at_minimum / 10))
     if rule == "minimum":
         return float(lrs[lowest] / 10)
     if rule == "steep":
@@ -121,7 +136,8 @@ def curve_status(curve: Curve) -> str:
     s, raw = curve.smoothed, curve.losses
     lowest = int(np.argmin(s))
     descent = s[0] - s[lowest]
-    noise = float(np.median(np.abs(raw - s))) * 1.4826  # robust std of the residuals
+    steps = np.diff(raw)  # batch-to-batch noise, independent of the smoothing: robust std of the steps / sqrt 2
+    noise = float(np.median(np.abs(steps - np.median(steps)))) * 1.4826 / np.sqrt(2) if len(steps) > 2 else 0.0
     scale = max(abs(s[0]), abs(s[lowest]), 1e-12)
     if descent < max(0.02 * scale, noise):
         return "flat"
@@ -139,7 +155,7 @@ class LRFinder:
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: nn.Module, *,
                  start_lr: float = 1e-7, end_lr: float = 1.0, num_iter: int = 100, mode: str = "exp",
-                 batch_size: int = 64, suggestion: str = "valley", repeats: int = 1, smooth_window: float = 0.5,
+                 batch_size: int = 64, suggestion: str = "descent", repeats: int = 1, smooth_window: float = 1.0,
                  diverge_factor: float = 1.0, ema_beta: float = 0.9, seed: int = 0,
                  device: torch.device | str = "cpu") -> None:
         if not 0 < start_lr < end_lr:
