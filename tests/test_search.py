@@ -138,6 +138,8 @@ def test_a_diverging_trial_fails_and_the_search_goes_on(tmp_path, experiment, cl
     failed = next(c for c in _children(client, outcome.run_id) if c.data.tags["hyperflow.trial_status"] == "failed")
     assert failed.info.status == "FAILED" and "non-finite loss" in failed.data.tags["hyperflow.trial_reason"]
     assert client.get_run(outcome.run_id).info.status == "FINISHED"
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    assert len(runs) == 3  # the search and its two trials: nothing stray
 
 
 def test_consecutive_failures_stop_the_search(tmp_path, experiment):

@@ -75,7 +75,9 @@ def tracked_run(role: str, *, experiment: str | None = None, run_name: str | Non
         status = "FAILED"
         raise
     finally:
-        mlflow.end_run(status)
+        active = mlflow.active_run()
+        if active is not None and active.info.run_id == run.info.run_id:  # unless the caller ended it already
+            mlflow.end_run(status)
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
 
