@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import yaml
@@ -164,18 +164,24 @@ def _grid_values(name: str, value: Any) -> list[Any]:
     return [float(v) for v in np.linspace(low, high, n)]
 
 
-def grid_points(spec: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every combination of a discretised space, conditionals expanded (hyperopt has no grid search)."""
+def iter_grid(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every combination of a discretised space, conditionals expanded, lazily (hyperopt has no grid
+    search)."""
     axes: list[list[dict[str, Any]]] = []
     for name, value in spec.items():
         if not _is_dimension(value):
             axes.append([{name: value}])
         elif value["type"] == "choice" and "options" in value:
             axes.append([{name: option, **sub_point} for option, sub in value["options"].items()
-                         for sub_point in grid_points(sub)])
+                         for sub_point in iter_grid(sub)])
         else:
             axes.append([{name: v} for v in _grid_values(name, value)])
-    return [dict(item for part in combo for item in part.items()) for combo in itertools.product(*axes)]
+    for combo in itertools.product(*axes):
+        yield dict(item for part in combo for item in part.items())
+
+
+def grid_points(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(iter_grid(spec))
 
 
 # ------------------------------------------------------------------------------------------ hyperopt docs

@@ -8,8 +8,8 @@ rebuilds hyperopt's history from the finished children, so a kill loses at most 
 from __future__ import annotations
 
 import copy
+import itertools
 import json
-import math
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -33,8 +33,8 @@ from hyperflow.plots import search_progress
 from hyperflow.search.importance import parameter_importance
 from hyperflow.search.pruning import PruningCallback, make_pruner
 from hyperflow.search.settings import SearchConfig
-from hyperflow.search.space import (complete_point, default_space_path, flatten, grid_points, load_space,
-                                    to_hyperopt, to_vals)
+from hyperflow.search.space import (complete_point, default_space_path, flatten, grid_points, iter_grid,
+                                    load_space, to_hyperopt, to_vals)
 from hyperflow.training import Setup, load_data, setup_training
 from hyperflow.workflows.lr_find import lr_find_in_run
 
@@ -90,9 +90,10 @@ class SearchRunner:
         path = self.search.space or default_space_path(self.dataset.task)
         self.space_path = Path(path)
         self.space = load_space(path)
-        for point in grid_points(self.space)[:50]:  # sampled points must make valid configs
+        points = list(itertools.islice(iter_grid(self.space), 50))
+        for point in points:  # the space's values must make valid configs
             self._config(point)
-        setup_training(self._config(grid_points(self.space)[0]), dataset=self.dataset)
+        setup_training(self._config(points[0]), dataset=self.dataset)
         if self.search.resume:
             try:
                 run = self.client.get_run(self.search.resume)
@@ -250,7 +251,7 @@ class SearchRunner:
         if "lr_bounds.low" in params:  # a resumed search keeps the bounds it found
             low, high = float(params["lr_bounds.low"]), float(params["lr_bounds.high"])
         else:
-            point = grid_points(self.space)[0]
+            point = next(iter_grid(self.space))
             point.pop("lr", None)
             finder = lr_find_in_run(setup_training(self._config({**point, "lr": 1e-3}), dataset=self.dataset),
                                     parent_run_id=self.parent_id).finder
