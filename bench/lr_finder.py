@@ -430,10 +430,9 @@ def run_main(ctx: Context, datasets: list[str], seeds: list[int], lr_grid: list[
             curve = finder.curves_[0]
             curves[(name, seed)] = (curve.lrs, curve.losses)
             lrs, s = finder.lrs_, finder.smoothed_
-            chosen = {f"hyperflow {rule}": suggest(lrs, s, rule) for rule in ("valley", "steep", "minimum")}
+            chosen = {f"hyperflow {rule}": suggest(lrs, s, rule) for rule in ("descent", "valley", "steep", "minimum")}
             lo, hi = finder.lr_range_
             chosen["hyperflow range mid"] = math.sqrt(lo * hi)
-            chosen["proposed start20%"] = descent_start_rule(curve.lrs, curve.losses)
             chosen["torch-lr-finder"] = tlrf_lr
             chosen["adam 1e-3"] = 1e-3
             line = []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -159,16 +160,26 @@ def _default(f: dataclasses.Field) -> Any:
 AUTO_KEYS = ("lr", "max_lr", "base_lr")
 
 
+@functools.cache
+def _fields_of(cls: type) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in fields(cls)}
+
+
+@functools.cache
+def _hints_of(cls: type) -> dict[str, Any]:
+    return get_type_hints(cls)  # slow (it evaluates the annotations): once per class
+
+
 def coerce(key: str, value: Any, cls: type = TrainConfig) -> Any:
     """Convert a raw value (a string from the command line, or YAML) to the field's type in ``cls``."""
     if key in AUTO_KEYS and isinstance(value, str) and value.strip().lower() == "auto":
         return "auto"
-    known = {f.name: f for f in fields(cls)}
+    known = _fields_of(cls)
     if key not in known:
         close = difflib.get_close_matches(key, known, n=1)
         hint = f"did you mean '{close[0]}'?" if close else "see 'hyperflow train --help' for the settings"
         raise UsageError(f"unknown setting '{key}': {hint}")
-    typ = get_type_hints(cls)[key]
+    typ = _hints_of(cls)[key]
     args = [a for a in getattr(typ, "__args__", (typ,)) if a is not type(None)]
     optional = type(None) in getattr(typ, "__args__", ())
     base = args[0].__name__

@@ -23,7 +23,7 @@ import pandas as pd
 import sklearn
 import torch
 from mlflow.data.code_dataset_source import CodeDatasetSource
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema, TensorSpec
@@ -97,12 +97,12 @@ def _same_value(a: str, b: str) -> bool:
         return a.strip("'\"").lower() in ("", "none") and b.strip("'\"").lower() in ("", "none")
 
 
-def log_params(run_id: str, params: dict[str, str]) -> None:
+def log_params(run_id: str, params: dict[str, str], fresh_run: bool = False) -> None:
     """Log params in one batch. Keys that ``mlflow run`` already logged keep their value when it means
     the same (``1e-3`` vs ``0.001``); a different resolved value goes to ``resolved.<key>`` because MLflow
-    refuses to change a param."""
+    refuses to change a param. ``fresh_run`` skips the look-up for a run just created here."""
     client = MlflowClient()
-    existing = client.get_run(run_id).data.params
+    existing = {} if fresh_run else client.get_run(run_id).data.params
     fresh: dict[str, str] = {}
     for key, value in params.items():
         value = str(value)[:6000]
@@ -112,6 +112,13 @@ def log_params(run_id: str, params: dict[str, str]) -> None:
             fresh[f"resolved.{key}"] = value
     if fresh:
         client.log_batch(run_id, params=[Param(k, v) for k, v in fresh.items()])
+
+
+def log_results(run_id: str, metrics: dict[str, float], tags: dict[str, str]) -> None:
+    """Final metrics and tags of a run in one call."""
+    stamp = int(time.time() * 1000)
+    MlflowClient().log_batch(run_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in metrics.items()],
+                             tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
 
 class MlflowMetrics(Callback):

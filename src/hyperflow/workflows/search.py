@@ -168,11 +168,13 @@ class SearchRunner:
         tags = {NUMBER_TAG: str(number), "hyperflow.trial_params": json.dumps(point, default=str),
                 "hyperflow.search_run_id": self.parent_id}
         record = TrialRecord(number, "", point, "failed", None, 0)
+        final: dict[str, float] = {}
         with tracking.tracked_run("trial", parent_run_id=self.parent_id, run_name=f"trial-{number:03d}",
                                   tags=tags) as run:
             record.run_id = run.info.run_id
             tracking.log_params(run.info.run_id, {**{k: str(v) for k, v in point.items()},
-                                                  "trial_number": str(number), "seed": str(config.seed)})
+                                                  "trial_number": str(number), "seed": str(config.seed)},
+                                fresh_run=True)
             try:
                 setup = setup_training(config, dataset=self.dataset)
                 setup.trainer.callbacks += [tracking.MlflowMetrics(run.info.run_id, config.flush_secs), pruning]
@@ -187,11 +189,12 @@ class SearchRunner:
                     record.status = "pruned" if pruning.reason else "ok"
                     record.reason = pruning.reason
                     record.loss = result.best_val_loss
-                    mlflow.log_metrics({"best_val_loss": result.best_val_loss, "best_epoch": result.best_epoch,
-                                        "epochs_run": result.epochs_run})
+                    final = {"best_val_loss": result.best_val_loss, "best_epoch": result.best_epoch,
+                             "epochs_run": result.epochs_run}
             except (UsageError, RuntimeError, FloatingPointError, MemoryError) as exc:  # the search goes on
                 record.reason = f"{type(exc).__name__}: {exc}"[:500]
-            mlflow.set_tags({STATUS_TAG: record.status, "hyperflow.trial_reason": record.reason})
+            tracking.log_results(run.info.run_id, final if record.status != "failed" else {},
+                                 {STATUS_TAG: record.status, "hyperflow.trial_reason": record.reason})
             if record.status == "failed":
                 mlflow.end_run("FAILED")  # tracked_run then finds no active child and leaves the parent be
         if record.status == "ok" and (self.best_state is None or record.loss < self.best_state["loss"]):
