@@ -42,6 +42,7 @@ class Case:
 
 CASES: dict[str, Case] = {
     "digits": Case({"data": "digits"}, "test_accuracy", 0.97, max_seconds=20.0),
+    "digits_smoothed": Case({"data": "digits", "label_smoothing": "0.1"}, "test_accuracy", 0.97, max_seconds=20.0),
     "diabetes": Case({"data": "diabetes"}, "test_r2", 0.45),
     "diabetes_tuned": Case({"data": "diabetes", "width": "64", "dropout": "0.5"}, "test_r2", 0.45),
     "breast_cancer": Case({"data": "breast_cancer"}, "test_accuracy", 0.95),
@@ -81,19 +82,26 @@ def run_case(case: Case, seed: int) -> dict[str, float]:
             "epochs": result.epochs_run, "reference": float("nan") if reference is None else reference}
 
 
-def time_cli(settings: list[str], times: int = 2) -> list[tuple[float, str]]:
-    """Wall time of `hyperflow train ...` in a new process, ``times`` runs on one temporary SQLite store
-    (the first run also creates the store's tables)."""
+# A candidate change measured side by side (not hyperflow's code): after main() returns, run the atexit
+# handlers and leave with os._exit, skipping the interpreter's teardown of torch/mlflow/sklearn modules.
+FAST_EXIT = ("import atexit, os, sys; from hyperflow.cli import main; code = main(sys.argv[1:]); "
+             "sys.stdout.flush(); sys.stderr.flush(); atexit._run_exitfuncs(); os._exit(code)")
+
+
+def time_cli(settings: list[str], plan: list[str]) -> list[tuple[str, float, str]]:
+    """Wall time of `hyperflow train ...` in a new process, one run per entry of ``plan`` ("normal" or
+    "fast-exit"), all on one temporary SQLite store (the first run also creates the store's tables)."""
     out = []
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db"}
-        for _ in range(times):
+        for kind in plan:
+            prefix = ["-m", "hyperflow"] if kind == "normal" else ["-c", FAST_EXIT]
             started = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-m", "hyperflow", "train", *settings, "progress=false"],
+            proc = subprocess.run([sys.executable, *prefix, "train", *settings, "progress=false"],
                                   cwd=tmp, env=env, capture_output=True, text=True)
             seconds = time.perf_counter() - started
             first = (proc.stdout.strip().splitlines() or [""])[0]
-            out.append((seconds, first if proc.returncode == 0
+            out.append((kind, seconds, first if proc.returncode == 0
                         else f"exit {proc.returncode}: {proc.stderr.strip()[-300:]}"))
     return out
 
@@ -103,6 +111,8 @@ def main() -> None:
     p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     p.add_argument("--seeds", nargs="+", type=int, default=[42, 0, 1], help="default: 42 (the default seed) 0 1")
     p.add_argument("--cli", action="store_true", help="also time `hyperflow train` end to end on digits")
+    p.add_argument("--cli-pairs", type=int, default=3,
+                   help="with --cli: pairs of normal / fast-exit runs on the existing store (default 3)")
     args = p.parse_args()
     warnings.filterwarnings("ignore")
     print(f"torch {torch.__version__} · python {platform.python_version()} · {os.cpu_count()} CPUs, "
@@ -144,13 +154,20 @@ def main() -> None:
         settings = [f"{k}={v}" for k, v in CASES["digits"].settings.items()]
         print(f"\n`hyperflow train {' '.join(settings)}` end to end (new process: imports, data, fit, MLflow run, "
               f"model logging; temporary SQLite store)")
-        for i, (seconds, line) in enumerate(time_cli(settings)):
+        plan = ["normal"] + ["normal", "fast-exit"] * args.cli_pairs
+        runs = time_cli(settings, plan)
+        for i, (kind, seconds, line) in enumerate(runs):
             label = "new store" if i == 0 else "existing store"
-            print(f"  run {i + 1} ({label}): {seconds:.2f} s   {line}")
+            print(f"  run {i + 1} ({label}, {kind}): {seconds:.2f} s   {line}")
+        normal = [s for k, s, _ in runs[1:] if k == "normal"]
+        fast = [s for k, s, _ in runs[1:] if k == "fast-exit"]
+        if fast:
+            print(f"  existing store, median: normal {statistics.median(normal):.2f} s, candidate fast exit "
+                  f"(atexit handlers, then os._exit) {statistics.median(fast):.2f} s")
         started = time.perf_counter()
         subprocess.run([sys.executable, "-W", "ignore", "-c", "import hyperflow.workflows.train, hyperflow.cli"],
                        check=True, capture_output=True)
-        print(f"  of which imports alone (python -c 'import hyperflow.workflows.train'): "
+        print(f"  imports alone, a separate process (python -c 'import hyperflow.workflows.train'): "
               f"{time.perf_counter() - started:.2f} s")
     print(f"load average (1, 5, 15 min) at the end: {os.getloadavg()}")
 
