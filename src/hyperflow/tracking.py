@@ -123,7 +123,9 @@ def log_results(run_id: str, metrics: dict[str, float], tags: dict[str, str]) ->
 
 class MlflowMetrics(Callback):
     """Sends per-epoch metrics to MLflow in batches: at most one ``log_batch`` call per epoch, and no
-    more often than every ``flush_secs`` seconds (a REST call costs ~50 ms; a tiny model's epoch less)."""
+    more often than every ``flush_secs`` seconds. A call costs ~15 ms on sqlite and ~50 ms against a
+    server, more than a small model's epoch: flushing every epoch made a digits fit 1.27x slower, the
+    default 1 s flush 1.03x (bench/tracking.py)."""
 
     def __init__(self, run_id: str, flush_secs: float = 1.0, prefix: str = "") -> None:
         self.client, self.run_id, self.flush_secs, self.prefix = MlflowClient(), run_id, flush_secs, prefix
