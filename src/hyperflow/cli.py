@@ -55,8 +55,8 @@ def drop_defaults(settings: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in kept.items() if not (k == "config" and v in ("", "''"))}
 
 
-def train_help() -> str:
-    lines = ["usage: hyperflow train [key=value ...] [config=settings.yaml]", "", "settings (default):"]
+def train_help(command: str = "train") -> str:
+    lines = [f"usage: hyperflow {command} [key=value ...] [config=settings.yaml]", "", "settings (default):"]
     for name, default, text in field_help():
         lines.append(f"  {name:<17} {text} ({default})")
     return "\n".join(lines)
@@ -186,7 +186,7 @@ def cmd_search(settings: dict[str, str]) -> int:
     return 0 if outcome.best is not None else 1
 
 
-COMMANDS = {"train": (cmd_train, train_help), "lr-find": (cmd_lr_find, train_help),
+COMMANDS = {"train": (cmd_train, train_help), "lr-find": (cmd_lr_find, lambda: train_help("lr-find")),
             "search": (cmd_search, search_help)}
 
 
