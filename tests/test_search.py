@@ -238,3 +238,36 @@ def test_refit_trains_the_best_on_train_and_val(tmp_path, experiment, client):
                                     "model_name": f"{experiment}-refit"})
     outcome = SearchRunner(settings, build_config({**TINY, "experiment": experiment})).run()
     assert outcome.registered == (f"{experiment}-refit", "1") and outcome.test_metrics["test_accuracy"] > 0.8
+
+
+@pytest.mark.slow
+def test_sigterm_ends_every_run_and_prints_the_resume_command(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")}
+    env["MLFLOW_TRACKING_URI"] = uri
+    args = ["strategy=random", "max_evals=50", "pruner=none", "register=false", "experiment=term",
+            *[f"{k}={v}" for k, v in TINY.items()], "epochs=30"]
+    proc = subprocess.Popen([sys.executable, "-m", "hyperflow", "search", *args], env=env, cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    client = mlflow.MlflowClient(uri)
+
+    def trial_running():
+        if not (tmp_path / "mlflow.db").exists():
+            return False
+        exp = client.get_experiment_by_name("term")
+        runs = client.search_runs([exp.experiment_id]) if exp else []
+        done = [r for r in runs if r.data.tags.get("hyperflow.role") == "trial" and r.info.status == "FINISHED"]
+        return len(done) >= 1 and any(r.info.status == "RUNNING" and r.data.tags.get("hyperflow.role") == "trial"
+                                      for r in runs)
+
+    deadline = time.monotonic() + 180
+    while not trial_running() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    runs = client.search_runs([client.get_experiment_by_name("term").experiment_id])
+    parent = next(r for r in runs if r.data.tags["hyperflow.role"] == "search")
+    assert f"hyperflow search resume={parent.info.run_id}" in err
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    assert parent.info.status == "KILLED"
