@@ -169,15 +169,18 @@ class SearchRunner:
                 "hyperflow.search_run_id": self.parent_id}
         record = TrialRecord(number, "", point, "failed", None, 0)
         final: dict[str, float] = {}
+        metrics: tracking.MlflowMetrics | None = None
         with tracking.tracked_run("trial", parent_run_id=self.parent_id, run_name=f"trial-{number:03d}",
                                   tags=tags) as run:
             record.run_id = run.info.run_id
             tracking.log_params(run.info.run_id, {**{k: str(v) for k, v in point.items()},
                                                   "trial_number": str(number), "seed": str(config.seed)},
                                 fresh_run=True)
+            # the last epochs' metrics travel with the trial's results: one call fewer per trial
+            metrics = tracking.MlflowMetrics(run.info.run_id, config.flush_secs, flush_at_end=False)
             try:
                 setup = setup_training(config, dataset=self.dataset)
-                setup.trainer.callbacks += [tracking.MlflowMetrics(run.info.run_id, config.flush_secs), pruning]
+                setup.trainer.callbacks += [metrics, pruning]
                 result = setup.trainer.fit(self.dataset.X_train, self.dataset.y_train, self.dataset.X_val,
                                            self.dataset.y_val)
                 record.history, record.epochs = pruning.values, result.epochs_run
@@ -194,7 +197,8 @@ class SearchRunner:
             except (UsageError, RuntimeError, FloatingPointError, MemoryError) as exc:  # the search goes on
                 record.reason = f"{type(exc).__name__}: {exc}"[:500]
             tracking.log_results(run.info.run_id, final if record.status != "failed" else {},
-                                 {STATUS_TAG: record.status, "hyperflow.trial_reason": record.reason})
+                                 {STATUS_TAG: record.status, "hyperflow.trial_reason": record.reason},
+                                 pending=metrics.pending)
             if record.status == "failed":
                 mlflow.end_run("FAILED")  # tracked_run then finds no active child and leaves the parent be
         if record.status == "ok" and (self.best_state is None or record.loss < self.best_state["loss"]):
