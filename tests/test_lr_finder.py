@@ -3,7 +3,6 @@ regret on digits, and the entry point on a real sqlite store."""
 
 import random
 
-import mlflow
 import numpy as np
 import pytest
 import torch

@@ -80,9 +80,14 @@ def _summary(outcome: Any) -> str:
     return "\n".join(lines)
 
 
-def cmd_train(settings: dict[str, str]) -> int:
+def _train_config(settings: dict[str, str]) -> TrainConfig:
+    """Settings plus an optional config=FILE, validated before the heavy imports: a typo fails at once."""
     config_file = settings.pop("config", None) or None
-    config = build_config(settings, config_file)  # before the heavy imports: a typo fails at once
+    return build_config(settings, config_file)
+
+
+def cmd_train(settings: dict[str, str]) -> int:
+    config = _train_config(settings)
     from hyperflow.workflows.train import TrainingDiverged, train
 
     try:
@@ -111,8 +116,7 @@ def lr_find_summary(outcome: Any) -> str:
 
 
 def cmd_lr_find(settings: dict[str, str]) -> int:
-    config_file = settings.pop("config", None) or None
-    config = build_config(settings, config_file)
+    config = _train_config(settings)
     from hyperflow.workflows.lr_find import lr_find
 
     outcome = lr_find(config)
