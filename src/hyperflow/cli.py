@@ -17,6 +17,9 @@ commands:
   train     train one model and track it in MLflow (hyperflow train --help lists the settings)
   lr-find   LR range test: suggest a learning rate and a (min, max) range (same settings as train)
   search    hyperparameter search as nested MLflow runs (hyperflow search --help)
+  promote   score a version against the champion on the same rows; move alias champion if it passes the gate
+  retrain   scheduled retraining: newest data, the champion's settings, then the promotion gate (locked, idempotent)
+  predict   batch scoring: hyperflow predict model=models:/<name>@champion data=new.csv out=preds.csv
 
 Settings can also come from a YAML file: config=settings.yaml (command-line values win).
 The tracking store is MLflow's default (sqlite:///mlflow.db here) unless MLFLOW_TRACKING_URI is set."""
@@ -190,8 +193,108 @@ def cmd_search(settings: dict[str, str]) -> int:
     return 0 if outcome.best is not None else 1
 
 
+def _with_file(settings: dict[str, str]) -> dict[str, Any]:
+    from hyperflow.config import load_yaml
+
+    config_file = settings.pop("config", None) or None
+    return {**(load_yaml(config_file) if config_file else {}), **settings}
+
+
+def _settings_help(command: str, cls: type, codes: str, extra: str = "") -> str:
+    lines = [f"usage: hyperflow {command} [key=value ...] [config=settings.yaml]", "", "settings (default):"]
+    lines += [f"  {n:<13} {t} ({d})" for n, d, t in field_help(cls) if n != "gate_rules"]
+    return "\n".join(lines + ([extra] if extra else []) + ["", f"exit codes: {codes}"])
+
+
+PROMOTE_CODES = ("0 passed (champion moved; or dry run; or already champion), 1 failed, 2 bad input, "
+                 "3 rejected by the gate (alias unchanged), 5 the champion kept moving (nothing moved), 130 interrupted")
+RETRAIN_CODES = ("0 promoted or skipped (same data and code already done), 1 failed, 2 bad input, 3 rejected "
+                 "by the gate, 4 another retrain holds the lock (or took it over from this one), 5 the champion kept moving, "
+                 "130 interrupted")
+
+
+def promote_help() -> str:
+    from hyperflow.workflows.promote import PromoteConfig
+
+    return _settings_help("promote", PromoteConfig, PROMOTE_CODES)
+
+
+def retrain_help() -> str:
+    from hyperflow.workflows.retrain import RetrainConfig
+
+    return _settings_help("retrain", RetrainConfig, RETRAIN_CODES,
+                          "  any training setting (hyperflow train --help) overrides the champion's, e.g. epochs=50")
+
+
+def promotion_summary(o: Any) -> str:
+    verdict = ("promoted to champion" if o.promoted else "passed (already the champion)" if o.passed and o.notes
+               else "passed (dry run: nothing moved)" if o.passed else "REJECTED by the gate")
+    lines = [f"hyperflow promote: {o.name} version {o.version} {verdict}; baseline: "
+             + (f"champion version {o.baseline_version}" if o.baseline_version else "no champion"),
+             f"  rows: {o.rows}"]
+    lines += [f"  {name}: candidate {value:.4g}" + (f", champion {o.champion[name]:.4g}" if o.champion else "")
+              for name, value in o.candidate.items()]
+    lines += [f"  gate {c}" for c in o.checks] + [f"  note: {n}" for n in o.notes] + [f"  run {o.run_id}"]
+    return "\n".join(lines)
+
+
+def cmd_promote(settings: dict[str, str]) -> int:
+    from hyperflow.workflows.promote import ChampionConflict, build_promote_config, promote
+
+    config = build_promote_config(_with_file(settings))
+    try:
+        outcome = promote(config)
+    except ChampionConflict as exc:
+        print(f"hyperflow promote: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print(promotion_summary(outcome))
+    return 0 if outcome.passed else 3
+
+
+def cmd_retrain(settings: dict[str, str]) -> int:
+    from hyperflow.workflows.lock import LockHeld
+    from hyperflow.workflows.promote import ChampionConflict
+    from hyperflow.workflows.retrain import build_retrain_config, retrain
+
+    config, overrides = build_retrain_config(_with_file(settings))
+    try:
+        outcome = retrain(config, overrides)
+    except (LockHeld, ChampionConflict) as exc:
+        print(f"hyperflow retrain: {exc}", file=sys.stderr)
+        return exc.exit_code
+    if outcome.outcome == "skipped":
+        print(f"hyperflow retrain: skipped: retrain run {outcome.previous_run_id} already did data "
+              f"{outcome.data} with this code (force=true to retrain); run {outcome.run_id}")
+        return 0
+    print(f"hyperflow retrain: {outcome.outcome}: version {outcome.version} trained on {outcome.data}; "
+          f"run {outcome.run_id}")
+    print(promotion_summary(outcome.promotion))
+    return 0 if outcome.outcome == "promoted" else 3
+
+
+def predict_help() -> str:
+    return ("usage: hyperflow predict model=<model URI> data=<rows.csv|.parquet> [out=predictions.csv]\n\n"
+            "  model   models:/<name>@champion, models:/<name>/<version> or runs:/<run id>/model\n"
+            "  data    rows to score (raw columns, any order, missing values allowed)\n"
+            "  out     output file (.csv or .parquet): the rows plus prediction (and probability_<class>) columns")
+
+
+def cmd_predict(settings: dict[str, str]) -> int:
+    from hyperflow.workflows.predict import predict_file
+
+    unknown = set(settings) - {"model", "data", "out"}
+    if unknown or not settings.get("model") or not settings.get("data"):
+        raise UsageError(f"predict needs model=<URI> and data=<file> (and optionally out=<file>)"
+                         + (f"; unknown: {', '.join(sorted(unknown))}" if unknown else ""))
+    out = settings.get("out") or "predictions.csv"
+    count = predict_file(settings["model"], settings["data"], out)
+    print(f"hyperflow predict: {count} rows scored with {settings['model']} -> {out}")
+    return 0
+
+
 COMMANDS = {"train": (cmd_train, train_help), "lr-find": (cmd_lr_find, lambda: train_help("lr-find")),
-            "search": (cmd_search, search_help)}
+            "search": (cmd_search, search_help), "promote": (cmd_promote, promote_help),
+            "retrain": (cmd_retrain, retrain_help), "predict": (cmd_predict, predict_help)}
 
 
 def main(argv: Sequence[str] | None = None, *, from_mlproject: bool = False) -> int:

@@ -86,6 +86,7 @@ class Dataset:
     image_shape: tuple[int, ...] | None = None  # tables that are images too (digits: 1x8x8)
     raw_example: Any = None  # a few raw input rows, for the model's signature
     raw_all: Any = None  # the raw data (frame, or (X, y) arrays) for mlflow.log_input
+    split_index: dict[str, np.ndarray] | None = None  # row positions in raw_all of train / val / test
 
     @property
     def sizes(self) -> dict[str, int]:
@@ -282,6 +283,7 @@ def _from_frame(name: str, frame: pd.DataFrame, target: str, task: str | None, f
         input_shape=(X.shape[1],), output_size=len(classes) if classes else 1, preprocessor=pre,
         fingerprint=fingerprint, source=source, classes=classes, target=target, target_mean=y_mean,
         target_std=y_std, image_shape=image_shape, raw_example=features.head(5), raw_all=frame,
+        split_index=parts,
     )
 
 
@@ -382,5 +384,5 @@ def _from_arrays(name: str, X: np.ndarray, y: np.ndarray, task: str | None, fing
         X_test=t["test"][0], y_test=t["test"][1], input_shape=tuple(X.shape[1:]),
         output_size=len(classes) if classes else 1, preprocessor=pre, fingerprint=fingerprint, source=source,
         classes=classes, target_mean=y_mean, target_std=y_std, image_shape=tuple(X.shape[1:]),
-        raw_example=X[:2], raw_all=(X, np.asarray(y)),
+        raw_example=X[:2], raw_all=(X, np.asarray(y)), split_index=parts,
     )

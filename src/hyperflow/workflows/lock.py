@@ -1,0 +1,161 @@
+"""A lease lock kept in MLflow itself (a registered-model tag), so it works against a shared tracking
+server and not only on one machine.
+
+The tag ``hyperflow.retrain_lock`` holds JSON ``{token, run_id, host, pid, acquired_at, expires_at}``.
+MLflow has no conditional write, so acquiring is write, pause ``settle`` seconds, read back, and keep the
+lock only if the token read is ours: of writers that overlap within the pause exactly one sees its own
+token. A heartbeat thread renews the lease every ``lease / 3`` seconds. Another job may take the lock over
+once the lease has expired, its holder's run is no longer RUNNING, or (same host) its process is gone.
+Limits: two writers further apart than ``settle`` are serialised by the read-before-write, not by the
+store; a holder paused longer than its lease loses the lock, which :meth:`RegistryLock.check` reports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from typing import Any
+
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+LOCK_TAG = "hyperflow.retrain_lock"
+
+
+def describe(holder: dict[str, Any]) -> str:
+    until = time.strftime("%H:%M:%S UTC", time.gmtime(holder.get("expires_at", 0)))
+    return (f"run {holder.get('run_id') or '(starting)'} on host {holder.get('host')} pid {holder.get('pid')}, "
+            f"lease until {until}")
+
+
+class LockHeld(RuntimeError):
+    """Another job holds the lock (exit code 4); ``holder`` says who."""
+
+    exit_code = 4
+
+    def __init__(self, name: str, holder: dict[str, Any], lost: bool = False) -> None:
+        self.holder = holder
+        what = "lost the retrain lock to" if lost else "another retrain holds the lock:"
+        super().__init__(f"model '{name}': {what} {describe(holder)}")
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RegistryLock:
+    """``with RegistryLock(name):`` holds the retrain lock of one registered model, or raises LockHeld."""
+
+    def __init__(self, name: str, *, lease: float = 600.0, settle: float = 1.0,
+                 client: MlflowClient | None = None) -> None:
+        self.name, self.lease, self.settle = name, lease, settle
+        self.client = client or MlflowClient()
+        self.holder: dict[str, Any] = {"token": uuid.uuid4().hex, "run_id": None, "host": socket.gethostname(),
+                                       "pid": os.getpid(), "acquired_at": time.time()}
+        self.lost = False
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
+        self.taken_over: dict[str, Any] | None = None  # the stale holder this lock replaced
+
+    # ------------------------------------------------------------------ store
+    def read(self) -> dict[str, Any] | None:
+        raw = self.client.get_registered_model(self.name).tags.get(LOCK_TAG)
+        try:
+            return json.loads(raw) if raw else None
+        except json.JSONDecodeError:
+            return None  # unreadable: treated as free
+
+    def _write(self) -> None:
+        self.holder["expires_at"] = time.time() + self.lease
+        self.client.set_registered_model_tag(self.name, LOCK_TAG, json.dumps(self.holder))
+
+    def _ours(self, holder: dict[str, Any] | None) -> bool:
+        return bool(holder) and holder.get("token") == self.holder["token"]
+
+    def stale_reason(self, holder: dict[str, Any]) -> str | None:
+        """Why a holder no longer counts, or None while it does."""
+        if time.time() > float(holder.get("expires_at", 0)):
+            return "its lease expired"
+        if holder.get("host") == socket.gethostname() and not _process_alive(int(holder.get("pid", 0))):
+            return "its process is gone"
+        if holder.get("run_id"):
+            try:
+                status = self.client.get_run(holder["run_id"]).info.status
+            except MlflowException:
+                return "its run no longer exists"
+            if status != "RUNNING":
+                return f"its run ended {status}"
+        return None
+
+    # ------------------------------------------------------------------ life cycle
+    def acquire(self) -> "RegistryLock":
+        current = self.read()
+        if current and not self._ours(current):
+            if self.stale_reason(current) is None:
+                raise LockHeld(self.name, current)
+            self.taken_over = current
+        self._write()
+        time.sleep(self.settle)
+        after = self.read()
+        if not self._ours(after):
+            raise LockHeld(self.name, after or {})
+        if self.taken_over and self.taken_over.get("run_id"):
+            self._end_dead_run(self.taken_over["run_id"])
+        self._beat = threading.Thread(target=self._heartbeat, name=f"lock-{self.name}", daemon=True)
+        self._beat.start()
+        return self
+
+    def _end_dead_run(self, run_id: str) -> None:
+        try:
+            if self.client.get_run(run_id).info.status == "RUNNING":
+                self.client.set_terminated(run_id, "KILLED")
+        except MlflowException:
+            pass
+
+    def attach(self, run_id: str) -> None:
+        """Name the run that holds the lock (others can then see when it ends)."""
+        self.holder["run_id"] = run_id
+        self.renew()
+
+    def renew(self) -> None:
+        if self.lost or not self._ours(self.read()):
+            self.lost = True
+            return
+        self._write()
+
+    def check(self) -> None:
+        """Raise LockHeld unless this job still holds the lock (call before changing anything shared)."""
+        current = self.read()
+        if self.lost or not self._ours(current):
+            self.lost = True
+            raise LockHeld(self.name, current or {}, lost=True)
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self.lease / 3):
+            try:
+                self.renew()
+            except MlflowException:
+                pass  # a blip of the tracking server: the next beat tries again
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._beat is not None:
+            self._beat.join(timeout=5)
+        if not self.lost and self._ours(self.read()):
+            self.client.delete_registered_model_tag(self.name, LOCK_TAG)
+
+    def __enter__(self) -> "RegistryLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()

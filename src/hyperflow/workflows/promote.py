@@ -1,0 +1,159 @@
+"""The ``promote`` workflow: score a candidate version and the champion on the same rows, apply the gate,
+and move alias ``champion`` to that exact version when it passes.
+
+Just before the move the champion is read again; if someone moved it meanwhile, the candidate is scored
+against the new champion (up to ``max_attempts`` times) instead of overwriting it blindly.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+from hyperflow import tracking
+from hyperflow.config import _f, coerce
+from hyperflow.errors import UsageError
+from hyperflow.registry import (CHAMPION, Check, EvalRows, Gate, alias_version, build_gate, evaluation_rows,
+                                load_version, resolve_version, run_config, score, version_run)
+
+GATE_HELP = ("gate: YAML file or inline YAML {metric: {threshold, min_absolute_change, min_relative_change}} "
+             "(default: not worse than the champion on the task's main metric); single rules as "
+             "gate.<metric>.<rule>=value")
+
+
+@dataclass(frozen=True)
+class PromoteConfig:
+    model_name: str | None = _f(None, "registered model (required)")
+    version: str | None = _f(None, "version number or alias to validate (default: the one with alias challenger)")
+    data: str | None = _f(None, "evaluation rows: a file with the target column or a built-in name "
+                                "(default: the test split of the data the version was trained on)")
+    target: str | None = _f(None, "target column of data= (default: the version's training target)")
+    gate: str | None = _f(None, GATE_HELP)
+    gate_rules: dict = _f({}, "gate.<metric>.<rule> values collected from the command line")
+    dry_run: bool = _f(False, "decide and log, but move no alias and set no version tags")
+    max_attempts: int = _f(3, "times to re-score when the champion moves during the promotion")
+    experiment: str | None = _f(None, "MLflow experiment of the promote run (default: MLflow's current one)")
+
+
+def build_promote_config(values: Mapping[str, Any]) -> PromoteConfig:
+    rules = {k: str(v) for k, v in values.items() if k.startswith("gate.")}
+    plain = {k: coerce(k, v, PromoteConfig) for k, v in values.items() if not k.startswith("gate.")}
+    config = PromoteConfig(**{**plain, "gate_rules": {**plain.get("gate_rules", {}), **rules}})
+    if not config.model_name:
+        raise UsageError("model_name is required: the registered model to promote into")
+    if config.max_attempts < 1:
+        raise UsageError(f"max_attempts must be at least 1, got {config.max_attempts}")
+    return config
+
+
+class ChampionConflict(RuntimeError):
+    """The champion kept moving during the promotion; nothing was moved. Exit code 5."""
+
+    exit_code = 5
+
+
+@dataclass
+class PromoteOutcome:
+    run_id: str
+    name: str
+    version: str
+    passed: bool
+    promoted: bool
+    baseline_version: str | None
+    checks: list[Check]
+    candidate: dict[str, float]
+    champion: dict[str, float] | None
+    rows: str
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Prepared:
+    name: str
+    version: str
+    rows: EvalRows
+    gate: Gate
+
+
+def prepare(config: PromoteConfig, client: MlflowClient) -> _Prepared:
+    """Everything that can fail on bad input, before any run is written or alias read for the move."""
+    mv = resolve_version(client, config.model_name, config.version)
+    train_config = None
+    if config.data is None or mv.run_id:
+        train_config = run_config(client, version_run(client, mv))
+    rows = evaluation_rows(train_config, config.data, config.target)
+    gate = build_gate(config.gate, rows.task, config.gate_rules)
+    return _Prepared(config.model_name, str(mv.version), rows, gate)
+
+
+def promote(config: PromoteConfig, *, parent_run_id: str | None = None,
+            before_move: Callable[[], None] | None = None) -> PromoteOutcome:
+    """Score, gate, log a ``promote`` run and (unless dry run or failed) move ``champion``.
+    ``before_move`` runs after the decision and before the champion is re-read (a lock check, or a test)."""
+    client = MlflowClient()
+    p = prepare(config, client)
+    candidate = score(load_version(p.name, p.version), p.rows)
+    with tracking.tracked_run("promote", experiment=config.experiment, parent_run_id=parent_run_id,
+                              run_name=f"promote-{p.name}-v{p.version}",
+                              tags={"hyperflow.model_name": p.name, "hyperflow.candidate_version": p.version}) as run:
+        run_id = run.info.run_id
+        tracking.log_params(run_id, {"model_name": p.name, "version": p.version, "eval_rows": p.rows.source,
+                                     "gate": str(p.gate.to_dict()), "dry_run": str(config.dry_run)})
+        mlflow.log_metrics({f"candidate_{k}": v for k, v in candidate.items()})
+        outcome = _decide(config, client, p, candidate, run_id, before_move)
+        if outcome.champion:
+            mlflow.log_metrics({f"champion_{k}": v for k, v in outcome.champion.items()})
+        mlflow.set_tags({"hyperflow.decision": "passed" if outcome.passed else "failed",
+                         "hyperflow.promoted": str(outcome.promoted).lower(),
+                         "hyperflow.baseline_version": outcome.baseline_version or "none"})
+        mlflow.log_dict({"gate": p.gate.to_dict(), "checks": [vars(c) for c in outcome.checks],
+                         "passed": outcome.passed, "promoted": outcome.promoted, "notes": outcome.notes},
+                        "gate.json")
+        if not config.dry_run:
+            _tag_version(client, outcome)
+    return outcome
+
+
+def _decide(config: PromoteConfig, client: MlflowClient, p: _Prepared, candidate: dict[str, float], run_id: str,
+            before_move: Callable[[], None] | None) -> PromoteOutcome:
+    baseline = alias_version(client, p.name, CHAMPION)
+    for _ in range(config.max_attempts):
+        same = baseline == p.version
+        champion = score(load_version(p.name, baseline), p.rows) if baseline and not same else None
+        checks = p.gate.check(candidate, champion)
+        outcome = PromoteOutcome(run_id, p.name, p.version, all(c.passed for c in checks), False,
+                                 None if same else baseline, checks, candidate, champion, p.rows.source)
+        if same:
+            outcome.notes.append(f"version {p.version} is already the champion")
+        if not outcome.passed or config.dry_run or same:
+            return outcome
+        if before_move is not None:
+            before_move()
+        now = alias_version(client, p.name, CHAMPION)  # re-read just before the move: no lost update
+        if now == baseline:
+            client.set_registered_model_alias(p.name, CHAMPION, p.version)
+            outcome.promoted = True
+            return outcome
+        mlflow.set_tag("hyperflow.champion_changed", f"{baseline} -> {now}")
+        baseline = now
+    raise ChampionConflict(f"the champion of '{p.name}' moved during each of {config.max_attempts} attempts "
+                           f"(now version {baseline}); nothing was moved: run promote again")
+
+
+def _tag_version(client: MlflowClient, o: PromoteOutcome) -> None:
+    status = "passed" if o.passed else "failed"
+    for key, value in {"validation_status": status, "baseline_version": o.baseline_version or "none",
+                       "promote_run_id": o.run_id}.items():
+        client.set_model_version_tag(o.name, o.version, key, value)
+    main = o.checks[0].metric if o.checks else next(iter(o.candidate))
+    against = (f"champion v{o.baseline_version} ({main} {o.champion[main]:.4g})" if o.champion
+               else "no champion (absolute thresholds only)")
+    line = (f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC: validation {status}"
+            f"{', promoted to champion' if o.promoted else ''}: {main} {o.candidate[main]:.4g} vs {against} "
+            f"on {o.rows}; promote run {o.run_id}")
+    previous = client.get_model_version(o.name, o.version).description or ""
+    client.update_model_version(o.name, o.version, description=f"{previous}\n{line}".strip())
