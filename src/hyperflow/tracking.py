@@ -65,9 +65,24 @@ def tracked_run(role: str, *, experiment: str | None = None, run_name: str | Non
     run = mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name, parent_run_id=parent_run_id,
                            nested=parent_run_id is not None or (run_id is not None and mlflow.active_run() is not None),
                            tags={ROLE_TAG: role, "hyperflow.version": hyperflow.__version__, **(tags or {})})
+
+    def end(status: str) -> None:
+        active = mlflow.active_run()
+        if active is not None and active.info.run_id == run.info.run_id:  # unless the caller ended it already
+            mlflow.end_run(status)
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+    with _ended_as(end):
+        yield run
+
+
+@contextmanager
+def _ended_as(end: Any) -> Iterator[None]:
+    """Calls ``end(status)`` on the way out: FINISHED, KILLED on Ctrl-C or SIGTERM, FAILED on an exception."""
     status = "FINISHED"
     try:
-        yield run
+        yield
     except KeyboardInterrupt:
         status = "KILLED"
         raise
@@ -75,11 +90,7 @@ def tracked_run(role: str, *, experiment: str | None = None, run_name: str | Non
         status = "FAILED"
         raise
     finally:
-        active = mlflow.active_run()
-        if active is not None and active.info.run_id == run.info.run_id:  # unless the caller ended it already
-            mlflow.end_run(status)
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous)
+        end(status)
 
 
 def _is_main_thread() -> bool:
@@ -115,24 +126,41 @@ def log_params(run_id: str, params: dict[str, str], fresh_run: bool = False) -> 
 
 
 def log_results(run_id: str, metrics: dict[str, float], tags: dict[str, str],
-                pending: list[Metric] | None = None) -> None:
-    """Final metrics and tags of a run, and any per-epoch metrics still buffered, in one call."""
+                pending: list[Metric] | None = None, params: dict[str, str] | None = None) -> None:
+    """Final metrics and tags of a run, and any per-epoch metrics (and params) still buffered, in one call."""
     stamp = int(time.time() * 1000)
     MlflowClient().log_batch(run_id, metrics=[*(pending or []), *(Metric(k, float(v), stamp, 0)
                                                                    for k, v in metrics.items())],
+                             params=[Param(k, str(v)[:6000]) for k, v in (params or {}).items()],
                              tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+
+@contextmanager
+def child_run(role: str, experiment_id: str, parent_run_id: str, run_name: str,
+              tags: dict[str, str]) -> Iterator[str]:
+    """A child run made with the client, not the fluent API: no thread-local active run (safe in threads and
+    on Spark executors) and none of the fluent start's context providers (a trial is cheap to open). Ends
+    FINISHED, FAILED on an exception, KILLED on Ctrl-C or SIGTERM."""
+    client = MlflowClient()
+    run = client.create_run(experiment_id, run_name=run_name, tags={
+        ROLE_TAG: role, "hyperflow.version": hyperflow.__version__, "mlflow.parentRunId": parent_run_id,
+        "mlflow.runName": run_name, **tags})
+    with _ended_as(lambda status: client.set_terminated(run.info.run_id, status)):
+        yield run.info.run_id
 
 
 class MlflowMetrics(Callback):
     """Sends per-epoch metrics to MLflow in batches: at most one ``log_batch`` call per epoch, and no
     more often than every ``flush_secs`` seconds. A call costs ~15 ms on sqlite and ~50 ms against a
     server, more than a small model's epoch: flushing every epoch made a digits fit 1.27x slower, the
-    default 1 s flush 1.03x (bench/tracking.py)."""
+    default 1 s flush 1.03x (bench/tracking.py). ``params`` ride along with the first call."""
 
-    def __init__(self, run_id: str, flush_secs: float = 1.0, prefix: str = "", flush_at_end: bool = True) -> None:
+    def __init__(self, run_id: str, flush_secs: float = 1.0, prefix: str = "", flush_at_end: bool = True,
+                 params: dict[str, str] | None = None) -> None:
         self.client, self.run_id, self.flush_secs, self.prefix = MlflowClient(), run_id, flush_secs, prefix
         self.flush_at_end = flush_at_end  # False: the caller sends ``pending`` with its own last call
         self.pending: list[Metric] = []
+        self.pending_params = dict(params or {})
         self.last_flush = 0.0
 
     def on_train_start(self, trainer: Any) -> None:
@@ -149,9 +177,11 @@ class MlflowMetrics(Callback):
             self.flush()
 
     def flush(self) -> None:
-        if self.pending:
-            self.client.log_batch(self.run_id, metrics=self.pending)  # the client chunks large batches
-            self.pending = []
+        if self.pending or self.pending_params:
+            # the client chunks large batches
+            self.client.log_batch(self.run_id, metrics=self.pending,
+                                  params=[Param(k, str(v)[:6000]) for k, v in self.pending_params.items()])
+            self.pending, self.pending_params = [], {}
         self.last_flush = time.monotonic()
 
 

@@ -11,6 +11,7 @@ from hyperflow.errors import UsageError
 
 STRATEGIES = ("grid", "random", "tpe")
 PRUNERS = ("none", "median", "asha")
+BACKENDS = ("local", "spark")
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,9 @@ class SearchConfig:
     refit: bool = _f(False, "refit the best settings on train+val before logging the model")
     model_name: str | None = _f(None, "registered model name for the best model (default hyperflow-<data>)")
     register: bool = _f(True, "register the best model and give it alias 'challenger'")
+    backend: str = _f("local", "local (trials one after another in this process) | spark (hyperopt SparkTrials)")
+    parallelism: int = _f(2, "spark: trials at once (each gets its share of the cores as torch threads)")
+    spark_master: str | None = _f(None, "spark: master URL (default local[parallelism])")
 
 
 SEARCH_KEYS = {f.name for f in dataclasses.fields(SearchConfig)}
@@ -42,10 +46,11 @@ SEARCH_KEYS = {f.name for f in dataclasses.fields(SearchConfig)}
 def build_search_config(values: Mapping[str, Any]) -> SearchConfig:
     coerced = {k: coerce(k, v, SearchConfig) for k, v in values.items()}
     c = SearchConfig(**coerced)
-    for key, allowed in (("strategy", STRATEGIES), ("pruner", PRUNERS), ("lr_bounds", ("none", "auto"))):
+    for key, allowed in (("strategy", STRATEGIES), ("pruner", PRUNERS), ("lr_bounds", ("none", "auto")),
+                         ("backend", BACKENDS)):
         if getattr(c, key) not in allowed:
             raise UsageError(f"unknown {key} '{getattr(c, key)}': choose one of {', '.join(allowed)}")
-    for key in ("max_evals", "min_epochs", "max_consecutive_failures"):
+    for key in ("max_evals", "min_epochs", "max_consecutive_failures", "parallelism"):
         if getattr(c, key) < 1:
             raise UsageError(f"{key} must be at least 1, got {getattr(c, key)}")
     for key in ("timeout", "early_stop", "n_startup_jobs", "prune_startup_trials"):
@@ -55,4 +60,6 @@ def build_search_config(values: Mapping[str, Any]) -> SearchConfig:
         raise UsageError(f"reduction_factor must be at least 2, got {c.reduction_factor}")
     if not 0 < c.gamma < 1:
         raise UsageError(f"gamma must be between 0 and 1, got {c.gamma}")
+    if c.backend == "spark" and c.strategy == "grid":
+        raise UsageError("backend=spark runs random or tpe searches: use strategy=random (or backend=local for grid)")
     return c

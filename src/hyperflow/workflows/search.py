@@ -1,8 +1,9 @@
 """The ``search`` workflow: one parent run, one child run per trial, hyperopt choosing the points.
 
-Trials run in this process (no subprocess per trial), each in a child run linked by an explicit
-``parent_run_id`` (MLflow's active run is thread-local). MLflow is the source of truth: ``resume``
-rebuilds hyperopt's history from the finished children, so a kill loses at most the trial in flight.
+Trials run in this process (no subprocess per trial) or, with ``backend=spark``, on Spark executors through
+hyperopt's SparkTrials; each in a child run linked by an explicit ``parent_run_id`` (MLflow's active run
+is thread-local). MLflow is the source of truth: ``resume`` rebuilds hyperopt's history from the finished
+children, so a kill loses at most the trials in flight.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import pandas as pd
 import torch
 from hyperopt import STATUS_FAIL, STATUS_OK, JOB_STATE_DONE, Trials, fmin, rand, tpe
 from hyperopt.early_stop import no_progress_loss
+from hyperopt.fmin import generate_trial
+from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from hyperflow import tracking
@@ -35,11 +38,14 @@ from hyperflow.search.pruning import PruningCallback, make_pruner
 from hyperflow.search.settings import SearchConfig
 from hyperflow.search.space import (complete_point, default_space_path, flatten, grid_points, iter_grid,
                                     load_space, to_hyperopt, to_vals)
+from hyperflow.data import Dataset
 from hyperflow.training import Setup, load_data, setup_training
 from hyperflow.workflows.lr_find import lr_find_in_run
 
 STATUS_TAG = "hyperflow.trial_status"
 NUMBER_TAG = "hyperflow.trial_number"
+HISTORY_TAG = "hyperflow.val_loss_history"  # per-epoch val_loss as JSON: pruning and resume read it in one call
+PROGRESS_FLUSH_SECS = 5.0  # the parent's best_val_loss curve is sent in batches this often
 
 
 class SearchStopped(RuntimeError):
@@ -70,18 +76,88 @@ class SearchOutcome:
     registered: tuple[str, str] | None = None  # (name, version)
 
 
+@dataclass
+class TrialTask:
+    """Everything one trial needs, picklable: it runs in this process or on a Spark executor."""
+
+    base: TrainConfig
+    pruner: tuple[str, int, int, int]  # name, min_epochs, reduction_factor, startup trials
+    experiment_id: str
+    parent_id: str
+    number: int
+    history: list[list[float]]  # per-epoch val_loss of the earlier ok/pruned trials
+    deadline: float | None = None  # wall clock (time.time()): it holds on other processes too
+
+
+def execute_trial(task: TrialTask, point: dict[str, Any], dataset: Dataset) -> tuple[TrialRecord, Setup | None]:
+    """Train one point in its own child run; failures become a FAILED run and a ``failed`` record."""
+    number, config = task.number, task.base.replace(**point)
+    pruning = PruningCallback(make_pruner(*task.pruner), task.history, task.deadline)
+    tags = {NUMBER_TAG: str(number), "hyperflow.trial_params": json.dumps(point, default=str),
+            "hyperflow.search_run_id": task.parent_id}
+    record = TrialRecord(number, "", point, "failed", None, 0)
+    setup = None
+    with tracking.child_run("trial", task.experiment_id, task.parent_id, f"trial-{number:03d}", tags) as run_id:
+        record.run_id = run_id
+        # params ride with the first metrics call, the last epochs' metrics with the results: 3 calls a trial
+        metrics = tracking.MlflowMetrics(run_id, config.flush_secs, flush_at_end=False, params={
+            **{k: str(v) for k, v in point.items()}, "trial_number": str(number), "seed": str(config.seed)})
+        final: dict[str, float] = {}
+        try:
+            setup = setup_training(config, dataset=dataset)
+            setup.trainer.callbacks += [metrics, pruning]
+            result = setup.trainer.fit(dataset.X_train, dataset.y_train, dataset.X_val, dataset.y_val)
+            record.history, record.epochs = pruning.values, result.epochs_run
+            if result.status == "diverged":
+                record.reason = result.reason
+            elif result.best_epoch == 0:
+                record.reason = "no finite validation loss"
+            else:
+                record.status = "pruned" if pruning.reason else "ok"
+                record.reason = pruning.reason
+                record.loss = result.best_val_loss
+                final = {"best_val_loss": result.best_val_loss, "best_epoch": result.best_epoch,
+                         "epochs_run": result.epochs_run}
+        except (UsageError, RuntimeError, FloatingPointError, MemoryError) as exc:  # the search goes on
+            record.reason = f"{type(exc).__name__}: {exc}"[:500]
+        history = json.dumps([float(f"{v:.6g}") for v in record.history])
+        tracking.log_results(run_id, final if record.status != "failed" else {},
+                             {STATUS_TAG: record.status, "hyperflow.trial_reason": record.reason,
+                              **({HISTORY_TAG: history} if len(history) <= 5000 else {})},
+                             pending=metrics.pending, params=metrics.pending_params)
+        if record.status == "failed":
+            raise _TrialFailed(record)
+    return record, setup
+
+
+class _TrialFailed(Exception):
+    """Ends a failed trial's run as FAILED; caught right outside it."""
+
+    def __init__(self, record: TrialRecord) -> None:
+        self.record = record
+
+
+def run_trial_safely(task: TrialTask, point: dict[str, Any], dataset: Dataset) -> tuple[TrialRecord, Setup | None]:
+    try:
+        return execute_trial(task, point, dataset)
+    except _TrialFailed as failed:
+        return failed.record, None
+
+
 class SearchRunner:
     """Runs a search for ``base`` training settings over a YAML space, tracked in MLflow."""
 
-    def __init__(self, search: SearchConfig, base: TrainConfig) -> None:
-        self.search = search
+    def __init__(self, search: SearchConfig, base: TrainConfig, spark_session: Any = None) -> None:
+        self.search, self.spark_session = search, spark_session
         self.base = base.replace(log_model=False, model_name=None, progress=False, tensorboard=False)
         self.client = MlflowClient()
         self.records: list[TrialRecord] = []
         self.best_state: dict[str, Any] | None = None
         self.parent_id = ""
-        self.deadline: float | None = None
+        self.deadline: float | None = None  # wall clock
         self.stop_reason = ""
+        self.progress: list[Metric] = []
+        self.progress_sent = time.monotonic()
 
     # ------------------------------------------------------------------------------------- set-up
     def prepare(self) -> None:
@@ -94,6 +170,10 @@ class SearchRunner:
         for point in points:  # the space's values must make valid configs
             self._config(point)
         setup_training(self._config(points[0]), dataset=self.dataset)
+        if self.search.backend == "spark":
+            from hyperflow.search import spark
+
+            spark.check_available(self.spark_session)
         if self.search.resume:
             try:
                 run = self.client.get_run(self.search.resume)
@@ -110,31 +190,37 @@ class SearchRunner:
             raise UsageError(f"search space gives an invalid combination {point}: {exc}") from None
 
     # ------------------------------------------------------------------------------------- resume
-    def _rebuild(self) -> Trials:
-        """Trials from the children in MLflow; orphaned RUNNING children end as KILLED."""
-        trials = Trials()
+    def _read_children(self) -> list[TrialRecord]:
+        """The finished trials of this search, from MLflow; orphaned RUNNING children end as KILLED."""
         children = self.client.search_runs(
             [self.experiment_id], f"tags.mlflow.parentRunId = '{self.parent_id}' and tags.`hyperflow.role` = 'trial'",
             max_results=5000)
-        docs = []
-        for run in sorted(children, key=lambda r: int(r.data.tags.get(NUMBER_TAG, 0))):
+        records = []
+        for run in children:
             if run.info.status == "RUNNING":
                 self.client.set_terminated(run.info.run_id, "KILLED")
                 continue
-            status = run.data.tags.get(STATUS_TAG)
+            tags, status = run.data.tags, run.data.tags.get(STATUS_TAG)
             if status not in ("ok", "failed", "pruned"):
                 continue
-            params = json.loads(run.data.tags.get("hyperflow.trial_params", "{}"))
             loss = run.data.metrics.get("best_val_loss")
-            history = [m.value for m in sorted(self.client.get_metric_history(run.info.run_id, "val_loss"),
-                                               key=lambda m: m.step)]
-            record = TrialRecord(int(run.data.tags[NUMBER_TAG]), run.info.run_id, params, status,
-                                 loss if status != "failed" else None, len(history), history,
-                                 run.data.tags.get("hyperflow.trial_reason", ""))
-            self.records.append(record)
-            tid = len(docs)
-            vals = to_vals(self.space, params)
-            result = ({"status": STATUS_OK, "loss": loss} if record.loss is not None
+            if HISTORY_TAG in tags:
+                history = [float(v) for v in json.loads(tags[HISTORY_TAG])]
+            else:  # written before the tag existed, or too long for a tag
+                history = [m.value for m in sorted(self.client.get_metric_history(run.info.run_id, "val_loss"),
+                                                   key=lambda m: m.step)]
+            records.append(TrialRecord(int(tags[NUMBER_TAG]), run.info.run_id,
+                                       json.loads(tags.get("hyperflow.trial_params", "{}")), status,
+                                       loss if status != "failed" else None, len(history), history,
+                                       tags.get("hyperflow.trial_reason", "")))
+        return sorted(records, key=lambda r: r.number)
+
+    def _fill_trials(self, trials: Trials) -> Trials:
+        """hyperopt's history from ``self.records``, as if those trials had just run."""
+        docs = []
+        for tid, record in enumerate(self.records):
+            vals = to_vals(self.space, record.params)
+            result = ({"status": STATUS_OK, "loss": record.loss} if record.loss is not None
                       else {"status": STATUS_FAIL, "failure": record.reason})
             misc = {"tid": tid, "cmd": ("domain_attachment", "FMinIter_Domain"), "workdir": None,
                     "idxs": {k: [tid] if v else [] for k, v in vals.items()}, "vals": vals}
@@ -144,7 +230,6 @@ class SearchRunner:
         if docs:
             trials.insert_trial_docs(docs)
             trials.refresh()
-        self.records.sort(key=lambda r: r.number)
         return trials
 
     # ------------------------------------------------------------------------------------- trials
@@ -158,54 +243,23 @@ class SearchRunner:
         # so TPE counts it among the bad points instead of ignoring it (as it would a failure)
         return {"status": STATUS_OK, "loss": record.loss}
 
+    def _task(self, number: int) -> TrialTask:
+        s = self.search
+        return TrialTask(self.base, (s.pruner, s.min_epochs, s.reduction_factor, s.prune_startup_trials),
+                         self.experiment_id, self.parent_id, number,
+                         [r.history for r in self.records if r.status != "failed"], self.deadline)
+
+    def _next_number(self) -> int:
+        return max((r.number for r in self.records), default=-1) + 1
+
     def run_trial(self, point: dict[str, Any]) -> TrialRecord:
-        number = len(self.records) and max(r.number for r in self.records) + 1
-        config = self._config(point)
-        history = [r.history for r in self.records if r.status != "failed"]
-        pruning = PruningCallback(make_pruner(self.search.pruner, self.search.min_epochs,
-                                              self.search.reduction_factor, self.search.prune_startup_trials),
-                                  history, self.deadline)
-        tags = {NUMBER_TAG: str(number), "hyperflow.trial_params": json.dumps(point, default=str),
-                "hyperflow.search_run_id": self.parent_id}
-        record = TrialRecord(number, "", point, "failed", None, 0)
-        final: dict[str, float] = {}
-        metrics: tracking.MlflowMetrics | None = None
-        with tracking.tracked_run("trial", parent_run_id=self.parent_id, run_name=f"trial-{number:03d}",
-                                  tags=tags) as run:
-            record.run_id = run.info.run_id
-            tracking.log_params(run.info.run_id, {**{k: str(v) for k, v in point.items()},
-                                                  "trial_number": str(number), "seed": str(config.seed)},
-                                fresh_run=True)
-            # the last epochs' metrics travel with the trial's results: one call fewer per trial
-            metrics = tracking.MlflowMetrics(run.info.run_id, config.flush_secs, flush_at_end=False)
-            try:
-                setup = setup_training(config, dataset=self.dataset)
-                setup.trainer.callbacks += [metrics, pruning]
-                result = setup.trainer.fit(self.dataset.X_train, self.dataset.y_train, self.dataset.X_val,
-                                           self.dataset.y_val)
-                record.history, record.epochs = pruning.values, result.epochs_run
-                if result.status == "diverged":
-                    record.reason = result.reason
-                elif result.best_epoch == 0:
-                    record.reason = "no finite validation loss"
-                else:
-                    record.status = "pruned" if pruning.reason else "ok"
-                    record.reason = pruning.reason
-                    record.loss = result.best_val_loss
-                    final = {"best_val_loss": result.best_val_loss, "best_epoch": result.best_epoch,
-                             "epochs_run": result.epochs_run}
-            except (UsageError, RuntimeError, FloatingPointError, MemoryError) as exc:  # the search goes on
-                record.reason = f"{type(exc).__name__}: {exc}"[:500]
-            tracking.log_results(run.info.run_id, final if record.status != "failed" else {},
-                                 {STATUS_TAG: record.status, "hyperflow.trial_reason": record.reason},
-                                 pending=metrics.pending)
-            if record.status == "failed":
-                mlflow.end_run("FAILED")  # tracked_run then finds no active child and leaves the parent be
+        self._config(point)  # an invalid combination is bad input: it stops the search with a clear error
+        record, setup = run_trial_safely(self._task(self._next_number()), point, self.dataset)
         if record.status == "ok" and (self.best_state is None or record.loss < self.best_state["loss"]):
-            self.best_state = {"loss": record.loss, "number": number, "setup": setup,
+            self.best_state = {"loss": record.loss, "number": record.number, "setup": setup,
                                "state": copy.deepcopy(setup.trainer.model.state_dict())}
         self.records.append(record)
-        self._log_progress(record)
+        self._log_progress([record])
         return record
 
     def _check_stop(self, record: TrialRecord) -> None:
@@ -218,10 +272,15 @@ class SearchRunner:
             raise SearchStopped(f"{failures} trials failed in a row (last: {record.reason}); check the space "
                                 f"(e.g. lower the lr bounds) or raise max_consecutive_failures")
 
-    def _log_progress(self, record: TrialRecord) -> None:
-        ok = [r.loss for r in self.records if r.status == "ok" and r.loss is not None]
-        if ok:
-            self.client.log_metric(self.parent_id, "best_val_loss", min(ok), step=record.number)
+    def _log_progress(self, new: list[TrialRecord], force: bool = False) -> None:
+        """The parent's ``best_val_loss`` (step = trial number), sent in batches every few seconds."""
+        for record in new:
+            ok = [r.loss for r in self.records if r.status == "ok" and r.loss is not None and r.number <= record.number]
+            if ok:
+                self.progress.append(Metric("best_val_loss", min(ok), int(time.time() * 1000), record.number))
+        if self.progress and (force or time.monotonic() - self.progress_sent >= PROGRESS_FLUSH_SECS):
+            self.client.log_batch(self.parent_id, metrics=self.progress)
+            self.progress, self.progress_sent = [], time.monotonic()
 
     # ------------------------------------------------------------------------------------- main
     def run(self) -> SearchOutcome:
@@ -231,22 +290,27 @@ class SearchRunner:
                                   run_name=None if self.search.resume else f"search-{self.dataset.name}",
                                   tags=tags) as parent:
             self.parent_id, self.experiment_id = parent.info.run_id, parent.info.experiment_id
-            trials = self._rebuild() if self.search.resume else Trials()
+            if self.search.resume:
+                self.records = self._read_children()
             s = self.search
             tracking.log_params(self.parent_id, {**{k: str(v) for k, v in vars(s).items() if k != "resume"},
                                                  **self.base.to_params()})
             mlflow.log_artifact(str(self.space_path), "space")
             self._lr_bounds()
             if s.timeout:
-                self.deadline = time.monotonic() + s.timeout
+                self.deadline = time.time() + s.timeout
             try:
                 if s.strategy == "grid":
                     self._run_grid()
+                elif s.backend == "spark":
+                    self._run_spark()
                 else:
-                    self._run_hyperopt(trials)
+                    self._run_hyperopt(self._fill_trials(Trials()))
                 self.stop_reason = self.stop_reason or "budget"
             except SearchStopped as exc:
                 self.stop_reason = str(exc)
+            finally:
+                self._log_progress([], force=True)
             mlflow.set_tag("hyperflow.stop_reason", self.stop_reason)
             outcome = self._finish()
         return outcome
@@ -273,7 +337,7 @@ class SearchRunner:
         points = grid_points(self.space)
         todo = [p for p in points if p not in done][: max(0, self.search.max_evals - len(self.records))]
         for point in todo:
-            if self.deadline is not None and time.monotonic() >= self.deadline:
+            if self.deadline is not None and time.time() >= self.deadline:
                 self.stop_reason = "timeout"
                 return
             record = self.run_trial(point)
@@ -302,7 +366,7 @@ class SearchRunner:
         s = self.search
         algo = (partial(tpe.suggest, n_startup_jobs=s.n_startup_jobs, gamma=s.gamma) if s.strategy == "tpe"
                 else rand.suggest)
-        remaining = None if self.deadline is None else max(1.0, self.deadline - time.monotonic())
+        remaining = None if self.deadline is None else max(1.0, self.deadline - time.time())
         before = len(trials.trials)
         fmin(self._objective, to_hyperopt(self.space), algo=algo, max_evals=s.max_evals, trials=trials,
              rstate=np.random.default_rng(self.base.seed), timeout=remaining, loss_threshold=s.loss_threshold,
@@ -310,13 +374,91 @@ class SearchRunner:
              points_to_evaluate=self._preset_points() or None, show_progressbar=True, verbose=False)
         ran = len(trials.trials) - before
         if len(trials.trials) < s.max_evals:
-            if self.deadline is not None and time.monotonic() >= self.deadline:
+            if self.deadline is not None and time.time() >= self.deadline:
                 self.stop_reason = "timeout"
             elif s.loss_threshold is not None and any(r.loss is not None and r.loss <= s.loss_threshold
                                                       for r in self.records):
                 self.stop_reason = "loss_threshold"
             elif s.early_stop and ran:
                 self.stop_reason = f"early_stop: {s.early_stop} trials without improvement"
+
+    def _failure_streak(self, done: list[dict[str, Any]]) -> str:
+        failures = 0
+        for r in reversed(done):
+            if r["status"] != STATUS_FAIL:
+                break
+            failures += 1
+        if failures < self.search.max_consecutive_failures:
+            return ""
+        return (f"{failures} trials failed in a row (last: {done[-1].get('failure', '')}); check the space "
+                f"(e.g. lower the lr bounds) or raise max_consecutive_failures")
+
+    def _stop_rule(self, done: list[dict[str, Any]]) -> str:
+        """Why the search should stop now ('' = go on), from hyperopt's finished results in trial order."""
+        s = self.search
+        losses = [r["loss"] for r in done if r.get("status") == STATUS_OK]
+        if s.loss_threshold is not None and losses and min(losses) <= s.loss_threshold:
+            return "loss_threshold"
+        if s.early_stop and losses:
+            best_at = max(i for i, r in enumerate(done) if r.get("status") == STATUS_OK and r["loss"] == min(losses))
+            if len(done) - 1 - best_at >= s.early_stop:
+                return f"early_stop: {s.early_stop} trials without improvement"
+        if self.deadline is not None and time.time() >= self.deadline:
+            return "timeout"
+        return ""
+
+    def _run_spark(self) -> None:
+        """Trials as Spark tasks through hyperopt's SparkTrials; the records are then read back from MLflow.
+        Stop rules live in the suggestion step: an algorithm that returns no trial ends ``fmin`` cleanly
+        after the trials in flight (hyperopt's protocol), where ``early_stop_fn`` would hang SparkTrials."""
+        from hyperopt import SparkTrials
+
+        from hyperflow.search import spark
+
+        s = self.search
+        session = spark.session_for(s.spark_master, s.parallelism, self.spark_session)
+        threads = spark.threads_per_trial(session, s.parallelism)
+        remaining = None if self.deadline is None else max(1.0, self.deadline - time.time()) + 60  # grace: trials stop themselves
+        trials = self._fill_trials(SparkTrials(parallelism=s.parallelism, timeout=remaining, spark_session=session))
+        for point in self._preset_points():  # SparkTrials ignores points_to_evaluate: queue them as trials
+            self._queue_point(trials, point)
+        template = TrialTask(self.base.replace(threads=threads),
+                             (s.pruner, s.min_epochs, s.reduction_factor, s.prune_startup_trials), self.experiment_id,
+                             self.parent_id, 0, [r.history for r in self.records if r.status != "failed"],
+                             self.deadline)
+        objective = spark.SparkObjective(template, self._next_number(), trials)
+        suggest = (partial(tpe.suggest, n_startup_jobs=s.n_startup_jobs, gamma=s.gamma) if s.strategy == "tpe"
+                   else rand.suggest)
+
+        failed = ""
+
+        def algo(new_ids: list, domain: Any, trials_: Any, seed: int) -> list:
+            nonlocal failed
+            done = [r for r in trials_.results if r.get("status") in (STATUS_OK, STATUS_FAIL)]
+            failed = self._failure_streak(done)
+            self.stop_reason = failed or self._stop_rule(done)
+            return [] if self.stop_reason else suggest(new_ids, domain, trials_, seed)
+
+        try:
+            fmin(objective, to_hyperopt(self.space), algo=algo, max_evals=s.max_evals, trials=trials,
+                 rstate=np.random.default_rng(self.base.seed), show_progressbar=self.base.progress, verbose=False)
+        except KeyboardInterrupt:
+            if self.spark_session is None:
+                session.sparkContext.cancelAllJobs()
+            raise
+        finally:  # from MLflow, the source of truth; children still RUNNING (cancelled) end KILLED
+            known = {r.run_id for r in self.records}
+            self.records = self._read_children()
+            self._log_progress([r for r in self.records if r.run_id not in known])
+        if trials.fmin_cancelled_reason == "fmin run timeout" and not self.stop_reason:
+            self.stop_reason = "timeout"
+        if failed:
+            raise SearchStopped(failed)
+
+    @staticmethod
+    def _queue_point(trials: Trials, point: dict[str, Any]) -> None:
+        trials.insert_trial_docs([generate_trial(trials.new_trial_ids(1)[0], point)])
+        trials.refresh()
 
     # ------------------------------------------------------------------------------------- the end
     def _finish(self) -> SearchOutcome:

@@ -1,0 +1,92 @@
+"""Trials on Spark (hyperopt SparkTrials, local[2]): nesting, statuses, stop rules, the best model, errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+pyspark = pytest.importorskip("pyspark", reason="pyspark is the optional extra hyperflow[spark]")
+
+from hyperflow.config import build_config  # noqa: E402
+from hyperflow.search import spark  # noqa: E402
+from hyperflow.search.settings import build_search_config  # noqa: E402
+from hyperflow.workflows.search import SearchRunner  # noqa: E402
+
+TINY = {"epochs": "3", "width": "32", "progress": "false", "flush_secs": "5"}
+SPACE = """
+lr: {type: loguniform, low: 1.0e-3, high: 1.0e-2}
+width: {type: choice, values: [16, 32]}
+epochs: 3
+"""
+
+
+@pytest.fixture(scope="module")
+def session():
+    s = spark.session_for(None, 2)
+    yield s
+    s.stop()
+
+
+def _children(client, parent_id):
+    exp = client.get_run(parent_id).info.experiment_id
+    return client.search_runs([exp], f"tags.mlflow.parentRunId = '{parent_id}'", max_results=100)
+
+
+def test_spark_search_links_every_trial_and_registers_the_best(session, tmp_path, experiment, client):
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    settings = build_search_config({"space": str(space), "backend": "spark", "parallelism": "2", "max_evals": "4",
+                                    "strategy": "random", "pruner": "median", "prune_startup_trials": "1",
+                                    "min_epochs": "1", "model_name": f"{experiment}-spark"})
+    outcome = SearchRunner(settings, build_config({**TINY, "experiment": experiment}), spark_session=session).run()
+    children = _children(client, outcome.run_id)
+    assert len(children) == 4 and len(outcome.records) == 4
+    assert all(c.info.status == "FINISHED" and c.data.tags["hyperflow.role"] == "trial" for c in children)
+    assert {c.data.tags["hyperflow.trial_status"] for c in children} <= {"ok", "pruned"}
+    assert sorted(int(c.data.params["trial_number"]) for c in children) == [0, 1, 2, 3]
+    assert all("val_loss" in c.data.metrics and "lr" in c.data.params for c in children)
+    assert all(c.data.params["threads"] == "1" if "threads" in c.data.params else True for c in children)
+    parent = client.get_run(outcome.run_id)
+    assert parent.info.status == "FINISHED" and parent.data.tags["hyperflow.stop_reason"] == "budget"
+    assert parent.data.tags["hyperflow.best_run_id"] == outcome.best.run_id
+    assert len(client.get_metric_history(outcome.run_id, "best_val_loss")) >= 1
+    version = client.get_model_version_by_alias(f"{experiment}-spark", "challenger")
+    assert version.tags["trial_run_id"] == outcome.best.run_id
+
+
+def test_spark_stop_rules_end_the_search_without_hanging(session, tmp_path, experiment, client):
+    """loss_threshold met by the first trial: the search stops after the trials in flight (the stop rule sits
+    in the suggestion step; early_stop_fn would hang SparkTrials) and no child is left RUNNING."""
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    settings = build_search_config({"space": str(space), "backend": "spark", "parallelism": "2", "max_evals": "20",
+                                    "strategy": "tpe", "pruner": "none", "loss_threshold": "100",
+                                    "early_stop": "1", "register": "false", "seed_presets": "false"})
+    outcome = SearchRunner(settings, build_config({**TINY, "epochs": "1", "experiment": experiment}),
+                           spark_session=session).run()
+    children = _children(client, outcome.run_id)
+    assert outcome.stop_reason == "loss_threshold"
+    assert 1 <= len(children) <= 3 and all(c.info.status != "RUNNING" for c in children)
+
+
+def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hyperflow", "search", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=120)
+
+
+@pytest.mark.parametrize("args, env, fragment", [
+    (["backend=spark", "strategy=grid"], None, "backend=spark runs random or tpe"),
+    (["backend=spark", "parallelism=0"], None, "parallelism must be at least 1"),
+    (["backend=ray"], None, "unknown backend 'ray'"),
+    (["backend=spark", "max_evals=1", "epochs=1"], {"SPARK_REMOTE": "sc://127.0.0.1:15002"}, "Spark Connect"),
+])
+def test_bad_spark_settings_give_one_line_and_write_nothing(args, env, fragment, experiment, client):
+    before = len(client.search_runs([client.get_experiment_by_name(experiment).experiment_id]))
+    proc = _cli(*args, f"experiment={experiment}", env=env)
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and fragment in lines[0]
+    assert len(client.search_runs([client.get_experiment_by_name(experiment).experiment_id])) == before
