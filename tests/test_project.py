@@ -13,6 +13,8 @@ import yaml
 from hyperflow.cli import drop_defaults
 from hyperflow.config import TrainConfig, coerce
 from hyperflow.search.settings import SEARCH_KEYS, SearchConfig
+from hyperflow.workflows.promote import PromoteConfig
+from hyperflow.workflows.retrain import RetrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,11 +32,13 @@ def test_conda_yaml_lists_the_same_dependencies_as_pyproject():
 
 def test_mlproject_defaults_equal_hyperflow_defaults():
     project = yaml.safe_load((ROOT / "MLproject").read_text())
+    own = {"promote": PromoteConfig, "retrain": RetrainConfig}
     for name, entry in project["entry_points"].items():
         for key, spec in entry["parameters"].items():
             if key == "config":
                 continue
             cls = SearchConfig if key in SEARCH_KEYS and name in ("search", "main") else TrainConfig
+            cls = own[name] if key in getattr(own.get(name), "__dataclass_fields__", {}) else cls
             assert coerce(key, str(spec["default"]), cls) == getattr(cls(), key), (name, key)
             assert f"{key}={{{key}}}" in entry["command"], (name, key)
 

@@ -57,7 +57,7 @@ def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
 def resolve_version(client: MlflowClient, name: str, version: str | None) -> ModelVersion:
     """A version by number or alias (default: the challenger), as the concrete version it is now."""
     registered_model(client, name)
-    ref = version or CHALLENGER
+    ref = str(version or CHALLENGER)
     if ref.isdigit():
         try:
             return client.get_model_version(name, ref)

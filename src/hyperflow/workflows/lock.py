@@ -104,10 +104,16 @@ class RegistryLock:
             if self.stale_reason(current) is None:
                 raise LockHeld(self.name, current)
             self.taken_over = current
-        self._write()
+        failed: MlflowException | None = None
+        try:
+            self._write()
+        except MlflowException as exc:  # e.g. sqlite: a concurrent first write of the tag won the insert
+            failed = exc
         time.sleep(self.settle)
         after = self.read()
         if not self._ours(after):
+            if after is None and failed is not None:
+                raise failed
             raise LockHeld(self.name, after or {})
         if self.taken_over and self.taken_over.get("run_id"):
             self._end_dead_run(self.taken_over["run_id"])

@@ -1,0 +1,11 @@
+"""MLproject entry point `retrain`: a thin wrapper over `hyperflow retrain` (see `hyperflow retrain --help`)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # works without `pip install -e .` too
+
+from hyperflow.cli import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main(["retrain", *sys.argv[1:]], from_mlproject=True))

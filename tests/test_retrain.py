@@ -1,0 +1,265 @@
+"""Scheduled retraining: idempotent on the same data, newest file wins, one job per model (a lock kept in
+MLflow, stale locks taken over), exit codes, and the schedule files with the command they all run."""
+
+import ast
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+
+from hyperflow.cli import main
+from hyperflow.config import build_config
+from hyperflow.registry import alias_version
+from hyperflow.workflows.lock import LOCK_TAG, LockHeld, RegistryLock
+from hyperflow.workflows.promote import PromoteConfig, promote
+from hyperflow.workflows.retrain import RetrainConfig, newest_data, retrain
+from hyperflow.workflows.train import train
+from test_registry import items_csv
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEDULE = ROOT / "deploy" / "schedule"
+EXPERIMENT = "retrain-tests"
+
+
+@pytest.fixture(scope="module")
+def champion(tmp_path_factory) -> dict:
+    """A registered model whose champion was trained on incoming/day1.csv (in a folder of new data)."""
+    folder = tmp_path_factory.mktemp("incoming")
+    day1 = items_csv(folder / "day1.csv", seed=1)
+    mlflow.set_experiment(EXPERIMENT)
+    name = f"retrain-{uuid.uuid4().hex[:8]}"
+    outcome = train(build_config({"data": day1, "target": "kind", "width": "16", "epochs": "8", "lr": "0.01",
+                                  "progress": "false", "model_name": name, "experiment": EXPERIMENT}))
+    promote(PromoteConfig(model_name=name, version=outcome.registered_version, experiment=EXPERIMENT))
+    return {"name": name, "folder": folder, "day1": day1, "version": str(outcome.registered_version)}
+
+
+def retrain_runs(name: str) -> list:
+    return mlflow.search_runs(experiment_names=[EXPERIMENT], output_format="list", order_by=["start_time ASC"],
+                              filter_string=f"tags.`hyperflow.role` = 'retrain' and "
+                                            f"tags.`hyperflow.model_name` = '{name}'")
+
+
+def test_retrain_is_skipped_on_the_same_data_and_runs_on_new_data(champion):
+    client = mlflow.MlflowClient()
+    config = RetrainConfig(model_name=champion["name"], data=str(champion["folder"]), experiment=EXPERIMENT)
+    first = retrain(config, settle=0.1)
+    assert first.outcome == "promoted" and first.data == champion["day1"]  # same settings, same data: a tie
+    assert alias_version(client, champion["name"], "champion") == first.version != champion["version"]
+    assert alias_version(client, champion["name"], "challenger") == first.version
+    children = mlflow.search_runs(experiment_names=[EXPERIMENT], output_format="list",
+                                  filter_string=f"tags.mlflow.parentRunId = '{first.run_id}'")
+    assert sorted(r.data.tags["hyperflow.role"] for r in children) == ["promote", "train"]
+    versions = len(client.search_model_versions(f"name = '{champion['name']}'"))
+
+    again = retrain(config, settle=0.1)
+    assert again.outcome == "skipped" and again.previous_run_id == first.run_id
+    assert len(client.search_model_versions(f"name = '{champion['name']}'")) == versions  # nothing trained
+    assert main(["retrain", f"model_name={champion['name']}", f"data={champion['folder']}",
+                 f"experiment={EXPERIMENT}"]) == 0
+
+    time.sleep(0.05)
+    day2 = items_csv(champion["folder"] / "day2.csv", seed=2)  # newer: it wins
+    (champion["folder"] / ".day3.csv.partial").write_text("being written")  # hidden: ignored
+    fresh = retrain(config, settle=0.1)
+    assert fresh.outcome in ("promoted", "rejected") and fresh.data == day2 and fresh.key != first.key
+    runs = retrain_runs(champion["name"])
+    assert [r.data.tags["hyperflow.outcome"] for r in runs][-4:] == ["promoted", "skipped", "skipped",
+                                                                     fresh.outcome]
+    assert all(r.info.status == "FINISHED" for r in runs)
+
+
+def test_newest_data_from_a_folder_or_a_glob(tmp_path):
+    old, new = tmp_path / "a.csv", tmp_path / "b.csv"
+    new.write_text("x\n")
+    old.write_text("x\n")
+    os.utime(new, (time.time() + 5, time.time() + 5))
+    (tmp_path / "notes.md").write_text("not data")
+    assert newest_data(str(tmp_path)) == str(new) == newest_data(str(tmp_path / "*.csv"))
+    assert newest_data("digits") == "digits" and newest_data(str(old)) == str(old)
+    with pytest.raises(Exception, match="holds no data file"):
+        newest_data(str(tmp_path / "*.parquet"))
+
+
+@pytest.fixture
+def model(client) -> str:
+    name = f"lock-{uuid.uuid4().hex[:8]}"
+    client.create_registered_model(name)
+    return name
+
+
+def at_once(job, n: int) -> list:
+    """Run ``job`` in ``n`` threads released together; its results, or the exceptions it raised."""
+    barrier, results = threading.Barrier(n), []
+
+    def run() -> None:
+        barrier.wait()
+        try:
+            results.append(job())
+        except Exception as exc:  # LockHeld expected; anything else fails the test's checks with its text
+            results.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def test_of_concurrent_lock_takers_exactly_one_wins(model):
+    results = at_once(lambda: RegistryLock(model, settle=1.0).acquire(), 3)
+    winners = [r for r in results if isinstance(r, RegistryLock)]
+    assert len(winners) == 1 and sum(isinstance(r, LockHeld) for r in results) == 2, results
+    winners[0].check()
+    winners[0].release()
+    assert LOCK_TAG not in mlflow.MlflowClient().get_registered_model(model).tags
+
+
+def _holder(**fields) -> str:
+    return json.dumps({"token": "someone-else", "run_id": None, "host": "other-host", "pid": 1,
+                       "acquired_at": time.time(), "expires_at": time.time() + 600, **fields})
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_stale_locks_are_taken_over_and_live_ones_are_not(model, client, experiment):
+    crashed = client.create_run(mlflow.get_experiment_by_name(experiment).experiment_id).info.run_id  # RUNNING
+    finished = client.create_run(mlflow.get_experiment_by_name(experiment).experiment_id).info.run_id
+    client.set_terminated(finished, "FINISHED")
+    stale = [_holder(expires_at=time.time() - 1, run_id=crashed),  # lease expired
+             _holder(host=socket.gethostname(), pid=_dead_pid()),  # this host, process gone
+             _holder(run_id=finished)]  # its run ended
+    for holder in stale:
+        client.set_registered_model_tag(model, LOCK_TAG, holder)
+        with RegistryLock(model, settle=0.1) as lock:
+            assert lock.taken_over["token"] == "someone-else" and lock.stale_reason(lock.taken_over)
+    assert client.get_run(crashed).info.status == "KILLED"  # the dead holder's run no longer shows RUNNING
+    alive = client.create_run(mlflow.get_experiment_by_name(experiment).experiment_id).info.run_id
+    client.set_registered_model_tag(model, LOCK_TAG, _holder(run_id=alive))
+    with pytest.raises(LockHeld, match=f"another retrain holds the lock: run {alive} on host other-host pid 1"):
+        RegistryLock(model, settle=0.1).acquire()
+
+
+def test_a_lock_lost_to_another_job_is_noticed(model, client):
+    lock = RegistryLock(model, settle=0.1).acquire()
+    client.set_registered_model_tag(model, LOCK_TAG, _holder())  # taken over while we were paused
+    with pytest.raises(LockHeld, match="lost the retrain lock"):
+        lock.check()
+    lock.release()
+    assert json.loads(client.get_registered_model(model).tags[LOCK_TAG])["token"] == "someone-else"
+
+
+def _copy_of_champion(champion: dict) -> str:
+    """A model of its own whose champion is the one trained on day1 (what other tests did is irrelevant)."""
+    client = mlflow.MlflowClient()
+    name = f"retrain-{uuid.uuid4().hex[:8]}"
+    client.create_registered_model(name)
+    version = client.copy_model_version(f"models:/{champion['name']}/{champion['version']}", name).version
+    client.set_registered_model_alias(name, "champion", version)
+    return name
+
+
+def test_two_retrains_at_once_one_runs_the_other_stands_aside(champion):
+    name = _copy_of_champion(champion)
+    config = RetrainConfig(model_name=name, data=champion["day1"], force=True, experiment=EXPERIMENT)
+    results = at_once(lambda: retrain(config, {"epochs": "200"}), 2)  # epochs: long enough to overlap
+    ran = [r for r in results if not isinstance(r, LockHeld)]
+    assert len(ran) == 1 and ran[0].outcome in ("promoted", "rejected"), results
+    assert "another retrain holds the lock" in str(next(r for r in results if isinstance(r, LockHeld)))
+    assert len(retrain_runs(name)) == 1
+
+
+def test_retrain_while_another_holds_the_lock_exits_4(champion, capsys):
+    client = mlflow.MlflowClient()
+    before = len(retrain_runs(champion["name"]))
+    with RegistryLock(champion["name"], settle=0.1):
+        code = main(["retrain", f"model_name={champion['name']}", f"data={champion['day1']}", "force=true",
+                     f"experiment={EXPERIMENT}"])
+    err = capsys.readouterr().err
+    assert code == 4 and f"pid {os.getpid()}" in err and socket.gethostname() in err
+    assert len(retrain_runs(champion["name"])) == before  # the job stood aside: no run, no version
+    assert LOCK_TAG not in client.get_registered_model(champion["name"]).tags
+
+
+@pytest.mark.parametrize("args, message", [
+    (["model_name=no-such-model"], "unknown model 'no-such-model'"),
+    (["data=digits"], "model_name is required"),
+    (["model_name={name}", "mode=grid"], "unknown mode 'grid'"),
+    (["model_name={name}", "data=missing.csv"], "data 'missing.csv' not found"),
+    (["model_name={name}", "epochs=0"], "epochs must be positive"),
+    (["model_name={name}", "optimiser=sgd"], "unknown setting 'optimiser'"),
+])
+def test_retrain_bad_input_is_one_line(champion, capsys, args, message):
+    before = len(retrain_runs(champion["name"]))
+    code = main(["retrain", *(a.format(**champion) for a in args)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1
+    assert len(retrain_runs(champion["name"])) == before
+
+
+# ------------------------------------------------------------------------------------ schedule files
+
+def scheduled_commands() -> dict[str, str]:
+    """The retrain command each schedule file runs."""
+    def find(text: str) -> str:
+        return re.search(r"mlflow run \. -e retrain [^'\"\n]*", text).group(0).strip()
+
+    dag = ast.parse((SCHEDULE / "airflow_dag.py").read_text())
+    command = next(ast.literal_eval(n.value) for n in ast.walk(dag)
+                   if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "COMMAND")
+    cronjob = yaml.safe_load((SCHEDULE / "cronjob.yaml").read_text())
+    container = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    return {"crontab": find((SCHEDULE / "crontab").read_text()),
+            "systemd": find((SCHEDULE / "hyperflow-retrain.service").read_text()),
+            "kubernetes": find(container["args"][0]), "airflow": find(command)}
+
+
+def test_schedule_files_parse_and_run_the_same_command():
+    commands = scheduled_commands()
+    assert len(set(commands.values())) == 1, commands
+    cron = [line for line in (SCHEDULE / "crontab").read_text().splitlines() if line and line[0].isdigit()]
+    assert len(cron) == 1 and len(cron[0].split()[:5]) == 5 and "flock -n" in cron[0]
+    cronjob = yaml.safe_load((SCHEDULE / "cronjob.yaml").read_text())
+    assert cronjob["kind"] == "CronJob" and cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+    compile((SCHEDULE / "airflow_dag.py").read_text(), "airflow_dag.py", "exec")
+    if shutil.which("systemd-analyze"):
+        proc = subprocess.run(["systemd-analyze", "verify", "hyperflow-retrain.service", "hyperflow-retrain.timer"],
+                              cwd=SCHEDULE, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0 and not (proc.stdout + proc.stderr).strip(), proc.stdout + proc.stderr
+
+
+def _env(tracking_uri: str, **extra: str) -> dict[str, str]:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, **extra}
+    for var in ("MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID"):
+        env.pop(var, None)
+    return env
+
+
+@pytest.mark.slow
+def test_the_scheduled_command_retrains(champion, tracking_uri):
+    """What cron, systemd, Kubernetes and Airflow run, on the champion's own data: an equal model passes."""
+    command = scheduled_commands()["crontab"]
+    name = _copy_of_champion(champion)
+    env = _env(tracking_uri, HYPERFLOW_MODEL=name, HYPERFLOW_DATA=champion["day1"])
+    proc = subprocess.run(["/bin/sh", "-c", command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run, = mlflow.search_runs(experiment_names=["retrain"], output_format="list",
+                              filter_string=f"tags.`hyperflow.model_name` = '{name}' and tags.`hyperflow.role` = 'retrain'")
+    assert run.data.tags["hyperflow.outcome"] == "promoted" and run.info.status == "FINISHED"
+    assert run.data.params["resolved_data"] == champion["day1"]
