@@ -90,7 +90,13 @@ class Postgres:
         self.data, self.bin, self.port = folder, bin_dir, port
         self.password_file = folder.parent / "postgres-password"
         self.proc: subprocess.Popen | None = None
-        self.user = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
+        self.user = None
+        if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+            try:
+                self.user = pwd.getpwnam("postgres")
+            except KeyError:
+                raise UsageError("running as root needs a 'postgres' user to run PostgreSQL as: install "
+                                 "Debian's postgresql package or run this script as an ordinary user") from None
 
     def _run_as(self) -> dict:
         if self.user is None:
