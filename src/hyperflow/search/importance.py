@@ -22,7 +22,7 @@ def parameter_importance(params: pd.DataFrame, losses: pd.Series, seed: int = 0)
     encoded = pd.get_dummies(frame, columns=[c for c in varying if c not in numeric], dtype=float)
     groups = {c: [e for e in encoded.columns if e == c or e.startswith(f"{c}_")] for c in varying}
     target = np.log(losses.clip(lower=1e-12)) if (losses > 0).all() else losses
-    forest = RandomForestRegressor(n_estimators=100, min_samples_leaf=2, random_state=seed).fit(encoded, target)
+    forest = RandomForestRegressor(n_estimators=50, min_samples_leaf=2, random_state=seed).fit(encoded, target)
     result = permutation_importance(forest, encoded, target, n_repeats=5, random_state=seed)
     per_column = dict(zip(encoded.columns, zip(result.importances_mean, result.importances_std)))
     rows = [(name, sum(per_column[c][0] for c in cols), float(np.sqrt(sum(per_column[c][1] ** 2 for c in cols))))

@@ -46,6 +46,7 @@ STATUS_TAG = "hyperflow.trial_status"
 NUMBER_TAG = "hyperflow.trial_number"
 HISTORY_TAG = "hyperflow.val_loss_history"  # per-epoch val_loss as JSON: pruning and resume read it in one call
 PROGRESS_FLUSH_SECS = 5.0  # the parent's best_val_loss curve is sent in batches this often
+TRIAL_FLUSH_SECS = 5.0  # a trial's per-epoch metrics too (at least): most trials then log in one call at the end
 
 
 class SearchStopped(RuntimeError):
@@ -100,8 +101,9 @@ def execute_trial(task: TrialTask, point: dict[str, Any], dataset: Dataset) -> t
     with tracking.child_run("trial", task.experiment_id, task.parent_id, f"trial-{number:03d}", tags) as run_id:
         record.run_id = run_id
         # params ride with the first metrics call, the last epochs' metrics with the results: 3 calls a trial
-        metrics = tracking.MlflowMetrics(run_id, config.flush_secs, flush_at_end=False, params={
-            **{k: str(v) for k, v in point.items()}, "trial_number": str(number), "seed": str(config.seed)})
+        params = {**{k: str(v) for k, v in point.items()}, "trial_number": str(number), "seed": str(config.seed)}
+        metrics = tracking.MlflowMetrics(run_id, max(config.flush_secs, TRIAL_FLUSH_SECS), flush_at_end=False,
+                                         params=params)
         final: dict[str, float] = {}
         try:
             setup = setup_training(config, dataset=dataset)
