@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
+from typing import Iterator
 
 import mlflow
 import numpy as np
@@ -61,6 +63,35 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextmanager
+def serve_model(model_uri: str, tracking_uri: str, timeout: float = 120) -> Iterator[int]:
+    """A real `mlflow models serve` process on 127.0.0.1; yields its port once it answers /ping."""
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
+         "-h", "127.0.0.1", "-p", str(port)], env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def ping():
+            try:
+                return urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1).status == 200
+            except OSError:
+                return False
+        _wait(ping, timeout, "the model server")
+        yield port
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def invoke(port: int, records: list[dict]) -> list[dict]:
+    """POST raw rows to a model server's /invocations; its predictions."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations",
+                                     data=json.dumps({"dataframe_records": records}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    return json.loads(urllib.request.urlopen(request, timeout=30).read())["predictions"]
+
+
 @pytest.mark.slow
 def test_served_model_answers_raw_rows(tmp_path, experiment, tracking_uri):
     rng = np.random.default_rng(2)
@@ -69,25 +100,8 @@ def test_served_model_answers_raw_rows(tmp_path, experiment, tracking_uri):
     frame.to_csv(tmp_path / "items.csv", index=False)
     outcome = train(build_config({"data": str(tmp_path / "items.csv"), "target": "kind", "epochs": "5",
                                   "progress": "false", "experiment": experiment}))
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "models", "serve", "-m", outcome.model_uri, "--env-manager", "local",
-         "-h", "127.0.0.1", "-p", str(port)], env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri},
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        def ping():
-            try:
-                return urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1).status == 200
-            except OSError:
-                return False
-        _wait(ping, 90, "the model server")
-        rows = {"dataframe_records": [{"colour": "red", "size": 16.0}, {"colour": None, "size": 4},
-                                      {"size": 12.5, "colour": "green"}]}
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=json.dumps(rows).encode(),
-                                         headers={"Content-Type": "application/json"})
-        answer = json.loads(urllib.request.urlopen(request, timeout=30).read())["predictions"]
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    rows = [{"colour": "red", "size": 16.0}, {"colour": None, "size": 4}, {"size": 12.5, "colour": "green"}]
+    with serve_model(outcome.model_uri, tracking_uri) as port:
+        answer = invoke(port, rows)
     assert [a["prediction"] for a in answer] == ["big", "small", "big"]
     assert all(abs(a["probability_big"] + a["probability_small"] - 1) < 1e-5 for a in answer)

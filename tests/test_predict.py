@@ -1,10 +1,5 @@
 """The champion in use: served over HTTP by alias (a real `mlflow models serve` process) and batch scoring."""
 
-import json
-import os
-import subprocess
-import sys
-import urllib.request
 import uuid
 
 import mlflow
@@ -15,7 +10,7 @@ from hyperflow.cli import main
 from hyperflow.config import build_config
 from hyperflow.workflows.promote import PromoteConfig, promote
 from hyperflow.workflows.train import train
-from test_lifecycle import _free_port, _wait
+from test_lifecycle import invoke, serve_model
 from test_registry import items_csv
 
 
@@ -64,25 +59,8 @@ def test_predict_bad_input_is_one_line_and_writes_nothing(champion, tmp_path, mo
 
 @pytest.mark.slow
 def test_the_champion_serves_raw_rows_by_alias(champion, tracking_uri):
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "models", "serve", "-m", champion, "--env-manager", "local",
-         "-h", "127.0.0.1", "-p", str(port)], env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        def ping():
-            try:
-                return urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1).status == 200
-            except OSError:
-                return False
-        _wait(ping, 120, "the model server")
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations",
-                                         data=json.dumps({"dataframe_records": RAW}).encode(),
-                                         headers={"Content-Type": "application/json"})
-        answer = json.loads(urllib.request.urlopen(request, timeout=30).read())["predictions"]
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    with serve_model(champion, tracking_uri) as port:
+        answer = invoke(port, RAW)
     assert len(answer) == 4 and [a["prediction"] for a in answer[:3]] == ["big", "small", "big"]
     assert all(abs(a["probability_big"] + a["probability_small"] - 1) < 1e-5 for a in answer)
     local = mlflow.pyfunc.load_model(champion).predict(pd.DataFrame(RAW))

@@ -284,7 +284,7 @@ def cmd_predict(settings: dict[str, str]) -> int:
 
     unknown = set(settings) - {"model", "data", "out"}
     if unknown or not settings.get("model") or not settings.get("data"):
-        raise UsageError(f"predict needs model=<URI> and data=<file> (and optionally out=<file>)"
+        raise UsageError("predict needs model=<URI> and data=<file> (and optionally out=<file>)"
                          + (f"; unknown: {', '.join(sorted(unknown))}" if unknown else ""))
     out = settings.get("out") or "predictions.csv"
     count = predict_file(settings["model"], settings["data"], out)

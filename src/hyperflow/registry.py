@@ -15,7 +15,6 @@ from typing import Any
 
 import mlflow
 import numpy as np
-import pandas as pd
 import yaml
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
