@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 
+import mlflow
 import pytest
 
 pyspark = pytest.importorskip("pyspark", reason="pyspark is the optional extra hyperflow[spark]")
@@ -14,6 +16,7 @@ from hyperflow.config import build_config  # noqa: E402
 from hyperflow.search import spark  # noqa: E402
 from hyperflow.search.settings import build_search_config  # noqa: E402
 from hyperflow.workflows.search import SearchRunner  # noqa: E402
+from services import mlflow_server  # noqa: E402,F401  (PostgreSQL-backed server with basic auth)
 
 TINY = {"epochs": "3", "width": "32", "progress": "false", "flush_secs": "5"}
 SPACE = """
@@ -70,6 +73,28 @@ def test_spark_stop_rules_end_the_search_without_hanging(session, tmp_path, expe
     children = _children(client, outcome.run_id)
     assert outcome.stop_reason == "loss_threshold"
     assert 1 <= len(children) <= 3 and all(c.info.status != "RUNNING" for c in children)
+
+
+@pytest.mark.slow
+def test_spark_search_against_the_postgres_server(session, mlflow_server, tmp_path):
+    """Executors log to the shared server with the driver's credentials (which no run records)."""
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    user, password = mlflow_server.create_user(role="searcher")
+    name = f"spark-{uuid.uuid4().hex[:6]}"
+    with mlflow_server.as_user(user):
+        settings = build_search_config({"space": str(space), "backend": "spark", "parallelism": "2",
+                                        "max_evals": "3", "strategy": "random", "pruner": "none",
+                                        "model_name": name})
+        outcome = SearchRunner(settings, build_config({**TINY, "experiment": name}), spark_session=session).run()
+        client = mlflow.MlflowClient()
+        children = _children(client, outcome.run_id)
+        assert len(children) == 3 and all(c.info.status == "FINISHED" for c in children)
+        assert {c.data.tags["hyperflow.trial_status"] for c in children} == {"ok"}
+        assert client.get_model_version_by_alias(name, "challenger").tags["search_run_id"] == outcome.run_id
+        for run in [client.get_run(outcome.run_id), *children]:
+            recorded = [*run.data.params.values(), *run.data.tags.values()]
+            assert not any(password in value for value in recorded)
 
 
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
