@@ -186,3 +186,20 @@ def test_gate_from_yaml_file_inline_and_dotted_rules(tmp_path):
                          ("{accuracy: {threshold: high}}", "must be numbers"), ("[1, 2]", "must map metrics")]:
         with pytest.raises(UsageError, match=message):
             build_gate(bad, "classification")
+
+
+def test_a_search_challenger_is_promoted_on_its_trials_settings(trained, client, experiment, tmp_path):
+    from hyperflow.search.settings import build_search_config
+    from hyperflow.workflows.search import search
+
+    (tmp_path / "space.yaml").write_text("lr: {type: loguniform, low: 3.0e-3, high: 3.0e-2}\nepochs: 4\n")
+    name = f"searched-{uuid.uuid4().hex[:8]}"
+    found = search(build_search_config({"max_evals": "2", "strategy": "random", "pruner": "none",
+                                        "space": str(tmp_path / "space.yaml"), "model_name": name}),
+                   build_config({"data": trained.data, "target": "kind", "width": "16", "test_size": "0.2",
+                                 "progress": "false"}))
+    assert found.registered == (name, "1")
+    assert main(["promote", f"model_name={name}"]) == 0
+    assert alias_version(client, name, "champion") == "1"
+    run = promote_runs(experiment)[0]
+    assert run.data.params["eval_rows"].endswith("(seed 42, 48 rows)")  # test_size=0.2 of the search's base

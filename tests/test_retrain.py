@@ -185,6 +185,20 @@ def test_two_retrains_at_once_one_runs_the_other_stands_aside(champion):
     assert len(retrain_runs(name)) == 1
 
 
+def test_retrain_by_search_runs_a_small_search_under_the_retrain_run(champion):
+    client = mlflow.MlflowClient()
+    name = _copy_of_champion(champion)
+    config = RetrainConfig(model_name=name, data=champion["day1"], mode="search", max_evals=2, experiment=EXPERIMENT)
+    outcome = retrain(config, settle=0.1)
+    assert outcome.outcome in ("promoted", "rejected") and outcome.version == "2"
+    searched, = mlflow.search_runs(experiment_names=[EXPERIMENT], output_format="list",
+                                   filter_string=f"tags.mlflow.parentRunId = '{outcome.run_id}' and "
+                                                 f"tags.`hyperflow.role` = 'search'")
+    assert searched.data.params["max_evals"] == "2" and searched.info.status == "FINISHED"
+    assert client.get_model_version(name, "2").tags["search_run_id"] == searched.info.run_id
+    assert client.get_model_version(name, "2").tags["validation_status"] in ("passed", "failed")
+
+
 def test_retrain_while_another_holds_the_lock_exits_4(champion, capsys):
     client = mlflow.MlflowClient()
     before = len(retrain_runs(champion["name"]))

@@ -256,12 +256,17 @@ def cmd_retrain(settings: dict[str, str]) -> int:
     from hyperflow.workflows.promote import ChampionConflict
     from hyperflow.workflows.retrain import build_retrain_config, retrain
 
+    from hyperflow.workflows.train import TrainingDiverged
+
     config, overrides = build_retrain_config(_with_file(settings))
     try:
         outcome = retrain(config, overrides)
     except (LockHeld, ChampionConflict) as exc:
         print(f"hyperflow retrain: {exc}", file=sys.stderr)
         return exc.exit_code
+    except TrainingDiverged as exc:
+        print(f"hyperflow retrain: training diverged: {exc}; the champion stays", file=sys.stderr)
+        return 1
     if outcome.outcome == "skipped":
         print(f"hyperflow retrain: skipped: retrain run {outcome.previous_run_id} already did data "
               f"{outcome.data} with this code (force=true to retrain); run {outcome.run_id}")
