@@ -16,8 +16,9 @@ method's own random state):
   seeded random order, the first 50 (in its own order the grid would vary only the last dimensions).
 - ``random``: hyperopt ``rand.suggest`` on ``to_hyperopt(space)``.
 - ``tpe``: hyperflow's TPE as ``SearchRunner`` runs it: ``tpe.suggest`` with ``SearchConfig``'s
-  ``n_startup_jobs`` and ``gamma``, the literature presets that fit the space first
-  (``SearchRunner._preset_points``), no pruning.
+  ``n_startup_jobs`` and ``gamma``, ``points_to_evaluate=SearchRunner._preset_points()`` next to a fresh
+  ``Trials()`` (as the runner passes them; hyperopt only evaluates such points when ``trials`` is None, so
+  they are not evaluated: variant ``presets=first`` puts them into the Trials first), no pruning.
 - ``tpe_prune``: the same plus hyperflow's ``PruningCallback(make_pruner(...))`` with ``SearchConfig``'s
   pruner settings; a pruned trial reports the best val_loss it reached, as the search does.
 - ``hyperopt_tpe``: ``tpe.suggest`` with hyperopt's own defaults (20 random trials first), no presets.
@@ -25,9 +26,10 @@ method's own random state):
   ``MedianPruner()`` (both with their defaults), val_loss reported every epoch.
 
 Variants of hyperflow's method override its settings: ``tpe_prune:startup=5,gamma=0.2,min_epochs=2``; keys
-``startup gamma ei prior presets pruner min_epochs rf prune_startup pruned`` (``pruned=best`` reports a
-pruned trial's best val_loss, ``fail`` reports it as a failed trial, ``median`` as max(own best, median
-of finished trials' bests)).
+``startup gamma ei prior presets pruner min_epochs rf prune_startup pruned peers`` (``pruned=best`` reports
+a pruned trial's best val_loss, ``fail`` reports it as a failed trial, ``median`` as max(own best, median
+of finished trials' bests); ``peers=ok`` gives the pruner only the finished trials' curves, as Optuna's
+MedianPruner uses, instead of every trial that is not failed).
 
 A method's best after n trials is the lowest value among its first n *finished* (not pruned, not failed)
 trials, as hyperflow and Optuna report it. "Reached": the trial at which the method first matched random
@@ -133,20 +135,22 @@ def hyperflow_settings(base: str, opts: dict[str, str]) -> dict[str, Any]:
     from hyperflow.search.settings import SearchConfig
 
     d = SearchConfig()
-    known = {"startup": int, "gamma": float, "ei": int, "prior": float, "presets": int, "pruner": str,
-             "min_epochs": int, "rf": int, "prune_startup": int, "pruned": str}
+    known = {"startup": int, "gamma": float, "ei": int, "prior": float, "presets": str, "pruner": str,
+             "min_epochs": int, "rf": int, "prune_startup": int, "pruned": str, "peers": str}
     unknown = set(opts) - set(known)
     if unknown:
         raise SystemExit(f"unknown option(s) {sorted(unknown)}: use {' '.join(known)}")
-    s = {"startup": d.n_startup_jobs, "gamma": d.gamma, "ei": 24, "prior": 1.0, "presets": int(d.seed_presets),
+    s = {"startup": d.n_startup_jobs, "gamma": d.gamma, "ei": 24, "prior": 1.0, "presets": str(int(d.seed_presets)),
          "pruner": d.pruner if base == "tpe_prune" else "none", "min_epochs": d.min_epochs,
-         "rf": d.reduction_factor, "prune_startup": d.prune_startup_trials, "pruned": "best"}
+         "rf": d.reduction_factor, "prune_startup": d.prune_startup_trials, "pruned": "best",
+         "peers": "all"}
     s.update({k: known[k](v) for k, v in opts.items()})
     return s
 
 
 def run_hyperopt(base: str, opts: dict[str, str], seed: int, n_trials: int) -> list[dict[str, Any]]:
     from hyperopt import STATUS_FAIL, STATUS_OK, Trials, fmin, rand, tpe
+    from hyperopt.fmin import generate_trials_to_calculate
 
     from hyperflow.search.pruning import PruningCallback, make_pruner
     from hyperflow.search.space import flatten, to_hyperopt
@@ -163,15 +167,20 @@ def run_hyperopt(base: str, opts: dict[str, str], seed: int, n_trials: int) -> l
         s = hyperflow_settings(base, opts)
         algo = partial(tpe.suggest, n_startup_jobs=s["startup"], gamma=s["gamma"], n_EI_candidates=s["ei"],
                        prior_weight=s["prior"])
-        if s["presets"]:  # the search's own code: the literature presets that fit the space, first
+        if s["presets"] != "0":  # the search's own code: the literature presets that fit the space
             runner = SimpleNamespace(search=SimpleNamespace(seed_presets=True), records=[], space=space)
             points = SearchRunner._preset_points(runner) or None
+    trials, max_evals = Trials(), n_trials
+    if points and s["presets"] == "first":
+        trials = generate_trials_to_calculate(points)  # hyperopt evaluates points_to_evaluate only this way
+        max_evals -= len(points)  # ... and then runs max_evals trials more
 
     def fn(sample: dict[str, Any]) -> dict[str, Any]:
         callbacks = []
         pruning = None
         if s is not None and s["pruner"] != "none":
-            history = [t["history"] for t in objective.trials if t["status"] != "failed"]
+            keep = ("ok",) if s["peers"] == "ok" else ("ok", "pruned")  # the search passes all but failed
+            history = [t["history"] for t in objective.trials if t["status"] in keep]
             pruning = PruningCallback(make_pruner(s["pruner"], s["min_epochs"], s["rf"], s["prune_startup"]),
                                       history)
             callbacks.append(pruning)
@@ -188,9 +197,9 @@ def run_hyperopt(base: str, opts: dict[str, str], seed: int, n_trials: int) -> l
                     return {"status": STATUS_OK, "loss": max(record["loss"], float(np.median(done)))}
         return {"status": STATUS_OK, "loss": record["loss"]}
 
-    fmin(fn, to_hyperopt(space), algo=algo, max_evals=n_trials, trials=Trials(),
+    fmin(fn, to_hyperopt(space), algo=algo, max_evals=max_evals, trials=trials,
          rstate=np.random.default_rng(seed), points_to_evaluate=points, show_progressbar=False, verbose=False)
-    return objective.trials
+    return objective.trials[:n_trials]
 
 
 def run_grid(seed: int, n_trials: int) -> list[dict[str, Any]]:
@@ -273,6 +282,34 @@ def cache_path(spec: str, seed: int, n_trials: int) -> Path:
     return RESULTS / f"n{n_trials}" / safe / f"seed{seed}.json"
 
 
+# ------------------------------------------------------------------------------------------ replay
+
+def replay(trials: list[dict[str, Any]], pruner: str, min_epochs: int, rf: int, startup: int,
+           peers: str = "all") -> list[dict[str, Any]]:
+    """The trials a pruner would have left of a search whose points do not depend on the losses (random,
+    grid): training is deterministic, so a pruned trial's curve is a prefix of the full one. Uses
+    hyperflow's ``make_pruner``; exact for random search + pruning."""
+    from hyperflow.search.pruning import make_pruner
+
+    p = make_pruner(pruner, min_epochs, rf, startup)
+    out: list[dict[str, Any]] = []
+    for t in trials:
+        if t["status"] == "failed":
+            out.append(t)
+            continue
+        history = [o["history"] for o in out if o["status"] == "ok" or (peers == "all" and o["status"] == "pruned")]
+        values: list[float] = []
+        status = "ok"
+        for epoch, value in enumerate(t["history"], 1):
+            values.append(value if math.isfinite(value) else math.inf)
+            if p.should_prune(history, epoch, values):  # at the last epoch too, as PruningCallback does
+                status = "pruned"
+                break
+        out.append({**t, "status": status, "epochs": len(values), "history": values,
+                    "loss": t["loss"] if status == "ok" else min(values)})
+    return out
+
+
 # ------------------------------------------------------------------------------------------ summary
 
 def best_after(trials: list[dict[str, Any]], n: int) -> float:
@@ -290,13 +327,13 @@ def reached(trials: list[dict[str, Any]], threshold: float) -> tuple[int, int] |
     return None
 
 
-def mean_se(values: list[float]) -> str:
+def mean_se(values: list[float], digits: int = 4) -> str:
     if len(values) < 2:
-        return f"{values[0]:.4f}" if values else "-"
-    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values) / math.sqrt(len(values)):.4f}"
+        return f"{values[0]:.{digits}f}" if values else "-"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values) / math.sqrt(len(values)):.{digits}f}"
 
 
-def summarise(specs: list[str], seeds: list[int], n_trials: int) -> None:
+def summarise(specs: list[str], seeds: list[int], n_trials: int, ref: str) -> None:
     data = {}
     for spec in specs:
         for seed in seeds:
@@ -306,8 +343,10 @@ def summarise(specs: list[str], seeds: list[int], n_trials: int) -> None:
     random_best = {seed: best_after(data["random", seed], n_trials) for seed in seeds if ("random", seed) in data}
     cps = [c for c in CHECKPOINTS if c <= n_trials]
     header = " | ".join(f"best after {c}" for c in cps)
-    print(f"\n| method | seeds | {header} | epochs (50) | pruned | reached random's 50-trial best | epochs to reach |")
-    print("|---|---|" + "---:|" * len(cps) + "---:|---:|---|---:|")
+    refs = {seed: best_after(data[ref, seed], n_trials) for seed in seeds if (ref, seed) in data}
+    print(f"\n| method | seeds | {header} | vs {ref} at {n_trials} (paired) | epochs ({n_trials}) | pruned "
+          f"| reached random's {n_trials}-trial best | epochs to reach |")
+    print("|---|---|" + "---:|" * (len(cps) + 1) + "---:|---:|---|---:|")
     for spec in specs:
         runs = {seed: data[spec, seed] for seed in seeds if (spec, seed) in data}
         if not runs:
@@ -319,8 +358,11 @@ def summarise(specs: list[str], seeds: list[int], n_trials: int) -> None:
         hits = [reached(t, random_best[s]) for s, t in runs.items() if s in random_best]
         got = [h for h in hits if h is not None]
         reach = f"{len(got)}/{len(hits)}" if hits else "-"
-        to_reach = mean_se([float(h[1]) for h in got]).replace(".0000", "") if got else "-"
-        print(f"| {spec} | {len(runs)} | {' | '.join(bests)} | {statistics.mean(epochs):.0f} | {pruned:.1f} | "
+        to_reach = mean_se([float(h[1]) for h in got], 0) if got else "-"
+        diffs = [best_after(t, n_trials) - refs[s] for s, t in runs.items() if s in refs]
+        paired = ("-" if spec == ref or len(diffs) < 2 else
+                  f"{statistics.mean(diffs):+.4f} ± {statistics.stdev(diffs) / math.sqrt(len(diffs)):.4f}")
+        print(f"| {spec} | {len(runs)} | {' | '.join(bests)} | {paired} | {statistics.mean(epochs):.0f} | {pruned:.1f} | "
               f"{reach} | {to_reach} |")
     if random_best:
         print(f"\nrandom's 50-trial best per seed: mean {statistics.mean(random_best.values()):.4f}, "
@@ -334,6 +376,7 @@ def main() -> None:
     p.add_argument("--trials", type=int, default=50)
     p.add_argument("--jobs", type=int, default=2, help="processes, one (method, seed) each (default 2)")
     p.add_argument("--summary-only", action="store_true", help="print the table from the cache, run nothing")
+    p.add_argument("--ref", default="optuna_prune", help="method the paired differences are taken against")
     args = p.parse_args()
     for spec in args.methods:
         parse_method(spec)
@@ -347,7 +390,7 @@ def main() -> None:
         with get_context("fork").Pool(args.jobs, maxtasksperchild=1) as pool:
             for spec, seed, seconds in pool.imap_unordered(run_one, tasks):
                 print(f"  done {spec} seed {seed}: {seconds:.0f} s", flush=True)
-    summarise(args.methods, args.seeds, args.trials)
+    summarise(args.methods, args.seeds, args.trials, args.ref)
 
 
 if __name__ == "__main__":
