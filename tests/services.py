@@ -66,7 +66,7 @@ def postgres_missing() -> str | None:
 class MlflowServer:
     """``deploy/server.py serve`` in a temporary home; ``uri``, ``admin`` = (user, password)."""
 
-    def __init__(self, workers: int = 2) -> None:
+    def __init__(self, workers: int = 1) -> None:  # one worker starts faster; it serves requests in threads
         # the postgres user (when we are root) must traverse the home: mkdtemp makes it 0700
         self.home = Path(tempfile.mkdtemp(prefix="hyperflow-server-"))
         self.home.chmod(0o711)

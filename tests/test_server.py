@@ -131,7 +131,7 @@ def test_the_server_restarts_mid_search_and_nothing_is_lost(mlflow_server, tmp_p
     experiment = f"restart-{os.urandom(3).hex()}"
     # retries at 0, 2, 6, 14, 30, 62, 126 s: an outage of up to ~2 min is ridden out
     retries = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "7", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
-    proc = search(mlflow_server, user, tmp_path, 4, "max_evals=5", "strategy=random", "pruner=none",
+    proc = search(mlflow_server, user, tmp_path, 3, "max_evals=4", "strategy=random", "pruner=none",
                   "register=false", f"experiment={experiment}", env=retries)
     with mlflow_server.as_user():
         client = MlflowClient()
@@ -145,13 +145,12 @@ def test_the_server_restarts_mid_search_and_nothing_is_lost(mlflow_server, tmp_p
         assert proc.poll() is None, "the search ended before the server went down"
         down = time.monotonic()
         mlflow_server.stop()
-        time.sleep(2)
         assert proc.poll() is None, "the search did not survive the server going down"
         mlflow_server.start()
         outage = time.monotonic() - down
         out, _ = proc.communicate(timeout=300)
         assert proc.returncode == 0, out[-3000:]
-        assert_complete(client, experiment, trials=5, epochs=4)
+        assert_complete(client, experiment, trials=4, epochs=3)
     print(f"search rode out a {outage:.0f} s outage")
 
 
