@@ -323,7 +323,14 @@ def add_user(args: argparse.Namespace) -> int:
     password = os.environ.get("HYPERFLOW_USER_PASSWORD") or getpass.getpass(f"password for {args.name}: ")
     if len(password) < 12:
         raise UsageError("the new user's password is too short: MLflow wants at least 12 characters")
-    create_user(args.tracking_uri, args.name, password, args.role)
+    from mlflow.exceptions import MlflowException
+
+    try:
+        create_user(args.tracking_uri, args.name, password, args.role)
+    except MlflowException as exc:
+        if "UNIQUE" in str(exc).upper() or "already exists" in str(exc):
+            raise UsageError(f"user '{args.name}' exists already") from None
+        raise UsageError(f"{args.tracking_uri} refused: {str(exc).splitlines()[0][:300]}") from None
     print(f"user '{args.name}' created as {args.role}")
     return 0
 
