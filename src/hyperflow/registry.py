@@ -109,9 +109,6 @@ class EvalRows:
     task: str
     source: str  # what the rows are, for the record
 
-    def __len__(self) -> int:
-        return len(self.target)
-
 
 def evaluation_rows(config: TrainConfig | None, data: str | None = None, target: str | None = None) -> EvalRows:
     """``data`` given: all its rows. Otherwise the test split of the run's data, reproduced from its settings."""
@@ -136,10 +133,8 @@ def evaluation_rows(config: TrainConfig | None, data: str | None = None, target:
         elif dataset.task == "regression":
             y = y * dataset.target_std + dataset.target_mean
         return EvalRows(X, np.asarray(y), dataset.task, source)
-    rows = raw.iloc[index]
-    drop = [dataset.target] + ([config.split_column] if config and config.split_column and not data else [])
-    return EvalRows(rows.drop(columns=[c for c in drop if c in rows.columns]).reset_index(drop=True),
-                    rows[dataset.target].to_numpy(), dataset.task, source)
+    rows = raw.iloc[index].reset_index(drop=True)  # columns the model does not know are ignored by it
+    return EvalRows(rows.drop(columns=[dataset.target]), rows[dataset.target].to_numpy(), dataset.task, source)
 
 
 # ------------------------------------------------------------------------------------------ scores
