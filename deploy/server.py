@@ -195,7 +195,7 @@ def write_auth_config(home: Path, pg: Postgres, admin_user: str) -> Path:
                     f"database_uri = {pg.uri('mlflow_auth')}\n"
                     f"admin_username = {admin_user}\n"
                     "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
-                    "# a password check costs a PBKDF2 hash (~0.3 s of CPU); remember good ones for 60 s per\n"
+                    "# a password check costs a scrypt hash (0.1-0.4 s of CPU); remember good ones for 60 s per\n"
                     "# worker (a changed or deleted password may keep working that long on other workers)\n"
                     "auth_cache_ttl_seconds = 60\n")
     return path
