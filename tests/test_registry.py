@@ -78,7 +78,7 @@ def test_better_challenger_is_promoted_to_that_exact_version(trained, client, ex
     name, (bad, good, newest) = trained.copy(client, "bad", "good", "bad")
     client.set_registered_model_alias(name, "champion", bad)
     client.set_registered_model_alias(name, "challenger", good)
-    assert main(["promote", f"model_name={name}", "dry_run=true"]) == 0
+    assert main(["promote", f"model_name={name}", "dry_run=true", f"data={trained.data}"]) == 0
     assert alias_version(client, name, "champion") == bad  # a dry run moves nothing and tags nothing
     assert "validation_status" not in client.get_model_version(name, good).tags
     assert "dry run" in capsys.readouterr().out
@@ -89,6 +89,7 @@ def test_better_challenger_is_promoted_to_that_exact_version(trained, client, ex
     assert "promoted to champion" in version.description and f"champion v{bad}" in version.description
     dry, real = sorted(promote_runs(experiment), key=lambda r: r.info.start_time)
     assert dry.data.tags["hyperflow.promoted"] == "false" and real.data.tags["hyperflow.promoted"] == "true"
+    assert dry.data.params["eval_rows"].endswith("(all 240 rows)")  # data= scores every row of the file
     assert real.data.metrics["candidate_accuracy"] >= real.data.metrics["champion_accuracy"] + 0.1
 
 

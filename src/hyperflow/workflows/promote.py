@@ -83,8 +83,11 @@ def prepare(config: PromoteConfig, client: MlflowClient) -> _Prepared:
     """Everything that can fail on bad input, before any run is written or alias read for the move."""
     mv = resolve_version(client, config.model_name, config.version)
     train_config = None
-    if config.data is None or mv.run_id:
+    try:  # the version's training settings: its rows by default, else the target and task of data=
         train_config = run_config(client, version_run(client, mv))
+    except UsageError:
+        if config.data is None:
+            raise
     rows = evaluation_rows(train_config, config.data, config.target)
     gate = build_gate(config.gate, rows.task, config.gate_rules)
     return _Prepared(config.model_name, str(mv.version), rows, gate)
