@@ -12,7 +12,7 @@ import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import mlflow
 from mlflow.tracking import MlflowClient
@@ -140,7 +140,7 @@ def _exists(client: MlflowClient, name: str) -> bool:
 
 
 def retrain(config: RetrainConfig, overrides: Mapping[str, Any] | None = None, *,
-            before_promote: Callable[[], None] | None = None, settle: float = 1.0) -> RetrainOutcome:
+            settle: float = 1.0) -> RetrainOutcome:
     """Skip, or lock, train (or search), register as challenger and promote through the gate."""
     client = MlflowClient()
     overrides = dict(overrides or {})
@@ -171,8 +171,6 @@ def retrain(config: RetrainConfig, overrides: Mapping[str, Any] | None = None, *
             version = (_search(config, base, run_id) if config.mode == "search" else _train(config, base, run_id))
             client.set_model_version_tag(config.model_name, version, "retrain_run_id", run_id)
             client.set_model_version_tag(config.model_name, version, "retrain_key", key)
-            if before_promote is not None:
-                before_promote()
             lock.check()
             promotion = promote(PromoteConfig(model_name=config.model_name, version=version, gate=config.gate,
                                               gate_rules=config.gate_rules, experiment=config.experiment),
