@@ -13,9 +13,10 @@ import signal
 import tempfile
 import time
 import warnings
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import mlflow
 import numpy as np
@@ -135,18 +136,74 @@ def log_results(run_id: str, metrics: dict[str, float], tags: dict[str, str],
                              tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
 
+def call_now(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """The synchronous counterpart of ``BackgroundCalls.submit``."""
+    return fn(*args, **kwargs)
+
+
+def end_run_quietly(run_id: str, status: str) -> None:
+    """End a run without MLflow's "View run … at" line, which costs a ``get_run`` per run on a server and
+    would print once per trial."""
+    previous = os.environ.get(_NO_URL)
+    os.environ[_NO_URL] = "true"
+    try:
+        MlflowClient().set_terminated(run_id, status)
+    finally:
+        if previous is None:
+            os.environ.pop(_NO_URL, None)
+        else:
+            os.environ[_NO_URL] = previous
+
+
+_NO_URL = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
+
+
 @contextmanager
-def child_run(role: str, experiment_id: str, parent_run_id: str, run_name: str,
-              tags: dict[str, str]) -> Iterator[str]:
+def child_run(role: str, experiment_id: str, parent_run_id: str, run_name: str, tags: dict[str, str],
+              send: Callable[..., Any] = call_now) -> Iterator[str]:
     """A child run made with the client, not the fluent API: no thread-local active run (safe in threads and
     on Spark executors) and none of the fluent start's context providers (a trial is cheap to open). Ends
-    FINISHED, FAILED on an exception, KILLED on Ctrl-C or SIGTERM."""
-    client = MlflowClient()
-    run = client.create_run(experiment_id, run_name=run_name, tags={
+    FINISHED, FAILED on an exception, KILLED on Ctrl-C or SIGTERM; ``send`` (e.g. ``BackgroundCalls.submit``)
+    decides when that last call goes out."""
+    run = MlflowClient().create_run(experiment_id, run_name=run_name, tags={
         ROLE_TAG: role, "hyperflow.version": hyperflow.__version__, "mlflow.parentRunId": parent_run_id,
         "mlflow.runName": run_name, **tags})
-    with _ended_as(lambda status: client.set_terminated(run.info.run_id, status)):
+    with _ended_as(lambda status: send(end_run_quietly, run.info.run_id, status)):
         yield run.info.run_id
+
+
+class BackgroundCalls:
+    """MLflow calls sent in order by one background thread, so that a trial's closing calls (results, end)
+    overlap the next trial's training instead of adding to it. ``drain`` waits for all of them (and
+    re-raises the first failure); ``submit`` re-raises a failure of an earlier call, so an unreachable
+    server stops the search within a trial. A kill -9 loses at most the calls still queued: those trials
+    stay RUNNING and a resume ends them KILLED and runs them again."""
+
+    def __init__(self) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hyperflow-mlflow")
+        self.futures: list[Future] = []
+
+    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        self._raise_failures(wait=False)
+        self.futures.append(self.pool.submit(fn, *args, **kwargs))
+
+    def drain(self) -> None:
+        self._raise_failures(wait=True)
+
+    def _raise_failures(self, wait: bool) -> None:
+        pending = []
+        for future in self.futures:
+            if wait or future.done():
+                future.result()  # raises what the call raised
+            else:
+                pending.append(future)
+        self.futures = pending
+
+    def close(self) -> None:
+        try:
+            self.drain()
+        finally:
+            self.pool.shutdown(wait=True)
 
 
 class MlflowMetrics(Callback):

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import mlflow
 import numpy as np
@@ -90,15 +90,18 @@ class TrialTask:
     deadline: float | None = None  # wall clock (time.time()): it holds on other processes too
 
 
-def execute_trial(task: TrialTask, point: dict[str, Any], dataset: Dataset) -> tuple[TrialRecord, Setup | None]:
-    """Train one point in its own child run; failures become a FAILED run and a ``failed`` record."""
+def execute_trial(task: TrialTask, point: dict[str, Any], dataset: Dataset,
+                  send: Callable[..., Any] = tracking.call_now) -> tuple[TrialRecord, Setup | None]:
+    """Train one point in its own child run; failures become a FAILED run and a ``failed`` record.
+    ``send`` carries the closing calls (results, end of the run): at once, or in the background."""
     number, config = task.number, task.base.replace(**point)
     pruning = PruningCallback(make_pruner(*task.pruner), task.history, task.deadline)
     tags = {NUMBER_TAG: str(number), "hyperflow.trial_params": json.dumps(point, default=str),
             "hyperflow.search_run_id": task.parent_id}
     record = TrialRecord(number, "", point, "failed", None, 0)
     setup = None
-    with tracking.child_run("trial", task.experiment_id, task.parent_id, f"trial-{number:03d}", tags) as run_id:
+    with tracking.child_run("trial", task.experiment_id, task.parent_id, f"trial-{number:03d}", tags,
+                            send) as run_id:
         record.run_id = run_id
         # params ride with the first metrics call, the last epochs' metrics with the results: 3 calls a trial
         params = {**{k: str(v) for k, v in point.items()}, "trial_number": str(number), "seed": str(config.seed)}
@@ -123,10 +126,10 @@ def execute_trial(task: TrialTask, point: dict[str, Any], dataset: Dataset) -> t
         except (UsageError, RuntimeError, FloatingPointError, MemoryError) as exc:  # the search goes on
             record.reason = f"{type(exc).__name__}: {exc}"[:500]
         history = json.dumps([float(f"{v:.6g}") for v in record.history])
-        tracking.log_results(run_id, final if record.status != "failed" else {},
-                             {STATUS_TAG: record.status, "hyperflow.trial_reason": record.reason,
-                              **({HISTORY_TAG: history} if len(history) <= 5000 else {})},
-                             pending=metrics.pending, params=metrics.pending_params)
+        send(tracking.log_results, run_id, final if record.status != "failed" else {},
+             {STATUS_TAG: record.status, "hyperflow.trial_reason": record.reason,
+              **({HISTORY_TAG: history} if len(history) <= 5000 else {})},
+             pending=metrics.pending, params=metrics.pending_params)
         if record.status == "failed":
             raise _TrialFailed(record)
     return record, setup
@@ -139,9 +142,10 @@ class _TrialFailed(Exception):
         self.record = record
 
 
-def run_trial_safely(task: TrialTask, point: dict[str, Any], dataset: Dataset) -> tuple[TrialRecord, Setup | None]:
+def run_trial_safely(task: TrialTask, point: dict[str, Any], dataset: Dataset,
+                     send: Callable[..., Any] = tracking.call_now) -> tuple[TrialRecord, Setup | None]:
     try:
-        return execute_trial(task, point, dataset)
+        return execute_trial(task, point, dataset, send)
     except _TrialFailed as failed:
         return failed.record, None
 
@@ -160,6 +164,7 @@ class SearchRunner:
         self.stop_reason = ""
         self.progress: list[Metric] = []
         self.progress_sent = time.monotonic()
+        self.calls = tracking.BackgroundCalls()
 
     # ------------------------------------------------------------------------------------- set-up
     def prepare(self) -> None:
@@ -256,7 +261,7 @@ class SearchRunner:
 
     def run_trial(self, point: dict[str, Any]) -> TrialRecord:
         self._config(point)  # an invalid combination is bad input: it stops the search with a clear error
-        record, setup = run_trial_safely(self._task(self._next_number()), point, self.dataset)
+        record, setup = run_trial_safely(self._task(self._next_number()), point, self.dataset, self.calls.submit)
         if record.status == "ok" and (self.best_state is None or record.loss < self.best_state["loss"]):
             self.best_state = {"loss": record.loss, "number": record.number, "setup": setup,
                                "state": copy.deepcopy(setup.trainer.model.state_dict())}
@@ -281,7 +286,7 @@ class SearchRunner:
             if ok:
                 self.progress.append(Metric("best_val_loss", min(ok), int(time.time() * 1000), record.number))
         if self.progress and (force or time.monotonic() - self.progress_sent >= PROGRESS_FLUSH_SECS):
-            self.client.log_batch(self.parent_id, metrics=self.progress)
+            self.calls.submit(self.client.log_batch, self.parent_id, metrics=self.progress)
             self.progress, self.progress_sent = [], time.monotonic()
 
     # ------------------------------------------------------------------------------------- main
@@ -312,7 +317,10 @@ class SearchRunner:
             except SearchStopped as exc:
                 self.stop_reason = str(exc)
             finally:
-                self._log_progress([], force=True)
+                try:
+                    self._log_progress([], force=True)
+                finally:
+                    self.calls.close()  # every trial's results and end are in MLflow before the search goes on
             mlflow.set_tag("hyperflow.stop_reason", self.stop_reason)
             outcome = self._finish()
         return outcome
