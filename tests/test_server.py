@@ -145,6 +145,7 @@ def test_the_server_restarts_mid_search_and_nothing_is_lost(mlflow_server, tmp_p
         assert proc.poll() is None, "the search ended before the server went down"
         down = time.monotonic()
         mlflow_server.stop()
+        assert mlflow_server.proc.returncode == 0 and "stopped" in mlflow_server.log.read_text()  # cleanly
         assert proc.poll() is None, "the search did not survive the server going down"
         mlflow_server.start()
         outage = time.monotonic() - down
