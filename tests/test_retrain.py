@@ -119,7 +119,7 @@ def at_once(job, n: int) -> list:
 
 
 def test_of_concurrent_lock_takers_exactly_one_wins(model):
-    results = at_once(lambda: RegistryLock(model, settle=1.0).acquire(), 3)
+    results = at_once(lambda: RegistryLock(model, settle=2.0).acquire(), 3)  # settle > any read-to-write gap here
     winners = [r for r in results if isinstance(r, RegistryLock)]
     assert len(winners) == 1 and sum(isinstance(r, LockHeld) for r in results) == 2, results
     winners[0].check()
