@@ -369,6 +369,39 @@ def summarise(specs: list[str], seeds: list[int], n_trials: int, ref: str) -> No
               f"median {statistics.median(random_best.values()):.4f}")
 
 
+REPLAYS = [("median", 3, 3, 4, "all"), ("median", 1, 3, 4, "all"), ("median", 2, 3, 4, "all"),
+           ("median", 1, 3, 3, "all"), ("median", 5, 3, 4, "all"), ("median", 8, 3, 4, "all"),
+           ("median", 3, 3, 4, "ok"), ("median", 1, 3, 4, "ok"), ("median", 5, 3, 3, "ok"),
+           ("asha", 2, 3, 0, "all"), ("asha", 4, 3, 0, "all"), ("asha", 5, 3, 0, "all"), ("asha", 4, 2, 0, "all")]
+
+
+def replay_table(seeds: list[int], n_trials: int) -> None:
+    """Random search + each pruner of REPLAYS, replayed on random search's cached full curves."""
+    runs = {s: json.loads(cache_path("random", s, n_trials).read_text())["trials"] for s in seeds
+            if cache_path("random", s, n_trials).exists()}
+    if not runs:
+        print("no cached random-search runs to replay: run --methods random first")
+        return
+    print(f"\nrandom search + pruner, replayed on random's full curves ({len(runs)} seeds, {n_trials} trials)")
+    print(f"| pruner | min_epochs | rf / startup | peers | best vs no pruning (paired) | worst seed | epochs "
+          f"| pruned | reached random's best | epochs to reach |")
+    print("|---|---:|---|---|---:|---:|---:|---:|---|---:|")
+    for pruner, min_epochs, rf, startup, peers in REPLAYS:
+        diffs, epochs, pruned, hits = [], [], [], []
+        for trials in runs.values():
+            full = best_after(trials, n_trials)
+            r = replay(trials, pruner, min_epochs, rf, startup, peers)
+            diffs.append(best_after(r, n_trials) - full)
+            epochs.append(sum(t["epochs"] for t in r))
+            pruned.append(sum(t["status"] == "pruned" for t in r))
+            hits.append(reached(r, full))
+        got = [h[1] for h in hits if h is not None]
+        knob = f"rf={rf}" if pruner == "asha" else f"startup={startup}"
+        print(f"| {pruner} | {min_epochs} | {knob} | {peers if pruner == 'median' else '-'} | "
+              f"{mean_se(diffs)} | {max(diffs):.4f} | {statistics.mean(epochs):.0f} | {statistics.mean(pruned):.1f} | "
+              f"{len(got)}/{len(hits)} | {mean_se([float(g) for g in got], 0)} |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--methods", nargs="+", default=list(BASES), help="methods and variants (see above)")
@@ -377,6 +410,7 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=2, help="processes, one (method, seed) each (default 2)")
     p.add_argument("--summary-only", action="store_true", help="print the table from the cache, run nothing")
     p.add_argument("--ref", default="optuna_prune", help="method the paired differences are taken against")
+    p.add_argument("--replay", action="store_true", help="also replay pruners on random search's cached curves")
     args = p.parse_args()
     for spec in args.methods:
         parse_method(spec)
@@ -391,6 +425,8 @@ def main() -> None:
             for spec, seed, seconds in pool.imap_unordered(run_one, tasks):
                 print(f"  done {spec} seed {seed}: {seconds:.0f} s", flush=True)
     summarise(args.methods, args.seeds, args.trials, args.ref)
+    if args.replay:
+        replay_table(args.seeds, args.trials)
 
 
 if __name__ == "__main__":
