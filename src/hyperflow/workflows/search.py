@@ -169,6 +169,10 @@ class SearchRunner:
     # ------------------------------------------------------------------------------------- set-up
     def prepare(self) -> None:
         """Everything that can fail on bad input, before any run is written."""
+        if self.search.backend == "spark":
+            from hyperflow.search import spark
+
+            spark.check_available(self.spark_session)
         self.dataset = load_data(self.base)
         path = self.search.space or default_space_path(self.dataset.task)
         self.space_path = Path(path)
@@ -177,10 +181,6 @@ class SearchRunner:
         for point in points:  # the space's values must make valid configs
             self._config(point)
         setup_training(self._config(points[0]), dataset=self.dataset)
-        if self.search.backend == "spark":
-            from hyperflow.search import spark
-
-            spark.check_available(self.spark_session)
         if self.search.resume:
             try:
                 run = self.client.get_run(self.search.resume)
