@@ -198,7 +198,8 @@ def run_hyperopt(base: str, opts: dict[str, str], seed: int, n_trials: int) -> l
         return {"status": STATUS_OK, "loss": record["loss"]}
 
     fmin(fn, to_hyperopt(space), algo=algo, max_evals=max_evals, trials=trials,
-         rstate=np.random.default_rng(seed), points_to_evaluate=points, show_progressbar=False, verbose=False)
+         rstate=np.random.default_rng(seed), points_to_evaluate=points, show_progressbar=False, verbose=False,
+         return_argmin=False)
     return objective.trials[:n_trials]
 
 
