@@ -271,3 +271,13 @@ def test_sigterm_ends_every_run_and_prints_the_resume_command(tmp_path):
     assert f"hyperflow search resume={parent.info.run_id}" in err
     assert not [r for r in runs if r.info.status == "RUNNING"]
     assert parent.info.status == "KILLED"
+
+
+def test_literature_presets_are_the_first_trials(tmp_path, experiment):
+    space = write(tmp_path, "lr: {type: loguniform, low: 1.0e-4, high: 3.0e-2}\n"
+                            "optimizer: {type: choice, values: [adam, adamw]}\nepochs: 1\n")
+    settings = build_search_config({"space": space, "max_evals": "3", "pruner": "none", "register": "false"})
+    outcome = SearchRunner(settings, build_config({**TINY, "experiment": experiment})).run()
+    first = [(r.params["optimizer"], r.params["lr"]) for r in outcome.records[:2]]
+    assert first == [("adam", 1e-3), ("adamw", 1e-3)]  # Kingma & Ba; Loshchilov & Hutter
+    assert len(outcome.records) == 3

@@ -24,7 +24,6 @@ import pandas as pd
 import torch
 from hyperopt import STATUS_FAIL, STATUS_OK, JOB_STATE_DONE, Trials, fmin, rand, tpe
 from hyperopt.early_stop import no_progress_loss
-from hyperopt.fmin import generate_trial
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
@@ -226,12 +225,9 @@ class SearchRunner:
         """hyperopt's history from ``self.records``, as if those trials had just run."""
         docs = []
         for tid, record in enumerate(self.records):
-            vals = to_vals(self.space, record.params)
             result = ({"status": STATUS_OK, "loss": record.loss} if record.loss is not None
                       else {"status": STATUS_FAIL, "failure": record.reason})
-            misc = {"tid": tid, "cmd": ("domain_attachment", "FMinIter_Domain"), "workdir": None,
-                    "idxs": {k: [tid] if v else [] for k, v in vals.items()}, "vals": vals}
-            docs.extend(trials.new_trial_docs([tid], [None], [result], [misc]))
+            docs.append(self._trial_doc(trials, tid, to_vals(self.space, record.params), result))
         for doc in docs:
             doc["state"] = JOB_STATE_DONE
         if docs:
@@ -357,7 +353,9 @@ class SearchRunner:
                 self.stop_reason = "loss_threshold"
                 return
 
-    def _preset_points(self) -> list[dict[str, Any]]:
+    def _preset_points(self) -> list[dict[str, list]]:
+        """The literature presets that fit the space, as hyperopt ``vals`` (label -> [value] or [] when
+        a conditional leaves it out); only for a new search."""
         if not self.search.seed_presets or self.records:
             return []
         points = []
@@ -366,11 +364,7 @@ class SearchRunner:
             point = complete_point(self.space, given) if given else None
             if point is not None and point not in points:
                 points.append(point)
-        hyperopt_points = []
-        for point in points:
-            vals = to_vals(self.space, point)
-            hyperopt_points.append({label: v[0] for label, v in vals.items() if v})
-        return hyperopt_points
+        return [to_vals(self.space, point) for point in points]
 
     def _run_hyperopt(self, trials: Trials) -> None:
         s = self.search
@@ -378,10 +372,12 @@ class SearchRunner:
                 else rand.suggest)
         remaining = None if self.deadline is None else max(1.0, self.deadline - time.time())
         before = len(trials.trials)
+        for vals in self._preset_points():
+            self._queue_point(trials, vals)
         fmin(self._objective, to_hyperopt(self.space), algo=algo, max_evals=s.max_evals, trials=trials,
              rstate=np.random.default_rng(self.base.seed), timeout=remaining, loss_threshold=s.loss_threshold,
              early_stop_fn=no_progress_loss(s.early_stop) if s.early_stop else None,
-             points_to_evaluate=self._preset_points() or None, show_progressbar=True, verbose=False)
+             show_progressbar=True, verbose=False)
         ran = len(trials.trials) - before
         if len(trials.trials) < s.max_evals:
             if self.deadline is not None and time.time() >= self.deadline:
@@ -430,8 +426,8 @@ class SearchRunner:
         threads = spark.threads_per_trial(session, s.parallelism)
         remaining = None if self.deadline is None else max(1.0, self.deadline - time.time()) + 60  # grace: trials stop themselves
         trials = self._fill_trials(SparkTrials(parallelism=s.parallelism, timeout=remaining, spark_session=session))
-        for point in self._preset_points():  # SparkTrials ignores points_to_evaluate: queue them as trials
-            self._queue_point(trials, point)
+        for vals in self._preset_points():
+            self._queue_point(trials, vals)
         template = TrialTask(self.base.replace(threads=threads),
                              (s.pruner, s.min_epochs, s.reduction_factor, s.prune_startup_trials), self.experiment_id,
                              self.parent_id, 0, [r.history for r in self.records if r.status != "failed"],
@@ -466,8 +462,14 @@ class SearchRunner:
             raise SearchStopped(failed)
 
     @staticmethod
-    def _queue_point(trials: Trials, point: dict[str, Any]) -> None:
-        trials.insert_trial_docs([generate_trial(trials.new_trial_ids(1)[0], point)])
+    def _trial_doc(trials: Trials, tid: int, vals: dict[str, list], result: dict[str, Any]) -> dict[str, Any]:
+        misc = {"tid": tid, "cmd": ("domain_attachment", "FMinIter_Domain"), "workdir": None,
+                "idxs": {k: [tid] if v else [] for k, v in vals.items()}, "vals": vals}
+        return trials.new_trial_docs([tid], [None], [result], [misc])[0]
+
+    def _queue_point(self, trials: Trials, vals: dict[str, list]) -> None:
+        """Queue a point as a new trial (fmin ignores ``points_to_evaluate`` once given ``trials``)."""
+        trials.insert_trial_docs([self._trial_doc(trials, trials.new_trial_ids(1)[0], vals, {"status": "new"})])
         trials.refresh()
 
     # ------------------------------------------------------------------------------------- the end
