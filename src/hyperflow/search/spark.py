@@ -99,7 +99,8 @@ class SparkObjective:
         self.env = executor_environment()
 
     def __getstate__(self) -> dict[str, Any]:
-        done = [r["history"] for r in self.trials.results if r.get("status") == STATUS_OK and "history" in r]
+        keep = ("ok",) if self.template.pruner[0] == "median" else ("ok", "pruned")  # as _peer_histories
+        done = [r["history"] for r in self.trials.results if r.get("trial_status") in keep and "history" in r]
         task = dataclasses.replace(self.template, number=self.next_number, history=self.template.history + done)
         self.next_number += 1
         return {"task": task, "env": self.env}

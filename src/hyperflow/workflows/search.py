@@ -250,7 +250,14 @@ class SearchRunner:
         s = self.search
         return TrialTask(self.base, (s.pruner, s.min_epochs, s.reduction_factor, s.prune_startup_trials),
                          self.experiment_id, self.parent_id, number,
-                         [r.history for r in self.records if r.status != "failed"], self.deadline)
+                         self._peer_histories(), self.deadline)
+
+    def _peer_histories(self) -> list[list[float]]:
+        """The curves a pruner compares with: the median rule uses finished trials only (with pruned ones
+        among its peers it pruned 36 of 50 trials late in a search, bench/search.py); successive halving
+        ranks every trial that reached a rung."""
+        keep = ("ok",) if self.search.pruner == "median" else ("ok", "pruned")
+        return [r.history for r in self.records if r.status in keep]
 
     def _next_number(self) -> int:
         return max((r.number for r in self.records), default=-1) + 1
@@ -430,7 +437,7 @@ class SearchRunner:
             self._queue_point(trials, vals)
         template = TrialTask(self.base.replace(threads=threads),
                              (s.pruner, s.min_epochs, s.reduction_factor, s.prune_startup_trials), self.experiment_id,
-                             self.parent_id, 0, [r.history for r in self.records if r.status != "failed"],
+                             self.parent_id, 0, self._peer_histories(),
                              self.deadline)
         objective = spark.SparkObjective(template, self._next_number(), trials)
         suggest = (partial(tpe.suggest, n_startup_jobs=s.n_startup_jobs, gamma=s.gamma) if s.strategy == "tpe"
