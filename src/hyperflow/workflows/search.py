@@ -365,11 +365,10 @@ class SearchRunner:
         a conditional leaves it out); only for a new search."""
         if not self.search.seed_presets or self.records:
             return []
-        points = []
+        points, middle = [], complete_point(self.space, {})
         for preset in PRESETS.values():
-            given = {k: v for k, v in preset.items() if k in self.space}
-            point = complete_point(self.space, given) if given else None
-            if point is not None and point not in points:
+            point = complete_point(self.space, preset)  # nested keys too (sgd's momentum under optimizer)
+            if point is not None and point != middle and point not in points:
                 points.append(point)
         return [to_vals(self.space, point) for point in points]
 
