@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -11,6 +12,8 @@ import mlflow
 import pytest
 
 pyspark = pytest.importorskip("pyspark", reason="pyspark is the optional extra hyperflow[spark]")
+if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
+    pytest.skip("Spark needs Java 17 (.ci/run installs openjdk-17-jre-headless)", allow_module_level=True)
 
 from hyperflow.config import build_config  # noqa: E402
 from hyperflow.search import spark  # noqa: E402
