@@ -281,3 +281,13 @@ def test_literature_presets_are_the_first_trials(tmp_path, experiment):
     first = [(r.params["optimizer"], r.params["lr"]) for r in outcome.records[:2]]
     assert first == [("adam", 1e-3), ("adamw", 1e-3)]  # Kingma & Ba; Loshchilov & Hutter
     assert len(outcome.records) == 3
+
+
+def test_a_budget_smaller_than_the_presets_still_runs_its_trials(tmp_path, experiment):
+    space = write(tmp_path, "lr: {type: loguniform, low: 1.0e-4, high: 3.0e-2}\n"
+                            "optimizer: {type: choice, values: [adam, adamw]}\nepochs: 1\n")
+    for budget in (1, 2):
+        settings = build_search_config({"space": space, "max_evals": str(budget), "pruner": "none",
+                                        "register": "false"})
+        outcome = SearchRunner(settings, build_config({**TINY, "experiment": experiment})).run()
+        assert len(outcome.records) == budget and outcome.best is not None

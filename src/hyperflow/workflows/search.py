@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 from hyperopt import STATUS_FAIL, STATUS_OK, JOB_STATE_DONE, Trials, fmin, rand, tpe
 from hyperopt.early_stop import no_progress_loss
+from hyperopt.exceptions import AllTrialsFailed
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
@@ -378,12 +379,16 @@ class SearchRunner:
                 else rand.suggest)
         remaining = None if self.deadline is None else max(1.0, self.deadline - time.time())
         before = len(trials.trials)
-        for vals in self._preset_points():
+        # queued trials count toward max_evals, and fmin evaluates them only when it has one of its own to add
+        for vals in self._preset_points()[: max(0, s.max_evals - len(trials.trials) - 1)]:
             self._queue_point(trials, vals)
-        fmin(self._objective, to_hyperopt(self.space), algo=algo, max_evals=s.max_evals, trials=trials,
-             rstate=np.random.default_rng(self.base.seed), timeout=remaining, loss_threshold=s.loss_threshold,
-             early_stop_fn=no_progress_loss(s.early_stop) if s.early_stop else None,
-             show_progressbar=True, verbose=False)
+        try:
+            fmin(self._objective, to_hyperopt(self.space), algo=algo, max_evals=s.max_evals, trials=trials,
+                 rstate=np.random.default_rng(self.base.seed), timeout=remaining, loss_threshold=s.loss_threshold,
+                 early_stop_fn=no_progress_loss(s.early_stop) if s.early_stop else None,
+                 show_progressbar=True, verbose=False, return_argmin=False)
+        except AllTrialsFailed:  # hyperopt's way to say no trial finished; the records say why
+            pass
         ran = len(trials.trials) - before
         if len(trials.trials) < s.max_evals:
             if self.deadline is not None and time.time() >= self.deadline:
@@ -432,7 +437,8 @@ class SearchRunner:
         threads = spark.threads_per_trial(session, s.parallelism)
         remaining = None if self.deadline is None else max(1.0, self.deadline - time.time()) + 60  # grace: trials stop themselves
         trials = self._fill_trials(SparkTrials(parallelism=s.parallelism, timeout=remaining, spark_session=session))
-        for vals in self._preset_points():
+        # queued trials count toward max_evals, and fmin evaluates them only when it has one of its own to add
+        for vals in self._preset_points()[: max(0, s.max_evals - len(trials.trials) - 1)]:
             self._queue_point(trials, vals)
         template = TrialTask(self.base.replace(threads=threads),
                              (s.pruner, s.min_epochs, s.reduction_factor, s.prune_startup_trials), self.experiment_id,
@@ -453,7 +459,10 @@ class SearchRunner:
 
         try:
             fmin(objective, to_hyperopt(self.space), algo=algo, max_evals=s.max_evals, trials=trials,
-                 rstate=np.random.default_rng(self.base.seed), show_progressbar=self.base.progress, verbose=False)
+                 rstate=np.random.default_rng(self.base.seed), show_progressbar=self.base.progress, verbose=False,
+                 return_argmin=False)
+        except AllTrialsFailed:  # no trial finished: the records read back below say why
+            pass
         except KeyboardInterrupt:
             if self.spark_session is None:
                 session.sparkContext.cancelAllJobs()
