@@ -144,18 +144,22 @@ def call_now(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 def end_run_quietly(run_id: str, status: str) -> None:
     """End a run without MLflow's "View run … at" line, which costs a ``get_run`` per run on a server and
     would print once per trial."""
-    previous = os.environ.get(_NO_URL)
-    os.environ[_NO_URL] = "true"
-    try:
+    with _env("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true"):
         MlflowClient().set_terminated(run_id, status)
+
+
+@contextmanager
+def _env(name: str, value: str) -> Iterator[None]:
+    """An MLflow environment setting for the duration of one call, then as it was."""
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
     finally:
         if previous is None:
-            os.environ.pop(_NO_URL, None)
+            os.environ.pop(name, None)
         else:
-            os.environ[_NO_URL] = previous
-
-
-_NO_URL = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
+            os.environ[name] = previous
 
 
 @contextmanager
@@ -317,7 +321,9 @@ def log_model(model: torch.nn.Module, model_spec: dict[str, Any], dataset: Datas
               "hyperflow_version": hyperflow.__version__}
     example = dataset.raw_example
     output = predict_bundle(bundle, model.cpu().eval(), example)
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(), _quiet("mlflow.pyfunc"):
+    # no "Downloading artifacts" bar while MLflow checks the input example against the saved model
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(), _quiet("mlflow.pyfunc"), \
+            _env("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"):
         warnings.simplefilter("ignore")  # MLflow's generic advice on pickled models and type hints
         path = Path(tmp, "bundle.pkl")
         with path.open("wb") as fh:
