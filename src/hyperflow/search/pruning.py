@@ -61,6 +61,13 @@ class ASHAPruner(Pruner):
         return min(values) > peers[keep - 1]
 
 
+def peer_statuses(name: str) -> tuple[str, ...]:
+    """Whose curves a pruner compares with: the median rule uses finished trials only (with pruned ones
+    among its peers it pruned 36 of 50 trials late in a search, bench/search.py); successive halving
+    ranks every trial that reached a rung."""
+    return ("ok",) if name == "median" else ("ok", "pruned")
+
+
 def make_pruner(name: str, min_epochs: int, reduction_factor: int, startup_trials: int) -> Pruner:
     if name == "median":
         return MedianPruner(min_epochs, startup_trials)

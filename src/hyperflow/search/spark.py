@@ -20,6 +20,7 @@ import mlflow
 from hyperopt import STATUS_FAIL, STATUS_OK
 
 from hyperflow.errors import UsageError
+from hyperflow.search.pruning import peer_statuses
 from hyperflow.search.space import flatten
 
 if TYPE_CHECKING:
@@ -99,7 +100,7 @@ class SparkObjective:
         self.env = executor_environment()
 
     def __getstate__(self) -> dict[str, Any]:
-        keep = ("ok",) if self.template.pruner[0] == "median" else ("ok", "pruned")  # as _peer_histories
+        keep = peer_statuses(self.template.pruner[0])
         done = [r["history"] for r in self.trials.results if r.get("trial_status") in keep and "history" in r]
         task = dataclasses.replace(self.template, number=self.next_number, history=self.template.history + done)
         self.next_number += 1

@@ -34,7 +34,7 @@ from hyperflow.errors import UsageError
 from hyperflow.plots import importance as importance_plot
 from hyperflow.plots import search_progress
 from hyperflow.search.importance import parameter_importance
-from hyperflow.search.pruning import PruningCallback, make_pruner
+from hyperflow.search.pruning import PruningCallback, make_pruner, peer_statuses
 from hyperflow.search.settings import SearchConfig
 from hyperflow.search.space import (complete_point, default_space_path, flatten, grid_points, iter_grid,
                                     load_space, to_hyperopt, to_vals)
@@ -247,18 +247,22 @@ class SearchRunner:
         # so TPE counts it among the bad points instead of ignoring it (as it would a failure)
         return {"status": STATUS_OK, "loss": record.loss}
 
-    def _task(self, number: int) -> TrialTask:
+    def _task(self, number: int, base: TrainConfig | None = None) -> TrialTask:
         s = self.search
-        return TrialTask(self.base, (s.pruner, s.min_epochs, s.reduction_factor, s.prune_startup_trials),
+        keep = peer_statuses(s.pruner)
+        return TrialTask(base or self.base, (s.pruner, s.min_epochs, s.reduction_factor, s.prune_startup_trials),
                          self.experiment_id, self.parent_id, number,
-                         self._peer_histories(), self.deadline)
+                         [r.history for r in self.records if r.status in keep], self.deadline)
 
-    def _peer_histories(self) -> list[list[float]]:
-        """The curves a pruner compares with: the median rule uses finished trials only (with pruned ones
-        among its peers it pruned 36 of 50 trials late in a search, bench/search.py); successive halving
-        ranks every trial that reached a rung."""
-        keep = ("ok",) if self.search.pruner == "median" else ("ok", "pruned")
-        return [r.history for r in self.records if r.status in keep]
+    def _suggest(self) -> Any:
+        s = self.search
+        return (partial(tpe.suggest, n_startup_jobs=s.n_startup_jobs, gamma=s.gamma) if s.strategy == "tpe"
+                else rand.suggest)
+
+    def _queue_presets(self, trials: Trials) -> None:
+        # queued trials count toward max_evals, and fmin evaluates them only when it has one of its own to add
+        for vals in self._preset_points()[: max(0, self.search.max_evals - len(trials.trials) - 1)]:
+            self._queue_point(trials, vals)
 
     def _next_number(self) -> int:
         return max((r.number for r in self.records), default=-1) + 1
@@ -375,13 +379,10 @@ class SearchRunner:
 
     def _run_hyperopt(self, trials: Trials) -> None:
         s = self.search
-        algo = (partial(tpe.suggest, n_startup_jobs=s.n_startup_jobs, gamma=s.gamma) if s.strategy == "tpe"
-                else rand.suggest)
+        algo = self._suggest()
         remaining = None if self.deadline is None else max(1.0, self.deadline - time.time())
         before = len(trials.trials)
-        # queued trials count toward max_evals, and fmin evaluates them only when it has one of its own to add
-        for vals in self._preset_points()[: max(0, s.max_evals - len(trials.trials) - 1)]:
-            self._queue_point(trials, vals)
+        self._queue_presets(trials)
         try:
             fmin(self._objective, to_hyperopt(self.space), algo=algo, max_evals=s.max_evals, trials=trials,
                  rstate=np.random.default_rng(self.base.seed), timeout=remaining, loss_threshold=s.loss_threshold,
@@ -437,16 +438,10 @@ class SearchRunner:
         threads = spark.threads_per_trial(session, s.parallelism)
         remaining = None if self.deadline is None else max(1.0, self.deadline - time.time()) + 60  # grace: trials stop themselves
         trials = self._fill_trials(SparkTrials(parallelism=s.parallelism, timeout=remaining, spark_session=session))
-        # queued trials count toward max_evals, and fmin evaluates them only when it has one of its own to add
-        for vals in self._preset_points()[: max(0, s.max_evals - len(trials.trials) - 1)]:
-            self._queue_point(trials, vals)
-        template = TrialTask(self.base.replace(threads=threads),
-                             (s.pruner, s.min_epochs, s.reduction_factor, s.prune_startup_trials), self.experiment_id,
-                             self.parent_id, 0, self._peer_histories(),
-                             self.deadline)
-        objective = spark.SparkObjective(template, self._next_number(), trials)
-        suggest = (partial(tpe.suggest, n_startup_jobs=s.n_startup_jobs, gamma=s.gamma) if s.strategy == "tpe"
-                   else rand.suggest)
+        self._queue_presets(trials)
+        objective = spark.SparkObjective(self._task(0, self.base.replace(threads=threads)), self._next_number(),
+                                         trials)
+        suggest = self._suggest()
 
         failed = ""
 
