@@ -89,6 +89,13 @@ class Dataset:
     split_index: dict[str, np.ndarray] | None = None  # row positions in raw_all of train / val / test
 
     @property
+    def default_model_name(self) -> str:
+        """The registered name used when none is given: ``hyperflow-<data>`` for a built-in set,
+        ``hyperflow-<file>-<target>`` for a file (so two targets of one file never share a name)."""
+        builtin = self.source.startswith("builtin:")
+        return f"hyperflow-{self.name}" if builtin or not self.target else f"hyperflow-{self.name}-{self.target}"
+
+    @property
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.X_train), "val": len(self.X_val), "test": len(self.X_test)}
 
