@@ -46,7 +46,14 @@ def load_space(path: str | Path) -> dict[str, Any]:
         raise UsageError(f"space file '{path}' not found: pass a YAML search space with space=PATH "
                          f"(defaults live in {SPACES_DIR})")
     try:
-        spec = yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"space file '{path}' is not UTF-8 text (byte {exc.start} cannot be read): "
+                         f"save it as UTF-8") from None
+    except OSError as exc:
+        raise UsageError(f"space file '{path}' cannot be read: {exc.strerror or exc}") from None
+    try:
+        spec = yaml.safe_load(text)
     except yaml.YAMLError:
         raise UsageError(f"space file '{path}' is not valid YAML: fix its syntax") from None
     if not isinstance(spec, dict) or not spec:
@@ -60,48 +67,247 @@ def _is_dimension(value: Any) -> bool:
     return isinstance(value, dict) and "type" in value
 
 
-def validate_space(spec: dict[str, Any], where: str = "") -> None:
+DIMENSION_KEYS = {"choice": {"type", "values", "options"}, "int": {"type", "low", "high"},
+                  "quniform": {"type", "low", "high", "q", "grid"}, "uniform": {"type", "low", "high", "grid"},
+                  "loguniform": {"type", "low", "high", "grid"}}
+MAX_GRID_AXIS = 10_000  # ``grid: N`` points of one continuous dimension
+MAX_GRID_POINTS = 100_000  # a grid search larger than this is refused before anything runs
+
+
+def _number(value: Any) -> float | None:
+    """A finite number from YAML (also a numeric string: PyYAML reads ``1e-4`` as one), not a bool, NaN or
+    infinity; else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        value = float(value)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def validate_space(spec: dict[str, Any], where: str = "", outer: frozenset[str] = frozenset()) -> None:
+    """The shape of every entry, every branch of every conditional included (``outer``: the names set by
+    enclosing levels, which a sub-space may not set again)."""
+    names = outer | {n for n in spec if isinstance(n, str)}
     for name, value in spec.items():
         label = f"{where}{name}"
         if name not in _SETTINGS:
             raise UsageError(f"search space: unknown parameter '{label}': use a training setting "
                              f"(see 'hyperflow train --help')")
+        if name in outer:
+            raise UsageError(f"search space: '{label}' is set both inside a conditional and around it: keep one")
         if not _is_dimension(value):
-            if isinstance(value, dict):
+            if isinstance(value, dict) and name != "model_kwargs":
                 raise UsageError(f"search space: '{label}' needs a type ({', '.join(TYPES)}) or a plain value")
-            coerce(name, value)
+            spec[name] = coerce(name, value)  # typed: '1e-3' (a string to PyYAML) becomes 0.001
             continue
         kind = value["type"]
         if kind not in TYPES:
             raise UsageError(f"search space: '{label}' has unknown type '{kind}': use one of {', '.join(TYPES)}")
+        unknown = sorted(str(k) for k in value if k not in DIMENSION_KEYS[kind])
+        if unknown:
+            raise UsageError(f"search space: {kind} '{label}' has unknown key(s) {', '.join(unknown)}: it takes "
+                             f"{', '.join(sorted(DIMENSION_KEYS[kind] - {'type'}))}")
         if kind == "choice":
-            options, values = value.get("options"), value.get("values")
-            if (options is None) == (values is None):
-                raise UsageError(f"search space: choice '{label}' needs either 'values: [...]' or "
-                                 f"'options: {{value: {{sub-space}}}}'")
-            if values is not None and (not isinstance(values, list) or not values):
-                raise UsageError(f"search space: choice '{label}' needs a non-empty list of values")
-            for v in values or []:
-                coerce(name, v)
-            for option, sub in (options or {}).items():
-                coerce(name, option)
-                if not isinstance(sub, dict):
-                    raise UsageError(f"search space: option '{option}' of '{label}' must map to a sub-space "
-                                     f"(use {{}} for none)")
-                validate_space(sub, f"{label}={option}/")
+            _validate_choice(name, label, value, names)
             continue
-        try:
-            low, high = float(value["low"]), float(value["high"])
-        except (KeyError, TypeError, ValueError):
-            raise UsageError(f"search space: '{label}' ({kind}) needs numbers 'low' and 'high'") from None
+        low, high = _number(value.get("low")), _number(value.get("high"))
+        if low is None or high is None:
+            raise UsageError(f"search space: '{label}' ({kind}) needs numbers 'low' and 'high' (finite ones)")
         if low >= high:
             raise UsageError(f"search space: '{label}' needs low < high, got low={low}, high={high}")
         if kind == "loguniform" and low <= 0:
             raise UsageError(f"search space: loguniform '{label}' needs low > 0 (a log range), got low={low}")
-        if kind == "quniform" and float(value.get("q", 0)) <= 0:
-            raise UsageError(f"search space: quniform '{label}' needs a step q > 0")
+        if kind == "quniform":
+            q = _number(value.get("q"))
+            if q is None or q <= 0:
+                raise UsageError(f"search space: quniform '{label}' needs a step q, a number > 0 "
+                                 f"(got {value.get('q')!r})")
         if kind == "int" and (low != int(low) or high != int(high)):
             raise UsageError(f"search space: int '{label}' needs whole-number bounds, got {low}..{high}")
+        value["low"], value["high"] = (int(low), int(high)) if kind == "int" else (low, high)
+        if kind == "quniform":
+            value["q"] = _number(value["q"])
+        if "grid" in value:
+            grid = _number(value["grid"])
+            if grid is None or grid != int(grid) or not 1 <= grid <= MAX_GRID_AXIS:
+                raise UsageError(f"search space: '{label}' has grid: {value['grid']!r}: give the number of grid "
+                                 f"points, a whole number from 1 to {MAX_GRID_AXIS}")
+
+
+def _validate_choice(name: str, label: str, value: dict[str, Any], names: frozenset[str]) -> None:
+    options, values = value.get("options"), value.get("values")
+    if (options is None) == (values is None):
+        raise UsageError(f"search space: choice '{label}' needs either 'values: [...]' or "
+                         f"'options: {{value: {{sub-space}}}}'")
+    if values is not None:
+        if not isinstance(values, list) or not values:
+            raise UsageError(f"search space: choice '{label}' needs a non-empty list of values, "
+                             f"e.g. 'values: [64, 128]'")
+        value["values"] = [coerce(name, v) for v in values]
+        return
+    if not isinstance(options, dict) or not options:
+        raise UsageError(f"search space: choice '{label}' needs 'options' as a mapping of each value to its "
+                         f"sub-space, e.g. 'options: {{adam: {{}}, sgd: {{momentum: 0.9}}}}' (a list of plain "
+                         f"values goes under 'values:')")
+    for option, sub in options.items():
+        coerce(name, option)
+        if sub is None:
+            options[option] = sub = {}
+        if not isinstance(sub, dict) or _is_dimension(sub):
+            raise UsageError(f"search space: option '{option}' of '{label}' must map to a sub-space "
+                             f"(use {{}} for none)")
+        validate_space(sub, f"{label}={option}/", names)
+
+
+def grid_size(spec: dict[str, Any]) -> int:
+    """How many points ``iter_grid`` would give, computed without enumerating them."""
+    size = 1
+    for name, value in spec.items():
+        if not _is_dimension(value):
+            continue
+        if value["type"] == "choice" and "options" in value:
+            size *= sum(grid_size(sub) for sub in value["options"].values())
+        else:
+            size *= _axis_size(value)
+    return size
+
+
+def _axis_size(value: dict[str, Any]) -> int:
+    kind = value["type"]
+    if kind == "choice":
+        return len(value["values"])
+    low, high = float(value["low"]), float(value["high"])
+    if kind == "int":
+        return int(high - low) + 1
+    if kind == "quniform":
+        q = float(value["q"])
+        return max(0, int(math.floor((high + q / 2 - math.ceil(low / q) * q) / q)) + 1)
+    return int(value.get("grid", 3))
+
+
+def check_grid(spec: dict[str, Any]) -> int:
+    """The grid's size, or a one-line error when a grid search over ``spec`` cannot be enumerated."""
+    size = grid_size(spec)
+    if size > MAX_GRID_POINTS:
+        widest = max(((n, _axis_size(v)) for n, v in _dimensions(spec) if not (v["type"] == "choice"
+                                                                           and "options" in v)),
+                     key=lambda item: item[1], default=("", 0))
+        raise UsageError(f"strategy=grid: the space has {size:.3g} grid points (more than {MAX_GRID_POINTS}; "
+                         f"'{widest[0]}' alone has {widest[1]:.3g}): narrow the ranges, lower 'grid:', or use "
+                         f"strategy=random or tpe")
+    if size == 0:
+        raise UsageError("strategy=grid: the space has no grid point (a quniform range holds no multiple of q): "
+                         "widen it or change q")
+    return size
+
+
+def _dimensions(spec: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    """(label, dimension) of every dimension, those inside every conditional branch included."""
+    for name, value in spec.items():
+        if _is_dimension(value):
+            yield f"{prefix}{name}", value
+            for option, sub in (value.get("options") or {}).items():
+                yield from _dimensions(sub, f"{prefix}{name}={option}/")
+
+
+def _extremes(value: dict[str, Any]) -> list[Any]:
+    """The values a dimension can take at its edges (a choice: all of them): what hyperopt can sample."""
+    kind = value["type"]
+    if kind == "choice":
+        return list(value["values"]) if "values" in value else list(value["options"])
+    low, high = float(value["low"]), float(value["high"])
+    if kind == "int":
+        return [int(low), int(high)]
+    if kind == "quniform":
+        q = float(value["q"])
+        return [float(np.round(low / q) * q), float(np.round(high / q) * q)]
+    return [low, high]
+
+
+def probe_points(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Points that together show every value the space can produce: the middle point, then each choice
+    value and both ends of each range in turn (in every branch of every conditional), everything else at
+    the middle. A value invalid for some points only is caught here, before the first trial, without
+    enumerating the space (which may be astronomically large)."""
+    yield _point(spec, {}, ())
+    for path, label, value in _probe_dimensions(spec, ()):
+        for v in _extremes(value):
+            yield _point(spec, {**dict(path), label: v}, path)
+
+
+def _probe_dimensions(spec: dict[str, Any], path: tuple, prefix: str = "") -> Iterator[tuple[tuple, str, dict]]:
+    for name, value in spec.items():
+        if not _is_dimension(value):
+            continue
+        label = f"{prefix}{name}"
+        yield path, label, value
+        for option, sub in (value.get("options") or {}).items():
+            yield from _probe_dimensions(sub, (*path, (label, option)), f"{label}={option}/")
+
+
+def _point(spec: dict[str, Any], given: dict[str, Any], path: tuple, prefix: str = "") -> dict[str, Any]:
+    """A full flat point (fixed values included): ``given`` values by label, the rest at the middle."""
+    point: dict[str, Any] = {}
+    for name, value in spec.items():
+        label = f"{prefix}{name}"
+        if not _is_dimension(value):
+            point[name] = value
+            continue
+        point[name] = given[label] if label in given else _middle(value)
+        if value["type"] == "choice" and "options" in value:
+            point.update(_point(value["options"][point[name]], given, path, f"{label}={point[name]}/"))
+    return point
+
+
+def contains(spec: dict[str, Any], point: dict[str, Any]) -> bool:
+    """Whether ``point`` (flat, fixed values included) is one the space can produce: every key it sets is a
+    key of the space (in the branches it chose), fixed values equal, sampled values inside their ranges."""
+    seen: set[str] = set()
+    if not _contains(spec, point, seen):
+        return False
+    return seen == set(point)
+
+
+def _contains(spec: dict[str, Any], point: dict[str, Any], seen: set[str]) -> bool:
+    for name, value in spec.items():
+        if name not in point:
+            return False
+        seen.add(name)
+        v = point[name]
+        if not _is_dimension(value):
+            if not _equal(v, value):
+                return False
+            continue
+        kind = value["type"]
+        if kind == "choice":
+            allowed = list(value["values"]) if "values" in value else list(value["options"])
+            match = next((a for a in allowed if _equal(v, a)), _MISSING)
+            if match is _MISSING:
+                return False
+            if "options" in value and not _contains(value["options"][match], point, seen):
+                return False
+            continue
+        number = _number(v)
+        if number is None:
+            return False
+        low, high = float(value["low"]), float(value["high"])
+        slack = float(value["q"]) / 2 if kind == "quniform" else 1e-9 * max(abs(low), abs(high))
+        if not low - slack <= number <= high + slack or (kind == "int" and number != int(number)):
+            return False
+    return True
+
+
+_MISSING = object()
+
+
+def _equal(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b or (type(a) is type(b) and a == b)
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return float(a) == float(b)
+    return a == b
 
 
 # ------------------------------------------------------------------------------------------ hyperopt
