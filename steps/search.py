@@ -7,5 +7,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # works wi
 
 from hyperflow.cli import main  # noqa: E402
 
+COMMAND = "search"  # what the arguments mean: tests/test_entrypoints_mlproject.py runs them through it
+
 if __name__ == "__main__":
-    sys.exit(main(["search", *sys.argv[1:]], from_mlproject=True))
+    sys.exit(main([COMMAND, *sys.argv[1:]], from_mlproject=True))

@@ -1,6 +1,7 @@
 """The MLflow Project itself: environment files in step, MLproject defaults, `mlflow run` end to end."""
 
 import os
+import runpy
 import subprocess
 import sys
 import tomllib
@@ -10,11 +11,8 @@ import mlflow
 import pytest
 import yaml
 
-from hyperflow.cli import drop_defaults
-from hyperflow.config import TrainConfig, coerce
-from hyperflow.search.settings import SEARCH_KEYS, SearchConfig
-from hyperflow.workflows.promote import PromoteConfig
-from hyperflow.workflows.retrain import RetrainConfig
+from hyperflow.cli import CONFIGS, command_name, drop_defaults
+from hyperflow.config import coerce, field_defaults
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,23 +28,39 @@ def test_conda_yaml_lists_the_same_dependencies_as_pyproject():
     assert _names(pip_deps) == _names(pyproject)
 
 
-def test_mlproject_defaults_equal_hyperflow_defaults():
+def step_command(entry: dict) -> str:
+    """The hyperflow command an entry point's step script runs (its COMMAND)."""
+    script = ROOT / entry["command"].split()[1]
+    return runpy.run_path(str(script), run_name="step")["COMMAND"]  # not __main__: defines, runs nothing
+
+
+def test_every_mlproject_parameter_has_its_configs_default():
     project = yaml.safe_load((ROOT / "MLproject").read_text())
-    own = {"promote": PromoteConfig, "retrain": RetrainConfig}
     for name, entry in project["entry_points"].items():
+        command = command_name(step_command(entry))
+        assert command is not None, name
         for key, spec in entry["parameters"].items():
-            if key == "config":
-                continue
-            cls = SearchConfig if key in SEARCH_KEYS and name in ("search", "main") else TrainConfig
-            cls = own[name] if key in getattr(own.get(name), "__dataclass_fields__", {}) else cls
-            assert coerce(key, str(spec["default"]), cls) == getattr(cls(), key), (name, key)
             assert f"{key}={{{key}}}" in entry["command"], (name, key)
+            if key == "config":
+                assert spec["default"] == "", name  # no file unless given
+                continue
+            cls = next((c for c in CONFIGS[command] if key in c.__dataclass_fields__), None)
+            assert cls is not None, f"{name}: parameter {key} is no setting of hyperflow {command}"
+            assert coerce(key, str(spec["default"]), cls) == field_defaults(cls)[key], (name, key)
 
 
-def test_mlproject_values_equal_to_defaults_defer_to_the_config_file():
-    kept = drop_defaults({"epochs": "30", "lr": "0.003", "target": "", "config": "", "seed": "7",
-                          "max_evals": "30", "strategy": "random"})
+def test_values_equal_to_the_entry_points_own_defaults_defer_to_the_config_file():
+    kept = drop_defaults("search", {"epochs": "30", "lr": "0.003", "target": "", "config": "", "seed": "7",
+                                    "max_evals": "30", "strategy": "random"})
     assert kept == {"seed": "7", "strategy": "random"}
+    # retrain's max_evals default is 10, not search's 30: 30 is a value the user gave
+    assert drop_defaults("retrain", {"max_evals": "30", "mode": "champion", "lease": "600"}) == {"max_evals": "30"}
+    assert drop_defaults("retrain", {"max_evals": "10"}) == {}
+    assert drop_defaults("promote", {"dry_run": "false", "allow_first": "true", "version": ""}) == \
+        {"allow_first": "true"}
+    # retrain's training settings override the champion's: no value of theirs means "unset"
+    assert drop_defaults("retrain", {"epochs": "30"}) == {"epochs": "30"}
+    assert drop_defaults("lr-find", {"num_iter": "100", "repeats": "3"}) == {"repeats": "3"}
 
 
 def test_steps_stay_thin():

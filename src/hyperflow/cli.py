@@ -4,18 +4,23 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
+import os
 import sys
-from typing import Any, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
 
-from hyperflow.config import build_config, coerce, field_help, TrainConfig
+from hyperflow.config import (PromoteConfig, RetrainConfig, TrainConfig, build_config, build_promote_config,
+                              build_retrain_config, coerce, field_defaults, field_help, load_yaml, unknown_setting)
 from hyperflow.errors import UsageError
+from hyperflow.search.settings import SEARCH_KEYS, SearchConfig, build_search_config
 
 USAGE = """usage: hyperflow <command> [key=value ...]
 
 commands:
   train     train one model and track it in MLflow (hyperflow train --help lists the settings)
-  lr-find   LR range test: suggest a learning rate and a (min, max) range (same settings as train)
+  lr-find   LR range test: suggest a learning rate and a (min, max) range (same settings as train; also lr_find)
   search    hyperparameter search as nested MLflow runs (hyperflow search --help)
   promote   score a version against the champion on the same rows; move alias champion if it passes the gate
   retrain   scheduled retraining: newest data, the champion's settings, then the promotion gate (locked, idempotent)
@@ -43,19 +48,128 @@ def parse_settings(tokens: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def drop_defaults(settings: dict[str, str]) -> dict[str, str]:
-    """Under ``mlflow run`` every declared parameter arrives, given or not; values equal to the default
-    are dropped so that a config file can set them (MLproject defaults equal the settings' defaults)."""
-    from hyperflow.search.settings import SearchConfig
+# The config classes whose settings each command takes, in the order a key is looked up.
+CONFIGS: dict[str, tuple[type, ...]] = {
+    "train": (TrainConfig,), "lr-find": (TrainConfig,), "search": (SearchConfig, TrainConfig),
+    "promote": (PromoteConfig,), "retrain": (RetrainConfig, TrainConfig), "predict": (),
+}
+# Whose defaults an MLproject parameter left at its default is compared with. retrain's training settings
+# override the champion's, so no default stands for "unset" there: they are never dropped.
+DEFAULTS_OF: dict[str, tuple[type, ...]] = {**CONFIGS, "retrain": (RetrainConfig,)}
 
+
+def command_name(word: str) -> str | None:
+    """The command a word names: ``lr_find`` and ``lr-find`` (any ``_``/``-`` spelling) alike."""
+    name = word.replace("_", "-")
+    return name if name in COMMANDS else None
+
+
+def drop_defaults(command: str, settings: dict[str, str]) -> dict[str, str]:
+    """Under ``mlflow run`` every declared parameter arrives, given or not; values equal to the default of
+    the entry point's OWN config are dropped so that a config file can set them (MLproject defaults equal
+    those defaults, tests/test_project.py checks it)."""
     kept = {}
     for key, value in settings.items():
-        cls = SearchConfig if key in SearchConfig.__dataclass_fields__ else TrainConfig
-        if key == "config" or key not in cls.__dataclass_fields__:
-            kept[key] = value
-        elif coerce(key, value, cls) != getattr(cls(), key):
+        cls = next((c for c in DEFAULTS_OF[command] if key in c.__dataclass_fields__), None)
+        if key == "config" or cls is None or coerce(key, value, cls) != field_defaults(cls)[key]:
             kept[key] = value
     return {k: v for k, v in kept.items() if not (k == "config" and v in ("", "''"))}
+
+
+@dataclass
+class Invocation:
+    """A command line resolved into the config objects its workflow takes (nothing run, nothing read
+    from MLflow): ``parse`` builds it, the ``cmd_*`` functions run it."""
+
+    command: str
+    train: TrainConfig | None = None
+    search: SearchConfig | None = None
+    promote: PromoteConfig | None = None
+    retrain: RetrainConfig | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)  # retrain: training settings over the champion's
+    predict: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def experiment(self) -> str | None:
+        own = self.promote or self.retrain or self.train
+        return getattr(own, "experiment", None)
+
+
+def _predict_keys() -> set[str]:
+    from hyperflow.workflows.predict import predict_file
+
+    return set(inspect.signature(predict_file).parameters)
+
+
+def known_keys(command: str) -> set[str]:
+    keys = {f for cls in CONFIGS[command] for f in cls.__dataclass_fields__}
+    return keys | _predict_keys() if command == "predict" else keys
+
+
+def check_keys(command: str, settings: dict[str, Any]) -> None:
+    """Refuse a setting no config of this command has, suggesting the closest setting of THIS command."""
+    known = known_keys(command)
+    for key in settings:
+        if key not in known and not (command in ("promote", "retrain") and key.startswith("gate.")):
+            raise unknown_setting(key, known, command)
+
+
+def configure(command: str, settings: dict[str, Any]) -> Invocation:
+    """Settings (``config=FILE`` included; command-line values win over the file) → config objects."""
+    settings = dict(settings)
+    config_file = settings.pop("config", None) or None
+    from_file = load_yaml(config_file) if config_file else {}
+    merged = {**from_file, **settings}
+    check_keys(command, merged)
+    if command in ("train", "lr-find"):
+        return Invocation(command, train=build_config(settings, config_file))
+    if command == "search":
+        return Invocation(command, search=build_search_config({k: v for k, v in merged.items() if k in SEARCH_KEYS}),
+                          train=build_config({k: v for k, v in merged.items() if k not in SEARCH_KEYS}))
+    if command == "promote":
+        return Invocation(command, promote=build_promote_config(merged))
+    if command == "retrain":
+        config, overrides = build_retrain_config(merged)
+        return Invocation(command, retrain=config, overrides=overrides)
+    if not merged.get("model") or not merged.get("data"):
+        raise UsageError("predict needs model=<URI> and data=<file> (and optionally out=<file>)")
+    return Invocation(command, predict={"out": "predictions.csv", **merged})
+
+
+def parse(argv: Sequence[str], *, from_mlproject: bool = False) -> Invocation:
+    """``[command, key=value, ...]`` → an Invocation: what ``main`` and every MLproject step run."""
+    if not argv or command_name(argv[0]) is None:
+        raise UsageError(f"unknown command '{argv[0] if argv else ''}': choose one of {', '.join(COMMANDS)}")
+    command = command_name(argv[0])
+    settings = parse_settings(argv[1:])
+    if from_mlproject:
+        settings = drop_defaults(command, settings)
+    return configure(command, settings)
+
+
+def check_experiment(name: str | None) -> None:
+    """Refuse a deleted experiment before any run is created (MLflow would raise deep inside)."""
+    if os.environ.get("MLFLOW_RUN_ID"):  # under `mlflow run`: the run, and its experiment, exist already
+        return
+    name = name or os.environ.get("MLFLOW_EXPERIMENT_NAME")
+    if not name:
+        return
+    from mlflow.tracking import MlflowClient
+
+    try:
+        experiment = MlflowClient().get_experiment_by_name(name)
+    except Exception as exc:
+        from hyperflow.registry import registry_error
+
+        raise registry_error(exc, f"reading experiment '{name}'", store="tracking store") from None
+    if experiment is not None and experiment.lifecycle_stage == "deleted":
+        raise UsageError(f"experiment '{name}' was deleted: restore it with 'mlflow experiments restore "
+                         f"--experiment-id {experiment.experiment_id}' (same tracking URI) or pick another "
+                         f"name with experiment=NAME")
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM, with the one line to print (e.g. how to resume)."""
 
 
 def train_help(command: str = "train") -> str:
@@ -83,18 +197,11 @@ def _summary(outcome: Any) -> str:
     return "\n".join(lines)
 
 
-def _train_config(settings: dict[str, str]) -> TrainConfig:
-    """Settings plus an optional config=FILE, validated before the heavy imports: a typo fails at once."""
-    config_file = settings.pop("config", None) or None
-    return build_config(settings, config_file)
-
-
-def cmd_train(settings: dict[str, str]) -> int:
-    config = _train_config(settings)
+def cmd_train(inv: Invocation) -> int:
     from hyperflow.workflows.train import TrainingDiverged, train
 
     try:
-        outcome = train(config)
+        outcome = train(inv.train)
     except TrainingDiverged as exc:
         print(f"hyperflow train: diverged: {exc}", file=sys.stderr)
         return 1
@@ -118,11 +225,10 @@ def lr_find_summary(outcome: Any) -> str:
     return "\n".join(lines)
 
 
-def cmd_lr_find(settings: dict[str, str]) -> int:
-    config = _train_config(settings)
+def cmd_lr_find(inv: Invocation) -> int:
     from hyperflow.workflows.lr_find import lr_find
 
-    outcome = lr_find(config)
+    outcome = lr_find(inv.train)
     print(lr_find_summary(outcome))
     if outcome.finder.status_ != "ok":
         print(f"hyperflow lr-find: warning: status {outcome.finder.status_}: {outcome.finder.status_help_}",
@@ -131,8 +237,6 @@ def cmd_lr_find(settings: dict[str, str]) -> int:
 
 
 def search_help() -> str:
-    from hyperflow.search.settings import SearchConfig
-
     lines = ["usage: hyperflow search [search settings] [training settings] [config=settings.yaml]", "",
              "search settings (default):"]
     lines += [f"  {n:<25} {t} ({d})" for n, d, t in field_help(SearchConfig)]
@@ -167,37 +271,22 @@ def search_summary(outcome: Any, seconds: float) -> str:
     return "\n".join(lines)
 
 
-def cmd_search(settings: dict[str, str]) -> int:
+def cmd_search(inv: Invocation) -> int:
     import time
 
-    from hyperflow.config import load_yaml
-    from hyperflow.search.settings import SEARCH_KEYS, build_search_config
-
-    config_file = settings.pop("config", None) or None
-    from_file = load_yaml(config_file) if config_file else {}
-    merged = {**from_file, **settings}
-    search_config = build_search_config({k: v for k, v in merged.items() if k in SEARCH_KEYS})
-    base = build_config({k: v for k, v in merged.items() if k not in SEARCH_KEYS})
     from hyperflow.workflows.search import SearchRunner
 
-    runner = SearchRunner(search_config, base)
+    runner = SearchRunner(inv.search, inv.train)
     started = time.monotonic()
     try:
         outcome = runner.run()
-    except KeyboardInterrupt:
-        if runner.parent_id:
-            print(f"hyperflow search: interrupted; runs ended as KILLED. Resume with: "
-                  f"hyperflow search resume={runner.parent_id} (plus the same settings)", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        if runner.parent_id and not isinstance(exc, Interrupted):  # main prints this one line, and only it
+            raise Interrupted(f"hyperflow search: interrupted; runs ended as KILLED. Resume with: hyperflow "
+                              f"search resume={runner.parent_id} (plus the same settings)") from None
         raise
     print(search_summary(outcome, time.monotonic() - started))
     return 0 if outcome.best is not None else 1
-
-
-def _with_file(settings: dict[str, str]) -> dict[str, Any]:
-    from hyperflow.config import load_yaml
-
-    config_file = settings.pop("config", None) or None
-    return {**(load_yaml(config_file) if config_file else {}), **settings}
 
 
 def _settings_help(command: str, cls: type, codes: str, extra: str = "") -> str:
@@ -214,14 +303,10 @@ RETRAIN_CODES = ("0 promoted or skipped (same data and code already done), 1 fai
 
 
 def promote_help() -> str:
-    from hyperflow.workflows.promote import PromoteConfig
-
     return _settings_help("promote", PromoteConfig, PROMOTE_CODES)
 
 
 def retrain_help() -> str:
-    from hyperflow.workflows.retrain import RetrainConfig
-
     return _settings_help("retrain", RetrainConfig, RETRAIN_CODES,
                           "  any training setting (hyperflow train --help) overrides the champion's, e.g. epochs=50")
 
@@ -238,12 +323,11 @@ def promotion_summary(o: Any) -> str:
     return "\n".join(lines)
 
 
-def cmd_promote(settings: dict[str, str]) -> int:
-    from hyperflow.workflows.promote import ChampionConflict, build_promote_config, promote
+def cmd_promote(inv: Invocation) -> int:
+    from hyperflow.workflows.promote import ChampionConflict, promote
 
-    config = build_promote_config(_with_file(settings))
     try:
-        outcome = promote(config)
+        outcome = promote(inv.promote)
     except ChampionConflict as exc:
         print(f"hyperflow promote: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -251,16 +335,14 @@ def cmd_promote(settings: dict[str, str]) -> int:
     return 0 if outcome.passed else 3
 
 
-def cmd_retrain(settings: dict[str, str]) -> int:
+def cmd_retrain(inv: Invocation) -> int:
     from hyperflow.workflows.lock import LockHeld
     from hyperflow.workflows.promote import ChampionConflict
-    from hyperflow.workflows.retrain import build_retrain_config, retrain
-
+    from hyperflow.workflows.retrain import retrain
     from hyperflow.workflows.train import TrainingDiverged
 
-    config, overrides = build_retrain_config(_with_file(settings))
     try:
-        outcome = retrain(config, overrides)
+        outcome = retrain(inv.retrain, inv.overrides)
     except (LockHeld, ChampionConflict) as exc:
         print(f"hyperflow retrain: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -281,25 +363,21 @@ def predict_help() -> str:
     return ("usage: hyperflow predict model=<model URI> data=<rows.csv|.parquet> [out=predictions.csv]\n\n"
             "  model   models:/<name>@champion, models:/<name>/<version> or runs:/<run id>/model\n"
             "  data    rows to score (raw columns, any order, missing values allowed)\n"
-            "  out     output file (.csv or .parquet): the rows plus prediction (and probability_<class>) columns")
+            "  out     output file (.csv or .parquet): the rows plus prediction (and probability_<class> columns)")
 
 
-def cmd_predict(settings: dict[str, str]) -> int:
+def cmd_predict(inv: Invocation) -> int:
     from hyperflow.workflows.predict import predict_file
 
-    unknown = set(settings) - {"model", "data", "out"}
-    if unknown or not settings.get("model") or not settings.get("data"):
-        raise UsageError("predict needs model=<URI> and data=<file> (and optionally out=<file>)"
-                         + (f"; unknown: {', '.join(sorted(unknown))}" if unknown else ""))
-    out = settings.get("out") or "predictions.csv"
-    count = predict_file(settings["model"], settings["data"], out)
-    print(f"hyperflow predict: {count} rows scored with {settings['model']} -> {out}")
+    count = predict_file(**inv.predict)
+    print(f"hyperflow predict: {count} rows scored with {inv.predict['model']} -> {inv.predict['out']}")
     return 0
 
 
-COMMANDS = {"train": (cmd_train, train_help), "lr-find": (cmd_lr_find, lambda: train_help("lr-find")),
-            "search": (cmd_search, search_help), "promote": (cmd_promote, promote_help),
-            "retrain": (cmd_retrain, retrain_help), "predict": (cmd_predict, predict_help)}
+COMMANDS: dict[str, tuple[Callable[[Invocation], int], Callable[[], str]]] = {
+    "train": (cmd_train, train_help), "lr-find": (cmd_lr_find, lambda: train_help("lr-find")),
+    "search": (cmd_search, search_help), "promote": (cmd_promote, promote_help),
+    "retrain": (cmd_retrain, retrain_help), "predict": (cmd_predict, predict_help)}
 
 
 def main(argv: Sequence[str] | None = None, *, from_mlproject: bool = False) -> int:
@@ -312,9 +390,9 @@ def main(argv: Sequence[str] | None = None, *, from_mlproject: bool = False) -> 
 
         print(f"hyperflow {__version__}")
         return 0
-    command, rest = argv[0], argv[1:]
-    if command not in COMMANDS:
-        print(f"hyperflow: error: unknown command '{command}': choose one of {', '.join(COMMANDS)}",
+    command, rest = command_name(argv[0]), argv[1:]
+    if command is None:
+        print(f"hyperflow: error: unknown command '{argv[0]}': choose one of {', '.join(COMMANDS)}",
               file=sys.stderr)
         return 2
     run, helper = COMMANDS[command]
@@ -323,13 +401,19 @@ def main(argv: Sequence[str] | None = None, *, from_mlproject: bool = False) -> 
         return 0
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        settings = parse_settings(rest)
-        if from_mlproject:
-            settings = drop_defaults(settings)
-        return run(settings)
+        invocation = parse([command, *rest], from_mlproject=from_mlproject)
+        check_experiment(invocation.experiment)
+        return run(invocation)
     except UsageError as exc:
         print(f"hyperflow: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"hyperflow {command}: interrupted; its runs were ended as KILLED", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(str(exc) if isinstance(exc, Interrupted) else
+              f"hyperflow {command}: interrupted; its runs were ended as KILLED", file=sys.stderr)
         return 130
+    except Exception as exc:  # hyperflow's own outcomes with an exit code (e.g. RegistryError): one line
+        code = getattr(exc, "exit_code", None)
+        if not (isinstance(code, int) and type(exc).__module__.startswith("hyperflow.")):
+            raise
+        print(f"hyperflow {command}: error: {exc}", file=sys.stderr)
+        return code

@@ -1,7 +1,9 @@
-"""Typed, frozen training configuration: defaults < preset < YAML file < command-line overrides.
+"""Typed, frozen configurations: defaults < preset < YAML file < command-line overrides.
 
-One flat dataclass (nanoGPT style): every field is a command-line key (``epochs=50``), a YAML key
-and an MLflow param of the same name, so a run's params read like the command that made it.
+One flat dataclass per command (nanoGPT style): every field is a command-line key (``epochs=50``), a YAML
+key and an MLflow param of the same name, so a run's params read like the command that made it. Every
+config coerces and validates itself in ``__post_init__``, so no path (command line, MLproject, Python,
+resume, ``dataclasses.replace``) can build an invalid one; the builders only merge sources.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import dataclasses
 import difflib
 import functools
 import math
+import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping, get_type_hints
@@ -35,7 +38,7 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything one training run needs. Validated on construction by :func:`validate`."""
+    """Everything one training run needs. Coerced and validated on construction (:func:`validate`)."""
 
     # data
     data: str = _f("digits", "built-in name (digits, breast_cancer, wine, diabetes, shapes) or a CSV/Parquet/NPZ path")
@@ -109,6 +112,10 @@ class TrainConfig:
     tensorboard: bool = _f(False, "also write TensorBoard event files and log them as an artifact")
     flush_secs: float = _f(1.0, "send buffered metrics to MLflow at most this often (0 = every epoch)")
 
+    def __post_init__(self) -> None:
+        coerce_fields(self)
+        validate(self)
+
     def replace(self, **changes: Any) -> "TrainConfig":
         """A validated copy with some fields changed."""
         return build_config(dataclasses.asdict(self) | changes)
@@ -143,6 +150,16 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 _FIELDS = {f.name: f for f in fields(TrainConfig)}
+_COMMAND_OF = {"TrainConfig": "train", "SearchConfig": "search", "PromoteConfig": "promote",
+               "RetrainConfig": "retrain"}
+
+# Upper bounds: far above any sensible run, low enough that a typo (width=1e10, seed=1e30) is refused at
+# once with one line instead of crashing deep in numpy/torch or allocating for hours.
+MAX_SEED = 2**32 - 1  # numpy's seed range
+LIMITS = {"epochs": 1_000_000, "batch_size": 2**24, "width": 2**20, "depth": 1_000, "channels": 2**14,
+          "num_iter": 1_000_000, "repeats": 100, "threads": 4_096, "patience": 1_000_000}
+# float32 weights + gradients + two Adam moments: the memory of one parameter while training
+BYTES_PER_PARAM = 16
 _NONE_WORDS = {"", "none", "null", "''", '""'}
 _TRUE_WORDS = {"true", "1", "yes", "on"}
 _FALSE_WORDS = {"false", "0", "no", "off"}
@@ -170,15 +187,20 @@ def _hints_of(cls: type) -> dict[str, Any]:
     return get_type_hints(cls)  # slow (it evaluates the annotations): once per class
 
 
+def unknown_setting(key: str, known: Any, command: str = "train") -> UsageError:
+    """The error for a setting no config of ``command`` has, suggesting the closest one of THAT command."""
+    close = difflib.get_close_matches(key, sorted(known), n=1)
+    hint = f"did you mean '{close[0]}'?" if close else f"see 'hyperflow {command} --help' for the settings"
+    return UsageError(f"unknown setting '{key}': {hint}")
+
+
 def coerce(key: str, value: Any, cls: type = TrainConfig) -> Any:
     """Convert a raw value (a string from the command line, or YAML) to the field's type in ``cls``."""
     if key in AUTO_KEYS and isinstance(value, str) and value.strip().lower() == "auto":
         return "auto"
     known = _fields_of(cls)
     if key not in known:
-        close = difflib.get_close_matches(key, known, n=1)
-        hint = f"did you mean '{close[0]}'?" if close else "see 'hyperflow train --help' for the settings"
-        raise UsageError(f"unknown setting '{key}': {hint}")
+        raise unknown_setting(key, known, _COMMAND_OF.get(cls.__name__, "train"))
     typ = _hints_of(cls)[key]
     args = [a for a in getattr(typ, "__args__", (typ,)) if a is not type(None)]
     optional = type(None) in getattr(typ, "__args__", ())
@@ -198,23 +220,40 @@ def coerce(key: str, value: Any, cls: type = TrainConfig) -> Any:
                 return word in _TRUE_WORDS
             raise ValueError
         if base == "int":
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
             number = float(value)
             if number != int(number):
                 raise ValueError
             return int(number)
         if base == "float":
-            return float(value)
+            return value if type(value) is float else float(value)
         if base == "dict":
             parsed = yaml.safe_load(value) if isinstance(value, str) else value
             if not isinstance(parsed, dict):
                 raise ValueError
             return parsed
-        return str(value)
-    except (TypeError, ValueError):
+        return value if type(value) is str else str(value)
+    except (TypeError, ValueError, OverflowError):
         kind = {"bool": "true or false", "int": "a whole number",
                 "float": "a number or auto" if key in AUTO_KEYS else "a number",
                 "dict": "a YAML mapping like {a: 1}"}.get(base, base)
         raise UsageError(f"{key}={value!r} is not valid: expected {kind}") from None
+
+
+def coerce_fields(config: Any) -> None:
+    """Coerce every field of a frozen config in place (``__post_init__``): strings from the command line,
+    YAML scalars and numpy numbers become the field's type, so validation sees real values."""
+    for f in fields(config):
+        value = getattr(config, f.name)
+        coerced = coerce(f.name, value, type(config))
+        if coerced is not value:
+            object.__setattr__(config, f.name, coerced)
+
+
+def field_defaults(cls: type) -> dict[str, Any]:
+    """Every field's default, without constructing ``cls`` (some configs need a value, e.g. model_name)."""
+    return {f.name: _default(f) for f in fields(cls)}
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -258,6 +297,39 @@ def _choice(key: str, value: str | None, allowed: tuple[str, ...]) -> None:
         raise UsageError(f"unknown {key} '{value}'{hint}: choose one of {', '.join(allowed)}")
 
 
+def _show(number: int | float) -> str:
+    return f"{float(number):.3g}" if abs(number) >= 10**12 else str(number)
+
+
+def model_parameters(c: TrainConfig) -> int | None:
+    """A rough upper estimate of the built-in model's parameter count (None for a user's module)."""
+    if c.model == "mlp":
+        return c.depth * c.width * c.width
+    if c.model == "cnn":
+        return 20 * c.channels * c.channels
+    if c.model == "unet":
+        return 700 * c.channels * c.channels  # 3x3 double convs on c, 2c, 4c channels, down and up
+    return None
+
+
+def physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _fits_in_memory(c: TrainConfig) -> None:
+    """Refuse a built-in model whose weights, gradients and Adam state alone exceed this machine's memory."""
+    params, memory = model_parameters(c), physical_memory()
+    if params is None or memory is None or params * BYTES_PER_PARAM <= memory:
+        return
+    sizes = f"width={c.width} and depth={c.depth}" if c.model == "mlp" else f"channels={c.channels}"
+    raise UsageError(f"model={c.model} with {sizes} needs about {params * BYTES_PER_PARAM / 2**30:.3g} GiB for its "
+                     f"weights, gradients and optimizer state, more than this machine's {memory / 2**30:.0f} GiB: "
+                     f"use a smaller {'width or depth' if c.model == 'mlp' else 'channels'}")
+
+
 def validate(c: TrainConfig) -> None:
     """Refuse values and combinations that cannot work, with the fix in the message."""
     _choice("task", c.task, TASKS)
@@ -282,6 +354,13 @@ def validate(c: TrainConfig) -> None:
         value = getattr(c, key)
         if value not in (None, "auto") and not (value > 0 and math.isfinite(value)):
             raise UsageError(f"{key} must be positive, got {value}")
+    for key, limit in LIMITS.items():
+        if getattr(c, key) > limit:
+            raise UsageError(f"{key} must be at most {limit}, got {_show(getattr(c, key))}: "
+                             f"pass e.g. {key}={_default(_FIELDS[key])}")
+    if not 0 <= c.seed <= MAX_SEED:
+        raise UsageError(f"seed must be a whole number from 0 to {MAX_SEED} (numpy's range), got {_show(c.seed)}")
+    _fits_in_memory(c)
     if c.start_lr >= c.end_lr:
         raise UsageError(f"start_lr must be below end_lr, got start_lr={c.start_lr}, end_lr={c.end_lr}")
     if c.num_iter < 10:
@@ -324,3 +403,99 @@ def validate(c: TrainConfig) -> None:
         raise UsageError(f"warmup_epochs ({c.warmup_epochs}) must be shorter than epochs ({c.epochs})")
     if c.schedule == "cosine" and c.lr != "auto" and c.min_lr >= c.lr:
         raise UsageError(f"cosine schedule needs min_lr < lr, got min_lr={c.min_lr}, lr={c.lr}")
+
+
+# ------------------------------------------------------------------------------------------ promote, retrain
+
+GATE_HELP = ("gate: YAML file or inline YAML {metric: {threshold, min_absolute_change, min_relative_change}} "
+             "(default: not worse than the champion on the task's main metric); single rules as "
+             "gate.<metric>.<rule>=value")
+ALLOW_FIRST_HELP = ("with no champion yet there is nothing to compare with: the first promotion needs an absolute "
+                    "threshold in the gate (gate.accuracy.threshold=0.9) or allow_first=true, which promotes it "
+                    "unchecked")
+RETRAIN_MODES = ("champion", "search")
+MAX_EVALS = 1_000_000
+
+
+def _required_name(c: Any, what: str) -> None:
+    if not c.model_name:
+        raise UsageError(f"model_name is required: the registered model to {what}")
+
+
+@dataclass(frozen=True)
+class PromoteConfig:
+    """What ``hyperflow promote`` needs. Coerced and validated on construction."""
+
+    model_name: str | None = _f(None, "registered model (required)")
+    version: str | None = _f(None, "version number or alias to validate (default: the one with alias challenger)")
+    data: str | None = _f(None, "evaluation rows: a file with the target column or a built-in name "
+                                "(default: the test split of the data the version was trained on)")
+    target: str | None = _f(None, "target column of data= (default: the version's training target)")
+    gate: str | None = _f(None, GATE_HELP)
+    gate_rules: dict = _f({}, "gate.<metric>.<rule> values collected from the command line")
+    allow_first: bool = _f(False, ALLOW_FIRST_HELP)
+    dry_run: bool = _f(False, "decide and log, but move no alias and set no version tags")
+    max_attempts: int = _f(3, "times to re-score when the champion moves during the promotion")
+    experiment: str | None = _f(None, "MLflow experiment of the promote run (default: MLflow's current one)")
+
+    def __post_init__(self) -> None:
+        coerce_fields(self)
+        _required_name(self, "promote into")
+        if not 1 <= self.max_attempts <= 100:
+            raise UsageError(f"max_attempts must be from 1 to 100, got {self.max_attempts}")
+
+
+@dataclass(frozen=True)
+class RetrainConfig:
+    """What ``hyperflow retrain`` needs (training settings that override the champion's travel apart)."""
+
+    model_name: str | None = _f(None, "registered model to retrain (required)")
+    data: str | None = _f(None, "new data: a file, a folder or a glob (the newest file wins), or a built-in name "
+                                "(default: the champion's data)")
+    target: str | None = _f(None, "target column (default: the champion's)")
+    mode: str = _f("champion", "champion (train with the champion's settings) | search (a small search)")
+    max_evals: int = _f(10, "mode=search: trials")
+    force: bool = _f(False, "retrain even if a retrain of the same data and code already finished")
+    gate: str | None = _f(None, GATE_HELP)
+    gate_rules: dict = _f({}, "gate.<metric>.<rule> values collected from the command line")
+    allow_first: bool = _f(False, ALLOW_FIRST_HELP + " (mode=search on a model with no champion); checked "
+                                  "before anything is trained")
+    lease: float = _f(600.0, "lock lease in seconds; the holder renews it every lease/3")
+    experiment: str | None = _f(None, "MLflow experiment (default: MLflow's current one)")
+
+    def __post_init__(self) -> None:
+        coerce_fields(self)
+        _required_name(self, "retrain")
+        _choice("mode", self.mode, RETRAIN_MODES)
+        if not 1 <= self.max_evals <= MAX_EVALS:
+            raise UsageError(f"max_evals must be from 1 to {MAX_EVALS}, got {self.max_evals}")
+        if not (10 <= self.lease <= 7 * 86400):
+            raise UsageError(f"lease must be from 10 seconds to 7 days (604800), got {self.lease}")
+
+
+def _with_gate_rules(cls: type, values: Mapping[str, Any]) -> dict[str, Any]:
+    """``gate.<metric>.<rule>=value`` keys gathered into ``gate_rules``; the rest as they are."""
+    rules = {k: str(v) for k, v in values.items() if k.startswith("gate.")}
+    plain = {k: v for k, v in values.items() if not k.startswith("gate.")}
+    for key in plain:
+        if key not in _fields_of(cls):
+            raise unknown_setting(key, _fields_of(cls), _COMMAND_OF[cls.__name__])
+    gate_rules = coerce("gate_rules", plain.get("gate_rules", {}), cls)
+    return {**plain, "gate_rules": {**gate_rules, **rules}}
+
+
+def build_promote_config(values: Mapping[str, Any]) -> PromoteConfig:
+    return PromoteConfig(**_with_gate_rules(PromoteConfig, values))
+
+
+def build_retrain_config(values: Mapping[str, Any]) -> tuple[RetrainConfig, dict[str, Any]]:
+    """The retrain settings, and the training settings that override the champion's (validated now, so an
+    unknown or invalid training setting fails before anything runs)."""
+    own = {k: v for k, v in values.items() if k in _fields_of(RetrainConfig) or k.startswith("gate.")}
+    overrides = {k: v for k, v in values.items() if k not in own}
+    for key in overrides:
+        if key not in _FIELDS:
+            raise unknown_setting(key, {*_FIELDS, *_fields_of(RetrainConfig)}, "retrain")
+    config = RetrainConfig(**_with_gate_rules(RetrainConfig, own))
+    build_config(overrides)
+    return config, overrides

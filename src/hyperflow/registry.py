@@ -36,21 +36,84 @@ _TRAIN_FIELDS = {f.name for f in fields(TrainConfig)}
 
 # ------------------------------------------------------------------------------------------ versions
 
-def registered_model(client: MlflowClient, name: str) -> None:
-    """Raise a one-line UsageError unless ``name`` is a registered model."""
+# Only these mean "there is no such thing". Everything else (a server's 5xx, PERMISSION_DENIED, a refused
+# connection, a locked or unreadable database) is an error of the store, and the registry fails closed.
+# Measured in MLflow 3.17: a missing model is RESOURCE_DOES_NOT_EXIST (sqlite and REST alike); a missing
+# alias is INVALID_PARAMETER_VALUE ("Registered model alias ... not found"), the same code as a malformed
+# name, so that case is confirmed against the model's alias list.
+NOT_FOUND = "RESOURCE_DOES_NOT_EXIST"
+
+
+class RegistryError(RuntimeError):
+    """The registry (or tracking store) failed while we needed an answer; nothing was moved. Exit code 2."""
+
+    exit_code = 2
+
+
+def store_uri(uri: str | None = None) -> str:
+    """The registry URI without credentials."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    uri = uri or mlflow.get_registry_uri()
+    parts = urlsplit(uri)
+    if parts.password or parts.username:
+        parts = parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else ""))
+    return urlunsplit(parts)
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def registry_error(exc: BaseException, doing: str, store: str = "model registry") -> RegistryError:
+    uri = store_uri(mlflow.get_tracking_uri() if store == "tracking store" else None)
+    return RegistryError(f"the {store} {uri} failed while {doing}: {one_line(exc)}; "
+                         f"nothing was moved: try again once it answers")
+
+
+def is_not_found(exc: BaseException) -> bool:
+    return isinstance(exc, MlflowException) and exc.error_code == NOT_FOUND
+
+
+def registered_model(client: MlflowClient, name: str) -> Any:
+    """The registered model ``name``; a one-line UsageError when there is none, RegistryError when the
+    registry cannot say."""
     try:
-        client.get_registered_model(name)
-    except MlflowException:
-        raise UsageError(f"unknown model '{name}': no registered model of that name in "
-                         f"{mlflow.get_registry_uri()} (check model_name)") from None
+        return client.get_registered_model(name)
+    except Exception as exc:
+        if is_not_found(exc):
+            raise UsageError(f"unknown model '{name}': no registered model of that name in "
+                             f"{store_uri()} (check model_name)") from None
+        raise registry_error(exc, f"reading model '{name}'") from None
+
+
+def model_exists(client: MlflowClient, name: str) -> bool:
+    """Whether ``name`` is a registered model; RegistryError when the registry cannot say."""
+    try:
+        registered_model(client, name)
+        return True
+    except UsageError:
+        return False
 
 
 def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
-    """The version number an alias points at now, or None."""
+    """The version number an alias points at now, or None when the model or the alias does not exist.
+    Any other failure raises RegistryError: an unreadable champion is never "no champion"."""
     try:
         return str(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException:
+    except Exception as exc:
+        code = getattr(exc, "error_code", None)
+        if code not in (NOT_FOUND, "INVALID_PARAMETER_VALUE"):
+            raise registry_error(exc, f"reading alias '{alias}' of model '{name}'") from None
+        failure = exc
+    try:  # confirm: the model exists without that alias (and not a malformed request)
+        aliases = registered_model(client, name).aliases or {}
+    except UsageError:
         return None
+    if alias in aliases:
+        raise registry_error(failure, f"reading alias '{alias}' of model '{name}'") from None
+    return None
 
 
 def resolve_version(client: MlflowClient, name: str, version: str | None) -> ModelVersion:
@@ -58,15 +121,21 @@ def resolve_version(client: MlflowClient, name: str, version: str | None) -> Mod
     registered_model(client, name)
     ref = str(version or CHALLENGER)
     if ref.isdigit():
-        try:
-            return client.get_model_version(name, ref)
-        except MlflowException:
-            raise UsageError(f"model '{name}' has no version {ref}") from None
+        return model_version(client, name, ref)
     number = alias_version(client, name, ref)
     if number is None:
         raise UsageError(f"model '{name}' has no version with alias '{ref}': pass version=<number> or set "
                          f"the alias (a search sets '{CHALLENGER}')")
-    return client.get_model_version(name, number)
+    return model_version(client, name, number)
+
+
+def model_version(client: MlflowClient, name: str, number: str) -> ModelVersion:
+    try:
+        return client.get_model_version(name, number)
+    except Exception as exc:
+        if is_not_found(exc):
+            raise UsageError(f"model '{name}' has no version {number}") from None
+        raise registry_error(exc, f"reading version {number} of model '{name}'") from None
 
 
 def version_run(client: MlflowClient, mv: ModelVersion) -> Any:
@@ -76,9 +145,11 @@ def version_run(client: MlflowClient, mv: ModelVersion) -> Any:
                          f"are unknown, so pass data=<file with the target column> and target=<column>")
     try:
         return client.get_run(mv.run_id)
-    except MlflowException:
-        raise UsageError(f"model '{mv.name}' version {mv.version}: its run {mv.run_id} no longer exists; "
-                         f"pass data= and target=") from None
+    except Exception as exc:
+        if is_not_found(exc):
+            raise UsageError(f"model '{mv.name}' version {mv.version}: its run {mv.run_id} no longer exists; "
+                             f"pass data= and target=") from None
+        raise registry_error(exc, f"reading the run of version {mv.version} of model '{mv.name}'") from None
 
 
 def run_config(client: MlflowClient, run: Any) -> TrainConfig:
@@ -96,6 +167,94 @@ def run_config(client: MlflowClient, run: Any) -> TrainConfig:
         values["model_kwargs"] = kwargs
     values.update(experiment=None, run_name=None, model_name=None, progress=False, tensorboard=False)
     return build_config(values)
+
+
+# ------------------------------------------------------------------------------------------ identity
+
+_UNKNOWN = object()
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What a version predicts from what: compared before a version may replace the champion."""
+
+    task: Any = _UNKNOWN  # classification | regression | segmentation
+    target: Any = _UNKNOWN  # the target column (None for a built-in data set)
+    features: Any = _UNKNOWN  # input column names (a sorted tuple), or the tensor input spec as JSON
+
+
+def version_identity(client: MlflowClient, mv: ModelVersion, config: TrainConfig | None = None) -> Identity:
+    """Task (run tag ``hyperflow.task``, or its search's for a trial), target (the run's settings) and
+    input columns (the logged signature) of a version; what cannot be read stays unknown."""
+    task: Any = _UNKNOWN
+    target: Any = _UNKNOWN if config is None else config.target
+    try:
+        run = version_run(client, mv)
+    except UsageError:  # no run, or it was deleted: only the signature can speak
+        run = None
+    if run is not None:
+        task = run.data.tags.get("hyperflow.task") or _UNKNOWN
+        parent = run.data.tags.get("mlflow.parentRunId")
+        if task is _UNKNOWN and parent:
+            try:
+                task = client.get_run(parent).data.tags.get("hyperflow.task") or _UNKNOWN
+            except Exception as exc:
+                if not is_not_found(exc):
+                    raise registry_error(exc, f"reading the search run of version {mv.version}") from None
+        if config is None:
+            try:
+                target = run_config(client, run).target
+            except UsageError:
+                pass
+    return Identity(task, target, _signature_inputs(mv))
+
+
+def _signature_inputs(mv: ModelVersion) -> Any:
+    from mlflow.models import get_model_info
+
+    try:
+        info = get_model_info(f"models:/{mv.name}/{mv.version}")
+    except Exception as exc:
+        if is_not_found(exc) or isinstance(exc, (OSError, FileNotFoundError)):
+            return _UNKNOWN
+        raise registry_error(exc, f"reading the signature of version {mv.version} of model '{mv.name}'") from None
+    inputs = info.signature.inputs if info.signature is not None else None
+    if inputs is None:
+        return _UNKNOWN
+    if inputs.is_tensor_spec() or not inputs.has_input_names():
+        return inputs.to_json()
+    return tuple(sorted(inputs.input_names()))
+
+
+def _names(columns: set[str]) -> str:
+    shown = ", ".join(f"'{c}'" for c in sorted(columns)[:5])
+    return shown + (f" and {len(columns) - 5} more" if len(columns) > 5 else "")
+
+
+def check_replaceable(client: MlflowClient, candidate: ModelVersion, champion: str,
+                      config: TrainConfig | None = None) -> None:
+    """Refuse (UsageError) a candidate whose task, target or input columns differ from the champion's:
+    scoring one against the other would compare different problems."""
+    new = version_identity(client, candidate, config)
+    old = version_identity(client, model_version(client, candidate.name, champion))
+    known = lambda a, b: a is not _UNKNOWN and b is not _UNKNOWN  # noqa: E731
+    problems = []
+    if known(new.task, old.task) and new.task != old.task:
+        problems.append(f"it is a {new.task} model and the champion a {old.task} model")
+    if known(new.target, old.target) and new.target != old.target:
+        show = lambda t: f"'{t}'" if t else "the built-in target"  # noqa: E731
+        problems.append(f"it predicts {show(new.target)} and the champion {show(old.target)}")
+    if known(new.features, old.features) and new.features != old.features:
+        if isinstance(new.features, tuple) and isinstance(old.features, tuple):
+            missing, extra = set(old.features) - set(new.features), set(new.features) - set(old.features)
+            problems.append("its input columns differ from the champion's ("
+                            + "; ".join(([f"lacks {_names(missing)}"] if missing else [])
+                                        + ([f"adds {_names(extra)}"] if extra else [])) + ")")
+        else:
+            problems.append("its input differs from the champion's")
+    if problems:
+        raise UsageError(f"version {candidate.version} of '{candidate.name}' cannot replace champion version "
+                         f"{champion}: {'; '.join(problems)}; register it under another model_name")
 
 
 # ------------------------------------------------------------------------------------------ rows
@@ -204,6 +363,11 @@ _RULE_KEYS = ("threshold", "min_absolute_change", "min_relative_change")
 @dataclass(frozen=True)
 class Gate:
     rules: tuple[Rule, ...]
+
+    @property
+    def has_threshold(self) -> bool:
+        """Whether any rule holds without a champion (an absolute threshold)."""
+        return any(r.threshold is not None for r in self.rules)
 
     def to_dict(self) -> dict[str, dict[str, float]]:
         return {r.metric: {k: getattr(r, k) for k in _RULE_KEYS if getattr(r, k) is not None} for r in self.rules}

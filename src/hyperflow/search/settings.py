@@ -1,17 +1,20 @@
-"""Search settings: a frozen dataclass like TrainConfig; every other key configures the trials."""
+"""Search settings: a frozen dataclass like TrainConfig (coerced and validated on construction); every
+other key configures the trials."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from hyperflow.config import _f, coerce
+from hyperflow.config import MAX_EVALS, _choice, _f, coerce_fields, unknown_setting
 from hyperflow.errors import UsageError
 
 STRATEGIES = ("grid", "random", "tpe")
 PRUNERS = ("none", "median", "asha")
 BACKENDS = ("local", "spark")
+MAX_PARALLELISM = 4_096
 
 
 @dataclass(frozen=True)
@@ -39,27 +42,46 @@ class SearchConfig:
     parallelism: int = _f(2, "spark: trials at once (each gets its share of the cores as torch threads)")
     spark_master: str | None = _f(None, "spark: master URL (default local[parallelism])")
 
+    def __post_init__(self) -> None:
+        coerce_fields(self)
+        validate_search(self)
+
 
 SEARCH_KEYS = {f.name for f in dataclasses.fields(SearchConfig)}
 
 
-def build_search_config(values: Mapping[str, Any]) -> SearchConfig:
-    coerced = {k: coerce(k, v, SearchConfig) for k, v in values.items()}
-    c = SearchConfig(**coerced)
+def validate_search(c: SearchConfig) -> None:
+    """Refuse values and combinations that cannot work, with the fix in the message."""
     for key, allowed in (("strategy", STRATEGIES), ("pruner", PRUNERS), ("lr_bounds", ("none", "auto")),
                          ("backend", BACKENDS)):
-        if getattr(c, key) not in allowed:
-            raise UsageError(f"unknown {key} '{getattr(c, key)}': choose one of {', '.join(allowed)}")
+        _choice(key, getattr(c, key), allowed)
     for key in ("max_evals", "min_epochs", "max_consecutive_failures", "parallelism"):
         if getattr(c, key) < 1:
             raise UsageError(f"{key} must be at least 1, got {getattr(c, key)}")
     for key in ("timeout", "early_stop", "n_startup_jobs", "prune_startup_trials"):
         if getattr(c, key) < 0:
             raise UsageError(f"{key} must be zero or positive, got {getattr(c, key)}")
-    if c.reduction_factor < 2:
-        raise UsageError(f"reduction_factor must be at least 2, got {c.reduction_factor}")
+    for key in ("max_evals", "early_stop", "n_startup_jobs", "prune_startup_trials", "min_epochs",
+                "max_consecutive_failures"):
+        if getattr(c, key) > MAX_EVALS:
+            raise UsageError(f"{key} must be at most {MAX_EVALS}, got {getattr(c, key)}")
+    if c.parallelism > MAX_PARALLELISM:
+        raise UsageError(f"parallelism must be at most {MAX_PARALLELISM}, got {c.parallelism}")
+    if not math.isfinite(c.timeout):
+        raise UsageError(f"timeout must be a finite number of seconds (0 = none), got {c.timeout}")
+    if c.loss_threshold is not None and not math.isfinite(c.loss_threshold):
+        raise UsageError(f"loss_threshold must be a finite number, got {c.loss_threshold}")
+    if not 2 <= c.reduction_factor <= 1000:
+        raise UsageError(f"reduction_factor must be from 2 to 1000, got {c.reduction_factor}")
     if not 0 < c.gamma < 1:
         raise UsageError(f"gamma must be between 0 and 1, got {c.gamma}")
     if c.backend == "spark" and c.strategy == "grid":
         raise UsageError("backend=spark runs random or tpe searches: use strategy=random (or backend=local for grid)")
-    return c
+
+
+def build_search_config(values: Mapping[str, Any]) -> SearchConfig:
+    """A SearchConfig from raw values (strings from the command line or YAML)."""
+    for key in values:
+        if key not in SEARCH_KEYS:
+            raise unknown_setting(key, SEARCH_KEYS, "search")
+    return SearchConfig(**values)

@@ -8,6 +8,7 @@ token. A heartbeat thread renews the lease every ``lease / 3`` seconds. Another 
 once the lease has expired, its holder's run is no longer RUNNING, or (same host) its process is gone.
 Limits: two writers further apart than ``settle`` are serialised by the read-before-write, not by the
 store; a holder paused longer than its lease loses the lock, which :meth:`RegistryLock.check` reports.
+Fails closed: when the registry cannot be read, the lock is neither taken nor taken over (RegistryError).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import Any
 
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+
+from hyperflow.registry import is_not_found, registered_model, registry_error
 
 LOCK_TAG = "hyperflow.retrain_lock"
 
@@ -69,7 +72,7 @@ class RegistryLock:
 
     # ------------------------------------------------------------------ store
     def read(self) -> dict[str, Any] | None:
-        raw = self.client.get_registered_model(self.name).tags.get(LOCK_TAG)
+        raw = registered_model(self.client, self.name).tags.get(LOCK_TAG)
         try:
             return json.loads(raw) if raw else None
         except json.JSONDecodeError:
@@ -91,8 +94,10 @@ class RegistryLock:
         if holder.get("run_id"):
             try:
                 status = self.client.get_run(holder["run_id"]).info.status
-            except MlflowException:
-                return "its run no longer exists"
+            except Exception as exc:  # only a run that is really gone frees the lock
+                if is_not_found(exc):
+                    return "its run no longer exists"
+                raise registry_error(exc, f"reading the lock holder's run {holder['run_id']}") from None
             if status != "RUNNING":
                 return f"its run ended {status}"
         return None
@@ -150,8 +155,8 @@ class RegistryLock:
         while not self._stop.wait(self.lease / 3):
             try:
                 self.renew()
-            except MlflowException:
-                pass  # a blip of the tracking server: the next beat tries again
+            except Exception:  # a blip of the tracking server (MlflowException, RegistryError): next beat
+                pass
 
     def release(self) -> None:
         self._stop.set()

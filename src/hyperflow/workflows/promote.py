@@ -1,53 +1,29 @@
 """The ``promote`` workflow: score a candidate version and the champion on the same rows, apply the gate,
 and move alias ``champion`` to that exact version when it passes.
 
-Just before the move the champion is read again; if someone moved it meanwhile, the candidate is scored
-against the new champion (up to ``max_attempts`` times) instead of overwriting it blindly.
+Fails closed: the champion is looked up before any run is written, and only a true "not found" means
+"no champion"; any other registry error stops the promotion (RegistryError, exit 2) with nothing moved.
+A first promotion (no champion) needs an absolute threshold in the gate or ``allow_first=true``: a gate
+without a single check never passes. A candidate whose task, target or input columns differ from the
+champion's is refused. Just before the move the champion is read again; if someone moved it meanwhile,
+the candidate is scored against the new champion (up to ``max_attempts`` times) instead of overwriting it.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import mlflow
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.tracking import MlflowClient
 
 from hyperflow import tracking
-from hyperflow.config import _f, coerce
+from hyperflow.config import GATE_HELP, PromoteConfig, TrainConfig, build_promote_config  # noqa: F401 (re-exported)
 from hyperflow.errors import UsageError
-from hyperflow.registry import (CHAMPION, Check, EvalRows, Gate, alias_version, build_gate, evaluation_rows,
-                                load_version, resolve_version, run_config, score, version_run)
-
-GATE_HELP = ("gate: YAML file or inline YAML {metric: {threshold, min_absolute_change, min_relative_change}} "
-             "(default: not worse than the champion on the task's main metric); single rules as "
-             "gate.<metric>.<rule>=value")
-
-
-@dataclass(frozen=True)
-class PromoteConfig:
-    model_name: str | None = _f(None, "registered model (required)")
-    version: str | None = _f(None, "version number or alias to validate (default: the one with alias challenger)")
-    data: str | None = _f(None, "evaluation rows: a file with the target column or a built-in name "
-                                "(default: the test split of the data the version was trained on)")
-    target: str | None = _f(None, "target column of data= (default: the version's training target)")
-    gate: str | None = _f(None, GATE_HELP)
-    gate_rules: dict = _f({}, "gate.<metric>.<rule> values collected from the command line")
-    dry_run: bool = _f(False, "decide and log, but move no alias and set no version tags")
-    max_attempts: int = _f(3, "times to re-score when the champion moves during the promotion")
-    experiment: str | None = _f(None, "MLflow experiment of the promote run (default: MLflow's current one)")
-
-
-def build_promote_config(values: Mapping[str, Any]) -> PromoteConfig:
-    rules = {k: str(v) for k, v in values.items() if k.startswith("gate.")}
-    plain = {k: coerce(k, v, PromoteConfig) for k, v in values.items() if not k.startswith("gate.")}
-    config = PromoteConfig(**{**plain, "gate_rules": {**plain.get("gate_rules", {}), **rules}})
-    if not config.model_name:
-        raise UsageError("model_name is required: the registered model to promote into")
-    if config.max_attempts < 1:
-        raise UsageError(f"max_attempts must be at least 1, got {config.max_attempts}")
-    return config
+from hyperflow.registry import (CHAMPION, Check, EvalRows, Gate, alias_version, build_gate, check_replaceable,
+                                evaluation_rows, load_version, resolve_version, run_config, score, version_run)
 
 
 class ChampionConflict(RuntimeError):
@@ -77,10 +53,19 @@ class _Prepared:
     version: str
     rows: EvalRows
     gate: Gate
+    baseline: str | None  # the champion's version when we looked, None when there is none
+    mv: ModelVersion
+    train_config: TrainConfig | None
+
+
+def first_promotion_refused(name: str, gate: Gate, task_metric: str) -> UsageError:
+    return UsageError(f"model '{name}' has no champion yet, so the gate {gate.to_dict()} has nothing to compare "
+                      f"with and would check nothing: add an absolute threshold (e.g. "
+                      f"gate.{task_metric}.threshold=0.9) or pass allow_first=true to promote it unchecked")
 
 
 def prepare(config: PromoteConfig, client: MlflowClient) -> _Prepared:
-    """Everything that can fail on bad input, before any run is written or alias read for the move."""
+    """Everything that can fail on bad input or an unreadable registry, before any run is written."""
     mv = resolve_version(client, config.model_name, config.version)
     train_config = None
     try:  # the version's training settings: its rows by default, else the target and task of data=
@@ -90,7 +75,12 @@ def prepare(config: PromoteConfig, client: MlflowClient) -> _Prepared:
             raise
     rows = evaluation_rows(train_config, config.data, config.target)
     gate = build_gate(config.gate, rows.task, config.gate_rules)
-    return _Prepared(config.model_name, str(mv.version), rows, gate)
+    baseline = alias_version(client, config.model_name, CHAMPION)
+    if baseline is None and not gate.has_threshold and not config.allow_first:
+        raise first_promotion_refused(config.model_name, gate, gate.rules[0].metric)
+    if baseline is not None and baseline != str(mv.version):
+        check_replaceable(client, mv, baseline, train_config)
+    return _Prepared(config.model_name, str(mv.version), rows, gate, baseline, mv, train_config)
 
 
 def promote(config: PromoteConfig, *, parent_run_id: str | None = None,
@@ -105,7 +95,8 @@ def promote(config: PromoteConfig, *, parent_run_id: str | None = None,
                               tags={"hyperflow.model_name": p.name, "hyperflow.candidate_version": p.version}) as run:
         run_id = run.info.run_id
         tracking.log_params(run_id, {"model_name": p.name, "version": p.version, "eval_rows": p.rows.source,
-                                     "gate": str(p.gate.to_dict()), "dry_run": str(config.dry_run)})
+                                     "gate": str(p.gate.to_dict()), "dry_run": str(config.dry_run),
+                                     "allow_first": str(config.allow_first)})
         mlflow.log_metrics({f"candidate_{k}": v for k, v in candidate.items()})
         outcome = _decide(config, client, p, candidate, run_id, before_move)
         if outcome.champion:
@@ -123,20 +114,29 @@ def promote(config: PromoteConfig, *, parent_run_id: str | None = None,
 
 def _decide(config: PromoteConfig, client: MlflowClient, p: _Prepared, candidate: dict[str, float], run_id: str,
             before_move: Callable[[], None] | None) -> PromoteOutcome:
-    baseline = alias_version(client, p.name, CHAMPION)
+    baseline, compared = p.baseline, p.baseline
     for _ in range(config.max_attempts):
         same = baseline == p.version
+        if baseline is not None and not same and baseline != compared:  # a new champion: the same guard
+            check_replaceable(client, p.mv, baseline, p.train_config)
+            compared = baseline
         champion = score(load_version(p.name, baseline), p.rows) if baseline and not same else None
         checks = p.gate.check(candidate, champion)
-        outcome = PromoteOutcome(run_id, p.name, p.version, all(c.passed for c in checks), False,
+        unchecked = not checks and not same  # no champion and no absolute threshold
+        passed = all(c.passed for c in checks) and (not unchecked or config.allow_first)
+        outcome = PromoteOutcome(run_id, p.name, p.version, passed, False,
                                  None if same else baseline, checks, candidate, champion, p.rows.source)
         if same:
             outcome.notes.append(f"version {p.version} is already the champion")
+        elif unchecked:
+            outcome.notes.append("no champion and no absolute threshold: nothing was checked; "
+                                 + ("allow_first=true lets it pass" if config.allow_first
+                                    else "refused (add a threshold or allow_first=true)"))
         if not outcome.passed or config.dry_run or same:
             return outcome
         if before_move is not None:
             before_move()
-        now = alias_version(client, p.name, CHAMPION)  # re-read just before the move: no lost update
+        now = alias_version(client, p.name, CHAMPION)  # re-read just before the move (fails closed)
         if now == baseline:
             client.set_registered_model_alias(p.name, CHAMPION, p.version)
             outcome.promoted = True

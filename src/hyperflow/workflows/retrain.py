@@ -19,48 +19,18 @@ from mlflow.tracking import MlflowClient
 
 import hyperflow
 from hyperflow import tracking
-from hyperflow.config import TrainConfig, _f, build_config, coerce
+from hyperflow.config import (PromoteConfig, RetrainConfig, TrainConfig, build_config,  # noqa: F401 (re-exported)
+                              build_retrain_config)
 from hyperflow.data import BUILTINS
 from hyperflow.errors import UsageError
-from hyperflow.registry import CHALLENGER, CHAMPION, alias_version, registered_model, run_config, version_run
+from hyperflow.registry import (CHALLENGER, CHAMPION, alias_version, build_gate, model_exists, model_version,
+                                registered_model, run_config, version_run)
 from hyperflow.training import load_data
 from hyperflow.workflows.lock import RegistryLock
-from hyperflow.workflows.promote import GATE_HELP, PromoteConfig, PromoteOutcome, promote
+from hyperflow.workflows.promote import PromoteOutcome, first_promotion_refused, promote
 
 KEY_TAG, OUTCOME_TAG = "hyperflow.retrain_key", "hyperflow.outcome"
 DATA_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".pq", ".npz")
-
-
-@dataclass(frozen=True)
-class RetrainConfig:
-    model_name: str | None = _f(None, "registered model to retrain (required)")
-    data: str | None = _f(None, "new data: a file, a folder or a glob (the newest file wins), or a built-in name "
-                                "(default: the champion's data)")
-    target: str | None = _f(None, "target column (default: the champion's)")
-    mode: str = _f("champion", "champion (train with the champion's settings) | search (a small search)")
-    max_evals: int = _f(10, "mode=search: trials")
-    force: bool = _f(False, "retrain even if a retrain of the same data and code already finished")
-    gate: str | None = _f(None, GATE_HELP)
-    gate_rules: dict = _f({}, "gate.<metric>.<rule> values collected from the command line")
-    lease: float = _f(600.0, "lock lease in seconds; the holder renews it every lease/3")
-    experiment: str | None = _f(None, "MLflow experiment (default: MLflow's current one)")
-
-
-def build_retrain_config(values: Mapping[str, Any]) -> tuple[RetrainConfig, dict[str, Any]]:
-    """The retrain settings, and the training settings that override the champion's."""
-    fields = RetrainConfig.__dataclass_fields__
-    rules = {k: str(v) for k, v in values.items() if k.startswith("gate.")}
-    own = {k: coerce(k, v, RetrainConfig) for k, v in values.items() if k in fields}
-    overrides = {k: v for k, v in values.items() if k not in fields and not k.startswith("gate.")}
-    config = RetrainConfig(**{**own, "gate_rules": {**own.get("gate_rules", {}), **rules}})
-    if not config.model_name:
-        raise UsageError("model_name is required: the registered model to retrain")
-    if config.mode not in ("champion", "search"):
-        raise UsageError(f"unknown mode '{config.mode}': choose champion or search")
-    if config.max_evals < 1 or config.lease < 10:
-        raise UsageError("max_evals must be at least 1 and lease at least 10 seconds")
-    build_config(overrides)  # unknown or invalid training settings fail now
-    return config, overrides
 
 
 @dataclass
@@ -114,14 +84,14 @@ def finished_retrain(client: MlflowClient, experiment_id: str, key: str) -> str 
     return next((r.info.run_id for r in runs if r.data.tags.get(OUTCOME_TAG) in ("promoted", "rejected")), None)
 
 
-def _base_config(client: MlflowClient, config: RetrainConfig, overrides: dict[str, Any]) -> TrainConfig:
+def _base_config(client: MlflowClient, config: RetrainConfig, overrides: dict[str, Any],
+                 champion: str | None) -> TrainConfig:
     """The champion's training settings with the new data and the overrides (mode=search may start
     from defaults when there is no champion yet)."""
-    champion = alias_version(client, config.model_name, CHAMPION) if _exists(client, config.model_name) else None
     if champion is None and config.mode == "champion":
         raise UsageError(f"model '{config.model_name}' has no champion to take settings from: promote a version "
                          f"first (hyperflow promote) or use mode=search")
-    base = (run_config(client, version_run(client, client.get_model_version(config.model_name, champion)))
+    base = (run_config(client, version_run(client, model_version(client, config.model_name, champion)))
             if champion else build_config({}))
     changes: dict[str, Any] = {"experiment": config.experiment, "progress": False}
     if config.data:
@@ -131,14 +101,6 @@ def _base_config(client: MlflowClient, config: RetrainConfig, overrides: dict[st
     return base.replace(**changes, **overrides)
 
 
-def _exists(client: MlflowClient, name: str) -> bool:
-    try:
-        registered_model(client, name)
-        return True
-    except UsageError:
-        return False
-
-
 def retrain(config: RetrainConfig, overrides: Mapping[str, Any] | None = None, *,
             settle: float = 1.0) -> RetrainOutcome:
     """Skip, or lock, train (or search), register as challenger and promote through the gate."""
@@ -146,8 +108,13 @@ def retrain(config: RetrainConfig, overrides: Mapping[str, Any] | None = None, *
     overrides = dict(overrides or {})
     if config.mode == "champion":
         registered_model(client, config.model_name)
-    base = _base_config(client, config, overrides)
+    exists = model_exists(client, config.model_name)  # fails closed: an unreadable registry stops here
+    champion = alias_version(client, config.model_name, CHAMPION) if exists else None
+    base = _base_config(client, config, overrides, champion)
     dataset = load_data(base)  # bad data fails here, before any run
+    gate = build_gate(config.gate, dataset.task, config.gate_rules)  # a bad gate too, before any training
+    if champion is None and not gate.has_threshold and not config.allow_first:
+        raise first_promotion_refused(config.model_name, gate, gate.rules[0].metric)
     settings = {**overrides, **({"max_evals": config.max_evals} if config.mode == "search" else {})}
     key = retrain_key(config.model_name, dataset.fingerprint, config.mode, settings)
     tags = {KEY_TAG: key, "hyperflow.model_name": config.model_name, **tracking.run_tags(dataset)}
@@ -155,7 +122,7 @@ def retrain(config: RetrainConfig, overrides: Mapping[str, Any] | None = None, *
     previous = None if config.force else finished_retrain(client, experiment_id, key)
     if previous:
         return _skipped(config, base, key, tags, previous)
-    if not _exists(client, config.model_name):
+    if not exists:
         client.create_registered_model(config.model_name)
     with RegistryLock(config.model_name, lease=config.lease, settle=settle, client=client) as lock:
         previous = None if config.force else finished_retrain(client, experiment_id, key)
@@ -173,7 +140,8 @@ def retrain(config: RetrainConfig, overrides: Mapping[str, Any] | None = None, *
             client.set_model_version_tag(config.model_name, version, "retrain_key", key)
             lock.check()
             promotion = promote(PromoteConfig(model_name=config.model_name, version=version, gate=config.gate,
-                                              gate_rules=config.gate_rules, experiment=config.experiment),
+                                              gate_rules=config.gate_rules, allow_first=config.allow_first,
+                                              experiment=config.experiment),
                                 parent_run_id=run_id, before_move=lock.check)
             outcome = "promoted" if promotion.promoted else "rejected"
             mlflow.set_tags({OUTCOME_TAG: outcome, "hyperflow.version_trained": version,
