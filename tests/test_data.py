@@ -65,8 +65,9 @@ def test_csv_classification_with_strings_and_missing_values(mixed_csv: Path):
     d = load_dataset(str(mixed_csv), "label")
     assert d.task == "classification" and d.classes == ["poor", "rich"]
     assert not np.isnan(d.X_train.numpy()).any()
-    # 2 numeric + 3 cities + 2 member values, after one-hot encoding (the price column is a feature too)
-    assert d.input_shape == (3 + 3 + 2,)
+    # 3 numeric (the price column is a feature too) + 3 cities one-hot + member (true/false as 1/0)
+    assert d.input_shape == (3 + 3 + 1,)
+    assert d.preprocessor.kinds["member"] == "numeric" and d.preprocessor.kinds["city"] == "categorical"
     assert d.fingerprint.startswith("sha256:")
 
 

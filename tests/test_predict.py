@@ -22,7 +22,7 @@ def champion(tmp_path_factory) -> str:
     name = f"served-{uuid.uuid4().hex[:8]}"
     outcome = train(build_config({"data": data, "target": "kind", "width": "16", "epochs": "15", "lr": "0.01",
                                   "progress": "false", "model_name": name}))
-    assert promote(PromoteConfig(model_name=name, version=str(outcome.registered_version))).promoted
+    assert promote(PromoteConfig(model_name=name, version=str(outcome.registered_version), allow_first=True)).promoted
     return f"models:/{name}@champion"
 
 

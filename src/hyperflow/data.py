@@ -8,23 +8,23 @@ it accepts raw rows.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import sklearn
-import torch
-from sklearn import datasets as skdatasets
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
-from sklearn.model_selection import train_test_split
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from hyperflow.errors import UsageError
+from hyperflow.tables import (MAX_CATEGORIES, MissingColumns, check_path, check_target, column_kinds,
+                              columns_text, nonfinite_columns, normalize_columns, read_table, select_columns)
+
+if TYPE_CHECKING:  # torch and scikit-learn are imported when data is loaded, not when a command starts
+    import torch
+    from sklearn.compose import ColumnTransformer
 
 log = logging.getLogger(__name__)
 
@@ -37,24 +37,30 @@ _SPLIT_WORDS = {"train": "train", "training": "train", "val": "val", "valid": "v
 
 @dataclass
 class Preprocessor:
-    """Raw input -> float32 model input. Tables go through a fitted ColumnTransformer; images are
-    scaled by the training pixels' mean and std. Picklable: the logged model carries it."""
+    """Raw input -> float32 model input. Tables go through a fitted ColumnTransformer after
+    :func:`hyperflow.tables.normalize_columns`; images are scaled by the training pixels' mean and std.
+    Picklable: the logged model carries it."""
 
     kind: str  # "table" | "image"
-    columns: list[str] = field(default_factory=list)
+    columns: list[str] = field(default_factory=list)  # the feature columns the model uses, in order
     categorical: list[str] = field(default_factory=list)
     transformer: ColumnTransformer | None = None
     pixel_mean: float = 0.0
     pixel_std: float = 1.0
     image_shape: tuple[int, ...] | None = None  # (C, H, W) of image inputs
+    kinds: dict[str, str] = field(default_factory=dict)  # column -> numeric | datetime | categorical
+    dtypes: dict[str, str] = field(default_factory=dict)  # column -> its dtype in the training file
+    dropped: list[str] = field(default_factory=list)  # ID-like columns left out
 
-    def transform(self, raw: Any) -> np.ndarray:
+    def column_kinds(self) -> dict[str, str]:
+        """Kinds of the used columns (models saved before kinds were recorded: from ``categorical``)."""
+        kinds = getattr(self, "kinds", None)
+        return kinds or {c: "categorical" if c in self.categorical else "numeric" for c in self.columns}
+
+    def transform(self, raw: Any, allow_missing_columns: bool = False) -> np.ndarray:
         if self.kind == "table":
-            frame = raw if isinstance(raw, pd.DataFrame) else pd.DataFrame(raw, columns=self.columns)
-            missing = [c for c in self.columns if c not in frame.columns]
-            if missing:
-                raise ValueError(f"input lacks column(s) {', '.join(missing)}; expected {', '.join(self.columns)}")
-            out = self.transformer.transform(normalize_columns(frame[self.columns], self.categorical))
+            frame = select_columns(raw, self.columns, allow_missing_columns)
+            out = self.transformer.transform(normalize_columns(frame, self.column_kinds()))
             return np.asarray(out.toarray() if hasattr(out, "toarray") else out, dtype=np.float32)
         images = np.asarray(raw, dtype=np.float32)
         if self.image_shape is not None and images.ndim == len(self.image_shape):  # (N, H, W) without channel
@@ -103,33 +109,26 @@ class Dataset:
 def load_dataset(data: str, target: str | None = None, task: str | None = None, *, seed: int = 42,
                  val_size: float = 0.15, test_size: float = 0.15, split_column: str | None = None) -> Dataset:
     """Load a built-in set or a file, split it (seeded; stratified for classes) and preprocess it."""
-    if data in BUILTINS:
+    path = check_path(data, BUILTINS)
+    if path is None:
         if target is not None and data != "shapes":
             log.info("target is ignored for the built-in dataset %s", data)
         if data == "shapes":
             X, y = make_shapes()
             return _from_arrays("shapes", X, y, task, f"builtin:shapes:v{SHAPES_VERSION}", "builtin:shapes",
                                 seed, val_size, test_size)
+        import sklearn
+
         frame, target = _builtin_frame(data)
         return _from_frame(data, frame, target, task, f"builtin:{data}:sklearn-{sklearn.__version__}",
                            f"builtin:{data}", seed, val_size, test_size, split_column,
                            image_shape=(1, 8, 8) if data == "digits" else None)
-    path = Path(data)
-    if not path.exists():
-        raise UsageError(f"data '{data}' not found: pass a built-in name ({', '.join(BUILTINS)}) or the path "
-                         f"of an existing CSV, Parquet or NPZ file")
-    if path.is_dir():
-        raise UsageError(f"data '{data}' is a folder: pass one CSV, Parquet or NPZ file")
-    suffix = path.suffix.lower()
     fingerprint = "sha256:" + _file_hash(path)
-    if suffix == ".npz":
+    if path.suffix.lower() == ".npz":
         X, y = _read_npz(path)
         return _from_arrays(path.stem, X, y, task, fingerprint, str(path.resolve()), seed, val_size, test_size)
-    if suffix not in (".csv", ".parquet", ".pq", ".tsv", ".txt"):
-        raise UsageError(f"data '{data}': unsupported file type '{suffix}': use .csv, .tsv, .parquet or .npz")
-    frame = _read_table(path)
-    if not target:
-        raise UsageError(f"data '{data}' needs target=<column>: its columns are {_columns(frame)}")
+    frame = read_table(path)
+    check_target(frame, target, data)
     return _from_frame(path.stem, frame, target, task, fingerprint, str(path.resolve()), seed, val_size,
                        test_size, split_column)
 
@@ -137,6 +136,8 @@ def load_dataset(data: str, target: str | None = None, task: str | None = None, 
 # ---------------------------------------------------------------------------------------------- sources
 
 def _builtin_frame(name: str) -> tuple[pd.DataFrame, str]:
+    from sklearn import datasets as skdatasets
+
     loader = getattr(skdatasets, f"load_{name}")
     bunch = loader(as_frame=True)
     frame = bunch.frame.copy()
@@ -178,22 +179,6 @@ def _file_hash(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def _read_table(path: Path) -> pd.DataFrame:
-    try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            frame = pd.read_parquet(path)
-        else:
-            frame = pd.read_csv(path, sep=None, engine="python")  # sniff , ; tab
-    except Exception as exc:  # pandas raises many types: parser, encoding, empty, arrow
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"cannot read '{path}' as a table ({reason}): check that it is a valid "
-                         f"{'Parquet' if path.suffix.lower() in ('.parquet', '.pq') else 'CSV'} file") from None
-    if frame.empty or frame.shape[1] < 2:
-        raise UsageError(f"'{path}' has no usable table (rows: {len(frame)}, columns: {frame.shape[1]}): it needs "
-                         f"a header row, a target column and at least one feature column")
-    return frame
-
-
 def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as archive:
@@ -205,11 +190,6 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     except Exception as exc:
         raise UsageError(f"cannot read '{path}' as NPZ ({exc}): save it with numpy.savez(path, X=..., y=...)") \
             from None
-
-
-def _columns(frame: pd.DataFrame, limit: int = 12) -> str:
-    cols = [str(c) for c in frame.columns]
-    return ", ".join(cols[:limit]) + (f" … ({len(cols)} in all)" if len(cols) > limit else "")
 
 
 # ---------------------------------------------------------------------------------------------- tables
@@ -226,10 +206,10 @@ def infer_task(y: pd.Series) -> str:
 def _from_frame(name: str, frame: pd.DataFrame, target: str, task: str | None, fingerprint: str, source: str,
                 seed: int, val_size: float, test_size: float, split_column: str | None,
                 image_shape: tuple[int, ...] | None = None) -> Dataset:
-    if target not in frame.columns:
-        raise UsageError(f"target column '{target}' is not in {name}: its columns are {_columns(frame)}")
+    frame.columns = [str(c) for c in frame.columns]
+    check_target(frame, target, name)
     if split_column is not None and split_column not in frame.columns:
-        raise UsageError(f"split_column '{split_column}' is not in {name}: its columns are {_columns(frame)}")
+        raise UsageError(f"split_column '{split_column}' is not in {name}: its columns are {columns_text(frame)}")
     y_all = frame[target]
     if y_all.isna().all():
         raise UsageError(f"target column '{target}' has no values (all missing): choose another target column")
@@ -244,18 +224,7 @@ def _from_frame(name: str, frame: pd.DataFrame, target: str, task: str | None, f
     features = frame.drop(columns=[target] + ([split_column] if split_column else []))
     if features.shape[1] == 0:
         raise UsageError(f"{name} has no feature columns besides the target '{target}'")
-    classes = None
-    if task == "classification":
-        classes = sorted(y_all.unique().tolist(), key=lambda v: (str(type(v)), v))
-        if len(classes) < 2:
-            raise UsageError(f"target '{target}' has a single class ({classes[0]!r}): classification needs at "
-                             f"least two; check the target column or use task=regression")
-        codes = y_all.map({c: i for i, c in enumerate(classes)}).to_numpy(np.int64)
-    else:
-        if not pd.api.types.is_numeric_dtype(y_all) or pd.api.types.is_bool_dtype(y_all):
-            raise UsageError(f"task=regression needs a numeric target, but '{target}' holds {y_all.dtype} values: "
-                             f"use task=classification")
-        codes = y_all.to_numpy(np.float64)
+    classes, codes = _target_codes(y_all, task, target)
     index = np.arange(len(frame))
     if split_column:
         words = frame[split_column].astype(str).str.strip().str.lower().map(_SPLIT_WORDS)
@@ -267,20 +236,23 @@ def _from_frame(name: str, frame: pd.DataFrame, target: str, task: str | None, f
             raise UsageError(f"split_column '{split_column}' needs rows marked train and val")
     else:
         parts = _split(index, codes if task == "classification" else None, seed, val_size, test_size, target)
-    features.columns = [str(c) for c in features.columns]
-    categorical = categorical_columns(features)
-    numeric = [c for c in features.columns if c not in categorical]
-    transformer = _table_transformer(numeric, categorical)
-    transformer.fit(normalize_columns(features.iloc[parts["train"]], categorical))  # training split only
-    pre = Preprocessor("table", list(features.columns), categorical, transformer, image_shape=image_shape)
-    X = pre.transform(features)
-    y_mean, y_std = 0.0, 1.0
-    if task == "regression":
-        y_mean = float(codes[parts["train"]].mean())
-        y_std = float(codes[parts["train"]].std()) or 1.0
-        y = ((codes - y_mean) / y_std).astype(np.float32)
-    else:
-        y = codes
+    with np.errstate(all="ignore"), warnings.catch_warnings():  # overflow is checked right after, by column
+        warnings.simplefilter("ignore", RuntimeWarning)
+        pre = fit_preprocessor(features, parts["train"], image_shape)
+        X = pre.transform(features)
+        _check_finite_features(X, pre, name)
+        y_mean, y_std = 0.0, 1.0
+        if task == "regression":
+            train_y = codes[parts["train"]]
+            y_mean, y_std = float(train_y.mean()), float(train_y.std()) or 1.0
+            y = ((codes - y_mean) / y_std).astype(np.float32)
+            if not (np.isfinite(y_mean) and np.isfinite(y_std) and np.isfinite(y).all()):
+                raise UsageError(f"target '{target}' has values too large to train on (largest magnitude "
+                                 f"{np.abs(codes).max():.3g}): rescale it (e.g. divide by 1e6 or take a log)")
+        else:
+            y = codes
+    import torch
+
     tensors = {p: (torch.from_numpy(X[i]), torch.from_numpy(y[i])) for p, i in parts.items()}
     return Dataset(
         name=name, task=task,
@@ -289,37 +261,88 @@ def _from_frame(name: str, frame: pd.DataFrame, target: str, task: str | None, f
         X_test=tensors["test"][0], y_test=tensors["test"][1],
         input_shape=(X.shape[1],), output_size=len(classes) if classes else 1, preprocessor=pre,
         fingerprint=fingerprint, source=source, classes=classes, target=target, target_mean=y_mean,
-        target_std=y_std, image_shape=image_shape, raw_example=features.head(5), raw_all=frame,
-        split_index=parts,
+        target_std=y_std, image_shape=image_shape, raw_example=json_rows(features[pre.columns].head(5)),
+        raw_all=frame, split_index=parts,
     )
 
 
-def categorical_columns(features: pd.DataFrame) -> list[str]:
-    """Columns that are not plain numbers (strings, categories, booleans)."""
-    return [str(c) for c in features.columns
-            if not pd.api.types.is_numeric_dtype(features[c]) or pd.api.types.is_bool_dtype(features[c])]
+def _target_codes(y: pd.Series, task: str, target: str) -> tuple[list | None, np.ndarray]:
+    """Class labels and their codes (classification), or the target as float64 (regression)."""
+    if task == "classification":
+        classes = sorted(y.unique().tolist(), key=lambda v: (str(type(v)), v))
+        if len(classes) < 2:
+            raise UsageError(f"target '{target}' has a single class ({classes[0]!r}): classification needs at "
+                             f"least two; check the target column or use task=regression")
+        return classes, y.map({c: i for i, c in enumerate(classes)}).to_numpy(np.int64)
+    if not pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y):
+        raise UsageError(f"task=regression needs a numeric target, but '{target}' holds {y.dtype} values: "
+                         f"use task=classification")
+    values = y.astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan)
+    if np.isinf(values).any():
+        raise UsageError(f"target '{target}' holds inf/-inf in {int(np.isinf(values).sum())} rows: replace them "
+                         f"with finite values or drop those rows")
+    return None, values
 
 
-def normalize_columns(frame: pd.DataFrame, categorical: list[str]) -> pd.DataFrame:
-    """One dtype per column so that fitting and serving agree: categoricals as strings with NaN for
-    missing (None, NaN, pd.NA), numbers as floats (raw JSON rows may carry them as strings)."""
-    frame = frame.copy()
-    for c in frame.columns:
-        if c in categorical:
-            col = frame[c]
-            frame[c] = col.astype(object).map(lambda v: np.nan if pd.isna(v) else str(v))
-        else:
-            frame[c] = pd.to_numeric(frame[c], errors="coerce").astype(np.float64)
-    return frame
+def fit_preprocessor(features: pd.DataFrame, train_rows: np.ndarray,
+                     image_shape: tuple[int, ...] | None = None) -> Preprocessor:
+    """Decide each column's kind, refuse infinite values, and fit the transformer on the training rows."""
+    kinds = column_kinds(features)
+    dropped = [c for c, k in kinds.items() if k == "id"]
+    if dropped:
+        log.warning("leaving out ID-like column(s) %s: almost every value is distinct, so they cannot "
+                    "generalise (hash or group them into a column with fewer values to use them)",
+                    ", ".join(dropped))
+    kinds = {c: k for c, k in kinds.items() if k != "id"}
+    if not kinds:
+        raise UsageError(f"no usable feature columns: {', '.join(dropped)} look like IDs (almost every value "
+                         f"distinct); add feature columns")
+    infinite = nonfinite_columns(features, kinds)
+    if infinite:
+        listed = ", ".join(f"'{c}' ({n} rows)" for c, n in infinite.items())
+        raise UsageError(f"feature column(s) {listed} hold inf/-inf: replace them with finite values, or leave "
+                         f"the cells empty (missing values are imputed)")
+    columns = list(kinds)
+    numeric = [c for c in columns if kinds[c] != "categorical"]
+    categorical = [c for c in columns if kinds[c] == "categorical"]
+    transformer = _table_transformer(numeric, categorical)
+    transformer.fit(normalize_columns(features.iloc[train_rows], kinds))  # training split only
+    return Preprocessor("table", columns, categorical, transformer, image_shape=image_shape, kinds=kinds,
+                        dtypes={c: str(features[c].dtype) for c in columns}, dropped=dropped)
+
+
+def _check_finite_features(X: np.ndarray, pre: Preprocessor, name: str) -> None:
+    """Values so large that scaling overflows (or leaves float32's range) are refused, naming the column."""
+    if np.isfinite(X).all():
+        return
+    numeric = [c for c in pre.columns if pre.kinds.get(c) != "categorical"]
+    bad_positions = np.flatnonzero(~np.isfinite(X).all(axis=0))
+    columns = [numeric[i] for i in bad_positions if i < len(numeric)] or ["(one-hot columns)"]
+    raise UsageError(f"{name}: column(s) {', '.join(columns)} hold values too large to train on (they overflow "
+                     f"after scaling): rescale them (e.g. divide by a power of ten or take a log)")
+
+
+def json_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows as a client sends them in JSON (numbers, strings, bools, nulls; dates as ISO text): the
+    model's input example, so the logged example is exactly what serving receives."""
+    records = json.loads(frame.to_json(orient="records", date_format="iso", default_handler=str))
+    return pd.DataFrame.from_records(records, columns=list(frame.columns))
 
 
 def _table_transformer(numeric: list[str], categorical: list[str]) -> ColumnTransformer:
-    """Impute + scale numeric columns; impute + one-hot categorical ones (unknown categories ignored)."""
+    """Impute + scale numeric columns; impute + one-hot categorical ones (unknown levels ignored, at most
+    MAX_CATEGORIES levels per column, rarer ones pooled)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
     return ColumnTransformer(
         [("numeric", make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler()),
           numeric),
          ("categorical", make_pipeline(SimpleImputer(strategy="most_frequent", keep_empty_features=True),
-                                       OneHotEncoder(handle_unknown="ignore", sparse_output=False)), categorical)],
+                                       OneHotEncoder(handle_unknown="infrequent_if_exist", sparse_output=False,
+                                                     max_categories=MAX_CATEGORIES)), categorical)],
         remainder="drop", sparse_threshold=0.0,
     )
 
@@ -327,6 +350,8 @@ def _table_transformer(numeric: list[str], categorical: list[str]) -> ColumnTran
 def _split(index: np.ndarray, labels: np.ndarray | None, seed: int, val_size: float, test_size: float,
            target: str | None) -> dict[str, np.ndarray]:
     """Seeded train/val/test split, stratified when labels are given."""
+    from sklearn.model_selection import train_test_split
+
     try:
         parts: dict[str, np.ndarray] = {"test": index[:0]}
         rest = index
@@ -385,6 +410,8 @@ def _from_arrays(name: str, X: np.ndarray, y: np.ndarray, task: str | None, fing
     if task == "regression":
         y_mean, y_std = float(y[parts["train"]].mean()), float(y[parts["train"]].std()) or 1.0
         y = ((y - y_mean) / y_std).astype(np.float32)
+    import torch
+
     t = {p: (torch.from_numpy(Xs[i]), torch.from_numpy(y[i])) for p, i in parts.items()}
     return Dataset(
         name=name, task=task, X_train=t["train"][0], y_train=t["train"][1], X_val=t["val"][0], y_val=t["val"][1],

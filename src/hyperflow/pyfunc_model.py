@@ -1,7 +1,8 @@
 """The logged MLflow model: a pyfunc that carries the preprocessing, so it takes raw rows.
 
-``predict`` accepts a DataFrame of raw feature columns (any order, strings, missing values, missing
-optional columns) — or image arrays — and returns, for classifiers, ``prediction`` plus one
+``predict`` accepts a DataFrame of raw feature columns (any order, any JSON types, missing values; extra
+columns ignored; a missing column is an error naming it unless ``params={"allow_missing_columns": True}``)
+— or image arrays — and returns, for classifiers, ``prediction`` plus one
 ``probability_<class>`` column per class; for regression ``prediction`` in the target's units; for
 segmentation an array of mask probabilities.
 """
@@ -13,10 +14,13 @@ from typing import Any
 
 import mlflow.pyfunc
 import numpy as np
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 import pandas as pd
 import torch
 
 BUNDLE = "bundle"  # artifact key: pickled dict with model spec, weights, preprocessor and target codec
+ALLOW_MISSING = "allow_missing_columns"  # predict param: impute absent feature columns instead of refusing
 
 
 def probability_column(label: Any) -> str:
@@ -34,7 +38,13 @@ class HyperflowModel(mlflow.pyfunc.PythonModel):
     # Raw rows as a DataFrame (image models take arrays): MLflow infers no schema from this hint and
     # leaves input checking to the logged signature, which is what we want.
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> Any:
-        return predict_bundle(self.bundle, self.model, model_input)
+        from hyperflow.tables import MissingColumns
+
+        allow = bool((params or {}).get(ALLOW_MISSING, False))
+        try:
+            return predict_bundle(self.bundle, self.model, model_input, allow_missing_columns=allow)
+        except MissingColumns as exc:  # the scoring server answers HTTP 400 with this message
+            raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
 
 
 def rebuild_model(bundle: dict) -> torch.nn.Module:
@@ -45,12 +55,10 @@ def rebuild_model(bundle: dict) -> torch.nn.Module:
     return model.eval()
 
 
-def predict_bundle(bundle: dict, model: torch.nn.Module, raw: Any) -> Any:
+def predict_bundle(bundle: dict, model: torch.nn.Module, raw: Any, allow_missing_columns: bool = False) -> Any:
     pre = bundle["preprocessor"]
     if pre.kind == "table":
-        frame = raw if isinstance(raw, pd.DataFrame) else pd.DataFrame(raw)
-        frame = frame.reindex(columns=pre.columns)  # any column order; absent optional columns become missing
-        X = pre.transform(frame)
+        X = pre.transform(raw, allow_missing_columns=allow_missing_columns)
     else:
         X = pre.transform(np.asarray(raw))
     with torch.inference_mode():

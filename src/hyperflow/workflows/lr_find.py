@@ -22,7 +22,8 @@ def lr_find_in_run(setup: Setup, parent_run_id: str | None = None) -> LRFindOutc
     c = setup.config
     tags = tracking.run_tags(setup.dataset)
     with tracking.tracked_run("lr_find", experiment=c.experiment, parent_run_id=parent_run_id, tags=tags,
-                              run_name=None if parent_run_id is None else "lr_find") as run:
+                              run_name=c.run_name or tracking.unique_run_name("lr_find", setup.dataset.name)
+                              if parent_run_id is None else "lr_find") as run:
         tracking.log_params(run.info.run_id, c.to_params())
         finder = run_lr_finder(setup)
         tracking.log_lr_finder(run.info.run_id, finder, c.suggestion)

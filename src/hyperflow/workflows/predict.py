@@ -3,44 +3,80 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
-import mlflow
 import pandas as pd
-from mlflow.exceptions import MlflowException
 
 from hyperflow.errors import UsageError
+from hyperflow.tables import TABLE_SUFFIXES, check_path, read_table
 
-_READERS = {".csv": pd.read_csv, ".tsv": lambda p: pd.read_csv(p, sep="\t"), ".parquet": pd.read_parquet,
-            ".pq": pd.read_parquet}
+OUT_SUFFIXES = (".csv", ".parquet")
 
 
-def predict_file(model: str, data: str, out: str) -> int:
+def check_out(out: str) -> Path:
+    """The output path, refused with one line unless its folder can be written (checked before scoring)."""
+    target = Path(out)
+    if target.suffix.lower() not in OUT_SUFFIXES:
+        raise UsageError(f"out '{out}': predict writes .csv or .parquet: pass e.g. out=predictions.csv")
+    if target.is_dir():
+        raise UsageError(f"out '{out}' is a folder: pass a file name, e.g. out={target / 'predictions.csv'}")
+    folder = target.parent
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK) or \
+            (folder.exists() and not os.access(folder, os.W_OK | os.X_OK)):
+        raise UsageError(f"cannot write out '{out}': folder '{existing}' is not writable; pass another out= path")
+    return target
+
+
+def predict_file(model: str, data: str, out: str, allow_missing_columns: bool = False) -> int:
     """Score every row of a CSV/Parquet file with a logged model; write the rows with the model's
     columns (prediction, probability_<class> …) appended. Returns the number of rows scored."""
-    source, target = Path(data), Path(out)
-    if source.suffix.lower() not in _READERS or target.suffix.lower() not in (".csv", ".parquet"):
-        raise UsageError("predict reads .csv/.tsv/.parquet and writes .csv or .parquet: check data= and out=")
-    if not source.is_file():
-        raise UsageError(f"data '{data}' not found: pass the CSV or Parquet file to score")
-    rows = _READERS[source.suffix.lower()](source)
+    target = check_out(out)
+    source = check_path(data, ())
+    if source.suffix.lower() not in TABLE_SUFFIXES:
+        raise UsageError(f"data '{data}': predict reads .csv, .tsv or .parquet files")
+    rows = read_table(source, min_columns=1)
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
     try:
         loaded = mlflow.pyfunc.load_model(model)
     except (MlflowException, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"cannot load model '{model}' ({first[:200]}): pass models:/<name>@champion, "
+        raise UsageError(f"cannot load model '{model}' ({_first_line(exc)}): pass models:/<name>@champion, "
                          f"models:/<name>/<version> or runs:/<run id>/model") from None
-    scored = loaded.predict(rows)
+    params = {"allow_missing_columns": True} if allow_missing_columns else None
+    try:
+        scored = loaded.predict(rows, params=params) if params else loaded.predict(rows)
+    except MlflowException as exc:  # the model's own input checks (missing columns, schema)
+        raise UsageError(f"cannot score '{data}' with '{model}': {_first_line(exc)}") from None
     if not isinstance(scored, pd.DataFrame):
         raise UsageError(f"model '{model}' returns {type(scored).__name__}, not a table: predict scores table "
                          f"models (classification, regression)")
     kept = rows.drop(columns=[c for c in scored.columns if c in rows.columns]).reset_index(drop=True)
     result = pd.concat([kept, scored.reset_index(drop=True)], axis=1)
-    partial = target.with_name(f".{target.name}.partial")  # write, then rename: never a half-written file
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.suffix.lower() == ".parquet":
-        result.to_parquet(partial, index=False)
-    else:
-        result.to_csv(partial, index=False)
-    os.replace(partial, target)
+    try:
+        _write_atomically(result, target)
+    except OSError as exc:
+        raise UsageError(f"cannot write out '{out}': {exc.strerror or exc}; pass another out= path") from None
     return len(result)
+
+
+def _write_atomically(result: pd.DataFrame, target: Path) -> None:
+    """Write beside the target, then rename: never a half-written file."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, partial = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    os.close(fd)
+    try:
+        if target.suffix.lower() == ".parquet":
+            result.to_parquet(partial, index=False)
+        else:
+            result.to_csv(partial, index=False)
+        os.replace(partial, target)
+    finally:
+        Path(partial).unlink(missing_ok=True)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]

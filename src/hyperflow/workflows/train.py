@@ -49,7 +49,8 @@ def train(config: TrainConfig, *, role: str = "train", parent_run_id: str | None
     with tempfile.TemporaryDirectory() as tb_dir:
         tensorboard = _tensorboard_callback(tb_dir) if config.tensorboard else None
         tags = {**tracking.run_tags(dataset), **(extra_tags or {})}
-        with tracking.tracked_run(role, experiment=config.experiment, run_name=config.run_name,
+        run_name = config.run_name or tracking.unique_run_name(role, dataset.name)
+        with tracking.tracked_run(role, experiment=config.experiment, run_name=run_name,
                                   parent_run_id=parent_run_id, tags=tags) as run:
             run_id = run.info.run_id
             tracking.log_params(run_id, {**config.to_params(), **{f"n_{k}": str(v) for k, v in dataset.sizes.items()}})

@@ -1,0 +1,273 @@
+"""Raw tables: reading a file, deciding what each column is, and turning raw values into numbers.
+
+The raw-row contract: a model trained on a table accepts rows as clients really send them — ints for a
+float column, floats for an int column, bools, numbers as text, ``null`` — because every value goes
+through :func:`normalize_columns` both when the model is fitted and when it predicts. Column kinds:
+
+- ``numeric``: every integer (signed, unsigned, nullable ``Int64``), float and ``bool`` column, and text
+  columns whose values are nearly all numbers (e.g. ``"?"`` for missing): float64, ``inf`` treated as missing
+  at predict time (and refused in training data);
+- ``datetime``: datetime columns and text columns of dates: days since 1970-01-01 (UTC), a number;
+- ``categorical``: strings, ``category`` and mixed object columns: one-hot encoded (at most
+  ``MAX_CATEGORIES`` levels, rarer levels share one);
+- dropped: ID-like text columns (almost every value distinct, e.g. names or keys): they cannot generalise,
+  so they are left out with a warning and a model never asks for them.
+
+Pure pandas/numpy (no torch, no MLflow), so the command line can check a file in a fraction of a second
+before it imports the heavy libraries.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hyperflow.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".pq")
+DATA_SUFFIXES = (*TABLE_SUFFIXES, ".npz")
+MAX_CATEGORIES = 50  # one-hot levels per column; rarer levels are pooled by OneHotEncoder
+ID_MIN_DISTINCT = 50  # a text column is ID-like with at least this many distinct values ...
+ID_DISTINCT_SHARE = 0.5  # ... that are more than this share of its non-missing values
+NUMERIC_TEXT_SHARE = 0.95  # a text column whose values are at least this share numbers is numeric
+_TRUE = {"true", "yes", "y", "t"}
+_FALSE = {"false", "no", "n", "f"}
+_EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
+
+
+class MissingColumns(ValueError):
+    """Rows to predict lack feature columns the model was trained on."""
+
+
+# ---------------------------------------------------------------------------------------------- files
+
+def check_path(data: str, builtins: tuple[str, ...]) -> Path | None:
+    """The file behind ``data`` (None for a built-in name), refused with one line unless it is a regular,
+    readable file of a supported type. Never opens a FIFO or a device (reading one would hang)."""
+    if data in builtins:
+        return None
+    path = Path(data)
+    if not path.exists():
+        raise UsageError(f"data '{data}' not found: pass a built-in name ({', '.join(builtins)}) or the path "
+                         f"of an existing CSV, Parquet or NPZ file")
+    if path.is_dir():
+        raise UsageError(f"data '{data}' is a folder: pass one CSV, Parquet or NPZ file")
+    if not path.is_file():
+        raise UsageError(f"data '{data}' is not a regular file (a pipe, socket or device): save the rows to a "
+                         f"CSV, Parquet or NPZ file and pass its path")
+    if path.suffix.lower() not in DATA_SUFFIXES:
+        raise UsageError(f"data '{data}': unsupported file type '{path.suffix}': use .csv, .tsv, .parquet or .npz")
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"cannot open data '{data}': {exc.strerror or exc}") from None
+    return path
+
+
+def read_table(path: Path, nrows: int | None = None, min_columns: int = 2) -> pd.DataFrame:
+    """A CSV (separator sniffed: , ; tab |), TSV or Parquet file as a frame; one-line errors for files that
+    are not tables. ``nrows`` reads only the first rows (a quick check of the header); training data needs
+    ``min_columns=2`` (a target and a feature), rows to score one."""
+    is_parquet = path.suffix.lower() in (".parquet", ".pq")
+    try:
+        if is_parquet:
+            frame = pd.read_parquet(path)
+            frame = frame.head(nrows) if nrows else frame
+        else:
+            frame = _read_text_table(path, nrows)
+    except UsageError:
+        raise
+    except Exception as exc:  # pandas and pyarrow raise many types: parser, encoding, empty, arrow
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise UsageError(f"cannot read '{path}' as a table ({reason}): check that it is a valid "
+                         f"{'Parquet' if is_parquet else 'CSV'} file") from None
+    if frame.shape[1] < min_columns or (frame.empty and not nrows):
+        needs = "a target column and at least one feature column" if min_columns > 1 else "feature columns"
+        raise UsageError(f"'{path}' has no usable table (rows: {len(frame)}, columns: {frame.shape[1]}): it needs "
+                         f"a header row, {needs} and at least one row")
+    frame.columns = [str(c) for c in frame.columns]
+    duplicated = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
+    if duplicated:
+        raise UsageError(f"'{path}' has duplicate column names: {', '.join(duplicated)}: rename them")
+    return frame
+
+
+def _read_text_table(path: Path, nrows: int | None) -> pd.DataFrame:
+    with path.open("rb") as fh:
+        head = fh.read(1 << 16)
+    if b"\x00" in head:
+        raise UsageError(f"'{path}' is a binary file, not a CSV: export the table as CSV (UTF-8) or Parquet")
+    encoding = "utf-8-sig"
+    try:
+        text = head.decode(encoding)
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # not just a character cut at the end of the sample
+            encoding = "cp1252"
+            log.warning("'%s' is not UTF-8; reading it as Windows-1252 (cp1252): save it as UTF-8 to be sure", path)
+        text = head.decode(encoding, errors="replace")
+    if path.suffix.lower() == ".tsv":
+        sep = "\t"
+    else:
+        try:  # the csv module's sniffer on the first lines; the fast C parser then reads the file
+            sep = csv.Sniffer().sniff("\n".join(text.splitlines()[:50]), delimiters=",;\t|").delimiter
+        except csv.Error:
+            sep = ","
+    return pd.read_csv(path, sep=sep, encoding=encoding, nrows=nrows, encoding_errors="replace")
+
+
+def columns_text(frame: pd.DataFrame, limit: int = 12) -> str:
+    cols = [str(c) for c in frame.columns]
+    return ", ".join(cols[:limit]) + (f" … ({len(cols)} in all)" if len(cols) > limit else "")
+
+
+def check_target(frame: pd.DataFrame, target: str | None, name: str) -> None:
+    if not target:
+        raise UsageError(f"data '{name}' needs target=<column>: its columns are {columns_text(frame)}")
+    if target not in frame.columns:
+        raise UsageError(f"target column '{target}' is not in {name}: its columns are {columns_text(frame)}")
+
+
+def precheck(data: str, target: str | None, builtins: tuple[str, ...]) -> None:
+    """The quick checks of ``data=`` and ``target=`` (file, type, header, target column) that need neither
+    torch nor MLflow, so that a mistake is reported in a fraction of a second."""
+    path = check_path(data, builtins)
+    if path is None or path.suffix.lower() == ".npz":
+        return
+    check_target(read_table(path, nrows=50), target, str(data))
+
+
+# ---------------------------------------------------------------------------------------------- columns
+
+def column_kinds(features: pd.DataFrame) -> dict[str, str]:
+    """``numeric``, ``datetime``, ``categorical`` or ``id`` (to drop) for every feature column."""
+    kinds = {}
+    for name in features.columns:
+        col = features[name]
+        if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
+            kinds[name] = "numeric"
+        elif pd.api.types.is_datetime64_any_dtype(col):
+            kinds[name] = "datetime"
+        elif isinstance(col.dtype, pd.CategoricalDtype):
+            kinds[name] = "categorical"
+        else:
+            kinds[name] = _text_kind(col)
+    return kinds
+
+
+def _text_kind(col: pd.Series) -> str:
+    values = col.dropna()
+    if values.empty:
+        return "numeric"  # nothing to learn from; imputed as a constant
+    if values.map(lambda v: isinstance(v, (bool, np.bool_))).all():
+        return "numeric"
+    text = values.astype(str).str.strip()
+    if pd.to_numeric(text, errors="coerce").notna().mean() >= NUMERIC_TEXT_SHARE:
+        return "numeric"
+    if text.str.lower().isin(_TRUE | _FALSE).all():
+        return "numeric"
+    sample = text.head(200)
+    if sample.str.contains(r"\d", regex=True).all() and \
+            _to_datetime(sample).notna().mean() >= NUMERIC_TEXT_SHARE:
+        return "datetime"
+    distinct = text.nunique()
+    if distinct >= ID_MIN_DISTINCT and distinct > ID_DISTINCT_SHARE * len(text):
+        return "id"
+    return "categorical"
+
+
+def _to_datetime(col: pd.Series) -> pd.Series:
+    if pd.api.types.is_datetime64_any_dtype(col):
+        out = col
+        if getattr(col.dt, "tz", None) is None:
+            out = col.dt.tz_localize("UTC")
+        return out.dt.tz_convert("UTC")
+    return pd.to_datetime(col.astype(object).where(col.notna(), None), errors="coerce", utc=True, format="mixed")
+
+
+def _number(value: Any) -> float:
+    """One raw value as a float: numbers, bools, numbers and true/false as text; anything else is missing."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return np.nan
+    if isinstance(value, (bool, np.bool_)):
+        return float(value)
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return float(value)
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return 1.0
+    if text in _FALSE:
+        return 0.0
+    try:
+        return float(text)
+    except ValueError:
+        return np.nan
+
+
+def to_numbers(col: pd.Series) -> np.ndarray:
+    """A numeric column of any dtype (nullable, bool, object) as float64, missing as NaN."""
+    if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
+        return col.astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan)
+    return np.fromiter((_number(v) for v in col), dtype=np.float64, count=len(col))
+
+
+def _category(value: Any) -> Any:
+    if value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and np.isnan(value)):
+        return np.nan
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))  # 3.0 sent for the level "3"
+    return str(value)
+
+
+def normalize_columns(frame: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
+    """One dtype per column, the same when fitting and when serving: categoricals as strings (NaN for
+    missing), numbers and datetimes as float64 with non-finite values as missing."""
+    out = {}
+    for name, kind in kinds.items():
+        col = frame[name]
+        if kind == "categorical":
+            out[name] = pd.Series([_category(v) for v in col], index=frame.index, dtype=object)
+            continue
+        if kind == "datetime":
+            stamps = _to_datetime(col)
+            values = ((stamps - _EPOCH) / pd.Timedelta(days=1)).to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            values = to_numbers(col)
+        values = np.where(np.isfinite(values), values, np.nan)
+        out[name] = pd.Series(values, index=frame.index)
+    return pd.DataFrame(out, index=frame.index)
+
+
+def nonfinite_columns(features: pd.DataFrame, kinds: dict[str, str]) -> dict[str, int]:
+    """Numeric columns holding inf/-inf (or text such as 'inf'), with how many rows do."""
+    found = {}
+    for name, kind in kinds.items():
+        if kind == "numeric":
+            values = to_numbers(features[name])
+            count = int(np.isinf(values).sum())
+            if count:
+                found[name] = count
+    return found
+
+
+def select_columns(raw: Any, columns: list[str], allow_missing: bool) -> pd.DataFrame:
+    """The model's feature columns of raw input rows, in training order; extra columns are ignored.
+    Columns the rows lack raise :class:`MissingColumns` naming them, unless ``allow_missing`` (then they
+    are imputed like missing values)."""
+    frame = raw if isinstance(raw, pd.DataFrame) else pd.DataFrame(raw)
+    if not all(isinstance(c, str) for c in frame.columns):
+        frame = frame.rename(columns=str)
+    missing = [c for c in columns if c not in frame.columns]
+    if missing and not allow_missing:
+        shown = ", ".join(missing[:20]) + (f" … ({len(missing)} in all)" if len(missing) > 20 else "")
+        what = "none of the model's feature columns" if len(missing) == len(columns) else "missing feature columns"
+        raise MissingColumns(f"the input has {what}: {shown}. Send every column the model was trained on "
+                             f"(extra columns are ignored), or set allow_missing_columns=true to impute them")
+    return frame.reindex(columns=columns)
