@@ -130,7 +130,7 @@ def test_parquet_and_npz(tmp_path: Path, mixed_csv: Path):
 
 @pytest.mark.parametrize("writer, target, fragment", [
     (None, "label", "not found"),
-    (lambda p: p.write_bytes(b"\x00\xff\xfe garbage \x00\n\x01"), "label", "cannot read"),
+    (lambda p: p.write_bytes(b"\x00\xff\xfe garbage \x00\n\x01"), "label", "is a binary file, not a CSV"),
     (lambda p: p.write_text("a,b\n1,2\n3,4\n"), "label", "target column 'label' is not in"),
     (lambda p: p.write_text("a,label\n1,\n3,\n"), "label", "has no values"),
     (lambda p: p.write_text("a,label\n1,x\n3,x\n4,x\n"), "label", "single class"),
