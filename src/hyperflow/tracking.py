@@ -27,12 +27,13 @@ from mlflow.data.code_dataset_source import CodeDatasetSource
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
-from mlflow.types import ColSpec, Schema, TensorSpec
+from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
+from mlflow.types.schema import AnyType
 from mlflow.utils.git_utils import get_git_commit
 
 import hyperflow
 from hyperflow.data import Dataset
-from hyperflow.pyfunc_model import BUNDLE, HyperflowModel, predict_bundle
+from hyperflow.pyfunc_model import ALLOW_MISSING, BUNDLE, HyperflowModel, predict_bundle
 from hyperflow.trainer import Callback, TrainResult
 
 log = logging.getLogger(__name__)
@@ -246,9 +247,22 @@ class MlflowMetrics(Callback):
         self.last_flush = time.monotonic()
 
 
+def unique_run_name(role: str, data_name: str) -> str:
+    """``<role>-<data>-<MMDD-HHMMSS>-<4 hex>``: says what the run is and never repeats (MLflow's own
+    names come from the ``random`` module, which a seeded run re-seeds: every seed-42 run had one name)."""
+    import secrets
+
+    return f"{role}-{data_name}-{time.strftime('%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+
+
 def run_tags(dataset: Dataset) -> dict[str, str]:
     tags = {"hyperflow.data_fingerprint": dataset.fingerprint, "hyperflow.task": dataset.task,
             "hyperflow.data": dataset.source}
+    if dataset.target:
+        tags["hyperflow.target"] = dataset.target
+    dropped = getattr(dataset.preprocessor, "dropped", None)
+    if dropped:
+        tags["hyperflow.dropped_columns"] = ", ".join(dropped)[:5000]
     commit = get_git_commit(str(PACKAGE_DIR))
     if commit:
         tags["hyperflow.git_commit"] = commit
@@ -260,12 +274,17 @@ def log_dataset(dataset: Dataset) -> None:
     source: Any = dataset.source
     if source.startswith("builtin:"):  # no file or URL behind it: describe it by name and version
         source = CodeDatasetSource({"hyperflow.builtin": dataset.name, "fingerprint": dataset.fingerprint})
-    if isinstance(dataset.raw_all, pd.DataFrame):
-        data = mlflow.data.from_pandas(dataset.raw_all, source=source, targets=dataset.target, name=dataset.name)
-    else:
-        X, y = dataset.raw_all
-        data = mlflow.data.from_numpy(X, targets=y, source=source, name=dataset.name)
-    mlflow.log_input(data, context="training", tags={"fingerprint": dataset.fingerprint})
+    with warnings.catch_warnings():
+        # MLflow's schema hint about integer columns concerns model signatures, not a dataset record, and a
+        # local path matches two of its (identical) source types
+        warnings.filterwarnings("ignore", message=".*(integer column|interpreted in multiple ways).*")
+        if isinstance(dataset.raw_all, pd.DataFrame):
+            data = mlflow.data.from_pandas(dataset.raw_all, source=source, targets=dataset.target,
+                                           name=dataset.name)
+        else:
+            X, y = dataset.raw_all
+            data = mlflow.data.from_numpy(X, targets=y, source=source, name=dataset.name)
+        mlflow.log_input(data, context="training", tags={"fingerprint": dataset.fingerprint})
 
 
 def log_figure(figure: Any, path: str) -> None:
@@ -276,19 +295,27 @@ def log_figure(figure: Any, path: str) -> None:
 
 
 def _signature(dataset: Dataset, example_output: Any) -> ModelSignature:
-    """Every raw column optional (missing values are imputed), numbers as double, the rest as strings."""
+    """Tables: every raw feature column by name, typed ``Any`` and optional, because the model itself
+    converts what clients send (ints for a float column, numbers as text, bools, nulls) and names the
+    columns a request lacks — MLflow's typed columns would refuse ``int64`` for ``double`` before the model
+    sees the row. Param ``allow_missing_columns`` opts in to imputing absent columns."""
     pre = dataset.preprocessor
+    params = None
     if pre.kind == "table":
-        inputs = Schema([ColSpec("string" if c in pre.categorical else "double", c, required=False)
-                         for c in pre.columns])
+        inputs = Schema([ColSpec(AnyType(), c, required=False) for c in pre.columns])
+        params = ParamSchema([ParamSpec(ALLOW_MISSING, "boolean", False)])
     else:
         inputs = Schema([TensorSpec(np.dtype(np.float32), (-1, *pre.image_shape))])
     if isinstance(example_output, pd.DataFrame):
-        outputs = Schema([ColSpec("string" if example_output[c].dtype == object else "double", c)
-                          for c in example_output.columns])
+        outputs = Schema([ColSpec(_output_type(example_output[c]), c) for c in example_output.columns])
     else:
         outputs = Schema([TensorSpec(np.dtype(np.float32), (-1, *example_output.shape[1:]))])
-    return ModelSignature(inputs, outputs)
+    return ModelSignature(inputs, outputs, params)
+
+
+def _output_type(column: pd.Series) -> str:
+    kind = column.dtype.kind
+    return {"b": "boolean", "i": "long", "u": "long", "f": "double"}.get(kind, "string")
 
 
 @contextmanager
