@@ -3,12 +3,13 @@
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 
 import mlflow
 import pytest
 
-from hyperflow.cli import main, parse_settings
+from hyperflow.cli import main, parse, parse_settings
 from hyperflow.errors import UsageError
 
 
@@ -29,7 +30,7 @@ def files(tmp_path_factory) -> dict[str, str]:
 
 CASES = [
     (["data=missing.csv", "target=y"], "data 'missing.csv' not found"),
-    (["data={garbage}", "target=label"], "cannot read"),
+    (["data={garbage}", "target=label"], "is a binary file"),
     (["data={ok}", "target=price"], "target column 'price' is not in"),
     (["data={nan}", "target=label"], "has no values"),
     (["data={one}", "target=label"], "single class"),
@@ -48,6 +49,17 @@ CASES = [
     (["epochs=ten"], "expected a whole number"),
     (["nonsense"], "unexpected argument 'nonsense'"),
     (["config=nowhere.yaml"], "config file 'nowhere.yaml' not found"),
+    # absurd sizes: refused at once, before any data is read or memory allocated
+    (["width=1e10"], "width must be at most 1048576, got 10000000000"),
+    (["depth=1e6"], "depth must be at most 1000"),
+    (["seed=1e30"], "seed must be a whole number from 0 to 4294967295 (numpy's range), got 1e+30"),
+    (["seed=-1"], "seed must be a whole number from 0 to"),
+    (["seed=1e400"], "expected a whole number"),
+    (["epochs=1e12"], "epochs must be at most 1000000"),
+    (["batch_size=1e12"], "batch_size must be at most 16777216"),
+    (["channels=1e9"], "channels must be at most 16384"),
+    (["width=200000", "depth=4"], "needs about 2,384 GiB for its weights, gradients and optimizer state"),
+    (["num_iter=1e9"], "num_iter must be at most 1000000"),
 ]
 
 
@@ -91,3 +103,79 @@ def test_train_command_prints_a_summary(capsys, experiment):
     out = capsys.readouterr().out
     assert "hyperflow train: completed after 2 epochs" in out and "test_accuracy" in out
     assert "#/experiments/" in out
+
+
+def run_main(capsys, *argv: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err.strip()
+
+
+@pytest.mark.parametrize("argv, suggestion", [
+    (["search", "max_eval=3"], "unknown setting 'max_eval': did you mean 'max_evals'?"),
+    (["search", "epoch=3"], "did you mean 'epochs'?"),  # a training setting of the trials
+    (["promote", "model_nam=x"], "did you mean 'model_name'?"),
+    (["promote", "dryrun=true", "model_name=x"], "did you mean 'dry_run'?"),
+    (["retrain", "model_name=x", "max_eval=3"], "did you mean 'max_evals'?"),
+    (["retrain", "model_name=x", "optimiser=sgd"], "did you mean 'optimizer'?"),
+    (["predict", "modle=models:/m/1", "data=x.csv"], "did you mean 'model'?"),
+    (["lr_find", "num_iters=50"], "did you mean 'num_iter'?"),
+])
+def test_a_misspelled_setting_suggests_a_setting_of_that_command(capsys, argv, suggestion):
+    code, _, err = run_main(capsys, *argv)
+    assert code == 2 and suggestion in err and len(err.splitlines()) == 1
+
+
+def test_a_misspelled_setting_in_a_config_file_too(tmp_path, capsys):
+    (tmp_path / "s.yaml").write_text("max_eval: 3\n")
+    code, _, err = run_main(capsys, "search", f"config={tmp_path / 's.yaml'}")
+    assert code == 2 and "did you mean 'max_evals'?" in err
+
+
+def test_commands_take_either_spelling(capsys):
+    assert parse(["lr_find", "num_iter=50"]).command == parse(["lr-find"]).command == "lr-find"
+    assert parse(["lr_find", "num_iter=50"]).train.num_iter == 50
+    code, out, _ = run_main(capsys, "lr_find", "--help")
+    assert code == 0 and "usage: hyperflow lr-find" in out and "num_iter" in out
+    assert run_main(capsys, "lr-fnd")[0] == 2
+
+
+@pytest.mark.parametrize("command", [["train", "epochs=1"], ["search", "max_evals=1"],
+                                     ["promote", "model_name=anything"]])
+def test_a_deleted_experiment_is_refused_with_how_to_restore_it(capsys, command):
+    client = mlflow.MlflowClient()
+    name = f"deleted-{uuid.uuid4().hex[:8]}"
+    experiment_id = client.create_experiment(name)
+    client.delete_experiment(experiment_id)
+    code, _, err = run_main(capsys, *command, f"experiment={name}")
+    assert code == 2 and len(err.splitlines()) == 1
+    assert f"experiment '{name}' was deleted: restore it with 'mlflow experiments restore --experiment-id " \
+           f"{experiment_id}'" in err and "experiment=NAME" in err
+    assert client.search_runs([experiment_id], run_view_type=mlflow.entities.ViewType.ALL) == []
+
+
+def test_an_interrupted_search_says_so_once_with_the_resume_command(tmp_path, capsys, monkeypatch, experiment):
+    """Ctrl-C inside a trial (here raised by the model factory): the runs end KILLED, and stderr holds
+    exactly one line, the one that says how to resume."""
+    module = f"ctrl_c_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text(textwrap.dedent("""
+        import torch
+        calls = 0
+
+        def build(input_shape, output_size, **kwargs):  # the search's check before any run, then a trial
+            global calls
+            calls += 1
+            if calls > 1:
+                raise KeyboardInterrupt
+            return torch.nn.Linear(input_shape[0], output_size)
+    """))
+    (tmp_path / "space.yaml").write_text("lr: {type: loguniform, low: 1.0e-3, high: 1.0e-2}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code, _, err = run_main(capsys, "search", f"model={module}:build", f"space={tmp_path / 'space.yaml'}",
+                            "max_evals=2", "seed_presets=false", "progress=false", f"experiment={experiment}")
+    assert code == 130
+    assert [line for line in err.splitlines() if "interrupted" in line] == err.splitlines(), err
+    assert len(err.splitlines()) == 1 and "hyperflow search resume=" in err
+    runs = mlflow.search_runs(experiment_names=[experiment], output_format="list")
+    assert runs and all(r.info.status == "KILLED" for r in runs)

@@ -41,7 +41,7 @@ def champion(tmp_path_factory) -> dict:
     name = f"retrain-{uuid.uuid4().hex[:8]}"
     outcome = train(build_config({"data": day1, "target": "kind", "width": "16", "epochs": "8", "lr": "0.01",
                                   "progress": "false", "model_name": name, "experiment": EXPERIMENT}))
-    promote(PromoteConfig(model_name=name, version=outcome.registered_version, experiment=EXPERIMENT))
+    promote(PromoteConfig(model_name=name, version=outcome.registered_version, allow_first=True, experiment=EXPERIMENT))
     return {"name": name, "folder": folder, "day1": day1, "version": str(outcome.registered_version)}
 
 

@@ -363,7 +363,8 @@ def predict_help() -> str:
     return ("usage: hyperflow predict model=<model URI> data=<rows.csv|.parquet> [out=predictions.csv]\n\n"
             "  model   models:/<name>@champion, models:/<name>/<version> or runs:/<run id>/model\n"
             "  data    rows to score (raw columns, any order, missing values allowed)\n"
-            "  out     output file (.csv or .parquet): the rows plus prediction (and probability_<class> columns)")
+            "  out     output file (.csv or .parquet): the rows plus prediction (and probability_<class> columns)\n"
+            "  allow_missing_columns  true = impute feature columns the file lacks (default false: refuse, naming them)")
 
 
 def cmd_predict(inv: Invocation) -> int:

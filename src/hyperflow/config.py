@@ -325,7 +325,8 @@ def _fits_in_memory(c: TrainConfig) -> None:
     if params is None or memory is None or params * BYTES_PER_PARAM <= memory:
         return
     sizes = f"width={c.width} and depth={c.depth}" if c.model == "mlp" else f"channels={c.channels}"
-    raise UsageError(f"model={c.model} with {sizes} needs about {params * BYTES_PER_PARAM / 2**30:.3g} GiB for its "
+    need = params * BYTES_PER_PARAM / 2**30
+    raise UsageError(f"model={c.model} with {sizes} needs about {need:,.0f} GiB for its "
                      f"weights, gradients and optimizer state, more than this machine's {memory / 2**30:.0f} GiB: "
                      f"use a smaller {'width or depth' if c.model == 'mlp' else 'channels'}")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -62,13 +63,21 @@ def store_uri(uri: str | None = None) -> str:
 
 
 def one_line(exc: BaseException, limit: int = 300) -> str:
+    """An error as one short line (a refused connection as its errno line, not urllib3's whole repr)."""
     text = " ".join(str(exc).split()) or type(exc).__name__
+    errno = re.search(r"\[Errno -?\d+\] [^'\")]+", text)
+    if errno and " failed with exception " in text:
+        text = f"{text.split(' failed with exception ')[0]} failed: {errno.group(0).strip()}"
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-def registry_error(exc: BaseException, doing: str, store: str = "model registry") -> RegistryError:
-    uri = store_uri(mlflow.get_tracking_uri() if store == "tracking store" else None)
-    return RegistryError(f"the {store} {uri} failed while {doing}: {one_line(exc)}; "
+def registry_error(exc: BaseException, doing: str, store: str = "model registry",
+                   client: MlflowClient | None = None) -> RegistryError:
+    if store == "tracking store":
+        uri = mlflow.get_tracking_uri()
+    else:
+        uri = getattr(client, "_registry_uri", None) or mlflow.get_registry_uri()
+    return RegistryError(f"the {store} {store_uri(uri)} failed while {doing}: {one_line(exc)}; "
                          f"nothing was moved: try again once it answers")
 
 
@@ -85,7 +94,7 @@ def registered_model(client: MlflowClient, name: str) -> Any:
         if is_not_found(exc):
             raise UsageError(f"unknown model '{name}': no registered model of that name in "
                              f"{store_uri()} (check model_name)") from None
-        raise registry_error(exc, f"reading model '{name}'") from None
+        raise registry_error(exc, f"reading model '{name}'", client=client) from None
 
 
 def model_exists(client: MlflowClient, name: str) -> bool:
@@ -105,14 +114,14 @@ def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
     except Exception as exc:
         code = getattr(exc, "error_code", None)
         if code not in (NOT_FOUND, "INVALID_PARAMETER_VALUE"):
-            raise registry_error(exc, f"reading alias '{alias}' of model '{name}'") from None
+            raise registry_error(exc, f"reading alias '{alias}' of model '{name}'", client=client) from None
         failure = exc
     try:  # confirm: the model exists without that alias (and not a malformed request)
         aliases = registered_model(client, name).aliases or {}
     except UsageError:
         return None
     if alias in aliases:
-        raise registry_error(failure, f"reading alias '{alias}' of model '{name}'") from None
+        raise registry_error(failure, f"reading alias '{alias}' of model '{name}'", client=client) from None
     return None
 
 
@@ -135,7 +144,7 @@ def model_version(client: MlflowClient, name: str, number: str) -> ModelVersion:
     except Exception as exc:
         if is_not_found(exc):
             raise UsageError(f"model '{name}' has no version {number}") from None
-        raise registry_error(exc, f"reading version {number} of model '{name}'") from None
+        raise registry_error(exc, f"reading version {number} of model '{name}'", client=client) from None
 
 
 def version_run(client: MlflowClient, mv: ModelVersion) -> Any:
@@ -149,7 +158,8 @@ def version_run(client: MlflowClient, mv: ModelVersion) -> Any:
         if is_not_found(exc):
             raise UsageError(f"model '{mv.name}' version {mv.version}: its run {mv.run_id} no longer exists; "
                              f"pass data= and target=") from None
-        raise registry_error(exc, f"reading the run of version {mv.version} of model '{mv.name}'") from None
+        raise registry_error(exc, f"reading the run of version {mv.version} of model '{mv.name}'",
+                             store="tracking store") from None
 
 
 def run_config(client: MlflowClient, run: Any) -> TrainConfig:
@@ -200,7 +210,8 @@ def version_identity(client: MlflowClient, mv: ModelVersion, config: TrainConfig
                 task = client.get_run(parent).data.tags.get("hyperflow.task") or _UNKNOWN
             except Exception as exc:
                 if not is_not_found(exc):
-                    raise registry_error(exc, f"reading the search run of version {mv.version}") from None
+                    raise registry_error(exc, f"reading the search run of version {mv.version}",
+                                         store="tracking store") from None
         if config is None:
             try:
                 target = run_config(client, run).target

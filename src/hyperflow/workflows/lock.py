@@ -97,7 +97,8 @@ class RegistryLock:
             except Exception as exc:  # only a run that is really gone frees the lock
                 if is_not_found(exc):
                     return "its run no longer exists"
-                raise registry_error(exc, f"reading the lock holder's run {holder['run_id']}") from None
+                raise registry_error(exc, f"reading the lock holder's run {holder['run_id']}",
+                                     store="tracking store") from None
             if status != "RUNNING":
                 return f"its run ended {status}"
         return None

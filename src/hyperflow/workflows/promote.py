@@ -74,12 +74,12 @@ def prepare(config: PromoteConfig, client: MlflowClient) -> _Prepared:
         if config.data is None:
             raise
     rows = evaluation_rows(train_config, config.data, config.target)
-    gate = build_gate(config.gate, rows.task, config.gate_rules)
     baseline = alias_version(client, config.model_name, CHAMPION)
+    if baseline is not None and baseline != str(mv.version):
+        check_replaceable(client, mv, baseline, train_config)  # before the gate: its metrics follow the task
+    gate = build_gate(config.gate, rows.task, config.gate_rules)
     if baseline is None and not gate.has_threshold and not config.allow_first:
         raise first_promotion_refused(config.model_name, gate, gate.rules[0].metric)
-    if baseline is not None and baseline != str(mv.version):
-        check_replaceable(client, mv, baseline, train_config)
     return _Prepared(config.model_name, str(mv.version), rows, gate, baseline, mv, train_config)
 
 
