@@ -29,9 +29,11 @@ def check_out(out: str) -> Path:
     return target
 
 
-def predict_file(model: str, data: str, out: str, allow_missing_columns: bool = False) -> int:
+def predict_file(model: str, data: str, out: str = "predictions.csv", allow_missing_columns: bool | str = False) -> int:
     """Score every row of a CSV/Parquet file with a logged model; write the rows with the model's
-    columns (prediction, probability_<class> …) appended. Returns the number of rows scored."""
+    columns (prediction, probability_<class> …) appended. Returns the number of rows scored.
+    ``allow_missing_columns`` (also ``"true"``/``"false"`` from the command line) imputes absent columns."""
+    allow_missing_columns = _flag(allow_missing_columns)
     target = check_out(out)
     source = check_path(data, ())
     if source.suffix.lower() not in TABLE_SUFFIXES:
@@ -75,6 +77,17 @@ def _write_atomically(result: pd.DataFrame, target: Path) -> None:
         os.replace(partial, target)
     finally:
         Path(partial).unlink(missing_ok=True)
+
+
+def _flag(value: bool | str) -> bool:
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in ("true", "1", "yes", "on"):
+        return True
+    if word in ("false", "0", "no", "off", ""):
+        return False
+    raise UsageError(f"allow_missing_columns={value!r} is not valid: expected true or false")
 
 
 def _first_line(exc: BaseException) -> str:
