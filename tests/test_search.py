@@ -89,6 +89,14 @@ def test_pruners():
     assert asha.should_prune(history, 2, [1.0, 0.95]) and not asha.should_prune(history, 2, [0.9, 0.6])
 
 
+def store(uri: str) -> mlflow.MlflowClient:
+    """A client of a new sqlite store whose tables exist before a subprocess opens it (two processes creating
+    the schema at once race in its migrations)."""
+    client = mlflow.MlflowClient(uri)
+    client.search_experiments()
+    return client
+
+
 def _children(client, parent_id):
     exp = client.get_run(parent_id).info.experiment_id
     return client.search_runs([exp], f"tags.mlflow.parentRunId = '{parent_id}'", max_results=500)
@@ -169,13 +177,11 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path, tracking_uri)
     env["MLFLOW_TRACKING_URI"] = uri
     args = ["strategy=random", "max_evals=6", "pruner=none", "register=false", "experiment=resume",
             *[f"{k}={v}" for k, v in TINY.items()], "epochs=4"]
+    client = store(uri)
     proc = subprocess.Popen([sys.executable, "-m", "hyperflow", "search", *args], env=env, cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    client = mlflow.MlflowClient(uri)
 
     def finished_children():
-        if not (tmp_path / "mlflow.db").exists():
-            return []
         exp = client.get_experiment_by_name("resume")
         runs = client.search_runs([exp.experiment_id]) if exp else []
         return [r for r in runs if r.data.tags.get("hyperflow.role") == "trial" and r.info.status == "FINISHED"]
@@ -247,13 +253,11 @@ def test_sigterm_ends_every_run_and_prints_the_resume_command(tmp_path):
     env["MLFLOW_TRACKING_URI"] = uri
     args = ["strategy=random", "max_evals=50", "pruner=none", "register=false", "experiment=term",
             *[f"{k}={v}" for k, v in TINY.items()], "epochs=30"]
+    client = store(uri)
     proc = subprocess.Popen([sys.executable, "-m", "hyperflow", "search", *args], env=env, cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    client = mlflow.MlflowClient(uri)
 
     def trial_running():
-        if not (tmp_path / "mlflow.db").exists():
-            return False
         exp = client.get_experiment_by_name("term")
         runs = client.search_runs([exp.experiment_id]) if exp else []
         done = [r for r in runs if r.data.tags.get("hyperflow.role") == "trial" and r.info.status == "FINISHED"]
