@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 
 from hyperflow.errors import UsageError
-from hyperflow.tables import (MAX_CATEGORIES, MissingColumns, check_path, check_target, column_kinds,
-                              columns_text, nonfinite_columns, normalize_columns, read_table, select_columns)
+from hyperflow.tables import (MAX_CATEGORIES, check_path, check_target, column_kinds,
+                              columns_text, nonfinite_columns, normalize_columns, precheck, read_table,
+                              select_columns)
 
 if TYPE_CHECKING:  # torch and scikit-learn are imported when data is loaded, not when a command starts
     import torch
@@ -104,6 +105,12 @@ class Dataset:
     @property
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.X_train), "val": len(self.X_val), "test": len(self.X_test)}
+
+
+def precheck_source(data: str, target: str | None) -> None:
+    """The checks of ``data=`` and ``target=`` that need neither torch nor MLflow (file type, header, the
+    target column): run first, so that a mistake is reported in a fraction of a second."""
+    precheck(data, target, BUILTINS)
 
 
 def load_dataset(data: str, target: str | None = None, task: str | None = None, *, seed: int = 42,
