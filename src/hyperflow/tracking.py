@@ -88,11 +88,17 @@ def _ended_as(end: Any) -> Iterator[None]:
     except KeyboardInterrupt:
         status = "KILLED"
         raise
-    except BaseException:
-        status = "FAILED"
+    except BaseException as exc:
+        status = "KILLED" if is_store_error(exc) else "FAILED"  # the store failed, not the run's code
         raise
     finally:
-        end(status)
+        if status == "FINISHED":
+            end(status)
+        else:
+            try:
+                end(status)
+            except Exception as exc:  # e.g. the store is down: the exception in flight is the one to report
+                log.debug("could not end a run as %s: %s", status, exc)
 
 
 def _is_main_thread() -> bool:
@@ -173,7 +179,15 @@ def child_run(role: str, experiment_id: str, parent_run_id: str, run_name: str, 
     run = MlflowClient().create_run(experiment_id, run_name=run_name, tags={
         ROLE_TAG: role, "hyperflow.version": hyperflow.__version__, "mlflow.parentRunId": parent_run_id,
         "mlflow.runName": run_name, **tags})
-    with _ended_as(lambda status: send(end_run_quietly, run.info.run_id, status)):
+    def end(status: str) -> None:
+        try:
+            send(end_run_quietly, run.info.run_id, status)
+        except Exception:
+            if status == "FINISHED":
+                raise
+            end_run_quietly(run.info.run_id, status)  # the background queue failed before it: try once directly
+
+    with _ended_as(end):
         yield run.info.run_id
 
 
@@ -394,3 +408,103 @@ def tag_challenger(name: str, version: str, tags: dict[str, str]) -> None:
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
     client.set_registered_model_alias(name, "challenger", version)
+
+
+# ------------------------------------------------------------------------------------- run lifecycle (end)
+
+STORE_ERROR_CODES = {"TEMPORARILY_UNAVAILABLE", "INTERNAL_ERROR", "REQUEST_LIMIT_EXCEEDED", "ENDPOINT_NOT_FOUND",
+                     "IO_ERROR", "DEADLINE_EXCEEDED", "SERVICE_UNDER_MAINTENANCE", "PERMISSION_DENIED",
+                     "UNAUTHENTICATED", "CUSTOMER_UNAUTHORIZED"}
+
+
+def is_store_error(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is the tracking or artifact store failing — a database error, an
+    unreachable or failing server, a file system refusing a write — rather than the code that called it."""
+    import sqlite3
+
+    import requests
+    from mlflow.exceptions import MlflowException, RestException
+
+    try:
+        from sqlalchemy.exc import DBAPIError, OperationalError
+        db_errors: tuple[type, ...] = (DBAPIError, OperationalError, sqlite3.Error)
+    except ImportError:  # pragma: no cover - sqlalchemy comes with mlflow
+        db_errors = (sqlite3.Error,)
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (*db_errors, requests.RequestException, ConnectionError, TimeoutError)):
+            return True
+        if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
+            return True
+        if isinstance(exc, RestException) and exc.error_code in STORE_ERROR_CODES:
+            return True  # the server answered with an error of its own (a 5xx, unavailable, refused)
+        if isinstance(exc, MlflowException) and exc.error_code in STORE_ERROR_CODES - {"INTERNAL_ERROR"}:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """``Type: first line of the message``, at most ``limit`` characters: for a one-line error report."""
+    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@contextmanager
+def reopened_run(run_id: str) -> Iterator[mlflow.ActiveRun]:
+    """Reopen a finished run to add to it (a trial's model, its test metrics); it ends FINISHED again
+    whatever happens inside: a failure after a run finished cannot undo that it finished. A kill -9 inside
+    leaves it RUNNING with its results in place, which a resume reads as finished."""
+    run = mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None)
+
+    def end() -> None:
+        active = mlflow.active_run()
+        if active is not None and active.info.run_id == run_id:
+            with _env("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true"):
+                mlflow.end_run("FINISHED")  # leaves the active-run stack first, so a failure here leaves it clean
+
+    try:
+        yield run
+    except BaseException:
+        try:
+            end()
+        except Exception as exc:
+            log.debug("could not end run %s again: %s", run_id, exc)
+        raise
+    end()
+
+
+def finished_model(run_id: str, name: str = "model") -> Any | None:
+    """The model logged (and fully uploaded: status READY) by run ``run_id`` under ``name``, or None."""
+    from mlflow.entities import LoggedModelStatus
+
+    experiment_id = MlflowClient().get_run(run_id).info.experiment_id
+    models = mlflow.search_logged_models(experiment_ids=[experiment_id], output_format="list",
+                                         filter_string=f"source_run_id = '{run_id}' AND name = '{name}'")
+    ready = [m for m in models if m.status == LoggedModelStatus.READY]
+    return max(ready, key=lambda m: m.creation_timestamp) if ready else None
+
+
+def version_of_run(name: str, run_id: str) -> Any | None:
+    """The registered version of model ``name`` that run ``run_id`` produced (the oldest), or None."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = MlflowClient().search_model_versions(f"name = '{name}' AND run_id = '{run_id}'")
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+    return min(versions, key=lambda v: int(v.version)) if versions else None
+
+
+def register_once(model_uri: str, name: str, run_id: str) -> tuple[Any, bool]:
+    """(version, created): the version of ``name`` that run ``run_id`` already registered, else a new one."""
+    existing = version_of_run(name, run_id)
+    if existing is not None:
+        return existing, False
+    with _quiet("mlflow.tracking._model_registry.client"):
+        version = mlflow.register_model(model_uri, name)
+    return version, True
