@@ -403,11 +403,12 @@ def log_lr_finder(run_id: str, finder: Any, rule: str) -> None:
 
 
 def tag_challenger(name: str, version: str, tags: dict[str, str]) -> None:
-    """Tag a registered model version and point the alias ``challenger`` at it."""
+    """Point the alias ``challenger`` at a registered model version, then tag it (in the order given): the
+    last tag marks the whole step done, so a step cut short shows and can be done again."""
     client = MlflowClient()
+    client.set_registered_model_alias(name, "challenger", version)
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
-    client.set_registered_model_alias(name, "challenger", version)
 
 
 # ------------------------------------------------------------------------------------- run lifecycle (end)
