@@ -147,6 +147,14 @@ def parse(argv: Sequence[str], *, from_mlproject: bool = False) -> Invocation:
     return configure(command, settings)
 
 
+def check_data(inv: Invocation) -> None:
+    """A mistake in ``data=``/``target=`` is reported before torch and MLflow are imported (seconds)."""
+    if inv.command in ("train", "lr-find", "search") and inv.train is not None:
+        from hyperflow.data import precheck_source
+
+        precheck_source(inv.train.data, inv.train.target)
+
+
 def check_experiment(name: str | None) -> None:
     """Refuse a deleted experiment before any run is created (MLflow would raise deep inside)."""
     if os.environ.get("MLFLOW_RUN_ID"):  # under `mlflow run`: the run, and its experiment, exist already
@@ -295,9 +303,12 @@ def _settings_help(command: str, cls: type, codes: str, extra: str = "") -> str:
     return "\n".join(lines + ([extra] if extra else []) + ["", f"exit codes: {codes}"])
 
 
-PROMOTE_CODES = ("0 passed (champion moved; or dry run; or already champion), 1 failed, 2 bad input, "
+PROMOTE_CODES = ("0 passed (champion moved; or dry run; or already champion), 1 failed, 2 bad input (also: no champion "
+                 "and neither a threshold nor allow_first, a candidate for another task/target/columns, a registry "
+                 "that cannot be read; nothing moved), "
                  "3 rejected by the gate (alias unchanged), 5 the champion kept moving (nothing moved), 130 interrupted")
-RETRAIN_CODES = ("0 promoted or skipped (same data and code already done), 1 failed, 2 bad input, 3 rejected "
+RETRAIN_CODES = ("0 promoted or skipped (same data and code already done), 1 failed, 2 bad input (or a registry that "
+                 "cannot be read; nothing moved), 3 rejected "
                  "by the gate, 4 another retrain holds the lock (or took it over from this one), 5 the champion kept moving, "
                  "130 interrupted")
 
@@ -403,6 +414,7 @@ def main(argv: Sequence[str] | None = None, *, from_mlproject: bool = False) -> 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         invocation = parse([command, *rest], from_mlproject=from_mlproject)
+        check_data(invocation)
         check_experiment(invocation.experiment)
         return run(invocation)
     except UsageError as exc:

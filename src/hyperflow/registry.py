@@ -310,7 +310,20 @@ def evaluation_rows(config: TrainConfig | None, data: str | None = None, target:
 # ------------------------------------------------------------------------------------------ scores
 
 def load_version(name: str, version: str) -> Any:
-    return mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    """A version as a pyfunc model; RegistryError (one line, exit 2) when it cannot be loaded."""
+    try:
+        return mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    except Exception as exc:
+        raise RegistryError(f"cannot load version {version} of model '{name}' from {store_uri()}: "
+                            f"{one_line(exc)}; nothing was moved") from None
+
+
+def move_alias(client: MlflowClient, name: str, alias: str, version: str) -> None:
+    try:
+        client.set_registered_model_alias(name, alias, version)
+    except Exception as exc:
+        raise registry_error(exc, f"moving alias '{alias}' of model '{name}' to version {version}",
+                             client=client) from None
 
 
 def score(model: Any, rows: EvalRows) -> dict[str, float]:

@@ -23,7 +23,8 @@ from hyperflow import tracking
 from hyperflow.config import GATE_HELP, PromoteConfig, TrainConfig, build_promote_config  # noqa: F401 (re-exported)
 from hyperflow.errors import UsageError
 from hyperflow.registry import (CHAMPION, Check, EvalRows, Gate, alias_version, build_gate, check_replaceable,
-                                evaluation_rows, load_version, resolve_version, run_config, score, version_run)
+                                evaluation_rows, load_version, move_alias, resolve_version, run_config, score,
+                                version_run)
 
 
 class ChampionConflict(RuntimeError):
@@ -138,7 +139,7 @@ def _decide(config: PromoteConfig, client: MlflowClient, p: _Prepared, candidate
             before_move()
         now = alias_version(client, p.name, CHAMPION)  # re-read just before the move (fails closed)
         if now == baseline:
-            client.set_registered_model_alias(p.name, CHAMPION, p.version)
+            move_alias(client, p.name, CHAMPION, p.version)
             outcome.promoted = True
             return outcome
         mlflow.set_tag("hyperflow.champion_changed", f"{baseline} -> {now}")

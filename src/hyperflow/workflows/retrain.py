@@ -24,7 +24,7 @@ from hyperflow.config import (PromoteConfig, RetrainConfig, TrainConfig, build_c
 from hyperflow.data import BUILTINS
 from hyperflow.errors import UsageError
 from hyperflow.registry import (CHALLENGER, CHAMPION, alias_version, build_gate, model_exists, model_version,
-                                registered_model, run_config, version_run)
+                                registered_model, registry_error, run_config, version_run)
 from hyperflow.training import load_data
 from hyperflow.workflows.lock import RegistryLock
 from hyperflow.workflows.promote import PromoteOutcome, first_promotion_refused, promote
@@ -79,8 +79,12 @@ def retrain_key(name: str, fingerprint: str, mode: str, settings: Mapping[str, A
 
 def finished_retrain(client: MlflowClient, experiment_id: str, key: str) -> str | None:
     """The id of a FINISHED retrain run with this key that promoted or rejected, if any."""
-    runs = client.search_runs([experiment_id], f"tags.`{KEY_TAG}` = '{key}' and attributes.status = 'FINISHED'",
-                              max_results=20)
+    try:
+        runs = client.search_runs([experiment_id], f"tags.`{KEY_TAG}` = '{key}' and attributes.status = 'FINISHED'",
+                                  max_results=20)
+    except Exception as exc:  # fails closed: an unreadable store is not "never retrained"
+        raise registry_error(exc, "looking for a finished retrain of the same data and code",
+                             store="tracking store") from None
     return next((r.info.run_id for r in runs if r.data.tags.get(OUTCOME_TAG) in ("promoted", "rejected")), None)
 
 
@@ -123,7 +127,10 @@ def retrain(config: RetrainConfig, overrides: Mapping[str, Any] | None = None, *
     if previous:
         return _skipped(config, base, key, tags, previous)
     if not exists:
-        client.create_registered_model(config.model_name)
+        try:
+            client.create_registered_model(config.model_name)
+        except Exception as exc:
+            raise registry_error(exc, f"creating model '{config.model_name}'", client=client) from None
     with RegistryLock(config.model_name, lease=config.lease, settle=settle, client=client) as lock:
         previous = None if config.force else finished_retrain(client, experiment_id, key)
         if previous:  # finished while we waited for the lock
@@ -150,9 +157,12 @@ def retrain(config: RetrainConfig, overrides: Mapping[str, Any] | None = None, *
 
 
 def _experiment_id(name: str | None) -> str:
-    if name:
-        return mlflow.set_experiment(name).experiment_id
-    return mlflow.tracking.fluent._get_experiment_id()  # MLflow's rule: env, active run, or default
+    try:
+        if name:
+            return mlflow.set_experiment(name).experiment_id
+        return mlflow.tracking.fluent._get_experiment_id()  # MLflow's rule: env, active run, or default
+    except Exception as exc:
+        raise registry_error(exc, f"opening experiment '{name or 'the default'}'", store="tracking store") from None
 
 
 def _skipped(config: RetrainConfig, base: TrainConfig, key: str, tags: dict[str, str],
