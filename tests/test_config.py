@@ -1,9 +1,13 @@
+import dataclasses
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from hyperflow.config import PRESETS, TrainConfig, build_config
+from hyperflow.config import PRESETS, PromoteConfig, RetrainConfig, TrainConfig, build_config
 from hyperflow.errors import UsageError
+from hyperflow.search.settings import SearchConfig
 
 
 def test_defaults_follow_the_issue():
@@ -83,3 +87,35 @@ def test_config_is_frozen_and_replace_validates():
     assert c.replace(epochs=3).epochs == 3
     with pytest.raises(UsageError):
         c.replace(epochs=0)
+
+
+@pytest.mark.parametrize("make, fragment", [
+    (lambda: TrainConfig(lr=-1), "lr must be positive"),
+    (lambda: TrainConfig(optimizer="lion"), "unknown optimizer 'lion'"),
+    (lambda: TrainConfig(width=10**10), "width must be at most"),
+    (lambda: TrainConfig(seed=2**32), "seed must be a whole number from 0 to 4294967295"),
+    (lambda: TrainConfig(epochs="ten"), "expected a whole number"),
+    (lambda: dataclasses.replace(TrainConfig(), batch_size=0), "batch_size must be positive"),
+    (lambda: SearchConfig(strategy="bayes"), "unknown strategy 'bayes'"),
+    (lambda: SearchConfig(max_evals=0), "max_evals must be at least 1"),
+    (lambda: SearchConfig(max_evals=10**12), "max_evals must be at most 1000000"),
+    (lambda: dataclasses.replace(SearchConfig(), backend="spark", strategy="grid"), "backend=spark runs random"),
+    (lambda: PromoteConfig(), "model_name is required"),
+    (lambda: PromoteConfig(model_name="m", max_attempts=0), "max_attempts must be from 1 to 100"),
+    (lambda: RetrainConfig(model_name="m", mode="grid"), "unknown mode 'grid'"),
+    (lambda: RetrainConfig(model_name="m", lease=1), "lease must be from 10 seconds"),
+])
+def test_every_config_validates_itself_on_every_path(make, fragment):
+    """Python API, dataclasses.replace, CLI and MLproject all construct the dataclass: none can skip this."""
+    with pytest.raises(UsageError, match=re.escape(fragment)) as caught:
+        make()
+    assert "\n" not in str(caught.value)
+
+
+def test_configs_coerce_what_they_are_given():
+    c = TrainConfig(epochs="5", lr=np.float64(0.01), width=np.int64(32), batch_norm="yes", target=2020)
+    assert (c.epochs, c.lr, c.width, c.batch_norm, c.target) == (5, 0.01, 32, True, "2020")
+    assert type(c.lr) is float and type(c.width) is int
+    assert SearchConfig(max_evals="12").max_evals == 12
+    assert PromoteConfig(model_name="m", allow_first="true").allow_first is True
+    assert RetrainConfig(model_name="m", max_evals="30").max_evals == 30
