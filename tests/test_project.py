@@ -70,7 +70,8 @@ def test_steps_stay_thin():
 
 @pytest.mark.slow
 def test_mlflow_run_train_end_to_end(tmp_path, tracking_uri):
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}  # the step's `python`
     for var in ("MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID"):
         env.pop(var, None)  # set by earlier in-process tests; the subprocess chooses its own
     (tmp_path / "settings.yaml").write_text("epochs: 3\nwidth: 64\n")

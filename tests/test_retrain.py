@@ -259,7 +259,8 @@ def test_schedule_files_parse_and_run_the_same_command():
 
 
 def _env(tracking_uri: str, **extra: str) -> dict[str, str]:
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, **extra}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, **extra,  # `mlflow` and `python` of this venv
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     for var in ("MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID"):
         env.pop(var, None)
     return env
