@@ -36,13 +36,16 @@ def test_sigterm_ends_the_run_killed(tmp_path):
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
     for var in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID"):
         env.pop(var, None)
+    client = mlflow.MlflowClient(uri)
+    client.search_experiments()  # the tables exist before the subprocess opens the store (no migration race)
     proc = subprocess.Popen([sys.executable, "-m", "hyperflow", "train", "epochs=100000", "log_model=false",
                              "progress=false", "experiment=term"], env=env, cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    client = mlflow.MlflowClient(uri)
     try:
         def running():
-            exp = client.get_experiment_by_name("term") if (tmp_path / "mlflow.db").exists() else None
+            if proc.poll() is not None:
+                raise AssertionError(f"hyperflow train exited early: {proc.stderr.read()[-2000:]}")
+            exp = client.get_experiment_by_name("term")
             runs = client.search_runs([exp.experiment_id]) if exp else []
             return runs and runs[0].info.status == "RUNNING" and client.get_metric_history(runs[0].info.run_id,
                                                                                            "val_loss")
@@ -69,10 +72,15 @@ def serve_model(model_uri: str, tracking_uri: str, timeout: float = 120) -> Iter
     port = _free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
-         "-h", "127.0.0.1", "-p", str(port)], env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+         "-h", "127.0.0.1", "-p", str(port)],
+        # the server execs uvicorn from PATH: the interpreter's own bin directory, venv activated or not
+        env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri,
+             "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         def ping():
+            if server.poll() is not None:  # it exited: say why instead of waiting for the deadline
+                raise AssertionError(f"the model server exited: {server.stderr.read()[-3000:]}")
             try:
                 return urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1).status == 200
             except OSError:
