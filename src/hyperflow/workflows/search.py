@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 import mlflow
 import numpy as np
@@ -195,8 +195,12 @@ def run_trial_safely(task: TrialTask, point: dict[str, Any], dataset: Dataset,
 class SearchRunner:
     """Runs a search for ``base`` training settings over a YAML space, tracked in MLflow."""
 
-    def __init__(self, search: SearchConfig, base: TrainConfig, spark_session: Any = None) -> None:
+    def __init__(self, search: SearchConfig, base: TrainConfig, spark_session: Any = None,
+                 given: Collection[str] | None = None) -> None:
+        """``given``: the settings the user set (command line, config file); a resume takes every other one
+        from the search it resumes. Without it, a setting counts as given when it differs from its default."""
         self.search, self.spark_session = search, spark_session
+        self.given = None if given is None else set(given)
         self.base = base.replace(log_model=False, model_name=None, progress=False, tensorboard=False)
         self.client = MlflowClient()
         self.records: list[TrialRecord] = []
@@ -255,10 +259,11 @@ class SearchRunner:
         return run
 
     def _keep_recorded_settings(self, run: Any) -> None:
-        """A resume continues with the settings the search recorded. A setting given here with a value other
-        than its default replaces the recorded one if a resume may change it (the budget, the stop rules, where
-        trials run, what happens to the best model), and is refused otherwise (it would change what the
-        trials are): one line, nothing written."""
+        """A resume continues with the settings the search recorded. A setting given here replaces the
+        recorded one if a resume may change it (the budget, the stop rules, where trials run, what happens to
+        the best model); another value for any other setting is refused (it would change what the trials
+        are): one line, nothing written. ``data`` may name the same file by another path (the data's
+        fingerprint is compared once they are loaded)."""
         params, tags = run.data.params, run.data.tags
         current = json.loads(tags.get(SETTINGS_TAG) or "{}")
         search_changes: dict[str, Any] = {}
@@ -270,37 +275,35 @@ class SearchRunner:
                 if f.name in skip:
                     continue
                 default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-                given = getattr(obj, f.name)
+                value = getattr(obj, f.name)
+                given = f.name in self.given if self.given is not None else value != default
                 if isinstance(default, dict):
                     recorded: Any = _recorded_mapping(params, f.name)
-                    if recorded is None or recorded == {k: str(v) for k, v in given.items()}:
+                    if recorded is None:
+                        recorded = {}
+                    if recorded == {k: str(v) for k, v in value.items()}:
                         continue
-                    if given == default:
+                    if not given:
                         changes[f.name] = {k: yaml.safe_load(v) for k, v in recorded.items()}
                         continue
-                    raise UsageError(_kept_setting(self.search.resume, f.name, recorded, given, resumable))
+                    raise UsageError(_kept_setting(self.search.resume, f.name, recorded, value))
                 recorded = current.get(f.name, params.get(f"resolved.{f.name}", params.get(f.name)))
                 if recorded is None:
                     if default is not None:
                         continue  # not recorded (an older search): nothing to compare with
                     recorded = "None"
-                if tracking._same_value(str(given), str(recorded)):
+                if tracking._same_value(str(value), str(recorded)):
                     continue
-                if f.name in resumable and given != default:
-                    self.changed[f.name] = str(given)
-                elif given == default or (f.name == "data" and self._same_data(run)):
-                    if f.name != "data":
-                        changes[f.name] = coerce(f.name, recorded, cls)
-                else:
-                    raise UsageError(_kept_setting(self.search.resume, f.name, recorded, given, resumable))
+                if not given:
+                    changes[f.name] = coerce(f.name, recorded, cls)
+                elif f.name in resumable:
+                    self.changed[f.name] = str(value)
+                elif not (f.name == "data" and run.data.tags.get("hyperflow.data_fingerprint")):
+                    raise UsageError(_kept_setting(self.search.resume, f.name, recorded, value))
         if search_changes:
             self.search = dataclasses.replace(self.search, **search_changes)
         if train_changes:
             self.base = self.base.replace(**train_changes)
-
-    def _same_data(self, run: Any) -> bool:
-        """``data`` given as another path to the same file (the fingerprint check follows)."""
-        return bool(run.data.tags.get("hyperflow.data_fingerprint"))
 
     def _load_space(self) -> dict[str, Any]:
         """The space file given, else (resuming) the space the search ran with, else the task's default."""
@@ -475,9 +478,12 @@ class SearchRunner:
     # ------------------------------------------------------------------------------------- main
     def run(self) -> SearchOutcome:
         self.prepare()
-        db_log = logging.getLogger("mlflow.store.db.utils")  # it logs a traceback per database error
-        level = db_log.level
-        db_log.setLevel(logging.CRITICAL)
+        # MLflow logs a traceback per database error and hyperopt a line per exception in the objective: a
+        # failure is reported once, below, in one line
+        quiet = [logging.getLogger(name) for name in ("mlflow.store.db.utils", "hyperopt.fmin")]
+        levels = [logger.level for logger in quiet]
+        for logger in quiet:
+            logger.setLevel(logging.CRITICAL)
         try:
             return self._run()
         except Exception as exc:
@@ -485,7 +491,8 @@ class SearchRunner:
                 raise
             raise SearchFailed(self._store_failure(exc)) from None
         finally:
-            db_log.setLevel(level)
+            for logger, level in zip(quiet, levels):
+                logger.setLevel(level)
 
     def _store_failure(self, exc: BaseException) -> str:
         where = f"the tracking store {mlflow.get_tracking_uri()}"
@@ -494,9 +501,9 @@ class SearchRunner:
         message = f"{where} failed: {tracking.one_line(exc)}"
         if not self.parent_id:
             return message + "; nothing was written: run the search again once the store works"
-        return (f"{message}; {len(self.records)} trial(s) of search run {self.parent_id} are recorded, runs that "
-                f"could not be marked stay RUNNING until the resume ends them; once the store works, continue with: "
-                f"hyperflow search resume={self.parent_id}")
+        return (f"{message}; search run {self.parent_id} keeps the trials whose results reached the store (runs "
+                f"that could not be marked stay RUNNING until the resume ends them); once the store works, continue "
+                f"with: hyperflow search resume={self.parent_id}")
 
     artifact_uri = ""
 
@@ -807,7 +814,7 @@ def _recorded_mapping(params: dict[str, str], name: str) -> dict[str, str] | Non
     return found or None
 
 
-def _kept_setting(run_id: str | None, key: str, recorded: Any, given: Any, resumable: tuple[str, ...]) -> str:
+def _kept_setting(run_id: str | None, key: str, recorded: Any, given: Any) -> str:
     return (f"resume={run_id}: {key} was {recorded} in that search, not {given}: a resumed search keeps the "
             f"settings that define its trials (a resume may change only {', '.join(RESUMABLE_SEARCH)}); leave "
             f"{key} out to continue with {recorded}, or start a new search")
