@@ -442,7 +442,7 @@ def is_store_error(exc: BaseException) -> bool:
             return True  # the server answered with an error of its own (a 5xx, unavailable, refused)
         if isinstance(exc, MlflowException) and exc.error_code in STORE_ERROR_CODES - {"INTERNAL_ERROR"}:
             return True
-        exc = exc.__cause__ or exc.__context__
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)  # `from None` ends the chain
     return False
 
 
