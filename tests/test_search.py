@@ -295,3 +295,42 @@ def test_a_budget_smaller_than_the_presets_still_runs_its_trials(tmp_path, exper
                                         "register": "false"})
         outcome = SearchRunner(settings, build_config({**TINY, "experiment": experiment})).run()
         assert len(outcome.records) == budget and outcome.best is not None
+
+
+LRS = ", ".join(f"{0.001 * (i + 1):.3f}" for i in range(60))
+BAD_SPACES = [
+    ("optimizer: {type: choice, options: [adam, sgd]}", "random", "needs 'options' as a mapping"),
+    ("optimizer: {type: choice, options: {}}", "random", "needs 'options' as a mapping"),
+    ("lr: {type: uniform, low: 0.001, high: 0.01, grid: 0}", "grid", "grid: 0"),
+    ("lr: {type: uniform, low: 0.001, high: 0.01, grid: many}", "grid", "grid: 'many'"),
+    ("depth: {type: int, low: 1, high: 1.0e+12}", "grid", "grid points"),
+    ("width: {type: int, low: 1, high: 1.0e+12}", "tpe", "width must be at most"),
+    ("width: {type: quniform, low: 10, high: 12, q: 50}", "random", "width must be positive"),
+    ("width: {type: quniform, low: 10, high: 12, q: 50}", "grid", "no grid point"),
+    ("lr: {type: quniform, low: 0.001, high: 0.01, q: small}", "random", "needs a step q"),
+    ("lr: {type: uniform, low: .nan, high: 0.1}", "random", "finite"),
+    ("lr: {type: uniform, lo: 0.001, high: 0.1}", "random", "unknown key(s) lo"),
+    ("lr: 0.001\noptimizer: {type: choice, options: {adam: {lr: 0.01}}}", "random", "set both inside"),
+    # invalid only for some points: past the first 50 grid points, and in one conditional branch only
+    (f"width: {{type: choice, values: [8, 16]}}\nlr: {{type: choice, values: [{LRS}, -1.0]}}", "grid",
+     "lr must be positive"),
+    ("optimizer:\n  type: choice\n  options:\n    adam: {}\n    sgd: {momentum: {type: uniform, low: 0.5, high: 1.5}}",
+     "tpe", "momentum, beta1 and beta2 must be in [0, 1)"),
+    (b"lr: {type: uniform, low: 0.001, high: 0.1}  # \xe9t\xe9\n", "random", "is not UTF-8"),
+]
+
+
+@pytest.mark.parametrize("text, strategy, fragment", BAD_SPACES, ids=[str(i) for i in range(len(BAD_SPACES))])
+def test_a_bad_space_is_refused_before_anything_is_written(text, strategy, fragment, tmp_path, experiment, client,
+                                                           capsys):
+    path = tmp_path / "space.yaml"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    models = len(client.search_registered_models())
+    capsys.readouterr()
+    assert main(["search", f"space={path}", f"strategy={strategy}", "max_evals=2", "epochs=1",
+                 f"experiment={experiment}", "progress=false"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hyperflow: error:") and fragment in err and "\n" not in err, err
+    exp = mlflow.get_experiment_by_name(experiment)
+    assert mlflow.search_runs([exp.experiment_id], output_format="list") == []
+    assert len(client.search_registered_models()) == models
