@@ -1,0 +1,123 @@
+"""The tracking store failing mid-search: a real `mlflow server` killed while trials run (retries off). One line
+names the store and the error and prints the resume command; no finished trial is marked FAILED; once the
+server is back, the resume keeps what reached it and finishes the search."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import mlflow
+import pytest
+
+from hyperflow.cli import main
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Server:
+    """`mlflow server` on a sqlite file; ``kill`` takes it down at once (with its workers), ``start`` again
+    serves the same database on the same port."""
+
+    def __init__(self, home: Path) -> None:
+        self.home, self.port, self.proc = home, _free_port(), None
+        self.uri = f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "Server":
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+        env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])  # its uvicorn
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{self.home}/server.db",
+             "--default-artifact-root", str(self.home / "artifacts"), "--host", "127.0.0.1",
+             "--port", str(self.port), "--workers", "1"], env=env, cwd=self.home, start_new_session=True,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def up():
+            assert self.proc.poll() is None, "mlflow server exited"
+            try:
+                return urllib.request.urlopen(f"{self.uri}/health", timeout=1).status == 200
+            except OSError:
+                return False
+        _wait(up, 120, "mlflow server")
+        return self
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # the server and the workers it started
+            self.proc.wait()
+
+
+@contextmanager
+def server(home: Path) -> Iterator[Server]:
+    s = Server(home).start()
+    try:
+        yield s
+    finally:
+        s.kill()
+
+
+@pytest.mark.slow
+def test_a_server_gone_mid_search_gives_one_line_and_the_resume_finishes(tmp_path, tracking_uri):
+    with server(tmp_path) as srv:
+        client = mlflow.MlflowClient(srv.uri)
+        client.create_experiment("gone")  # so that the search prints nothing else (no "creating" note)
+        env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")}
+        env.update({"MLFLOW_TRACKING_URI": srv.uri, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"})
+        args = ["strategy=random", "max_evals=6", "pruner=none", "epochs=20", "width=16", "progress=false",
+                "experiment=gone", "model_name=gone-model"]
+        proc = subprocess.Popen([sys.executable, "-m", "hyperflow", "search", *args], env=env, cwd=tmp_path,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        exp = client.get_experiment_by_name("gone").experiment_id
+
+        def two_finished():
+            assert proc.poll() is None, proc.communicate()[1][-2000:]
+            runs = client.search_runs([exp])
+            return sum(r.info.status == "FINISHED" for r in runs if r.data.tags["hyperflow.role"] == "trial") >= 2
+        try:
+            _wait(two_finished, 180, "two finished trials")
+        finally:
+            srv.kill()
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 1, err[-3000:]
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert len(lines) == 1, err[-3000:]
+        assert srv.uri in lines[0] and "hyperflow search resume=" in lines[0] and "Traceback" not in err
+        parent = lines[0].split("resume=")[-1].strip()
+
+        srv.start()
+        finished_before = {r.info.run_id for r in client.search_runs([exp])
+                           if r.data.tags.get("hyperflow.trial_status") in ("ok", "pruned")}
+        assert len(finished_before) >= 2
+        mlflow.set_tracking_uri(srv.uri)
+        try:
+            assert main(["search", f"resume={parent}"]) == 0
+        finally:
+            mlflow.set_tracking_uri(tracking_uri)
+        runs = client.search_runs([exp], max_results=200)
+        assert not [r for r in runs if r.info.status == "RUNNING"]
+        done = [r for r in runs if r.data.tags.get("hyperflow.trial_status")]
+        assert sorted(int(r.data.tags["hyperflow.trial_number"]) for r in done) == list(range(6))
+        assert finished_before <= {r.info.run_id for r in done}
+        assert all(r.info.status == "FINISHED" for r in done if r.data.tags["hyperflow.trial_status"] != "failed")
+        assert client.get_run(parent).info.status == "FINISHED"
+        assert len(client.search_model_versions("name = 'gone-model'")) == 1
