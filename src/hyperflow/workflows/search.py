@@ -295,6 +295,9 @@ class SearchRunner:
                 if tracking._same_value(str(value), str(recorded)):
                     continue
                 if not given:
+                    source = tags.get("hyperflow.data", "")
+                    if f.name == "data" and source and not source.startswith("builtin:") and Path(source).is_file():
+                        recorded = source  # the file's absolute path: a relative one may not hold here
                     changes[f.name] = coerce(f.name, recorded, cls)
                 elif f.name in resumable:
                     self.changed[f.name] = str(value)
@@ -451,7 +454,8 @@ class SearchRunner:
         return algo
 
     def _queue_presets(self, trials: Trials) -> None:
-        # queued trials count toward max_evals, and fmin evaluates them only when it has one of its own to add
+        # queued trials count toward max_evals, and fmin evaluates them only when it has one of its own to add;
+        # presets run first, so a resume among them caps the rest as the first run did
         for vals in self._preset_points()[: max(0, self.search.max_evals - len(self.records) - 1)]:
             self._queue_point(trials, vals)
 
@@ -510,7 +514,7 @@ class SearchRunner:
     def _run(self) -> SearchOutcome:
         fresh = self.resumed is None
         with tracking.tracked_run("search", experiment=self.base.experiment, run_id=self.search.resume,
-                                  run_name=f"search-{self.dataset.name}" if fresh else None,
+                                  run_name=tracking.unique_run_name("search", self.dataset.name) if fresh else None,
                                   tags=tracking.run_tags(self.dataset)) as parent:
             self.parent_id, self.experiment_id = parent.info.run_id, parent.info.experiment_id
             self.artifact_uri = parent.info.artifact_uri
@@ -609,7 +613,7 @@ class SearchRunner:
             point = complete_point(self.space, preset)  # nested keys too (sgd's momentum under optimizer)
             if point is not None and point != middle and point not in points:
                 points.append(point)
-        presets = [to_vals(self.space, point) for point in points][: max(0, self.search.max_evals - 1)]
+        presets = [to_vals(self.space, point) for point in points]
         if not self.records:
             return presets
         inside = self._in_space()
