@@ -63,6 +63,25 @@ def test_spark_search_links_every_trial_and_registers_the_best(session, tmp_path
     assert version.tags["trial_run_id"] == outcome.best.run_id
 
 
+def test_a_resumed_spark_search_never_proposes_a_point_again(session, tmp_path, experiment, client):
+    """The suggestion for each trial id is seeded by (seed, id) and new ids continue after every number used,
+    so a resume (here with a larger budget) draws new points, in parallel too."""
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    common = {"backend": "spark", "parallelism": "2", "strategy": "random", "pruner": "none", "register": "false",
+              "seed_presets": "false"}
+    base = build_config({**TINY, "epochs": "1", "experiment": experiment})
+    first = SearchRunner(build_search_config({**common, "space": str(space), "max_evals": "3"}), base,
+                         spark_session=session).run()
+    second = SearchRunner(build_search_config({**common, "resume": first.run_id, "max_evals": "5"}), base,
+                          spark_session=session).run()
+    children = _children(client, first.run_id)
+    points = [(c.data.params["lr"], c.data.params["width"]) for c in children]
+    assert len(children) == 5 and len(set(points)) == 5 and len(second.records) == 5
+    assert sorted(int(c.data.params["trial_number"]) for c in children) == [0, 1, 2, 3, 4]
+    assert all(c.info.status == "FINISHED" for c in children)
+
+
 def test_spark_stop_rules_end_the_search_without_hanging(session, tmp_path, experiment, client):
     """loss_threshold met by the first trial: the search stops after the trials in flight (the stop rule sits
     in the suggestion step; early_stop_fn would hang SparkTrials) and no child is left RUNNING."""
