@@ -121,3 +121,25 @@ def test_a_server_gone_mid_search_gives_one_line_and_the_resume_finishes(tmp_pat
         assert all(r.info.status == "FINISHED" for r in done if r.data.tags["hyperflow.trial_status"] != "failed")
         assert client.get_run(parent).info.status == "FINISHED"
         assert len(client.search_model_versions("name = 'gone-model'")) == 1
+
+
+def test_a_read_only_sqlite_store_gives_one_line_and_touches_nothing(tmp_path, tracking_uri, capsys):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    space = tmp_path / "space.yaml"
+    space.write_text("lr: {type: loguniform, low: 1.0e-3, high: 1.0e-2}\nepochs: 1\n")
+    mlflow.set_tracking_uri(uri)
+    try:
+        assert main(["search", f"space={space}", "strategy=random", "max_evals=2", "register=false",
+                     "progress=false", "experiment=ro"]) == 0
+        client = mlflow.MlflowClient(uri)
+        parent = next(r for r in client.search_runs([client.get_experiment_by_name("ro").experiment_id])
+                      if r.data.tags["hyperflow.role"] == "search")
+        mlflow.set_tracking_uri(f"sqlite:///file:{tmp_path}/mlflow.db?mode=ro&uri=true")  # reads work, writes fail
+        capsys.readouterr()
+        assert main(["search", f"resume={parent.info.run_id}", "max_evals=3"]) == 1
+    finally:
+        mlflow.set_tracking_uri(tracking_uri)
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "readonly database" in err and f"resume={parent.info.run_id}" in err, err
+    after = client.get_run(parent.info.run_id)
+    assert after.info.status == "FINISHED" and after.info.end_time == parent.info.end_time

@@ -446,6 +446,24 @@ def is_store_error(exc: BaseException) -> bool:
     return False
 
 
+def store_error_text(exc: BaseException) -> str:
+    """One line for a store failure: the deepest cause that says what the store did (``sqlite3.OperationalError:
+    attempt to write a readonly database``, ``ConnectionRefusedError: [Errno 111] Connection refused``), not the
+    wrapper's first line."""
+    import sqlite3
+
+    import requests
+
+    found, seen = exc, set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (sqlite3.Error, requests.RequestException, OSError)) or hasattr(current, "orig"):
+            found = getattr(current, "orig", None) or current
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+    return one_line(found)
+
+
 def one_line(exc: BaseException, limit: int = 300) -> str:
     """``Type: first line of the message``, at most ``limit`` characters: for a one-line error report."""
     text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")

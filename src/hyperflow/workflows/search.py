@@ -248,7 +248,7 @@ class SearchRunner:
                 raise UsageError(f"resume={rid}: no such run in {mlflow.get_tracking_uri()}") from None
             if tracking.is_store_error(exc):
                 raise SearchFailed(f"the tracking store {mlflow.get_tracking_uri()} failed while reading run "
-                                   f"{rid}: {tracking.one_line(exc)}") from None
+                                   f"{rid}: {tracking.store_error_text(exc)}") from None
             raise UsageError(f"resume={rid}: cannot read that run: {tracking.one_line(exc)}") from None
         if run.data.tags.get(tracking.ROLE_TAG) != "search":
             raise UsageError(f"resume={rid} is not a search run (its role is "
@@ -502,12 +502,13 @@ class SearchRunner:
         where = f"the tracking store {mlflow.get_tracking_uri()}"
         if isinstance(exc, OSError) and not isinstance(exc, ConnectionError) and self.artifact_uri:
             where = f"the artifact store {self.artifact_uri}"
-        message = f"{where} failed: {tracking.one_line(exc)}"
-        if not self.parent_id:
+        message = f"{where} failed: {tracking.store_error_text(exc)}"
+        parent = self.parent_id or self.search.resume
+        if not parent:
             return message + "; nothing was written: run the search again once the store works"
-        return (f"{message}; search run {self.parent_id} keeps the trials whose results reached the store (runs "
+        return (f"{message}; search run {parent} keeps the trials whose results reached the store (runs "
                 f"that could not be marked stay RUNNING until the resume ends them); once the store works, continue "
-                f"with: hyperflow search resume={self.parent_id}")
+                f"with: hyperflow search resume={parent}")
 
     artifact_uri = ""
 
