@@ -13,7 +13,7 @@ import time
 import torch
 
 from hyperflow.config import build_config
-from hyperflow.training import setup_training
+from hyperflow.core.assembly import setup_training
 
 # (settings, metric, floor, also on the CPU for comparison)
 CASES = [

@@ -8,7 +8,7 @@ Protocol (the issue's): Adam, constant lr, MLP 128-128 (width=128, depth=2), bat
     excess = val_loss(lr chosen by a rule) - min over the grid of val_loss          (wine, breast_cancer: tiny)
 
 Rules compared side by side, all on the same freshly initialised model + optimizer that training uses
-(hyperflow.training.setup_training with the same seed, so the same split and the same initial weights):
+(hyperflow.core.assembly.setup_training with the same seed, so the same split and the same initial weights):
 - hyperflow's LRFinder with its defaults (start 1e-7, end 1, 100 mini-batches of 32), one sweep per seed,
   read with each of its rules (valley, steep, minimum) and the geometric middle of its lr_range_;
 - torch-lr-finder 0.2.2: LRFinder(model, optimizer, criterion).range_test(loader, start_lr=1e-7, end_lr=1,
@@ -52,8 +52,8 @@ import numpy as np
 import torch
 
 from hyperflow.config import build_config
-from hyperflow.lr_finder import LRFinder, lr_range, smooth, suggest
-from hyperflow.training import load_data, run_lr_finder, setup_training
+from hyperflow.core.lr_finder import LRFinder, lr_range, smooth, suggest
+from hyperflow.core.assembly import load_data, run_lr_finder, setup_training
 
 DATASETS = ("digits", "diabetes", "synthetic", "wine", "breast_cancer")
 TINY = ("wine", "breast_cancer")  # grid-best val loss ~0.001-0.02: judged by excess loss, not by a ratio

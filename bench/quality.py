@@ -1,7 +1,7 @@
 """Test-set quality of hyperflow's defaults (and of tuned settings where a default misses its target).
 
 Each case is a set of ``hyperflow train`` settings; for every seed it runs
-hyperflow.config.build_config(settings) + hyperflow.training.setup_training + trainer.fit +
+hyperflow.config.build_config(settings) + hyperflow.core.assembly.setup_training + trainer.fit +
 trainer.evaluate(X_test, y_test, prefix="test_"), without MLflow. The seed changes the data split as
 well as the initialisation and batch order, so the spread across seeds includes split noise. For the
 tabular sets a scikit-learn linear model fitted on the same preprocessed split (RidgeCV / logistic
@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from hyperflow.config import build_config
-from hyperflow.training import setup_training
+from hyperflow.core.assembly import setup_training
 
 
 @dataclass

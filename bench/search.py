@@ -95,7 +95,7 @@ class Objective:
 
     def __init__(self, seed: int) -> None:
         from hyperflow.config import build_config
-        from hyperflow.data import load_dataset
+        from hyperflow.core.data import load_dataset
 
         self.seed = seed
         self.base = build_config({**BASE, "seed": seed})
@@ -103,7 +103,7 @@ class Objective:
         self.trials: list[dict[str, Any]] = []
 
     def __call__(self, point: dict[str, Any], callbacks: list = ()) -> dict[str, Any]:
-        from hyperflow.training import setup_training
+        from hyperflow.core.assembly import setup_training
 
         d = self.dataset
         record = {"params": point, "status": "failed", "loss": None, "epochs": 0, "history": []}
@@ -132,7 +132,7 @@ def parse_method(spec: str) -> tuple[str, dict[str, str]]:
 
 
 def hyperflow_settings(base: str, opts: dict[str, str]) -> dict[str, Any]:
-    from hyperflow.search.settings import SearchConfig
+    from hyperflow.config.search import SearchConfig
 
     d = SearchConfig()
     known = {"startup": int, "gamma": float, "ei": int, "prior": float, "presets": str, "pruner": str,
@@ -152,9 +152,9 @@ def run_hyperopt(base: str, opts: dict[str, str], seed: int, n_trials: int) -> l
     from hyperopt import STATUS_FAIL, STATUS_OK, Trials, fmin, rand, tpe
     from hyperopt.fmin import generate_trials_to_calculate
 
-    from hyperflow.search.pruning import PruningCallback, make_pruner
+    from hyperflow.core.pruning import PruningCallback, make_pruner
     from hyperflow.search.space import flatten, to_hyperopt
-    from hyperflow.workflows.search import SearchRunner
+    from hyperflow.search.runner import SearchRunner
 
     space = load_bench_space()
     objective = Objective(seed)
@@ -217,7 +217,7 @@ def run_grid(seed: int, n_trials: int) -> list[dict[str, Any]]:
 def run_optuna(base: str, seed: int, n_trials: int) -> list[dict[str, Any]]:
     import optuna
 
-    from hyperflow.trainer import Callback
+    from hyperflow.core.trainer import Callback
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     objective = Objective(seed)
@@ -290,7 +290,7 @@ def replay(trials: list[dict[str, Any]], pruner: str, min_epochs: int, rf: int, 
     """The trials a pruner would have left of a search whose points do not depend on the losses (random,
     grid): training is deterministic, so a pruned trial's curve is a prefix of the full one. Uses
     hyperflow's ``make_pruner``; exact for random search + pruning."""
-    from hyperflow.search.pruning import make_pruner
+    from hyperflow.core.pruning import make_pruner
 
     p = make_pruner(pruner, min_epochs, rf, startup)
     out: list[dict[str, Any]] = []

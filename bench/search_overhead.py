@@ -16,10 +16,10 @@ from pathlib import Path
 import mlflow
 
 from hyperflow.config import build_config
-from hyperflow.search.settings import build_search_config
+from hyperflow.config.search import build_search_config
 from hyperflow.search.space import grid_points, load_space
-from hyperflow.training import load_data, setup_training
-from hyperflow.workflows.search import SearchRunner
+from hyperflow.core.assembly import load_data, setup_training
+from hyperflow.search.runner import SearchRunner
 
 SPACE = """
 lr: {type: loguniform, low: 3.0e-4, high: 1.0e-2, grid: %d}

@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from services import MlflowServer  # noqa: E402
 
 from hyperflow.config import build_config  # noqa: E402
-from hyperflow.search.settings import build_search_config  # noqa: E402
-from hyperflow.workflows.search import SearchRunner  # noqa: E402
+from hyperflow.config.search import build_search_config  # noqa: E402
+from hyperflow.search.runner import SearchRunner  # noqa: E402
 
 CALLS: dict[str, list[float]] = defaultdict(list)
 

@@ -1,6 +1,6 @@
 """Cost of MLflow tracking: the same training with the metrics callback on and off.
 
-"off" is hyperflow.training.setup_training(config) + trainer.fit; "on" is the same plus the tracking
+"off" is hyperflow.core.assembly.setup_training(config) + trainer.fit; "on" is the same plus the tracking
 callback hyperflow.tracking.MlflowMetrics(run_id, flush_secs), inside an MLflow run on a temporary
 SQLite store. Only trainer.fit is timed (it includes the callback's final flush in on_train_end);
 setup, run start and run end are outside the timed region. The variants (off, flush_secs=1.0,
@@ -45,7 +45,7 @@ import torch  # noqa: E402
 import hyperflow.tracking as tracking  # noqa: E402
 import hyperflow.workflows.train as workflow  # noqa: E402
 from hyperflow.config import TrainConfig, build_config  # noqa: E402
-from hyperflow.training import load_data, setup_training  # noqa: E402
+from hyperflow.core.assembly import load_data, setup_training  # noqa: E402
 
 _IMPORT_SECONDS = time.perf_counter() - _T0
 

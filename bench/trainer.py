@@ -1,6 +1,6 @@
 """Epoch time of hyperflow's Trainer against a bare PyTorch loop, a DataLoader loop and Lightning.
 
-All contenders train the same MLP (hyperflow.models.mlp, 64-256-256-10) on the digits training split
+All contenders train the same MLP (hyperflow.core.models.mlp, 64-256-256-10) on the digits training split
 with Adam at a constant learning rate, batch 64, the same number of optimizer steps per epoch and the
 same thread count, and each one runs a validation pass (loss + accuracy on the whole validation split)
 after every epoch, because hyperflow's Trainer always does. "ms/epoch" is the wall time of one fit
@@ -33,10 +33,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from hyperflow.data import load_dataset
-from hyperflow.losses import build_loss
-from hyperflow.models import build_model, mlp
-from hyperflow.trainer import Trainer, steps_per_epoch
+from hyperflow.core.data import load_dataset
+from hyperflow.core.losses import build_loss
+from hyperflow.core.models import build_model, mlp
+from hyperflow.core.trainer import Trainer, steps_per_epoch
 
 LR = 3e-3
 

@@ -7,7 +7,7 @@ import pytest
 
 from hyperflow.config import PRESETS, PromoteConfig, RetrainConfig, TrainConfig, build_config
 from hyperflow.errors import UsageError
-from hyperflow.search.settings import SearchConfig
+from hyperflow.config.search import SearchConfig
 
 
 def test_defaults_follow_the_issue():

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hyperflow.data import BUILTINS, infer_task, load_dataset, make_shapes
+from hyperflow.core.data import BUILTINS, infer_task, load_dataset, make_shapes
 from hyperflow.errors import UsageError
 
 

@@ -14,7 +14,7 @@ from mlflow.projects._project_spec import load_project
 
 from hyperflow.cli import CONFIGS, Invocation, parse
 from hyperflow.config import PromoteConfig, RetrainConfig, TrainConfig, coerce, field_defaults
-from hyperflow.search.settings import SearchConfig
+from hyperflow.config.search import SearchConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = load_project(str(ROOT))

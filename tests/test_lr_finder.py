@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from hyperflow.config import build_config
-from hyperflow.lr_finder import LRFinder, curve_status, lr_range, read_curve, suggest
-from hyperflow.training import setup_training
+from hyperflow.core.lr_finder import LRFinder, curve_status, lr_range, read_curve, suggest
+from hyperflow.core.assembly import setup_training
 
 LRS = np.geomspace(1e-7, 1, 100)
 

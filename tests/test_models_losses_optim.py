@@ -8,9 +8,9 @@ import torch
 
 from hyperflow.config import build_config
 from hyperflow.errors import UsageError
-from hyperflow.losses import build_loss
-from hyperflow.models import build_model
-from hyperflow.optim import build_optimizer, build_scheduler
+from hyperflow.core.losses import build_loss
+from hyperflow.core.models import build_model
+from hyperflow.core.optim import build_optimizer, build_scheduler
 
 
 def lrs_and_momenta(config, steps_per_epoch=10):

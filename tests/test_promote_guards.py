@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 
 from hyperflow.cli import main
 from hyperflow.config import build_config
-from hyperflow.registry import RegistryError, alias_version, model_exists
+from hyperflow.tracking.registry import RegistryError, alias_version, model_exists
 from hyperflow.workflows.promote import PromoteConfig, promote
 from hyperflow.workflows.train import train
 from test_registry import items_csv

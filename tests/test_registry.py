@@ -11,7 +11,7 @@ import pytest
 from hyperflow.cli import main
 from hyperflow.config import build_config
 from hyperflow.errors import UsageError
-from hyperflow.registry import Rule, Gate, alias_version, build_gate
+from hyperflow.tracking.registry import Rule, Gate, alias_version, build_gate
 from hyperflow.workflows.promote import ChampionConflict, PromoteConfig, promote
 from hyperflow.workflows.train import train
 
@@ -190,7 +190,7 @@ def test_gate_from_yaml_file_inline_and_dotted_rules(tmp_path):
 
 
 def test_a_search_challenger_is_promoted_on_its_trials_settings(trained, client, experiment, tmp_path):
-    from hyperflow.search.settings import build_search_config
+    from hyperflow.config.search import build_search_config
     from hyperflow.workflows.search import search
 
     (tmp_path / "space.yaml").write_text("lr: {type: loguniform, low: 3.0e-3, high: 3.0e-2}\nepochs: 4\n")

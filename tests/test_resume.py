@@ -16,8 +16,8 @@ import pytest
 
 from hyperflow.cli import main
 from hyperflow.config import build_config
-from hyperflow.search.settings import build_search_config
-from hyperflow.workflows.search import SearchFailed, SearchRunner
+from hyperflow.config.search import build_search_config
+from hyperflow.search.runner import SearchFailed, SearchRunner
 
 TINY = {"width": "16", "progress": "false", "flush_secs": "5"}
 SPACE = """

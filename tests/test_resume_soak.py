@@ -21,8 +21,8 @@ import mlflow
 import pytest
 
 from hyperflow.config import build_config
-from hyperflow.search.settings import build_search_config
-from hyperflow.workflows.search import SearchRunner
+from hyperflow.config.search import build_search_config
+from hyperflow.search.runner import SearchRunner
 
 SPACE = """
 lr: {type: loguniform, low: 1.0e-3, high: 3.0e-2}

@@ -20,7 +20,7 @@ import yaml
 
 from hyperflow.cli import main
 from hyperflow.config import build_config
-from hyperflow.registry import alias_version
+from hyperflow.tracking.registry import alias_version
 from hyperflow.workflows.lock import LOCK_TAG, LockHeld, RegistryLock
 from hyperflow.workflows.promote import PromoteConfig, promote
 from hyperflow.workflows.retrain import RetrainConfig, newest_data, retrain

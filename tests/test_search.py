@@ -14,10 +14,10 @@ from hyperopt.pyll import stochastic
 from hyperflow.cli import main
 from hyperflow.config import build_config
 from hyperflow.errors import UsageError
-from hyperflow.search.pruning import ASHAPruner, MedianPruner
-from hyperflow.search.settings import build_search_config
+from hyperflow.core.pruning import ASHAPruner, MedianPruner
+from hyperflow.config.search import build_search_config
 from hyperflow.search.space import flatten, grid_points, load_space, to_hyperopt, to_vals
-from hyperflow.workflows.search import SearchRunner
+from hyperflow.search.runner import SearchRunner
 
 TINY = {"epochs": "3", "width": "32", "progress": "false", "flush_secs": "5"}
 

@@ -17,8 +17,8 @@ if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
 
 from hyperflow.config import build_config  # noqa: E402
 from hyperflow.search import spark  # noqa: E402
-from hyperflow.search.settings import build_search_config  # noqa: E402
-from hyperflow.workflows.search import SearchRunner  # noqa: E402
+from hyperflow.config.search import build_search_config  # noqa: E402
+from hyperflow.search.runner import SearchRunner  # noqa: E402
 from services import mlflow_server  # noqa: E402,F401  (PostgreSQL-backed server with basic auth)
 
 TINY = {"epochs": "3", "width": "32", "progress": "false", "flush_secs": "5"}

@@ -17,7 +17,7 @@ import pytest
 
 from hyperflow.cli import main
 from hyperflow.config import build_config
-from hyperflow.tables import column_kinds
+from hyperflow.core.tables import column_kinds
 from hyperflow.workflows.train import train
 from test_lifecycle import serve_model
 
@@ -278,7 +278,7 @@ def test_run_names_are_unique_and_say_what_the_run_is(experiment):
 
 
 def test_default_registered_name_carries_the_target_for_files(tmp_path):
-    from hyperflow.data import load_dataset
+    from hyperflow.core.data import load_dataset
 
     path = _table(tmp_path, "int64", "csv")
     assert load_dataset(path, "kind").default_model_name == "hyperflow-int64-kind"

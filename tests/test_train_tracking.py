@@ -79,7 +79,7 @@ def test_segmentation_model_returns_masks(experiment):
     outcome = train(build_config({"data": "shapes", "model": "unet", "channels": "4", "epochs": "2",
                                   "progress": "false", "experiment": experiment, "batch_size": "32"}))
     model = mlflow.pyfunc.load_model(outcome.model_uri)
-    from hyperflow.data import make_shapes
+    from hyperflow.core.data import make_shapes
 
     X, _ = make_shapes(n=3)
     out = model.predict(X)

@@ -6,8 +6,8 @@ import torch
 
 from hyperflow.config import build_config
 from hyperflow.errors import UsageError
-from hyperflow.trainer import Callback, steps_per_epoch
-from hyperflow.training import load_data, setup_training
+from hyperflow.core.trainer import Callback, steps_per_epoch
+from hyperflow.core.assembly import load_data, setup_training
 
 
 class Recorder(Callback):
@@ -107,7 +107,7 @@ def test_trailing_batch_of_one_is_dropped():
 
 
 def test_core_does_not_import_mlflow():
-    code = ("import sys, hyperflow.trainer, hyperflow.training, hyperflow.data, hyperflow.config; "
+    code = ("import sys, hyperflow.core.trainer, hyperflow.core.assembly, hyperflow.core.data, hyperflow.config; "
             "sys.exit('mlflow' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 

@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 from hyperflow.config import (PromoteConfig, RetrainConfig, TrainConfig, build_config, build_promote_config,
                               build_retrain_config, coerce, field_defaults, field_help, load_yaml, unknown_setting)
 from hyperflow.errors import UsageError
-from hyperflow.search.settings import SEARCH_KEYS, SearchConfig, build_search_config
+from hyperflow.config.search import SEARCH_KEYS, SearchConfig, build_search_config
 
 USAGE = """usage: hyperflow <command> [key=value ...]
 
@@ -150,7 +150,7 @@ def parse(argv: Sequence[str], *, from_mlproject: bool = False) -> Invocation:
 def check_data(inv: Invocation) -> None:
     """A mistake in ``data=``/``target=`` is reported before torch and MLflow are imported (seconds)."""
     if inv.command in ("train", "lr-find", "search") and inv.train is not None:
-        from hyperflow.data import precheck_source
+        from hyperflow.core.data import precheck_source
 
         precheck_source(inv.train.data, inv.train.target)
 
@@ -167,7 +167,7 @@ def check_experiment(name: str | None) -> None:
     try:
         experiment = MlflowClient().get_experiment_by_name(name)
     except Exception as exc:
-        from hyperflow.registry import registry_error
+        from hyperflow.tracking.registry import registry_error
 
         raise registry_error(exc, f"reading experiment '{name}'", store="tracking store") from None
     if experiment is not None and experiment.lifecycle_stage == "deleted":
@@ -282,7 +282,7 @@ def search_summary(outcome: Any, seconds: float) -> str:
 def cmd_search(inv: Invocation) -> int:
     import time
 
-    from hyperflow.workflows.search import SearchRunner
+    from hyperflow.search.runner import SearchRunner
 
     runner = SearchRunner(inv.search, inv.train)
     started = time.monotonic()

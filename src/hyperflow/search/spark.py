@@ -20,11 +20,11 @@ import mlflow
 from hyperopt import STATUS_FAIL, STATUS_OK
 
 from hyperflow.errors import UsageError
-from hyperflow.search.pruning import peer_statuses
+from hyperflow.core.pruning import peer_statuses
 from hyperflow.search.space import flatten
 
 if TYPE_CHECKING:
-    from hyperflow.workflows.search import TrialTask
+    from hyperflow.search.runner import TrialTask
 
 DAEMON_MODULE = "hyperflow.search.spark_daemon"
 INSTALL_HINT = "pip install 'hyperflow[spark]'"
@@ -110,8 +110,8 @@ class SparkObjective:
         self.__dict__.update(state)
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:  # runs on an executor
-        from hyperflow.training import load_data
-        from hyperflow.workflows.search import run_trial_safely
+        from hyperflow.core.assembly import load_data
+        from hyperflow.search.runner import run_trial_safely
 
         os.environ.update(self.env)
         mlflow.set_tracking_uri(self.env["MLFLOW_TRACKING_URI"])

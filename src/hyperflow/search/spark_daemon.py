@@ -9,7 +9,7 @@ import hyperopt  # noqa: F401
 import mlflow  # noqa: F401
 import torch  # noqa: F401
 
-import hyperflow.workflows.search  # noqa: F401
+import hyperflow.search.runner  # noqa: F401
 from pyspark.daemon import manager
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from typing import Any
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from hyperflow.registry import is_not_found, registered_model, registry_error
+from hyperflow.tracking.registry import is_not_found, registered_model, registry_error
 
 LOCK_TAG = "hyperflow.retrain_lock"
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from hyperflow import tracking
 from hyperflow.config import TrainConfig
-from hyperflow.lr_finder import LRFinder
-from hyperflow.training import Setup, run_lr_finder, setup_training
+from hyperflow.core.lr_finder import LRFinder
+from hyperflow.core.assembly import Setup, run_lr_finder, setup_training
 
 
 @dataclass

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from hyperflow.errors import UsageError
-from hyperflow.tables import TABLE_SUFFIXES, check_path, read_table
+from hyperflow.core.tables import TABLE_SUFFIXES, check_path, read_table
 
 OUT_SUFFIXES = (".csv", ".parquet")
 

@@ -22,7 +22,7 @@ from mlflow.tracking import MlflowClient
 from hyperflow import tracking
 from hyperflow.config import GATE_HELP, PromoteConfig, TrainConfig, build_promote_config  # noqa: F401 (re-exported)
 from hyperflow.errors import UsageError
-from hyperflow.registry import (CHAMPION, Check, EvalRows, Gate, alias_version, build_gate, check_replaceable,
+from hyperflow.tracking.registry import (CHAMPION, Check, EvalRows, Gate, alias_version, build_gate, check_replaceable,
                                 evaluation_rows, load_version, move_alias, resolve_version, run_config, score,
                                 version_run)
 

@@ -21,11 +21,11 @@ import hyperflow
 from hyperflow import tracking
 from hyperflow.config import (PromoteConfig, RetrainConfig, TrainConfig, build_config,  # noqa: F401 (re-exported)
                               build_retrain_config)
-from hyperflow.data import BUILTINS
+from hyperflow.core.data import BUILTINS
 from hyperflow.errors import UsageError
-from hyperflow.registry import (CHALLENGER, CHAMPION, alias_version, build_gate, model_exists, model_version,
+from hyperflow.tracking.registry import (CHALLENGER, CHAMPION, alias_version, build_gate, model_exists, model_version,
                                 registered_model, registry_error, run_config, version_run)
-from hyperflow.training import load_data
+from hyperflow.core.assembly import load_data
 from hyperflow.workflows.lock import RegistryLock
 from hyperflow.workflows.promote import PromoteOutcome, first_promotion_refused, promote
 
@@ -186,8 +186,8 @@ def _train(config: RetrainConfig, base: TrainConfig, run_id: str) -> str:
 def _search(config: RetrainConfig, base: TrainConfig, run_id: str) -> str:
     """A search in a thread of its own: MLflow's active run is per thread, and the search opens a
     top-level run; it is then linked under the retrain run."""
-    from hyperflow.search.settings import build_search_config
-    from hyperflow.workflows.search import SearchRunner
+    from hyperflow.config.search import build_search_config
+    from hyperflow.search.runner import SearchRunner
 
     runner = SearchRunner(build_search_config({"max_evals": config.max_evals, "model_name": config.model_name}),
                           base)

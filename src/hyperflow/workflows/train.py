@@ -10,9 +10,9 @@ import mlflow
 
 from hyperflow.config import TrainConfig
 from hyperflow.errors import UsageError
-from hyperflow.plots import learning_curve
-from hyperflow.trainer import ProgressBar, TrainResult
-from hyperflow.training import Setup, setup_training, use_config, with_found_lrs
+from hyperflow.core.plots import learning_curve
+from hyperflow.core.trainer import ProgressBar, TrainResult
+from hyperflow.core.assembly import Setup, setup_training, use_config, with_found_lrs
 from hyperflow.workflows.lr_find import lr_find_in_run
 from hyperflow import tracking
 
@@ -33,7 +33,7 @@ class TrainingDiverged(RuntimeError):
 
 def _tensorboard_callback(logdir: str) -> Any:
     try:
-        from hyperflow.tb_logger import TensorBoardLogger
+        from hyperflow.tracking.tensorboard import TensorBoardLogger
     except ImportError:
         raise UsageError("tensorboard=true needs the tensorboard package: pip install tensorboard "
                          "(or pip install 'hyperflow[tensorboard]')") from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from hyperflow.losses import soft_dice
+from hyperflow.core.losses import soft_dice
 
 
 def classification_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:

@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from hyperflow.config import MAX_EVALS, _choice, _f, coerce_fields, unknown_setting
+from hyperflow.config.train import MAX_EVALS, _choice, _f, coerce_fields, unknown_setting
 from hyperflow.errors import UsageError
 
 STRATEGIES = ("grid", "random", "tpe")

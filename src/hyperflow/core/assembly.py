@@ -13,13 +13,13 @@ from typing import Any, Sequence
 import torch
 
 from hyperflow.config import TrainConfig
-from hyperflow.data import Dataset, load_dataset
+from hyperflow.core.data import Dataset, load_dataset
 from hyperflow.errors import UsageError
-from hyperflow.losses import build_loss
-from hyperflow.lr_finder import LRFinder
-from hyperflow.models import build_model
-from hyperflow.optim import build_optimizer, build_scheduler
-from hyperflow.trainer import Callback, Trainer, resolve_device, seed_everything, steps_per_epoch
+from hyperflow.core.losses import build_loss
+from hyperflow.core.lr_finder import LRFinder
+from hyperflow.core.models import build_model
+from hyperflow.core.optim import build_optimizer, build_scheduler
+from hyperflow.core.trainer import Callback, Trainer, resolve_device, seed_everything, steps_per_epoch
 
 
 @dataclass
@@ -53,7 +53,7 @@ def configure_torch(c: TrainConfig) -> torch.device:
 
 
 def model_spec(c: TrainConfig, dataset: Dataset) -> dict[str, Any]:
-    """Keyword arguments of :func:`hyperflow.models.build_model` — enough to rebuild the model to load weights."""
+    """Keyword arguments of :func:`hyperflow.core.models.build_model` — enough to rebuild the model to load weights."""
     return {"name": c.model, "input_shape": tuple(dataset.input_shape), "output_size": dataset.output_size,
             "task": dataset.task, "image_shape": dataset.image_shape, "width": c.width, "depth": c.depth,
             "channels": c.channels, "dropout": c.dropout, "activation": c.activation, "batch_norm": c.batch_norm,

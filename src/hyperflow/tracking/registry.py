@@ -22,9 +22,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from hyperflow.config import TrainConfig, build_config
-from hyperflow.data import load_dataset
+from hyperflow.core.data import load_dataset
 from hyperflow.errors import UsageError
-from hyperflow.training import load_data
+from hyperflow.core.assembly import load_data
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 # metric -> greater is better

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from hyperflow.metrics import task_metrics
+from hyperflow.core.metrics import task_metrics
 
 EVAL_CHUNK = 4096
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from torch.utils.tensorboard import SummaryWriter  # raises ImportError without tensorboard
 
-from hyperflow.trainer import Callback
+from hyperflow.core.trainer import Callback
 
 
 class TensorBoardLogger(Callback):

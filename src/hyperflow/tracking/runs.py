@@ -32,9 +32,9 @@ from mlflow.types.schema import AnyType
 from mlflow.utils.git_utils import get_git_commit
 
 import hyperflow
-from hyperflow.data import Dataset
-from hyperflow.pyfunc_model import ALLOW_MISSING, BUNDLE, HyperflowModel, predict_bundle
-from hyperflow.trainer import Callback, TrainResult
+from hyperflow.core.data import Dataset
+from hyperflow.tracking.model import ALLOW_MISSING, BUNDLE, HyperflowModel, predict_bundle
+from hyperflow.core.trainer import Callback, TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +271,7 @@ def unique_run_name(role: str, data_name: str) -> str:
 
 def run_tags(dataset: Dataset) -> dict[str, str]:
     tags = {"hyperflow.data_fingerprint": dataset.fingerprint, "hyperflow.task": dataset.task,
-            "hyperflow.data": dataset.source}
+            "hyperflow.core.data": dataset.source}
     if dataset.target:
         tags["hyperflow.target"] = dataset.target
     dropped = getattr(dataset.preprocessor, "dropped", None)
@@ -378,8 +378,8 @@ def log_model(model: torch.nn.Module, model_spec: dict[str, Any], dataset: Datas
 
 def log_lr_finder(run_id: str, finder: Any, rule: str) -> None:
     """The range test's curve (step = iteration), suggestion, range, status and its plot and CSV."""
-    from hyperflow.lr_finder import STATUS_HELP
-    from hyperflow.plots import lr_finder_curve
+    from hyperflow.core.lr_finder import STATUS_HELP
+    from hyperflow.core.plots import lr_finder_curve
 
     stamp = int(time.time() * 1000)
     metrics = [Metric("lr_find_loss", float(v), stamp, i) for i, v in enumerate(finder.losses_)]

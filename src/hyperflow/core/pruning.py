@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from hyperflow.trainer import Callback
+from hyperflow.core.trainer import Callback
 
 
 class Pruner:
