@@ -565,14 +565,13 @@ class SearchRunner:
             tracking.log_dataset(self.dataset)
             return
         n = int(self.resumed.data.tags.get(RESUMES_TAG, "0")) + 1
-        tags[RESUMES_TAG] = str(n)
+        mlflow.set_tags({**tags, RESUMES_TAG: str(n)})  # first: a resume cut short never leaves n to the next
         params = {f"resume.{n}.{k}": v for k, v in self.changed.items()}
         if self.space_edited:
             params[f"resume.{n}.space"] = str(self.space_path)
             mlflow.log_text(self.space_text, f"space/resume-{n}/space.yaml")
         if params:
             tracking.log_params(self.parent_id, params, fresh_run=True)
-        mlflow.set_tags(tags)
 
     def _lr_bounds(self) -> None:
         if self.search.lr_bounds != "auto" or "lr" not in self.space:
