@@ -13,6 +13,9 @@ Format, one key per training setting (see ``hyperflow train --help``)::
 
 Grid search needs a finite set per dimension: ``choice`` and ``int`` enumerate their values; continuous
 dimensions take ``grid: N`` points (default 3; log-spaced for loguniform).
+
+Over 300 lines on purpose: every function here reads the same YAML format (validation, grid, probe points,
+membership, hyperopt expressions, hyperopt ``vals``), and one module keeps that format in one place.
 """
 
 from __future__ import annotations
@@ -255,7 +258,7 @@ def _point(spec: dict[str, Any], given: dict[str, Any], path: tuple, prefix: str
         if not _is_dimension(value):
             point[name] = value
             continue
-        point[name] = given[label] if label in given else _middle(value)
+        point[name] = given[label] if label in given else _default_value(value)
         if value["type"] == "choice" and "options" in value:
             point.update(_point(value["options"][point[name]], given, path, f"{label}={point[name]}/"))
     return point
@@ -415,7 +418,9 @@ def to_vals(spec: dict[str, Any], flat: dict[str, Any], prefix: str = "", active
     return vals
 
 
-def _middle(value: dict[str, Any]) -> Any:
+def _default_value(value: dict[str, Any]) -> Any:
+    """A dimension's value when none is given: the centre of a range (geometric for loguniform), the first
+    value of a choice."""
     kind = value["type"]
     if kind == "choice":
         return value["values"][0] if "values" in value else next(iter(value["options"]))
@@ -438,7 +443,7 @@ def complete_point(spec: dict[str, Any], given: dict[str, Any]) -> dict[str, Any
         if not _is_dimension(value):
             continue
         if name not in given:
-            point[name] = _middle(value)
+            point[name] = _default_value(value)
         else:
             v = given[name]
             kind = value["type"]

@@ -14,17 +14,15 @@ import os
 import shutil
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Callable
 
-import mlflow
-from hyperopt import STATUS_FAIL, STATUS_OK
-
-from hyperflow.errors import UsageError
+from hyperflow import names
 from hyperflow.core.pruning import peer_statuses
-from hyperflow.search.space import flatten
-
-if TYPE_CHECKING:
-    from hyperflow.search.runner import TrialTask
+from hyperflow.errors import UsageError
+from hyperflow.search import hyperopt_records
+from hyperflow.search.space import flatten, to_hyperopt
+from hyperflow.search.trial import TrialTask, run_trial
+from hyperflow.tracking import search_store
 
 DAEMON_MODULE = "hyperflow.search.spark_daemon"
 INSTALL_HINT = "pip install 'hyperflow[spark]'"
@@ -81,23 +79,13 @@ def threads_per_trial(session: Any, parallelism: int) -> int:
     return max(1, int(conf.get("spark.task.cpus", "1")))
 
 
-def executor_environment() -> dict[str, str]:
-    """What an executor needs to log: the tracking URI (a relative sqlite path made absolute) and the
-    driver's MLFLOW_* settings (credentials, retries). It travels in memory, never into a run."""
-    uri = mlflow.get_tracking_uri()
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        uri = "sqlite:///" + os.path.abspath(uri[len("sqlite:///"):])
-    env = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_") and k not in ("MLFLOW_RUN_ID",)}
-    return {**env, "MLFLOW_TRACKING_URI": uri}
-
-
 class SparkObjective:
     """The objective shipped to the executors. hyperopt pickles it once per trial, as it dispatches the
     trial; ``__getstate__`` then snapshots the trial's number and the histories finished so far."""
 
     def __init__(self, template: TrialTask, first_number: int, trials: Any) -> None:
         self.template, self.next_number, self.trials = template, first_number, trials
-        self.env = executor_environment()
+        self.env = search_store.executor_environment()
 
     def __getstate__(self) -> dict[str, Any]:
         keep = peer_statuses(self.template.pruner[0])
@@ -111,20 +99,48 @@ class SparkObjective:
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:  # runs on an executor
         from hyperflow.core.assembly import load_data
-        from hyperflow.search.runner import run_trial_safely
 
-        os.environ.update(self.env)
-        mlflow.set_tracking_uri(self.env["MLFLOW_TRACKING_URI"])
+        search_store.use_environment(self.env)
         task = self.task
         if task.deadline is not None and time.time() >= task.deadline:
-            return {"status": STATUS_FAIL, "failure": "timeout before the trial started"}
+            return hyperopt_records.result(None, "timeout before the trial started")
         key = (task.base.data, task.base.target, task.base.task, task.base.seed, task.base.val_size,
                task.base.test_size, task.base.split_column)
         if key not in _datasets:
             _datasets.clear()
             _datasets[key] = load_data(task.base)
-        record, _ = run_trial_safely(task, flatten(sample), _datasets[key])
-        if record.status == "failed":
-            return {"status": STATUS_FAIL, "failure": record.reason, "run_id": record.run_id}
-        return {"status": STATUS_OK, "loss": record.loss, "history": record.history, "run_id": record.run_id,
-                "trial_status": record.status}
+        record, _ = run_trial(task, flatten(sample), _datasets[key])
+        if record.status == names.TRIAL_FAILED:
+            return hyperopt_records.result(None, record.reason, run_id=record.run_id)
+        return hyperopt_records.result(record.loss, history=record.history, run_id=record.run_id,
+                                       trial_status=record.status)
+
+
+class SparkBackend:
+    """Trials as one-task Spark jobs through hyperopt's SparkTrials, on the session given or one of its own."""
+
+    def __init__(self, master: str | None, parallelism: int, session: Any, deadline: float | None) -> None:
+        self.own_session = session is None
+        self.session = session_for(master, parallelism, session)
+        self.threads = threads_per_trial(self.session, parallelism)
+        self.parallelism, self.deadline = parallelism, deadline
+
+    def new_trials(self) -> Any:
+        from hyperopt import SparkTrials
+
+        # grace past the search's deadline: the trials stop themselves at it
+        remaining = None if self.deadline is None else max(1.0, self.deadline - time.time()) + 60
+        return SparkTrials(parallelism=self.parallelism, timeout=remaining, spark_session=self.session)
+
+    def search(self, template: TrialTask, first_number: int, space: dict[str, Any], trials: Any,
+               suggest: Callable[..., list], max_evals: int, seed: int, progressbar: bool) -> bool:
+        """fmin over ``space`` in ``trials`` (filled and queued by the runner); trial numbers from
+        ``first_number`` on. True when SparkTrials cancelled the search at its own timeout."""
+        objective = SparkObjective(template, first_number, trials)
+        try:
+            hyperopt_records.minimize(objective, to_hyperopt(space), trials, suggest, max_evals, seed, progressbar)
+        except KeyboardInterrupt:
+            if self.own_session:
+                self.session.sparkContext.cancelAllJobs()
+            raise
+        return trials.fmin_cancelled_reason == "fmin run timeout"

@@ -2,11 +2,11 @@
 
 hyperopt's SparkTrials runs each trial as a one-task Spark job whose Python worker is not reused (its
 task leaves the input iterator unread), so every trial gets a fresh worker forked from this daemon.
-Importing torch, MLflow and hyperopt here, before the fork, spares each trial those seconds of imports.
+Importing torch, hyperopt and (through the search engine's store) MLflow here, before the fork, spares each
+trial those seconds of imports.
 """
 
 import hyperopt  # noqa: F401
-import mlflow  # noqa: F401
 import torch  # noqa: F401
 
 import hyperflow.search.runner  # noqa: F401

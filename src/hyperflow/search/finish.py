@@ -1,0 +1,123 @@
+"""The end of a search: the trials table and plots, the best trial on the search run, its model logged into
+its run and registered (once: a resume after a cut-short end neither logs nor registers it again)."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import pandas as pd
+import torch
+
+from hyperflow import names, tracking
+from hyperflow.config import SearchConfig, TrainConfig
+from hyperflow.core.assembly import Setup, setup_training
+from hyperflow.core.data import Dataset
+from hyperflow.core.plots import importance as importance_plot
+from hyperflow.core.plots import search_progress
+from hyperflow.search.importance import parameter_importance
+from hyperflow.search.outcome import SearchFailed, SearchOutcome
+from hyperflow.search.trial import TrialRecord
+from hyperflow.tracking import search_store
+
+
+@dataclass
+class Kept:
+    """The best trial trained in this session, kept in memory so its model is not trained again."""
+
+    loss: float
+    number: int
+    setup: Setup
+    state: dict[str, Any]
+
+
+def finish(outcome: SearchOutcome, search: SearchConfig, dataset: Dataset, seed: int,
+           config_of: Callable[[dict[str, Any]], TrainConfig], kept: Kept | None) -> SearchOutcome:
+    """Complete ``outcome`` (records and stop reason set): table, plots, best trial, model, registration."""
+    records = outcome.records
+    ok = [r for r in records if r.status == names.TRIAL_OK and r.loss is not None]
+    best = outcome.best = min(ok, key=lambda r: (r.loss, r.number)) if ok else None
+    _log_table(records, seed)
+    if best is None:
+        return outcome
+    search_store.record_best(best.run_id, best.number, best.loss, best.params)
+    name = (search.model_name or dataset.default_model_name) if search.register else None
+    try:
+        _log_best_model(best, name, outcome, lambda: _best_setup(best, search.refit, dataset, config_of, kept))
+    except Exception as exc:  # the trials are done and stay as they finished; the model can be logged later
+        what = "logging the best model" if outcome.model_uri is None else f"registering it as '{name}'"
+        try:
+            search_store.set_model_status(f"failed: {tracking.one_line(exc)}")
+        except Exception:
+            pass
+        raise SearchFailed(
+            f"the search's {len(records)} trials are done (best: trial {best.number}, run {best.run_id}, "
+            f"val_loss {best.loss:.4g}) but {what} failed: {tracking.one_line(exc)}; the trials stay as they "
+            f"finished. Once that is fixed, log the model without running the trials again: "
+            f"hyperflow search resume={outcome.run_id}") from None
+    search_store.set_model_status("logged" if name is None else f"registered {name}/{outcome.registered[1]}")
+    return outcome
+
+
+def _log_best_model(best: TrialRecord, name: str | None, outcome: SearchOutcome,
+                    best_setup: Callable[[], Setup]) -> None:
+    """Log the best trial's model into its run (once: a resume finds the model a cut-short search logged)
+    and register it (once per trial run: a resume never registers it again nor moves ``challenger``
+    again once the version carries its tags)."""
+    test = search_store.best_test_metrics(outcome.run_id)
+    model = tracking.finished_model(best.run_id)
+    if model is None or not test:
+        setup = best_setup()
+        d = setup.dataset
+        test = setup.trainer.evaluate(d.X_test, d.y_test, prefix=names.TEST_PREFIX)
+        search_store.log_test_metrics(best.run_id, test)
+        if model is None:
+            with tracking.reopened_run(best.run_id):
+                model = tracking.log_model(setup.trainer.model, setup.model_spec, d, None, setup.user_code)
+    outcome.test_metrics = test
+    outcome.model_uri = model.model_uri
+    if name is None:
+        return
+    version, created = tracking.register_once(model.model_uri, name, best.run_id)
+    if created or "search_run_id" not in version.tags:  # the tags come last: without them it was cut short
+        tracking.tag_challenger(name, str(version.version), {"trial_run_id": best.run_id, "val_loss": str(best.loss),
+                                                             "search_run_id": outcome.run_id})
+    outcome.registered = (name, str(version.version))
+
+
+def _best_setup(best: TrialRecord, refit: bool, dataset: Dataset, config_of: Callable[[dict[str, Any]], TrainConfig],
+                kept: Kept | None) -> Setup:
+    """The best trial's trained model: kept in memory when it ran in this session, else trained again
+    from its settings (seeded, so the same model); with ``refit``, trained on train+val."""
+    config = config_of(best.params)
+    train = dataset
+    if refit:
+        train = copy.copy(dataset)
+        train.X_train = torch.cat([dataset.X_train, dataset.X_val])
+        train.y_train = torch.cat([dataset.y_train, dataset.y_val])
+        config = config.replace(restore_best=False, patience=0)
+    elif kept is not None and kept.number == best.number:
+        kept.setup.trainer.model.load_state_dict(kept.state)
+        return kept.setup
+    setup = setup_training(config, dataset=train)
+    setup.trainer.fit(train.X_train, train.y_train, dataset.X_val, dataset.y_val)
+    return setup
+
+
+def _log_table(records: list[TrialRecord], seed: int) -> None:
+    rows = [{"trial": r.number, "status": r.status, "best_val_loss": r.loss, "epochs": r.epochs,
+             "run_id": r.run_id, "reason": r.reason, **r.params} for r in records]
+    table = pd.DataFrame(rows)
+    search_store.log_trials_table(table)
+    if not rows:
+        return
+    tracking.log_figure(search_progress([r.number for r in records], [r.loss for r in records],
+                                        [r.status for r in records]), "plots/search_progress.png")
+    ok = table[table["status"] == names.TRIAL_OK]
+    params = [c for c in ok.columns if c in {k for r in records for k in r.params}]
+    scores = parameter_importance(ok[params], ok["best_val_loss"].astype(float), seed) if len(ok) else None
+    if scores is not None:
+        tracking.log_figure(importance_plot(scores["parameter"].tolist(), scores["importance"].tolist(),
+                                            scores["std"].tolist()), "plots/parameter_importance.png")
+        search_store.log_text(scores.to_csv(index=False), "parameter_importance.csv")

@@ -1,0 +1,129 @@
+"""Everything that knows hyperopt's trial records and its ``algo`` protocol (hyperopt 0.3.0; the round trip is
+pinned by tests/test_hyperopt_records.py): trial documents, a ``Trials`` filled from a search's history,
+points queued as trials (the literature presets among them), the id of the trial in flight, results as hyperopt wants them, the suggestion step
+(stop rule first, then one seeded suggestion per new id) and ``fmin`` itself.
+
+A trial's hyperopt id is its trial number, and the suggestion for id ``t`` is drawn with a seed derived from
+(``seed``, ``t``) alone (:func:`trial_seed`): a history rebuilt from MLflow puts the generator exactly where
+the uninterrupted search had it, so a resumed search proposes what that search would have proposed next
+(for random search, always; for TPE, given the same losses).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+from hyperopt import JOB_STATE_DONE, JOB_STATE_RUNNING, STATUS_FAIL, STATUS_OK, Trials, fmin, rand, tpe
+from hyperopt.exceptions import AllTrialsFailed
+
+from hyperflow.config import PRESETS
+from hyperflow.search.space import complete_point, contains, to_vals
+from hyperflow.search.stopping import Finished
+
+PINNED_VERSION = "0.3.0"  # the record format below was read from this version's sources
+
+
+def trial_seed(seed: int, tid: int) -> int:
+    """The seed of the suggestion for hyperopt trial id ``tid``: a function of the search's seed and the id
+    alone, so that a resumed search draws for its next trial what the uninterrupted one would have drawn
+    (fmin's own ``rstate`` restarts from the seed on every call and would replay the first suggestions)."""
+    return int(np.random.SeedSequence([abs(int(seed)), int(tid)]).generate_state(1)[0]) % (2**31 - 1)
+
+
+def trial_doc(trials: Trials, tid: int, vals: dict[str, list], result: dict[str, Any]) -> dict[str, Any]:
+    """A trial document for id ``tid`` at ``vals`` (label -> [value], or [] where a conditional leaves it out)."""
+    misc = {"tid": tid, "cmd": ("domain_attachment", "FMinIter_Domain"), "workdir": None,
+            "idxs": {k: [tid] if v else [] for k, v in vals.items()}, "vals": vals}
+    return trials.new_trial_docs([tid], [None], [result], [misc])[0]
+
+
+def result(loss: float | None, reason: str = "", **extra: Any) -> dict[str, Any]:
+    """hyperopt's result of a finished trial: ok with its loss (a pruned trial reports the best val_loss it
+    reached: a pessimistic but real observation, so TPE counts it among the bad points instead of ignoring
+    it as it would a failure), else failed with the reason."""
+    if loss is None:
+        return {"status": STATUS_FAIL, "failure": reason, **extra}
+    return {"status": STATUS_OK, "loss": loss, **extra}
+
+
+def fill(trials: Trials, history: Iterable[tuple[int, dict[str, list], float | None, str]], next_id: int) -> Trials:
+    """``trials`` holding ``history`` (tid, vals, loss or None if failed, reason) as if those trials had just
+    run; new ids continue at ``next_id`` (ids below it are taken, whether or not their trial is shown)."""
+    docs = [trial_doc(trials, tid, vals, result(loss, reason)) for tid, vals, loss, reason in history]
+    for doc in docs:
+        doc["state"] = JOB_STATE_DONE
+    if docs:
+        trials.insert_trial_docs(docs)
+        trials.refresh()
+    trials._ids.update(range(next_id))
+    return trials
+
+
+def queue(trials: Trials, vals: dict[str, list]) -> None:
+    """Queue a point as a new trial (fmin ignores ``points_to_evaluate`` once given ``trials``); queued trials
+    count toward ``max_evals``, and fmin evaluates them when it has one of its own to add."""
+    trials.insert_trial_docs([trial_doc(trials, trials.new_trial_ids(1)[0], vals, {"status": "new"})])
+    trials.refresh()
+
+
+def running_tid(trials: Trials | None) -> int | None:
+    """The id of the trial fmin is evaluating now (one at a time in this process)."""
+    if trials is None:
+        return None
+    running = [t["tid"] for t in trials._dynamic_trials if t["state"] == JOB_STATE_RUNNING]
+    return running[-1] if running else None
+
+
+def finished(results: Iterable[dict[str, Any]]) -> list[Finished]:
+    """The finished trials among hyperopt's results (``trials.results``), in trial order."""
+    return [Finished(r["status"] == STATUS_FAIL, r.get("loss"), r.get("failure", ""))
+            for r in results if r.get("status") in (STATUS_OK, STATUS_FAIL)]
+
+
+def algo(strategy: str, n_startup_jobs: int, gamma: float, seed: int,
+         stop: Callable[[list[Finished]], str]) -> Callable[..., list]:
+    """hyperopt's ``algo``: ``stop`` first (on the whole history, a resumed search's too: a reason ends fmin
+    cleanly after the trials in flight, hyperopt's protocol; ``early_stop_fn`` would hang SparkTrials), then one
+    suggestion per new trial id, seeded by :func:`trial_seed`."""
+    suggest = partial(tpe.suggest, n_startup_jobs=n_startup_jobs, gamma=gamma) if strategy == "tpe" else rand.suggest
+
+    def suggest_points(new_ids: list, domain: Any, trials: Any, _seed: int) -> list:
+        if stop(finished(trials.results)):
+            return []
+        return [doc for tid in new_ids for doc in suggest([tid], domain, trials, trial_seed(seed, tid))]
+
+    return suggest_points
+
+
+def minimize(objective: Callable[[dict[str, Any]], dict[str, Any]], space: Any, trials: Trials,
+             suggest: Callable[..., list], max_evals: int, seed: int, progressbar: bool) -> None:
+    """``fmin`` up to ``max_evals`` trials in ``trials`` (those already in it count)."""
+    try:
+        fmin(objective, space, algo=suggest, max_evals=max_evals, trials=trials, rstate=np.random.default_rng(seed),
+             show_progressbar=progressbar, verbose=False, return_argmin=False)
+    except AllTrialsFailed:  # hyperopt's way to say no trial finished; the records say why
+        pass
+
+
+def preset_points(space: dict[str, Any], records: Sequence[Any] | None = ()) -> list[dict[str, list]]:
+    """The literature presets that fit the space, as hyperopt ``vals`` (label -> [value] or [] when a
+    conditional leaves it out); none when ``records`` is None (``seed_presets=false``). A resumed search
+    queues those it has not run yet while its history holds presets only (it was interrupted among them),
+    as the uninterrupted search would have run them."""
+    if records is None:
+        return []
+    points, default = [], complete_point(space, {})
+    for preset in PRESETS.values():
+        point = complete_point(space, preset)  # nested keys too (sgd's momentum under optimizer)
+        if point is not None and point != default and point not in points:  # the default point is no preset
+            points.append(point)
+    presets = [to_vals(space, point) for point in points]
+    if not records:
+        return presets
+    inside = [r for r in records if contains(space, r.params)]
+    done = [to_vals(space, r.params) for r in inside]
+    if len(inside) < len(records) or any(vals not in presets for vals in done):
+        return []  # past the presets (or an edited space): the suggestions go on
+    return [vals for vals in presets if vals not in done]

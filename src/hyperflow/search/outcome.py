@@ -1,0 +1,41 @@
+"""What a search hands back: its outcome, or the one-line failure the CLI prints (exit 1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hyperflow import tracking
+from hyperflow.search.trial import TrialRecord
+from hyperflow.tracking import search_store
+
+
+@dataclass
+class SearchOutcome:
+    run_id: str
+    experiment_id: str
+    records: list[TrialRecord]
+    best: TrialRecord | None
+    stop_reason: str
+    test_metrics: dict[str, float] = field(default_factory=dict)
+    model_uri: str | None = None
+    registered: tuple[str, str] | None = None  # (name, version)
+
+
+class SearchFailed(Exception):
+    """The search could not finish its job (the store failed, the model could not be logged): the message is
+    one line that says what failed, what is kept and the command that continues. The CLI prints it, exit 1."""
+
+    exit_code = 1
+
+
+def store_failure(exc: BaseException, artifact_uri: str, parent: str | None) -> str:
+    """The one line for a store that failed during the search ``parent`` (None: before anything was written)."""
+    where = f"the tracking store {search_store.tracking_uri()}"
+    if isinstance(exc, OSError) and not isinstance(exc, ConnectionError) and artifact_uri:
+        where = f"the artifact store {artifact_uri}"
+    message = f"{where} failed: {tracking.store_error_text(exc)}"
+    if not parent:
+        return message + "; nothing was written: run the search again once the store works"
+    return (f"{message}; search run {parent} keeps the trials whose results reached the store (runs that could "
+            f"not be marked stay RUNNING until the resume ends them); once the store works, continue with: "
+            f"hyperflow search resume={parent}")

@@ -1,0 +1,70 @@
+"""The one stop rule of a search, for grid, local and Spark alike: a small pure object fed the finished
+trials in trial order (a resumed search's history included); it names why the search stops, or ''.
+
+Order of the checks: too many failures in a row, ``loss_threshold`` reached, ``early_stop`` trials without
+improvement, the ``timeout`` passed. A search that ran out of points or budget ends with ``budget``; a
+Spark search cancelled by its own timeout with ``timeout``. Every stop reason a search records is made here.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A finished trial as the stop rule sees it: failed (no loss), or a loss (ok or pruned)."""
+
+    failed: bool
+    loss: float | None = None
+    reason: str = ""
+
+
+class StopRule:
+    def __init__(self, loss_threshold: float | None = None, early_stop: int = 0, max_consecutive_failures: int = 0,
+                 deadline: float | None = None, clock: Callable[[], float] = time.time) -> None:
+        """``deadline``: wall clock (``clock()``, ``time.time`` by default); 0 for a count means no rule."""
+        self.loss_threshold, self.early_stop = loss_threshold, early_stop
+        self.max_failures, self.deadline, self.clock = max_consecutive_failures, deadline, clock
+        self.reason = ""  # the latest decision
+
+    @classmethod
+    def of(cls, search: Any, deadline: float | None) -> StopRule:
+        """The rule of a search's settings (``SearchConfig``)."""
+        return cls(search.loss_threshold, search.early_stop, search.max_consecutive_failures, deadline)
+
+    def check(self, done: Sequence[Finished]) -> str:
+        """Why the search should stop now ('' = go on), from the finished trials in trial order."""
+        self.reason = self._failure_streak(done) or self._rules(done)
+        return self.reason
+
+    def final(self, timed_out: bool = False) -> str:
+        """The stop reason a search records once it ended: the rule's, else the backend's own timeout,
+        else ``budget`` (the points or the trial budget ran out)."""
+        return self.reason or ("timeout" if timed_out else "budget")
+
+    def _failure_streak(self, done: Sequence[Finished]) -> str:
+        failures = 0
+        for trial in reversed(done):
+            if not trial.failed:
+                break
+            failures += 1
+        if not self.max_failures or failures < self.max_failures:
+            return ""
+        return (f"{failures} trials failed in a row (last: {done[-1].reason if done else ''}); check the space "
+                f"(e.g. lower the lr bounds) or raise max_consecutive_failures")
+
+    def _rules(self, done: Sequence[Finished]) -> str:
+        losses = [t.loss for t in done if not t.failed and t.loss is not None]
+        if self.loss_threshold is not None and losses and min(losses) <= self.loss_threshold:
+            return "loss_threshold"
+        if self.early_stop and losses:
+            best = min(losses)
+            best_at = max(i for i, t in enumerate(done) if not t.failed and t.loss == best)
+            if len(done) - 1 - best_at >= self.early_stop:
+                return f"early_stop: {self.early_stop} trials without improvement"
+        if self.deadline is not None and self.clock() >= self.deadline:
+            return "timeout"
+        return ""

@@ -1,0 +1,230 @@
+"""The search's MLflow calls: the only place the search engine (``hyperflow.search``, which imports no mlflow)
+reaches the tracking store beyond the general run API of ``hyperflow.tracking``.
+
+What it does: read a search run and its trials back (the source of truth for resume), write the search run's
+settings, progress curve, stop reason, best trial and artifacts, record the best trial's test metrics, run
+the LR range test as a child of the search, and hand a Spark executor what it needs to log. Trial runs
+themselves open and close through ``tracking.child_run`` / ``tracking.log_results``.
+
+Writes to the search run go to the active run (the search opens it with ``tracking.tracked_run`` in the
+calling thread), as before the move; everything else names its run explicitly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import mlflow
+from mlflow.entities import Metric
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from hyperflow import names, tracking
+from hyperflow.core.data import Dataset
+
+PROGRESS_FLUSH_SECS = 5.0  # the parent's best_val_loss curve is sent in batches this often
+_NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")
+
+
+class UnreadableRun(Exception):
+    """A run could not be read for another reason than its absence; ``cause`` is MLflow's error."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+@contextmanager
+def quiet_logs(*others: str) -> Iterator[None]:
+    """MLflow's traceback per database error (and the loggers named) silenced for the duration: the search
+    reports a store failure once, in one line."""
+    loggers = [logging.getLogger(name) for name in ("mlflow.store.db.utils", *others)]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def tracking_uri() -> str:
+    return mlflow.get_tracking_uri()
+
+
+def read_run(run_id: str) -> Any | None:
+    """The run, or None when the store has no such run; any other failure raises :class:`UnreadableRun`."""
+    try:
+        return MlflowClient().get_run(run_id)
+    except MlflowException as exc:
+        if exc.error_code in _NOT_FOUND:
+            return None
+        raise UnreadableRun(exc) from exc
+
+
+def run_params(run_id: str) -> dict[str, str]:
+    return MlflowClient().get_run(run_id).data.params
+
+
+def read_trials(experiment_id: str, parent_id: str) -> tuple[list[dict[str, Any]], int]:
+    """The trials of a search whose results reached MLflow, as dicts with the fields of a trial record
+    (number, run_id, params, status, loss, epochs, history, reason) in trial order, and the highest trial
+    number of every trial run (those killed included). Whatever became of a trial's closing call (a kill -9
+    between its results and the end of its run, or while the best model was logged), it ends as it
+    finished; children left RUNNING without results end KILLED. A number run again after an older resume
+    keeps its latest run that ended as it should."""
+    client = MlflowClient()
+    children = client.search_runs(
+        [experiment_id], f"tags.{names.PARENT_RUN_ID} = '{parent_id}' and tags.`{names.ROLE}` = '{names.ROLE_TRIAL}'",
+        max_results=50000)
+    highest, candidates = -1, []
+    for run in children:
+        tags = run.data.tags
+        if names.TRIAL_NUMBER in tags:
+            highest = max(highest, int(tags[names.TRIAL_NUMBER]))
+        if tags.get(names.TRIAL_STATUS) not in names.TRIAL_STATUSES:
+            if run.info.status == "RUNNING":
+                tracking.end_run_quietly(run.info.run_id, "KILLED")
+            continue
+        candidates.append(run)
+    candidates.sort(key=lambda r: (r.info.status not in ("FINISHED", "FAILED"), -(r.info.start_time or 0)))
+    records, numbers = [], set()
+    for run in candidates:
+        tags, status = run.data.tags, run.data.tags[names.TRIAL_STATUS]
+        number = int(tags[names.TRIAL_NUMBER])
+        if number in numbers:
+            continue
+        numbers.add(number)
+        ended = "FAILED" if status == names.TRIAL_FAILED else "FINISHED"
+        if run.info.status != ended:
+            tracking.end_run_quietly(run.info.run_id, ended)
+        loss = run.data.metrics.get(names.BEST_VAL_LOSS)
+        if names.VAL_LOSS_HISTORY in tags:
+            history = [float(v) for v in json.loads(tags[names.VAL_LOSS_HISTORY])]
+        else:  # written before the tag existed, or too long for a tag
+            history = [m.value for m in sorted(client.get_metric_history(run.info.run_id, names.VAL_LOSS),
+                                               key=lambda m: m.step)]
+        records.append({"number": number, "run_id": run.info.run_id,
+                        "params": json.loads(tags.get(names.TRIAL_PARAMS, "{}")), "status": status,
+                        "loss": loss if status != names.TRIAL_FAILED else None, "epochs": len(history),
+                        "history": history, "reason": tags.get(names.TRIAL_REASON, "")})
+    return sorted(records, key=lambda r: r["number"]), highest
+
+
+class Progress:
+    """The search run's ``best_val_loss`` curve (step = trial number), sent in batches every few seconds
+    through ``send`` (the search's background calls)."""
+
+    def __init__(self, run_id: str, send: Callable[..., Any]) -> None:
+        self.run_id, self.send = run_id, send
+        self.client = MlflowClient()
+        self.points: list[Metric] = []
+        self.sent = time.monotonic()
+
+    def add(self, best: float, step: int) -> None:
+        self.points.append(Metric(names.BEST_VAL_LOSS, best, int(time.time() * 1000), step))
+
+    def flush(self, force: bool = False) -> None:
+        if self.points and (force or time.monotonic() - self.sent >= PROGRESS_FLUSH_SECS):
+            self.send(self.client.log_batch, self.run_id, metrics=self.points)
+            self.points, self.sent = [], time.monotonic()
+
+
+# ------------------------------------------------------------------------------ the search run (active)
+def record_new_search(run_id: str, params: dict[str, str], tags: dict[str, str], space_path: Path | None,
+                      dataset: Dataset) -> None:
+    """A new search: every setting as a param, the settings and space tags, the space file, the dataset."""
+    tracking.log_params(run_id, params)
+    mlflow.set_tags(tags)
+    if space_path is not None:
+        mlflow.log_artifact(str(space_path), "space")
+    tracking.log_dataset(dataset)
+
+
+def record_resume(run_id: str, n: int, tags: dict[str, str], params: dict[str, str],
+                  space_text: str | None) -> None:
+    """Resume ``n``: the count first (a resume cut short never leaves ``n`` to the next), then what changed."""
+    mlflow.set_tags({**tags, names.RESUMES: str(n)})
+    if space_text is not None:
+        mlflow.log_text(space_text, f"space/resume-{n}/space.yaml")
+    if params:
+        tracking.log_params(run_id, params, fresh_run=True)
+
+
+def set_stop_reason(reason: str) -> None:
+    mlflow.set_tag(names.STOP_REASON, reason)
+
+
+def set_model_status(status: str) -> None:
+    mlflow.set_tag(names.MODEL_STATUS, status)
+
+
+def record_best(run_id: str, number: int, loss: float, params: dict[str, Any]) -> None:
+    mlflow.set_tag(names.BEST_RUN_ID, run_id)
+    mlflow.set_tags({f"{names.BEST_PARAM_PREFIX}{k}": str(v) for k, v in params.items()})
+    mlflow.log_dict({"trial": number, "run_id": run_id, "val_loss": loss, "params": params}, "best_params.json")
+
+
+def best_test_metrics(search_run_id: str) -> dict[str, float]:
+    """The best trial's test metrics as a search (perhaps cut short) logged them: ``test_*`` -> value."""
+    metrics = MlflowClient().get_run(search_run_id).data.metrics
+    return {k[len("best_"):]: v for k, v in metrics.items() if k.startswith(f"best_{names.TEST_PREFIX}")}
+
+
+def log_test_metrics(best_run_id: str, test: dict[str, float]) -> None:
+    """``best_test_*`` on the search run, ``test_*`` on the best trial's run."""
+    mlflow.log_metrics({f"best_{k}": v for k, v in test.items()})
+    stamp = int(time.time() * 1000)
+    MlflowClient().log_batch(best_run_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in test.items()])
+
+
+def log_trials_table(table: Any) -> None:
+    """The trials as ``trials.csv`` (a pandas DataFrame)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        table.to_csv(Path(tmp, "trials.csv"), index=False)
+        mlflow.log_artifact(str(Path(tmp, "trials.csv")))
+
+
+def log_text(text: str, path: str) -> None:
+    mlflow.log_text(text, path)
+
+
+# ------------------------------------------------------------------------------ the LR range test
+def lr_range_run(setup: Any, parent_run_id: str) -> Any:
+    """The LR range test on a ready setup in child run ``lr_find`` of the search; returns the fitted finder.
+    The same run shape as the ``lr_find`` workflow nested under a parent (the search layer may not import
+    workflows, so the few calls live here)."""
+    from hyperflow.core.assembly import run_lr_finder
+
+    c = setup.config
+    with tracking.tracked_run(names.ROLE_LR_FIND, experiment=c.experiment, parent_run_id=parent_run_id,
+                              tags=tracking.run_tags(setup.dataset), run_name="lr_find") as run:
+        tracking.log_params(run.info.run_id, c.to_params())
+        finder = run_lr_finder(setup)
+        tracking.log_lr_finder(run.info.run_id, finder, c.suggestion)
+    return finder
+
+
+# ------------------------------------------------------------------------------ Spark executors
+def executor_environment() -> dict[str, str]:
+    """What an executor needs to log: the tracking URI (a relative sqlite path made absolute) and the
+    driver's MLFLOW_* settings (credentials, retries). It travels in memory, never into a run."""
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        uri = "sqlite:///" + os.path.abspath(uri[len("sqlite:///"):])
+    env = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_") and k not in ("MLFLOW_RUN_ID",)}
+    return {**env, "MLFLOW_TRACKING_URI": uri}
+
+
+def use_environment(env: dict[str, str]) -> None:
+    """On an executor: the driver's settings from :func:`executor_environment`."""
+    os.environ.update(env)
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
