@@ -1,0 +1,107 @@
+"""hyperopt's trial records as hyperflow writes them (pinned to the installed hyperopt): a history put into a
+Trials reads back as it was written, new ids continue after it, queued points run first, and fmin goes on
+from a filled Trials. A hyperopt upgrade that changes the format fails here, not in a resumed search."""
+
+import hyperopt
+import pytest
+from hyperopt import JOB_STATE_DONE, JOB_STATE_NEW, JOB_STATE_RUNNING, STATUS_FAIL, STATUS_OK, Trials, space_eval
+
+from hyperflow.search import hyperopt_records as records
+from hyperflow.search.space import flatten, to_hyperopt, to_vals
+from hyperflow.search.stopping import Finished
+
+SPACE = {"lr": {"type": "loguniform", "low": 1e-4, "high": 1e-1},
+         "width": {"type": "choice", "values": [16, 32]},
+         "optimizer": {"type": "choice", "options": {"adam": {}, "sgd": {"momentum": {"type": "uniform", "low": 0.5,
+                                                                                    "high": 0.9}}}}}
+POINTS = [{"lr": 0.001, "width": 32, "optimizer": "adam"},
+          {"lr": 0.01, "width": 16, "optimizer": "sgd", "momentum": 0.7},
+          {"lr": 0.05, "width": 16, "optimizer": "adam"}]
+
+
+def test_pinned_version():
+    assert hyperopt.__version__ == records.PINNED_VERSION
+
+
+def _history():
+    # trial 1 failed; numbers 0, 1, 3 (2 was killed in flight and left a gap)
+    return [(0, to_vals(SPACE, POINTS[0]), 0.5, ""), (1, to_vals(SPACE, POINTS[1]), None, "diverged"),
+            (3, to_vals(SPACE, POINTS[2]), 0.25, "")]
+
+
+def test_filled_trials_read_back_as_written():
+    trials = records.fill(Trials(), _history(), next_id=4)
+    assert [t["tid"] for t in trials.trials] == [0, 1, 3]
+    assert all(t["state"] == JOB_STATE_DONE for t in trials.trials)
+    assert trials.results == [{"status": STATUS_OK, "loss": 0.5}, {"status": STATUS_FAIL, "failure": "diverged"},
+                              {"status": STATUS_OK, "loss": 0.25}]
+    assert trials.losses() == [0.5, None, 0.25]
+    # the vals decode to the points they came from (choice indices, and [] for a branch not taken)
+    for doc, point in zip(trials.trials, POINTS):
+        vals = doc["misc"]["vals"]
+        assert doc["misc"]["idxs"] == {k: [doc["tid"]] if v else [] for k, v in vals.items()}
+        assert flatten(space_eval(to_hyperopt(SPACE), {k: v[0] for k, v in vals.items() if v})) == point
+    assert trials.trials[0]["misc"]["vals"]["optimizer=sgd/momentum"] == []
+    assert records.finished(trials.results) == [Finished(False, 0.5), Finished(True, None, "diverged"),
+                                                Finished(False, 0.25)]
+    assert trials.new_trial_ids(1) == [4]  # ids below next_id are taken, the gap (2) included
+
+
+def test_queued_points_and_the_trial_in_flight():
+    trials = records.fill(Trials(), _history()[:1], next_id=1)
+    records.queue(trials, to_vals(SPACE, POINTS[1]))
+    queued = trials._dynamic_trials[-1]
+    assert (queued["tid"], queued["state"], queued["result"]) == (1, JOB_STATE_NEW, {"status": "new"})
+    assert records.running_tid(trials) is None and records.running_tid(None) is None
+    queued["state"] = JOB_STATE_RUNNING
+    assert records.running_tid(trials) == 1
+
+
+@pytest.mark.parametrize("strategy", ["random", "tpe"])
+def test_fmin_continues_a_filled_history(strategy):
+    """The queued point runs first, new ids continue after the history, and each id's suggestion depends on
+    (seed, id) alone: two runs from the same history propose the same points."""
+    def run():
+        seen = []
+        trials = records.fill(Trials(), _history(), next_id=4)
+        records.queue(trials, to_vals(SPACE, POINTS[0]))
+
+        def objective(sample):
+            seen.append(flatten(sample))
+            return records.result(sample["lr"])
+
+        suggest = records.algo(strategy, n_startup_jobs=2, gamma=0.25, seed=7, stop=lambda done: "")
+        records.minimize(objective, to_hyperopt(SPACE), trials, suggest, max_evals=6, seed=7, progressbar=False)
+        return trials, seen
+
+    trials, seen = run()
+    assert [t["tid"] for t in trials.trials] == [0, 1, 3, 4, 5, 6]
+    assert seen[0] == POINTS[0] and len(seen) == 3
+    assert run()[1] == seen
+
+
+def test_a_stop_reason_ends_fmin_before_new_trials():
+    calls = []
+
+    def stop(done):
+        calls.append(list(done))
+        return "loss_threshold"
+
+    trials = records.fill(Trials(), _history(), next_id=4)
+    records.minimize(lambda s: records.result(1.0), to_hyperopt(SPACE), trials,
+                     records.algo("tpe", 20, 0.25, 0, stop), max_evals=10, seed=0, progressbar=False)
+    assert len(trials.trials) == 3 and calls[0] == records.finished(trials.results)
+
+
+def test_trial_seed_depends_on_seed_and_id_only():
+    assert records.trial_seed(42, 5) == records.trial_seed(42, 5)
+    assert len({records.trial_seed(42, t) for t in range(50)}) == 50
+    assert records.trial_seed(42, 5) != records.trial_seed(43, 5)
+    assert 0 <= records.trial_seed(-3, 10**6) < 2**31 - 1
+
+
+def test_presets_as_vals():
+    space = {"lr": {"type": "loguniform", "low": 1e-5, "high": 1.0}, "optimizer": SPACE["optimizer"]}
+    presets = records.preset_points(space)
+    assert presets and all(set(v) == set(to_vals(space, {"lr": 1e-3, "optimizer": "adam"})) for v in presets)
+    assert records.preset_points(space, None) == []
