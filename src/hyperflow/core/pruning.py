@@ -22,7 +22,15 @@ from hyperflow.core.trainer import Callback
 
 
 class Pruner:
-    """Decides from ``history`` (one list of per-epoch val_loss per earlier trial) whether to stop."""
+    """Decides from ``history`` (one list of per-epoch val_loss per earlier trial) and this trial's
+    ``values`` so far whether to stop it at ``epoch``."""
+
+    def should_prune(self, history: list[list[float]], epoch: int, values: list[float]) -> bool:
+        raise NotImplementedError
+
+
+class NoPruner(Pruner):
+    """``pruner=none``: every trial runs its epochs."""
 
     def should_prune(self, history: list[list[float]], epoch: int, values: list[float]) -> bool:
         return False
@@ -73,7 +81,9 @@ def make_pruner(name: str, min_epochs: int, reduction_factor: int, startup_trial
         return MedianPruner(min_epochs, startup_trials)
     if name == "asha":
         return ASHAPruner(min_epochs, reduction_factor)
-    return Pruner()
+    if name == "none":
+        return NoPruner()
+    raise ValueError(f"unknown pruner {name!r}")
 
 
 class PruningCallback(Callback):
