@@ -82,8 +82,9 @@ def test_config_file_errors(tmp_path: Path):
 
 def test_config_is_frozen_and_replace_validates():
     c = TrainConfig()
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'lr'"):
         c.lr = 1.0  # type: ignore[misc]
+    assert c.lr == TrainConfig().lr
     assert c.replace(epochs=3).epochs == 3
     with pytest.raises(UsageError):
         c.replace(epochs=0)

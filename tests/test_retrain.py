@@ -20,11 +20,13 @@ import yaml
 
 from hyperflow.cli import main
 from hyperflow.config import build_config
+from hyperflow.errors import UsageError
 from hyperflow.tracking.registry import alias_version
 from hyperflow.workflows.lock import LOCK_TAG, LockHeld, RegistryLock
 from hyperflow.workflows.promote import PromoteConfig, promote
 from hyperflow.workflows.retrain import RetrainConfig, newest_data, retrain
 from hyperflow.workflows.train import train
+import held_model
 from test_registry import items_csv
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,6 +45,20 @@ def champion(tmp_path_factory) -> dict:
                                   "progress": "false", "model_name": name, "experiment": EXPERIMENT}))
     promote(PromoteConfig(model_name=name, version=outcome.registered_version, allow_first=True, experiment=EXPERIMENT))
     return {"name": name, "folder": folder, "day1": day1, "version": str(outcome.registered_version)}
+
+
+def assert_gate_decided(client, name: str, outcome, champion_before: str | None) -> None:
+    """The outcome is the gate's decision and the registry shows it: the new version is the challenger;
+    promoted = validation passed and champion moved to it; rejected = failed and champion left as it was."""
+    tags = client.get_model_version(name, outcome.version).tags
+    assert alias_version(client, name, "challenger") == outcome.version != champion_before
+    if outcome.outcome == "promoted":
+        assert tags["validation_status"] == "passed" and outcome.promotion.promoted
+        assert alias_version(client, name, "champion") == outcome.version
+    else:
+        assert outcome.outcome == "rejected" and tags["validation_status"] == "failed"
+        assert not outcome.promotion.promoted and alias_version(client, name, "champion") == champion_before
+    assert mlflow.get_run(outcome.run_id).data.tags["hyperflow.outcome"] == outcome.outcome
 
 
 def retrain_runs(name: str) -> list:
@@ -69,11 +85,14 @@ def test_retrain_is_skipped_on_the_same_data_and_runs_on_new_data(champion):
     assert main(["retrain", f"model_name={champion['name']}", f"data={champion['folder']}",
                  f"experiment={EXPERIMENT}"]) == 0
 
-    time.sleep(0.05)
     day2 = items_csv(champion["folder"] / "day2.csv", seed=2)  # newer: it wins
+    later = os.stat(champion["day1"]).st_mtime + 10
+    os.utime(day2, (later, later))
     (champion["folder"] / ".day3.csv.partial").write_text("being written")  # hidden: ignored
+    champion_before = alias_version(client, champion["name"], "champion")
     fresh = retrain(config, settle=0.1)
-    assert fresh.outcome in ("promoted", "rejected") and fresh.data == day2 and fresh.key != first.key
+    assert fresh.data == day2 and fresh.key != first.key
+    assert_gate_decided(client, champion["name"], fresh, champion_before)
     runs = retrain_runs(champion["name"])
     assert [r.data.tags["hyperflow.outcome"] for r in runs][-4:] == ["promoted", "skipped", "skipped",
                                                                      fresh.outcome]
@@ -88,7 +107,7 @@ def test_newest_data_from_a_folder_or_a_glob(tmp_path):
     (tmp_path / "notes.md").write_text("not data")
     assert newest_data(str(tmp_path)) == str(new) == newest_data(str(tmp_path / "*.csv"))
     assert newest_data("digits") == "digits" and newest_data(str(old)) == str(old)
-    with pytest.raises(Exception, match="holds no data file"):
+    with pytest.raises(UsageError, match="holds no data file"):
         newest_data(str(tmp_path / "*.parquet"))
 
 
@@ -176,27 +195,52 @@ def _copy_of_champion(champion: dict) -> str:
 
 
 def test_two_retrains_at_once_one_runs_the_other_stands_aside(champion):
+    """The first retrain is held inside the lock (its model factory waits for the test) while the second
+    tries: the second stands aside with LockHeld and writes nothing; the first then finishes."""
+    client = mlflow.MlflowClient()
     name = _copy_of_champion(champion)
+    champion_before = alias_version(client, name, "champion")
     config = RetrainConfig(model_name=name, data=champion["day1"], force=True, experiment=EXPERIMENT)
-    results = at_once(lambda: retrain(config, {"epochs": "200"}), 2)  # epochs: long enough to overlap
-    ran = [r for r in results if not isinstance(r, LockHeld)]
-    assert len(ran) == 1 and ran[0].outcome in ("promoted", "rejected"), results
-    assert "another retrain holds the lock" in str(next(r for r in results if isinstance(r, LockHeld)))
-    assert len(retrain_runs(name)) == 1
+    overrides = {"model": "held_model:build", "epochs": "2"}
+    held_model.entered.clear()
+    held_model.release.clear()
+    results: list = []
+
+    def first() -> None:
+        try:
+            results.append(retrain(config, overrides, settle=0.1))
+        except Exception as exc:  # reported by the checks below
+            results.append(exc)
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    try:
+        assert held_model.entered.wait(120), results  # the first job holds the lock and is building its model
+        with pytest.raises(LockHeld, match=f"model '{name}': another retrain holds the lock: run [0-9a-f]+ on host"):
+            retrain(config, overrides, settle=0.1)
+        assert len(retrain_runs(name)) == 1  # the second wrote no run
+    finally:
+        held_model.release.set()
+        thread.join(300)
+    ran, = results
+    assert not isinstance(ran, Exception), ran
+    assert_gate_decided(client, name, ran, champion_before)
+    assert len(retrain_runs(name)) == 1 and LOCK_TAG not in client.get_registered_model(name).tags
 
 
 def test_retrain_by_search_runs_a_small_search_under_the_retrain_run(champion):
     client = mlflow.MlflowClient()
     name = _copy_of_champion(champion)
     config = RetrainConfig(model_name=name, data=champion["day1"], mode="search", max_evals=2, experiment=EXPERIMENT)
+    champion_before = alias_version(client, name, "champion")
     outcome = retrain(config, settle=0.1)
-    assert outcome.outcome in ("promoted", "rejected") and outcome.version == "2"
+    assert outcome.version == "2"
+    assert_gate_decided(client, name, outcome, champion_before)
     searched, = mlflow.search_runs(experiment_names=[EXPERIMENT], output_format="list",
                                    filter_string=f"tags.mlflow.parentRunId = '{outcome.run_id}' and "
                                                  f"tags.`hyperflow.role` = 'search'")
     assert searched.data.params["max_evals"] == "2" and searched.info.status == "FINISHED"
     assert client.get_model_version(name, "2").tags["search_run_id"] == searched.info.run_id
-    assert client.get_model_version(name, "2").tags["validation_status"] in ("passed", "failed")
 
 
 def test_retrain_while_another_holds_the_lock_exits_4(champion, capsys):

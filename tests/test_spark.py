@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -54,7 +55,9 @@ def test_spark_search_links_every_trial_and_registers_the_best(session, tmp_path
     assert {c.data.tags["hyperflow.trial_status"] for c in children} <= {"ok", "pruned"}
     assert sorted(int(c.data.params["trial_number"]) for c in children) == [0, 1, 2, 3]
     assert all("val_loss" in c.data.metrics and "lr" in c.data.params for c in children)
-    assert all(c.data.params["threads"] == "1" if "threads" in c.data.params else True for c in children)
+    for c in children:  # a trial logs its point, its number and its seed: none of the driver's settings
+        point = {k: str(v) for k, v in json.loads(c.data.tags["hyperflow.trial_params"]).items()}
+        assert c.data.params == {**point, "trial_number": c.data.tags["hyperflow.trial_number"], "seed": "42"}
     parent = client.get_run(outcome.run_id)
     assert parent.info.status == "FINISHED" and parent.data.tags["hyperflow.stop_reason"] == "budget"
     assert parent.data.tags["hyperflow.best_run_id"] == outcome.best.run_id
