@@ -11,7 +11,8 @@ import pytest
 from hyperflow.cli import main
 from hyperflow.config import build_config
 from hyperflow.errors import UsageError
-from hyperflow.tracking.registry import Rule, Gate, alias_version, build_gate
+from hyperflow.tracking.registry import alias_version
+from hyperflow.workflows.gate import Rule, Gate, build_gate
 from hyperflow.workflows.promote import ChampionConflict, PromoteConfig, promote
 from hyperflow.workflows.train import train
 

@@ -13,6 +13,7 @@ from typing import Any, Callable, Sequence
 
 from hyperflow.config import (PromoteConfig, RetrainConfig, TrainConfig, build_config, build_promote_config,
                               build_retrain_config, coerce, field_defaults, field_help, load_yaml, unknown_setting)
+from hyperflow import names
 from hyperflow.errors import UsageError
 from hyperflow.config.search import SEARCH_KEYS, SearchConfig, build_search_config
 
@@ -115,14 +116,15 @@ def check_keys(command: str, settings: dict[str, Any]) -> None:
 
 
 def configure(command: str, settings: dict[str, Any]) -> Invocation:
-    """Settings (``config=FILE`` included; command-line values win over the file) → config objects."""
+    """Settings (``config=FILE`` included; command-line values win over the file) → config objects. The one
+    place a config file is merged: every command's configs are built from ``merged``."""
     settings = dict(settings)
     config_file = settings.pop("config", None) or None
     from_file = load_yaml(config_file) if config_file else {}
     merged = {**from_file, **settings}
     check_keys(command, merged)
     if command in ("train", "lr-find"):
-        return Invocation(command, train=build_config(settings, config_file))
+        return Invocation(command, train=build_config(merged))
     if command == "search":
         return Invocation(command, search=build_search_config({k: v for k, v in merged.items() if k in SEARCH_KEYS}),
                           train=build_config({k: v for k, v in merged.items() if k not in SEARCH_KEYS}))
@@ -162,18 +164,14 @@ def check_experiment(name: str | None) -> None:
     name = name or os.environ.get("MLFLOW_EXPERIMENT_NAME")
     if not name:
         return
-    from mlflow.tracking import MlflowClient
+    from hyperflow import tracking
 
     try:
-        experiment = MlflowClient().get_experiment_by_name(name)
+        state = tracking.experiment_state(name)
     except Exception as exc:
-        from hyperflow.tracking.registry import registry_error
-
-        raise registry_error(exc, f"reading experiment '{name}'", store="tracking store") from None
-    if experiment is not None and experiment.lifecycle_stage == "deleted":
-        raise UsageError(f"experiment '{name}' was deleted: restore it with 'mlflow experiments restore "
-                         f"--experiment-id {experiment.experiment_id}' (same tracking URI) or pick another "
-                         f"name with experiment=NAME")
+        raise tracking.registry_error(exc, f"reading experiment '{name}'", store="tracking store") from None
+    if state is not None and state[0] == "deleted":
+        raise tracking.deleted_experiment(name, state[1])
 
 
 class Interrupted(KeyboardInterrupt):
@@ -188,7 +186,7 @@ def train_help(command: str = "train") -> str:
 
 
 def _summary(outcome: Any) -> str:
-    import mlflow
+    from hyperflow import tracking
 
     r = outcome.result
     metrics = "  ".join(f"{k} {v:.4g}" for k, v in outcome.test_metrics.items())
@@ -196,11 +194,11 @@ def _summary(outcome: Any) -> str:
              f"(best epoch {r.best_epoch}, best_val_loss {r.best_val_loss:.4g})"]
     if metrics:
         lines.append(f"  test: {metrics}")
-    lines.append(f"  run {outcome.run_id} (experiment {outcome.experiment_id}) in {mlflow.get_tracking_uri()}")
+    lines.append(f"  run {outcome.run_id} (experiment {outcome.experiment_id}) in {tracking.tracking_uri()}")
     if outcome.model_uri:
         lines.append(f"  model: {outcome.model_uri}"
                      + (f" (registered version {outcome.registered_version})" if outcome.registered_version else ""))
-    lines.append(f"  browse: mlflow ui --backend-store-uri {mlflow.get_tracking_uri()}  then open "
+    lines.append(f"  browse: mlflow ui --backend-store-uri {tracking.tracking_uri()}  then open "
                  f"http://127.0.0.1:5000/#/experiments/{outcome.experiment_id}/runs/{outcome.run_id}")
     return "\n".join(lines)
 
@@ -218,7 +216,7 @@ def cmd_train(inv: Invocation) -> int:
 
 
 def lr_find_summary(outcome: Any) -> str:
-    import mlflow
+    from hyperflow import tracking
 
     f = outcome.finder
     lines = [f"hyperflow lr-find: suggested lr {f.suggested_lr_:.3g} ({f.suggestion}), range "
@@ -229,7 +227,7 @@ def lr_find_summary(outcome: Any) -> str:
              + (f"; {f.repeats} repeats, suggestions spread x{f.suggestion_spread_:.2f}" if f.repeats > 1 else ""),
              f"  next: hyperflow train lr={f.suggested_lr_:.3g}   or   hyperflow train schedule=onecycle "
              f"max_lr={f.lr_range_[1]:.3g}   or   lr=auto / max_lr=auto",
-             f"  run {outcome.run_id} (experiment {outcome.experiment_id}) in {mlflow.get_tracking_uri()}"]
+             f"  run {outcome.run_id} (experiment {outcome.experiment_id}) in {tracking.tracking_uri()}"]
     return "\n".join(lines)
 
 
@@ -238,7 +236,7 @@ def cmd_lr_find(inv: Invocation) -> int:
 
     outcome = lr_find(inv.train)
     print(lr_find_summary(outcome))
-    if outcome.finder.status_ != "ok":
+    if outcome.finder.status_ != "ok":  # the LR finder's own status (ok | flat | no_divergence | noisy)
         print(f"hyperflow lr-find: warning: status {outcome.finder.status_}: {outcome.finder.status_help_}",
               file=sys.stderr)
     return 0
@@ -254,15 +252,15 @@ def search_help() -> str:
 
 
 def search_summary(outcome: Any, seconds: float) -> str:
-    import mlflow
+    from hyperflow import tracking
 
     records = outcome.records
-    counts = {s: sum(r.status == s for r in records) for s in ("ok", "pruned", "failed")}
-    lines = [f"hyperflow search: {len(records)} trials ({counts['ok']} ok, {counts['pruned']} pruned, "
-             f"{counts['failed']} failed) in {seconds:.0f} s; stopped by {outcome.stop_reason}"]
+    counts = {s: sum(r.status == s for r in records) for s in names.TRIAL_STATUSES}
+    lines = [f"hyperflow search: {len(records)} trials ({counts[names.TRIAL_OK]} ok, {counts[names.TRIAL_PRUNED]} "
+             f"pruned, {counts[names.TRIAL_FAILED]} failed) in {seconds:.0f} s; stopped by {outcome.stop_reason}"]
     best = outcome.best
     if best is None:
-        lines.append("  no trial finished: see the failed trials' hyperflow.trial_reason tags")
+        lines.append(f"  no trial finished: see the failed trials' {names.TRIAL_REASON} tags")
     else:
         metrics = "  ".join(f"{k} {v:.4g}" for k, v in outcome.test_metrics.items())
         lines.append(f"  best: trial {best.number} (run {best.run_id}) best_val_loss {best.loss:.4g}; {metrics}")
@@ -274,7 +272,7 @@ def search_summary(outcome: Any, seconds: float) -> str:
         top = sorted((r for r in records if r.loss is not None), key=lambda r: r.loss)[:5]
         lines.append(f"  {'trial':>5}  {'status':<7} {'val_loss':>9} {'epochs':>6}")
         lines += [f"  {r.number:>5}  {r.status:<7} {r.loss:>9.4g} {r.epochs:>6}" for r in top]
-    lines.append(f"  run {outcome.run_id} (experiment {outcome.experiment_id}) in {mlflow.get_tracking_uri()}; "
+    lines.append(f"  run {outcome.run_id} (experiment {outcome.experiment_id}) in {tracking.tracking_uri()}; "
                  f"open http://127.0.0.1:5000/#/experiments/{outcome.experiment_id}/runs")
     return "\n".join(lines)
 
@@ -360,14 +358,14 @@ def cmd_retrain(inv: Invocation) -> int:
     except TrainingDiverged as exc:
         print(f"hyperflow retrain: training diverged: {exc}; the champion stays", file=sys.stderr)
         return 1
-    if outcome.outcome == "skipped":
+    if outcome.outcome == names.OUTCOME_SKIPPED:
         print(f"hyperflow retrain: skipped: retrain run {outcome.previous_run_id} already did data "
               f"{outcome.data} with this code (force=true to retrain); run {outcome.run_id}")
         return 0
     print(f"hyperflow retrain: {outcome.outcome}: version {outcome.version} trained on {outcome.data}; "
           f"run {outcome.run_id}")
     print(promotion_summary(outcome.promotion))
-    return 0 if outcome.outcome == "promoted" else 3
+    return 0 if outcome.outcome == names.OUTCOME_PROMOTED else 3
 
 
 def predict_help() -> str:

@@ -58,6 +58,8 @@ LR_RANGE_MIN = "lr_range_min"
 LR_RANGE_MAX = "lr_range_max"
 LR_FIND_LOSS = "lr_find_loss"
 LR_FIND_SMOOTHED_LOSS = "lr_find_smoothed_loss"
+LR_FIND_LR = "lr_find_lr"
+LR_FIND_SUGGESTION_SPREAD = "lr_find_suggestion_spread"
 
 # --- metrics ------------------------------------------------------------------------------------------
 TRAIN_LOSS = "train_loss"
@@ -70,6 +72,10 @@ ACCURACY = "accuracy"  # classes: val_accuracy, test_accuracy
 RMSE = "rmse"  # regression: val_rmse, test_rmse
 R2 = "r2"  # regression: test_r2
 DICE = "dice"  # segmentation: val_dice, test_dice
+F1 = "f1"  # classes, macro-averaged
+LOG_LOSS = "log_loss"  # classes (scoring a registered model)
+MAE = "mae"  # regression
+IOU = "iou"  # segmentation
 VAL_ACCURACY, TEST_ACCURACY = VAL_PREFIX + ACCURACY, TEST_PREFIX + ACCURACY
 VAL_RMSE, TEST_RMSE, TEST_R2 = VAL_PREFIX + RMSE, TEST_PREFIX + RMSE, TEST_PREFIX + R2
 VAL_DICE, TEST_DICE = VAL_PREFIX + DICE, TEST_PREFIX + DICE
@@ -81,6 +87,10 @@ VALIDATION_STATUS = "validation_status"
 PASSED = "passed"
 FAILED = "failed"
 BASELINE_VERSION = "baseline_version"
+VERSION_PROMOTE_RUN_ID = "promote_run_id"  # the promote run that validated the version
+VERSION_RETRAIN_RUN_ID = "retrain_run_id"
+VERSION_RETRAIN_KEY = "retrain_key"
+VERSION_TRIAL_RUN_ID = "trial_run_id"  # a search's best trial, registered as challenger
 
 # --- promote -----------------------------------------------------------------------------------------
 MODEL_NAME = "hyperflow.model_name"

@@ -1,53 +1,71 @@
-"""Per-task evaluation metrics computed in torch on whole splits (no per-batch Python work)."""
+"""Per-task evaluation metrics: the one implementation, in numpy, on whole splits.
+
+The trainer calls :func:`task_metrics` on its outputs (``val_accuracy``, ``test_rmse``, … per epoch); scoring
+a registered model (``hyperflow.workflows.scoring``) calls the same functions on what the served model
+returns for raw rows. Sums run in float64.
+"""
 
 from __future__ import annotations
 
-import torch
+import math
+from typing import Any
 
-from hyperflow.core.losses import soft_dice
+import numpy as np
 
-
-def classification_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-    """Accuracy and macro-F1 (mean over classes present in labels or predictions)."""
-    n_classes = logits.shape[1]
-    pred = logits.argmax(1)
-    confusion = torch.bincount(labels * n_classes + pred, minlength=n_classes ** 2).reshape(n_classes, n_classes)
-    tp = confusion.diag().double()
-    support, predicted = confusion.sum(1).double(), confusion.sum(0).double()
-    present = (support + predicted) > 0
-    f1 = (2 * tp / (support + predicted).clamp(min=1))[present].mean()
-    return {"accuracy": float(tp.sum() / len(labels)), "f1": float(f1)}
+from hyperflow import names
 
 
-def regression_metrics(pred: torch.Tensor, target: torch.Tensor, target_std: float = 1.0) -> dict[str, float]:
-    """RMSE and MAE in the target's original units (targets are trained standardised), and R²."""
-    pred = pred.reshape(target.shape).double()
-    target = target.double()
-    err = pred - target
-    ss_tot = ((target - target.mean()) ** 2).sum()
-    r2 = 1 - (err ** 2).sum() / ss_tot if ss_tot > 0 else torch.tensor(float("nan"))
-    return {"rmse": float(err.pow(2).mean().sqrt()) * target_std, "mae": float(err.abs().mean()) * target_std,
-            "r2": float(r2)}
+def classification_metrics(predicted: Any, truth: Any) -> dict[str, float]:
+    """Accuracy and macro-F1 (mean over the classes present in the labels or the predictions). Labels of
+    any kind: class codes, or the class names a served model returns."""
+    predicted, truth = np.asarray(predicted).reshape(-1), np.asarray(truth).reshape(-1)
+    labels, codes = np.unique(np.concatenate([truth, predicted]), return_inverse=True)
+    t, p, k = codes[:len(truth)], codes[len(truth):], len(labels)
+    confusion = np.bincount(t * k + p, minlength=k * k).reshape(k, k)
+    tp = np.diag(confusion).astype(np.float64)
+    both = (confusion.sum(1) + confusion.sum(0)).astype(np.float64)  # every class here is in one or the other
+    f1 = float((2 * tp / np.maximum(both, 1)).mean()) if k else math.nan
+    return {names.ACCURACY: float(tp.sum() / len(truth)) if len(truth) else math.nan, names.F1: f1}
 
 
-def segmentation_metrics(logits: torch.Tensor, masks: torch.Tensor) -> dict[str, float]:
-    """Dice and IoU of thresholded masks (probability > 0.5), averaged over images."""
-    pred = (logits > 0).flatten(1).double()
-    masks = masks.flatten(1).double()
+def log_loss(p_true: Any) -> float:
+    """Mean negative log of the probability given to the true class (clipped at 1e-15)."""
+    return float(-np.log(np.clip(np.asarray(p_true, dtype=np.float64), 1e-15, 1)).mean())
+
+
+def regression_metrics(pred: Any, target: Any, scale: float = 1.0) -> dict[str, float]:
+    """RMSE and MAE (times ``scale``: the trainer's targets are standardised, so it passes their std to
+    report the target's units) and R² (NaN for a constant target)."""
+    target = np.asarray(target, dtype=np.float64)
+    err = np.asarray(pred, dtype=np.float64).reshape(target.shape) - target
+    ss_tot = float(((target - target.mean()) ** 2).sum())
+    r2 = 1 - float((err ** 2).sum()) / ss_tot if ss_tot > 0 else math.nan
+    return {names.RMSE: float(np.sqrt((err ** 2).mean())) * scale, names.MAE: float(np.abs(err).mean()) * scale,
+            names.R2: r2}
+
+
+def segmentation_metrics(predicted: Any, masks: Any) -> dict[str, float]:
+    """Dice and IoU per image of predicted (boolean) masks against true masks, averaged over images; an
+    empty mask predicted as empty is a perfect match."""
+    n = len(masks)
+    pred = np.asarray(predicted).reshape(n, -1).astype(np.float64)
+    masks = np.asarray(masks).reshape(n, -1).astype(np.float64)
     inter = (pred * masks).sum(1)
     total = pred.sum(1) + masks.sum(1)
-    empty = total == 0  # an empty mask predicted as empty is a perfect match
-    dice = torch.where(empty, 1.0, 2 * inter / total.clamp(min=1))
-    iou = torch.where(empty, 1.0, inter / (total - inter).clamp(min=1))
-    return {"dice": float(dice.mean()), "iou": float(iou.mean())}
+    empty = total == 0
+    dice = np.where(empty, 1.0, 2 * inter / np.maximum(total, 1))
+    iou = np.where(empty, 1.0, inter / np.maximum(total - inter, 1))
+    return {names.DICE: float(dice.mean()), names.IOU: float(iou.mean())}
 
 
-def task_metrics(task: str, output: torch.Tensor, target: torch.Tensor, target_std: float = 1.0) -> dict[str, float]:
+def task_metrics(task: str, output: Any, target: Any, target_std: float = 1.0) -> dict[str, float]:
+    """The metrics of raw model outputs (arrays: logits, standardised values, or mask logits) on a split."""
+    output = np.asarray(output)
     if task == "classification":
-        return classification_metrics(output, target)
+        return classification_metrics(output.argmax(1), target)
     if task == "regression":
         return regression_metrics(output, target, target_std)
-    return segmentation_metrics(output, target)
+    return segmentation_metrics(output > 0, target)
 
 
-__all__ = ["task_metrics", "classification_metrics", "regression_metrics", "segmentation_metrics", "soft_dice"]
+__all__ = ["task_metrics", "classification_metrics", "log_loss", "regression_metrics", "segmentation_metrics"]

@@ -185,5 +185,5 @@ class Trainer:
         y = y.to(self.device)
         with torch.inference_mode():
             loss = float(self.loss_fn(output, y))
-        metrics = {"loss": loss, **task_metrics(self.task, output, y, self.target_std)}
+        metrics = {"loss": loss, **task_metrics(self.task, output.cpu().numpy(), y.cpu().numpy(), self.target_std)}
         return {prefix + k: v for k, v in metrics.items()}

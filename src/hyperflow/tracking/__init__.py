@@ -1,15 +1,36 @@
-"""The MLflow layer: the only package that imports ``mlflow``. ``runs`` (parent and child runs, params,
-batched metrics, background calls, store errors), ``model`` (the pyfunc model and its logging), ``registry``
-(versions and aliases), ``tensorboard`` (event files). The names below are its API for the layers above."""
+"""The MLflow layer: the only package that imports ``mlflow``. One job per module:
 
-from hyperflow.tracking.runs import (
-    ROLE_TAG, PACKAGE_DIR, Terminated, tracked_run, log_params, log_results, call_now, end_run_quietly,
-    child_run, BackgroundCalls, MlflowMetrics, unique_run_name, run_tags, log_dataset, log_figure,
-    pip_requirements, log_model, log_lr_finder, tag_challenger, STORE_ERROR_CODES, is_store_error,
-    store_error_text, one_line, reopened_run, finished_model, version_of_run, register_once)
+- ``runs``: parent and child runs that always end in a defined state, params, results, tags, background
+  calls, experiments, run names;
+- ``faults``: which failures are the store's, and the one line that says so;
+- ``callbacks``: the trainer's way in (per-epoch metrics in batches, TensorBoard);
+- ``artifacts``: figures, JSON, folders, the dataset input, the LR range test;
+- ``model``: the pyfunc model, its logging, registration and loading;
+- ``registry``: version, alias and run look-ups, tags and aliases of versions, RegistryError.
 
-__all__ = ['ROLE_TAG', 'PACKAGE_DIR', 'Terminated', 'tracked_run', 'log_params', 'log_results', 'call_now',
-           'end_run_quietly', 'child_run', 'BackgroundCalls', 'MlflowMetrics', 'unique_run_name',
-           'run_tags', 'log_dataset', 'log_figure', 'pip_requirements', 'log_model', 'log_lr_finder',
-           'tag_challenger', 'STORE_ERROR_CODES', 'is_store_error', 'store_error_text', 'one_line',
-           'reopened_run', 'finished_model', 'version_of_run', 'register_once']
+The names below are its API for the layers above (``hyperflow.tracking.registry`` is used as a module).
+"""
+
+from hyperflow.tracking.artifacts import (log_artifact, log_artifacts, log_dataset, log_dict, log_figure,
+                                          log_lr_finder, log_text)
+from hyperflow.tracking.callbacks import MlflowMetrics, TensorBoardLogger
+from hyperflow.tracking.faults import STORE_ERROR_CODES, is_store_error, one_line, store_error_text
+from hyperflow.tracking.model import (finished_model, load_pyfunc, load_version, log_model, pip_requirements,
+                                      register_once, tag_challenger, version_of_run)
+from hyperflow.tracking.registry import RegistryError, registry_error
+from hyperflow.tracking.runs import (PACKAGE_DIR, ROLE_TAG, BackgroundCalls, MlflowError, Terminated, call_now,
+                                     child_run, current_experiment_id, deleted_experiment, end_run,
+                                     end_run_quietly, experiment_state, log_metrics, log_params, log_results,
+                                     reopened_run, run_tags, runs_tagged, set_parent, set_tag, set_tags,
+                                     tracked_run, tracking_uri, unique_run_name, use_experiment)
+
+__all__ = ["log_artifact", "log_artifacts", "log_dataset", "log_dict", "log_figure", "log_lr_finder", "log_text",
+           "MlflowMetrics", "TensorBoardLogger",
+           "STORE_ERROR_CODES", "is_store_error", "one_line", "store_error_text",
+           "finished_model", "load_pyfunc", "load_version", "log_model", "pip_requirements", "register_once",
+           "tag_challenger", "version_of_run",
+           "RegistryError", "registry_error",
+           "PACKAGE_DIR", "ROLE_TAG", "BackgroundCalls", "MlflowError", "Terminated", "call_now", "child_run",
+           "current_experiment_id", "deleted_experiment", "end_run", "end_run_quietly", "experiment_state",
+           "log_metrics", "log_params", "log_results", "reopened_run", "run_tags", "runs_tagged", "set_parent",
+           "set_tag", "set_tags", "tracked_run", "tracking_uri", "unique_run_name", "use_experiment"]

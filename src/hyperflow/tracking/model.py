@@ -5,19 +5,39 @@ columns ignored; a missing column is an error naming it unless ``params={"allow_
 — or image arrays — and returns, for classifiers, ``prediction`` plus one
 ``probability_<class>`` column per class; for regression ``prediction`` in the target's units; for
 segmentation an array of mask probabilities.
+
+Also here: logging it (signature, input example, pinned requirements), finding the model a run logged and
+the version it registered, registering once, and loading a model back.
 """
 
 from __future__ import annotations
 
+import logging
 import pickle
-from typing import Any
+import tempfile
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
 
+import mlflow
 import mlflow.pyfunc
 import numpy as np
-from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 import pandas as pd
+import sklearn
 import torch
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.tracking import MlflowClient
+from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
+from mlflow.types.schema import AnyType
+
+import hyperflow
+from hyperflow import names
+from hyperflow.core.data import Dataset
+from hyperflow.tracking.registry import RegistryError, one_line, store_uri
+from hyperflow.tracking.runs import PACKAGE_DIR, _env
 
 BUNDLE = "bundle"  # artifact key: pickled dict with model spec, weights, preprocessor and target codec
 ALLOW_MISSING = "allow_missing_columns"  # predict param: impute absent feature columns instead of refusing
@@ -75,3 +95,129 @@ def predict_bundle(bundle: dict, model: torch.nn.Module, raw: Any, allow_missing
         values = out.reshape(-1).double().numpy() * bundle["target_std"] + bundle["target_mean"]
         return pd.DataFrame({"prediction": values})
     return torch.sigmoid(out).numpy()
+
+
+def _signature(dataset: Dataset, example_output: Any) -> ModelSignature:
+    """Tables: every raw feature column by name, typed ``Any`` and optional, because the model itself
+    converts what clients send (ints for a float column, numbers as text, bools, nulls) and names the
+    columns a request lacks — MLflow's typed columns would refuse ``int64`` for ``double`` before the model
+    sees the row. Param ``allow_missing_columns`` opts in to imputing absent columns."""
+    pre = dataset.preprocessor
+    params = None
+    if pre.kind == "table":
+        inputs = Schema([ColSpec(AnyType(), c, required=False) for c in pre.columns])
+        params = ParamSchema([ParamSpec(ALLOW_MISSING, "boolean", False)])
+    else:
+        inputs = Schema([TensorSpec(np.dtype(np.float32), (-1, *pre.image_shape))])
+    if isinstance(example_output, pd.DataFrame):
+        outputs = Schema([ColSpec(_output_type(example_output[c]), c) for c in example_output.columns])
+    else:
+        outputs = Schema([TensorSpec(np.dtype(np.float32), (-1, *example_output.shape[1:]))])
+    return ModelSignature(inputs, outputs, params)
+
+
+def _output_type(column: pd.Series) -> str:
+    kind = column.dtype.kind
+    return {"b": "boolean", "i": "long", "u": "long", "f": "double"}.get(kind, "string")
+
+
+@contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def pip_requirements() -> list[str]:
+    """Pinned to what trained the model; explicit so that MLflow does not spend seconds inferring them."""
+    import cloudpickle
+
+    return [f"mlflow=={mlflow.__version__}", f"torch=={torch.__version__.split('+')[0]}",
+            f"scikit-learn=={sklearn.__version__}", f"pandas=={pd.__version__}", f"numpy=={np.__version__}",
+            f"cloudpickle=={cloudpickle.__version__}", "pyyaml", "tqdm", "matplotlib"]
+
+
+def log_model(model: torch.nn.Module, model_spec: dict[str, Any], dataset: Dataset,
+              registered_model_name: str | None = None, user_code: list[str] | None = None) -> Any:
+    """Log the model with its preprocessing as a pyfunc (signature, input example, explicit pip
+    requirements, hyperflow's code bundled) and register it when a name is given."""
+    bundle = {"model_spec": model_spec, "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+              "preprocessor": dataset.preprocessor, "task": dataset.task, "classes": dataset.classes,
+              "target_mean": dataset.target_mean, "target_std": dataset.target_std,
+              "hyperflow_version": hyperflow.__version__}
+    example = dataset.raw_example
+    output = predict_bundle(bundle, model.cpu().eval(), example)
+    # no "Downloading artifacts" bar while MLflow checks the input example against the saved model
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(), _quiet("mlflow.pyfunc"), \
+            _env("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"):
+        warnings.simplefilter("ignore")  # MLflow's generic advice on pickled models and type hints
+        path = Path(tmp, "bundle.pkl")
+        with path.open("wb") as fh:
+            pickle.dump(bundle, fh)
+        return mlflow.pyfunc.log_model(
+            name="model", python_model=HyperflowModel(), artifacts={BUNDLE: str(path)},
+            code_paths=[str(PACKAGE_DIR), *(user_code or [])], signature=_signature(dataset, output),
+            input_example=example, pip_requirements=pip_requirements(),
+            registered_model_name=registered_model_name)
+
+
+def tag_challenger(name: str, version: str, tags: dict[str, str]) -> None:
+    """Point the alias ``challenger`` at a registered model version, then tag it (in the order given): the
+    last tag marks the whole step done, so a step cut short shows and can be done again."""
+    client = MlflowClient()
+    client.set_registered_model_alias(name, names.CHALLENGER, version)
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+
+
+def finished_model(run_id: str, name: str = "model") -> Any | None:
+    """The model logged (and fully uploaded: status READY) by run ``run_id`` under ``name``, or None."""
+    from mlflow.entities import LoggedModelStatus
+
+    experiment_id = MlflowClient().get_run(run_id).info.experiment_id
+    models = mlflow.search_logged_models(experiment_ids=[experiment_id], output_format="list",
+                                         filter_string=f"source_run_id = '{run_id}' AND name = '{name}'")
+    ready = [m for m in models if m.status == LoggedModelStatus.READY]
+    return max(ready, key=lambda m: m.creation_timestamp) if ready else None
+
+
+def version_of_run(name: str, run_id: str) -> Any | None:
+    """The registered version of model ``name`` that run ``run_id`` produced (the oldest), or None."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = MlflowClient().search_model_versions(f"name = '{name}' AND run_id = '{run_id}'")
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+    return min(versions, key=lambda v: int(v.version)) if versions else None
+
+
+def register_once(model_uri: str, name: str, run_id: str) -> tuple[Any, bool]:
+    """(version, created): the version of ``name`` that run ``run_id`` already registered, else a new one."""
+    existing = version_of_run(name, run_id)
+    if existing is not None:
+        return existing, False
+    with _quiet("mlflow.tracking._model_registry.client"):
+        version = mlflow.register_model(model_uri, name)
+    return version, True
+
+
+def load_pyfunc(uri: str) -> Any:
+    """A logged model as a pyfunc (``models:/<name>@<alias>``, ``models:/<name>/<version>``, ``runs:/…``);
+    MLflow's errors raise as they are (:data:`hyperflow.tracking.MlflowError`, OSError)."""
+    return mlflow.pyfunc.load_model(uri)
+
+
+def load_version(name: str, version: str) -> Any:
+    """A version as a pyfunc model; RegistryError (one line, exit 2) when it cannot be loaded."""
+    try:
+        return mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    except Exception as exc:
+        raise RegistryError(f"cannot load version {version} of model '{name}' from {store_uri()}: "
+                            f"{one_line(exc)}; nothing was moved") from None

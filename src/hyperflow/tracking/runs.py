@@ -1,44 +1,37 @@
-"""The MLflow layer: runs, params, batched metrics, tags, datasets, figures and models.
+"""Runs: parent and child runs that always end in a defined state (signals included), their params,
+results and tags, calls sent by a background thread, experiments, and run names.
 
-Everything else in hyperflow stays free of MLflow; the trainer reaches this layer only through
-:class:`MlflowMetrics`, a trainer callback.
+The trainer reaches MLflow only through callbacks (:mod:`hyperflow.tracking.callbacks`); workflows call
+the functions here instead of ``mlflow`` itself.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import pickle
 import signal
-import tempfile
 import time
-import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import mlflow
-import numpy as np
-import pandas as pd
-import sklearn
-import torch
-from mlflow.data.code_dataset_source import CodeDatasetSource
 from mlflow.entities import Metric, Param, RunTag
-from mlflow.models import ModelSignature
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
-from mlflow.types.schema import AnyType
 from mlflow.utils.git_utils import get_git_commit
 
 import hyperflow
+from hyperflow import names
 from hyperflow.core.data import Dataset
-from hyperflow.tracking.model import ALLOW_MISSING, BUNDLE, HyperflowModel, predict_bundle
-from hyperflow.core.trainer import Callback, TrainResult
+from hyperflow.errors import UsageError
+from hyperflow.tracking.faults import is_store_error
 
 log = logging.getLogger(__name__)
 
-ROLE_TAG = "hyperflow.role"
+MlflowError = MlflowException  # MLflow's exception type, for callers that catch it without importing mlflow
+ROLE_TAG = names.ROLE
 PACKAGE_DIR = Path(hyperflow.__file__).parent
 
 
@@ -59,14 +52,20 @@ def tracked_run(role: str, *, experiment: str | None = None, run_name: str | Non
     if run_id is not None and mlflow.active_run() is None:  # reopening: MLflow insists on its experiment
         mlflow.set_experiment(experiment_id=MlflowClient().get_run(run_id).info.experiment_id)
     elif experiment and not os.environ.get("MLFLOW_RUN_ID") and parent_run_id is None and run_id is None:
-        mlflow.set_experiment(experiment)
+        use_experiment(experiment)
     previous = signal.getsignal(signal.SIGTERM)
     in_main_thread = previous is not None and _is_main_thread()
     if in_main_thread:
         signal.signal(signal.SIGTERM, _raise_terminated)
-    run = mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name, parent_run_id=parent_run_id,
-                           nested=parent_run_id is not None or (run_id is not None and mlflow.active_run() is not None),
-                           tags={ROLE_TAG: role, "hyperflow.version": hyperflow.__version__, **(tags or {})})
+    try:
+        run = mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name, parent_run_id=parent_run_id,
+                               nested=parent_run_id is not None or (run_id is not None and mlflow.active_run() is not None),
+                               tags={ROLE_TAG: role, names.VERSION: hyperflow.__version__, **(tags or {})})
+    except BaseException as exc:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+        _raise_if_deleted(exc, experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME"))
+        raise
 
     def end(status: str) -> None:
         active = mlflow.active_run()
@@ -77,6 +76,54 @@ def tracked_run(role: str, *, experiment: str | None = None, run_name: str | Non
 
     with _ended_as(end):
         yield run
+
+
+def use_experiment(name: str) -> str:
+    """Make experiment ``name`` the active one (created when missing) and return its id; a deleted one is a
+    one-line UsageError saying how to restore it, not MLflow's traceback."""
+    try:
+        return mlflow.set_experiment(name).experiment_id
+    except MlflowException as exc:
+        _raise_if_deleted(exc, name)
+        raise
+
+
+def experiment_state(name: str) -> tuple[str, str] | None:
+    """``(lifecycle_stage, experiment_id)`` of experiment ``name`` (stage ``active`` or ``deleted``), or None
+    when there is none. Store failures raise as they are."""
+    experiment = MlflowClient().get_experiment_by_name(name)
+    return None if experiment is None else (experiment.lifecycle_stage, experiment.experiment_id)
+
+
+def deleted_experiment(name: str, experiment_id: str) -> UsageError:
+    return UsageError(f"experiment '{name}' was deleted: restore it with 'mlflow experiments restore "
+                      f"--experiment-id {experiment_id}' (same tracking URI) or pick another name with experiment=NAME")
+
+
+def _raise_if_deleted(exc: BaseException, name: str | None) -> None:
+    """Raise :func:`deleted_experiment` from None when ``exc`` came from experiment ``name`` being deleted."""
+    if not name or not isinstance(exc, MlflowException):
+        return
+    try:
+        state = experiment_state(name)
+    except Exception:  # the store cannot say: the original error stands
+        return
+    if state is not None and state[0] == "deleted":
+        raise deleted_experiment(name, state[1]) from None
+
+
+def current_experiment_id(name: str | None = None) -> str:
+    """The id of experiment ``name`` (made active, created when missing), else MLflow's own choice: the
+    environment, the active run, or the default experiment."""
+    if name:
+        return use_experiment(name)
+    from mlflow.tracking.fluent import _get_experiment_id  # MLflow's rule; private, so used in this one place
+
+    return _get_experiment_id()
+
+
+def tracking_uri() -> str:
+    return mlflow.get_tracking_uri()
 
 
 @contextmanager
@@ -177,8 +224,8 @@ def child_run(role: str, experiment_id: str, parent_run_id: str, run_name: str, 
     FINISHED, FAILED on an exception, KILLED on Ctrl-C or SIGTERM; ``send`` (e.g. ``BackgroundCalls.submit``)
     decides when that last call goes out."""
     run = MlflowClient().create_run(experiment_id, run_name=run_name, tags={
-        ROLE_TAG: role, "hyperflow.version": hyperflow.__version__, "mlflow.parentRunId": parent_run_id,
-        "mlflow.runName": run_name, **tags})
+        ROLE_TAG: role, names.VERSION: hyperflow.__version__, names.PARENT_RUN_ID: parent_run_id,
+        names.RUN_NAME: run_name, **tags})
     def end(status: str) -> None:
         try:
             send(end_run_quietly, run.info.run_id, status)
@@ -225,42 +272,6 @@ class BackgroundCalls:
             self.pool.shutdown(wait=True)
 
 
-class MlflowMetrics(Callback):
-    """Sends per-epoch metrics to MLflow in batches: at most one ``log_batch`` call per epoch, and no
-    more often than every ``flush_secs`` seconds. A call costs ~15 ms on sqlite and ~50 ms against a
-    server, more than a small model's epoch: flushing every epoch made a digits fit 1.27x slower, the
-    default 1 s flush 1.03x (bench/tracking.py). ``params`` ride along with the first call."""
-
-    def __init__(self, run_id: str, flush_secs: float = 1.0, prefix: str = "", flush_at_end: bool = True,
-                 params: dict[str, str] | None = None) -> None:
-        self.client, self.run_id, self.flush_secs, self.prefix = MlflowClient(), run_id, flush_secs, prefix
-        self.flush_at_end = flush_at_end  # False: the caller sends ``pending`` with its own last call
-        self.pending: list[Metric] = []
-        self.pending_params = dict(params or {})
-        self.last_flush = 0.0
-
-    def on_train_start(self, trainer: Any) -> None:
-        self.last_flush = time.monotonic()
-
-    def on_epoch_end(self, trainer: Any, epoch: int, metrics: dict[str, float]) -> None:
-        stamp = int(time.time() * 1000)
-        self.pending += [Metric(self.prefix + k, float(v), stamp, epoch) for k, v in metrics.items()]
-        if time.monotonic() - self.last_flush >= self.flush_secs:
-            self.flush()
-
-    def on_train_end(self, trainer: Any, result: TrainResult) -> None:
-        if self.flush_at_end:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.pending or self.pending_params:
-            # the client chunks large batches
-            self.client.log_batch(self.run_id, metrics=self.pending,
-                                  params=[Param(k, str(v)[:6000]) for k, v in self.pending_params.items()])
-            self.pending, self.pending_params = [], {}
-        self.last_flush = time.monotonic()
-
-
 def unique_run_name(role: str, data_name: str) -> str:
     """``<role>-<data>-<MMDD-HHMMSS>-<4 hex>``: says what the run is and never repeats (MLflow's own
     names come from the ``random`` module, which a seeded run re-seeds: every seed-42 run had one name)."""
@@ -270,205 +281,16 @@ def unique_run_name(role: str, data_name: str) -> str:
 
 
 def run_tags(dataset: Dataset) -> dict[str, str]:
-    tags = {"hyperflow.data_fingerprint": dataset.fingerprint, "hyperflow.task": dataset.task,
-            "hyperflow.core.data": dataset.source}
+    tags = {names.DATA_FINGERPRINT: dataset.fingerprint, names.TASK: dataset.task, names.DATA_SOURCE: dataset.source}
     if dataset.target:
-        tags["hyperflow.target"] = dataset.target
+        tags[names.TARGET] = dataset.target
     dropped = getattr(dataset.preprocessor, "dropped", None)
     if dropped:
-        tags["hyperflow.dropped_columns"] = ", ".join(dropped)[:5000]
+        tags[names.DROPPED_COLUMNS] = ", ".join(dropped)[:5000]
     commit = get_git_commit(str(PACKAGE_DIR))
     if commit:
-        tags["hyperflow.git_commit"] = commit
+        tags[names.GIT_COMMIT] = commit
     return tags
-
-
-def log_dataset(dataset: Dataset) -> None:
-    """Record the dataset as the run's training input (name, digest, source, schema)."""
-    source: Any = dataset.source
-    if source.startswith("builtin:"):  # no file or URL behind it: describe it by name and version
-        source = CodeDatasetSource({"hyperflow.builtin": dataset.name, "fingerprint": dataset.fingerprint})
-    with warnings.catch_warnings():
-        # MLflow's schema hint about integer columns concerns model signatures, not a dataset record, and a
-        # local path matches two of its (identical) source types
-        warnings.filterwarnings("ignore", message=".*(integer column|interpreted in multiple ways).*")
-        if isinstance(dataset.raw_all, pd.DataFrame):
-            data = mlflow.data.from_pandas(dataset.raw_all, source=source, targets=dataset.target,
-                                           name=dataset.name)
-        else:
-            X, y = dataset.raw_all
-            data = mlflow.data.from_numpy(X, targets=y, source=source, name=dataset.name)
-        mlflow.log_input(data, context="training", tags={"fingerprint": dataset.fingerprint})
-
-
-def log_figure(figure: Any, path: str) -> None:
-    import matplotlib.pyplot as plt
-
-    mlflow.log_figure(figure, path)
-    plt.close(figure)
-
-
-def _signature(dataset: Dataset, example_output: Any) -> ModelSignature:
-    """Tables: every raw feature column by name, typed ``Any`` and optional, because the model itself
-    converts what clients send (ints for a float column, numbers as text, bools, nulls) and names the
-    columns a request lacks — MLflow's typed columns would refuse ``int64`` for ``double`` before the model
-    sees the row. Param ``allow_missing_columns`` opts in to imputing absent columns."""
-    pre = dataset.preprocessor
-    params = None
-    if pre.kind == "table":
-        inputs = Schema([ColSpec(AnyType(), c, required=False) for c in pre.columns])
-        params = ParamSchema([ParamSpec(ALLOW_MISSING, "boolean", False)])
-    else:
-        inputs = Schema([TensorSpec(np.dtype(np.float32), (-1, *pre.image_shape))])
-    if isinstance(example_output, pd.DataFrame):
-        outputs = Schema([ColSpec(_output_type(example_output[c]), c) for c in example_output.columns])
-    else:
-        outputs = Schema([TensorSpec(np.dtype(np.float32), (-1, *example_output.shape[1:]))])
-    return ModelSignature(inputs, outputs, params)
-
-
-def _output_type(column: pd.Series) -> str:
-    kind = column.dtype.kind
-    return {"b": "boolean", "i": "long", "u": "long", "f": "double"}.get(kind, "string")
-
-
-@contextmanager
-def _quiet(logger_name: str) -> Iterator[None]:
-    logger = logging.getLogger(logger_name)
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
-def pip_requirements() -> list[str]:
-    """Pinned to what trained the model; explicit so that MLflow does not spend seconds inferring them."""
-    import cloudpickle
-
-    return [f"mlflow=={mlflow.__version__}", f"torch=={torch.__version__.split('+')[0]}",
-            f"scikit-learn=={sklearn.__version__}", f"pandas=={pd.__version__}", f"numpy=={np.__version__}",
-            f"cloudpickle=={cloudpickle.__version__}", "pyyaml", "tqdm", "matplotlib"]
-
-
-def log_model(model: torch.nn.Module, model_spec: dict[str, Any], dataset: Dataset,
-              registered_model_name: str | None = None, user_code: list[str] | None = None) -> Any:
-    """Log the model with its preprocessing as a pyfunc (signature, input example, explicit pip
-    requirements, hyperflow's code bundled) and register it when a name is given."""
-    bundle = {"model_spec": model_spec, "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
-              "preprocessor": dataset.preprocessor, "task": dataset.task, "classes": dataset.classes,
-              "target_mean": dataset.target_mean, "target_std": dataset.target_std,
-              "hyperflow_version": hyperflow.__version__}
-    example = dataset.raw_example
-    output = predict_bundle(bundle, model.cpu().eval(), example)
-    # no "Downloading artifacts" bar while MLflow checks the input example against the saved model
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(), _quiet("mlflow.pyfunc"), \
-            _env("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"):
-        warnings.simplefilter("ignore")  # MLflow's generic advice on pickled models and type hints
-        path = Path(tmp, "bundle.pkl")
-        with path.open("wb") as fh:
-            pickle.dump(bundle, fh)
-        return mlflow.pyfunc.log_model(
-            name="model", python_model=HyperflowModel(), artifacts={BUNDLE: str(path)},
-            code_paths=[str(PACKAGE_DIR), *(user_code or [])], signature=_signature(dataset, output),
-            input_example=example, pip_requirements=pip_requirements(),
-            registered_model_name=registered_model_name)
-
-
-def log_lr_finder(run_id: str, finder: Any, rule: str) -> None:
-    """The range test's curve (step = iteration), suggestion, range, status and its plot and CSV."""
-    from hyperflow.core.lr_finder import STATUS_HELP
-    from hyperflow.core.plots import lr_finder_curve
-
-    stamp = int(time.time() * 1000)
-    metrics = [Metric("lr_find_loss", float(v), stamp, i) for i, v in enumerate(finder.losses_)]
-    metrics += [Metric("lr_find_smoothed_loss", float(v), stamp, i) for i, v in enumerate(finder.smoothed_)]
-    metrics += [Metric("lr_find_lr", float(v), stamp, i) for i, v in enumerate(finder.lrs_)]
-    metrics += [Metric("suggested_lr", finder.suggested_lr_, stamp, 0),
-                Metric("lr_range_min", finder.lr_range_[0], stamp, 0),
-                Metric("lr_range_max", finder.lr_range_[1], stamp, 0),
-                Metric("lr_find_suggestion_spread", finder.suggestion_spread_, stamp, 0)]
-    client = MlflowClient()
-    client.log_batch(run_id, metrics=metrics)
-    client.set_tag(run_id, "lr_find_status", finder.status_)
-    client.set_tag(run_id, "lr_find_status_help", STATUS_HELP[finder.status_])
-    figure = lr_finder_curve(finder.lrs_, finder.losses_, finder.smoothed_, finder.suggested_lr_, finder.lr_range_,
-                             finder.status_, finder.band_, rule)
-    log_figure(figure, "plots/lr_find.png")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp, "lr_find.csv")
-        finder.to_frame().to_csv(path, index=False)
-        client.log_artifact(run_id, str(path))
-
-
-def tag_challenger(name: str, version: str, tags: dict[str, str]) -> None:
-    """Point the alias ``challenger`` at a registered model version, then tag it (in the order given): the
-    last tag marks the whole step done, so a step cut short shows and can be done again."""
-    client = MlflowClient()
-    client.set_registered_model_alias(name, "challenger", version)
-    for key, value in tags.items():
-        client.set_model_version_tag(name, version, key, value)
-
-
-# ------------------------------------------------------------------------------------- run lifecycle (end)
-
-STORE_ERROR_CODES = {"TEMPORARILY_UNAVAILABLE", "INTERNAL_ERROR", "REQUEST_LIMIT_EXCEEDED", "ENDPOINT_NOT_FOUND",
-                     "IO_ERROR", "DEADLINE_EXCEEDED", "SERVICE_UNDER_MAINTENANCE", "PERMISSION_DENIED",
-                     "UNAUTHENTICATED", "CUSTOMER_UNAUTHORIZED"}
-
-
-def is_store_error(exc: BaseException) -> bool:
-    """Whether ``exc`` (or what caused it) is the tracking or artifact store failing — a database error, an
-    unreachable or failing server, a file system refusing a write — rather than the code that called it."""
-    import sqlite3
-
-    import requests
-    from mlflow.exceptions import MlflowException, RestException
-
-    try:
-        from sqlalchemy.exc import DBAPIError, OperationalError
-        db_errors: tuple[type, ...] = (DBAPIError, OperationalError, sqlite3.Error)
-    except ImportError:  # pragma: no cover - sqlalchemy comes with mlflow
-        db_errors = (sqlite3.Error,)
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, (*db_errors, requests.RequestException, ConnectionError, TimeoutError)):
-            return True
-        if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
-            return True
-        if isinstance(exc, RestException) and exc.error_code in STORE_ERROR_CODES:
-            return True  # the server answered with an error of its own (a 5xx, unavailable, refused)
-        if isinstance(exc, MlflowException) and exc.error_code in STORE_ERROR_CODES - {"INTERNAL_ERROR"}:
-            return True
-        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)  # `from None` ends the chain
-    return False
-
-
-def store_error_text(exc: BaseException) -> str:
-    """One line for a store failure: the deepest cause that says what the store did (``sqlite3.OperationalError:
-    attempt to write a readonly database``, ``ConnectionRefusedError: [Errno 111] Connection refused``), not the
-    wrapper's first line."""
-    import sqlite3
-
-    import requests
-
-    found, seen = exc, set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, (sqlite3.Error, requests.RequestException, OSError)) or hasattr(current, "orig"):
-            found = getattr(current, "orig", None) or current
-        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
-    return one_line(found)
-
-
-def one_line(exc: BaseException, limit: int = 300) -> str:
-    """``Type: first line of the message``, at most ``limit`` characters: for a one-line error report."""
-    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
-    text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @contextmanager
@@ -495,35 +317,36 @@ def reopened_run(run_id: str) -> Iterator[mlflow.ActiveRun]:
     end()
 
 
-def finished_model(run_id: str, name: str = "model") -> Any | None:
-    """The model logged (and fully uploaded: status READY) by run ``run_id`` under ``name``, or None."""
-    from mlflow.entities import LoggedModelStatus
-
-    experiment_id = MlflowClient().get_run(run_id).info.experiment_id
-    models = mlflow.search_logged_models(experiment_ids=[experiment_id], output_format="list",
-                                         filter_string=f"source_run_id = '{run_id}' AND name = '{name}'")
-    ready = [m for m in models if m.status == LoggedModelStatus.READY]
-    return max(ready, key=lambda m: m.creation_timestamp) if ready else None
 
 
-def version_of_run(name: str, run_id: str) -> Any | None:
-    """The registered version of model ``name`` that run ``run_id`` produced (the oldest), or None."""
-    from mlflow.exceptions import MlflowException
+# ------------------------------------------------------------------------------ the active run, and others
 
-    try:
-        versions = MlflowClient().search_model_versions(f"name = '{name}' AND run_id = '{run_id}'")
-    except MlflowException as exc:
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            return None
-        raise
-    return min(versions, key=lambda v: int(v.version)) if versions else None
+def set_tag(key: str, value: Any) -> None:
+    """A tag of the active run."""
+    mlflow.set_tag(key, value)
 
 
-def register_once(model_uri: str, name: str, run_id: str) -> tuple[Any, bool]:
-    """(version, created): the version of ``name`` that run ``run_id`` already registered, else a new one."""
-    existing = version_of_run(name, run_id)
-    if existing is not None:
-        return existing, False
-    with _quiet("mlflow.tracking._model_registry.client"):
-        version = mlflow.register_model(model_uri, name)
-    return version, True
+def set_tags(tags: dict[str, Any]) -> None:
+    """Tags of the active run, in one call."""
+    mlflow.set_tags(tags)
+
+
+def log_metrics(metrics: dict[str, float]) -> None:
+    """Metrics of the active run (step 0), in one call."""
+    mlflow.log_metrics(metrics)
+
+
+def set_parent(run_id: str, parent_run_id: str) -> None:
+    """Fold run ``run_id`` under ``parent_run_id`` after the fact (e.g. a search started in its own thread)."""
+    MlflowClient().set_tag(run_id, names.PARENT_RUN_ID, parent_run_id)
+
+
+def end_run(run_id: str, status: str, client: Any = None) -> None:
+    """End run ``run_id`` as ``status`` (e.g. KILLED for a run whose process is gone)."""
+    (client or MlflowClient()).set_terminated(run_id, status)
+
+
+def runs_tagged(experiment_id: str, tag: str, value: str, *, finished: bool = False, max_results: int = 20) -> list[Any]:
+    """Runs of an experiment whose tag ``tag`` is ``value`` (only FINISHED ones when ``finished``)."""
+    query = f"tags.`{tag}` = '{value}'" + (" and attributes.status = 'FINISHED'" if finished else "")
+    return MlflowClient().search_runs([experiment_id], query, max_results=max_results)

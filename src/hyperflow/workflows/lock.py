@@ -21,12 +21,11 @@ import time
 import uuid
 from typing import Any
 
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
+from hyperflow import names, tracking
+from hyperflow.tracking import registry
+from hyperflow.tracking.registry import Client, is_not_found, registry_error
 
-from hyperflow.tracking.registry import is_not_found, registered_model, registry_error
-
-LOCK_TAG = "hyperflow.retrain_lock"
+LOCK_TAG = names.RETRAIN_LOCK
 
 
 def describe(holder: dict[str, Any]) -> str:
@@ -60,9 +59,9 @@ class RegistryLock:
     """``with RegistryLock(name):`` holds the retrain lock of one registered model, or raises LockHeld."""
 
     def __init__(self, name: str, *, lease: float = 600.0, settle: float = 1.0,
-                 client: MlflowClient | None = None) -> None:
+                 client: Client | None = None) -> None:
         self.name, self.lease, self.settle = name, lease, settle
-        self.client = client or MlflowClient()
+        self.client = client or registry.default_client()
         self.holder: dict[str, Any] = {"token": uuid.uuid4().hex, "run_id": None, "host": socket.gethostname(),
                                        "pid": os.getpid(), "acquired_at": time.time()}
         self.lost = False
@@ -72,7 +71,7 @@ class RegistryLock:
 
     # ------------------------------------------------------------------ store
     def read(self) -> dict[str, Any] | None:
-        raw = registered_model(self.client, self.name).tags.get(LOCK_TAG)
+        raw = registry.model_tag(self.client, self.name, LOCK_TAG)
         try:
             return json.loads(raw) if raw else None
         except json.JSONDecodeError:
@@ -80,7 +79,7 @@ class RegistryLock:
 
     def _write(self) -> None:
         self.holder["expires_at"] = time.time() + self.lease
-        self.client.set_registered_model_tag(self.name, LOCK_TAG, json.dumps(self.holder))
+        registry.set_model_tag(self.client, self.name, LOCK_TAG, json.dumps(self.holder))
 
     def _ours(self, holder: dict[str, Any] | None) -> bool:
         return bool(holder) and holder.get("token") == self.holder["token"]
@@ -93,7 +92,7 @@ class RegistryLock:
             return "its process is gone"
         if holder.get("run_id"):
             try:
-                status = self.client.get_run(holder["run_id"]).info.status
+                status = registry.run_status(self.client, holder["run_id"])
             except Exception as exc:  # only a run that is really gone frees the lock
                 if is_not_found(exc):
                     return "its run no longer exists"
@@ -110,10 +109,10 @@ class RegistryLock:
             if self.stale_reason(current) is None:
                 raise LockHeld(self.name, current)
             self.taken_over = current
-        failed: MlflowException | None = None
+        failed: tracking.MlflowError | None = None
         try:
             self._write()
-        except MlflowException as exc:  # e.g. sqlite: a concurrent first write of the tag won the insert
+        except tracking.MlflowError as exc:  # e.g. sqlite: a concurrent first write of the tag won the insert
             failed = exc
         time.sleep(self.settle)
         after = self.read()
@@ -129,9 +128,9 @@ class RegistryLock:
 
     def _end_dead_run(self, run_id: str) -> None:
         try:
-            if self.client.get_run(run_id).info.status == "RUNNING":
-                self.client.set_terminated(run_id, "KILLED")
-        except MlflowException:
+            if registry.run_status(self.client, run_id) == "RUNNING":
+                tracking.end_run(run_id, "KILLED", client=self.client)
+        except tracking.MlflowError:
             pass
 
     def attach(self, run_id: str) -> None:
@@ -164,7 +163,7 @@ class RegistryLock:
         if self._beat is not None:
             self._beat.join(timeout=5)
         if not self.lost and self._ours(self.read()):
-            self.client.delete_registered_model_tag(self.name, LOCK_TAG)
+            registry.delete_model_tag(self.client, self.name, LOCK_TAG)
 
     def __enter__(self) -> "RegistryLock":
         return self.acquire()

@@ -39,18 +39,17 @@ def predict_file(model: str, data: str, out: str = "predictions.csv", allow_miss
     if source.suffix.lower() not in TABLE_SUFFIXES:
         raise UsageError(f"data '{data}': predict reads .csv, .tsv or .parquet files")
     rows = read_table(source, min_columns=1)
-    import mlflow
-    from mlflow.exceptions import MlflowException
+    from hyperflow import tracking  # after the cheap checks: MLflow takes seconds to import
 
     try:
-        loaded = mlflow.pyfunc.load_model(model)
-    except (MlflowException, OSError) as exc:
+        loaded = tracking.load_pyfunc(model)
+    except (tracking.MlflowError, OSError) as exc:
         raise UsageError(f"cannot load model '{model}' ({_first_line(exc)}): pass models:/<name>@champion, "
                          f"models:/<name>/<version> or runs:/<run id>/model") from None
     params = {"allow_missing_columns": True} if allow_missing_columns else None
     try:
         scored = loaded.predict(rows, params=params) if params else loaded.predict(rows)
-    except MlflowException as exc:  # the model's own input checks (missing columns, schema)
+    except tracking.MlflowError as exc:  # the model's own input checks (missing columns, schema)
         raise UsageError(f"cannot score '{data}' with '{model}': {_first_line(exc)}") from None
     if not isinstance(scored, pd.DataFrame):
         raise UsageError(f"model '{model}' returns {type(scored).__name__}, not a table: predict scores table "

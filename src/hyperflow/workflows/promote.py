@@ -15,16 +15,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-import mlflow
-from mlflow.entities.model_registry import ModelVersion
-from mlflow.tracking import MlflowClient
-
-from hyperflow import tracking
+from hyperflow import names, tracking
 from hyperflow.config import GATE_HELP, PromoteConfig, TrainConfig, build_promote_config  # noqa: F401 (re-exported)
 from hyperflow.errors import UsageError
-from hyperflow.tracking.registry import (CHAMPION, Check, EvalRows, Gate, alias_version, build_gate, check_replaceable,
-                                evaluation_rows, load_version, move_alias, resolve_version, run_config, score,
-                                version_run)
+from hyperflow.tracking import registry
+from hyperflow.tracking.registry import (CHAMPION, Client, ModelVersion, alias_version, move_alias, resolve_version,
+                                         run_config, version_run)
+from hyperflow.workflows.gate import Check, Gate, build_gate, check_replaceable
+from hyperflow.workflows.scoring import EvalRows, evaluation_rows, score
 
 
 class ChampionConflict(RuntimeError):
@@ -65,7 +63,7 @@ def first_promotion_refused(name: str, gate: Gate, task_metric: str) -> UsageErr
                       f"gate.{task_metric}.threshold=0.9) or pass allow_first=true to promote it unchecked")
 
 
-def prepare(config: PromoteConfig, client: MlflowClient) -> _Prepared:
+def prepare(config: PromoteConfig, client: Client) -> _Prepared:
     """Everything that can fail on bad input or an unreadable registry, before any run is written."""
     mv = resolve_version(client, config.model_name, config.version)
     train_config = None
@@ -88,24 +86,24 @@ def promote(config: PromoteConfig, *, parent_run_id: str | None = None,
             before_move: Callable[[], None] | None = None) -> PromoteOutcome:
     """Score, gate, log a ``promote`` run and (unless dry run or failed) move ``champion``.
     ``before_move`` runs after the decision and before the champion is re-read (a lock check, or a test)."""
-    client = MlflowClient()
+    client = registry.default_client()
     p = prepare(config, client)
-    candidate = score(load_version(p.name, p.version), p.rows)
-    with tracking.tracked_run("promote", experiment=config.experiment, parent_run_id=parent_run_id,
+    candidate = score(tracking.load_version(p.name, p.version), p.rows)
+    with tracking.tracked_run(names.ROLE_PROMOTE, experiment=config.experiment, parent_run_id=parent_run_id,
                               run_name=f"promote-{p.name}-v{p.version}",
-                              tags={"hyperflow.model_name": p.name, "hyperflow.candidate_version": p.version}) as run:
+                              tags={names.MODEL_NAME: p.name, names.CANDIDATE_VERSION: p.version}) as run:
         run_id = run.info.run_id
         tracking.log_params(run_id, {"model_name": p.name, "version": p.version, "eval_rows": p.rows.source,
                                      "gate": str(p.gate.to_dict()), "dry_run": str(config.dry_run),
                                      "allow_first": str(config.allow_first)})
-        mlflow.log_metrics({f"candidate_{k}": v for k, v in candidate.items()})
+        tracking.log_metrics({f"candidate_{k}": v for k, v in candidate.items()})
         outcome = _decide(config, client, p, candidate, run_id, before_move)
         if outcome.champion:
-            mlflow.log_metrics({f"champion_{k}": v for k, v in outcome.champion.items()})
-        mlflow.set_tags({"hyperflow.decision": "passed" if outcome.passed else "failed",
-                         "hyperflow.promoted": str(outcome.promoted).lower(),
-                         "hyperflow.baseline_version": outcome.baseline_version or "none"})
-        mlflow.log_dict({"gate": p.gate.to_dict(), "checks": [vars(c) for c in outcome.checks],
+            tracking.log_metrics({f"champion_{k}": v for k, v in outcome.champion.items()})
+        tracking.set_tags({names.DECISION: names.PASSED if outcome.passed else names.FAILED,
+                           names.PROMOTED: str(outcome.promoted).lower(),
+                           names.PROMOTE_BASELINE_VERSION: outcome.baseline_version or "none"})
+        tracking.log_dict({"gate": p.gate.to_dict(), "checks": [vars(c) for c in outcome.checks],
                          "passed": outcome.passed, "promoted": outcome.promoted, "notes": outcome.notes},
                         "gate.json")
         if not config.dry_run:
@@ -113,7 +111,7 @@ def promote(config: PromoteConfig, *, parent_run_id: str | None = None,
     return outcome
 
 
-def _decide(config: PromoteConfig, client: MlflowClient, p: _Prepared, candidate: dict[str, float], run_id: str,
+def _decide(config: PromoteConfig, client: Client, p: _Prepared, candidate: dict[str, float], run_id: str,
             before_move: Callable[[], None] | None) -> PromoteOutcome:
     baseline, compared = p.baseline, p.baseline
     for _ in range(config.max_attempts):
@@ -121,7 +119,7 @@ def _decide(config: PromoteConfig, client: MlflowClient, p: _Prepared, candidate
         if baseline is not None and not same and baseline != compared:  # a new champion: the same guard
             check_replaceable(client, p.mv, baseline, p.train_config)
             compared = baseline
-        champion = score(load_version(p.name, baseline), p.rows) if baseline and not same else None
+        champion = score(tracking.load_version(p.name, baseline), p.rows) if baseline and not same else None
         checks = p.gate.check(candidate, champion)
         unchecked = not checks and not same  # no champion and no absolute threshold
         passed = all(c.passed for c in checks) and (not unchecked or config.allow_first)
@@ -142,22 +140,21 @@ def _decide(config: PromoteConfig, client: MlflowClient, p: _Prepared, candidate
             move_alias(client, p.name, CHAMPION, p.version)
             outcome.promoted = True
             return outcome
-        mlflow.set_tag("hyperflow.champion_changed", f"{baseline} -> {now}")
+        tracking.set_tag(names.CHAMPION_CHANGED, f"{baseline} -> {now}")
         baseline = now
     raise ChampionConflict(f"the champion of '{p.name}' moved during each of {config.max_attempts} attempts "
                            f"(now version {baseline}); nothing was moved: run promote again")
 
 
-def _tag_version(client: MlflowClient, o: PromoteOutcome) -> None:
-    status = "passed" if o.passed else "failed"
-    for key, value in {"validation_status": status, "baseline_version": o.baseline_version or "none",
-                       "promote_run_id": o.run_id}.items():
-        client.set_model_version_tag(o.name, o.version, key, value)
+def _tag_version(client: Client, o: PromoteOutcome) -> None:
+    status = names.PASSED if o.passed else names.FAILED
+    registry.set_version_tags(client, o.name, o.version, {names.VALIDATION_STATUS: status,
+                                                          names.BASELINE_VERSION: o.baseline_version or "none",
+                                                          names.VERSION_PROMOTE_RUN_ID: o.run_id})
     main = o.checks[0].metric if o.checks else next(iter(o.candidate))
     against = (f"champion v{o.baseline_version} ({main} {o.champion[main]:.4g})" if o.champion
                else "no champion (absolute thresholds only)")
     line = (f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC: validation {status}"
             f"{', promoted to champion' if o.promoted else ''}: {main} {o.candidate[main]:.4g} vs {against} "
             f"on {o.rows}; promote run {o.run_id}")
-    previous = client.get_model_version(o.name, o.version).description or ""
-    client.update_model_version(o.name, o.version, description=f"{previous}\n{line}".strip())
+    registry.add_to_description(client, o.name, o.version, line)

@@ -14,22 +14,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-import mlflow
-from mlflow.tracking import MlflowClient
-
 import hyperflow
-from hyperflow import tracking
+from hyperflow import names, tracking
 from hyperflow.config import (PromoteConfig, RetrainConfig, TrainConfig, build_config,  # noqa: F401 (re-exported)
                               build_retrain_config)
 from hyperflow.core.data import BUILTINS
 from hyperflow.errors import UsageError
-from hyperflow.tracking.registry import (CHALLENGER, CHAMPION, alias_version, build_gate, model_exists, model_version,
-                                registered_model, registry_error, run_config, version_run)
+from hyperflow.tracking import registry
+from hyperflow.tracking.registry import (CHALLENGER, CHAMPION, Client, alias_version, model_exists, model_version,
+                                         registered_model, registry_error, run_config, version_run)
 from hyperflow.core.assembly import load_data
+from hyperflow.workflows.gate import build_gate
 from hyperflow.workflows.lock import RegistryLock
 from hyperflow.workflows.promote import PromoteOutcome, first_promotion_refused, promote
 
-KEY_TAG, OUTCOME_TAG = "hyperflow.retrain_key", "hyperflow.outcome"
+KEY_TAG, OUTCOME_TAG = names.RETRAIN_KEY, names.OUTCOME
 DATA_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".pq", ".npz")
 
 
@@ -77,18 +76,17 @@ def retrain_key(name: str, fingerprint: str, mode: str, settings: Mapping[str, A
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
-def finished_retrain(client: MlflowClient, experiment_id: str, key: str) -> str | None:
+def finished_retrain(client: Client, experiment_id: str, key: str) -> str | None:
     """The id of a FINISHED retrain run with this key that promoted or rejected, if any."""
     try:
-        runs = client.search_runs([experiment_id], f"tags.`{KEY_TAG}` = '{key}' and attributes.status = 'FINISHED'",
-                                  max_results=20)
+        runs = tracking.runs_tagged(experiment_id, KEY_TAG, key, finished=True, max_results=20)
     except Exception as exc:  # fails closed: an unreadable store is not "never retrained"
         raise registry_error(exc, "looking for a finished retrain of the same data and code",
                              store="tracking store") from None
-    return next((r.info.run_id for r in runs if r.data.tags.get(OUTCOME_TAG) in ("promoted", "rejected")), None)
+    return next((r.info.run_id for r in runs if r.data.tags.get(OUTCOME_TAG) in (names.OUTCOME_PROMOTED, names.OUTCOME_REJECTED)), None)
 
 
-def _base_config(client: MlflowClient, config: RetrainConfig, overrides: dict[str, Any],
+def _base_config(client: Client, config: RetrainConfig, overrides: dict[str, Any],
                  champion: str | None) -> TrainConfig:
     """The champion's training settings with the new data and the overrides (mode=search may start
     from defaults when there is no champion yet)."""
@@ -108,7 +106,7 @@ def _base_config(client: MlflowClient, config: RetrainConfig, overrides: dict[st
 def retrain(config: RetrainConfig, overrides: Mapping[str, Any] | None = None, *,
             settle: float = 1.0) -> RetrainOutcome:
     """Skip, or lock, train (or search), register as challenger and promote through the gate."""
-    client = MlflowClient()
+    client = registry.default_client()
     overrides = dict(overrides or {})
     if config.mode == "champion":
         registered_model(client, config.model_name)
@@ -121,21 +119,18 @@ def retrain(config: RetrainConfig, overrides: Mapping[str, Any] | None = None, *
         raise first_promotion_refused(config.model_name, gate, gate.rules[0].metric)
     settings = {**overrides, **({"max_evals": config.max_evals} if config.mode == "search" else {})}
     key = retrain_key(config.model_name, dataset.fingerprint, config.mode, settings)
-    tags = {KEY_TAG: key, "hyperflow.model_name": config.model_name, **tracking.run_tags(dataset)}
+    tags = {KEY_TAG: key, names.MODEL_NAME: config.model_name, **tracking.run_tags(dataset)}
     experiment_id = _experiment_id(config.experiment)
     previous = None if config.force else finished_retrain(client, experiment_id, key)
     if previous:
         return _skipped(config, base, key, tags, previous)
     if not exists:
-        try:
-            client.create_registered_model(config.model_name)
-        except Exception as exc:
-            raise registry_error(exc, f"creating model '{config.model_name}'", client=client) from None
+        registry.create_model(client, config.model_name)
     with RegistryLock(config.model_name, lease=config.lease, settle=settle, client=client) as lock:
         previous = None if config.force else finished_retrain(client, experiment_id, key)
         if previous:  # finished while we waited for the lock
             return _skipped(config, base, key, tags, previous)
-        with tracking.tracked_run("retrain", experiment=config.experiment, tags=tags,
+        with tracking.tracked_run(names.ROLE_RETRAIN, experiment=config.experiment, tags=tags,
                                   run_name=f"retrain-{config.model_name}") as run:
             run_id = run.info.run_id
             lock.attach(run_id)
@@ -143,35 +138,35 @@ def retrain(config: RetrainConfig, overrides: Mapping[str, Any] | None = None, *
                                          "resolved_data": base.data, "force": str(config.force),
                                          **({"max_evals": str(config.max_evals)} if config.mode == "search" else {})})
             version = (_search(config, base, run_id) if config.mode == "search" else _train(config, base, run_id))
-            client.set_model_version_tag(config.model_name, version, "retrain_run_id", run_id)
-            client.set_model_version_tag(config.model_name, version, "retrain_key", key)
+            registry.set_version_tags(client, config.model_name, version,
+                                      {names.VERSION_RETRAIN_RUN_ID: run_id, names.VERSION_RETRAIN_KEY: key})
             lock.check()
             promotion = promote(PromoteConfig(model_name=config.model_name, version=version, gate=config.gate,
                                               gate_rules=config.gate_rules, allow_first=config.allow_first,
                                               experiment=config.experiment),
                                 parent_run_id=run_id, before_move=lock.check)
-            outcome = "promoted" if promotion.promoted else "rejected"
-            mlflow.set_tags({OUTCOME_TAG: outcome, "hyperflow.version_trained": version,
-                             "hyperflow.promote_run_id": promotion.run_id})
+            outcome = names.OUTCOME_PROMOTED if promotion.promoted else names.OUTCOME_REJECTED
+            tracking.set_tags({OUTCOME_TAG: outcome, names.VERSION_TRAINED: version,
+                               names.PROMOTE_RUN_ID: promotion.run_id})
     return RetrainOutcome(run_id, outcome, base.data, key, version, promotion)
 
 
 def _experiment_id(name: str | None) -> str:
     try:
-        if name:
-            return mlflow.set_experiment(name).experiment_id
-        return mlflow.tracking.fluent._get_experiment_id()  # MLflow's rule: env, active run, or default
+        return tracking.current_experiment_id(name)  # MLflow's rule without a name: env, active run, or default
+    except UsageError:  # a deleted experiment: how to restore it
+        raise
     except Exception as exc:
         raise registry_error(exc, f"opening experiment '{name or 'the default'}'", store="tracking store") from None
 
 
 def _skipped(config: RetrainConfig, base: TrainConfig, key: str, tags: dict[str, str],
              previous: str) -> RetrainOutcome:
-    with tracking.tracked_run("retrain", experiment=config.experiment, run_name=f"retrain-{config.model_name}",
-                              tags={**tags, OUTCOME_TAG: "skipped", "hyperflow.skipped_for": previous}) as run:
+    with tracking.tracked_run(names.ROLE_RETRAIN, experiment=config.experiment, run_name=f"retrain-{config.model_name}",
+                              tags={**tags, OUTCOME_TAG: names.OUTCOME_SKIPPED, names.SKIPPED_FOR: previous}) as run:
         tracking.log_params(run.info.run_id, {"model_name": config.model_name, "mode": config.mode,
                                               "resolved_data": base.data})
-    return RetrainOutcome(run.info.run_id, "skipped", base.data, key, previous_run_id=previous)
+    return RetrainOutcome(run.info.run_id, names.OUTCOME_SKIPPED, base.data, key, previous_run_id=previous)
 
 
 def _train(config: RetrainConfig, base: TrainConfig, run_id: str) -> str:
@@ -179,7 +174,7 @@ def _train(config: RetrainConfig, base: TrainConfig, run_id: str) -> str:
 
     outcome = train(base.replace(model_name=config.model_name, log_model=True), parent_run_id=run_id)
     version = str(outcome.registered_version)
-    MlflowClient().set_registered_model_alias(config.model_name, CHALLENGER, version)
+    registry.set_alias(registry.default_client(), config.model_name, CHALLENGER, version)
     return version
 
 
@@ -205,7 +200,7 @@ def _search(config: RetrainConfig, base: TrainConfig, run_id: str) -> str:
     if "error" in result:
         raise result["error"]
     outcome = result["outcome"]
-    MlflowClient().set_tag(outcome.run_id, "mlflow.parentRunId", run_id)
+    tracking.set_parent(outcome.run_id, run_id)
     if outcome.registered is None:
         raise RuntimeError(f"the search {outcome.run_id} registered no model: no trial finished")
     return outcome.registered[1]

@@ -6,8 +6,7 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
-import mlflow
-
+from hyperflow import names
 from hyperflow.config import TrainConfig
 from hyperflow.errors import UsageError
 from hyperflow.core.plots import learning_curve
@@ -33,14 +32,13 @@ class TrainingDiverged(RuntimeError):
 
 def _tensorboard_callback(logdir: str) -> Any:
     try:
-        from hyperflow.tracking.tensorboard import TensorBoardLogger
+        return tracking.TensorBoardLogger(logdir)
     except ImportError:
         raise UsageError("tensorboard=true needs the tensorboard package: pip install tensorboard "
                          "(or pip install 'hyperflow[tensorboard]')") from None
-    return TensorBoardLogger(logdir)
 
 
-def train(config: TrainConfig, *, role: str = "train", parent_run_id: str | None = None,
+def train(config: TrainConfig, *, role: str = names.ROLE_TRAIN, parent_run_id: str | None = None,
           extra_tags: dict[str, str] | None = None) -> TrainOutcome:
     """Validate and set up everything first (bad input raises UsageError before a run exists), then
     train inside a run that ends FINISHED, FAILED (diverged or error) or KILLED."""
@@ -65,20 +63,20 @@ def train(config: TrainConfig, *, role: str = "train", parent_run_id: str | None
                 resolved = with_found_lrs(config, found.suggested_lr_, found.lr_range_)
                 use_config(setup, resolved)
                 tracking.log_params(run_id, resolved.to_params())  # as resolved.lr etc.: params never change
-                mlflow.set_tag("lr_find_status", found.status_)
+                tracking.set_tag(names.LR_FIND_STATUS, found.status_)
             result = trainer.fit(dataset.X_train, dataset.y_train, dataset.X_val, dataset.y_val)
-            mlflow.set_tag("hyperflow.train_status", result.status)
+            tracking.set_tag(names.TRAIN_STATUS, result.status)
             if result.history:
                 tracking.log_figure(learning_curve(result.history, f"{dataset.name} · {config.model}"),
                                     "plots/learning_curve.png")
             if tensorboard is not None:
-                mlflow.log_artifacts(tb_dir, "tensorboard")
+                tracking.log_artifacts(tb_dir, "tensorboard")
             if result.status == "diverged":
-                mlflow.set_tag("hyperflow.failure_reason", result.reason)
+                tracking.set_tag(names.FAILURE_REASON, result.reason)
                 if result.best_epoch == 0:
                     raise TrainingDiverged(result.reason)
-            test = trainer.evaluate(dataset.X_test, dataset.y_test, prefix="test_")
-            mlflow.log_metrics({**test, "best_val_loss": result.best_val_loss, "best_epoch": result.best_epoch,
+            test = trainer.evaluate(dataset.X_test, dataset.y_test, prefix=names.TEST_PREFIX)
+            tracking.log_metrics({**test, names.BEST_VAL_LOSS: result.best_val_loss, names.BEST_EPOCH: result.best_epoch,
                                 "epochs_run": result.epochs_run, "train_seconds": result.seconds})
             outcome = TrainOutcome(run_id, run.info.experiment_id, result, test)
             if config.log_model:

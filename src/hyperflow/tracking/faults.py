@@ -1,0 +1,63 @@
+"""Store faults: whether a failure is the tracking or artifact store's (a database error, an unreachable
+or failing server, a file system refusing a write) rather than the calling code's, and how to say it in
+one line. Runs end KILLED (not FAILED) on such faults, and the CLI prints the one line.
+"""
+
+from __future__ import annotations
+
+STORE_ERROR_CODES = {"TEMPORARILY_UNAVAILABLE", "INTERNAL_ERROR", "REQUEST_LIMIT_EXCEEDED", "ENDPOINT_NOT_FOUND",
+                     "IO_ERROR", "DEADLINE_EXCEEDED", "SERVICE_UNDER_MAINTENANCE", "PERMISSION_DENIED",
+                     "UNAUTHENTICATED", "CUSTOMER_UNAUTHORIZED"}
+
+
+def is_store_error(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is the tracking or artifact store failing — a database error, an
+    unreachable or failing server, a file system refusing a write — rather than the code that called it."""
+    import sqlite3
+
+    import requests
+    from mlflow.exceptions import MlflowException, RestException
+
+    try:
+        from sqlalchemy.exc import DBAPIError, OperationalError
+        db_errors: tuple[type, ...] = (DBAPIError, OperationalError, sqlite3.Error)
+    except ImportError:  # pragma: no cover - sqlalchemy comes with mlflow
+        db_errors = (sqlite3.Error,)
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (*db_errors, requests.RequestException, ConnectionError, TimeoutError)):
+            return True
+        if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
+            return True
+        if isinstance(exc, RestException) and exc.error_code in STORE_ERROR_CODES:
+            return True  # the server answered with an error of its own (a 5xx, unavailable, refused)
+        if isinstance(exc, MlflowException) and exc.error_code in STORE_ERROR_CODES - {"INTERNAL_ERROR"}:
+            return True
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)  # `from None` ends the chain
+    return False
+
+
+def store_error_text(exc: BaseException) -> str:
+    """One line for a store failure: the deepest cause that says what the store did (``sqlite3.OperationalError:
+    attempt to write a readonly database``, ``ConnectionRefusedError: [Errno 111] Connection refused``), not the
+    wrapper's first line."""
+    import sqlite3
+
+    import requests
+
+    found, seen = exc, set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (sqlite3.Error, requests.RequestException, OSError)) or hasattr(current, "orig"):
+            found = getattr(current, "orig", None) or current
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+    return one_line(found)
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """``Type: first line of the message``, at most ``limit`` characters: for a one-line error report."""
+    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"

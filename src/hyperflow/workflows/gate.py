@@ -1,0 +1,158 @@
+"""The promotion gate: per-metric rules (an absolute threshold, a minimum improvement over the champion)
+with MLflow's ``MetricThreshold`` meaning, built from YAML or ``gate.<metric>.<rule>=value`` settings; and
+the guard that refuses a candidate for another problem (task, target, input columns) than the champion's.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hyperflow import names
+from hyperflow.config import TrainConfig
+from hyperflow.errors import UsageError
+from hyperflow.tracking.registry import UNKNOWN, Client, ModelVersion, model_version, version_identity
+
+# metric -> greater is better
+DIRECTIONS = {names.ACCURACY: True, names.F1: True, names.LOG_LOSS: False, names.RMSE: False, names.MAE: False,
+              names.R2: True, names.DICE: True}
+TASK_METRICS = {"classification": (names.ACCURACY, names.F1, names.LOG_LOSS),
+                "regression": (names.RMSE, names.MAE, names.R2),
+                "segmentation": (names.DICE,)}  # the first one is the default gate's metric
+
+
+def _names(columns: set[str]) -> str:
+    shown = ", ".join(f"'{c}'" for c in sorted(columns)[:5])
+    return shown + (f" and {len(columns) - 5} more" if len(columns) > 5 else "")
+
+
+def check_replaceable(client: Client, candidate: ModelVersion, champion: str,
+                      config: TrainConfig | None = None) -> None:
+    """Refuse (UsageError) a candidate whose task, target or input columns differ from the champion's:
+    scoring one against the other would compare different problems."""
+    new = version_identity(client, candidate, config)
+    old = version_identity(client, model_version(client, candidate.name, champion))
+    known = lambda a, b: a is not UNKNOWN and b is not UNKNOWN  # noqa: E731
+    problems = []
+    if known(new.task, old.task) and new.task != old.task:
+        problems.append(f"it is a {new.task} model and the champion a {old.task} model")
+    if known(new.target, old.target) and new.target != old.target:
+        show = lambda t: f"'{t}'" if t else "the built-in target"  # noqa: E731
+        problems.append(f"it predicts {show(new.target)} and the champion {show(old.target)}")
+    if known(new.features, old.features) and new.features != old.features:
+        if isinstance(new.features, tuple) and isinstance(old.features, tuple):
+            missing, extra = set(old.features) - set(new.features), set(new.features) - set(old.features)
+            problems.append("its input columns differ from the champion's ("
+                            + "; ".join(([f"lacks {_names(missing)}"] if missing else [])
+                                        + ([f"adds {_names(extra)}"] if extra else [])) + ")")
+        else:
+            problems.append("its input differs from the champion's")
+    if problems:
+        raise UsageError(f"version {candidate.version} of '{candidate.name}' cannot replace champion version "
+                         f"{champion}: {'; '.join(problems)}; register it under another model_name")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One metric's bar, with MLflow's MetricThreshold meaning: an absolute threshold, and a minimum
+    improvement over the champion (absolute and relative); the direction is known per metric."""
+
+    metric: str
+    threshold: float | None = None
+    min_absolute_change: float | None = None
+    min_relative_change: float | None = None
+
+    @property
+    def greater_is_better(self) -> bool:
+        return DIRECTIONS[self.metric]
+
+
+@dataclass
+class Check:
+    metric: str
+    kind: str  # threshold | min_absolute_change | min_relative_change
+    required: float
+    value: float  # the candidate's value, or its improvement over the champion
+    passed: bool
+
+    def __str__(self) -> str:
+        verb = "passed" if self.passed else "FAILED"
+        return f"{self.metric} {self.kind}: {self.value:.4g} vs required {self.required:.4g} ({verb})"
+
+
+_RULE_KEYS = ("threshold", "min_absolute_change", "min_relative_change")
+
+
+@dataclass(frozen=True)
+class Gate:
+    rules: tuple[Rule, ...]
+
+    @property
+    def has_threshold(self) -> bool:
+        """Whether any rule holds without a champion (an absolute threshold)."""
+        return any(r.threshold is not None for r in self.rules)
+
+    def to_dict(self) -> dict[str, dict[str, float]]:
+        return {r.metric: {k: getattr(r, k) for k in _RULE_KEYS if getattr(r, k) is not None} for r in self.rules}
+
+    def check(self, candidate: dict[str, float], champion: dict[str, float] | None) -> list[Check]:
+        """Every check of every rule; improvement rules apply only when there is a champion."""
+        checks = []
+        for r in self.rules:
+            sign = 1 if r.greater_is_better else -1
+            value = candidate[r.metric]
+            if r.threshold is not None:
+                checks.append(Check(r.metric, "threshold", r.threshold, value,
+                                    math.isfinite(value) and sign * (value - r.threshold) >= 0))
+            if champion is None:
+                continue
+            gain = sign * (value - champion[r.metric])
+            if r.min_absolute_change is not None:
+                checks.append(Check(r.metric, "min_absolute_change", r.min_absolute_change, gain,
+                                    math.isfinite(gain) and gain >= r.min_absolute_change - 1e-12))
+            if r.min_relative_change is not None:
+                rel = gain / abs(champion[r.metric]) if champion[r.metric] else (math.inf if gain > 0 else 0.0)
+                checks.append(Check(r.metric, "min_relative_change", r.min_relative_change, rel,
+                                    not math.isnan(rel) and rel >= r.min_relative_change - 1e-12))
+        return checks
+
+
+def build_gate(spec: str | dict | None, task: str, overrides: dict[str, str] | None = None) -> Gate:
+    """A gate from a YAML file, inline YAML (``{accuracy: {threshold: 0.9}}``) or None, plus dotted
+    overrides ``gate.<metric>.<rule>=value``. Default: not worse than the champion on the task's metric."""
+    if isinstance(spec, str) and spec.strip():
+        path = Path(spec)
+        try:
+            spec = yaml.safe_load(path.read_text() if path.suffix in (".yaml", ".yml") or path.is_file() else spec)
+        except OSError:
+            raise UsageError(f"gate file '{spec}' not found: pass a YAML file or inline YAML") from None
+        except yaml.YAMLError:
+            raise UsageError(f"gate '{spec}' is not valid YAML: e.g. gate='{{accuracy: {{threshold: 0.9}}}}'") \
+                from None
+    table: dict[str, Any] = dict(spec) if isinstance(spec, dict) else {}
+    if spec not in (None, "") and not isinstance(spec, dict):
+        raise UsageError("gate must map metrics to rules, e.g. {accuracy: {threshold: 0.9, min_absolute_change: 0}}")
+    for key, value in (overrides or {}).items():
+        metric, _, rule = key.removeprefix("gate.").partition(".")
+        table.setdefault(metric, {})[rule] = value
+    if not table:
+        table = {TASK_METRICS[task][0]: {"min_absolute_change": 0.0}}
+    rules = []
+    for metric, bars in table.items():
+        if metric not in TASK_METRICS[task]:
+            raise UsageError(f"gate: unknown metric '{metric}' for a {task} model: use "
+                             f"{', '.join(TASK_METRICS[task])}")
+        if not isinstance(bars, dict) or set(bars) - set(_RULE_KEYS) or not bars:
+            raise UsageError(f"gate: {metric} needs a mapping with any of {', '.join(_RULE_KEYS)}, got {bars!r}")
+        try:
+            values = {k: float(v) for k, v in bars.items()}
+        except (TypeError, ValueError):
+            raise UsageError(f"gate: {metric} rules must be numbers, got {bars!r}") from None
+        if not all(math.isfinite(v) for v in values.values()):
+            raise UsageError(f"gate: {metric} rules must be finite numbers, got {bars!r}")
+        rules.append(Rule(metric, **values))
+    return Gate(tuple(rules))
