@@ -168,3 +168,17 @@ def test_a_resumed_tpe_search_is_fed_the_restored_history(tmp_path, experiment, 
     # is another point, so the equality above comes from the history
     prior = search(experiment, space=space, strategy="random", max_evals="3")
     assert prior.records[2].params != whole.records[2].params
+
+
+def test_a_local_resume_runs_a_trial_killed_in_flight_again_under_its_number(tmp_path, experiment, client):
+    """Local trials run one at a time, so the one killed in flight is the last: its number (and its suggestion)
+    comes again, as the uninterrupted search ran it; the leftover run ends KILLED."""
+    space = write(tmp_path, "lr: {type: loguniform, low: 1.0e-4, high: 1.0e-2}\n")
+    whole = search(experiment, space=space, strategy="random", max_evals="3")
+    first = search(experiment, space=space, strategy="random", max_evals="2")
+    killed = client.create_run(first.experiment_id, run_name="trial-002", tags={
+        "mlflow.parentRunId": first.run_id, "hyperflow.role": "trial", "hyperflow.trial_number": "2"}).info.run_id
+    resumed = search(experiment, resume=first.run_id, max_evals="3")
+    assert [r.number for r in resumed.records] == [0, 1, 2] and resumed.records[2].run_id != killed
+    assert resumed.records[2].params == whole.records[2].params
+    assert client.get_run(killed).info.status == "KILLED"
