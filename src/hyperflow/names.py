@@ -66,6 +66,8 @@ TRAIN_LOSS = "train_loss"
 VAL_LOSS = "val_loss"
 BEST_VAL_LOSS = "best_val_loss"  # train runs and trials; on the search run, step = trial number
 BEST_EPOCH = "best_epoch"
+EPOCHS_RUN = "epochs_run"
+TRAIN_SECONDS = "train_seconds"
 VAL_PREFIX = "val_"
 TEST_PREFIX = "test_"
 ACCURACY = "accuracy"  # classes: val_accuracy, test_accuracy
@@ -99,6 +101,8 @@ DECISION = "hyperflow.decision"  # passed | failed
 PROMOTED = "hyperflow.promoted"  # true | false
 PROMOTE_BASELINE_VERSION = "hyperflow.baseline_version"
 CHAMPION_CHANGED = "hyperflow.champion_changed"
+CANDIDATE_PREFIX = "candidate_"  # promote run metrics: candidate_accuracy, ...
+CHAMPION_PREFIX = "champion_"  # ... and champion_accuracy, when there is a champion
 
 # --- retrain -----------------------------------------------------------------------------------------
 OUTCOME = "hyperflow.outcome"
@@ -111,7 +115,8 @@ VERSION_TRAINED = "hyperflow.version_trained"
 PROMOTE_RUN_ID = "hyperflow.promote_run_id"
 SKIPPED_FOR = "hyperflow.skipped_for"
 
-# --- MLproject parameters common to the entry points ---------------------------------------------------
+# --- MLproject entry points, and the parameters they share ---------------------------------------------
+ENTRY_POINTS = ("lr_find", "train", "search", "promote", "retrain")  # main = search
 PARAM_DATA = "data"
 PARAM_TARGET = "target"
 PARAM_CONFIG = "config"

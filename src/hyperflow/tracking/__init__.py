@@ -1,7 +1,8 @@
 """The MLflow layer: the only package that imports ``mlflow``. One job per module:
 
 - ``runs``: parent and child runs that always end in a defined state, params, results, tags, background
-  calls, experiments, run names;
+  calls, run names;
+- ``experiments``: which experiment a run goes to; a deleted one as a one-line error;
 - ``faults``: which failures are the store's, and the one line that says so;
 - ``callbacks``: the trainer's way in (per-epoch metrics in batches, TensorBoard);
 - ``artifacts``: figures, JSON, folders, the dataset input, the LR range test;
@@ -14,15 +15,16 @@ The names below are its API for the layers above (``hyperflow.tracking.registry`
 from hyperflow.tracking.artifacts import (log_artifact, log_artifacts, log_dataset, log_dict, log_figure,
                                           log_lr_finder, log_text)
 from hyperflow.tracking.callbacks import MlflowMetrics, TensorBoardLogger
+from hyperflow.tracking.experiments import (current_experiment_id, deleted_experiment, experiment_state,
+                                            tracking_uri, use_experiment)
 from hyperflow.tracking.faults import STORE_ERROR_CODES, is_store_error, one_line, store_error_text
 from hyperflow.tracking.model import (finished_model, load_pyfunc, load_version, log_model, pip_requirements,
                                       register_once, tag_challenger, version_of_run)
 from hyperflow.tracking.registry import RegistryError, registry_error
 from hyperflow.tracking.runs import (PACKAGE_DIR, ROLE_TAG, BackgroundCalls, MlflowError, Terminated, call_now,
-                                     child_run, current_experiment_id, deleted_experiment, end_run,
-                                     end_run_quietly, experiment_state, log_metrics, log_params, log_results,
+                                     child_run, end_run, end_run_quietly, log_metrics, log_params, log_results,
                                      reopened_run, run_tags, runs_tagged, set_parent, set_tag, set_tags,
-                                     tracked_run, tracking_uri, unique_run_name, use_experiment)
+                                     tracked_run, unique_run_name)
 
 __all__ = ["log_artifact", "log_artifacts", "log_dataset", "log_dict", "log_figure", "log_lr_finder", "log_text",
            "MlflowMetrics", "TensorBoardLogger",

@@ -1,5 +1,5 @@
 """Runs: parent and child runs that always end in a defined state (signals included), their params,
-results and tags, calls sent by a background thread, experiments, and run names.
+results and tags, calls sent by a background thread, and run names.
 
 The trainer reaches MLflow only through callbacks (:mod:`hyperflow.tracking.callbacks`); workflows call
 the functions here instead of ``mlflow`` itself.
@@ -25,7 +25,7 @@ from mlflow.utils.git_utils import get_git_commit
 import hyperflow
 from hyperflow import names
 from hyperflow.core.data import Dataset
-from hyperflow.errors import UsageError
+from hyperflow.tracking.experiments import raise_if_deleted, use_experiment
 from hyperflow.tracking.faults import is_store_error
 
 log = logging.getLogger(__name__)
@@ -57,14 +57,14 @@ def tracked_run(role: str, *, experiment: str | None = None, run_name: str | Non
     in_main_thread = previous is not None and _is_main_thread()
     if in_main_thread:
         signal.signal(signal.SIGTERM, _raise_terminated)
+    nested = parent_run_id is not None or (run_id is not None and mlflow.active_run() is not None)
     try:
         run = mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name, parent_run_id=parent_run_id,
-                               nested=parent_run_id is not None or (run_id is not None and mlflow.active_run() is not None),
-                               tags={ROLE_TAG: role, names.VERSION: hyperflow.__version__, **(tags or {})})
+                               nested=nested, tags={ROLE_TAG: role, names.VERSION: hyperflow.__version__, **(tags or {})})
     except BaseException as exc:
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
-        _raise_if_deleted(exc, experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME"))
+        raise_if_deleted(exc, experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME"))
         raise
 
     def end(status: str) -> None:
@@ -76,54 +76,6 @@ def tracked_run(role: str, *, experiment: str | None = None, run_name: str | Non
 
     with _ended_as(end):
         yield run
-
-
-def use_experiment(name: str) -> str:
-    """Make experiment ``name`` the active one (created when missing) and return its id; a deleted one is a
-    one-line UsageError saying how to restore it, not MLflow's traceback."""
-    try:
-        return mlflow.set_experiment(name).experiment_id
-    except MlflowException as exc:
-        _raise_if_deleted(exc, name)
-        raise
-
-
-def experiment_state(name: str) -> tuple[str, str] | None:
-    """``(lifecycle_stage, experiment_id)`` of experiment ``name`` (stage ``active`` or ``deleted``), or None
-    when there is none. Store failures raise as they are."""
-    experiment = MlflowClient().get_experiment_by_name(name)
-    return None if experiment is None else (experiment.lifecycle_stage, experiment.experiment_id)
-
-
-def deleted_experiment(name: str, experiment_id: str) -> UsageError:
-    return UsageError(f"experiment '{name}' was deleted: restore it with 'mlflow experiments restore "
-                      f"--experiment-id {experiment_id}' (same tracking URI) or pick another name with experiment=NAME")
-
-
-def _raise_if_deleted(exc: BaseException, name: str | None) -> None:
-    """Raise :func:`deleted_experiment` from None when ``exc`` came from experiment ``name`` being deleted."""
-    if not name or not isinstance(exc, MlflowException):
-        return
-    try:
-        state = experiment_state(name)
-    except Exception:  # the store cannot say: the original error stands
-        return
-    if state is not None and state[0] == "deleted":
-        raise deleted_experiment(name, state[1]) from None
-
-
-def current_experiment_id(name: str | None = None) -> str:
-    """The id of experiment ``name`` (made active, created when missing), else MLflow's own choice: the
-    environment, the active run, or the default experiment."""
-    if name:
-        return use_experiment(name)
-    from mlflow.tracking.fluent import _get_experiment_id  # MLflow's rule; private, so used in this one place
-
-    return _get_experiment_id()
-
-
-def tracking_uri() -> str:
-    return mlflow.get_tracking_uri()
 
 
 @contextmanager
@@ -346,7 +298,8 @@ def end_run(run_id: str, status: str, client: Any = None) -> None:
     (client or MlflowClient()).set_terminated(run_id, status)
 
 
-def runs_tagged(experiment_id: str, tag: str, value: str, *, finished: bool = False, max_results: int = 20) -> list[Any]:
+def runs_tagged(experiment_id: str, tag: str, value: str, *, finished: bool = False,
+                max_results: int = 20) -> list[Any]:
     """Runs of an experiment whose tag ``tag`` is ``value`` (only FINISHED ones when ``finished``)."""
     query = f"tags.`{tag}` = '{value}'" + (" and attributes.status = 'FINISHED'" if finished else "")
     return MlflowClient().search_runs([experiment_id], query, max_results=max_results)

@@ -96,10 +96,10 @@ def promote(config: PromoteConfig, *, parent_run_id: str | None = None,
         tracking.log_params(run_id, {"model_name": p.name, "version": p.version, "eval_rows": p.rows.source,
                                      "gate": str(p.gate.to_dict()), "dry_run": str(config.dry_run),
                                      "allow_first": str(config.allow_first)})
-        tracking.log_metrics({f"candidate_{k}": v for k, v in candidate.items()})
+        tracking.log_metrics({f"{names.CANDIDATE_PREFIX}{k}": v for k, v in candidate.items()})
         outcome = _decide(config, client, p, candidate, run_id, before_move)
         if outcome.champion:
-            tracking.log_metrics({f"champion_{k}": v for k, v in outcome.champion.items()})
+            tracking.log_metrics({f"{names.CHAMPION_PREFIX}{k}": v for k, v in outcome.champion.items()})
         tracking.set_tags({names.DECISION: names.PASSED if outcome.passed else names.FAILED,
                            names.PROMOTED: str(outcome.promoted).lower(),
                            names.PROMOTE_BASELINE_VERSION: outcome.baseline_version or "none"})

@@ -83,7 +83,8 @@ def finished_retrain(client: Client, experiment_id: str, key: str) -> str | None
     except Exception as exc:  # fails closed: an unreadable store is not "never retrained"
         raise registry_error(exc, "looking for a finished retrain of the same data and code",
                              store="tracking store") from None
-    return next((r.info.run_id for r in runs if r.data.tags.get(OUTCOME_TAG) in (names.OUTCOME_PROMOTED, names.OUTCOME_REJECTED)), None)
+    done = (names.OUTCOME_PROMOTED, names.OUTCOME_REJECTED)
+    return next((r.info.run_id for r in runs if r.data.tags.get(OUTCOME_TAG) in done), None)
 
 
 def _base_config(client: Client, config: RetrainConfig, overrides: dict[str, Any],

@@ -76,8 +76,9 @@ def train(config: TrainConfig, *, role: str = names.ROLE_TRAIN, parent_run_id: s
                 if result.best_epoch == 0:
                     raise TrainingDiverged(result.reason)
             test = trainer.evaluate(dataset.X_test, dataset.y_test, prefix=names.TEST_PREFIX)
-            tracking.log_metrics({**test, names.BEST_VAL_LOSS: result.best_val_loss, names.BEST_EPOCH: result.best_epoch,
-                                "epochs_run": result.epochs_run, "train_seconds": result.seconds})
+            tracking.log_metrics({**test, names.BEST_VAL_LOSS: result.best_val_loss,
+                                  names.BEST_EPOCH: result.best_epoch, names.EPOCHS_RUN: result.epochs_run,
+                                  names.TRAIN_SECONDS: result.seconds})
             outcome = TrainOutcome(run_id, run.info.experiment_id, result, test)
             if config.log_model:
                 info = tracking.log_model(trainer.model, setup.model_spec, dataset, config.model_name,

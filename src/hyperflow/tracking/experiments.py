@@ -1,0 +1,58 @@
+"""Experiments: which one a run goes to, and a deleted one said in one line (how to restore it) instead
+of MLflow's traceback, for the CLI and Python callers alike."""
+
+from __future__ import annotations
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from hyperflow.errors import UsageError
+
+
+def use_experiment(name: str) -> str:
+    """Make experiment ``name`` the active one (created when missing) and return its id; a deleted one is a
+    one-line UsageError saying how to restore it, not MLflow's traceback."""
+    try:
+        return mlflow.set_experiment(name).experiment_id
+    except MlflowException as exc:
+        raise_if_deleted(exc, name)
+        raise
+
+
+def experiment_state(name: str) -> tuple[str, str] | None:
+    """``(lifecycle_stage, experiment_id)`` of experiment ``name`` (stage ``active`` or ``deleted``), or None
+    when there is none. Store failures raise as they are."""
+    experiment = MlflowClient().get_experiment_by_name(name)
+    return None if experiment is None else (experiment.lifecycle_stage, experiment.experiment_id)
+
+
+def deleted_experiment(name: str, experiment_id: str) -> UsageError:
+    return UsageError(f"experiment '{name}' was deleted: restore it with 'mlflow experiments restore "
+                      f"--experiment-id {experiment_id}' (same tracking URI) or pick another name with experiment=NAME")
+
+
+def raise_if_deleted(exc: BaseException, name: str | None) -> None:
+    """Raise :func:`deleted_experiment` from None when ``exc`` came from experiment ``name`` being deleted."""
+    if not name or not isinstance(exc, MlflowException):
+        return
+    try:
+        state = experiment_state(name)
+    except Exception:  # the store cannot say: the original error stands
+        return
+    if state is not None and state[0] == "deleted":
+        raise deleted_experiment(name, state[1]) from None
+
+
+def current_experiment_id(name: str | None = None) -> str:
+    """The id of experiment ``name`` (made active, created when missing), else MLflow's own choice: the
+    environment, the active run, or the default experiment."""
+    if name:
+        return use_experiment(name)
+    from mlflow.tracking.fluent import _get_experiment_id  # MLflow's rule; private, so used in this one place
+
+    return _get_experiment_id()
+
+
+def tracking_uri() -> str:
+    return mlflow.get_tracking_uri()
