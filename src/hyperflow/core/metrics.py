@@ -19,12 +19,18 @@ def classification_metrics(predicted: Any, truth: Any) -> dict[str, float]:
     """Accuracy and macro-F1 (mean over the classes present in the labels or the predictions). Labels of
     any kind: class codes, or the class names a served model returns."""
     predicted, truth = np.asarray(predicted).reshape(-1), np.asarray(truth).reshape(-1)
-    labels, codes = np.unique(np.concatenate([truth, predicted]), return_inverse=True)
-    t, p, k = codes[:len(truth)], codes[len(truth):], len(labels)
+    codes = truth.dtype.kind in "iu" and predicted.dtype.kind in "iu"
+    if codes and len(truth) and min(truth.min(), predicted.min()) >= 0:
+        t, p = truth, predicted  # class codes (the trainer): no sort needed
+        k = int(max(truth.max(), predicted.max())) + 1
+    else:
+        labels, codes = np.unique(np.concatenate([truth, predicted]), return_inverse=True)
+        t, p, k = codes[:len(truth)], codes[len(truth):], len(labels)
     confusion = np.bincount(t * k + p, minlength=k * k).reshape(k, k)
     tp = np.diag(confusion).astype(np.float64)
-    both = (confusion.sum(1) + confusion.sum(0)).astype(np.float64)  # every class here is in one or the other
-    f1 = float((2 * tp / np.maximum(both, 1)).mean()) if k else math.nan
+    both = (confusion.sum(1) + confusion.sum(0)).astype(np.float64)
+    present = both > 0  # classes in the labels or the predictions
+    f1 = float((2 * tp[present] / both[present]).mean()) if present.any() else math.nan
     return {names.ACCURACY: float(tp.sum() / len(truth)) if len(truth) else math.nan, names.F1: f1}
 
 
