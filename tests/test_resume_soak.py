@@ -69,6 +69,7 @@ def _kill_when(proc, client, exp_id, point: str, rng: random.Random, timeout: fl
     seen_training = None
     while time.monotonic() < deadline:
         if proc.poll() is not None:
+            assert proc.returncode == 0, f"the search failed: {proc.stderr.read()[-3000:]}"
             return "exited"
         parent, trials = _state(client, exp_id)
         with_results = [t for t in trials if t.data.tags.get("hyperflow.trial_status")]
