@@ -180,7 +180,7 @@ class Interrupted(KeyboardInterrupt):
 
 def train_help(command: str = "train") -> str:
     lines = [f"usage: hyperflow {command} [key=value ...] [config=settings.yaml]", "", "settings (default):"]
-    for name, default, text in field_help():
+    for name, default, text in field_help(TrainConfig):
         lines.append(f"  {name:<17} {text} ({default})")
     return "\n".join(lines)
 

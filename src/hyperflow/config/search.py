@@ -8,39 +8,40 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from hyperflow.config.train import MAX_EVALS, _choice, _f, coerce_fields, unknown_setting
+from hyperflow.config.fields import check_choice, coerce_fields, setting, unknown_setting
 from hyperflow.errors import UsageError
 
 STRATEGIES = ("grid", "random", "tpe")
 PRUNERS = ("none", "median", "asha")
 BACKENDS = ("local", "spark")
 MAX_PARALLELISM = 4_096
+MAX_EVALS = 1_000_000  # trials, and every count of trials
 
 
 @dataclass(frozen=True)
 class SearchConfig:
-    space: str | None = _f(None, "YAML search space (default: the one shipped for the task)")
-    strategy: str = _f("tpe", "grid | random | tpe")
-    max_evals: int = _f(30, "trials in all, those of a resumed search included (grid: at most the grid size)")
-    timeout: float = _f(0.0, "wall-clock seconds for the whole search, the trial in flight included (0 = none)")
-    early_stop: int = _f(0, "stop after this many trials without a better val_loss (0 = off)")
-    loss_threshold: float | None = _f(None, "stop as soon as a trial's best val_loss is at or below this")
-    n_startup_jobs: int = _f(8, "tpe: random trials before the model takes over (hyperopt's 20 suits big budgets)")
-    gamma: float = _f(0.25, "tpe: how many trials count as good: ceil(gamma * sqrt(trials)), hyperopt's rule")
-    pruner: str = _f("median", "none | median (median stopping rule) | asha (successive halving)")
-    min_epochs: int = _f(5, "pruning: epochs every trial trains before it can be pruned (asha: first rung)")
-    reduction_factor: int = _f(3, "asha: keep the best 1/reduction_factor of trials at each rung")
-    prune_startup_trials: int = _f(3, "median: finished trials needed before pruning starts")
-    max_consecutive_failures: int = _f(5, "stop the search after this many failed trials in a row")
-    lr_bounds: str = _f("none", "auto = run the LR range test once and search lr (and max_lr) within its range")
-    seed_presets: bool = _f(True, "evaluate the literature presets that fit the space first")
-    resume: str | None = _f(None, "search run id to resume (rebuilds the trials from MLflow)")
-    refit: bool = _f(False, "refit the best settings on train+val before logging the model")
-    model_name: str | None = _f(None, "registered model name for the best model (default hyperflow-<data>)")
-    register: bool = _f(True, "register the best model and give it alias 'challenger'")
-    backend: str = _f("local", "local (trials one after another in this process) | spark (hyperopt SparkTrials)")
-    parallelism: int = _f(2, "spark: trials at once (each gets its share of the cores as torch threads)")
-    spark_master: str | None = _f(None, "spark: master URL (default local[parallelism])")
+    space: str | None = setting(None, "YAML search space (default: the one shipped for the task)")
+    strategy: str = setting("tpe", "grid | random | tpe")
+    max_evals: int = setting(30, "trials in all, those of a resumed search included (grid: at most the grid size)")
+    timeout: float = setting(0.0, "wall-clock seconds for the whole search, the trial in flight included (0 = none)")
+    early_stop: int = setting(0, "stop after this many trials without a better val_loss (0 = off)")
+    loss_threshold: float | None = setting(None, "stop as soon as a trial's best val_loss is at or below this")
+    n_startup_jobs: int = setting(8, "tpe: random trials before the model takes over (hyperopt's 20 suits big budgets)")
+    gamma: float = setting(0.25, "tpe: how many trials count as good: ceil(gamma * sqrt(trials)), hyperopt's rule")
+    pruner: str = setting("median", "none | median (median stopping rule) | asha (successive halving)")
+    min_epochs: int = setting(5, "pruning: epochs every trial trains before it can be pruned (asha: first rung)")
+    reduction_factor: int = setting(3, "asha: keep the best 1/reduction_factor of trials at each rung")
+    prune_startup_trials: int = setting(3, "median: finished trials needed before pruning starts")
+    max_consecutive_failures: int = setting(5, "stop the search after this many failed trials in a row")
+    lr_bounds: str = setting("none", "auto = run the LR range test once and search lr (and max_lr) within its range")
+    seed_presets: bool = setting(True, "evaluate the literature presets that fit the space first")
+    resume: str | None = setting(None, "search run id to resume (rebuilds the trials from MLflow)")
+    refit: bool = setting(False, "refit the best settings on train+val before logging the model")
+    model_name: str | None = setting(None, "registered model name for the best model (default hyperflow-<data>)")
+    register: bool = setting(True, "register the best model and give it alias 'challenger'")
+    backend: str = setting("local", "local (trials one after another in this process) | spark (hyperopt SparkTrials)")
+    parallelism: int = setting(2, "spark: trials at once (each gets its share of the cores as torch threads)")
+    spark_master: str | None = setting(None, "spark: master URL (default local[parallelism])")
 
     def __post_init__(self) -> None:
         coerce_fields(self)
@@ -54,7 +55,7 @@ def validate_search(c: SearchConfig) -> None:
     """Refuse values and combinations that cannot work, with the fix in the message."""
     for key, allowed in (("strategy", STRATEGIES), ("pruner", PRUNERS), ("lr_bounds", ("none", "auto")),
                          ("backend", BACKENDS)):
-        _choice(key, getattr(c, key), allowed)
+        check_choice(key, getattr(c, key), allowed)
     for key in ("max_evals", "min_epochs", "max_consecutive_failures", "parallelism"):
         if getattr(c, key) < 1:
             raise UsageError(f"{key} must be at least 1, got {getattr(c, key)}")

@@ -103,7 +103,7 @@ def validate_space(spec: dict[str, Any], where: str = "", outer: frozenset[str] 
         if not _is_dimension(value):
             if isinstance(value, dict) and name != "model_kwargs":
                 raise UsageError(f"search space: '{label}' needs a type ({', '.join(TYPES)}) or a plain value")
-            spec[name] = coerce(name, value)  # typed: '1e-3' (a string to PyYAML) becomes 0.001
+            spec[name] = coerce(name, value, TrainConfig)  # typed: '1e-3' (a string to PyYAML) becomes 0.001
             continue
         kind = value["type"]
         if kind not in TYPES:
@@ -148,14 +148,14 @@ def _validate_choice(name: str, label: str, value: dict[str, Any], names: frozen
         if not isinstance(values, list) or not values:
             raise UsageError(f"search space: choice '{label}' needs a non-empty list of values, "
                              f"e.g. 'values: [64, 128]'")
-        value["values"] = [coerce(name, v) for v in values]
+        value["values"] = [coerce(name, v, TrainConfig) for v in values]
         return
     if not isinstance(options, dict) or not options:
         raise UsageError(f"search space: choice '{label}' needs 'options' as a mapping of each value to its "
                          f"sub-space, e.g. 'options: {{adam: {{}}, sgd: {{momentum: 0.9}}}}' (a list of plain "
                          f"values goes under 'values:')")
     for option, sub in options.items():
-        coerce(name, option)
+        coerce(name, option, TrainConfig)
         if sub is None:
             options[option] = sub = {}
         if not isinstance(sub, dict) or _is_dimension(sub):

@@ -1,0 +1,143 @@
+"""The field helper every config is declared with, and what turns raw values (command-line strings, YAML
+scalars) into typed fields: coercion, help texts, defaults, YAML files and unknown-setting errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+from dataclasses import field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+from hyperflow.errors import UsageError
+
+
+def setting(default: Any, help: str, **kw: Any) -> Any:
+    """A dataclass field with a help text (shown by ``hyperflow <command> --help``)."""
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+_COMMAND_OF = {"TrainConfig": "train", "SearchConfig": "search", "PromoteConfig": "promote",
+               "RetrainConfig": "retrain"}
+_NONE_WORDS = {"", "none", "null", "''", '""'}
+_TRUE_WORDS = {"true", "1", "yes", "on"}
+_FALSE_WORDS = {"false", "0", "no", "off"}
+
+
+def field_help(cls: type) -> list[tuple[str, str, str]]:
+    """(name, default, help) for every setting, for ``--help`` and the README."""
+    return [(f.name, str(default_value(f)), f.metadata["help"]) for f in fields(cls)]
+
+
+def default_value(f: dataclasses.Field) -> Any:
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+AUTO_KEYS = ("lr", "max_lr", "base_lr")
+
+
+@functools.cache
+def fields_of(cls: type) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in fields(cls)}
+
+
+@functools.cache
+def _hints_of(cls: type) -> dict[str, Any]:
+    return get_type_hints(cls)  # slow (it evaluates the annotations): once per class
+
+
+def unknown_setting(key: str, known: Any, command: str = "train") -> UsageError:
+    """The error for a setting no config of ``command`` has, suggesting the closest one of THAT command."""
+    close = difflib.get_close_matches(key, sorted(known), n=1)
+    hint = f"did you mean '{close[0]}'?" if close else f"see 'hyperflow {command} --help' for the settings"
+    return UsageError(f"unknown setting '{key}': {hint}")
+
+
+def coerce(key: str, value: Any, cls: type) -> Any:
+    """Convert a raw value (a string from the command line, or YAML) to the field's type in ``cls``."""
+    if key in AUTO_KEYS and isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    known = fields_of(cls)
+    if key not in known:
+        raise unknown_setting(key, known, _COMMAND_OF.get(cls.__name__, "train"))
+    typ = _hints_of(cls)[key]
+    args = [a for a in getattr(typ, "__args__", (typ,)) if a is not type(None)]
+    optional = type(None) in getattr(typ, "__args__", ())
+    base = args[0].__name__
+    if isinstance(value, str) and value.strip().lower() in _NONE_WORDS and optional:
+        return None
+    if value is None:
+        if optional:
+            return None
+        raise UsageError(f"{key} needs a value (default: {default_value(known[key])})")
+    try:
+        if base == "bool":
+            if isinstance(value, bool):
+                return value
+            word = str(value).strip().lower()
+            if word in _TRUE_WORDS | _FALSE_WORDS:
+                return word in _TRUE_WORDS
+            raise ValueError
+        if base == "int":
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+            number = float(value)
+            if number != int(number):
+                raise ValueError
+            return int(number)
+        if base == "float":
+            return value if type(value) is float else float(value)
+        if base == "dict":
+            parsed = yaml.safe_load(value) if isinstance(value, str) else value
+            if not isinstance(parsed, dict):
+                raise ValueError
+            return parsed
+        return value if type(value) is str else str(value)
+    except (TypeError, ValueError, OverflowError):
+        kind = {"bool": "true or false", "int": "a whole number",
+                "float": "a number or auto" if key in AUTO_KEYS else "a number",
+                "dict": "a YAML mapping like {a: 1}"}.get(base, base)
+        raise UsageError(f"{key}={value!r} is not valid: expected {kind}") from None
+
+
+def coerce_fields(config: Any) -> None:
+    """Coerce every field of a frozen config in place (``__post_init__``): strings from the command line,
+    YAML scalars and numpy numbers become the field's type, so validation sees real values."""
+    for f in fields(config):
+        value = getattr(config, f.name)
+        coerced = coerce(f.name, value, type(config))
+        if coerced is not value:
+            object.__setattr__(config, f.name, coerced)
+
+
+def field_defaults(cls: type) -> dict[str, Any]:
+    """Every field's default, without constructing ``cls`` (some configs need a value, e.g. model_name)."""
+    return {f.name: default_value(f) for f in fields(cls)}
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML file of settings; a clear error when it is missing or not a mapping."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"config file '{path}' not found: pass an existing YAML file with config=PATH")
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", None)
+        where = f" (line {line + 1})" if line is not None else ""
+        raise UsageError(f"config file '{path}' is not valid YAML{where}: fix its syntax") from None
+    if not isinstance(loaded, dict):
+        raise UsageError(f"config file '{path}' must be a mapping of settings, e.g. 'epochs: 20'")
+    return loaded
+
+
+def check_choice(key: str, value: str | None, allowed: tuple[str, ...]) -> None:
+    if value is not None and value not in allowed:
+        close = difflib.get_close_matches(value, allowed, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise UsageError(f"unknown {key} '{value}'{hint}: choose one of {', '.join(allowed)}")
