@@ -58,9 +58,10 @@ def tracked_run(role: str, *, experiment: str | None = None, run_name: str | Non
     if in_main_thread:
         signal.signal(signal.SIGTERM, _raise_terminated)
     nested = parent_run_id is not None or (run_id is not None and mlflow.active_run() is not None)
+    tags = {ROLE_TAG: role, names.VERSION: hyperflow.__version__, **(tags or {})}
     try:
         run = mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name, parent_run_id=parent_run_id,
-                               nested=nested, tags={ROLE_TAG: role, names.VERSION: hyperflow.__version__, **(tags or {})})
+                               nested=nested, tags=tags)
     except BaseException as exc:
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
@@ -298,8 +299,8 @@ def end_run(run_id: str, status: str, client: Any = None) -> None:
     (client or MlflowClient()).set_terminated(run_id, status)
 
 
-def runs_tagged(experiment_id: str, tag: str, value: str, *, finished: bool = False,
-                max_results: int = 20) -> list[Any]:
+def runs_tagged(experiment_id: str, tag: str, value: str, *, finished: bool = False, max_results: int = 20,
+                client: Any = None) -> list[Any]:
     """Runs of an experiment whose tag ``tag`` is ``value`` (only FINISHED ones when ``finished``)."""
     query = f"tags.`{tag}` = '{value}'" + (" and attributes.status = 'FINISHED'" if finished else "")
-    return MlflowClient().search_runs([experiment_id], query, max_results=max_results)
+    return (client or MlflowClient()).search_runs([experiment_id], query, max_results=max_results)

@@ -79,7 +79,7 @@ def retrain_key(name: str, fingerprint: str, mode: str, settings: Mapping[str, A
 def finished_retrain(client: Client, experiment_id: str, key: str) -> str | None:
     """The id of a FINISHED retrain run with this key that promoted or rejected, if any."""
     try:
-        runs = tracking.runs_tagged(experiment_id, KEY_TAG, key, finished=True, max_results=20)
+        runs = tracking.runs_tagged(experiment_id, KEY_TAG, key, finished=True, max_results=20, client=client)
     except Exception as exc:  # fails closed: an unreadable store is not "never retrained"
         raise registry_error(exc, "looking for a finished retrain of the same data and code",
                              store="tracking store") from None
