@@ -8,10 +8,9 @@ it accepts raw rows.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,54 +18,18 @@ import numpy as np
 import pandas as pd
 
 from hyperflow.errors import UsageError
-from hyperflow.core.tables import (MAX_CATEGORIES, check_path, check_target, column_kinds,
-                              columns_text, nonfinite_columns, normalize_columns, precheck, read_table,
-                              select_columns)
+from hyperflow.core.builtins import BUILTINS, SHAPES_VERSION, builtin_frame, make_shapes  # noqa: F401 (BUILTINS, make_shapes: API)
+from hyperflow.core.preprocessing import Preprocessor, check_finite_features, fit_preprocessor, json_rows
+from hyperflow.core.tables import check_path, check_target, columns_text, precheck, read_table
 
-if TYPE_CHECKING:  # torch and scikit-learn are imported when data is loaded, not when a command starts
+if TYPE_CHECKING:  # torch is imported when data is loaded, not when a command starts
     import torch
-    from sklearn.compose import ColumnTransformer
 
 log = logging.getLogger(__name__)
 
-BUILTINS = ("digits", "breast_cancer", "wine", "diabetes", "shapes")
-SHAPES_VERSION = "1"
 MAX_CLASSES_FOR_INT_TARGET = 20
 _SPLIT_WORDS = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
                 "test": "test"}
-
-
-@dataclass
-class Preprocessor:
-    """Raw input -> float32 model input. Tables go through a fitted ColumnTransformer after
-    :func:`hyperflow.core.tables.normalize_columns`; images are scaled by the training pixels' mean and std.
-    Picklable: the logged model carries it."""
-
-    kind: str  # "table" | "image"
-    columns: list[str] = field(default_factory=list)  # the feature columns the model uses, in order
-    categorical: list[str] = field(default_factory=list)
-    transformer: ColumnTransformer | None = None
-    pixel_mean: float = 0.0
-    pixel_std: float = 1.0
-    image_shape: tuple[int, ...] | None = None  # (C, H, W) of image inputs
-    kinds: dict[str, str] = field(default_factory=dict)  # column -> numeric | datetime | categorical
-    dtypes: dict[str, str] = field(default_factory=dict)  # column -> its dtype in the training file
-    dropped: list[str] = field(default_factory=list)  # ID-like columns left out
-
-    def column_kinds(self) -> dict[str, str]:
-        """Kinds of the used columns (models saved before kinds were recorded: from ``categorical``)."""
-        kinds = getattr(self, "kinds", None)
-        return kinds or {c: "categorical" if c in self.categorical else "numeric" for c in self.columns}
-
-    def transform(self, raw: Any, allow_missing_columns: bool = False) -> np.ndarray:
-        if self.kind == "table":
-            frame = select_columns(raw, self.columns, allow_missing_columns)
-            out = self.transformer.transform(normalize_columns(frame, self.column_kinds()))
-            return np.asarray(out.toarray() if hasattr(out, "toarray") else out, dtype=np.float32)
-        images = np.asarray(raw, dtype=np.float32)
-        if self.image_shape is not None and images.ndim == len(self.image_shape):  # (N, H, W) without channel
-            images = images[:, None]
-        return (images - self.pixel_mean) / self.pixel_std
 
 
 @dataclass
@@ -126,7 +89,7 @@ def load_dataset(data: str, target: str | None = None, task: str | None = None, 
                                 seed, val_size, test_size)
         import sklearn
 
-        frame, target = _builtin_frame(data)
+        frame, target = builtin_frame(data)
         return _from_frame(data, frame, target, task, f"builtin:{data}:sklearn-{sklearn.__version__}",
                            f"builtin:{data}", seed, val_size, test_size, split_column,
                            image_shape=(1, 8, 8) if data == "digits" else None)
@@ -141,42 +104,6 @@ def load_dataset(data: str, target: str | None = None, task: str | None = None, 
 
 
 # ---------------------------------------------------------------------------------------------- sources
-
-def _builtin_frame(name: str) -> tuple[pd.DataFrame, str]:
-    from sklearn import datasets as skdatasets
-
-    loader = getattr(skdatasets, f"load_{name}")
-    bunch = loader(as_frame=True)
-    frame = bunch.frame.copy()
-    target = "target"
-    if name != "diabetes" and getattr(bunch, "target_names", None) is not None:
-        names = np.asarray(bunch.target_names)
-        frame[target] = names[frame[target].to_numpy()]
-    return frame, target
-
-
-def make_shapes(n: int = 512, size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Synthetic segmentation set: noisy grayscale images with 1-3 random discs/rectangles and their
-    binary masks. Fixed seed, so it is the same data everywhere (versioned by SHAPES_VERSION)."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size]
-    images = np.zeros((n, 1, size, size), dtype=np.float32)
-    masks = np.zeros((n, 1, size, size), dtype=np.float32)
-    for i in range(n):
-        mask = np.zeros((size, size), dtype=bool)
-        for _ in range(rng.integers(1, 4)):
-            cy, cx = rng.uniform(4, size - 4, 2)
-            if rng.random() < 0.5:
-                r = rng.uniform(3, size / 5)
-                shape = (yy - cy) ** 2 + (xx - cx) ** 2 <= r ** 2
-            else:
-                h, w = rng.uniform(3, size / 4, 2)
-                shape = (abs(yy - cy) <= h) & (abs(xx - cx) <= w)
-            mask |= shape
-        images[i, 0] = mask * rng.uniform(0.5, 1.0) + rng.normal(0, 0.25, (size, size))
-        masks[i, 0] = mask
-    return images, masks
-
 
 def _file_hash(path: Path) -> str:
     digest = hashlib.sha256()
@@ -247,7 +174,7 @@ def _from_frame(name: str, frame: pd.DataFrame, target: str, task: str | None, f
         warnings.simplefilter("ignore", RuntimeWarning)
         pre = fit_preprocessor(features, parts["train"], image_shape)
         X = pre.transform(features)
-        _check_finite_features(X, pre, name)
+        check_finite_features(X, pre, name)
         y_mean, y_std = 0.0, 1.0
         if task == "regression":
             train_y = codes[parts["train"]]
@@ -289,69 +216,6 @@ def _target_codes(y: pd.Series, task: str, target: str) -> tuple[list | None, np
         raise UsageError(f"target '{target}' holds inf/-inf in {int(np.isinf(values).sum())} rows: replace them "
                          f"with finite values or drop those rows")
     return None, values
-
-
-def fit_preprocessor(features: pd.DataFrame, train_rows: np.ndarray,
-                     image_shape: tuple[int, ...] | None = None) -> Preprocessor:
-    """Decide each column's kind, refuse infinite values, and fit the transformer on the training rows."""
-    kinds = column_kinds(features)
-    dropped = [c for c, k in kinds.items() if k == "id"]
-    if dropped:
-        log.warning("leaving out ID-like column(s) %s: almost every value is distinct, so they cannot "
-                    "generalise (hash or group them into a column with fewer values to use them)",
-                    ", ".join(dropped))
-    kinds = {c: k for c, k in kinds.items() if k != "id"}
-    if not kinds:
-        raise UsageError(f"no usable feature columns: {', '.join(dropped)} look like IDs (almost every value "
-                         f"distinct); add feature columns")
-    infinite = nonfinite_columns(features, kinds)
-    if infinite:
-        listed = ", ".join(f"'{c}' ({n} rows)" for c, n in infinite.items())
-        raise UsageError(f"feature column(s) {listed} hold inf/-inf: replace them with finite values, or leave "
-                         f"the cells empty (missing values are imputed)")
-    columns = list(kinds)
-    numeric = [c for c in columns if kinds[c] != "categorical"]
-    categorical = [c for c in columns if kinds[c] == "categorical"]
-    transformer = _table_transformer(numeric, categorical)
-    transformer.fit(normalize_columns(features.iloc[train_rows], kinds))  # training split only
-    return Preprocessor("table", columns, categorical, transformer, image_shape=image_shape, kinds=kinds,
-                        dtypes={c: str(features[c].dtype) for c in columns}, dropped=dropped)
-
-
-def _check_finite_features(X: np.ndarray, pre: Preprocessor, name: str) -> None:
-    """Values so large that scaling overflows (or leaves float32's range) are refused, naming the column."""
-    if np.isfinite(X).all():
-        return
-    numeric = [c for c in pre.columns if pre.kinds.get(c) != "categorical"]
-    bad_positions = np.flatnonzero(~np.isfinite(X).all(axis=0))
-    columns = [numeric[i] for i in bad_positions if i < len(numeric)] or ["(one-hot columns)"]
-    raise UsageError(f"{name}: column(s) {', '.join(columns)} hold values too large to train on (they overflow "
-                     f"after scaling): rescale them (e.g. divide by a power of ten or take a log)")
-
-
-def json_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows as a client sends them in JSON (numbers, strings, bools, nulls; dates as ISO text): the
-    model's input example, so the logged example is exactly what serving receives."""
-    records = json.loads(frame.to_json(orient="records", date_format="iso", default_handler=str))
-    return pd.DataFrame.from_records(records, columns=list(frame.columns))
-
-
-def _table_transformer(numeric: list[str], categorical: list[str]) -> ColumnTransformer:
-    """Impute + scale numeric columns; impute + one-hot categorical ones (unknown levels ignored, at most
-    MAX_CATEGORIES levels per column, rarer ones pooled)."""
-    from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-    return ColumnTransformer(
-        [("numeric", make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler()),
-          numeric),
-         ("categorical", make_pipeline(SimpleImputer(strategy="most_frequent", keep_empty_features=True),
-                                       OneHotEncoder(handle_unknown="infrequent_if_exist", sparse_output=False,
-                                                     max_categories=MAX_CATEGORIES)), categorical)],
-        remainder="drop", sparse_threshold=0.0,
-    )
 
 
 def _split(index: np.ndarray, labels: np.ndarray | None, seed: int, val_size: float, test_size: float,

@@ -1,0 +1,118 @@
+"""Preprocessing of tables and images: what a model fitted on the training split does to raw input, and
+carries inside the logged model so that it takes raw rows (see :mod:`hyperflow.core.tables` for the
+column kinds and the normalisation shared by fitting and serving)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from hyperflow.core.tables import (MAX_CATEGORIES, column_kinds, nonfinite_columns, normalize_columns,
+                                   select_columns)
+from hyperflow.errors import UsageError
+
+if TYPE_CHECKING:  # scikit-learn is imported when a preprocessor is fitted, not when a command starts
+    from sklearn.compose import ColumnTransformer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Preprocessor:
+    """Raw input -> float32 model input. Tables go through a fitted ColumnTransformer after
+    :func:`hyperflow.core.tables.normalize_columns`; images are scaled by the training pixels' mean and std.
+    Picklable: the logged model carries it."""
+
+    kind: str  # "table" | "image"
+    columns: list[str] = field(default_factory=list)  # the feature columns the model uses, in order
+    categorical: list[str] = field(default_factory=list)
+    transformer: ColumnTransformer | None = None
+    pixel_mean: float = 0.0
+    pixel_std: float = 1.0
+    image_shape: tuple[int, ...] | None = None  # (C, H, W) of image inputs
+    kinds: dict[str, str] = field(default_factory=dict)  # column -> numeric | datetime | categorical
+    dtypes: dict[str, str] = field(default_factory=dict)  # column -> its dtype in the training file
+    dropped: list[str] = field(default_factory=list)  # ID-like columns left out
+
+    def column_kinds(self) -> dict[str, str]:
+        """Kinds of the used columns (models saved before kinds were recorded: from ``categorical``)."""
+        kinds = getattr(self, "kinds", None)
+        return kinds or {c: "categorical" if c in self.categorical else "numeric" for c in self.columns}
+
+    def transform(self, raw: Any, allow_missing_columns: bool = False) -> np.ndarray:
+        if self.kind == "table":
+            frame = select_columns(raw, self.columns, allow_missing_columns)
+            out = self.transformer.transform(normalize_columns(frame, self.column_kinds()))
+            return np.asarray(out.toarray() if hasattr(out, "toarray") else out, dtype=np.float32)
+        images = np.asarray(raw, dtype=np.float32)
+        if self.image_shape is not None and images.ndim == len(self.image_shape):  # (N, H, W) without channel
+            images = images[:, None]
+        return (images - self.pixel_mean) / self.pixel_std
+
+
+def fit_preprocessor(features: pd.DataFrame, train_rows: np.ndarray,
+                     image_shape: tuple[int, ...] | None = None) -> Preprocessor:
+    """Decide each column's kind, refuse infinite values, and fit the transformer on the training rows."""
+    kinds = column_kinds(features)
+    dropped = [c for c, k in kinds.items() if k == "id"]
+    if dropped:
+        log.warning("leaving out ID-like column(s) %s: almost every value is distinct, so they cannot "
+                    "generalise (hash or group them into a column with fewer values to use them)",
+                    ", ".join(dropped))
+    kinds = {c: k for c, k in kinds.items() if k != "id"}
+    if not kinds:
+        raise UsageError(f"no usable feature columns: {', '.join(dropped)} look like IDs (almost every value "
+                         f"distinct); add feature columns")
+    infinite = nonfinite_columns(features, kinds)
+    if infinite:
+        listed = ", ".join(f"'{c}' ({n} rows)" for c, n in infinite.items())
+        raise UsageError(f"feature column(s) {listed} hold inf/-inf: replace them with finite values, or leave "
+                         f"the cells empty (missing values are imputed)")
+    columns = list(kinds)
+    numeric = [c for c in columns if kinds[c] != "categorical"]
+    categorical = [c for c in columns if kinds[c] == "categorical"]
+    transformer = _table_transformer(numeric, categorical)
+    transformer.fit(normalize_columns(features.iloc[train_rows], kinds))  # training split only
+    return Preprocessor("table", columns, categorical, transformer, image_shape=image_shape, kinds=kinds,
+                        dtypes={c: str(features[c].dtype) for c in columns}, dropped=dropped)
+
+
+def check_finite_features(X: np.ndarray, pre: Preprocessor, name: str) -> None:
+    """Values so large that scaling overflows (or leaves float32's range) are refused, naming the column."""
+    if np.isfinite(X).all():
+        return
+    numeric = [c for c in pre.columns if pre.kinds.get(c) != "categorical"]
+    bad_positions = np.flatnonzero(~np.isfinite(X).all(axis=0))
+    columns = [numeric[i] for i in bad_positions if i < len(numeric)] or ["(one-hot columns)"]
+    raise UsageError(f"{name}: column(s) {', '.join(columns)} hold values too large to train on (they overflow "
+                     f"after scaling): rescale them (e.g. divide by a power of ten or take a log)")
+
+
+def json_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows as a client sends them in JSON (numbers, strings, bools, nulls; dates as ISO text): the
+    model's input example, so the logged example is exactly what serving receives."""
+    records = json.loads(frame.to_json(orient="records", date_format="iso", default_handler=str))
+    return pd.DataFrame.from_records(records, columns=list(frame.columns))
+
+
+def _table_transformer(numeric: list[str], categorical: list[str]) -> ColumnTransformer:
+    """Impute + scale numeric columns; impute + one-hot categorical ones (unknown levels ignored, at most
+    MAX_CATEGORIES levels per column, rarer ones pooled)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    return ColumnTransformer(
+        [("numeric", make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler()),
+          numeric),
+         ("categorical", make_pipeline(SimpleImputer(strategy="most_frequent", keep_empty_features=True),
+                                       OneHotEncoder(handle_unknown="infrequent_if_exist", sparse_output=False,
+                                                     max_categories=MAX_CATEGORIES)), categorical)],
+        remainder="drop", sparse_threshold=0.0,
+    )
