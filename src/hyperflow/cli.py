@@ -1,6 +1,12 @@
 """Command line: ``hyperflow <command> key=value ...`` (also ``--key value``). Exit codes: 0 done,
 1 the job failed (e.g. training diverged), 2 bad input (one line on stderr, nothing half-written),
-130 interrupted (Ctrl-C / SIGTERM; runs end KILLED)."""
+130 interrupted (Ctrl-C / SIGTERM; runs end KILLED).
+
+Longer than ~300 lines on purpose: besides argv → config → one workflow → exit code (the first third),
+it holds each command's help text and the few lines it prints about the outcome, which users read as
+the CLI's own interface; they share the command table, and the import-linter layers contract keeps the
+CLI one top-level module. No logic of a workflow lives here, and MLflow is reached through tracking.
+"""
 
 from __future__ import annotations
 
