@@ -46,49 +46,43 @@ def _children(client, parent_id):
     return client.search_runs([exp], f"tags.mlflow.parentRunId = '{parent_id}'", max_results=100)
 
 
-def test_each_trial_trains_with_its_share_of_the_cores(session, tmp_path, experiment):
-    """The search is given threads=3; each of the 2 parallel trials gets cpu_count // 2 instead (at least 1)."""
+def test_trials_use_their_share_of_the_cores_and_numbers_skip_a_trial_killed_in_flight(
+        session, tmp_path, experiment, client):
+    """One Spark search, then a resume (a single test: each Spark search costs seconds).
+    Cores: the search is given threads=3; each of the 2 parallel trials trains with cpu_count // 2 (at least 1),
+    as the probe model records in the executor. Numbers: a number that a trial killed in flight used is never
+    given again, and a trial's number is the same in its tag, its param, its run name and the progress steps."""
     if session.sparkContext.environment.get("PYTHONPATH") != TESTS:
         pytest.skip("an earlier Spark session is still active: its workers cannot import the probe model")
     space = tmp_path / "space.yaml"
     space.write_text(SPACE)
     probes = tmp_path / "probes"
     probes.mkdir()
-    settings = build_search_config({"space": str(space), "backend": "spark", "parallelism": "2", "max_evals": "2",
-                                    "strategy": "random", "pruner": "none", "register": "false",
-                                    "seed_presets": "false"})
-    base = build_config({**TINY, "threads": "3", "model": "thread_probe:build",
-                         "model_kwargs": {"out": str(probes)}, "experiment": experiment})
-    threads = torch.get_num_threads()
-    try:
-        outcome = SearchRunner(settings, base, spark_session=session).run()
-    finally:
-        torch.set_num_threads(threads)  # the driver applied threads=3 while checking the space
-    assert [r.status for r in outcome.records] == ["ok", "ok"]
-    in_trials = [int(p.read_text()) for p in probes.iterdir() if not p.name.startswith(f"{os.getpid()}-")]
-    assert in_trials == [max(1, (os.cpu_count() or 1) // 2)] * 2
-
-
-def test_numbers_skip_a_trial_killed_in_flight_and_never_repeat(session, tmp_path, experiment, client):
-    space = tmp_path / "space.yaml"
-    space.write_text(SPACE)
     common = {"backend": "spark", "parallelism": "2", "strategy": "random", "pruner": "none", "register": "false",
               "seed_presets": "false"}
-    base = build_config({**TINY, "experiment": experiment})
-    first = SearchRunner(build_search_config({**common, "space": str(space), "max_evals": "2"}), base,
-                         spark_session=session).run()
-    assert [r.number for r in first.records] == [0, 1]
-    # what a kill leaves of trial 2 while it ran: its child run, RUNNING, numbered, without results
-    killed = client.create_run(first.experiment_id, run_name="trial-002", tags={
-        "mlflow.parentRunId": first.run_id, "hyperflow.role": "trial", "hyperflow.trial_number": "2"}).info.run_id
-    second = SearchRunner(build_search_config({**common, "resume": first.run_id, "max_evals": "4"}), base,
-                          spark_session=session).run()
-    assert [r.number for r in second.records] == [0, 1, 3, 4]  # 2 is not given again
+    base = build_config({**TINY, "threads": "3", "model": "thread_probe:build", "model_kwargs": {"out": str(probes)},
+                         "experiment": experiment})
+    threads = torch.get_num_threads()
+    try:
+        first = SearchRunner(build_search_config({**common, "space": str(space), "max_evals": "2"}), base,
+                             spark_session=session).run()
+        assert [r.number for r in first.records] == [0, 1]
+        # what a kill leaves of trial 2 while it ran: its child run, RUNNING, numbered, without results
+        killed = client.create_run(first.experiment_id, run_name="trial-002", tags={
+            "mlflow.parentRunId": first.run_id, "hyperflow.role": "trial",
+            "hyperflow.trial_number": "2"}).info.run_id
+        second = SearchRunner(build_search_config({**common, "resume": first.run_id, "max_evals": "4"}), base,
+                              spark_session=session).run()
+    finally:
+        torch.set_num_threads(threads)  # the driver applied threads=3 while checking the space
+    in_trials = [int(p.read_text()) for p in probes.iterdir() if not p.name.startswith(f"{os.getpid()}-")]
+    assert in_trials == [max(1, (os.cpu_count() or 1) // 2)] * 4
+
+    assert [(r.number, r.status) for r in second.records] == [(0, "ok"), (1, "ok"), (3, "ok"), (4, "ok")]
     assert client.get_run(killed).info.status == "KILLED"  # the resume ended it
     runs = [r for r in _children(client, first.run_id) if r.info.run_id != killed]
-    numbers = sorted(int(r.data.tags["hyperflow.trial_number"]) for r in runs)
-    assert numbers == [0, 1, 3, 4]
-    for run in runs:  # the number is the same in the tag, the param and the run name
+    assert sorted(int(r.data.tags["hyperflow.trial_number"]) for r in runs) == [0, 1, 3, 4]
+    for run in runs:
         number = int(run.data.tags["hyperflow.trial_number"])
         assert run.data.params["trial_number"] == str(number) and run.info.run_name == f"trial-{number:03d}"
         assert run.info.status == "FINISHED"
