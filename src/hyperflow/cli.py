@@ -95,6 +95,8 @@ class Invocation:
     retrain: RetrainConfig | None = None
     overrides: dict[str, Any] = field(default_factory=dict)  # retrain: training settings over the champion's
     predict: dict[str, Any] = field(default_factory=dict)
+    given: frozenset[str] = frozenset()  # the settings the user set (command line, config file): a resume
+    # takes every other one from the search it continues
 
     @property
     def experiment(self) -> str | None:
@@ -132,7 +134,8 @@ def configure(command: str, settings: dict[str, Any]) -> Invocation:
     if command in ("train", "lr-find"):
         return Invocation(command, train=build_config(merged))
     if command == "search":
-        return Invocation(command, search=build_search_config({k: v for k, v in merged.items() if k in SEARCH_KEYS}),
+        return Invocation(command, given=frozenset(merged),
+                          search=build_search_config({k: v for k, v in merged.items() if k in SEARCH_KEYS}),
                           train=build_config({k: v for k, v in merged.items() if k not in SEARCH_KEYS}))
     if command == "promote":
         return Invocation(command, promote=build_promote_config(merged))
@@ -288,14 +291,14 @@ def cmd_search(inv: Invocation) -> int:
 
     from hyperflow.search.runner import SearchRunner
 
-    runner = SearchRunner(inv.search, inv.train)
+    runner = SearchRunner(inv.search, inv.train, given=inv.given)
     started = time.monotonic()
     try:
         outcome = runner.run()
     except KeyboardInterrupt as exc:
         if runner.parent_id and not isinstance(exc, Interrupted):  # main prints this one line, and only it
             raise Interrupted(f"hyperflow search: interrupted; runs ended as KILLED. Resume with: hyperflow "
-                              f"search resume={runner.parent_id} (plus the same settings)") from None
+                              f"search resume={runner.parent_id}") from None
         raise
     print(search_summary(outcome, time.monotonic() - started))
     return 0 if outcome.best is not None else 1
