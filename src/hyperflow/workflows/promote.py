@@ -90,7 +90,7 @@ def promote(config: PromoteConfig, *, parent_run_id: str | None = None,
     p = prepare(config, client)
     candidate = score(tracking.load_version(p.name, p.version), p.rows)
     with tracking.tracked_run(names.ROLE_PROMOTE, experiment=config.experiment, parent_run_id=parent_run_id,
-                              run_name=f"promote-{p.name}-v{p.version}",
+                              run_name=tracking.unique_run_name(names.ROLE_PROMOTE, f"{p.name}-v{p.version}"),
                               tags={names.MODEL_NAME: p.name, names.CANDIDATE_VERSION: p.version}) as run:
         run_id = run.info.run_id
         tracking.log_params(run_id, {"model_name": p.name, "version": p.version, "eval_rows": p.rows.source,

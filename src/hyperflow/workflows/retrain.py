@@ -132,7 +132,7 @@ def retrain(config: RetrainConfig, overrides: Mapping[str, Any] | None = None, *
         if previous:  # finished while we waited for the lock
             return _skipped(config, base, key, tags, previous)
         with tracking.tracked_run(names.ROLE_RETRAIN, experiment=config.experiment, tags=tags,
-                                  run_name=f"retrain-{config.model_name}") as run:
+                                  run_name=tracking.unique_run_name(names.ROLE_RETRAIN, config.model_name)) as run:
             run_id = run.info.run_id
             lock.attach(run_id)
             tracking.log_params(run_id, {"model_name": config.model_name, "mode": config.mode,
@@ -163,7 +163,8 @@ def _experiment_id(name: str | None) -> str:
 
 def _skipped(config: RetrainConfig, base: TrainConfig, key: str, tags: dict[str, str],
              previous: str) -> RetrainOutcome:
-    with tracking.tracked_run(names.ROLE_RETRAIN, experiment=config.experiment, run_name=f"retrain-{config.model_name}",
+    with tracking.tracked_run(names.ROLE_RETRAIN, experiment=config.experiment,
+                              run_name=tracking.unique_run_name(names.ROLE_RETRAIN, config.model_name),
                               tags={**tags, OUTCOME_TAG: names.OUTCOME_SKIPPED, names.SKIPPED_FOR: previous}) as run:
         tracking.log_params(run.info.run_id, {"model_name": config.model_name, "mode": config.mode,
                                               "resolved_data": base.data})
