@@ -23,7 +23,7 @@ from hyperflow.core.data import Dataset
 from hyperflow.errors import UsageError
 from hyperflow.search.outcome import SearchFailed
 from hyperflow.tracking import search_store
-from hyperflow.tracking.runs import _same_value  # the rule log_params uses to keep or re-log a value
+from hyperflow.tracking.runs import same_param_value  # the rule log_params uses to keep or re-log a value
 
 RESUMABLE_SEARCH = ("max_evals", "timeout", "early_stop", "loss_threshold", "max_consecutive_failures", "register",
                     "model_name", "refit", "backend", "parallelism", "spark_master", "seed_presets")
@@ -96,7 +96,7 @@ def recorded_settings(run: Any, search: SearchConfig, base: TrainConfig, given: 
                 if default is not None:
                     continue  # not recorded (an older search): nothing to compare with
                 recorded = "None"
-            if _same_value(str(value), str(recorded)):
+            if same_param_value(str(value), str(recorded)):
                 continue
             if not is_given:
                 source = tags.get(names.DATA_SOURCE, "")

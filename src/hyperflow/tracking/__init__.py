@@ -13,7 +13,7 @@ The names below are its API for the layers above (``hyperflow.tracking.registry`
 """
 
 from hyperflow.tracking.artifacts import (log_artifact, log_artifacts, log_dataset, log_dict, log_figure,
-                                          log_lr_finder, log_text)
+                                          log_lr_finder, log_text, lr_range_test_run)
 from hyperflow.tracking.callbacks import MlflowMetrics, TensorBoardLogger
 from hyperflow.tracking.experiments import (current_experiment_id, deleted_experiment, experiment_state,
                                             tracking_uri, use_experiment)
@@ -26,7 +26,7 @@ from hyperflow.tracking.runs import (PACKAGE_DIR, ROLE_TAG, BackgroundCalls, Mlf
                                      reopened_run, run_tags, runs_tagged, set_parent, set_tag, set_tags,
                                      tracked_run, unique_run_name)
 
-__all__ = ["log_artifact", "log_artifacts", "log_dataset", "log_dict", "log_figure", "log_lr_finder", "log_text",
+__all__ = ["lr_range_test_run", "log_artifact", "log_artifacts", "log_dataset", "log_dict", "log_figure", "log_lr_finder", "log_text",
            "MlflowMetrics", "TensorBoardLogger",
            "STORE_ERROR_CODES", "is_store_error", "one_line", "store_error_text",
            "finished_model", "load_pyfunc", "load_version", "log_model", "pip_requirements", "register_once",

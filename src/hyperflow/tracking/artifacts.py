@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from hyperflow import names
 from hyperflow.core.data import Dataset
+from hyperflow.tracking.runs import log_params, run_tags, tracked_run, unique_run_name
 
 
 def log_dataset(dataset: Dataset) -> None:
@@ -87,3 +88,19 @@ def log_artifact(local_path: str, folder: str | None = None) -> None:
 def log_artifacts(local_dir: str, folder: str | None = None) -> None:
     """A folder's files as artifacts of the active run (under ``folder``)."""
     mlflow.log_artifacts(local_dir, folder)
+
+
+def lr_range_test_run(setup: Any, parent_run_id: str | None = None) -> tuple[Any, Any]:
+    """The LR range test on a ready setup in a run of its own (role ``lr_find``; a child named ``lr_find``
+    when ``parent_run_id`` is given): params, the curve, the suggestion and the plot. Returns the run and the
+    fitted finder. The one implementation: the lr_find workflow, ``lr=auto`` and ``lr_bounds=auto`` use it."""
+    from hyperflow.core.assembly import run_lr_finder
+
+    c = setup.config
+    name = "lr_find" if parent_run_id else c.run_name or unique_run_name(names.ROLE_LR_FIND, setup.dataset.name)
+    with tracked_run(names.ROLE_LR_FIND, experiment=c.experiment, parent_run_id=parent_run_id,
+                     tags=run_tags(setup.dataset), run_name=name) as run:
+        log_params(run.info.run_id, c.to_params())
+        finder = run_lr_finder(setup)
+        log_lr_finder(run.info.run_id, finder, c.suggestion)
+    return run, finder

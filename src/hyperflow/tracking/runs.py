@@ -107,7 +107,7 @@ def _is_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _same_value(a: str, b: str) -> bool:
+def same_param_value(a: str, b: str) -> bool:
     if a == b:
         return True
     try:
@@ -127,7 +127,7 @@ def log_params(run_id: str, params: dict[str, str], fresh_run: bool = False) -> 
         value = str(value)[:6000]
         if key not in existing:
             fresh[key] = value
-        elif not _same_value(existing[key], value):
+        elif not same_param_value(existing[key], value):
             fresh[f"resolved.{key}"] = value
     if fresh:
         client.log_batch(run_id, params=[Param(k, v) for k, v in fresh.items()])

@@ -199,18 +199,8 @@ def log_text(text: str, path: str) -> None:
 
 # ------------------------------------------------------------------------------ the LR range test
 def lr_range_run(setup: Any, parent_run_id: str) -> Any:
-    """The LR range test on a ready setup in child run ``lr_find`` of the search; returns the fitted finder.
-    The same run shape as the ``lr_find`` workflow nested under a parent (the search layer may not import
-    workflows, so the few calls live here)."""
-    from hyperflow.core.assembly import run_lr_finder
-
-    c = setup.config
-    with tracking.tracked_run(names.ROLE_LR_FIND, experiment=c.experiment, parent_run_id=parent_run_id,
-                              tags=tracking.run_tags(setup.dataset), run_name="lr_find") as run:
-        tracking.log_params(run.info.run_id, c.to_params())
-        finder = run_lr_finder(setup)
-        tracking.log_lr_finder(run.info.run_id, finder, c.suggestion)
-    return finder
+    """The LR range test on a ready setup in child run ``lr_find`` of the search; returns the fitted finder."""
+    return tracking.lr_range_test_run(setup, parent_run_id)[1]
 
 
 # ------------------------------------------------------------------------------ Spark executors
