@@ -6,7 +6,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from contextlib import contextmanager
 from typing import Iterator
@@ -18,16 +17,7 @@ import pytest
 
 from hyperflow.config import build_config
 from hyperflow.workflows.train import train
-
-
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+from polling import wait_for
 
 
 @pytest.mark.slow
@@ -49,7 +39,7 @@ def test_sigterm_ends_the_run_killed(tmp_path):
             runs = client.search_runs([exp.experiment_id]) if exp else []
             return runs and runs[0].info.status == "RUNNING" and client.get_metric_history(runs[0].info.run_id,
                                                                                            "val_loss")
-        _wait(running, 120, "a RUNNING run with metrics")
+        wait_for(running, "a RUNNING run with metrics", 120)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     finally:
@@ -85,7 +75,7 @@ def serve_model(model_uri: str, tracking_uri: str, timeout: float = 120) -> Iter
                 return urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1).status == 200
             except OSError:
                 return False
-        _wait(ping, timeout, "the model server")
+        wait_for(ping, "the model server", timeout)
         yield port
     finally:
         server.terminate()

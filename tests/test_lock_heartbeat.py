@@ -12,6 +12,7 @@ import uuid
 import pytest
 
 from hyperflow.workflows.lock import LOCK_TAG, LockHeld, RegistryLock
+from polling import wait_for
 
 LEASE = 2.0
 
@@ -26,16 +27,6 @@ def model(client) -> str:
 def holder(client, name: str) -> dict | None:
     raw = client.get_registered_model(name).tags.get(LOCK_TAG)
     return json.loads(raw) if raw else None
-
-
-def wait_for(predicate, what: str, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def test_the_heartbeat_renews_the_lease_past_its_first_expiry(model, client):

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -18,6 +17,7 @@ from hyperflow.cli import main
 from hyperflow.config import build_config
 from hyperflow.config.search import build_search_config
 from hyperflow.search.runner import SearchFailed, SearchRunner
+from polling import wait_for
 
 TINY = {"width": "16", "progress": "false", "flush_secs": "5"}
 SPACE = """
@@ -50,16 +50,6 @@ def search(experiment, **settings):
     return SearchRunner(config, build_config({**TINY, "experiment": experiment})).run()
 
 
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_a_killed_search_resumes_with_the_suggestions_of_the_uninterrupted_one(tmp_path, tracking_uri):
     """kill -9 once the second trial (a preset) has started; the resume keeps what finished, runs the rest of
     the presets, then exactly the random points an uninterrupted search draws."""
@@ -82,7 +72,7 @@ def test_a_killed_search_resumes_with_the_suggestions_of_the_uninterrupted_one(t
         return started and any(r.data.tags.get("hyperflow.trial_status") for r in runs) and runs
 
     try:
-        runs = wait_for(second_trial_running, 120, "the second trial")
+        runs = wait_for(second_trial_running, "the second trial", 120)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()

@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,22 +16,13 @@ import mlflow
 import pytest
 
 from hyperflow.cli import main
+from polling import wait_for
 
 
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Server:
@@ -58,7 +48,7 @@ class Server:
                 return urllib.request.urlopen(f"{self.uri}/health", timeout=1).status == 200
             except OSError:
                 return False
-        _wait(up, 120, "mlflow server")
+        wait_for(up, "mlflow server", 120)
         return self
 
     def kill(self) -> None:
@@ -94,7 +84,7 @@ def test_a_server_gone_mid_search_gives_one_line_and_the_resume_finishes(tmp_pat
             runs = client.search_runs([exp])
             return sum(r.info.status == "FINISHED" for r in runs if r.data.tags["hyperflow.role"] == "trial") >= 2
         try:
-            _wait(two_finished, 180, "two finished trials")
+            wait_for(two_finished, "two finished trials", 180)
         finally:
             srv.kill()
         out, err = proc.communicate(timeout=120)
