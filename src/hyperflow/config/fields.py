@@ -58,6 +58,16 @@ def unknown_setting(key: str, known: Any, command: str = "train") -> UsageError:
     return UsageError(f"unknown setting '{key}': {hint}")
 
 
+def parse_bool(value: Any) -> bool:
+    """``true``/``false`` (also 1/0, yes/no, on/off, any case) or a bool; ValueError otherwise."""
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word not in _TRUE_WORDS | _FALSE_WORDS:
+        raise ValueError(f"not true or false: {value!r}")
+    return word in _TRUE_WORDS
+
+
 def coerce(key: str, value: Any, cls: type) -> Any:
     """Convert a raw value (a string from the command line, or YAML) to the field's type in ``cls``."""
     if key in AUTO_KEYS and isinstance(value, str) and value.strip().lower() == "auto":
@@ -77,12 +87,7 @@ def coerce(key: str, value: Any, cls: type) -> Any:
         raise UsageError(f"{key} needs a value (default: {default_value(known[key])})")
     try:
         if base == "bool":
-            if isinstance(value, bool):
-                return value
-            word = str(value).strip().lower()
-            if word in _TRUE_WORDS | _FALSE_WORDS:
-                return word in _TRUE_WORDS
-            raise ValueError
+            return parse_bool(value)
         if base == "int":
             if isinstance(value, int) and not isinstance(value, bool):
                 return value

@@ -98,7 +98,6 @@ def load_dataset(data: str, target: str | None = None, task: str | None = None, 
         X, y = _read_npz(path)
         return _from_arrays(path.stem, X, y, task, fingerprint, str(path.resolve()), seed, val_size, test_size)
     frame = read_table(path)
-    check_target(frame, target, data)
     return _from_frame(path.stem, frame, target, task, fingerprint, str(path.resolve()), seed, val_size,
                        test_size, split_column)
 

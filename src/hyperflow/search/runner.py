@@ -201,7 +201,8 @@ class SearchRunner:
             point = complete_point(self.space, {})
             point.pop("lr", None)
             setup = setup_training(self._config({**point, "lr": 1e-3}), dataset=self.dataset)
-            low, high = search_store.lr_range_run(setup, self.parent_id).lr_range_
+            _, finder = tracking.lr_range_test_run(setup, self.parent_id)
+            low, high = finder.lr_range_
             if self.base.schedule == "onecycle":
                 high *= 3  # the one-cycle peak may sit closer to the cliff: it is held only briefly
             tracking.log_params(self.parent_id, {"lr_bounds.low": str(low), "lr_bounds.high": str(high)})

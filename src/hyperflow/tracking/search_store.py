@@ -2,9 +2,9 @@
 reaches the tracking store beyond the general run API of ``hyperflow.tracking``.
 
 What it does: read a search run and its trials back (the source of truth for resume), write the search run's
-settings, progress curve, stop reason, best trial and artifacts, record the best trial's test metrics, run
-the LR range test as a child of the search, and hand a Spark executor what it needs to log. Trial runs
-themselves open and close through ``tracking.child_run`` / ``tracking.log_results``.
+settings, progress curve, stop reason, best trial and artifacts, record the best trial's test metrics, and
+hand a Spark executor what it needs to log. The LR range test for ``lr_bounds=auto`` is
+``tracking.lr_range_test_run``, the same run the lr_find workflow makes. Trial runs themselves open and close through ``tracking.child_run`` / ``tracking.log_results``.
 
 Writes to the search run go to the active run (the search opens it with ``tracking.tracked_run`` in the
 calling thread), as before the move; everything else names its run explicitly.
@@ -195,12 +195,6 @@ def log_trials_table(table: Any) -> None:
 
 def log_text(text: str, path: str) -> None:
     mlflow.log_text(text, path)
-
-
-# ------------------------------------------------------------------------------ the LR range test
-def lr_range_run(setup: Any, parent_run_id: str) -> Any:
-    """The LR range test on a ready setup in child run ``lr_find`` of the search; returns the fitted finder."""
-    return tracking.lr_range_test_run(setup, parent_run_id)[1]
 
 
 # ------------------------------------------------------------------------------ Spark executors

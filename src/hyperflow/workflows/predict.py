@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from hyperflow.config.fields import parse_bool
 from hyperflow.errors import UsageError
 from hyperflow.core.tables import TABLE_SUFFIXES, check_path, read_table
 
@@ -79,14 +80,12 @@ def _write_atomically(result: pd.DataFrame, target: Path) -> None:
 
 
 def _flag(value: bool | str) -> bool:
-    if isinstance(value, bool):
-        return value
-    word = str(value).strip().lower()
-    if word in ("true", "1", "yes", "on"):
-        return True
-    if word in ("false", "0", "no", "off", ""):
-        return False
-    raise UsageError(f"allow_missing_columns={value!r} is not valid: expected true or false")
+    if isinstance(value, str) and not value.strip():
+        return False  # allow_missing_columns= left empty: the default
+    try:
+        return parse_bool(value)
+    except ValueError:
+        raise UsageError(f"allow_missing_columns={value!r} is not valid: expected true or false") from None
 
 
 def _first_line(exc: BaseException) -> str:
