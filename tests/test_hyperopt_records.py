@@ -9,6 +9,7 @@ from hyperopt import JOB_STATE_DONE, JOB_STATE_NEW, JOB_STATE_RUNNING, STATUS_FA
 from hyperflow.search import hyperopt_records as records
 from hyperflow.search.space import flatten, to_hyperopt, to_vals
 from hyperflow.search.stopping import Finished
+from hyperflow.search.trial import TrialRecord
 
 SPACE = {"lr": {"type": "loguniform", "low": 1e-4, "high": 1e-1},
          "width": {"type": "choice", "values": [16, 32]},
@@ -25,16 +26,19 @@ def test_pinned_version():
 
 def _history():
     # trial 1 failed; numbers 0, 1, 3 (2 was killed in flight and left a gap)
-    return [(0, to_vals(SPACE, POINTS[0]), 0.5, ""), (1, to_vals(SPACE, POINTS[1]), None, "diverged"),
-            (3, to_vals(SPACE, POINTS[2]), 0.25, "")]
+    return [(0, to_vals(SPACE, POINTS[0]), TrialRecord(0, "r0", POINTS[0], "ok", 0.5, 2, [0.7, 0.5])),
+            (1, to_vals(SPACE, POINTS[1]), TrialRecord(1, "r1", POINTS[1], "failed", None, 1, [], "diverged")),
+            (3, to_vals(SPACE, POINTS[2]), TrialRecord(3, "r3", POINTS[2], "pruned", 0.25, 1, [0.25]))]
 
 
 def test_filled_trials_read_back_as_written():
     trials = records.fill(Trials(), _history(), next_id=4)
     assert [t["tid"] for t in trials.trials] == [0, 1, 3]
     assert all(t["state"] == JOB_STATE_DONE for t in trials.trials)
-    assert trials.results == [{"status": STATUS_OK, "loss": 0.5}, {"status": STATUS_FAIL, "failure": "diverged"},
-                              {"status": STATUS_OK, "loss": 0.25}]
+    assert trials.results == [
+        {"status": STATUS_OK, "loss": 0.5, "history": [0.7, 0.5], "trial_status": "ok", "run_id": "r0"},
+        {"status": STATUS_FAIL, "failure": "diverged", "run_id": "r1"},
+        {"status": STATUS_OK, "loss": 0.25, "history": [0.25], "trial_status": "pruned", "run_id": "r3"}]
     assert trials.losses() == [0.5, None, 0.25]
     # the vals decode to the points they came from (choice indices, and [] for a branch not taken)
     for doc, point in zip(trials.trials, POINTS):

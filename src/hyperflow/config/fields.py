@@ -38,7 +38,7 @@ def default_value(f: dataclasses.Field) -> Any:
     return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
 
 
-AUTO_KEYS = ("lr", "max_lr", "base_lr")
+AUTO_KEYS = ("lr", "max_lr", "base_lr", "parallelism")
 
 
 @functools.cache
@@ -104,8 +104,8 @@ def coerce(key: str, value: Any, cls: type) -> Any:
             return parsed
         return value if type(value) is str else str(value)
     except (TypeError, ValueError, OverflowError):
-        kind = {"bool": "true or false", "int": "a whole number",
-                "float": "a number or auto" if key in AUTO_KEYS else "a number",
+        auto = " or auto" if key in AUTO_KEYS else ""
+        kind = {"bool": "true or false", "int": f"a whole number{auto}", "float": f"a number{auto}",
                 "dict": "a YAML mapping like {a: 1}"}.get(base, base)
         raise UsageError(f"{key}={value!r} is not valid: expected {kind}") from None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -39,8 +40,9 @@ class SearchConfig:
     refit: bool = setting(False, "refit the best settings on train+val before logging the model")
     model_name: str | None = setting(None, "registered model name for the best model (default hyperflow-<data>)")
     register: bool = setting(True, "register the best model and give it alias 'challenger'")
-    backend: str = setting("local", "local (trials one after another in this process) | spark (hyperopt SparkTrials)")
-    parallelism: int = setting(2, "spark: trials at once (each gets its share of the cores as torch threads)")
+    backend: str = setting("local", "local (worker processes on this machine) | spark (hyperopt SparkTrials)")
+    parallelism: int | str = setting("auto", "trials at once, each with its share of the cores as torch threads; "
+                                             "auto = this machine's cores (spark: local[cores]), at most max_evals")
     spark_master: str | None = setting(None, "spark: master URL (default local[parallelism])")
 
     def __post_init__(self) -> None:
@@ -57,7 +59,7 @@ def validate_search(c: SearchConfig) -> None:
                          ("backend", BACKENDS)):
         check_choice(key, getattr(c, key), allowed)
     for key in ("max_evals", "min_epochs", "max_consecutive_failures", "parallelism"):
-        if getattr(c, key) < 1:
+        if getattr(c, key) != "auto" and getattr(c, key) < 1:
             raise UsageError(f"{key} must be at least 1, got {getattr(c, key)}")
     for key in ("timeout", "early_stop", "n_startup_jobs", "prune_startup_trials"):
         if getattr(c, key) < 0:
@@ -66,7 +68,7 @@ def validate_search(c: SearchConfig) -> None:
                 "max_consecutive_failures"):
         if getattr(c, key) > MAX_EVALS:
             raise UsageError(f"{key} must be at most {MAX_EVALS}, got {getattr(c, key)}")
-    if c.parallelism > MAX_PARALLELISM:
+    if c.parallelism != "auto" and c.parallelism > MAX_PARALLELISM:
         raise UsageError(f"parallelism must be at most {MAX_PARALLELISM}, got {c.parallelism}")
     if not math.isfinite(c.timeout):
         raise UsageError(f"timeout must be a finite number of seconds (0 = none), got {c.timeout}")
@@ -78,6 +80,14 @@ def validate_search(c: SearchConfig) -> None:
         raise UsageError(f"gamma must be between 0 and 1, got {c.gamma}")
     if c.backend == "spark" and c.strategy == "grid":
         raise UsageError("backend=spark runs random or tpe searches: use strategy=random (or backend=local for grid)")
+
+
+def trials_at_once(c: SearchConfig, cores: int | None = None) -> int:
+    """How many trials run at once: ``parallelism``, where ``auto`` is the machine's cores; never more than
+    ``max_evals`` (nor 1 for a grid on Spark, which ``validate_search`` refuses anyway)."""
+    cores = cores or os.cpu_count() or 1
+    wanted = cores if c.parallelism == "auto" else c.parallelism
+    return max(1, min(wanted, c.max_evals))
 
 
 def build_search_config(values: Mapping[str, Any]) -> SearchConfig:

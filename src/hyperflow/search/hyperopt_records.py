@@ -48,10 +48,19 @@ def result(loss: float | None, reason: str = "", **extra: Any) -> dict[str, Any]
     return {"status": STATUS_OK, "loss": loss, **extra}
 
 
-def fill(trials: Trials, history: Iterable[tuple[int, dict[str, list], float | None, str]], next_id: int) -> Trials:
-    """``trials`` holding ``history`` (tid, vals, loss or None if failed, reason) as if those trials had just
-    run; new ids continue at ``next_id`` (ids below it are taken, whether or not their trial is shown)."""
-    docs = [trial_doc(trials, tid, vals, result(loss, reason)) for tid, vals, loss, reason in history]
+def trial_result(record: Any) -> dict[str, Any]:
+    """hyperopt's result of a finished :class:`~hyperflow.search.trial.TrialRecord`: :func:`result`, plus (when
+    it did not fail) its per-epoch val_loss ``history`` and ``trial_status`` (ok or pruned), which pruning
+    and a multi-fidelity sampler read."""
+    if record.status == "failed" or record.loss is None:
+        return result(None, record.reason, run_id=record.run_id)
+    return result(record.loss, history=list(record.history), trial_status=record.status, run_id=record.run_id)
+
+
+def fill(trials: Trials, history: Iterable[tuple[int, dict[str, list], Any]], next_id: int) -> Trials:
+    """``trials`` holding ``history`` (tid, vals, TrialRecord) as if those trials had just run; new ids
+    continue at ``next_id`` (ids below it are taken, whether or not their trial is shown)."""
+    docs = [trial_doc(trials, tid, vals, trial_result(record)) for tid, vals, record in history]
     for doc in docs:
         doc["state"] = JOB_STATE_DONE
     if docs:

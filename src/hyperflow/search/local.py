@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from hyperopt import Trials
 
-from hyperflow import names
+
 from hyperflow.search import hyperopt_records
 from hyperflow.search.space import flatten, to_hyperopt
 from hyperflow.search.trial import TrialRecord
@@ -27,6 +27,6 @@ def search_locally(run_point: Callable[[dict[str, Any], int | None], TrialRecord
 
     def objective(sample: dict[str, Any]) -> dict[str, Any]:
         record = run_point(flatten(sample), hyperopt_records.running_tid(trials))
-        return hyperopt_records.result(None if record.status == names.TRIAL_FAILED else record.loss, record.reason)
+        return hyperopt_records.trial_result(record)
 
     hyperopt_records.minimize(objective, to_hyperopt(space), trials, suggest, max_evals, seed, progressbar=True)

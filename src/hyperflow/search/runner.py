@@ -264,7 +264,7 @@ class SearchRunner:
     def _hyperopt_trials(self, trials: Any) -> tuple[Any, int]:
         """``trials`` filled with the history in the space and the presets still to run queued; and the
         number of trials kept in MLflow but not shown to hyperopt (they count toward ``max_evals`` too)."""
-        history = [(r.number, to_vals(self.space, r.params), r.loss, r.reason) for r in self._in_space()]
+        history = [(r.number, to_vals(self.space, r.params), r) for r in self._in_space()]
         trials = hyperopt_records.fill(trials, history, self._next_number())
         outside = len(self.records) - len(trials.trials)
         # presets run first, so a resume among them caps the rest as the first run did

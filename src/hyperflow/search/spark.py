@@ -16,7 +16,7 @@ import sys
 import time
 from typing import Any, Callable
 
-from hyperflow import names
+
 from hyperflow.core.pruning import peer_statuses
 from hyperflow.errors import UsageError
 from hyperflow.search import hyperopt_records
@@ -110,10 +110,7 @@ class SparkObjective:
             _datasets.clear()
             _datasets[key] = load_data(task.base)
         record, _ = run_trial(task, flatten(sample), _datasets[key])
-        if record.status == names.TRIAL_FAILED:
-            return hyperopt_records.result(None, record.reason, run_id=record.run_id)
-        return hyperopt_records.result(record.loss, history=record.history, run_id=record.run_id,
-                                       trial_status=record.status)
+        return hyperopt_records.trial_result(record)
 
 
 class SparkBackend:
