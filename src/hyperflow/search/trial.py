@@ -1,10 +1,12 @@
 """One trial, the one place a trial runs: in this process (grid and local searches) or on a Spark executor.
 
 A trial trains one point in its own child run of the search, linked by an explicit parent id (MLflow's
-active run is thread-local), with the pruner fed the earlier trials' val_loss curves. Its closing calls
-(results, end of the run) go through ``send``: at once, or queued on the search's background calls so that
-they overlap the next trial. A failure (diverged, no finite val_loss, an invalid combination, an error in
-training) ends the run FAILED and returns a ``failed`` record: the search goes on.
+active run is thread-local), with the pruner fed the earlier trials' val_loss curves. Its MLflow calls
+(creating the run, metrics, results, end of the run) go through ``send``: at once (``tracking.call_now``),
+or queued on the search's background calls (``BackgroundCalls.submit``, which returns a Future) so that
+they overlap training; the trial waits for its run's id only once it has trained. A failure (diverged, no
+finite val_loss, an invalid combination, an error in training) ends the run FAILED and returns a ``failed``
+record: the search goes on.
 """
 
 from __future__ import annotations
@@ -73,13 +75,12 @@ def _train(task: TrialTask, point: dict[str, Any], dataset: Dataset,
     record = TrialRecord(number, "", point, names.TRIAL_FAILED, None, 0)
     setup = None
     with tracking.child_run(names.ROLE_TRIAL, task.experiment_id, task.parent_id, f"trial-{number:03d}", tags,
-                            send) as run_id:
-        record.run_id = run_id
+                            send) as run:
         # params ride with the first metrics call, the last epochs' metrics with the results: 3 calls a trial
         params = {**{k: str(v) for k, v in point.items()}, "trial_number": str(number),
                   "seed": str(point.get("seed", task.base.seed))}
-        metrics = tracking.MlflowMetrics(run_id, max(task.base.flush_secs, TRIAL_FLUSH_SECS), flush_at_end=False,
-                                         params=params)
+        metrics = tracking.MlflowMetrics(run, max(task.base.flush_secs, TRIAL_FLUSH_SECS), flush_at_end=False,
+                                         params=params, send=send)
         final: dict[str, float] = {}
         try:
             try:
@@ -102,11 +103,12 @@ def _train(task: TrialTask, point: dict[str, Any], dataset: Dataset,
                          "epochs_run": result.epochs_run}
         except (UsageError, RuntimeError, FloatingPointError, MemoryError) as exc:  # the search goes on
             record.reason = f"{type(exc).__name__}: {exc}"[:500]
+        record.run_id = run.id  # waits for the creating call, and raises what it raised
         failed = record.status == names.TRIAL_FAILED
         history = json.dumps([float(f"{v:.6g}") for v in record.history])
         # a pruned or failed trial says so in its name, which the runs table shows by default
         name = f"trial-{number:03d}-{record.status}" if record.status != names.TRIAL_OK else None
-        send(tracking.log_results, run_id, {} if failed else final,
+        send(tracking.log_results, run, {} if failed else final,
              {names.TRIAL_STATUS: record.status, names.TRIAL_REASON: record.reason,
               **({names.VAL_LOSS_HISTORY: history} if len(history) <= 5000 else {}),
               **({names.RUN_NAME: name} if name else {})},

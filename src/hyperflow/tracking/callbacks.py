@@ -4,23 +4,26 @@ the core's trainer reaches tracking."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable
 
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
 from hyperflow.core.trainer import Callback, TrainResult
+from hyperflow.tracking.runs import PendingRun, call_now, run_id_of
 
 
 class MlflowMetrics(Callback):
     """Sends per-epoch metrics to MLflow in batches: at most one ``log_batch`` call per epoch, and no
     more often than every ``flush_secs`` seconds. A call costs ~15 ms on sqlite and ~50 ms against a
     server, more than a small model's epoch: flushing every epoch made a digits fit 1.27x slower, the
-    default 1 s flush 1.03x (bench/tracking.py). ``params`` ride along with the first call."""
+    default 1 s flush 1.03x (bench/tracking.py). ``params`` ride along with the first call; ``send`` (e.g.
+    ``BackgroundCalls.submit``) decides when a call goes out, and ``run_id`` may be a run still being created."""
 
-    def __init__(self, run_id: str, flush_secs: float = 1.0, prefix: str = "", flush_at_end: bool = True,
-                 params: dict[str, str] | None = None) -> None:
+    def __init__(self, run_id: str | PendingRun, flush_secs: float = 1.0, prefix: str = "", flush_at_end: bool = True,
+                 params: dict[str, str] | None = None, send: Callable[..., Any] = call_now) -> None:
         self.client, self.run_id, self.flush_secs, self.prefix = MlflowClient(), run_id, flush_secs, prefix
+        self.send = send
         self.flush_at_end = flush_at_end  # False: the caller sends ``pending`` with its own last call
         self.pending: list[Metric] = []
         self.pending_params = dict(params or {})
@@ -41,11 +44,13 @@ class MlflowMetrics(Callback):
 
     def flush(self) -> None:
         if self.pending or self.pending_params:
-            # the client chunks large batches
-            self.client.log_batch(self.run_id, metrics=self.pending,
-                                  params=[Param(k, str(v)[:6000]) for k, v in self.pending_params.items()])
+            # the client chunks large batches; new lists, so a call still queued keeps what it was given
+            self.send(self._log_batch, self.pending, [Param(k, str(v)[:6000]) for k, v in self.pending_params.items()])
             self.pending, self.pending_params = [], {}
         self.last_flush = time.monotonic()
+
+    def _log_batch(self, metrics: list[Metric], params: list[Param]) -> None:
+        self.client.log_batch(run_id_of(self.run_id), metrics=metrics, params=params)
 
 
 class TensorBoardLogger(Callback):

@@ -133,26 +133,43 @@ def log_params(run_id: str, params: dict[str, str], fresh_run: bool = False) -> 
         client.log_batch(run_id, params=[Param(k, v) for k, v in fresh.items()])
 
 
-def log_results(run_id: str, metrics: dict[str, float], tags: dict[str, str],
+def log_results(run_id: str | PendingRun, metrics: dict[str, float], tags: dict[str, str],
                 pending: list[Metric] | None = None, params: dict[str, str] | None = None) -> None:
     """Final metrics and tags of a run, and any per-epoch metrics (and params) still buffered, in one call."""
     stamp = int(time.time() * 1000)
-    MlflowClient().log_batch(run_id, metrics=[*(pending or []), *(Metric(k, float(v), stamp, 0)
-                                                                   for k, v in metrics.items())],
+    MlflowClient().log_batch(run_id_of(run_id), metrics=[*(pending or []), *(Metric(k, float(v), stamp, 0)
+                                                                              for k, v in metrics.items())],
                              params=[Param(k, str(v)[:6000]) for k, v in (params or {}).items()],
                              tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
 
 def call_now(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """The synchronous counterpart of ``BackgroundCalls.submit``."""
+    """The synchronous counterpart of ``BackgroundCalls.submit``: returns what the call returns."""
     return fn(*args, **kwargs)
 
 
-def end_run_quietly(run_id: str, status: str) -> None:
+class PendingRun:
+    """A run whose creating call was sent (perhaps still queued): ``id`` waits for that call and raises
+    what it raised."""
+
+    def __init__(self, created: Any) -> None:
+        self.created = created  # the Run, or a Future of it
+
+    @property
+    def id(self) -> str:
+        created = self.created.result() if isinstance(self.created, Future) else self.created
+        return created.info.run_id
+
+
+def run_id_of(run: str | PendingRun) -> str:
+    return run if isinstance(run, str) else run.id
+
+
+def end_run_quietly(run_id: str | PendingRun, status: str, end_time: int | None = None) -> None:
     """End a run without MLflow's "View run … at" line, which costs a ``get_run`` per run on a server and
-    would print once per trial."""
+    would print once per trial. ``end_time`` (ms): when it ended, if the call goes out later."""
     with _env("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true"):
-        MlflowClient().set_terminated(run_id, status)
+        MlflowClient().set_terminated(run_id_of(run_id), status, end_time=end_time)
 
 
 @contextmanager
@@ -171,24 +188,33 @@ def _env(name: str, value: str) -> Iterator[None]:
 
 @contextmanager
 def child_run(role: str, experiment_id: str, parent_run_id: str, run_name: str, tags: dict[str, str],
-              send: Callable[..., Any] = call_now) -> Iterator[str]:
+              send: Callable[..., Any] = call_now) -> Iterator[PendingRun]:
     """A child run made with the client, not the fluent API: no thread-local active run (safe in threads and
     on Spark executors) and none of the fluent start's context providers (a trial is cheap to open). Ends
-    FINISHED, FAILED on an exception, KILLED on Ctrl-C or SIGTERM; ``send`` (e.g. ``BackgroundCalls.submit``)
-    decides when that last call goes out."""
-    run = MlflowClient().create_run(experiment_id, run_name=run_name, tags={
-        ROLE_TAG: role, names.VERSION: hyperflow.__version__, names.PARENT_RUN_ID: parent_run_id,
-        names.RUN_NAME: run_name, **tags})
+    FINISHED, FAILED on an exception, KILLED on Ctrl-C or SIGTERM.
+
+    ``send`` decides when the calls go out: ``call_now``, or ``BackgroundCalls.submit`` so that creating the
+    run and ending it overlap training; it returns the call's result or a Future of it. Start and end times
+    are taken here, so a call sent later still records when the run started and ended."""
+    client = MlflowClient()
+    created = send(client.create_run, experiment_id, start_time=int(time.time() * 1000), run_name=run_name,
+                   tags={ROLE_TAG: role, names.VERSION: hyperflow.__version__, names.PARENT_RUN_ID: parent_run_id,
+                         names.RUN_NAME: run_name, **tags})
+    if created is None:
+        raise TypeError("child_run's send must return the call's result or a Future of it")
+    run = PendingRun(created)
+
     def end(status: str) -> None:
+        ended = int(time.time() * 1000)
         try:
-            send(end_run_quietly, run.info.run_id, status)
+            send(end_run_quietly, run, status, ended)
         except Exception:
             if status == "FINISHED":
                 raise
-            end_run_quietly(run.info.run_id, status)  # the background queue failed before it: try once directly
+            end_run_quietly(run, status, ended)  # the background queue failed before it: try once directly
 
     with _ended_as(end):
-        yield run.info.run_id
+        yield run
 
 
 class BackgroundCalls:
@@ -202,9 +228,12 @@ class BackgroundCalls:
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hyperflow-mlflow")
         self.futures: list[Future] = []
 
-    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
+        """Queue ``fn(*args, **kwargs)``; returns its Future (its failure also surfaces here or at drain)."""
         self._raise_failures(wait=False)
-        self.futures.append(self.pool.submit(fn, *args, **kwargs))
+        future = self.pool.submit(fn, *args, **kwargs)
+        self.futures.append(future)
+        return future
 
     def drain(self) -> None:
         self._raise_failures(wait=True)
