@@ -1,10 +1,9 @@
-"""Search quality: best validation loss after 10 / 25 / 50 trials, and the epochs spent, per search method.
+"""Search quality: the best validation loss a search finds in 50 trials, and the epochs it spends, per method.
 
-One objective for every method: an MLP on digits (hyperflow's split for the seed, ``load_dataset``), trained
-by hyperflow's ``setup_training`` + ``Trainer`` for at most 20 epochs at a constant lr; a trial's value is its
-best validation cross-entropy (``TrainResult.best_val_loss``); compute is the epochs actually trained,
-pruned trials' included. The space (written by this script as YAML and read with
-``hyperflow.search.space.load_space``)::
+One objective for every method: an MLP on digits, hyperflow's split for the seed (``load_data``), each trial
+trained by hyperflow's ``setup_training`` + ``Trainer`` for at most 20 epochs at a constant lr, threads=1; a
+trial's value is its best validation cross-entropy; compute is the epochs actually trained, pruned trials'
+included. The space (7 dimensions, one conditional)::
 
     lr loguniform 1e-4..1e-1, weight_decay loguniform 1e-6..1e-2, width {32,64,128,256}, depth 1..3,
     dropout 0..0.5, batch_size {16,32,64,128}, optimizer {adam, sgd (momentum 0.5..0.99)}
@@ -12,38 +11,35 @@ pruned trials' included. The space (written by this script as YAML and read with
 Methods (same seeds; the seed fixes the split, each trial's initialisation and batch order, and the
 method's own random state):
 
-- ``grid``: hyperflow's ``grid_points`` of the space (3 points per continuous dimension: 5184 in all) in a
-  seeded random order, the first 50 (in its own order the grid would vary only the last dimensions).
-- ``random``: hyperopt ``rand.suggest`` on ``to_hyperopt(space)``.
-- ``tpe``: hyperflow's TPE as ``SearchRunner`` runs it: ``tpe.suggest`` with ``SearchConfig``'s
-  ``n_startup_jobs`` and ``gamma``, ``points_to_evaluate=SearchRunner._preset_points()`` next to a fresh
-  ``Trials()`` (as the runner passes them; hyperopt only evaluates such points when ``trials`` is None, so
-  they are not evaluated: variant ``presets=first`` puts them into the Trials first), no pruning.
-- ``tpe_prune``: the same plus hyperflow's ``PruningCallback(make_pruner(...))`` with ``SearchConfig``'s
-  pruner settings; a pruned trial reports the best val_loss it reached, as the search does.
-- ``hyperopt_tpe``: ``tpe.suggest`` with hyperopt's own defaults (20 random trials first), no presets.
-- ``optuna_tpe``, ``optuna_prune``: Optuna's ``TPESampler(seed=seed)``, alone and with its
-  ``MedianPruner()`` (both with their defaults), val_loss reported every epoch.
+- ``default``: what ``hyperflow search`` ships: ``SearchRunner`` with ``build_search_config`` defaults, only
+  the space, ``max_evals=50``, ``register=false`` and ``parallelism=1`` set (quality numbers must not depend on
+  the order in which parallel trials finish; variant ``default:parallelism=2`` measures that), tracked in a
+  temporary sqlite store per search.
+- ``tpe``, ``random``: the same runner with ``strategy=tpe`` (hyperopt's TPE with hyperflow's defaults:
+  ``n_startup_jobs=8``, ``gamma=0.25``, the shipped pruner) and ``strategy=random`` (hyperopt's rand,
+  ``pruner=none``).
+- ``optuna``, ``optuna_median``: Optuna 5 ``TPESampler(seed=seed)`` with its defaults (multivariate, constant
+  liar), alone and with ``MedianPruner()``, val_loss reported each epoch, on the same data and ``Trainer``.
 
-Variants of hyperflow's method override its settings: ``tpe_prune:startup=5,gamma=0.2,min_epochs=2``; keys
-``startup gamma ei prior presets pruner min_epochs rf prune_startup pruned peers`` (``pruned=best`` reports
-a pruned trial's best val_loss, ``fail`` reports it as a failed trial, ``median`` as max(own best, median
-of finished trials' bests); ``peers=ok`` gives the pruner only the finished trials' curves, as Optuna's
-MedianPruner uses, instead of every trial that is not failed).
+Variants set any search setting: ``default:pruner=none``, ``tpe:pruner=none,n_startup_jobs=20``.
 
-A method's best after n trials is the lowest value among its first n *finished* (not pruned, not failed)
-trials, as hyperflow and Optuna report it. "Reached": the trial at which the method first matched random
-search's 50-trial best of the same seed, and the epochs spent until then. No MLflow here: this measures
-search quality, not tracking. Results are cached per (method, seed) in bench/results/search/, so runs
-can be resumed and methods added one at a time.
+A method's best is the lowest loss among its *finished* (not pruned, not failed) trials, as hyperflow and
+Optuna report it. "Reached": the trial at which the method first matched random search's 50-trial best *of
+the same seed*, and the epochs spent until then. Results are cached per (method, seed) in
+bench/results/search/ under a key that hashes the settings and the code the method runs (this script's
+objective and method functions; for hyperflow's methods hyperflow/{search,config,core}/*.py, for Optuna's
+config/ and core/ but the search settings and pruners; the package is the one imported, so
+``PYTHONPATH=snapshot/src`` measures a snapshot): a stale entry is recomputed, never printed.
 
-    python bench/search.py --seeds 0 1 2 3 4 5 6 7 8 9 --methods random tpe_prune optuna_prune
-    python bench/search.py --seeds 0 1 2 3 4 5 6 7 8 9 --methods tpe_prune:startup=5 --jobs 2
+    python bench/search.py --methods random tpe optuna optuna_median default --seeds 0 1 2 3 4 5 6 7 8 9
+    python bench/search.py --methods default default:pruner=none --seeds 0 1 2 --jobs 2 --json out.json
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import inspect
 import json
 import math
 import os
@@ -53,17 +49,17 @@ import sys
 import tempfile
 import time
 import warnings
-from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
 import torch
 import yaml
 
-RESULTS = Path(__file__).resolve().parent / "results" / "search"
+import hyperflow
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "search"
 SPACE = {
     "lr": {"type": "loguniform", "low": 1.0e-4, "high": 1.0e-1},
     "weight_decay": {"type": "loguniform", "low": 1.0e-6, "high": 1.0e-2},
@@ -75,31 +71,58 @@ SPACE = {
                                                                                    "high": 0.99}}}},
 }
 BASE = {"data": "digits", "epochs": 20, "schedule": "constant", "progress": False, "threads": 1, "log_model": False}
-BASES = ("grid", "random", "tpe", "tpe_prune", "hyperopt_tpe", "optuna_tpe", "optuna_prune")
-CHECKPOINTS = (10, 25, 50)
+METHODS = {  # method -> search settings over the shipped defaults (hyperflow's) or Optuna's pruner
+    "default": {},
+    "tpe": {"strategy": "tpe"},
+    "random": {"strategy": "random", "pruner": "none"},
+    "optuna": {"pruner": "none"},
+    "optuna_median": {"pruner": "median"},
+}
+PACKAGE = Path(hyperflow.__file__).resolve().parent  # the code that runs (PYTHONPATH may name a snapshot)
+CODE = {"hyperflow": ("search", "config", "core"), "optuna": ("config", "core")}
+NOT_SEARCH_QUALITY = ("core/plots.py",)  # its changes do not change what a search finds
+NOT_OPTUNA = ("config/search.py", "core/pruning.py")  # the search's settings and pruners: Optuna has its own
 
 
-# ------------------------------------------------------------------------------------------ objective
+# ------------------------------------------------------------------------------------------ methods
 
-def load_bench_space() -> dict[str, Any]:
-    from hyperflow.search.space import load_space
+def parse_method(spec: str) -> tuple[str, dict[str, str]]:
+    base, _, rest = spec.partition(":")
+    if base not in METHODS:
+        raise SystemExit(f"unknown method '{base}': choose one of {', '.join(METHODS)}")
+    opts = dict(kv.split("=", 1) for kv in rest.split(",") if kv)
+    return base, {**METHODS[base], **opts}
+
+
+def run_search(settings: dict[str, str], seed: int, n_trials: int) -> list[dict[str, Any]]:
+    """The shipped search: ``SearchRunner`` with the defaults but ``settings``, tracked in a temporary sqlite."""
+    import mlflow
+
+    from hyperflow.config import build_config
+    from hyperflow.config.search import build_search_config
+    from hyperflow.search.runner import SearchRunner
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp, "space.yaml")
-        path.write_text(yaml.safe_dump(SPACE, sort_keys=False))
-        return load_space(path)
+        space = Path(tmp, "space.yaml")
+        space.write_text(yaml.safe_dump(SPACE, sort_keys=False))
+        mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")
+        search = build_search_config({"space": str(space), "max_evals": n_trials, "register": False,
+                                      "parallelism": 1, **settings})
+        outcome = SearchRunner(search, build_config({**BASE, "seed": seed})).run()
+    return [{"params": r.params, "status": r.status, "loss": r.loss, "epochs": r.epochs, "history": r.history}
+            for r in sorted(outcome.records, key=lambda r: r.number)]
 
 
 class Objective:
-    """Train one point on the seed's split; callbacks may stop it early (pruning)."""
+    """One Optuna trial on the search's data and ``Trainer`` (a trial as ``hyperflow.search.trial`` trains it,
+    without MLflow); callbacks may stop it early."""
 
     def __init__(self, seed: int) -> None:
         from hyperflow.config import build_config
-        from hyperflow.core.data import load_dataset
+        from hyperflow.core.assembly import load_data
 
-        self.seed = seed
         self.base = build_config({**BASE, "seed": seed})
-        self.dataset = load_dataset("digits", seed=seed)
+        self.dataset = load_data(self.base)
         self.trials: list[dict[str, Any]] = []
 
     def __call__(self, point: dict[str, Any], callbacks: list = ()) -> dict[str, Any]:
@@ -121,100 +144,8 @@ class Objective:
         return record
 
 
-# ------------------------------------------------------------------------------------------ methods
-
-def parse_method(spec: str) -> tuple[str, dict[str, str]]:
-    base, _, rest = spec.partition(":")
-    if base not in BASES:
-        raise SystemExit(f"unknown method '{base}': choose one of {', '.join(BASES)}")
-    opts = dict(kv.split("=", 1) for kv in rest.split(",") if kv)
-    return base, opts
-
-
-def hyperflow_settings(base: str, opts: dict[str, str]) -> dict[str, Any]:
-    from hyperflow.config.search import SearchConfig
-
-    d = SearchConfig()
-    known = {"startup": int, "gamma": float, "ei": int, "prior": float, "presets": str, "pruner": str,
-             "min_epochs": int, "rf": int, "prune_startup": int, "pruned": str, "peers": str}
-    unknown = set(opts) - set(known)
-    if unknown:
-        raise SystemExit(f"unknown option(s) {sorted(unknown)}: use {' '.join(known)}")
-    s = {"startup": d.n_startup_jobs, "gamma": d.gamma, "ei": 24, "prior": 1.0, "presets": str(int(d.seed_presets)),
-         "pruner": d.pruner if base == "tpe_prune" else "none", "min_epochs": d.min_epochs,
-         "rf": d.reduction_factor, "prune_startup": d.prune_startup_trials, "pruned": "best",
-         "peers": "all"}
-    s.update({k: known[k](v) for k, v in opts.items()})
-    return s
-
-
-def run_hyperopt(base: str, opts: dict[str, str], seed: int, n_trials: int) -> list[dict[str, Any]]:
-    from hyperopt import STATUS_FAIL, STATUS_OK, Trials, fmin, rand, tpe
-    from hyperopt.fmin import generate_trials_to_calculate
-
-    from hyperflow.core.pruning import PruningCallback, make_pruner
-    from hyperflow.search.space import flatten, to_hyperopt
-    from hyperflow.search.runner import SearchRunner
-
-    space = load_bench_space()
-    objective = Objective(seed)
-    points, s = None, None
-    if base == "random":
-        algo = rand.suggest
-    elif base == "hyperopt_tpe":
-        algo = tpe.suggest
-    else:
-        s = hyperflow_settings(base, opts)
-        algo = partial(tpe.suggest, n_startup_jobs=s["startup"], gamma=s["gamma"], n_EI_candidates=s["ei"],
-                       prior_weight=s["prior"])
-        if s["presets"] != "0":  # the search's own code: the literature presets that fit the space
-            runner = SimpleNamespace(search=SimpleNamespace(seed_presets=True), records=[], space=space)
-            points = SearchRunner._preset_points(runner) or None
-    trials, max_evals = Trials(), n_trials
-    if points and s["presets"] == "first":
-        trials = generate_trials_to_calculate(points)  # hyperopt evaluates points_to_evaluate only this way
-        max_evals -= len(points)  # ... and then runs max_evals trials more
-
-    def fn(sample: dict[str, Any]) -> dict[str, Any]:
-        callbacks = []
-        pruning = None
-        if s is not None and s["pruner"] != "none":
-            keep = ("ok",) if s["peers"] == "ok" else ("ok", "pruned")  # the search passes all but failed
-            history = [t["history"] for t in objective.trials if t["status"] in keep]
-            pruning = PruningCallback(make_pruner(s["pruner"], s["min_epochs"], s["rf"], s["prune_startup"]),
-                                      history)
-            callbacks.append(pruning)
-        record = objective(flatten(sample), callbacks)
-        if record["status"] == "failed":
-            return {"status": STATUS_FAIL, "failure": record.get("reason", "diverged")}
-        if pruning is not None and pruning.reason:
-            record["status"] = "pruned"
-            if s["pruned"] == "fail":
-                return {"status": STATUS_FAIL, "failure": "pruned"}
-            if s["pruned"] == "median":
-                done = [t["loss"] for t in objective.trials if t["status"] == "ok"]
-                if done:
-                    return {"status": STATUS_OK, "loss": max(record["loss"], float(np.median(done)))}
-        return {"status": STATUS_OK, "loss": record["loss"]}
-
-    fmin(fn, to_hyperopt(space), algo=algo, max_evals=max_evals, trials=trials,
-         rstate=np.random.default_rng(seed), points_to_evaluate=points, show_progressbar=False, verbose=False,
-         return_argmin=False)
-    return objective.trials[:n_trials]
-
-
-def run_grid(seed: int, n_trials: int) -> list[dict[str, Any]]:
-    from hyperflow.search.space import grid_points
-
-    points = grid_points(load_bench_space())
-    order = np.random.default_rng(seed).permutation(len(points))[:n_trials]
-    objective = Objective(seed)
-    for i in order:
-        objective(points[int(i)])
-    return objective.trials
-
-
-def run_optuna(base: str, seed: int, n_trials: int) -> list[dict[str, Any]]:
+def run_optuna(settings: dict[str, str], seed: int, n_trials: int) -> list[dict[str, Any]]:
+    """Optuna 5's defaults: ``TPESampler(seed=seed)``, with ``MedianPruner()`` or none."""
     import optuna
 
     from hyperflow.core.trainer import Callback
@@ -243,7 +174,7 @@ def run_optuna(base: str, seed: int, n_trials: int) -> list[dict[str, Any]]:
         if point["optimizer"] == "sgd":
             point["momentum"] = trial.suggest_float("momentum", 0.5, 0.99)
         report = Report(trial)
-        record = objective(point, [report] if base == "optuna_prune" else [])
+        record = objective(point, [report] if settings["pruner"] == "median" else [])
         if record["status"] == "failed":
             return float("nan")  # Optuna marks the trial FAIL
         if report.pruned:
@@ -251,31 +182,40 @@ def run_optuna(base: str, seed: int, n_trials: int) -> list[dict[str, Any]]:
             raise optuna.TrialPruned()
         return record["loss"]
 
-    pruner = optuna.pruners.MedianPruner() if base == "optuna_prune" else optuna.pruners.NopPruner()
+    pruner = optuna.pruners.MedianPruner() if settings["pruner"] == "median" else optuna.pruners.NopPruner()
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner)
     study.optimize(fn, n_trials=n_trials)
     return objective.trials
 
 
-def run_one(task: tuple[str, int, int]) -> tuple[str, int, float]:
-    spec, seed, n_trials = task
-    torch.set_num_threads(1)
-    warnings.filterwarnings("ignore")
-    base, opts = parse_method(spec)
-    started = time.perf_counter()
-    if base == "grid":
-        trials = run_grid(seed, n_trials)
-    elif base.startswith("optuna"):
-        trials = run_optuna(base, seed, n_trials)
-    else:
-        trials = run_hyperopt(base, opts, seed, n_trials)
-    seconds = time.perf_counter() - started
-    path = cache_path(spec, seed, n_trials)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"method": spec, "seed": seed, "seconds": seconds, "trials": trials}))
-    tmp.replace(path)
-    return spec, seed, seconds
+# ------------------------------------------------------------------------------------------ cache
+
+def code_key(spec: str, n_trials: int) -> str:
+    """A hash of the method's settings and of the code it runs: a change to either makes a new key."""
+    base, settings = parse_method(spec)
+    kind = "optuna" if base.startswith("optuna") else "hyperflow"
+    runner = [run_optuna, Objective] if kind == "optuna" else [run_search]
+    h = hashlib.sha256(json.dumps([spec, settings, n_trials, SPACE, BASE], sort_keys=True).encode())
+    for obj in runner:
+        h.update(inspect.getsource(obj).encode())
+    skip = set(NOT_SEARCH_QUALITY) | (set(NOT_OPTUNA) if kind == "optuna" else set())
+    if kind == "hyperflow" and settings.get("strategy", default_strategy()) != "bayes":
+        skip.add("search/sampler.py")  # imported, never run by hyperopt's strategies
+    for folder in CODE[kind]:
+        for path in sorted((PACKAGE / folder).glob("*.py")):
+            if path.relative_to(PACKAGE).as_posix() not in skip:
+                h.update(path.relative_to(PACKAGE).as_posix().encode() + path.read_bytes())
+    if kind == "optuna":
+        import optuna
+
+        h.update(optuna.__version__.encode())
+    return h.hexdigest()[:16]
+
+
+def default_strategy() -> str:
+    from hyperflow.config.search import SearchConfig
+
+    return SearchConfig().strategy
 
 
 def cache_path(spec: str, seed: int, n_trials: int) -> Path:
@@ -283,37 +223,34 @@ def cache_path(spec: str, seed: int, n_trials: int) -> Path:
     return RESULTS / f"n{n_trials}" / safe / f"seed{seed}.json"
 
 
-# ------------------------------------------------------------------------------------------ replay
+def cached(spec: str, seed: int, n_trials: int, key: str) -> list[dict[str, Any]] | None:
+    """The cached trials of (spec, seed) when their key is ``key``; None when missing or stale."""
+    path = cache_path(spec, seed, n_trials)
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text())
+    return data["trials"] if data.get("key") == key else None
 
-def replay(trials: list[dict[str, Any]], pruner: str, min_epochs: int, rf: int, startup: int,
-           peers: str = "all") -> list[dict[str, Any]]:
-    """The trials a pruner would have left of a search whose points do not depend on the losses (random,
-    grid): training is deterministic, so a pruned trial's curve is a prefix of the full one. Uses
-    hyperflow's ``make_pruner``; exact for random search + pruning."""
-    from hyperflow.core.pruning import make_pruner
 
-    p = make_pruner(pruner, min_epochs, rf, startup)
-    out: list[dict[str, Any]] = []
-    for t in trials:
-        if t["status"] == "failed":
-            out.append(t)
-            continue
-        history = [o["history"] for o in out if o["status"] == "ok" or (peers == "all" and o["status"] == "pruned")]
-        values: list[float] = []
-        status = "ok"
-        for epoch, value in enumerate(t["history"], 1):
-            values.append(value if math.isfinite(value) else math.inf)
-            if p.should_prune(history, epoch, values):  # at the last epoch too, as PruningCallback does
-                status = "pruned"
-                break
-        out.append({**t, "status": status, "epochs": len(values), "history": values,
-                    "loss": t["loss"] if status == "ok" else min(values)})
-    return out
+def run_one(task: tuple[str, int, int, str]) -> tuple[str, int, float]:
+    spec, seed, n_trials, key = task
+    torch.set_num_threads(1)
+    warnings.filterwarnings("ignore")
+    base, settings = parse_method(spec)
+    started = time.perf_counter()
+    trials = (run_optuna if base.startswith("optuna") else run_search)(settings, seed, n_trials)
+    seconds = time.perf_counter() - started
+    path = cache_path(spec, seed, n_trials)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"method": spec, "seed": seed, "key": key, "seconds": seconds, "trials": trials}))
+    tmp.replace(path)
+    return spec, seed, seconds
 
 
 # ------------------------------------------------------------------------------------------ summary
 
-def best_after(trials: list[dict[str, Any]], n: int) -> float:
+def best_of(trials: list[dict[str, Any]], n: int | None = None) -> float:
     ok = [t["loss"] for t in trials[:n] if t["status"] == "ok"]
     return min(ok) if ok else math.inf
 
@@ -323,111 +260,81 @@ def reached(trials: list[dict[str, Any]], threshold: float) -> tuple[int, int] |
     epochs = 0
     for i, t in enumerate(trials, 1):
         epochs += t["epochs"]
-        if t["status"] == "ok" and t["loss"] <= threshold:
+        if t["status"] == "ok" and t["loss"] <= threshold + 1e-12:
             return i, epochs
     return None
 
 
-def mean_se(values: list[float], digits: int = 4) -> str:
+def mean_se(values: list[float], digits: int = 4, sign: str = "") -> str:
+    if not values:
+        return "-"
     if len(values) < 2:
-        return f"{values[0]:.{digits}f}" if values else "-"
-    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values) / math.sqrt(len(values)):.{digits}f}"
+        return f"{values[0]:{sign}.{digits}f}"
+    se = statistics.stdev(values) / math.sqrt(len(values))
+    return f"{statistics.mean(values):{sign}.{digits}f} ± {se:.{digits}f}"
 
 
-def summarise(specs: list[str], seeds: list[int], n_trials: int, ref: str) -> None:
-    data = {}
+def summarise(data: dict[tuple[str, int], list], specs: list[str], seeds: list[int], ref: str) -> None:
+    random_best = {s: best_of(data["random", s]) for s in seeds if ("random", s) in data}
+    refs = {s: best_of(data[ref, s]) for s in seeds if (ref, s) in data}
+    print(f"\n| method | seeds | best after 10 | best after 25 | best (50) | vs {ref} (paired) | epochs | pruned "
+          f"| reached random's best | epochs to reach |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     for spec in specs:
-        for seed in seeds:
-            path = cache_path(spec, seed, n_trials)
-            if path.exists():
-                data[spec, seed] = json.loads(path.read_text())["trials"]
-    random_best = {seed: best_after(data["random", seed], n_trials) for seed in seeds if ("random", seed) in data}
-    cps = [c for c in CHECKPOINTS if c <= n_trials]
-    header = " | ".join(f"best after {c}" for c in cps)
-    refs = {seed: best_after(data[ref, seed], n_trials) for seed in seeds if (ref, seed) in data}
-    print(f"\n| method | seeds | {header} | vs {ref} at {n_trials} (paired) | epochs ({n_trials}) | pruned "
-          f"| reached random's {n_trials}-trial best | epochs to reach |")
-    print("|---|---|" + "---:|" * (len(cps) + 1) + "---:|---:|---|---:|")
-    for spec in specs:
-        runs = {seed: data[spec, seed] for seed in seeds if (spec, seed) in data}
+        runs = {s: data[spec, s] for s in seeds if (spec, s) in data}
         if not runs:
             print(f"| {spec} | 0 | (not run) |")
             continue
-        bests = [mean_se([best_after(t, c) for t in runs.values()]) for c in cps]
-        epochs = [sum(x["epochs"] for x in t) for t in runs.values()]
+        bests = [mean_se([best_of(t, c) for t in runs.values()]) for c in (10, 25, None)]
+        epochs = [float(sum(x["epochs"] for x in t)) for t in runs.values()]
         pruned = statistics.mean(sum(x["status"] == "pruned" for x in t) for t in runs.values())
         hits = [reached(t, random_best[s]) for s, t in runs.items() if s in random_best]
         got = [h for h in hits if h is not None]
-        reach = f"{len(got)}/{len(hits)}" if hits else "-"
-        to_reach = mean_se([float(h[1]) for h in got], 0) if got else "-"
-        diffs = [best_after(t, n_trials) - refs[s] for s, t in runs.items() if s in refs]
-        paired = ("-" if spec == ref or len(diffs) < 2 else
-                  f"{statistics.mean(diffs):+.4f} ± {statistics.stdev(diffs) / math.sqrt(len(diffs)):.4f}")
-        print(f"| {spec} | {len(runs)} | {' | '.join(bests)} | {paired} | {statistics.mean(epochs):.0f} | {pruned:.1f} | "
-              f"{reach} | {to_reach} |")
-    if random_best:
-        print(f"\nrandom's 50-trial best per seed: mean {statistics.mean(random_best.values()):.4f}, "
-              f"median {statistics.median(random_best.values()):.4f}")
-
-
-REPLAYS = [("median", 3, 3, 4, "all"), ("median", 1, 3, 4, "all"), ("median", 2, 3, 4, "all"),
-           ("median", 1, 3, 3, "all"), ("median", 5, 3, 4, "all"), ("median", 8, 3, 4, "all"),
-           ("median", 3, 3, 4, "ok"), ("median", 1, 3, 4, "ok"), ("median", 5, 3, 3, "ok"),
-           ("asha", 2, 3, 0, "all"), ("asha", 4, 3, 0, "all"), ("asha", 5, 3, 0, "all"), ("asha", 4, 2, 0, "all")]
-
-
-def replay_table(seeds: list[int], n_trials: int) -> None:
-    """Random search + each pruner of REPLAYS, replayed on random search's cached full curves."""
-    runs = {s: json.loads(cache_path("random", s, n_trials).read_text())["trials"] for s in seeds
-            if cache_path("random", s, n_trials).exists()}
-    if not runs:
-        print("no cached random-search runs to replay: run --methods random first")
-        return
-    print(f"\nrandom search + pruner, replayed on random's full curves ({len(runs)} seeds, {n_trials} trials)")
-    print(f"| pruner | min_epochs | rf / startup | peers | best vs no pruning (paired) | worst seed | epochs "
-          f"| pruned | reached random's best | epochs to reach |")
-    print("|---|---:|---|---|---:|---:|---:|---:|---|---:|")
-    for pruner, min_epochs, rf, startup, peers in REPLAYS:
-        diffs, epochs, pruned, hits = [], [], [], []
-        for trials in runs.values():
-            full = best_after(trials, n_trials)
-            r = replay(trials, pruner, min_epochs, rf, startup, peers)
-            diffs.append(best_after(r, n_trials) - full)
-            epochs.append(sum(t["epochs"] for t in r))
-            pruned.append(sum(t["status"] == "pruned" for t in r))
-            hits.append(reached(r, full))
-        got = [h[1] for h in hits if h is not None]
-        knob = f"rf={rf}" if pruner == "asha" else f"startup={startup}"
-        print(f"| {pruner} | {min_epochs} | {knob} | {peers if pruner == 'median' else '-'} | "
-              f"{mean_se(diffs)} | {max(diffs):.4f} | {statistics.mean(epochs):.0f} | {statistics.mean(pruned):.1f} | "
-              f"{len(got)}/{len(hits)} | {mean_se([float(g) for g in got], 0)} |")
+        diffs = [best_of(t) - refs[s] for s, t in runs.items() if s in refs]
+        paired = "-" if spec == ref else mean_se(diffs, sign="+")
+        print(f"| {spec} | {len(runs)} | {' | '.join(bests)} | {paired} | {mean_se(epochs, 0)} | {pruned:.1f} | "
+              f"{len(got)}/{len(hits)} | {mean_se([float(h[1]) for h in got], 0)} |")
+    print("\nper seed: best (epochs)")
+    print("| method | " + " | ".join(str(s) for s in seeds) + " |")
+    print("|---|" + "---:|" * len(seeds))
+    for spec in specs:
+        cells = [f"{best_of(data[spec, s]):.4f} ({sum(x['epochs'] for x in data[spec, s])})"
+                 if (spec, s) in data else "-" for s in seeds]
+        print(f"| {spec} | " + " | ".join(cells) + " |")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--methods", nargs="+", default=list(BASES), help="methods and variants (see above)")
+    p.add_argument("--methods", nargs="+", default=list(METHODS), help="methods and variants (see above)")
     p.add_argument("--seeds", nargs="+", type=int, default=list(range(10)))
     p.add_argument("--trials", type=int, default=50)
-    p.add_argument("--jobs", type=int, default=2, help="processes, one (method, seed) each (default 2)")
+    p.add_argument("--jobs", type=int, default=1, help="processes, one (method, seed) each (default 1)")
     p.add_argument("--summary-only", action="store_true", help="print the table from the cache, run nothing")
-    p.add_argument("--ref", default="optuna_prune", help="method the paired differences are taken against")
-    p.add_argument("--replay", action="store_true", help="also replay pruners on random search's cached curves")
+    p.add_argument("--ref", default="optuna", help="method the paired differences are taken against")
+    p.add_argument("--json", type=Path, help='write {method: {"best": [per seed], "epochs": [per seed]}} here')
     args = p.parse_args()
-    for spec in args.methods:
-        parse_method(spec)
+    keys = {spec: code_key(spec, args.trials) for spec in dict.fromkeys([*args.methods, "random", args.ref])}
     print(f"python {' '.join(sys.argv)}")
     print(f"torch {torch.__version__} · python {platform.python_version()} · {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.2f} · threads=1 · {args.jobs} processes")
-    tasks = [(spec, seed, args.trials) for spec in args.methods for seed in args.seeds
-             if not cache_path(spec, seed, args.trials).exists()]
+    tasks = [(spec, seed, args.trials, keys[spec]) for spec in args.methods for seed in args.seeds
+             if cached(spec, seed, args.trials, keys[spec]) is None]
     if not args.summary_only and tasks:
-        print(f"{len(tasks)} (method, seed) runs to do; cached results in {RESULTS}")
-        with get_context("fork").Pool(args.jobs, maxtasksperchild=1) as pool:
+        print(f"{len(tasks)} (method, seed) runs to do; cached results in {RESULTS}", flush=True)
+        with get_context("spawn").Pool(args.jobs, maxtasksperchild=1) as pool:
             for spec, seed, seconds in pool.imap_unordered(run_one, tasks):
                 print(f"  done {spec} seed {seed}: {seconds:.0f} s", flush=True)
-    summarise(args.methods, args.seeds, args.trials, args.ref)
-    if args.replay:
-        replay_table(args.seeds, args.trials)
+    data = {(spec, s): t for spec, key in keys.items() for s in args.seeds
+            if (t := cached(spec, s, args.trials, key)) is not None}
+    stale = [f"{spec} seed {s}" for spec in args.methods for s in args.seeds if (spec, s) not in data]
+    if stale:
+        print(f"missing or stale (not shown): {', '.join(stale)}")
+    summarise(data, args.methods, args.seeds, args.ref)
+    if args.json:
+        out = {spec: {"best": [best_of(data[spec, s]) for s in args.seeds if (spec, s) in data],
+                      "epochs": [sum(x["epochs"] for x in data[spec, s]) for s in args.seeds if (spec, s) in data]}
+               for spec in args.methods}
+        args.json.write_text(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":

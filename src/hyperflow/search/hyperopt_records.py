@@ -1,12 +1,13 @@
 """Everything that knows hyperopt's trial records and its ``algo`` protocol (hyperopt 0.3.0; the round trip is
 pinned by tests/test_hyperopt_records.py): trial documents, a ``Trials`` filled from a search's history,
-points queued as trials (the literature presets among them), the id of the trial in flight, results as hyperopt wants them, the suggestion step
-(stop rule first, then one seeded suggestion per new id) and ``fmin`` itself.
+points queued as trials (the literature presets among them), the id of the trial in flight, results as hyperopt
+wants them, the suggestion step (stop rule first, then one seeded suggestion per new id: ``bayes`` from
+:mod:`hyperflow.search.sampler`, hyperopt's ``tpe`` or ``rand``) and ``fmin`` itself.
 
 A trial's hyperopt id is its trial number, and the suggestion for id ``t`` is drawn with a seed derived from
 (``seed``, ``t``) alone (:func:`trial_seed`): a history rebuilt from MLflow puts the generator exactly where
 the uninterrupted search had it, so a resumed search proposes what that search would have proposed next
-(for random search, always; for TPE, given the same losses).
+(for random search, always; for bayes and TPE, given the same results).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from hyperopt import JOB_STATE_DONE, JOB_STATE_RUNNING, STATUS_FAIL, STATUS_OK, 
 from hyperopt.exceptions import AllTrialsFailed
 
 from hyperflow.config import PRESETS
+from hyperflow.search import sampler
 from hyperflow.search.space import complete_point, contains, to_vals
 from hyperflow.search.stopping import Finished
 
@@ -95,13 +97,24 @@ def algo(strategy: str, n_startup_jobs: int, gamma: float, seed: int,
          stop: Callable[[list[Finished]], str]) -> Callable[..., list]:
     """hyperopt's ``algo``: ``stop`` first (on the whole history, a resumed search's too: a reason ends fmin
     cleanly after the trials in flight, hyperopt's protocol; ``early_stop_fn`` would hang SparkTrials), then one
-    suggestion per new trial id, seeded by :func:`trial_seed`."""
-    suggest = partial(tpe.suggest, n_startup_jobs=n_startup_jobs, gamma=gamma) if strategy == "tpe" else rand.suggest
+    suggestion per new trial id, seeded by :func:`trial_seed`: ``bayes`` (:mod:`hyperflow.search.sampler`, the
+    ids of one call proposed in turn, each earlier one pending), hyperopt's ``tpe`` or ``random``."""
+    if strategy == "bayes":
+        def suggest(new_ids: list, domain: Any, trials: Any) -> list:
+            seeds = [trial_seed(seed, tid) for tid in new_ids]
+            return [trial_doc(trials, tid, vals, {"status": "new"})
+                    for tid, vals in sampler.suggest(new_ids, domain.expr, trials._dynamic_trials, seeds,
+                                                     n_startup_jobs)]
+    else:
+        one = partial(tpe.suggest, n_startup_jobs=n_startup_jobs, gamma=gamma) if strategy == "tpe" else rand.suggest
+
+        def suggest(new_ids: list, domain: Any, trials: Any) -> list:
+            return [doc for tid in new_ids for doc in one([tid], domain, trials, trial_seed(seed, tid))]
 
     def suggest_points(new_ids: list, domain: Any, trials: Any, _seed: int) -> list:
         if stop(finished(trials.results)):
             return []
-        return [doc for tid in new_ids for doc in suggest([tid], domain, trials, trial_seed(seed, tid))]
+        return suggest(new_ids, domain, trials)
 
     return suggest_points
 
