@@ -61,7 +61,7 @@ def test_queued_points_and_the_trial_in_flight():
     assert records.running_tid(trials) == 1
 
 
-@pytest.mark.parametrize("strategy", ["random", "tpe"])
+@pytest.mark.parametrize("strategy", ["random", "tpe", "bayes"])
 def test_fmin_continues_a_filled_history(strategy):
     """The queued point runs first, new ids continue after the history, and each id's suggestion depends on
     (seed, id) alone: two runs from the same history propose the same points."""
@@ -91,10 +91,12 @@ def test_a_stop_reason_ends_fmin_before_new_trials():
         calls.append(list(done))
         return "loss_threshold"
 
-    trials = records.fill(Trials(), _history(), next_id=4)
-    records.minimize(lambda s: records.result(1.0), to_hyperopt(SPACE), trials,
-                     records.algo("tpe", 20, 0.25, 0, stop), max_evals=10, seed=0, progressbar=False)
-    assert len(trials.trials) == 3 and calls[0] == records.finished(trials.results)
+    for strategy in ("tpe", "bayes"):
+        calls.clear()
+        trials = records.fill(Trials(), _history(), next_id=4)
+        records.minimize(lambda s: records.result(1.0), to_hyperopt(SPACE), trials,
+                         records.algo(strategy, 20, 0.25, 0, stop), max_evals=10, seed=0, progressbar=False)
+        assert len(trials.trials) == 3 and calls[0] == records.finished(trials.results)
 
 
 def test_trial_seed_depends_on_seed_and_id_only():

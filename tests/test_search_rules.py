@@ -26,7 +26,8 @@ def write(tmp_path: Path, text: str) -> str:
 
 
 def search(experiment: str, base: dict | None = None, **settings: str):
-    config = build_search_config({"pruner": "none", "register": "false", "seed_presets": "false", **settings})
+    config = build_search_config({"pruner": "none", "register": "false", "seed_presets": "false", "parallelism": "1",
+                                  **settings})  # one trial at a time: the rules are checked in trial order
     return SearchRunner(config, build_config({**TINY, "epochs": "1", **(base or {}), "experiment": experiment})).run()
 
 
@@ -72,7 +73,7 @@ def test_loss_threshold_ends_a_grid_at_the_first_trial_below_it(tmp_path, experi
     assert len(children(client, outcome.run_id)) == 2
 
 
-@pytest.mark.parametrize("strategy", ["random", "tpe"])
+@pytest.mark.parametrize("strategy", ["random", "tpe", "bayes"])
 def test_loss_threshold_ends_a_hyperopt_search_after_the_trial_that_met_it(strategy, tmp_path, experiment, client):
     space = write(tmp_path, "lr: {type: loguniform, low: 1.0e-3, high: 1.0e-2}\n")
     outcome = search(experiment, space=space, strategy=strategy, loss_threshold="100", max_evals="5")
@@ -148,13 +149,14 @@ def test_no_importance_with_fewer_than_five_finished_trials(tmp_path, experiment
 
 # ------------------------------------------------------------------------------------------ TPE resume
 
-def test_a_resumed_tpe_search_is_fed_the_restored_history(tmp_path, experiment, client):
-    """n_startup_jobs=2: from the third trial on TPE models the history. A search cut at two trials and resumed
-    to four proposes the points the uninterrupted four-trial search proposed, which it can only do if TPE
-    sees the two restored trials (without them it would draw from the prior again)."""
+@pytest.mark.parametrize("strategy", ["tpe", "bayes"])
+def test_a_resumed_model_based_search_is_fed_the_restored_history(strategy, tmp_path, experiment, client):
+    """n_startup_jobs=2: from the third trial on the model (bayes or TPE) uses the history. A search cut at two
+    trials and resumed to four proposes the points the uninterrupted four-trial search proposed, which it can
+    only do if the model sees the two restored trials (without them it would draw from the prior again)."""
     space = write(tmp_path, "lr: {type: loguniform, low: 1.0e-5, high: 1.0e-1}\n"
                             "width: {type: choice, values: [8, 16, 32]}\n")
-    common = {"space": space, "strategy": "tpe", "n_startup_jobs": "2"}
+    common = {"space": space, "strategy": strategy, "n_startup_jobs": "2"}
     whole = search(experiment, **common, max_evals="4")
     cut = search(experiment, **common, max_evals="2")
     resumed = search(experiment, resume=cut.run_id, max_evals="4")
@@ -164,9 +166,9 @@ def test_a_resumed_tpe_search_is_fed_the_restored_history(tmp_path, experiment, 
     children_params = [json.loads(r.data.tags["hyperflow.trial_params"]) for r in
                        sorted(children(client, cut.run_id), key=lambda r: int(r.data.tags["hyperflow.trial_number"]))]
     assert children_params == [r.params for r in whole.records]
-    # the control: a draw from the prior for trial 2 (what TPE does with no history, as random search does)
-    # is another point, so the equality above comes from the history
-    prior = search(experiment, space=space, strategy="random", max_evals="3")
+    # the control: a draw from the prior for trial 2 (what the model does with no history) is another point,
+    # so the equality above comes from the history
+    prior = search(experiment, **{**common, "n_startup_jobs": "3"}, max_evals="3")
     assert prior.records[2].params != whole.records[2].params
 
 

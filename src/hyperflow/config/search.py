@@ -33,7 +33,7 @@ class SearchConfig:
     gamma: float = setting(0.25, "tpe only: how many trials count as good, ceil(gamma * sqrt(trials)), hyperopt's "
                                  "rule (bayes: ceil(0.1 * trials), at most 25)")
     pruner: str = setting("median", "none | median (median stopping rule) | asha (successive halving)")
-    min_epochs: int = setting(5, "pruning: epochs every trial trains before it can be pruned (asha: first rung)")
+    min_epochs: int = setting(3, "pruning: epochs every trial trains before it can be pruned (asha: first rung)")
     reduction_factor: int = setting(3, "asha: keep the best 1/reduction_factor of trials at each rung")
     prune_startup_trials: int = setting(3, "median: finished trials needed before pruning starts")
     max_consecutive_failures: int = setting(5, "stop the search after this many failed trials in a row")
