@@ -1,6 +1,8 @@
 """The default search tracked to the shared server (deploy/server.py: PostgreSQL, basic auth, proxied
 artifacts, 2 workers, on this machine) vs to a local sqlite file: wall time of the same search,
-alternating stores, median ratio. ``--profile`` also times every REST call by endpoint.
+alternating stores; every round, the medians, the spread and the median ratio. Also the CPU seconds the
+server's processes (MLflow and PostgreSQL, read from /proc) spent during each server search: they share
+the cores with the search. ``--profile`` also counts and times every REST call by endpoint.
 
     python bench/server.py --max-evals 10 --rounds 3 --profile
 """
@@ -8,6 +10,7 @@ alternating stores, median ratio. ``--profile`` also times every REST call by en
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -29,9 +32,10 @@ from hyperflow.search.runner import SearchRunner  # noqa: E402
 CALLS: dict[str, list[float]] = defaultdict(list)
 
 
-def search(max_evals: int, experiment: str) -> float:
+def search(max_evals: int, experiment: str, parallelism: str | None = None) -> float:
     """``hyperflow search max_evals=N`` with every other setting at its default (best model registered)."""
-    settings = build_search_config({"max_evals": str(max_evals), "model_name": experiment})
+    settings = build_search_config({"max_evals": str(max_evals), "model_name": experiment,
+                                    **({"parallelism": parallelism} if parallelism else {})})
     base = build_config({"progress": "false", "experiment": experiment})
     start = time.perf_counter()
     SearchRunner(settings, base).run()
@@ -61,48 +65,89 @@ def timed_requests() -> Iterator[None]:
         rest.http_request = artifacts.http_request = original
 
 
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds (user + system) of process ``root`` and all its descendants, those reaped included."""
+    tick = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = defaultdict(list)
+    stats: dict[int, list[str]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                text = Path("/proc", entry, "stat").read_text()
+            except OSError:
+                continue
+            fields = text[text.rindex(")") + 2:].split()
+            stats[int(entry)] = fields
+            children[int(fields[1])].append(int(entry))
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in stats:
+            utime, stime, cutime, cstime = (int(x) for x in stats[pid][11:15])
+            total += (utime + stime + cutime + cstime) / tick
+        todo += children.get(pid, [])
+    return total
+
+
+def spread(values: list[float]) -> str:
+    q = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
+    return f"min-max {min(values):.2f}-{max(values):.2f}, IQR {q[0]:.2f}-{q[2]:.2f}"
+
+
 def report_calls(searches: int) -> None:
     total = sum(sum(v) for v in CALLS.values())
-    print(f"\nREST calls per search ({searches} searches), by total time ({total / searches:.2f} s per search):")
+    count = sum(len(v) for v in CALLS.values())
+    print(f"\nREST calls per search ({searches} searches), by total time ({count / searches:.0f} calls, "
+          f"{total / searches:.2f} s per search, in any thread):")
     for key, times in sorted(CALLS.items(), key=lambda kv: -sum(kv[1])):
         print(f"  {len(times) / searches:6.1f} x {1000 * statistics.median(times):6.1f} ms = "
               f"{sum(times) / searches:6.2f} s  {key}")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--max-evals", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3, help="alternations of sqlite and server")
-    parser.add_argument("--profile", action="store_true", help="time each REST call by endpoint")
+    parser.add_argument("--parallelism", default=None, help="the search's parallelism (default: its default)")
+    parser.add_argument("--profile", action="store_true", help="count and time each REST call by endpoint")
     args = parser.parse_args()
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     server = MlflowServer(workers=2)
     server.start()
     print(f"server {server.uri} up; {args.rounds} rounds of a {args.max_evals}-trial default search", flush=True)
     times: dict[str, list[float]] = {"sqlite": [], "server": []}
+    server_cpu: list[float] = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
             sqlite = f"sqlite:///{tmp}/mlflow.db"
             mlflow.set_tracking_uri(sqlite)
-            search(2, "warmup")  # imports, schema
+            search(2, "warmup", args.parallelism)  # imports, schema
             with server.as_user():
-                search(2, "warmup")
+                search(2, "warmup", args.parallelism)
             for i in range(args.rounds):
                 order = ("sqlite", "server") if i % 2 == 0 else ("server", "sqlite")
                 for store in order:
                     if store == "sqlite":
                         mlflow.set_tracking_uri(sqlite)
-                        times[store].append(search(args.max_evals, f"bench-{i}"))
+                        times[store].append(search(args.max_evals, f"bench-{i}", args.parallelism))
                     else:
+                        cpu = tree_cpu_seconds(server.proc.pid)
                         with server.as_user(), (timed_requests() if args.profile else _nothing()):
-                            times[store].append(search(args.max_evals, f"bench-{i}"))
-                print(f"round {i + 1}: sqlite {times['sqlite'][-1]:.1f} s, server {times['server'][-1]:.1f} s",
-                      flush=True)
+                            times[store].append(search(args.max_evals, f"bench-{i}", args.parallelism))
+                        server_cpu.append(tree_cpu_seconds(server.proc.pid) - cpu)
+                print(f"round {i + 1} ({order[0]} first): sqlite {times['sqlite'][-1]:.2f} s, server "
+                      f"{times['server'][-1]:.2f} s (server processes' CPU {server_cpu[-1]:.2f} s), ratio "
+                      f"{times['server'][-1] / times['sqlite'][-1]:.3f}", flush=True)
     finally:
         server.close()
-    sqlite_s, server_s = statistics.median(times["sqlite"]), statistics.median(times["server"])
     ratios = [b / a for a, b in zip(times["sqlite"], times["server"])]
-    print(f"\nmedian wall time: sqlite {sqlite_s:.1f} s, server {server_s:.1f} s; ratio {server_s / sqlite_s:.2f}x "
-          f"(per round {', '.join(f'{r:.2f}' for r in ratios)})")
+    print(f"\nload average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    for store, values in times.items():
+        print(f"  {store:7s} median {statistics.median(values):6.2f} s  ({spread(values)})")
+    print(f"  server processes' CPU during a server search: median {statistics.median(server_cpu):.2f} s "
+          f"({spread(server_cpu)})")
+    print(f"  per-round ratios {', '.join(f'{r:.3f}' for r in ratios)}  ({spread(ratios)})")
+    print(f"ratio server / sqlite: {statistics.median(ratios):.3f}  (median of the rounds)")
     if args.profile:
         report_calls(args.rounds)
 

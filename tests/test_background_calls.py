@@ -1,8 +1,10 @@
-"""BackgroundCalls, the queue a search's closing MLflow calls go through: they run in order on one thread, and
-a call that fails is never swallowed: its error surfaces at the next submit, at drain or at close."""
+"""BackgroundCalls, the queue a search's trial calls go through: they run in order on one thread, and a call
+that fails is never swallowed: its error surfaces at the next submit, at drain or at close; the calls queued
+behind it are not sent."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import threading
 
 import mlflow
@@ -55,12 +57,16 @@ def test_calls_run_in_order_and_drain_waits_for_them(calls, experiment, client):
     assert values(client, run_id) == [0.0, 1.0, 2.0, 3.0, 4.0]
 
 
+def test_submit_returns_the_calls_future(calls, experiment, client):
+    future = calls.submit(client.create_run, mlflow.get_experiment_by_name(experiment).experiment_id)
+    assert client.get_run(future.result(timeout=60).info.run_id).info.status == "RUNNING"
+
+
 def test_a_failed_mlflow_call_surfaces_at_the_next_submit(calls, client):
-    go, failed = held(calls), threading.Event()
-    calls.submit(client.set_tag, MISSING_RUN, "k", "v")  # a real store error: no such run
-    calls.submit(failed.set)  # runs once the failed call has finished
+    go = held(calls)
+    failing = calls.submit(client.set_tag, MISSING_RUN, "k", "v")  # a real store error: no such run
     go.set()
-    assert failed.wait(60)
+    concurrent.futures.wait([failing], timeout=60)
     with pytest.raises(MlflowException, match=MISSING_RUN):
         calls.submit(client.search_experiments)
 
@@ -76,22 +82,23 @@ def test_a_failure_in_the_last_call_surfaces_at_drain(calls):
     assert caught.value is boom and ran == [1, 2]  # drain waited for every call before it
 
 
-def test_a_later_failure_is_not_lost_behind_an_earlier_one(calls):
-    """Two calls fail before anyone looks: the first surfaces at the next submit, and drain still raises
-    (the first again, or the second): neither failure is dropped."""
-    first, second, done = Boom("first"), Boom("second"), threading.Event()
+def test_the_calls_behind_a_failure_are_not_sent(calls):
+    """A call fails before anyone looks: what was queued behind it (a trial's end, say, behind its refused
+    results) is not sent; the failure surfaces at the next submit and again at drain."""
+    first, ran = Boom("first"), []
     go = held(calls)
     calls.submit(fail, first)
-    calls.submit(fail, second)
-    calls.submit(done.set)
+    calls.submit(ran.append, "queued behind the failure")
+    last = calls.submit(ran.append, "also queued")
     go.set()
-    assert done.wait(60)
+    concurrent.futures.wait([last], timeout=60)
+    assert ran == []
     with pytest.raises(Boom) as at_submit:
-        calls.submit(print)
+        calls.submit(ran.append, "submitted after the failure")
     assert at_submit.value is first
     with pytest.raises(Boom) as at_drain:
         calls.drain()
-    assert at_drain.value in (first, second)
+    assert at_drain.value is first and ran == []
 
 
 def test_close_raises_a_failure_and_stops_the_worker():

@@ -43,8 +43,9 @@ def finish(outcome: SearchOutcome, search: SearchConfig, dataset: Dataset, seed:
         return outcome
     search_store.record_best(best.run_id, best.number, best.loss, best.params)
     name = (search.model_name or dataset.default_model_name) if search.register else None
+    fresh = kept is not None and kept.number == best.number  # its run was made in this session
     try:
-        _log_best_model(best, name, outcome, lambda: _best_setup(best, search.refit, dataset, config_of, kept))
+        _log_best_model(best, name, outcome, lambda: _best_setup(best, search.refit, dataset, config_of, kept), fresh)
     except Exception as exc:  # the trials are done and stay as they finished; the model can be logged later
         what = "logging the best model" if outcome.model_uri is None else f"registering it as '{name}'"
         try:
@@ -61,25 +62,25 @@ def finish(outcome: SearchOutcome, search: SearchConfig, dataset: Dataset, seed:
 
 
 def _log_best_model(best: TrialRecord, name: str | None, outcome: SearchOutcome,
-                    best_setup: Callable[[], Setup]) -> None:
+                    best_setup: Callable[[], Setup], fresh: bool = False) -> None:
     """Log the best trial's model into its run (once: a resume finds the model a cut-short search logged)
     and register it (once per trial run: a resume never registers it again nor moves ``challenger``
-    again once the version carries its tags)."""
-    test = search_store.best_test_metrics(outcome.run_id)
-    model = tracking.finished_model(best.run_id)
+    again once the version carries its tags). ``fresh``: the best trial ran in this session, so nothing
+    was logged or registered for it before and the store need not be asked."""
+    test = {} if fresh else search_store.best_test_metrics(outcome.run_id)
+    model = None if fresh else tracking.finished_model(best.run_id)
     if model is None or not test:
         setup = best_setup()
         d = setup.dataset
         test = setup.trainer.evaluate(d.X_test, d.y_test, prefix=names.TEST_PREFIX)
         search_store.log_test_metrics(best.run_id, test)
         if model is None:
-            with tracking.reopened_run(best.run_id):
-                model = tracking.log_model(setup.trainer.model, setup.model_spec, d, None, setup.user_code)
+            model = tracking.log_model(setup.trainer.model, setup.model_spec, d, None, setup.user_code, best.run_id)
     outcome.test_metrics = test
     outcome.model_uri = model.model_uri
     if name is None:
         return
-    version, created = tracking.register_once(model.model_uri, name, best.run_id)
+    version, created = tracking.register_once(model.model_uri, name, best.run_id, look_up=not fresh)
     if created or "search_run_id" not in version.tags:  # the tags come last: without them it was cut short
         tracking.tag_challenger(name, str(version.version), {"trial_run_id": best.run_id, "val_loss": str(best.loss),
                                                              "search_run_id": outcome.run_id})

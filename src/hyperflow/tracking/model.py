@@ -27,7 +27,7 @@ import pandas as pd
 import sklearn
 import torch
 from mlflow.exceptions import MlflowException
-from mlflow.models import ModelSignature
+from mlflow.models import Model, ModelSignature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
@@ -142,9 +142,12 @@ def pip_requirements() -> list[str]:
 
 
 def log_model(model: torch.nn.Module, model_spec: dict[str, Any], dataset: Dataset,
-              registered_model_name: str | None = None, user_code: list[str] | None = None) -> Any:
+              registered_model_name: str | None = None, user_code: list[str] | None = None,
+              run_id: str | None = None) -> Any:
     """Log the model with its preprocessing as a pyfunc (signature, input example, explicit pip
-    requirements, hyperflow's code bundled) and register it when a name is given."""
+    requirements, hyperflow's code bundled) into run ``run_id`` (default: the active run) and register it
+    when a name is given. A finished run gets it without being reopened: it keeps its status and end time,
+    and the store is spared the reopening and closing calls."""
     bundle = {"model_spec": model_spec, "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
               "preprocessor": dataset.preprocessor, "task": dataset.task, "classes": dataset.classes,
               "target_mean": dataset.target_mean, "target_std": dataset.target_std,
@@ -158,8 +161,11 @@ def log_model(model: torch.nn.Module, model_spec: dict[str, Any], dataset: Datas
         path = Path(tmp, "bundle.pkl")
         with path.open("wb") as fh:
             pickle.dump(bundle, fh)
-        return mlflow.pyfunc.log_model(
-            name="model", python_model=HyperflowModel(), artifacts={BUNDLE: str(path)},
+        # what mlflow.pyfunc.log_model does, with the run named (it only takes the active run); flavor_name
+        # is the one pyfunc.log_model gives a PythonModel
+        return Model.log(
+            artifact_path=None, name="model", flavor=mlflow.pyfunc, flavor_name="pyfunc.CustomPythonModel",
+            run_id=run_id, python_model=HyperflowModel(), artifacts={BUNDLE: str(path)},
             code_paths=[str(PACKAGE_DIR), *(user_code or [])], signature=_signature(dataset, output),
             input_example=example, pip_requirements=pip_requirements(),
             registered_model_name=registered_model_name)
@@ -198,9 +204,10 @@ def version_of_run(name: str, run_id: str) -> Any | None:
     return min(versions, key=lambda v: int(v.version)) if versions else None
 
 
-def register_once(model_uri: str, name: str, run_id: str) -> tuple[Any, bool]:
-    """(version, created): the version of ``name`` that run ``run_id`` already registered, else a new one."""
-    existing = version_of_run(name, run_id)
+def register_once(model_uri: str, name: str, run_id: str, look_up: bool = True) -> tuple[Any, bool]:
+    """(version, created): the version of ``name`` that run ``run_id`` already registered, else a new one
+    (``look_up=False``: the caller knows that the run has none)."""
+    existing = version_of_run(name, run_id) if look_up else None
     if existing is not None:
         return existing, False
     with _quiet("mlflow.tracking._model_registry.client"):

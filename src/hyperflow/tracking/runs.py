@@ -218,22 +218,33 @@ def child_run(role: str, experiment_id: str, parent_run_id: str, run_name: str, 
 
 
 class BackgroundCalls:
-    """MLflow calls sent in order by one background thread, so that a trial's closing calls (results, end)
-    overlap the next trial's training instead of adding to it. ``drain`` waits for all of them (and
-    re-raises the first failure); ``submit`` re-raises a failure of an earlier call, so an unreachable
-    server stops the search within a trial. A kill -9 loses at most the calls still queued: those trials
-    stay RUNNING and a resume ends them KILLED and runs them again."""
+    """MLflow calls sent in order by one background thread, so that a trial's calls (creating its run,
+    results, end) overlap training instead of adding to it. ``drain`` waits for all of them (and re-raises
+    the first failure); ``submit`` re-raises a failure of an earlier call, so an unreachable server stops the
+    search within a trial. Once a call has failed, the calls queued behind it are not sent (each raises that
+    failure): a trial whose results were refused is never ended FINISHED without them. A kill -9 loses at
+    most the calls still queued: those trials stay RUNNING and a resume ends them KILLED and runs them again."""
 
     def __init__(self) -> None:
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hyperflow-mlflow")
         self.futures: list[Future] = []
+        self.failure: BaseException | None = None  # the first call that failed (set on the worker thread)
 
     def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
         """Queue ``fn(*args, **kwargs)``; returns its Future (its failure also surfaces here or at drain)."""
         self._raise_failures(wait=False)
-        future = self.pool.submit(fn, *args, **kwargs)
+        future = self.pool.submit(self._call, fn, args, kwargs)
         self.futures.append(future)
         return future
+
+    def _call(self, fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> Any:
+        if self.failure is not None:
+            raise self.failure
+        try:
+            return fn(*args, **kwargs)
+        except BaseException as exc:
+            self.failure = exc
+            raise
 
     def drain(self) -> None:
         self._raise_failures(wait=True)
