@@ -16,18 +16,22 @@ from __future__ import annotations
 
 import copy
 import json
+import math
+import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Collection
+from typing import Any, Callable, Collection, Iterator
 
 import yaml
 
 from hyperflow import names, tracking
 from hyperflow.config import SearchConfig, TrainConfig
-from hyperflow.core.assembly import load_data, setup_training
+from hyperflow.config.search import trials_at_once
+from hyperflow.core.assembly import Setup, load_data, setup_training
 from hyperflow.core.pruning import peer_statuses
 from hyperflow.errors import UsageError
-from hyperflow.search import finish, hyperopt_records, local, resume
+from hyperflow.search import finish, hyperopt_records, local, resume, workers
 from hyperflow.search.outcome import SearchFailed, SearchOutcome, store_failure
 from hyperflow.search.resume import RESUMABLE_SEARCH, RESUMABLE_TRAIN
 from hyperflow.search.space import (check_grid, complete_point, contains, default_space_path, grid_points, load_space,
@@ -66,6 +70,7 @@ class SearchRunner:
         self.space_text = ""
         self.space_edited = False
         self.highest_number = -1  # of every trial run of this search, those killed included
+        self.at_once = 1  # trials run at once (parallelism, resolved)
 
     @property
     def stop_reason(self) -> str:
@@ -82,6 +87,9 @@ class SearchRunner:
             self.resumed = resume.search_run(self.search.resume)
             self.search, self.base, self.changed = resume.recorded_settings(self.resumed, self.search, self.base,
                                                                             self.given)
+        self.at_once = trials_at_once(self.search)
+        if self.search.backend == "local" and self.at_once > 1:
+            workers.prestart()  # the workers' imports overlap the checks below
         self.dataset = load_data(self.base)
         if self.resumed is not None:
             resume.check_data(self.resumed, self.search.resume, self.base.data, self.dataset)
@@ -165,6 +173,7 @@ class SearchRunner:
                     self._log_progress([], force=True)
                 finally:
                     self.calls.close()  # every trial's results and end are in MLflow before the search goes on
+            self.records.sort(key=lambda r: r.number)  # trials run at once finish out of order
             stop_reason = self.stop.final(timed_out)
             search_store.set_stop_reason(stop_reason)
             outcome = SearchOutcome(self.parent_id, self.experiment_id, self.records, None, stop_reason)
@@ -220,10 +229,11 @@ class SearchRunner:
         return [r for r in self.records if contains(self.space, r.params)]
 
     def _next_number(self) -> int:
-        """Local trials run one at a time: a trial killed in flight is the last one, and its number (and
-        suggestion) comes again. Spark's trials in flight leave gaps; their numbers are not used again."""
+        """Trials run one at a time: a trial killed in flight is the last one, and its number (and
+        suggestion) comes again. Trials run at once (workers, Spark) leave gaps; their numbers are not used
+        again."""
         kept = max((r.number for r in self.records), default=-1) + 1
-        return max(kept, self.highest_number + 1) if self.search.backend == "spark" else kept
+        return max(kept, self.highest_number + 1) if self.search.backend == "spark" or self.at_once > 1 else kept
 
     # ------------------------------------------------------------------------------------- trials
     def _task(self, number: int, base: TrainConfig | None = None) -> TrialTask:
@@ -237,29 +247,108 @@ class SearchRunner:
         """Run one point in this process (its results and end queued on the background calls) and record it."""
         number = self._next_number() if number is None else number
         record, setup = run_trial(self._task(number), point, self.dataset, self.calls.submit)
-        if record.status == names.TRIAL_OK and (self.kept is None or record.loss < self.kept.loss):
-            self.kept = finish.Kept(record.loss, record.number, setup, copy.deepcopy(setup.trainer.model.state_dict()))
-        self.records.append(record)
-        self._log_progress([record])
+        self._record(record, lambda: (setup, copy.deepcopy(setup.trainer.model.state_dict())))
         return record
 
+    def _record(self, record: TrialRecord, trained: Callable[[], tuple[Setup, dict[str, Any]] | None]) -> None:
+        """Keep a finished trial: its record, its model when it is the best so far (``trained()``: the setup
+        and its weights), the parent's progress."""
+        if record.status == names.TRIAL_OK and (self.kept is None or record.loss < self.kept.loss):
+            model = trained()
+            if model is not None:
+                self.kept = finish.Kept(record.loss, record.number, *model)
+        self.records.append(record)
+        self._log_progress([record])
+
+    # ------------------------------------------------------------------------------------- workers
+    @contextmanager
+    def _workers(self) -> Iterator[local.Dispatch]:
+        """``at_once`` worker processes running trials (each with its share of the cores as torch threads);
+        on Ctrl-C, SIGTERM or a failure, the trials in flight are stopped and end KILLED before it goes on."""
+        pool = workers.WorkerPool(self.at_once, search_store.executor_environment())
+        base = self.base.replace(threads=max(1, (os.cpu_count() or 1) // self.at_once))
+        keep = peer_statuses(self.search.pruner)
+
+        def start(number: int, point: dict[str, Any]) -> None:
+            self.highest_number = max(self.highest_number, number)
+            task = self._task(number, base)
+            task.history = workers.PeerCurves(task.history, pool.curves)
+            pool.submit(number, task, point, self.kept.loss if self.kept is not None else math.inf)
+
+        def collect(block: bool, timeout: float | None = None) -> list[tuple[int, TrialRecord]]:
+            done, failures = [], []
+            for number, future in pool.finished(block, timeout):
+                try:
+                    record, state = future.result()
+                except BaseException as exc:  # a store failure, or a trial stopped by an interrupt
+                    failures.append(exc)
+                    continue
+                self._record(record, lambda: None if state is None else (
+                    setup_training(self._config(record.params), dataset=self.dataset), state))
+                if record.status in keep:
+                    pool.add_curve(record.history)
+                done.append((number, record))
+            if failures:
+                raise failures[0]
+            return done
+
+        try:
+            yield local.Dispatch(lambda: pool.free, start, collect, lambda: len(pool.running))
+        except BaseException:
+            pool.interrupt()
+            self._collect_stopped(pool, collect)
+            stragglers = bool(pool.running)
+            pool.close(kill=stragglers)
+            if stragglers:  # trials that did not end within the grace period: their runs end KILLED here
+                try:
+                    search_store.read_trials(self.experiment_id, self.parent_id)
+                except Exception:
+                    pass  # the store failed: a resume ends them
+            raise
+        pool.close()
+
+    def _collect_stopped(self, pool: workers.WorkerPool, collect: Callable[..., Any]) -> None:
+        """After an interrupt: the trials that still finish (or end KILLED) within the grace period."""
+        deadline = time.monotonic() + workers.STOP_GRACE_SECS
+        while pool.running and time.monotonic() < deadline:
+            try:
+                collect(True, deadline - time.monotonic())
+            except BaseException:  # a trial stopped by the interrupt, or the failure being handled
+                pass
+
     def _log_progress(self, new: list[TrialRecord], force: bool = False) -> None:
-        """The parent's ``best_val_loss`` (step = trial number), sent in batches every few seconds."""
+        """The parent's ``best_val_loss`` after each trial, sent in batches every few seconds. The step counts the
+        trials finished before it (the trial number, for trials run one at a time): trials run at once finish
+        out of number order, and the curve must still only go down."""
+        position = {id(r): i for i, r in enumerate(self.records)}
         for record in new:
-            ok = [r.loss for r in self.records if r.status == names.TRIAL_OK and r.loss is not None
-                  and r.number <= record.number]
+            step = position[id(record)]
+            ok = [r.loss for r in self.records[: step + 1] if r.status == names.TRIAL_OK and r.loss is not None]
             if ok:
-                self.progress.add(min(ok), record.number)
+                self.progress.add(min(ok), step)
         self.progress.flush(force)
 
     def _run_grid(self) -> None:
         done = [r.params for r in self.records]
         todo = [p for p in grid_points(self.space) if p not in done][: max(0, self.search.max_evals - len(self.records))]
-        for point in todo:
-            finished = [Finished(r.status == names.TRIAL_FAILED, r.loss, r.reason) for r in self.records]
-            if self.stop.check(finished):
-                return
-            self.run_trial(point)
+        if self.at_once == 1:
+            for point in todo:
+                if self.stop.check(self._finished()):
+                    return
+                self.run_trial(point)
+            return
+        with self._workers() as dispatch:
+            for point in todo:
+                while not dispatch.free():
+                    dispatch.collect(True)
+                if self.stop.check(self._finished()):
+                    break
+                dispatch.start(self._next_number(), point)
+            while dispatch.running():
+                dispatch.collect(True)
+
+    def _finished(self) -> list[Finished]:
+        return [Finished(r.status == names.TRIAL_FAILED, r.loss, r.reason) for r in self.records]
 
     def _hyperopt_trials(self, trials: Any) -> tuple[Any, int]:
         """``trials`` filled with the history in the space and the presets still to run queued; and the
@@ -278,8 +367,13 @@ class SearchRunner:
 
     def _run_local(self) -> None:
         trials, outside = self._hyperopt_trials(local.new_trials())
-        local.search_locally(self.run_trial, self.space, trials, self._suggest(), self.search.max_evals - outside,
-                             self.base.seed)
+        if self.at_once == 1:
+            local.search_locally(self.run_trial, self.space, trials, self._suggest(),
+                                 self.search.max_evals - outside, self.base.seed)
+            return
+        with self._workers() as dispatch:
+            local.search_in_parallel(dispatch, self.space, trials, self._suggest(), self.search.max_evals - outside,
+                                     self.base.seed)
 
     def _run_spark(self) -> bool:
         """Trials as Spark tasks; the records are then read back from MLflow (children still RUNNING, i.e.
@@ -287,7 +381,7 @@ class SearchRunner:
         from hyperflow.search.spark import SparkBackend
 
         s = self.search
-        backend = SparkBackend(s.spark_master, s.parallelism, self.spark_session, self.deadline)
+        backend = SparkBackend(s.spark_master, self.at_once, self.spark_session, self.deadline)
         trials, outside = self._hyperopt_trials(backend.new_trials())
         template = self._task(0, self.base.replace(threads=backend.threads))
         try:

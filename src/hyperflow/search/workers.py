@@ -1,0 +1,206 @@
+"""Worker processes for trials run at once on this machine (``backend=local parallelism=N``).
+
+The workers come from a fork server (:mod:`multiprocessing` ``forkserver``) that imports torch, MLflow and
+hyperflow once: :func:`prestart` starts it while the command is still importing those itself, so that on a
+machine with idle cores the workers cost no start-up time, and each worker is a fork of a clean process that
+never trained, opened a store or started a thread (forking the search process itself would copy its open
+database connections and its torch thread pool). This module imports nothing heavy until a pool is made.
+
+A worker runs :func:`hyperflow.search.trial.run_trial` as a Spark executor does (its own MLflow client, the
+tracking settings handed over in memory), ignores Ctrl-C (the search relays it once, as SIGTERM, which ends
+the trial's run KILLED) and stops itself when the search process is gone. The val_loss curves of trials
+finished elsewhere reach the pruner of a trial in flight through :class:`PeerCurves`.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import sys
+import tempfile
+import threading
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+PRELOAD = ["hyperflow.search.trial", "hyperflow.core.assembly", "hyperflow.tracking"]
+STOP_GRACE_SECS = 60.0  # how long trials get to end their runs KILLED after an interrupt
+_datasets: dict[tuple, Any] = {}  # per worker process: the trials of one search share the loaded data
+_busy = threading.Event()  # set while this worker runs a trial
+
+
+def context() -> multiprocessing.context.BaseContext:
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)
+    return ctx
+
+
+@contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """Start processes that do not import the caller's ``__main__`` script. multiprocessing re-runs it in
+    every new process so that functions defined there can be called; the workers only run hyperflow's code,
+    and a script without an ``if __name__ == "__main__":`` guard would start the search again in each."""
+    main = sys.modules.get("__main__")
+    path, spec = getattr(main, "__file__", None), getattr(main, "__spec__", None)
+    if main is None or (path is None and spec is None):
+        yield
+        return
+    try:
+        main.__spec__ = None
+        if path is not None:
+            del main.__file__
+        yield
+    finally:
+        main.__spec__ = spec
+        if path is not None:
+            main.__file__ = path
+
+
+def prestart() -> None:
+    """Start the fork server now (it imports torch and MLflow in the background); idempotent and cheap."""
+    from multiprocessing import forkserver
+
+    context()
+    with _main_module_hidden():
+        forkserver.ensure_running()
+
+
+def dataset_for(base: Any) -> Any:
+    """The search's data in this process, loaded once per (data, split) settings."""
+    from hyperflow.core.assembly import load_data
+
+    key = (base.data, base.target, base.task, base.seed, base.val_size, base.test_size, base.split_column)
+    if key not in _datasets:
+        _datasets.clear()
+        _datasets[key] = load_data(base)
+    return _datasets[key]
+
+
+class PeerCurves:
+    """The val_loss curves a trial's pruner compares with: those known when it was dispatched, plus every
+    curve the search appends to ``path`` (one JSON list per line) while it runs. A file, not a
+    ``multiprocessing.Manager``: a manager is one more process, which would outlive a search killed with -9."""
+
+    def __init__(self, known: list[list[float]], path: str) -> None:
+        self.known, self.path = known, path
+        self._read: list[list[float]] = []
+        self._offset = 0
+
+    def _refresh(self) -> None:
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self._offset)
+                chunk = fh.read()
+        except FileNotFoundError:
+            return
+        end = chunk.rfind(b"\n") + 1  # a line still being written is read next time
+        self._read += [json.loads(line) for line in chunk[:end].splitlines() if line.strip()]
+        self._offset += end
+
+    def __iter__(self) -> Iterator[list[float]]:
+        self._refresh()
+        return iter(self.known + self._read)
+
+    def __len__(self) -> int:
+        self._refresh()
+        return len(self.known) + len(self._read)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    """SIGTERM in a worker: a trial in flight stops and ends its run KILLED; an idle worker just exits."""
+    from hyperflow.tracking import Terminated
+
+    if _busy.is_set():
+        raise Terminated(f"received signal {signum}")
+    os._exit(0)
+
+
+def _start_worker(env: dict[str, str]) -> None:
+    """A worker's set-up: the search's tracking settings, Ctrl-C left to the search (which relays it as
+    SIGTERM), and a watch that stops the worker once the search process is gone (killed with -9)."""
+    from hyperflow.tracking import search_store
+
+    search_store.use_environment(env)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    parent = os.getppid()
+
+    def watch() -> None:
+        tick = threading.Event()
+        while not tick.wait(0.5):
+            if os.getppid() != parent:  # the fork server exits with the search process
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+    threading.Thread(target=watch, daemon=True, name="hyperflow-orphan-watch").start()
+
+
+def _run(task: Any, point: dict[str, Any], keep_below: float) -> tuple[Any, dict[str, Any] | None]:
+    """One trial in a worker: its record, and its trained weights when it beat ``keep_below`` (the search's
+    best when it was dispatched), so the search can log the best model without training it again."""
+    from hyperflow import names
+    from hyperflow.search.trial import run_trial
+
+    _busy.set()
+    try:
+        record, setup = run_trial(task, point, dataset_for(task.base))
+    finally:
+        _busy.clear()
+    state = None
+    if setup is not None and record.status == names.TRIAL_OK and record.loss is not None and record.loss < keep_below:
+        state = {k: v.detach().cpu() for k, v in setup.trainer.model.state_dict().items()}
+    return record, state
+
+
+class WorkerPool:
+    """``size`` worker processes running trials; ``curves`` is the file :class:`PeerCurves` read."""
+
+    def __init__(self, size: int, env: dict[str, str]) -> None:
+        self.size = size
+        self.dir = tempfile.mkdtemp(prefix="hyperflow-peers-")
+        self.curves = str(Path(self.dir, "curves.jsonl"))
+        self.executor = ProcessPoolExecutor(size, mp_context=context(), initializer=_start_worker, initargs=(env,))
+        self.running: dict[Future, Any] = {}  # future -> what the caller attached to it
+
+    @property
+    def free(self) -> bool:
+        return len(self.running) < self.size
+
+    def submit(self, tag: Any, task: Any, point: dict[str, Any], keep_below: float) -> None:
+        with _main_module_hidden():  # the first submit starts the worker processes
+            self.running[self.executor.submit(_run, task, point, keep_below)] = tag
+
+    def add_curve(self, curve: list[float]) -> None:
+        with open(self.curves, "a") as fh:
+            fh.write(json.dumps([float(f"{v:.6g}") for v in curve]) + "\n")
+
+    def finished(self, block: bool, timeout: float | None = None) -> list[tuple[Any, Future]]:
+        """The trials done now (with ``block``: at least one, unless none is running or ``timeout`` passes)."""
+        if block and self.running:
+            wait(list(self.running), timeout=timeout, return_when=FIRST_COMPLETED)
+        done = [(self.running.pop(f), f) for f in list(self.running) if f.done()]
+        return done
+
+    def interrupt(self) -> None:
+        """Ask every worker to stop its trial (its run ends KILLED): SIGTERM, once."""
+        for process in list(getattr(self.executor, "_processes", {}).values()):
+            try:
+                os.kill(process.pid, signal.SIGTERM)
+            except (ProcessLookupError, OSError):
+                pass
+
+    def close(self, kill: bool = False) -> None:
+        """Shut the workers down (``kill``: without waiting for the trials still queued or running)."""
+        try:
+            if kill:
+                for process in list(getattr(self.executor, "_processes", {}).values()):
+                    if process.is_alive():
+                        process.kill()
+            self.executor.shutdown(wait=True, cancel_futures=True)
+        finally:
+            import shutil
+
+            shutil.rmtree(self.dir, ignore_errors=True)

@@ -1,0 +1,215 @@
+"""Trials at once on one machine (``backend=local parallelism=N``): real worker processes, a real sqlite store.
+
+The parallel path keeps the serial path's promises: one child run per trial under the search run, unique
+trial numbers, failures recorded and the search going on, stop rules, the best model logged from the
+worker's weights, Ctrl-C / SIGTERM ending every run KILLED, a kill -9 leaving no process behind, and resume.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import mlflow
+import pytest
+
+from hyperflow.config import build_config
+from hyperflow.config.search import build_search_config, trials_at_once
+from hyperflow.search import workers
+from hyperflow.search.runner import SearchRunner
+from polling import wait_for
+
+TINY = {"data": "digits", "epochs": "3", "batch_size": "64", "progress": "false", "width": "16"}
+SPACE = """
+lr: {type: loguniform, low: 1.0e-3, high: 3.0e-2}
+optimizer: {type: choice, values: [adam, adamw]}
+width: {type: choice, values: [8, 16]}
+"""
+
+
+def write(tmp_path, text, name="space.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def children(client, outcome):
+    runs = client.search_runs([outcome.experiment_id], f"tags.mlflow.parentRunId = '{outcome.run_id}'",
+                              max_results=500)
+    return [r for r in runs if r.data.tags.get("hyperflow.role") == "trial"]
+
+
+def overlapping(runs) -> bool:
+    spans = sorted((r.info.start_time, r.info.end_time) for r in runs)
+    return any(b[0] < a[1] for a, b in zip(spans, spans[1:]))
+
+
+def test_parallelism_auto_is_the_cores_capped_by_the_budget():
+    assert trials_at_once(build_search_config({}), cores=8) == 8
+    assert trials_at_once(build_search_config({"max_evals": "3"}), cores=8) == 3
+    assert trials_at_once(build_search_config({"parallelism": "2"}), cores=8) == 2
+    assert build_search_config({}).parallelism == "auto"
+    with pytest.raises(Exception, match="parallelism=.*whole number or auto"):
+        build_search_config({"parallelism": "many"})
+
+
+def test_trials_run_at_once_in_workers_nested_under_the_search(tmp_path, experiment, client):
+    settings = build_search_config({"space": write(tmp_path, SPACE), "max_evals": "6", "parallelism": "2",
+                                    "pruner": "none", "register": "false"})
+    outcome = SearchRunner(settings, build_config({**TINY, "experiment": experiment})).run()
+    runs = children(client, outcome)
+    assert len(runs) == 6 and {r.info.status for r in runs} == {"FINISHED"}
+    assert sorted(int(r.data.tags["hyperflow.trial_number"]) for r in runs) == list(range(6))
+    assert overlapping(runs), "no two trials ran at the same time"
+    assert sorted(r.number for r in outcome.records) == list(range(6))
+    best = min((r for r in outcome.records if r.loss is not None), key=lambda r: r.loss)
+    assert outcome.best.number == best.number and outcome.test_metrics["test_accuracy"] > 0.3
+    # the best model came from the worker's weights: the logged model scores as the trial did
+    steps = [m.value for m in sorted(client.get_metric_history(outcome.run_id, "best_val_loss"), key=lambda m: m.step)]
+    assert steps == sorted(steps, reverse=True) and steps[-1] == pytest.approx(best.loss)
+
+
+def test_a_failing_trial_is_recorded_and_the_search_goes_on(tmp_path, experiment, client):
+    space = write(tmp_path, "lr: {type: choice, values: [0.001, 1.0e+6]}\noptimizer: {type: choice, values: [sgd]}\n")
+    settings = build_search_config({"space": space, "strategy": "grid", "parallelism": "2", "pruner": "none",
+                                    "register": "false", "seed_presets": "false"})
+    outcome = SearchRunner(settings, build_config({**TINY, "experiment": experiment})).run()
+    statuses = {r.params["lr"]: r.status for r in outcome.records}
+    assert statuses == {0.001: "ok", 1e6: "failed"}
+    runs = {float(r.data.params["lr"]): r.info.status for r in children(client, outcome)}
+    assert runs == {0.001: "FINISHED", 1e6: "FAILED"}
+
+
+def test_stop_rules_end_a_parallel_search(tmp_path, experiment):
+    settings = build_search_config({"space": write(tmp_path, SPACE), "max_evals": "40", "parallelism": "2",
+                                    "loss_threshold": "100", "register": "false"})
+    outcome = SearchRunner(settings, build_config({**TINY, "experiment": experiment})).run()
+    assert outcome.stop_reason.startswith("loss_threshold")
+    assert len(outcome.records) <= 3  # the first result stops it; at most the trials then in flight finish
+
+
+def test_pruner_sees_curves_that_arrive_while_a_trial_runs(tmp_path):
+    curves = str(tmp_path / "curves.jsonl")
+    peers = workers.PeerCurves([[0.5, 0.4]], curves)
+    assert list(peers) == [[0.5, 0.4]]
+    with open(curves, "a") as fh:
+        fh.write("[0.3, 0.2]\n[0.9")  # the second line is still being written
+    assert list(peers) == [[0.5, 0.4], [0.3, 0.2]] and len(peers) == 2
+    with open(curves, "a") as fh:
+        fh.write(", 0.8]\n")
+    assert list(peers) == [[0.5, 0.4], [0.3, 0.2], [0.9, 0.8]]
+
+
+def test_a_script_without_a_main_guard_runs_a_parallel_search(tmp_path):
+    """The workers never re-run the caller's script (which would start the search again in each)."""
+    script = tmp_path / "search_script.py"
+    script.write_text(textwrap.dedent(f"""
+        import mlflow
+        from hyperflow.config import build_config
+        from hyperflow.config.search import build_search_config
+        from hyperflow.search.runner import SearchRunner
+        mlflow.set_tracking_uri("sqlite:///{tmp_path}/mlflow.db")
+        settings = build_search_config({{"space": {write(tmp_path, SPACE)!r}, "max_evals": "3",
+                                        "parallelism": "2", "register": "false"}})
+        outcome = SearchRunner(settings, build_config({TINY!r})).run()
+        print("trials", len(outcome.records))
+    """))
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("trials 3") == 1
+
+
+def _search_process(tmp_path, *extra):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")}
+    env["MLFLOW_TRACKING_URI"] = uri
+    args = ["strategy=random", "max_evals=40", "pruner=none", "register=false", "experiment=par", "parallelism=2",
+            f"space={write(tmp_path, SPACE)}", *[f"{k}={v}" for k, v in TINY.items()], "epochs=40", *extra]
+    proc = subprocess.Popen([sys.executable, "-m", "hyperflow", "search", *args], env=env, cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return proc, mlflow.MlflowClient(uri)
+
+
+def _runs(client):
+    exp = client.get_experiment_by_name("par")
+    return client.search_runs([exp.experiment_id], max_results=500) if exp else []
+
+
+def _two_trials_running(client):
+    return len([r for r in _runs(client) if r.data.tags.get("hyperflow.role") == "trial"
+                and r.info.status == "RUNNING"]) >= 2
+
+
+def _worker_pids(pid: int) -> list[int]:
+    """Every descendant of ``pid`` (the fork server, its workers)."""
+    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True).stdout
+    tree = [tuple(map(int, line.split())) for line in out.splitlines() if line.strip()]
+    found, frontier = [], [pid]
+    while frontier:
+        parent = frontier.pop()
+        kids = [p for p, pp in tree if pp == parent]
+        found += kids
+        frontier += kids
+    return found
+
+
+def _alive(pids):
+    alive = []
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+            state = open(f"/proc/{pid}/stat").read().split()[2]
+            if state != "Z":
+                alive.append(pid)
+        except (ProcessLookupError, FileNotFoundError):
+            pass
+    return alive
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_ends_every_run_killed_and_stops_the_workers(tmp_path, sig):
+    proc, client = _search_process(tmp_path)
+    try:
+        wait_for(lambda: _two_trials_running(client) or proc.poll() is not None, "two trials running", 240)
+        pids = _worker_pids(proc.pid)
+        proc.send_signal(sig)  # the search process only, as `kill -INT` would: it relays the stop to the workers
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    runs = _runs(client)
+    parent = next(r for r in runs if r.data.tags["hyperflow.role"] == "search")
+    assert f"hyperflow search resume={parent.info.run_id}" in err
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    assert parent.info.status == "KILLED"
+    assert len([r for r in runs if r.info.status == "KILLED" and r.data.tags["hyperflow.role"] == "trial"]) >= 2
+    wait_for(lambda: not _alive(pids), "the worker processes to exit", 60)
+
+
+@pytest.mark.slow
+def test_a_search_killed_with_9_leaves_no_worker_and_resumes(tmp_path):
+    proc, client = _search_process(tmp_path)
+    try:
+        wait_for(lambda: _two_trials_running(client) or proc.poll() is not None, "two trials running", 240)
+        pids = _worker_pids(proc.pid)
+        assert pids, "no worker processes"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    wait_for(lambda: not _alive(pids), "the orphaned workers to stop", 60)
+    runs = _runs(client)
+    trials = [r for r in runs if r.data.tags.get("hyperflow.role") == "trial"]
+    # the workers ended the trials they were running (KILLED) before they went
+    assert not [r for r in trials if r.info.status == "RUNNING"]
+    parent = next(r for r in runs if r.data.tags["hyperflow.role"] == "search")
+    resumed, _ = _search_process(tmp_path, f"resume={parent.info.run_id}", "max_evals=4")
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err[-3000:]
+    trials = [r for r in _runs(client) if r.data.tags.get("hyperflow.role") == "trial"]
+    ok = [r for r in trials if r.data.tags.get("hyperflow.trial_status") == "ok"]
+    numbers = [int(r.data.tags["hyperflow.trial_number"]) for r in trials]
+    assert len(numbers) == len(set(numbers))  # numbers of trials killed in flight are not used again
+    assert len(ok) >= 4 and not [r for r in _runs(client) if r.info.status == "RUNNING"]
