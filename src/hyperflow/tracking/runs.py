@@ -116,12 +116,14 @@ def same_param_value(a: str, b: str) -> bool:
         return a.strip("'\"").lower() in ("", "none") and b.strip("'\"").lower() in ("", "none")
 
 
-def log_params(run_id: str, params: dict[str, str], fresh_run: bool = False) -> None:
-    """Log params in one batch. Keys that ``mlflow run`` already logged keep their value when it means
-    the same (``1e-3`` vs ``0.001``); a different resolved value goes to ``resolved.<key>`` because MLflow
-    refuses to change a param. ``fresh_run`` skips the look-up for a run just created here."""
+def log_params(run_id: str, params: dict[str, str], fresh_run: bool = False,
+               tags: dict[str, str] | None = None) -> None:
+    """Log params (and ``tags``) in one batch. Keys that ``mlflow run`` already logged keep their value when
+    it means the same (``1e-3`` vs ``0.001``); a different resolved value goes to ``resolved.<key>`` because
+    MLflow refuses to change a param. ``fresh_run`` skips the look-up for a run just created here (a run
+    that ``mlflow run`` made, named by ``MLFLOW_RUN_ID``, is never fresh)."""
     client = MlflowClient()
-    existing = {} if fresh_run else client.get_run(run_id).data.params
+    existing = {} if fresh_run and not os.environ.get("MLFLOW_RUN_ID") else client.get_run(run_id).data.params
     fresh: dict[str, str] = {}
     for key, value in params.items():
         value = str(value)[:6000]
@@ -129,8 +131,9 @@ def log_params(run_id: str, params: dict[str, str], fresh_run: bool = False) -> 
             fresh[key] = value
         elif not same_param_value(existing[key], value):
             fresh[f"resolved.{key}"] = value
-    if fresh:
-        client.log_batch(run_id, params=[Param(k, v) for k, v in fresh.items()])
+    if fresh or tags:
+        client.log_batch(run_id, params=[Param(k, v) for k, v in fresh.items()],
+                         tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()])
 
 
 def log_results(run_id: str | PendingRun, metrics: dict[str, float], tags: dict[str, str],

@@ -141,9 +141,9 @@ class Progress:
 # ------------------------------------------------------------------------------ the search run (active)
 def record_new_search(run_id: str, params: dict[str, str], tags: dict[str, str], space_path: Path | None,
                       dataset: Dataset) -> None:
-    """A new search: every setting as a param, the settings and space tags, the space file, the dataset."""
-    tracking.log_params(run_id, params)
-    mlflow.set_tags(tags)
+    """A new search: every setting as a param and the settings and space tags (one call; no look-up of
+    params a run made here cannot have), the space file, the dataset."""
+    tracking.log_params(run_id, params, fresh_run=True, tags=tags)
     if space_path is not None:
         mlflow.log_artifact(str(space_path), "space")
     tracking.log_dataset(dataset)
