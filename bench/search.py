@@ -248,6 +248,24 @@ def run_one(task: tuple[str, int, int, str]) -> tuple[str, int, float]:
     return spec, seed, seconds
 
 
+def run_all(tasks: list[tuple[str, int, int, str]], jobs: int) -> None:
+    """Each task in a fresh process, ``jobs`` at a time; not a Pool: its daemonic workers could not start the
+    search's own worker processes (parallelism > 1)."""
+    ctx, running = get_context("spawn"), []
+    for task in [*tasks, None]:
+        while running and (len(running) >= jobs or task is None):
+            for proc, (spec, seed, *_), started in list(running):
+                proc.join(1)
+                if proc.exitcode is not None:
+                    running.remove((proc, (spec, seed), started))
+                    print(f"  {'done' if proc.exitcode == 0 else 'FAILED'} {spec} seed {seed}: "
+                          f"{time.perf_counter() - started:.0f} s", flush=True)
+        if task is not None:
+            proc = ctx.Process(target=run_one, args=(task,))
+            proc.start()
+            running.append((proc, task[:2], time.perf_counter()))
+
+
 # ------------------------------------------------------------------------------------------ summary
 
 def best_of(trials: list[dict[str, Any]], n: int | None = None) -> float:
@@ -321,9 +339,7 @@ def main() -> None:
              if cached(spec, seed, args.trials, keys[spec]) is None]
     if not args.summary_only and tasks:
         print(f"{len(tasks)} (method, seed) runs to do; cached results in {RESULTS}", flush=True)
-        with get_context("spawn").Pool(args.jobs, maxtasksperchild=1) as pool:
-            for spec, seed, seconds in pool.imap_unordered(run_one, tasks):
-                print(f"  done {spec} seed {seed}: {seconds:.0f} s", flush=True)
+        run_all(tasks, args.jobs)
     data = {(spec, s): t for spec, key in keys.items() for s in args.seeds
             if (t := cached(spec, s, args.trials, key)) is not None}
     stale = [f"{spec} seed {s}" for spec in args.methods for s in args.seeds if (spec, s) not in data]
