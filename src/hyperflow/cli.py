@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 from hyperflow.config import (PromoteConfig, RetrainConfig, TrainConfig, build_config, build_promote_config,
                               build_retrain_config, coerce, field_defaults, field_help, load_yaml, unknown_setting)
 from hyperflow import names
+from hyperflow.core import startup
 from hyperflow.errors import UsageError
 from hyperflow.config.search import SEARCH_KEYS, SearchConfig, build_search_config
 
@@ -419,6 +420,7 @@ def main(argv: Sequence[str] | None = None, *, from_mlproject: bool = False) -> 
         print(helper())
         return 0
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    startup.begin()
     try:
         invocation = parse([command, *rest], from_mlproject=from_mlproject)
         check_data(invocation)
@@ -437,3 +439,5 @@ def main(argv: Sequence[str] | None = None, *, from_mlproject: bool = False) -> 
             raise
         print(f"hyperflow {command}: error: {exc}", file=sys.stderr)
         return code
+    finally:
+        startup.finish()

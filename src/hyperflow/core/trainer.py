@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from hyperflow.core import startup
 from hyperflow.core.metrics import task_metrics
 
 EVAL_CHUNK = 4096
@@ -54,7 +55,10 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.backends.cudnn.benchmark = False
-    torch.use_deterministic_algorithms(deterministic, warn_only=False)
+    if (torch.are_deterministic_algorithms_enabled() != deterministic
+            or torch.is_deterministic_algorithms_warn_only_enabled()):
+        # only on a change: the call imports torch._inductor's config (and with it torch._dynamo, ~1.5 s)
+        torch.use_deterministic_algorithms(deterministic, warn_only=False)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -113,6 +117,7 @@ class Trainer:
 
     def fit(self, X_train: torch.Tensor, y_train: torch.Tensor, X_val: torch.Tensor,
             y_val: torch.Tensor) -> TrainResult:
+        startup.end()  # a command's start-up is over: see hyperflow.core.startup
         model, opt, sched, loss_fn = self.model, self.optimizer, self.scheduler, self.loss_fn
         X, y = X_train.to(self.device), y_train.to(self.device)
         n, bs = len(X), self.batch_size

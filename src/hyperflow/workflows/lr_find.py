@@ -8,6 +8,7 @@ from hyperflow import tracking
 from hyperflow.config import TrainConfig
 from hyperflow.core.lr_finder import LRFinder
 from hyperflow.core.assembly import Setup, setup_training
+from hyperflow.tracking import new_store
 
 
 @dataclass
@@ -25,4 +26,6 @@ def lr_find_in_run(setup: Setup, parent_run_id: str | None = None) -> LRFindOutc
 
 def lr_find(config: TrainConfig) -> LRFindOutcome:
     """Validate everything first (bad input raises UsageError before a run exists), then sweep."""
-    return lr_find_in_run(setup_training(config))
+    setup = setup_training(config)
+    new_store.prepare()  # a new sqlite store from the cached empty one (see hyperflow.tracking.new_store)
+    return lr_find_in_run(setup)

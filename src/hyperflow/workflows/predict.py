@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from hyperflow.config.fields import parse_bool
+from hyperflow.core import startup
 from hyperflow.errors import UsageError
 from hyperflow.core.tables import TABLE_SUFFIXES, check_path, read_table
 
@@ -48,6 +49,7 @@ def predict_file(model: str, data: str, out: str = "predictions.csv", allow_miss
         raise UsageError(f"cannot load model '{model}' ({_first_line(exc)}): pass models:/<name>@champion, "
                          f"models:/<name>/<version> or runs:/<run id>/model") from None
     params = {"allow_missing_columns": True} if allow_missing_columns else None
+    startup.end()  # the model is loaded: scoring is the work proper (see hyperflow.core.startup)
     try:
         scored = loaded.predict(rows, params=params) if params else loaded.predict(rows)
     except tracking.MlflowError as exc:  # the model's own input checks (missing columns, schema)

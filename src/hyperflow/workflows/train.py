@@ -9,11 +9,11 @@ from typing import Any
 from hyperflow import names
 from hyperflow.config import TrainConfig
 from hyperflow.errors import UsageError
-from hyperflow.core.plots import learning_curve
 from hyperflow.core.trainer import ProgressBar, TrainResult
 from hyperflow.core.assembly import Setup, setup_training, use_config, with_found_lrs
 from hyperflow.workflows.lr_find import lr_find_in_run
 from hyperflow import tracking
+from hyperflow.tracking import new_store
 
 
 @dataclass
@@ -44,6 +44,7 @@ def train(config: TrainConfig, *, role: str = names.ROLE_TRAIN, parent_run_id: s
     train inside a run that ends FINISHED, FAILED (diverged or error) or KILLED."""
     setup: Setup = setup_training(config)
     dataset, trainer = setup.dataset, setup.trainer
+    new_store.prepare()  # a new sqlite store from the cached empty one (see hyperflow.tracking.new_store)
     with tempfile.TemporaryDirectory() as tb_dir:
         tensorboard = _tensorboard_callback(tb_dir) if config.tensorboard else None
         tags = {**tracking.run_tags(dataset), **(extra_tags or {})}
@@ -67,6 +68,8 @@ def train(config: TrainConfig, *, role: str = names.ROLE_TRAIN, parent_run_id: s
             result = trainer.fit(dataset.X_train, dataset.y_train, dataset.X_val, dataset.y_val)
             tracking.set_tag(names.TRAIN_STATUS, result.status)
             if result.history:
+                from hyperflow.core.plots import learning_curve  # matplotlib: only when there is a curve
+
                 tracking.log_figure(learning_curve(result.history, f"{dataset.name} · {config.model}"),
                                     "plots/learning_curve.png")
             if tensorboard is not None:
