@@ -16,6 +16,7 @@ import mlflow
 import pytest
 
 from hyperflow.core import startup
+from polling import wait_for
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 HEAVY = ("torch", "mlflow", "sklearn", "matplotlib", "torch._dynamo", "torch._inductor")
@@ -104,6 +105,15 @@ def test_startup_phase_pauses_collection_then_freezes_what_was_imported(collecto
     assert gc.isenabled() and gc.get_freeze_count() > 0
     startup.finish()
     assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+def test_a_start_up_that_never_reaches_its_work_ends_after_a_limit(collector, monkeypatch):
+    """E.g. a search whose trials all run in worker processes: collection comes back on by itself."""
+    monkeypatch.setattr(startup, "STARTUP_LIMIT_S", 0.01)
+    gc.enable()
+    startup.begin()
+    wait_for(gc.isenabled, "the start-up limit to switch collection back on")
+    assert gc.get_freeze_count() > 0
 
 
 def test_library_callers_keep_the_default_collector(collector):

@@ -7,9 +7,10 @@ collections at exit took 2-3 s more (bench/cold_start.py). The command line ther
 of ``gc.freeze``'s documentation:
 
 - ``begin``: no automatic collection while the command starts (imports, store, data, model);
-- ``end``: when its work proper begins (the trainer's or the LR finder's ``fit``, predict's scoring), the
-  objects alive then move to the permanent generation (``gc.freeze``) and collection is on again: later
-  collections walk only what the work creates;
+- ``end``: when its work proper begins (the trainer's or the LR finder's ``fit``, predict's scoring), or
+  after ``STARTUP_LIMIT_S`` at the latest (a command whose process never fits, e.g. a search whose trials
+  run in worker processes), the objects alive then move to the permanent generation (``gc.freeze``) and
+  collection is on again: later collections walk only what the work creates;
 - ``finish``: when the command returns, both are undone (a process that calls the CLI more than once, e.g.
   a test run, gets its collector back as it was);
 - at exit, after every other atexit handler (MLflow's run end and flushes, logging's, torch's), the heap is
@@ -24,15 +25,24 @@ from __future__ import annotations
 
 import atexit
 import gc
+import threading
 
+STARTUP_LIMIT_S = 60.0
 _state = {"starting": False, "was_enabled": True, "froze": False, "exit_hook": False}
+_lock = threading.Lock()
+_timer: list[threading.Timer] = []
 
 
 def begin() -> None:
     """The command is starting: no automatic collection until :func:`end`; a frozen heap at exit."""
-    if not _state["starting"]:
-        _state.update(starting=True, was_enabled=gc.isenabled())
-        gc.disable()
+    with _lock:
+        if not _state["starting"]:
+            _state.update(starting=True, was_enabled=gc.isenabled())
+            gc.disable()
+            timer = threading.Timer(STARTUP_LIMIT_S, end)
+            timer.daemon = True
+            timer.start()
+            _timer.append(timer)
     if not _state["exit_hook"]:  # registered before MLflow's and torch's handlers: runs after them
         atexit.register(gc.freeze)
         _state["exit_hook"] = True
@@ -40,17 +50,21 @@ def begin() -> None:
 
 def end() -> None:
     """The command's work begins: what exists now is treated as permanent; collection is on again."""
-    if _state["starting"]:
-        _state["froze"] = _state["froze"] or not gc.get_freeze_count()  # only undo a freeze of our own
-        gc.freeze()
-        if _state["was_enabled"]:
-            gc.enable()
-        _state["starting"] = False
+    with _lock:
+        while _timer:
+            _timer.pop().cancel()
+        if _state["starting"]:
+            _state["froze"] = _state["froze"] or not gc.get_freeze_count()  # only undo a freeze of our own
+            gc.freeze()
+            if _state["was_enabled"]:
+                gc.enable()
+            _state["starting"] = False
 
 
 def finish() -> None:
     """The command returned: the collector as it was before :func:`begin` (the exit hook stays)."""
     end()
-    if _state["froze"]:
-        gc.unfreeze()
-        _state["froze"] = False
+    with _lock:
+        if _state["froze"]:
+            gc.unfreeze()
+            _state["froze"] = False
