@@ -115,7 +115,9 @@ def test_a_script_without_a_main_guard_runs_a_parallel_search(tmp_path):
         outcome = SearchRunner(settings, build_config({TINY!r})).run()
         print("trials", len(outcome.records))
     """))
-    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")}
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("trials 3") == 1
 

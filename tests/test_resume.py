@@ -57,7 +57,7 @@ def test_a_killed_search_resumes_with_the_suggestions_of_the_uninterrupted_one(t
     client = mlflow.MlflowClient(uri)
     client.search_experiments()  # the tables exist before the subprocess opens the store
     space = write(tmp_path, SPACE.replace("epochs: 2", "epochs: 30"))
-    args = [f"space={space}", "strategy=random", "max_evals=6", "pruner=none", "register=false",
+    args = [f"space={space}", "strategy=random", "max_evals=6", "pruner=none", "register=false", "parallelism=1",
             *[f"{k}={v}" for k, v in TINY.items()]]
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")}
     proc = subprocess.Popen([sys.executable, "-m", "hyperflow", "search", *args, "experiment=cut"],

@@ -106,7 +106,8 @@ def test_searches_killed_at_random_moments_finish_as_if_never_killed(tmp_path, t
     client.search_experiments()  # the tables exist before the subprocesses open the store
     space = tmp_path / "space.yaml"
     space.write_text(SPACE)
-    settings = {"space": str(space), "strategy": "random", "max_evals": str(MAX_EVALS), "pruner": "none"}
+    settings = {"space": str(space), "strategy": "random", "max_evals": str(MAX_EVALS), "pruner": "none",
+                "parallelism": "1"}  # the points of an uninterrupted search: one trial at a time
     train = {"progress": "false", "flush_secs": "5"}
     reference = SearchRunner(build_search_config({**settings, "register": "false"}),
                              build_config({**train, "experiment": experiment})).run()

@@ -162,7 +162,7 @@ def test_consecutive_failures_stop_the_search(tmp_path, experiment):
     space = write(tmp_path, "lr: {type: choice, values: [1.0e+6, 1.0e+7, 1.0e+8]}\noptimizer: sgd\n"
                             "momentum: 0.0\nschedule: constant\n")
     settings = build_search_config({"space": space, "strategy": "grid", "max_consecutive_failures": "2",
-                                    "register": "false"})
+                                    "register": "false", "parallelism": "1"})  # in flight: tests/test_parallel.py
     outcome = SearchRunner(settings, build_config({**TINY, "experiment": experiment})).run()
     assert len(outcome.records) == 2 and "2 trials failed in a row" in outcome.stop_reason
     assert outcome.best is None
@@ -179,7 +179,7 @@ def test_pruning_stops_a_hopeless_trial(tmp_path, experiment):
 
 
 @pytest.mark.parametrize("args, fragment", [
-    (["strategy=bayes"], "unknown strategy 'bayes'"),
+    (["strategy=bohb"], "unknown strategy 'bohb'"),
     (["space=missing.yaml"], "space file 'missing.yaml' not found"),
     (["resume=0123456789abcdef"], "resume=0123456789abcdef: no such run"),
     (["max_evals=0"], "max_evals must be at least 1"),

@@ -118,22 +118,49 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     os._exit(0)
 
 
-def _start_worker(env: dict[str, str]) -> None:
+def process_identity(pid: int) -> tuple[int, str | None]:
+    """``pid`` and its start time (Linux: ``/proc``), so a pid used again by another process is not taken for it."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return pid, fh.read().rsplit(")", 1)[1].split()[19]
+    except OSError:
+        return pid, None
+
+
+def _alive(identity: tuple[int, str | None]) -> bool:
+    pid, started = identity
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return fields[0] not in ("Z", "X") and fields[19] == started
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: whether the pid exists
+        try:
+            os.kill(pid, 0)
+            return True
+        except ProcessLookupError:
+            return False
+
+
+def _start_worker(env: dict[str, str], search: tuple[int, str | None]) -> None:
     """A worker's set-up: the search's tracking settings, Ctrl-C left to the search (which relays it as
-    SIGTERM), and a watch that stops the worker once the search process is gone (killed with -9)."""
+    SIGTERM), and a watch that stops the worker once the search process is gone (killed with -9; the fork
+    server cannot tell: every worker holds its liveness pipe open)."""
     from hyperflow.tracking import search_store
 
     search_store.use_environment(env)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_sigterm)
-    parent = os.getppid()
 
     def watch() -> None:
         tick = threading.Event()
         while not tick.wait(0.5):
-            if os.getppid() != parent:  # the fork server exits with the search process
-                os.kill(os.getpid(), signal.SIGTERM)
-                return
+            if not _alive(search):
+                os.kill(os.getpid(), signal.SIGTERM)  # a trial in flight ends its run KILLED
+                while _busy.is_set():
+                    tick.wait(0.1)
+                os._exit(0)
 
     threading.Thread(target=watch, daemon=True, name="hyperflow-orphan-watch").start()
 
@@ -162,7 +189,8 @@ class WorkerPool:
         self.size = size
         self.dir = tempfile.mkdtemp(prefix="hyperflow-peers-")
         self.curves = str(Path(self.dir, "curves.jsonl"))
-        self.executor = ProcessPoolExecutor(size, mp_context=context(), initializer=_start_worker, initargs=(env,))
+        self.executor = ProcessPoolExecutor(size, mp_context=context(), initializer=_start_worker,
+                                            initargs=(env, process_identity(os.getpid())))
         self.running: dict[Future, Any] = {}  # future -> what the caller attached to it
 
     @property
