@@ -12,7 +12,7 @@ from typing import Any, Mapping
 from hyperflow.config.fields import check_choice, coerce_fields, setting, unknown_setting
 from hyperflow.errors import UsageError
 
-STRATEGIES = ("bayes", "tpe", "random", "grid")
+STRATEGIES = ("tpe", "bayes", "random", "grid")
 PRUNERS = ("none", "median", "asha")
 BACKENDS = ("local", "spark")
 MAX_PARALLELISM = 4_096
@@ -22,8 +22,8 @@ MAX_EVALS = 1_000_000  # trials, and every count of trials
 @dataclass(frozen=True)
 class SearchConfig:
     space: str | None = setting(None, "YAML search space (default: the one shipped for the task)")
-    strategy: str = setting("bayes", "bayes (multivariate TPE, hyperflow.search.sampler) | tpe (hyperopt's) | "
-                                     "random | grid")
+    strategy: str = setting("tpe", "tpe (hyperopt's; measured best, docs/benchmarks.md) | bayes (multivariate TPE "
+                                   "with constant liar, hyperflow.search.sampler) | random | grid")
     max_evals: int = setting(30, "trials in all, those of a resumed search included (grid: at most the grid size)")
     timeout: float = setting(0.0, "wall-clock seconds for the whole search, the trial in flight included (0 = none)")
     early_stop: int = setting(0, "stop after this many trials without a better val_loss (0 = off)")
@@ -82,7 +82,7 @@ def validate_search(c: SearchConfig) -> None:
     if not 0 < c.gamma < 1:
         raise UsageError(f"gamma must be between 0 and 1, got {c.gamma}")
     if c.backend == "spark" and c.strategy == "grid":
-        raise UsageError("backend=spark runs random or tpe or bayes searches: use strategy=bayes (or backend=local for grid)")
+        raise UsageError("backend=spark runs random or tpe or bayes searches: use strategy=tpe (or backend=local for grid)")
 
 
 def trials_at_once(c: SearchConfig, cores: int | None = None) -> int:

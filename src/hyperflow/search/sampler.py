@@ -26,6 +26,10 @@ empirical performance") found to work better:
 - **Pending trials** (constant liar, Ginsbourger et al., 2010; Optuna's ``constant_liar=True``): trials queued
   or running count as bad, so parallel workers (and a batch of new ids) do not propose the same region.
 
+Measured (docs/benchmarks.md, "Search quality"): on the digits bench it did not beat hyperopt's ``tpe``, which
+stays the default: with 1-2 good trials the joint kernel keeps the choices of the first good trial together
+and the search stays in that basin, where hyperopt's per-parameter model mixes several.
+
 The first ``n_startup_jobs`` finished trials are drawn uniformly. Each suggestion comes from its own
 ``numpy`` generator seeded by the caller (hyperflow: from the search's seed and the trial id), so the same
 history gives the same proposal: a resumed search proposes what the uninterrupted one would have.
