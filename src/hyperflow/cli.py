@@ -290,6 +290,11 @@ def search_summary(outcome: Any, seconds: float) -> str:
 def cmd_search(inv: Invocation) -> int:
     import time
 
+    from hyperflow.config.search import trials_at_once
+    from hyperflow.search import workers
+
+    if inv.search.backend == "local" and trials_at_once(inv.search) > 1 and not inv.search.resume:
+        workers.prestart()  # the worker processes import torch and MLflow while this one does
     from hyperflow.search.runner import SearchRunner
 
     runner = SearchRunner(inv.search, inv.train, given=inv.given)
