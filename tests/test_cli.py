@@ -173,7 +173,8 @@ def test_an_interrupted_search_says_so_once_with_the_resume_command(tmp_path, ca
     (tmp_path / "space.yaml").write_text("lr: {type: loguniform, low: 1.0e-3, high: 1.0e-2}\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     code, _, err = run_main(capsys, "search", f"model={module}:build", f"space={tmp_path / 'space.yaml'}",
-                            "max_evals=2", "seed_presets=false", "progress=false", f"experiment={experiment}")
+                            "max_evals=2", "seed_presets=false", "progress=false", f"experiment={experiment}",
+                            "parallelism=1")  # in this process; workers: tests/test_parallel.py
     assert code == 130
     assert [line for line in err.splitlines() if "interrupted" in line] == err.splitlines(), err
     assert len(err.splitlines()) == 1 and "hyperflow search resume=" in err

@@ -89,6 +89,30 @@ def test_stop_rules_end_a_parallel_search(tmp_path, experiment):
     assert len(outcome.records) <= 3  # the first result stops it; at most the trials then in flight finish
 
 
+def test_ctrl_c_raised_inside_a_worker_stops_the_search(tmp_path, experiment, client, monkeypatch, capsys):
+    """A KeyboardInterrupt from the trial's own code in a worker stops the search as Ctrl-C would: exit 130,
+    every run KILLED, nothing left waiting."""
+    from hyperflow.cli import main
+
+    module = f"worker_ctrl_c_{tmp_path.name[-8:].replace('-', '_')}"
+    (tmp_path / f"{module}.py").write_text(textwrap.dedent("""
+        import multiprocessing
+        import torch
+
+        def build(input_shape, output_size, **kwargs):
+            if multiprocessing.parent_process() is not None:  # in a worker, not the search's own check
+                raise KeyboardInterrupt
+            return torch.nn.Linear(input_shape[0], output_size)
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code = main(["search", f"model={module}:build", f"space={write(tmp_path, SPACE)}", "max_evals=4",
+                 "parallelism=2", "progress=false", "register=false", f"experiment={experiment}"])
+    assert code == 130
+    runs = mlflow.search_runs(experiment_names=[experiment], output_format="list")
+    assert runs and {r.info.status for r in runs} == {"KILLED"}
+    assert "hyperflow search resume=" in capsys.readouterr().err
+
+
 def test_pruner_sees_curves_that_arrive_while_a_trial_runs(tmp_path):
     curves = str(tmp_path / "curves.jsonl")
     peers = workers.PeerCurves([[0.5, 0.4]], curves)

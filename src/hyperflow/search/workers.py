@@ -143,12 +143,16 @@ def _alive(identity: tuple[int, str | None]) -> bool:
             return False
 
 
-def _start_worker(env: dict[str, str], search: tuple[int, str | None]) -> None:
-    """A worker's set-up: the search's tracking settings, Ctrl-C left to the search (which relays it as
-    SIGTERM), and a watch that stops the worker once the search process is gone (killed with -9; the fork
-    server cannot tell: every worker holds its liveness pipe open)."""
+def _start_worker(env: dict[str, str], search: tuple[int, str | None], path: list[str], cwd: str) -> None:
+    """A worker's set-up: the search process's tracking settings, import path and working directory as they
+    are now (the fork server keeps those of its start: relative data paths and ``model=module:fn`` must mean
+    the same here), Ctrl-C left to the search (which relays it as SIGTERM), and a watch that stops the
+    worker once the search process is gone (killed with -9; the fork server cannot tell: every worker holds
+    its liveness pipe open)."""
     from hyperflow.tracking import search_store
 
+    sys.path[:] = path
+    os.chdir(cwd)
     search_store.use_environment(env)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_sigterm)
@@ -171,9 +175,13 @@ def _run(task: Any, point: dict[str, Any], keep_below: float) -> tuple[Any, dict
     from hyperflow import names
     from hyperflow.search.trial import run_trial
 
+    from hyperflow.tracking import Terminated
+
     _busy.set()
     try:
         record, setup = run_trial(task, point, dataset_for(task.base))
+    except Terminated:  # the search stopped this trial (its run ended KILLED): this worker is done too
+        os._exit(0)
     finally:
         _busy.clear()
     state = None
@@ -190,7 +198,7 @@ class WorkerPool:
         self.dir = tempfile.mkdtemp(prefix="hyperflow-peers-")
         self.curves = str(Path(self.dir, "curves.jsonl"))
         self.executor = ProcessPoolExecutor(size, mp_context=context(), initializer=_start_worker,
-                                            initargs=(env, process_identity(os.getpid())))
+                                            initargs=(env, process_identity(os.getpid()), list(sys.path), os.getcwd()))
         self.running: dict[Future, Any] = {}  # future -> what the caller attached to it
 
     @property
@@ -221,13 +229,20 @@ class WorkerPool:
                 pass
 
     def close(self, kill: bool = False) -> None:
-        """Shut the workers down (``kill``: without waiting for the trials still queued or running)."""
+        """Shut the workers down (``kill``: without waiting for the trials still queued or running); a worker
+        that does not exit within the grace period is killed (``shutdown(wait=True)`` would wait for ever)."""
+        processes = list((getattr(self.executor, "_processes", None) or {}).values())
         try:
             if kill:
-                for process in list(getattr(self.executor, "_processes", {}).values()):
+                for process in processes:
                     if process.is_alive():
                         process.kill()
-            self.executor.shutdown(wait=True, cancel_futures=True)
+            self.executor.shutdown(wait=False, cancel_futures=True)
+            for process in processes:
+                process.join(STOP_GRACE_SECS)
+                if process.is_alive():
+                    process.kill()
+                    process.join()
         finally:
             import shutil
 
