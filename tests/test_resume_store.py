@@ -106,7 +106,8 @@ def test_a_server_gone_mid_search_gives_one_line_and_the_resume_finishes(tmp_pat
         runs = client.search_runs([exp], max_results=200)
         assert not [r for r in runs if r.info.status == "RUNNING"]
         done = [r for r in runs if r.data.tags.get("hyperflow.trial_status")]
-        assert sorted(int(r.data.tags["hyperflow.trial_number"]) for r in done) == list(range(6))
+        numbers = [int(r.data.tags["hyperflow.trial_number"]) for r in done]
+        assert len(numbers) == len(set(numbers)) == 6  # trials at once: a number cut short is not used again
         assert finished_before <= {r.info.run_id for r in done}
         assert all(r.info.status == "FINISHED" for r in done if r.data.tags["hyperflow.trial_status"] != "failed")
         assert client.get_run(parent).info.status == "FINISHED"

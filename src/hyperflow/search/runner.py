@@ -297,13 +297,11 @@ class SearchRunner:
         except BaseException:
             pool.interrupt()
             self._collect_stopped(pool, collect)
-            stragglers = bool(pool.running)
-            pool.close(kill=stragglers)
-            if stragglers:  # trials that did not end within the grace period: their runs end KILLED here
-                try:
-                    search_store.read_trials(self.experiment_id, self.parent_id)
-                except Exception:
-                    pass  # the store failed: a resume ends them
+            pool.close(kill=bool(pool.running))
+            try:  # a trial stopped before its run could be ended, or past the grace period, ends KILLED here
+                search_store.read_trials(self.experiment_id, self.parent_id)
+            except Exception:
+                pass  # the store failed: a resume ends them
             raise
         pool.close()
 

@@ -175,13 +175,18 @@ def _run(task: Any, point: dict[str, Any], keep_below: float) -> tuple[Any, dict
     from hyperflow import names
     from hyperflow.search.trial import run_trial
 
-    from hyperflow.tracking import Terminated
+    from hyperflow.tracking import StoreFailure, Terminated, is_store_error, search_store, store_error_text
 
     _busy.set()
     try:
-        record, setup = run_trial(task, point, dataset_for(task.base))
+        with search_store.quiet_logs():  # a store failure is reported once, by the search, in one line
+            record, setup = run_trial(task, point, dataset_for(task.base))
     except Terminated:  # the search stopped this trial (its run ended KILLED): this worker is done too
         os._exit(0)
+    except Exception as exc:
+        if is_store_error(exc):
+            raise StoreFailure(store_error_text(exc)) from None
+        raise
     finally:
         _busy.clear()
     state = None

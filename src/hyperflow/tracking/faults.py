@@ -10,6 +10,11 @@ STORE_ERROR_CODES = {"TEMPORARILY_UNAVAILABLE", "INTERNAL_ERROR", "REQUEST_LIMIT
                      "UNAUTHENTICATED", "CUSTOMER_UNAUTHORIZED"}
 
 
+class StoreFailure(OSError):
+    """A store failure met in another process (a worker's trial): its cause does not survive pickling, so the
+    one line that says what the store did travels as the message."""
+
+
 def is_store_error(exc: BaseException) -> bool:
     """Whether ``exc`` (or what caused it) is the tracking or artifact store failing — a database error, an
     unreachable or failing server, a file system refusing a write — rather than the code that called it."""
