@@ -92,3 +92,31 @@ def test_mlflow_run_train_end_to_end(tmp_path, tracking_uri):
         assert run.data.metrics["test_accuracy"] > 0.5
     finally:
         mlflow.set_tracking_uri(tracking_uri)
+
+
+def test_mlflow_run_search_end_to_end(tmp_path, tracking_uri):
+    """The main job as users start it: the run `mlflow run` made holds the -P values, the search logs the rest
+    into it, and its trials (run at once by default) nest under it."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    for var in ("MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID"):
+        env.pop(var, None)
+    (tmp_path / "settings.yaml").write_text("epochs: 2\nwidth: 16\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", "search", "--env-manager", "local",
+         "-P", f"config={tmp_path / 'settings.yaml'}", "-P", "max_evals=3", "-P", "model_name=e2e-search",
+         "--experiment-name", "e2e-search"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    try:
+        runs = mlflow.search_runs(experiment_names=["e2e-search"], output_format="list")
+        search = next(r for r in runs if r.data.tags.get("hyperflow.role") == "search")
+        trials = [r for r in runs if r.data.tags.get("hyperflow.role") == "trial"]
+        assert search.info.status == "FINISHED" and search.data.params["max_evals"] == "3"
+        assert search.data.params["space"] == "''" and search.data.params["parallelism"] == "auto"
+        assert len(trials) == 3 and all(t.info.status == "FINISHED" for t in trials)
+        assert all(t.data.tags["mlflow.parentRunId"] == search.info.run_id for t in trials)
+        assert mlflow.MlflowClient().get_model_version_by_alias("e2e-search", "challenger")
+    finally:
+        mlflow.set_tracking_uri(tracking_uri)

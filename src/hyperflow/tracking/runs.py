@@ -116,14 +116,13 @@ def same_param_value(a: str, b: str) -> bool:
         return a.strip("'\"").lower() in ("", "none") and b.strip("'\"").lower() in ("", "none")
 
 
-def log_params(run_id: str, params: dict[str, str], fresh_run: bool = False,
-               tags: dict[str, str] | None = None) -> None:
+def log_params(run_id: str, params: dict[str, str], tags: dict[str, str] | None = None) -> None:
     """Log params (and ``tags``) in one batch. Keys that ``mlflow run`` already logged keep their value when
     it means the same (``1e-3`` vs ``0.001``); a different resolved value goes to ``resolved.<key>`` because
-    MLflow refuses to change a param. ``fresh_run`` skips the look-up for a run just created here (a run
-    that ``mlflow run`` made, named by ``MLFLOW_RUN_ID``, is never fresh)."""
+    MLflow refuses to change a param. The run's params are always looked up first: whether ``mlflow run``
+    made the run cannot be told from here (``mlflow.start_run`` unsets ``MLFLOW_RUN_ID`` once it used it)."""
     client = MlflowClient()
-    existing = {} if fresh_run and not os.environ.get("MLFLOW_RUN_ID") else client.get_run(run_id).data.params
+    existing = client.get_run(run_id).data.params
     fresh: dict[str, str] = {}
     for key, value in params.items():
         value = str(value)[:6000]

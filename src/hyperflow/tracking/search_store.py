@@ -141,9 +141,9 @@ class Progress:
 # ------------------------------------------------------------------------------ the search run (active)
 def record_new_search(run_id: str, params: dict[str, str], tags: dict[str, str], space_path: Path | None,
                       dataset: Dataset) -> None:
-    """A new search: every setting as a param and the settings and space tags (one call; no look-up of
-    params a run made here cannot have), the space file, the dataset."""
-    tracking.log_params(run_id, params, fresh_run=True, tags=tags)
+    """A new search: every setting as a param and the settings and space tags (one call, after one look-up:
+    under ``mlflow run`` the run already holds the ``-P`` values), the space file, the dataset."""
+    tracking.log_params(run_id, params, tags=tags)
     if space_path is not None:
         mlflow.log_artifact(str(space_path), "space")
     tracking.log_dataset(dataset)
@@ -156,7 +156,7 @@ def record_resume(run_id: str, n: int, tags: dict[str, str], params: dict[str, s
     if space_text is not None:
         mlflow.log_text(space_text, f"space/resume-{n}/space.yaml")
     if params:
-        tracking.log_params(run_id, params, fresh_run=True)
+        tracking.log_params(run_id, params)
 
 
 def set_stop_reason(reason: str) -> None:
