@@ -64,7 +64,7 @@ LR_FIND_SUGGESTION_SPREAD = "lr_find_suggestion_spread"
 # --- metrics ------------------------------------------------------------------------------------------
 TRAIN_LOSS = "train_loss"
 VAL_LOSS = "val_loss"
-BEST_VAL_LOSS = "best_val_loss"  # train runs and trials; on the search run, step = trial number
+BEST_VAL_LOSS = "best_val_loss"  # train runs and trials; on the search run, step = trials finished before
 BEST_EPOCH = "best_epoch"
 EPOCHS_RUN = "epochs_run"
 TRAIN_SECONDS = "train_seconds"

@@ -120,7 +120,7 @@ def read_trials(experiment_id: str, parent_id: str) -> tuple[list[dict[str, Any]
 
 
 class Progress:
-    """The search run's ``best_val_loss`` curve (step = trial number), sent in batches every few seconds
+    """The search run's ``best_val_loss`` curve (step = trials finished before), sent in batches every few seconds
     through ``send`` (the search's background calls)."""
 
     def __init__(self, run_id: str, send: Callable[..., Any]) -> None:
