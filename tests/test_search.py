@@ -171,7 +171,7 @@ def test_consecutive_failures_stop_the_search(tmp_path, experiment):
 def test_pruning_stops_a_hopeless_trial(tmp_path, experiment):
     space = write(tmp_path, "lr: {type: choice, values: [0.003, 0.002, 0.004, 1.0e-7]}\nepochs: 6\n")
     settings = build_search_config({"space": space, "strategy": "grid", "pruner": "median", "min_epochs": "2",
-                                    "prune_startup_trials": "2", "register": "false"})
+                                    "prune_startup_trials": "2", "register": "false", "parallelism": "1"})
     outcome = SearchRunner(settings, build_config({**TINY, "experiment": experiment})).run()
     hopeless = next(r for r in outcome.records if r.params["lr"] == 1e-7)
     assert hopeless.status == "pruned" and hopeless.epochs == 2
