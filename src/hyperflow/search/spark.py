@@ -22,11 +22,11 @@ from hyperflow.errors import UsageError
 from hyperflow.search import hyperopt_records
 from hyperflow.search.space import flatten, to_hyperopt
 from hyperflow.search.trial import TrialTask, run_trial
+from hyperflow.search.workers import dataset_for
 from hyperflow.tracking import search_store
 
 DAEMON_MODULE = "hyperflow.search.spark_daemon"
 INSTALL_HINT = "pip install 'hyperflow[spark]'"
-_datasets: dict[tuple, Any] = {}  # per Python worker: trials of one search share the loaded data
 
 
 def check_available(session: Any = None) -> None:
@@ -98,18 +98,11 @@ class SparkObjective:
         self.__dict__.update(state)
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:  # runs on an executor
-        from hyperflow.core.assembly import load_data
-
         search_store.use_environment(self.env)
         task = self.task
         if task.deadline is not None and time.time() >= task.deadline:
             return hyperopt_records.result(None, "timeout before the trial started")
-        key = (task.base.data, task.base.target, task.base.task, task.base.seed, task.base.val_size,
-               task.base.test_size, task.base.split_column)
-        if key not in _datasets:
-            _datasets.clear()
-            _datasets[key] = load_data(task.base)
-        record, _ = run_trial(task, flatten(sample), _datasets[key])
+        record, _ = run_trial(task, flatten(sample), dataset_for(task.base))
         return hyperopt_records.trial_result(record)
 
 

@@ -28,7 +28,7 @@ from typing import Any, Iterator
 
 PRELOAD = ["hyperflow.search.trial", "hyperflow.core.assembly", "hyperflow.tracking"]
 STOP_GRACE_SECS = 60.0  # how long trials get to end their runs KILLED after an interrupt
-_datasets: dict[tuple, Any] = {}  # per worker process: the trials of one search share the loaded data
+_datasets: dict[tuple, Any] = {}  # per worker process (or Spark Python worker): one search's trials share the data
 _busy = threading.Event()  # set while this worker runs a trial
 
 
@@ -225,9 +225,13 @@ class WorkerPool:
         done = [(self.running.pop(f), f) for f in list(self.running) if f.done()]
         return done
 
+    def _processes(self) -> list[Any]:
+        """The worker processes (the executor keeps them in a private mapping, ``None`` once shut down)."""
+        return list((getattr(self.executor, "_processes", None) or {}).values())
+
     def interrupt(self) -> None:
         """Ask every worker to stop its trial (its run ends KILLED): SIGTERM, once."""
-        for process in list(getattr(self.executor, "_processes", {}).values()):
+        for process in self._processes():
             try:
                 os.kill(process.pid, signal.SIGTERM)
             except (ProcessLookupError, OSError):
@@ -236,7 +240,7 @@ class WorkerPool:
     def close(self, kill: bool = False) -> None:
         """Shut the workers down (``kill``: without waiting for the trials still queued or running); a worker
         that does not exit within the grace period is killed (``shutdown(wait=True)`` would wait for ever)."""
-        processes = list((getattr(self.executor, "_processes", None) or {}).values())
+        processes = self._processes()
         try:
             if kill:
                 for process in processes:
