@@ -113,6 +113,39 @@ def test_ctrl_c_raised_inside_a_worker_stops_the_search(tmp_path, experiment, cl
     assert "hyperflow search resume=" in capsys.readouterr().err
 
 
+def _raise(exc):
+    raise exc
+
+
+def _queue_a_failing_call():
+    """In a worker: what a trial's end calls do when the store fails after the trial has returned."""
+    import sqlite3
+
+    workers._calls.submit(_raise, sqlite3.OperationalError("disk I/O error"))
+
+
+@pytest.mark.parametrize("after", ["next trial", "last trial"])
+def test_a_worker_call_that_fails_after_its_trial_returned_still_surfaces(tmp_path, after):
+    """A worker sends a trial's results and end on its background thread while the search goes on: their
+    failure stops the worker's next trial, or, after its last one, the search when it closes the workers."""
+    from hyperflow.tracking import StoreFailure
+
+    pool = workers.WorkerPool(1, {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+    try:
+        pool.executor.submit(_queue_a_failing_call).result(timeout=120)
+        if after == "next trial":
+            pool.submit("next", None, {}, 0.0)  # the failure is raised before the trial would start
+            ((tag, future),) = pool.finished(block=True, timeout=120)
+            with pytest.raises(StoreFailure, match="disk I/O error"):
+                future.result()
+    finally:
+        if after == "last trial":
+            with pytest.raises(StoreFailure, match="disk I/O error"):
+                pool.close()
+        else:
+            pool.close()
+
+
 def test_pruner_sees_curves_that_arrive_while_a_trial_runs(tmp_path):
     curves = str(tmp_path / "curves.jsonl")
     peers = workers.PeerCurves([[0.5, 0.4]], curves)

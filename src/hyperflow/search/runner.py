@@ -297,7 +297,7 @@ class SearchRunner:
         except BaseException:
             pool.interrupt()
             self._collect_stopped(pool, collect)
-            pool.close(kill=bool(pool.running))
+            pool.close(kill=bool(pool.running), check=False)
             try:  # a trial stopped before its run could be ended, or past the grace period, ends KILLED here
                 search_store.read_trials(self.experiment_id, self.parent_id)
             except Exception:

@@ -7,7 +7,9 @@ never trained, opened a store or started a thread (forking the search process it
 database connections and its torch thread pool). This module imports nothing heavy until a pool is made.
 
 A worker runs :func:`hyperflow.search.trial.run_trial` as a Spark executor does (its own MLflow client, the
-tracking settings handed over in memory), ignores Ctrl-C (the search relays it once, as SIGTERM, which ends
+tracking settings handed over in memory), with its calls on its own background thread, as the serial path
+does: creating a trial's run overlaps its training, and its results and end overlap the next trial's start
+(the worker waits for them before it trains again, and before it exits). It ignores Ctrl-C (the search relays it once, as SIGTERM, which ends
 the trial's run KILLED) and stops itself when the search process is gone. The val_loss curves of trials
 finished elsewhere reach the pruner of a trial in flight through :class:`PeerCurves`.
 """
@@ -30,6 +32,9 @@ PRELOAD = ["hyperflow.search.trial", "hyperflow.core.assembly", "hyperflow.track
 STOP_GRACE_SECS = 60.0  # how long trials get to end their runs KILLED after an interrupt
 _datasets: dict[tuple, Any] = {}  # per worker process (or Spark Python worker): one search's trials share the data
 _busy = threading.Event()  # set while this worker runs a trial
+_calls: Any = None  # this worker's tracking.BackgroundCalls
+_failures = ""  # file where a worker leaves the failure of calls it sent after its last trial returned
+_raised: Any = None  # the failure of this worker's calls that a trial already raised to the search
 
 
 def context() -> multiprocessing.context.BaseContext:
@@ -115,6 +120,26 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
     if _busy.is_set():
         raise Terminated(f"received signal {signum}")
+    _exit()
+
+
+def _finish_calls() -> None:
+    """Wait for the calls still queued (the last trial's results and end); a failure is left in the
+    failures file, where the search raises it (``WorkerPool.close``): nothing is lost silently."""
+    if _calls is None or (_calls.failure is not None and _calls.failure is _raised):
+        return
+    try:
+        _calls.drain()
+    except BaseException as exc:
+        from hyperflow.tracking import store_error_text
+
+        with open(_failures, "a") as fh:
+            fh.write(store_error_text(exc).replace("\n", " ") + "\n")
+
+
+def _exit() -> None:
+    """Leave now, once the calls already queued have gone out (a trial's run must not stay RUNNING)."""
+    _finish_calls()
     os._exit(0)
 
 
@@ -143,17 +168,23 @@ def _alive(identity: tuple[int, str | None]) -> bool:
             return False
 
 
-def _start_worker(env: dict[str, str], search: tuple[int, str | None], path: list[str], cwd: str) -> None:
+def _start_worker(env: dict[str, str], search: tuple[int, str | None], path: list[str], cwd: str,
+                  failures: str) -> None:
     """A worker's set-up: the search process's tracking settings, import path and working directory as they
     are now (the fork server keeps those of its start: relative data paths and ``model=module:fn`` must mean
     the same here), Ctrl-C left to the search (which relays it as SIGTERM), and a watch that stops the
     worker once the search process is gone (killed with -9; the fork server cannot tell: every worker holds
     its liveness pipe open)."""
-    from hyperflow.tracking import search_store
+    from multiprocessing.util import Finalize
 
+    from hyperflow.tracking import BackgroundCalls, search_store
+
+    global _calls, _failures
     sys.path[:] = path
     os.chdir(cwd)
     search_store.use_environment(env)
+    _calls, _failures = BackgroundCalls(), failures
+    Finalize(None, _finish_calls, exitpriority=10)  # run when the pool shuts the worker down
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_sigterm)
 
@@ -164,7 +195,7 @@ def _start_worker(env: dict[str, str], search: tuple[int, str | None], path: lis
                 os.kill(os.getpid(), signal.SIGTERM)  # a trial in flight ends its run KILLED
                 while _busy.is_set():
                     tick.wait(0.1)
-                os._exit(0)
+                _exit()
 
     threading.Thread(target=watch, daemon=True, name="hyperflow-orphan-watch").start()
 
@@ -180,10 +211,13 @@ def _run(task: Any, point: dict[str, Any], keep_below: float) -> tuple[Any, dict
     _busy.set()
     try:
         with search_store.quiet_logs():  # a store failure is reported once, by the search, in one line
-            record, setup = run_trial(task, point, dataset_for(task.base))
-    except Terminated:  # the search stopped this trial (its run ended KILLED): this worker is done too
-        os._exit(0)
+            _calls.drain()  # the previous trial's results and end: sent before this one starts
+            record, setup = run_trial(task, point, dataset_for(task.base), _calls.submit)
+    except Terminated:  # the search stopped this trial (its run ends KILLED): this worker is done too
+        _exit()
     except Exception as exc:
+        global _raised
+        _raised = _calls.failure  # reported now, not again when the worker exits
         if is_store_error(exc):
             raise StoreFailure(store_error_text(exc)) from None
         raise
@@ -202,8 +236,10 @@ class WorkerPool:
         self.size = size
         self.dir = tempfile.mkdtemp(prefix="hyperflow-peers-")
         self.curves = str(Path(self.dir, "curves.jsonl"))
+        self.failures = str(Path(self.dir, "failures.txt"))
         self.executor = ProcessPoolExecutor(size, mp_context=context(), initializer=_start_worker,
-                                            initargs=(env, process_identity(os.getpid()), list(sys.path), os.getcwd()))
+                                            initargs=(env, process_identity(os.getpid()), list(sys.path), os.getcwd(),
+                                                      self.failures))
         self.running: dict[Future, Any] = {}  # future -> what the caller attached to it
 
     @property
@@ -237,10 +273,14 @@ class WorkerPool:
             except (ProcessLookupError, OSError):
                 pass
 
-    def close(self, kill: bool = False) -> None:
+    def close(self, kill: bool = False, check: bool = True) -> None:
         """Shut the workers down (``kill``: without waiting for the trials still queued or running); a worker
-        that does not exit within the grace period is killed (``shutdown(wait=True)`` would wait for ever)."""
-        processes = self._processes()
+        that does not exit within the grace period is killed (``shutdown(wait=True)`` would wait for ever).
+        With ``check``, a call a worker sent after its last trial returned and that failed is raised here
+        (as ``StoreFailure``)."""
+        from hyperflow.tracking import StoreFailure
+
+        processes, failure = self._processes(), ""
         try:
             if kill:
                 for process in processes:
@@ -252,7 +292,12 @@ class WorkerPool:
                 if process.is_alive():
                     process.kill()
                     process.join()
+            if os.path.exists(self.failures):
+                with open(self.failures) as fh:
+                    failure = fh.readline().strip()
         finally:
             import shutil
 
             shutil.rmtree(self.dir, ignore_errors=True)
+        if failure and check:
+            raise StoreFailure(failure)
