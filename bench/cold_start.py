@@ -11,7 +11,10 @@ Commands (each a new process, cwd and store in a temporary folder, ``PYTHONPATH`
   first command in a folder;
 - ``predict``: ``hyperflow predict model=models:/coldstart/1 data=rows.csv`` on 100 digits rows (existing store);
 - ``mlflow run``: ``mlflow run . -e train --env-manager local -P epochs=1`` (existing store), beside MLflow's
-  own floor for it, ``python -c "import mlflow.cli"`` (the CLI's imports, outside hyperflow's reach).
+  own floor for it, ``python -c "import mlflow.cli"`` (the CLI's imports, outside hyperflow's reach);
+- ``torch + MLflow + one optimizer step``: not hyperflow, the floor plus one ``torch.optim.Adam`` step, which
+  imports ``torch._dynamo`` in torch 2.13 whatever the optimizer's flags: the part of a training command's
+  gap to the floor that no training code using ``torch.optim`` can avoid.
 
 Each round runs, per command and side, the floor and then the command (A/B, the order of the sides
 alternating between rounds), and prints every time: wall seconds, and CPU seconds (user + system of the
@@ -40,6 +43,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 FLOOR = [sys.executable, "-c", "import torch, mlflow"]
 MLFLOW_FLOOR = [sys.executable, "-c", "import mlflow.cli"]
+# not hyperflow: the floor plus one torch.optim step, which imports torch._dynamo in torch 2.13 whatever the
+# optimizer's flags; what any process that trains with torch.optim pays over the floor
+OPTIMIZER_STEP = [sys.executable, "-c", "import torch, mlflow; m = torch.nn.Linear(2, 2); "
+                  "o = torch.optim.Adam(m.parameters()); m(torch.ones(1, 2)).sum().backward(); o.step()"]
 
 
 # ---------------------------------------------------------------------------------------------- the probe
@@ -188,6 +195,7 @@ class Bench:
             "train, existing store": {"args": train},
             "train, new store": {"args": train, "fresh": True},
             "predict (100 rows)": {"args": ["predict", "model=models:/coldstart/1", f"data={self.rows}", f"out={out}"]},
+            "torch + MLflow + one optimizer step": {"argv": OPTIMIZER_STEP},
             "mlflow run -e train": {"project": ["-e", "train", "--env-manager", "local", "-P", "epochs=1"],
                                     "floor": MLFLOW_FLOOR},
         }
@@ -234,7 +242,7 @@ def main() -> None:
                         floor_cpu = bench.cpu
                         store = bench.new_store() if spec.get("fresh") else None
                         argv = (["mlflow", "run", str(sides[side].parent), *spec["project"]] if "project" in spec
-                                else None)
+                                else spec.get("argv"))
                         code, seconds, err = bench.run(sides[side], spec.get("args", []), store, argv)
                         if code:
                             print(f"  {name} ({side}) exited {code}: {err.strip().splitlines()[-1:]}")
@@ -254,7 +262,7 @@ def main() -> None:
             if args.breakdown:
                 print("\nstages of one probed process per command (seconds)")
                 for name, spec in commands.items():
-                    if "project" in spec:
+                    if "project" in spec or "argv" in spec:
                         continue
                     for side, src in sides.items():
                         out = folder / "probe.json"

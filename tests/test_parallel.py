@@ -146,6 +146,23 @@ def test_a_worker_call_that_fails_after_its_trial_returned_still_surfaces(tmp_pa
             pool.close()
 
 
+def test_workers_started_early_stop_when_the_search_fails_before_its_trials(tmp_path, experiment, monkeypatch):
+    """The workers start (and load the data) while the search records its settings; a failure there leaves
+    no worker process behind."""
+    started = []
+
+    def fail(self, fresh):
+        started.extend(self.pool._processes())
+        raise RuntimeError("settings could not be recorded")
+
+    monkeypatch.setattr(SearchRunner, "_record_settings", fail)
+    settings = build_search_config({"space": write(tmp_path, SPACE), "max_evals": "4", "parallelism": "2",
+                                    "register": "false"})
+    with pytest.raises(RuntimeError, match="settings could not be recorded"):
+        SearchRunner(settings, build_config({**TINY, "experiment": experiment})).run()
+    assert len(started) == 2 and not [p for p in started if p.is_alive()]
+
+
 def test_pruner_sees_curves_that_arrive_while_a_trial_runs(tmp_path):
     curves = str(tmp_path / "curves.jsonl")
     peers = workers.PeerCurves([[0.5, 0.4]], curves)

@@ -80,10 +80,11 @@ def _log_best_model(best: TrialRecord, name: str | None, outcome: SearchOutcome,
     outcome.model_uri = model.model_uri
     if name is None:
         return
-    version, created = tracking.register_once(model.model_uri, name, best.run_id, look_up=not fresh)
-    if created or "search_run_id" not in version.tags:  # the tags come last: without them it was cut short
-        tracking.tag_challenger(name, str(version.version), {"trial_run_id": best.run_id, "val_loss": str(best.loss),
-                                                             "search_run_id": outcome.run_id})
+    about = {"trial_run_id": best.run_id, "val_loss": str(best.loss)}  # sent with the version when it is created
+    version, created = tracking.register_once(model.model_uri, name, best.run_id, look_up=not fresh, tags=about)
+    if created or "search_run_id" not in version.tags:  # the marker tag comes last: without it, it was cut short
+        tracking.tag_challenger(name, str(version.version),
+                                {**({} if created else about), "search_run_id": outcome.run_id})
     outcome.registered = (name, str(version.version))
 
 

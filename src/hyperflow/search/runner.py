@@ -71,6 +71,7 @@ class SearchRunner:
         self.space_edited = False
         self.highest_number = -1  # of every trial run of this search, those killed included
         self.at_once = 1  # trials run at once (parallelism, resolved)
+        self.pool: workers.WorkerPool | None = None  # started early, used by _workers
 
     @property
     def stop_reason(self) -> str:
@@ -145,13 +146,23 @@ class SearchRunner:
             raise SearchFailed(store_failure(exc, self.artifact_uri, self.parent_id or self.search.resume)) from None
 
     def _run(self) -> SearchOutcome:
-        fresh = self.resumed is None
+        try:
+            return self._run_tracked(fresh=self.resumed is None)
+        finally:
+            if self.pool is not None:  # a failure before the trials started
+                self.pool.close(kill=True, check=False)
+                self.pool = None
+
+    def _run_tracked(self, fresh: bool) -> SearchOutcome:
         with tracking.tracked_run(names.ROLE_SEARCH, experiment=self.base.experiment, run_id=self.search.resume,
                                   run_name=tracking.unique_run_name("search", self.dataset.name) if fresh else None,
                                   tags=tracking.run_tags(self.dataset)) as parent:
             self.parent_id, self.experiment_id = parent.info.run_id, parent.info.experiment_id
             self.artifact_uri = parent.info.artifact_uri
             self.progress = search_store.Progress(self.parent_id, self.calls.submit)
+            if self.search.backend == "local" and self.at_once > 1:  # workers start while the settings are recorded
+                self.pool = workers.WorkerPool(self.at_once, search_store.executor_environment())
+                self.pool.warm(self._workers_base(), self.experiment_id)
             self._record_settings(fresh)
             if not fresh:
                 self._read_children()
@@ -265,8 +276,8 @@ class SearchRunner:
     def _workers(self) -> Iterator[local.Dispatch]:
         """``at_once`` worker processes running trials (each with its share of the cores as torch threads);
         on Ctrl-C, SIGTERM or a failure, the trials in flight are stopped and end KILLED before it goes on."""
-        pool = workers.WorkerPool(self.at_once, search_store.executor_environment())
-        base = self.base.replace(threads=max(1, (os.cpu_count() or 1) // self.at_once))
+        pool, self.pool = self.pool or workers.WorkerPool(self.at_once, search_store.executor_environment()), None
+        base = self._workers_base()
         keep = peer_statuses(self.search.pruner)
 
         def start(number: int, point: dict[str, Any]) -> None:
@@ -304,6 +315,10 @@ class SearchRunner:
                 pass  # the store failed: a resume ends them
             raise
         pool.close()
+
+    def _workers_base(self) -> TrainConfig:
+        """The trials' settings in a worker: its share of the cores as torch threads."""
+        return self.base.replace(threads=max(1, (os.cpu_count() or 1) // self.at_once))
 
     def _collect_stopped(self, pool: workers.WorkerPool, collect: Callable[..., Any]) -> None:
         """After an interrupt: the trials that still finish (or end KILLED) within the grace period."""

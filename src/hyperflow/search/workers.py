@@ -200,6 +200,18 @@ def _start_worker(env: dict[str, str], search: tuple[int, str | None], path: lis
     threading.Thread(target=watch, daemon=True, name="hyperflow-orphan-watch").start()
 
 
+def _warm(base: Any, experiment_id: str) -> None:
+    """A worker's first task while the search still records its settings: load the data and open the store,
+    so the first trial does not wait for them. A failure here is left to the first trial to report."""
+    try:
+        from mlflow import MlflowClient
+
+        dataset_for(base)
+        MlflowClient().get_experiment(experiment_id)
+    except Exception:
+        pass
+
+
 def _run(task: Any, point: dict[str, Any], keep_below: float) -> tuple[Any, dict[str, Any] | None]:
     """One trial in a worker: its record, and its trained weights when it beat ``keep_below`` (the search's
     best when it was dispatched), so the search can log the best model without training it again."""
@@ -245,6 +257,12 @@ class WorkerPool:
     @property
     def free(self) -> bool:
         return len(self.running) < self.size
+
+    def warm(self, base: Any, experiment_id: str) -> None:
+        """Start the workers now, each loading the data and opening the store (not counted as running)."""
+        with _main_module_hidden():
+            for _ in range(self.size):
+                self.executor.submit(_warm, base, experiment_id)
 
     def submit(self, tag: Any, task: Any, point: dict[str, Any], keep_below: float) -> None:
         with _main_module_hidden():  # the first submit starts the worker processes

@@ -207,14 +207,15 @@ def version_of_run(name: str, run_id: str) -> Any | None:
     return min(versions, key=lambda v: int(v.version)) if versions else None
 
 
-def register_once(model_uri: str, name: str, run_id: str, look_up: bool = True) -> tuple[Any, bool]:
-    """(version, created): the version of ``name`` that run ``run_id`` already registered, else a new one
-    (``look_up=False``: the caller knows that the run has none)."""
+def register_once(model_uri: str, name: str, run_id: str, look_up: bool = True,
+                  tags: dict[str, str] | None = None) -> tuple[Any, bool]:
+    """(version, created): the version of ``name`` that run ``run_id`` already registered, else a new one,
+    created with ``tags`` (in the same call; ``look_up=False``: the caller knows that the run has none)."""
     existing = version_of_run(name, run_id) if look_up else None
     if existing is not None:
         return existing, False
     with _quiet("mlflow.tracking._model_registry.client"):
-        version = mlflow.register_model(model_uri, name)
+        version = mlflow.register_model(model_uri, name, tags=tags)
     return version, True
 
 
