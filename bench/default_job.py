@@ -5,7 +5,8 @@ run through its own MLproject). Each run gets a fresh sqlite store; variants alt
 a rotating order. Reported per run: whole-process wall time, trials, trials per minute over the whole
 process and over the trial phase (first trial's start to last trial's end, from the runs' times in the
 store: what parallelism changes, without the fixed cost of the CLI, imports and the best model that both
-variants pay), the search's best val_loss and the best model's test accuracy (read back from the store);
+variants pay; and epochs trained per minute over that phase, which does not depend on how many trials the
+pruner cut short), the search's best val_loss and the best model's test accuracy (read back from the store);
 then per variant the median and spread, and the paired ratios against the default.
 
     python bench/default_job.py --seeds 0 1 2 3 4 --before fbefcde
@@ -44,8 +45,9 @@ def run_job(project: Path, seed: int, extra: list[str]) -> dict[str, float]:
         search = next(r for r in runs if r.data.tags.get("hyperflow.role") == "search")
         trials = [r for r in runs if r.data.tags.get("hyperflow.role") == "trial"]
         phase = (max(r.info.end_time for r in trials) - min(r.info.start_time for r in trials)) / 1000
+        epochs = sum(r.data.metrics.get("epochs_run", 0) for r in trials)
         return {"wall": wall, "trials": len(trials), "per_min": 60 * len(trials) / wall, "phase": phase,
-                "phase_per_min": 60 * len(trials) / phase,
+                "phase_per_min": 60 * len(trials) / phase, "epochs_per_min": 60 * epochs / phase,
                 "val_loss": search.data.metrics.get("best_val_loss", float("nan")),
                 "test_accuracy": search.data.metrics.get("best_test_accuracy", float("nan"))}
 
@@ -78,7 +80,7 @@ def main() -> None:
                 r = run_job(project, seed, extra)
                 results[name].append(r)
                 print(f"seed {seed}  {name:<22} {r['wall']:6.1f} s  {r['trials']:3d} trials  {r['per_min']:5.1f}/min  "
-                      f"trial phase {r['phase']:5.1f} s, {r['phase_per_min']:5.1f}/min  "
+                      f"trial phase {r['phase']:5.1f} s, {r['phase_per_min']:5.1f}/min, {r['epochs_per_min']:5.0f} epochs/min  "
                       f"best val_loss {r['val_loss']:.4f}  test accuracy {r['test_accuracy']:.4f}  "
                       f"(load {os.getloadavg()[0]:.1f})", flush=True)
     finally:
@@ -89,6 +91,7 @@ def main() -> None:
     for name, rs in results.items():
         print(f"{name:<22} wall {spread([r['wall'] for r in rs])} s; trials/min {spread([r['per_min'] for r in rs])}; "
               f"trial phase trials/min {spread([r['phase_per_min'] for r in rs])}; "
+              f"trial phase epochs/min {spread([r['epochs_per_min'] for r in rs])}; "
               f"test accuracy mean {statistics.mean(r['test_accuracy'] for r in rs):.4f}; "
               f"best val_loss mean {statistics.mean(r['val_loss'] for r in rs):.4f}")
     base = results["default"]
@@ -98,10 +101,11 @@ def main() -> None:
         ratios = [b["wall"] / r["wall"] for b, r in zip(base, rs)]
         speed = [b["per_min"] / r["per_min"] for b, r in zip(base, rs)]
         phase = [b["phase_per_min"] / r["phase_per_min"] for b, r in zip(base, rs)]
+        epochs = [b["epochs_per_min"] / r["epochs_per_min"] for b, r in zip(base, rs)]
         dloss = [b["val_loss"] - r["val_loss"] for b, r in zip(base, rs)]
         se = statistics.stdev(dloss) / len(dloss) ** 0.5 if len(dloss) > 1 else float("nan")
         print(f"default vs {name}: wall ratio {spread(ratios)}; trials/min ratio {spread(speed)}; "
-              f"trial phase trials/min ratio {spread(phase)}; "
+              f"trial phase trials/min ratio {spread(phase)}; epochs/min ratio {spread(epochs)}; "
               f"best val_loss difference (default - {name}) {statistics.mean(dloss):+.4f} ± {se:.4f} (paired)")
 
 

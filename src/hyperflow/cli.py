@@ -290,11 +290,10 @@ def search_summary(outcome: Any, seconds: float) -> str:
 def cmd_search(inv: Invocation) -> int:
     import time
 
-    from hyperflow.config.search import trials_at_once
-    from hyperflow.search import workers
+    from hyperflow.core import processes
 
-    if inv.search.backend == "local" and trials_at_once(inv.search) > 1 and not inv.search.resume:
-        workers.prestart()  # the worker processes import torch and MLflow while this one does
+    if inv.search.backend == "local" and processes.available():  # child processes import torch and MLflow now
+        processes.prestart()
     from hyperflow.search.runner import SearchRunner
 
     runner = SearchRunner(inv.search, inv.train, given=inv.given)

@@ -28,6 +28,7 @@ import yaml
 from hyperflow import names, tracking
 from hyperflow.config import SearchConfig, TrainConfig
 from hyperflow.config.search import trials_at_once
+from hyperflow.core import processes
 from hyperflow.core.assembly import Setup, load_data, setup_training
 from hyperflow.core.pruning import peer_statuses
 from hyperflow.errors import UsageError
@@ -63,7 +64,7 @@ class SearchRunner:
         self.experiment_id = ""
         self.deadline: float | None = None  # wall clock
         self.stop = StopRule.of(search, None)
-        self.calls = tracking.BackgroundCalls()
+        self.calls: tracking.BackgroundCalls | tracking.SidecarCalls = tracking.BackgroundCalls()
         self.progress: search_store.Progress | None = None
         self.resumed: Any = None  # the search run a resume continues (as read before it is reopened)
         self.changed: dict[str, str] = {}  # settings a resume changed: key -> new value
@@ -89,8 +90,8 @@ class SearchRunner:
             self.search, self.base, self.changed = resume.recorded_settings(self.resumed, self.search, self.base,
                                                                             self.given)
         self.at_once = trials_at_once(self.search)
-        if self.search.backend == "local" and self.at_once > 1:
-            workers.prestart()  # the workers' imports overlap the checks below
+        if self.search.backend == "local" and processes.available():
+            processes.prestart()  # the child processes' imports overlap the checks below
         self.dataset = load_data(self.base)
         if self.resumed is not None:
             resume.check_data(self.resumed, self.search.resume, self.base.data, self.dataset)
@@ -159,6 +160,10 @@ class SearchRunner:
                                   tags=tracking.run_tags(self.dataset)) as parent:
             self.parent_id, self.experiment_id = parent.info.run_id, parent.info.experiment_id
             self.artifact_uri = parent.info.artifact_uri
+            if self.search.backend == "local" and self.at_once == 1 and processes.available():
+                # the trials train in this process: their calls go to another core
+                self.calls = tracking.SidecarCalls(search_store.executor_environment())
+                self.calls.submit(search_store.open_store, self.experiment_id)  # starts it while settings are recorded
             self.progress = search_store.Progress(self.parent_id, self.calls.submit)
             if self.search.backend == "local" and self.at_once > 1:  # workers start while the settings are recorded
                 self.pool = workers.WorkerPool(self.at_once, search_store.executor_environment())

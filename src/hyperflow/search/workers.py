@@ -1,10 +1,8 @@
 """Worker processes for trials run at once on this machine (``backend=local parallelism=N``).
 
-The workers come from a fork server (:mod:`multiprocessing` ``forkserver``) that imports torch, MLflow and
-hyperflow once: :func:`prestart` starts it while the command is still importing those itself, so that on a
-machine with idle cores the workers cost no start-up time, and each worker is a fork of a clean process that
-never trained, opened a store or started a thread (forking the search process itself would copy its open
-database connections and its torch thread pool). This module imports nothing heavy until a pool is made.
+The workers come from the fork server of :mod:`hyperflow.core.processes` (torch, MLflow and hyperflow
+imported once, while the command imports its own), so on a machine with idle cores they cost no start-up
+time. This module imports nothing heavy until a pool is made.
 
 A worker runs :func:`hyperflow.search.trial.run_trial` as a Spark executor does (its own MLflow client, the
 tracking settings handed over in memory), with its calls on its own background thread, as the serial path
@@ -17,60 +15,23 @@ finished elsewhere reach the pruner of a trial in flight through :class:`PeerCur
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import signal
 import sys
 import tempfile
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-PRELOAD = ["hyperflow.search.trial", "hyperflow.core.assembly", "hyperflow.tracking"]
+from hyperflow.core.processes import context, main_module_hidden, process_identity, watch_parent
+
 STOP_GRACE_SECS = 60.0  # how long trials get to end their runs KILLED after an interrupt
 _datasets: dict[tuple, Any] = {}  # per worker process (or Spark Python worker): one search's trials share the data
 _busy = threading.Event()  # set while this worker runs a trial
 _calls: Any = None  # this worker's tracking.BackgroundCalls
 _failures = ""  # file where a worker leaves the failure of calls it sent after its last trial returned
 _raised: Any = None  # the failure of this worker's calls that a trial already raised to the search
-
-
-def context() -> multiprocessing.context.BaseContext:
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(PRELOAD)
-    return ctx
-
-
-@contextmanager
-def _main_module_hidden() -> Iterator[None]:
-    """Start processes that do not import the caller's ``__main__`` script. multiprocessing re-runs it in
-    every new process so that functions defined there can be called; the workers only run hyperflow's code,
-    and a script without an ``if __name__ == "__main__":`` guard would start the search again in each."""
-    main = sys.modules.get("__main__")
-    path, spec = getattr(main, "__file__", None), getattr(main, "__spec__", None)
-    if main is None or (path is None and spec is None):
-        yield
-        return
-    try:
-        main.__spec__ = None
-        if path is not None:
-            del main.__file__
-        yield
-    finally:
-        main.__spec__ = spec
-        if path is not None:
-            main.__file__ = path
-
-
-def prestart() -> None:
-    """Start the fork server now (it imports torch and MLflow in the background); idempotent and cheap."""
-    from multiprocessing import forkserver
-
-    context()
-    with _main_module_hidden():
-        forkserver.ensure_running()
 
 
 def dataset_for(base: Any) -> Any:
@@ -143,31 +104,6 @@ def _exit() -> None:
     os._exit(0)
 
 
-def process_identity(pid: int) -> tuple[int, str | None]:
-    """``pid`` and its start time (Linux: ``/proc``), so a pid used again by another process is not taken for it."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return pid, fh.read().rsplit(")", 1)[1].split()[19]
-    except OSError:
-        return pid, None
-
-
-def _alive(identity: tuple[int, str | None]) -> bool:
-    pid, started = identity
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        return fields[0] not in ("Z", "X") and fields[19] == started
-    except FileNotFoundError:
-        return False
-    except OSError:  # no /proc: whether the pid exists
-        try:
-            os.kill(pid, 0)
-            return True
-        except ProcessLookupError:
-            return False
-
-
 def _start_worker(env: dict[str, str], search: tuple[int, str | None], path: list[str], cwd: str,
                   failures: str) -> None:
     """A worker's set-up: the search process's tracking settings, import path and working directory as they
@@ -188,26 +124,23 @@ def _start_worker(env: dict[str, str], search: tuple[int, str | None], path: lis
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_sigterm)
 
-    def watch() -> None:
-        tick = threading.Event()
-        while not tick.wait(0.5):
-            if not _alive(search):
-                os.kill(os.getpid(), signal.SIGTERM)  # a trial in flight ends its run KILLED
-                while _busy.is_set():
-                    tick.wait(0.1)
-                _exit()
+    def orphaned() -> None:
+        os.kill(os.getpid(), signal.SIGTERM)  # a trial in flight ends its run KILLED
+        while _busy.is_set():
+            threading.Event().wait(0.1)
+        _exit()
 
-    threading.Thread(target=watch, daemon=True, name="hyperflow-orphan-watch").start()
+    watch_parent(search, orphaned)
 
 
 def _warm(base: Any, experiment_id: str) -> None:
     """A worker's first task while the search still records its settings: load the data and open the store,
     so the first trial does not wait for them. A failure here is left to the first trial to report."""
     try:
-        from mlflow import MlflowClient
+        from hyperflow.tracking import search_store
 
         dataset_for(base)
-        MlflowClient().get_experiment(experiment_id)
+        search_store.open_store(experiment_id)
     except Exception:
         pass
 
@@ -260,12 +193,12 @@ class WorkerPool:
 
     def warm(self, base: Any, experiment_id: str) -> None:
         """Start the workers now, each loading the data and opening the store (not counted as running)."""
-        with _main_module_hidden():
+        with main_module_hidden():
             for _ in range(self.size):
                 self.executor.submit(_warm, base, experiment_id)
 
     def submit(self, tag: Any, task: Any, point: dict[str, Any], keep_below: float) -> None:
-        with _main_module_hidden():  # the first submit starts the worker processes
+        with main_module_hidden():  # the first submit starts the worker processes
             self.running[self.executor.submit(_run, task, point, keep_below)] = tag
 
     def add_curve(self, curve: list[float]) -> None:

@@ -25,6 +25,7 @@ from hyperflow.tracking.runs import (PACKAGE_DIR, ROLE_TAG, BackgroundCalls, Mlf
                                      child_run, end_run, end_run_quietly, log_metrics, log_params, log_results,
                                      reopened_run, run_tags, runs_tagged, set_parent, set_tag, set_tags,
                                      tracked_run, unique_run_name)
+from hyperflow.tracking.sidecar import SidecarCalls
 
 __all__ = ["lr_range_test_run", "log_artifact", "log_artifacts", "log_dataset", "log_dict", "log_figure", "log_lr_finder", "log_text",
            "MlflowMetrics", "TensorBoardLogger",
@@ -32,7 +33,7 @@ __all__ = ["lr_range_test_run", "log_artifact", "log_artifacts", "log_dataset", 
            "finished_model", "load_pyfunc", "load_version", "log_model", "pip_requirements", "register_once",
            "tag_challenger", "version_of_run",
            "RegistryError", "registry_error",
-           "PACKAGE_DIR", "ROLE_TAG", "BackgroundCalls", "MlflowError", "Terminated", "call_now", "child_run",
+           "PACKAGE_DIR", "ROLE_TAG", "BackgroundCalls", "SidecarCalls", "MlflowError", "Terminated", "call_now", "child_run",
            "current_experiment_id", "deleted_experiment", "end_run", "end_run_quietly", "experiment_state",
            "log_metrics", "log_params", "log_results", "reopened_run", "run_tags", "runs_tagged", "set_parent",
            "set_tag", "set_tags", "tracked_run", "tracking_uri", "unique_run_name", "use_experiment"]

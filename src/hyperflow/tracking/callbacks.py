@@ -22,7 +22,7 @@ class MlflowMetrics(Callback):
 
     def __init__(self, run_id: str | PendingRun, flush_secs: float = 1.0, prefix: str = "", flush_at_end: bool = True,
                  params: dict[str, str] | None = None, send: Callable[..., Any] = call_now) -> None:
-        self.client, self.run_id, self.flush_secs, self.prefix = MlflowClient(), run_id, flush_secs, prefix
+        self.run_id, self.flush_secs, self.prefix = run_id, flush_secs, prefix
         self.send = send
         self.flush_at_end = flush_at_end  # False: the caller sends ``pending`` with its own last call
         self.pending: list[Metric] = []
@@ -45,12 +45,15 @@ class MlflowMetrics(Callback):
     def flush(self) -> None:
         if self.pending or self.pending_params:
             # the client chunks large batches; new lists, so a call still queued keeps what it was given
-            self.send(self._log_batch, self.pending, [Param(k, str(v)[:6000]) for k, v in self.pending_params.items()])
+            self.send(_log_batch, self.run_id, self.pending,
+                      [Param(k, str(v)[:6000]) for k, v in self.pending_params.items()])
             self.pending, self.pending_params = [], {}
         self.last_flush = time.monotonic()
 
-    def _log_batch(self, metrics: list[Metric], params: list[Param]) -> None:
-        self.client.log_batch(run_id_of(self.run_id), metrics=metrics, params=params)
+
+def _log_batch(run_id: str | PendingRun, metrics: list[Metric], params: list[Param]) -> None:
+    """A module function, not a method: a call sent to another process pickles it by name."""
+    MlflowClient().log_batch(run_id_of(run_id), metrics=metrics, params=params)
 
 
 class TensorBoardLogger(Callback):

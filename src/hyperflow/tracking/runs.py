@@ -160,7 +160,28 @@ class PendingRun:
     @property
     def id(self) -> str:
         created = self.created.result() if isinstance(self.created, Future) else self.created
+        if created is None:
+            raise RuntimeError("the call that was to create this run failed")
         return created.info.run_id
+
+    def __reduce__(self) -> tuple:
+        """Pickled for the tracking sidecar: the Run once created, else the number of the call creating it."""
+        created = self.created
+        if isinstance(created, Future):
+            if created.done() and created.exception() is None:
+                created = created.result()
+            else:
+                return created_by_call, (created.call_number,)  # type: ignore[attr-defined]
+        return PendingRun, (created,)
+
+
+CREATED_BY_CALL: dict[int, Any] = {}  # in the tracking sidecar: call number -> the Run that call created
+
+
+def created_by_call(number: int) -> PendingRun:
+    """In the sidecar: the run that call ``number`` created (it ran before any call that names the run; if it
+    failed, the sidecar raises that failure before a later call uses the run)."""
+    return PendingRun(CREATED_BY_CALL.get(number))
 
 
 def run_id_of(run: str | PendingRun) -> str:

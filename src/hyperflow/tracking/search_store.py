@@ -208,6 +208,11 @@ def executor_environment() -> dict[str, str]:
     return {**env, "MLFLOW_TRACKING_URI": uri}
 
 
+def open_store(experiment_id: str) -> None:
+    """Open this process's connection to the store (a first call pays for it): the experiment is read."""
+    mlflow.MlflowClient().get_experiment(experiment_id)
+
+
 def use_environment(env: dict[str, str]) -> None:
     """On an executor: the driver's settings from :func:`executor_environment`."""
     os.environ.update(env)

@@ -1,0 +1,102 @@
+"""Child processes of a command: one fork server, processes that never re-run the caller's script, and a
+watch that ends a child once the process that started it is gone.
+
+The children (trial workers, the tracking sidecar) are forked from a ``forkserver`` that imports torch,
+MLflow and hyperflow once, in the background, while the command imports its own; each child is a fork of a
+clean process that never trained, opened a store or started a thread (forking the command itself would copy
+its open database connections and its torch thread pool). Imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import threading
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+# what the children of a search run, imported once by the fork server (names only: nothing is imported here);
+# MLflow's database store too (SQLAlchemy, alembic), which a child's first call on sqlite would import
+PRELOAD = ["hyperflow.search.trial", "hyperflow.core.assembly", "hyperflow.tracking",
+           "mlflow.store.tracking.sqlalchemy_store"]
+
+
+def available() -> bool:
+    """Whether this platform has a fork server (Linux, macOS; not Windows)."""
+    return "forkserver" in multiprocessing.get_all_start_methods()
+
+
+def context() -> multiprocessing.context.BaseContext:
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)
+    return ctx
+
+
+@contextmanager
+def main_module_hidden() -> Iterator[None]:
+    """Start processes that do not import the caller's ``__main__`` script. multiprocessing re-runs it in
+    every new process so that functions defined there can be called; the children only run hyperflow's code,
+    and a script without an ``if __name__ == "__main__":`` guard would start the search again in each."""
+    main = sys.modules.get("__main__")
+    path, spec = getattr(main, "__file__", None), getattr(main, "__spec__", None)
+    if main is None or (path is None and spec is None):
+        yield
+        return
+    try:
+        main.__spec__ = None
+        if path is not None:
+            del main.__file__
+        yield
+    finally:
+        main.__spec__ = spec
+        if path is not None:
+            main.__file__ = path
+
+
+def prestart() -> None:
+    """Start the fork server now (it imports torch and MLflow in the background); idempotent and cheap."""
+    from multiprocessing import forkserver
+
+    context()
+    with main_module_hidden():
+        forkserver.ensure_running()
+
+
+def process_identity(pid: int) -> tuple[int, str | None]:
+    """``pid`` and its start time (Linux: ``/proc``), so a pid used again by another process is not taken for it."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return pid, fh.read().rsplit(")", 1)[1].split()[19]
+    except OSError:
+        return pid, None
+
+
+def alive(identity: tuple[int, str | None]) -> bool:
+    pid, started = identity
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return fields[0] not in ("Z", "X") and fields[19] == started
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: whether the pid exists
+        try:
+            os.kill(pid, 0)
+            return True
+        except ProcessLookupError:
+            return False
+
+
+def watch_parent(parent: tuple[int, str | None], on_gone: Callable[[], None]) -> None:
+    """Call ``on_gone`` (on a daemon thread) once ``parent`` has exited, e.g. killed with -9: the fork server
+    cannot tell, since every child holds its liveness pipe open."""
+
+    def watch() -> None:
+        tick = threading.Event()
+        while not tick.wait(0.5):
+            if not alive(parent):
+                on_gone()
+                return
+
+    threading.Thread(target=watch, daemon=True, name="hyperflow-orphan-watch").start()
