@@ -273,19 +273,25 @@ class BackgroundCalls:
         self._raise_failures(wait=True)
 
     def _raise_failures(self, wait: bool) -> None:
-        pending = []
-        for future in self.futures:
-            if wait or future.done():
-                future.result()  # raises what the call raised
-            else:
-                pending.append(future)
-        self.futures = pending
+        self.futures = raise_failures(self.futures, wait)
 
     def close(self) -> None:
         try:
             self.drain()
         finally:
             self.pool.shutdown(wait=True)
+
+
+def raise_failures(futures: list[Future], wait: bool) -> list[Future]:
+    """Raise what the first failed call of ``futures`` raised (``wait``: once all are done); else the ones
+    still pending."""
+    pending = []
+    for future in futures:
+        if wait or future.done():
+            future.result()  # raises what the call raised
+        else:
+            pending.append(future)
+    return pending
 
 
 def unique_run_name(role: str, data_name: str) -> str:

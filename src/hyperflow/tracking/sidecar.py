@@ -21,7 +21,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, Callable
 
 from hyperflow.core.processes import context, main_module_hidden, process_identity, watch_parent
-from hyperflow.tracking.runs import CREATED_BY_CALL
+from hyperflow.tracking.runs import CREATED_BY_CALL, raise_failures
 
 _failure: BaseException | None = None  # in the sidecar: the first call that failed
 
@@ -92,13 +92,7 @@ class SidecarCalls:
         self._raise_failures(wait=True)
 
     def _raise_failures(self, wait: bool) -> None:
-        pending = []
-        for future in self.futures:
-            if wait or future.done():
-                future.result()  # raises what the call raised
-            else:
-                pending.append(future)
-        self.futures = pending
+        self.futures = raise_failures(self.futures, wait)
 
     def close(self) -> None:
         try:
