@@ -80,6 +80,25 @@ def test_a_failed_call_surfaces_and_nothing_behind_it_is_sent(calls, fifo, exper
     assert client.get_metric_history(run_id, "m") == []
 
 
+def test_with_two_lanes_a_runs_calls_follow_it_while_the_other_lane_is_held(fifo, experiment, client):
+    """A slow call holds up only its lane: the next run is created, logged and ended on the other one, its
+    calls in order there."""
+    experiment_id = mlflow.get_experiment_by_name(experiment).experiment_id
+    calls = SidecarCalls(search_store.executor_environment(), lanes=2)
+    try:
+        held = calls.submit(wait_on_fifo, fifo)  # lane 0
+        run = PendingRun(calls.submit(client.create_run, experiment_id))  # lane 1
+        for step in range(3):
+            last = calls.submit(log_results, run, {f"m{step}": float(step)}, {"last": str(step)})
+        last.result(timeout=120)
+        assert not held.done()
+        data = client.get_run(run.id).data
+        assert data.metrics == {"m0": 0.0, "m1": 1.0, "m2": 2.0} and data.tags["last"] == "2"
+    finally:
+        release(fifo)
+        calls.close()
+
+
 def test_a_pending_run_of_a_call_never_sent_does_not_travel():
     future = Future()
     future.call_number = 7

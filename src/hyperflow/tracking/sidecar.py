@@ -3,8 +3,8 @@
 :class:`~hyperflow.tracking.runs.BackgroundCalls` sends them from a thread, which overlaps their waits with
 training but not their CPU: MLflow's store code (SQLAlchemy on sqlite, ~27 ms of Python a trial) holds the
 GIL, and the one-thread training loop waits for it (bench/search_overhead.py). The sidecar is the same
-contract in a child process, so that work runs on another core: :meth:`SidecarCalls.submit` returns a
-Future, calls go out in the order submitted, the first failure stops every call behind it and is raised by
+contract in child processes, so that work runs on another core: :meth:`SidecarCalls.submit` returns a
+Future, calls go out in the order submitted (per run, with more than one lane), the first failure stops every call behind it and is raised by
 the next ``submit`` or by ``drain``. A run whose creating call is still queued travels as the number of that
 call (:func:`~hyperflow.tracking.runs.created_by_call`), resolved in the sidecar, which ran it before. The sidecar ignores Ctrl-C and
 SIGTERM (the search sends what they interrupt, then closes it) and exits once the search process is gone.
@@ -21,7 +21,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, Callable
 
 from hyperflow.core.processes import context, main_module_hidden, process_identity, watch_parent
-from hyperflow.tracking.runs import CREATED_BY_CALL, raise_failures
+from hyperflow.tracking.runs import CREATED_BY_CALL, PendingRun, raise_failures
 
 _failure: BaseException | None = None  # in the sidecar: the first call that failed
 
@@ -70,21 +70,31 @@ def _call(number: int, fn: Callable[..., Any], args: tuple, kwargs: dict[str, An
 
 
 class SidecarCalls:
-    """:class:`~hyperflow.tracking.runs.BackgroundCalls`' contract, with the calls run by a child process."""
+    """:class:`~hyperflow.tracking.runs.BackgroundCalls`' contract, with the calls run by child processes.
 
-    def __init__(self, env: dict[str, str]) -> None:
-        self.executor = ProcessPoolExecutor(1, mp_context=context(), initializer=_start,
-                                            initargs=(env, process_identity(os.getpid()), list(sys.path), os.getcwd()))
+    ``lanes`` processes side by side (for a slow store: one trial's results and end need not hold up the
+    next trial's run): a call that names a run goes to the lane that created it, so a run's calls keep their
+    order; any other call (a new run, the search run's progress) goes to the next lane in turn."""
+
+    def __init__(self, env: dict[str, str], lanes: int = 1) -> None:
+        start = (env, process_identity(os.getpid()), list(sys.path), os.getcwd())
+        self.lanes = [ProcessPoolExecutor(1, mp_context=context(), initializer=_start, initargs=start)
+                      for _ in range(max(1, lanes))]
         self.futures: list[Future] = []
         self.numbers = itertools.count()
+        self.turns = itertools.count()  # the lanes of calls that name no run, in turn
 
     def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
         """Queue ``fn(*args, **kwargs)`` (all picklable); returns its Future."""
         self._raise_failures(wait=False)
         number = next(self.numbers)
-        with main_module_hidden():  # the first submit starts the process
-            future = self.executor.submit(_call, number, fn, args, kwargs)
-        future.call_number = number  # type: ignore[attr-defined]
+        lane = next((a.created.lane for a in (*args, *kwargs.values())
+                     if isinstance(a, PendingRun) and hasattr(a.created, "lane")), None)
+        if lane is None:
+            lane = next(self.turns) % len(self.lanes)
+        with main_module_hidden():  # the first submit to a lane starts its process
+            future = self.lanes[lane].submit(_call, number, fn, args, kwargs)
+        future.call_number, future.lane = number, lane  # type: ignore[attr-defined]
         self.futures.append(future)
         return future
 
@@ -98,4 +108,5 @@ class SidecarCalls:
         try:
             self.drain()
         finally:
-            self.executor.shutdown(wait=True, cancel_futures=True)
+            for lane in self.lanes:
+                lane.shutdown(wait=True, cancel_futures=True)
