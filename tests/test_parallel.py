@@ -163,6 +163,23 @@ def test_workers_started_early_stop_when_the_search_fails_before_its_trials(tmp_
     assert len(started) == 2 and not [p for p in started if p.is_alive()]
 
 
+def _modules():
+    return sorted(sys.modules)
+
+
+def test_children_come_from_a_fork_server_that_exits_at_once(tmp_path):
+    """The fork server's last preload (hyperflow.core.fork_server) froze its heap, which its children
+    inherit, and made its own exit skip the interpreter's teardown (it holds the command's stdout open)."""
+    import gc
+
+    pool = workers.WorkerPool(1, {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+    try:
+        assert pool.executor.submit(gc.get_freeze_count).result(timeout=120) > 100_000
+        assert "hyperflow.core.fork_server" in pool.executor.submit(_modules).result(timeout=120)
+    finally:
+        pool.close()
+
+
 def test_pruner_sees_curves_that_arrive_while_a_trial_runs(tmp_path):
     curves = str(tmp_path / "curves.jsonl")
     peers = workers.PeerCurves([[0.5, 0.4]], curves)
