@@ -5,8 +5,9 @@ run through its own MLproject). Each run gets a fresh sqlite store; variants alt
 a rotating order. Reported per run: whole-process wall time, trials, trials per minute over the whole
 process and over the trial phase (first trial's start to last trial's end, from the runs' times in the
 store: what parallelism changes, without the fixed cost of the CLI, imports and the best model that both
-variants pay; and epochs trained per minute over that phase, which does not depend on how many trials the
-pruner cut short), the search's best val_loss and the best model's test accuracy (read back from the store);
+variants pay; and epochs trained per minute over that phase, which depends less on how many trials the
+pruner cut short, though an epoch's cost differs between trials; and the seconds from the search run's end to the command's output closed), the search's
+best val_loss and the best model's test accuracy (read back from the store);
 then per variant the median and spread, and the paired ratios against the default.
 
     python bench/default_job.py --seeds 0 1 2 3 4 --before fbefcde
@@ -37,7 +38,7 @@ def run_job(project: Path, seed: int, extra: list[str]) -> dict[str, float]:
                    "-P", f"seed={seed}", *extra]
         start = time.perf_counter()
         done = subprocess.run(command, env=env, cwd=tmp, capture_output=True, text=True)
-        wall = time.perf_counter() - start
+        wall, closed = time.perf_counter() - start, time.time()
         if done.returncode != 0:
             raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
         client = mlflow.MlflowClient(uri)
@@ -46,8 +47,9 @@ def run_job(project: Path, seed: int, extra: list[str]) -> dict[str, float]:
         trials = [r for r in runs if r.data.tags.get("hyperflow.role") == "trial"]
         phase = (max(r.info.end_time for r in trials) - min(r.info.start_time for r in trials)) / 1000
         epochs = sum(r.data.metrics.get("epochs_run", 0) for r in trials)
+        tail = closed - search.info.end_time / 1000  # the search run's end -> the command's output closed
         return {"wall": wall, "trials": len(trials), "per_min": 60 * len(trials) / wall, "phase": phase,
-                "phase_per_min": 60 * len(trials) / phase, "epochs_per_min": 60 * epochs / phase,
+                "phase_per_min": 60 * len(trials) / phase, "epochs_per_min": 60 * epochs / phase, "tail": tail,
                 "val_loss": search.data.metrics.get("best_val_loss", float("nan")),
                 "test_accuracy": search.data.metrics.get("best_test_accuracy", float("nan"))}
 
@@ -81,6 +83,7 @@ def main() -> None:
                 results[name].append(r)
                 print(f"seed {seed}  {name:<22} {r['wall']:6.1f} s  {r['trials']:3d} trials  {r['per_min']:5.1f}/min  "
                       f"trial phase {r['phase']:5.1f} s, {r['phase_per_min']:5.1f}/min, {r['epochs_per_min']:5.0f} epochs/min  "
+                      f"search end -> output closed {r['tail']:4.2f} s  "
                       f"best val_loss {r['val_loss']:.4f}  test accuracy {r['test_accuracy']:.4f}  "
                       f"(load {os.getloadavg()[0]:.1f})", flush=True)
     finally:
@@ -92,6 +95,7 @@ def main() -> None:
         print(f"{name:<22} wall {spread([r['wall'] for r in rs])} s; trials/min {spread([r['per_min'] for r in rs])}; "
               f"trial phase trials/min {spread([r['phase_per_min'] for r in rs])}; "
               f"trial phase epochs/min {spread([r['epochs_per_min'] for r in rs])}; "
+              f"search end -> output closed {spread([r['tail'] for r in rs])} s; "
               f"test accuracy mean {statistics.mean(r['test_accuracy'] for r in rs):.4f}; "
               f"best val_loss mean {statistics.mean(r['val_loss'] for r in rs):.4f}")
     base = results["default"]
