@@ -99,6 +99,16 @@ def test_with_two_lanes_a_runs_calls_follow_it_while_the_other_lane_is_held(fifo
         calls.close()
 
 
+@pytest.mark.parametrize("uri, lanes", [("sqlite:///x.db", 1), ("postgresql://u@h/db", 1),
+                                         ("http://127.0.0.1:5000", 2), ("https://mlflow.example.com", 2)])
+def test_a_tracking_server_gets_two_lanes_a_database_one(uri, lanes):
+    calls = SidecarCalls({"MLFLOW_TRACKING_URI": uri})
+    try:
+        assert len(calls.lanes) == lanes
+    finally:
+        calls.close()  # nothing was sent: no process was started
+
+
 def test_a_pending_run_of_a_call_never_sent_does_not_travel():
     future = Future()
     future.call_number = 7

@@ -162,12 +162,8 @@ class SearchRunner:
             self.artifact_uri = parent.info.artifact_uri
             if self.search.backend == "local" and self.at_once == 1 and processes.available():
                 # the trials train in this process: their calls go to another core
-                env = search_store.executor_environment()
-                # against a server a trial's calls can outlast a short trial: two lanes, trials alternating
-                lanes = 1 if env["MLFLOW_TRACKING_URI"].startswith(("sqlite:", "postgresql", "mysql", "mssql")) else 2
-                self.calls = tracking.SidecarCalls(env, lanes)
-                for _ in range(lanes):  # starts them while the settings are recorded
-                    self.calls.submit(search_store.open_store, self.experiment_id)
+                self.calls = tracking.SidecarCalls(search_store.executor_environment())
+                self.calls.open_store(self.experiment_id)  # starts it while the settings are recorded
             self.progress = search_store.Progress(self.parent_id, self.calls.submit)
             if self.search.backend == "local" and self.at_once > 1:  # workers start while the settings are recorded
                 self.pool = workers.WorkerPool(self.at_once, search_store.executor_environment())

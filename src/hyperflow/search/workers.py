@@ -151,7 +151,8 @@ def _run(task: Any, point: dict[str, Any], keep_below: float) -> tuple[Any, dict
     from hyperflow import names
     from hyperflow.search.trial import run_trial
 
-    from hyperflow.tracking import StoreFailure, Terminated, is_store_error, search_store, store_error_text
+    from hyperflow.tracking import Terminated, search_store
+    from hyperflow.tracking.faults import portable
 
     _busy.set()
     try:
@@ -163,9 +164,10 @@ def _run(task: Any, point: dict[str, Any], keep_below: float) -> tuple[Any, dict
     except Exception as exc:
         global _raised
         _raised = _calls.failure  # reported now, not again when the worker exits
-        if is_store_error(exc):
-            raise StoreFailure(store_error_text(exc)) from None
-        raise
+        failure = portable(exc)
+        if failure is exc:
+            raise
+        raise failure from None
     finally:
         _busy.clear()
     state = None

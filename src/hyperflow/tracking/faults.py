@@ -66,3 +66,17 @@ def one_line(exc: BaseException, limit: int = 300) -> str:
     text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
     text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def portable(exc: BaseException) -> BaseException:
+    """``exc`` as it can travel to another process: a store failure as :class:`StoreFailure` (one line: its
+    cause does not survive pickling), another error as it is if it pickles, else as a RuntimeError."""
+    import pickle
+
+    if is_store_error(exc):
+        return StoreFailure(store_error_text(exc))
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {one_line(exc)}")

@@ -240,7 +240,36 @@ def child_run(role: str, experiment_id: str, parent_run_id: str, run_name: str, 
         yield run
 
 
-class BackgroundCalls:
+class QueuedCalls:
+    """What the search's call queues share: the Futures of the calls sent, an earlier failure raised at the
+    next ``submit`` or at ``drain``, and ``close`` = drain, then stop whatever sends them (``_stop``)."""
+
+    def __init__(self) -> None:
+        self.futures: list[Future] = []
+
+    def drain(self) -> None:
+        self._raise_failures(wait=True)
+
+    def _raise_failures(self, wait: bool) -> None:
+        pending = []
+        for future in self.futures:
+            if wait or future.done():
+                future.result()  # raises what the call raised
+            else:
+                pending.append(future)
+        self.futures = pending
+
+    def close(self) -> None:
+        try:
+            self.drain()
+        finally:
+            self._stop()
+
+    def _stop(self) -> None:
+        raise NotImplementedError
+
+
+class BackgroundCalls(QueuedCalls):
     """MLflow calls sent in order by one background thread, so that a trial's calls (creating its run,
     results, end) overlap training instead of adding to it. ``drain`` waits for all of them (and re-raises
     the first failure); ``submit`` re-raises a failure of an earlier call, so an unreachable server stops the
@@ -249,8 +278,8 @@ class BackgroundCalls:
     most the calls still queued: those trials stay RUNNING and a resume ends them KILLED and runs them again."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hyperflow-mlflow")
-        self.futures: list[Future] = []
         self.failure: BaseException | None = None  # the first call that failed (set on the worker thread)
 
     def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
@@ -269,29 +298,8 @@ class BackgroundCalls:
             self.failure = exc
             raise
 
-    def drain(self) -> None:
-        self._raise_failures(wait=True)
-
-    def _raise_failures(self, wait: bool) -> None:
-        self.futures = raise_failures(self.futures, wait)
-
-    def close(self) -> None:
-        try:
-            self.drain()
-        finally:
-            self.pool.shutdown(wait=True)
-
-
-def raise_failures(futures: list[Future], wait: bool) -> list[Future]:
-    """Raise what the first failed call of ``futures`` raised (``wait``: once all are done); else the ones
-    still pending."""
-    pending = []
-    for future in futures:
-        if wait or future.done():
-            future.result()  # raises what the call raised
-        else:
-            pending.append(future)
-    return pending
+    def _stop(self) -> None:
+        self.pool.shutdown(wait=True)
 
 
 def unique_run_name(role: str, data_name: str) -> str:

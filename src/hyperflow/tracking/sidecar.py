@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import itertools
 import os
-import pickle
 import signal
 import sys
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, Callable
 
 from hyperflow.core.processes import context, main_module_hidden, process_identity, watch_parent
-from hyperflow.tracking.runs import CREATED_BY_CALL, PendingRun, raise_failures
+from hyperflow.tracking.faults import portable
+from hyperflow.tracking.runs import CREATED_BY_CALL, PendingRun, QueuedCalls
 
 _failure: BaseException | None = None  # in the sidecar: the first call that failed
 
@@ -37,19 +37,6 @@ def _start(env: dict[str, str], search: tuple[int, str | None], path: list[str],
     watch_parent(search, lambda: os._exit(0))
 
 
-def _portable(exc: BaseException) -> BaseException:
-    """``exc`` as it can travel back: a store failure as one line (its cause does not survive pickling)."""
-    from hyperflow.tracking.faults import StoreFailure, is_store_error, one_line, store_error_text
-
-    if is_store_error(exc):
-        return StoreFailure(store_error_text(exc))
-    try:
-        pickle.loads(pickle.dumps(exc))
-        return exc
-    except Exception:
-        return RuntimeError(f"{type(exc).__name__}: {one_line(exc)}")
-
-
 def _call(number: int, fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> Any:
     global _failure
     from mlflow.entities import Run
@@ -62,25 +49,32 @@ def _call(number: int, fn: Callable[..., Any], args: tuple, kwargs: dict[str, An
         with search_store.quiet_logs():  # the search reports a failure once, in one line
             result = fn(*args, **kwargs)
     except BaseException as exc:
-        _failure = _portable(exc)
+        _failure = portable(exc)
         raise _failure from None
     if isinstance(result, Run):
         CREATED_BY_CALL[number] = result
     return result
 
 
-class SidecarCalls:
+DATABASE_SCHEMES = ("sqlite:", "postgresql", "mysql", "mssql")  # stores MLflow reaches without a server
+
+
+class SidecarCalls(QueuedCalls):
     """:class:`~hyperflow.tracking.runs.BackgroundCalls`' contract, with the calls run by child processes.
 
     ``lanes`` processes side by side (for a slow store: one trial's results and end need not hold up the
     next trial's run): a call that names a run goes to the lane that created it, so a run's calls keep their
-    order; any other call (a new run, the search run's progress) goes to the next lane in turn."""
+    order; any other call (a new run, the search run's progress) goes to the next lane in turn. By default
+    one lane for a database store, whose calls take milliseconds, and two against a tracking server, whose
+    three calls a trial can outlast a trial cut short at its first epochs."""
 
-    def __init__(self, env: dict[str, str], lanes: int = 1) -> None:
+    def __init__(self, env: dict[str, str], lanes: int | None = None) -> None:
+        super().__init__()
+        if lanes is None:
+            lanes = 1 if env["MLFLOW_TRACKING_URI"].startswith(DATABASE_SCHEMES) else 2
         start = (env, process_identity(os.getpid()), list(sys.path), os.getcwd())
         self.lanes = [ProcessPoolExecutor(1, mp_context=context(), initializer=_start, initargs=start)
                       for _ in range(max(1, lanes))]
-        self.futures: list[Future] = []
         self.numbers = itertools.count()
         self.turns = itertools.count()  # the lanes of calls that name no run, in turn
 
@@ -98,15 +92,13 @@ class SidecarCalls:
         self.futures.append(future)
         return future
 
-    def drain(self) -> None:
-        self._raise_failures(wait=True)
+    def open_store(self, experiment_id: str) -> None:
+        """Start every lane now, each opening its connection to the store (the first call pays for it)."""
+        from hyperflow.tracking.search_store import open_store
 
-    def _raise_failures(self, wait: bool) -> None:
-        self.futures = raise_failures(self.futures, wait)
+        for _ in self.lanes:
+            self.submit(open_store, experiment_id)
 
-    def close(self) -> None:
-        try:
-            self.drain()
-        finally:
-            for lane in self.lanes:
-                lane.shutdown(wait=True, cancel_futures=True)
+    def _stop(self) -> None:
+        for lane in self.lanes:
+            lane.shutdown(wait=True, cancel_futures=True)
