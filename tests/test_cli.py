@@ -43,7 +43,7 @@ CASES = [
     (["lr=-0.1"], "lr must be positive"),
     (["epochs=0"], "epochs must be positive"),
     (["batch_size=0"], "batch_size must be positive"),
-    (["data=wine", "batch_size=100000"], "batch_size=100000 is larger than the 124 training rows"),
+    (["batch_norm=true", "batch_size=1"], "batch_norm=true needs batch_size of at least 2"),
     (["model=no_such_module:build"], "cannot import module 'no_such_module'"),
     (["model=bad_models:not_module"], "returned str, not a torch.nn.Module"),
     (["epochs=ten"], "expected a whole number"),

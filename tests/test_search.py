@@ -158,6 +158,44 @@ def test_a_diverging_trial_fails_and_the_search_goes_on(tmp_path, experiment, cl
     assert len(runs) == 3  # the search and its two trials: nothing stray
 
 
+PICKY_MODEL = """
+import torch
+
+
+class Picky(torch.nn.Module):
+    def __init__(self, n_in, n_out):
+        super().__init__()
+        self.linear = torch.nn.Linear(n_in, n_out)
+
+    def forward(self, x):
+        if self.training and x.shape[0] > 8:
+            raise ValueError("batches of more than 8 rows are refused")
+        return self.linear(x)
+
+
+def build(input_shape, output_size):
+    return Picky(input_shape[0], output_size)
+"""
+
+
+def test_any_error_of_a_trials_training_fails_that_trial_and_the_search_goes_on(tmp_path, experiment, client,
+                                                                                 monkeypatch):
+    """Not only the errors hyperflow expects (a diverging loss, out of memory): a ValueError or any other
+    error from torch or a user's model fails its trial, whose run ends FAILED with the reason."""
+    (tmp_path / "picky_models.py").write_text(PICKY_MODEL)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    space = write(tmp_path, "batch_size: {type: choice, values: [8, 16]}\n")
+    settings = build_search_config({"space": space, "strategy": "grid", "pruner": "none", "register": "false",
+                                    "parallelism": "1"})
+    outcome = SearchRunner(settings, build_config({**TINY, "model": "picky_models:build",
+                                                   "experiment": experiment})).run()
+    assert {r.params["batch_size"]: r.status for r in outcome.records} == {8: "ok", 16: "failed"}
+    failed = next(c for c in _children(client, outcome.run_id) if c.data.tags["hyperflow.trial_status"] == "failed")
+    assert failed.info.status == "FAILED"
+    assert failed.data.tags["hyperflow.trial_reason"] == "ValueError: batches of more than 8 rows are refused"
+    assert client.get_run(outcome.run_id).info.status == "FINISHED"
+
+
 def test_consecutive_failures_stop_the_search(tmp_path, experiment):
     space = write(tmp_path, "lr: {type: choice, values: [1.0e+6, 1.0e+7, 1.0e+8]}\noptimizer: sgd\n"
                             "momentum: 0.0\nschedule: constant\n")

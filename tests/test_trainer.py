@@ -1,3 +1,4 @@
+import math
 import subprocess
 import sys
 
@@ -93,10 +94,18 @@ def test_cnn_on_digits_as_images():
     assert result.history[-1]["val_accuracy"] > 0.3
 
 
-def test_batch_size_larger_than_data_is_refused():
+def test_a_batch_size_larger_than_the_data_trains_on_one_batch_of_every_row(caplog):
+    """A small table with the default batch size (or a search space's larger choices) trains, as a
+    DataLoader would: one batch of all the training rows per epoch, with one warning saying so."""
     d = load_data(build_config({"data": "wine"}))
-    with pytest.raises(UsageError, match="batch_size=500 is larger than the 124 training rows"):
-        setup_training(build_config({"data": "wine", "batch_size": "500"}), dataset=d)
+    with caplog.at_level("WARNING", logger="hyperflow.core.assembly"):
+        setup = setup_training(build_config({"data": "wine", "batch_size": "500", "epochs": "2"}), dataset=d)
+        again = setup_training(build_config({"data": "wine", "batch_size": "500", "epochs": "2"}), dataset=d)
+    assert setup.config.batch_size == again.config.batch_size == 124 == setup.trainer.batch_size
+    told = [r.message for r in caplog.records if "larger than the 124 training rows" in r.message]
+    assert told == ["batch_size=500 is larger than the 124 training rows: each epoch is one batch of 124 rows"]
+    result = setup.trainer.fit(d.X_train, d.y_train, d.X_val, d.y_val)
+    assert result.epochs_run == 2 and math.isfinite(result.history[-1]["val_loss"])
 
 
 def test_dice_on_a_table_is_refused():

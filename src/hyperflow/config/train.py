@@ -250,6 +250,9 @@ def validate(c: TrainConfig) -> None:
                          f"got val_size={c.val_size}, test_size={c.test_size}")
     if not 0 <= c.momentum < 1 or not 0 <= c.beta1 < 1 or not 0 <= c.beta2 < 1:
         raise UsageError("momentum, beta1 and beta2 must be in [0, 1)")
+    if c.batch_norm and c.batch_size == 1 and c.model == "mlp":
+        raise UsageError("batch_norm=true needs batch_size of at least 2 (batch norm cannot train on a batch of "
+                         "one row): raise batch_size or set batch_norm=false")
     if c.nesterov and (c.optimizer != "sgd" or c.momentum == 0):
         raise UsageError("nesterov=true needs optimizer=sgd with momentum > 0")
     if c.optimizer == "rprop":

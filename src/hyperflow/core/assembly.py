@@ -6,6 +6,7 @@ Everything that can be wrong with the user's input is checked here, before any r
 from __future__ import annotations
 
 import importlib.util
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -20,6 +21,9 @@ from hyperflow.core.lr_finder import LRFinder
 from hyperflow.core.models import build_model
 from hyperflow.core.optim import build_optimizer, build_scheduler
 from hyperflow.core.trainer import Callback, Trainer, resolve_device, seed_everything, steps_per_epoch
+
+log = logging.getLogger(__name__)
+_told: set[str] = set()  # warnings already given in this process (a search's trials would repeat them)
 
 
 @dataclass
@@ -77,9 +81,10 @@ def setup_training(c: TrainConfig, dataset: Dataset | None = None, callbacks: Se
     device = configure_torch(c)
     dataset = dataset or load_data(c)
     n_train = len(dataset.X_train)
-    if c.batch_size > n_train:
-        raise UsageError(f"batch_size={c.batch_size} is larger than the {n_train} training rows: "
-                         f"use batch_size={min(64, n_train)} or less")
+    if c.batch_size > n_train:  # as a DataLoader would, train on what there is: one batch of every row
+        _warn_once(f"batch_size={c.batch_size} is larger than the {n_train} training rows: each epoch is one "
+                   f"batch of {n_train} rows")
+        c = c.replace(batch_size=n_train)
     loss = build_loss(c.loss, dataset.task, c.label_smoothing)
     spec = model_spec(c, dataset)
     model = build_model(**spec)
@@ -91,6 +96,12 @@ def setup_training(c: TrainConfig, dataset: Dataset | None = None, callbacks: Se
                       restore_best=c.restore_best, grad_clip=c.grad_clip, seed=c.seed, device=device,
                       target_std=dataset.target_std, callbacks=callbacks)
     return Setup(c, dataset, trainer, spec, _user_code(c.model))
+
+
+def _warn_once(message: str) -> None:
+    if message not in _told:
+        _told.add(message)
+        log.warning(message)
 
 
 def with_found_lrs(c: TrainConfig, suggested_lr: float, lr_range: tuple[float, float]) -> TrainConfig:

@@ -59,6 +59,14 @@ def run_trial(task: TrialTask, point: dict[str, Any], dataset: Dataset,
         return failed.record, None
 
 
+def _stops_the_search(exc: BaseException) -> bool:
+    """A store failure or an MLflow refusal ends the whole search (the next trial would meet it too); any
+    other error (a combination of settings the model cannot train with, torch refusing a shape, running out
+    of memory, a bug in a user's model) fails only this trial, and ``max_consecutive_failures`` ends a search
+    whose every trial fails the same way."""
+    return tracking.is_store_error(exc) or isinstance(exc, tracking.MlflowError)
+
+
 class _Failed(Exception):
     """Ends a failed trial's run as FAILED; caught right outside it."""
 
@@ -101,7 +109,9 @@ def _train(task: TrialTask, point: dict[str, Any], dataset: Dataset,
                 record.loss = result.best_val_loss
                 final = {names.BEST_VAL_LOSS: result.best_val_loss, names.BEST_EPOCH: result.best_epoch,
                          "epochs_run": result.epochs_run}
-        except (UsageError, RuntimeError, FloatingPointError, MemoryError) as exc:  # the search goes on
+        except Exception as exc:  # whatever the trial's training raised fails the trial: the search goes on
+            if _stops_the_search(exc):
+                raise
             record.reason = f"{type(exc).__name__}: {exc}"[:500]
         record.run_id = run.id  # waits for the creating call, and raises what it raised
         failed = record.status == names.TRIAL_FAILED
