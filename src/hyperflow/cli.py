@@ -13,7 +13,9 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import signal
 import sys
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -21,7 +23,7 @@ from hyperflow.config import (PromoteConfig, RetrainConfig, TrainConfig, build_c
                               build_retrain_config, coerce, field_defaults, field_help, load_yaml, unknown_setting)
 from hyperflow import names
 from hyperflow.core import startup
-from hyperflow.errors import UsageError
+from hyperflow.errors import UsageError, raise_terminated
 from hyperflow.config.search import SEARCH_KEYS, SearchConfig, build_search_config
 
 USAGE = """usage: hyperflow <command> [key=value ...]
@@ -425,6 +427,10 @@ def main(argv: Sequence[str] | None = None, *, from_mlproject: bool = False) -> 
         return 0
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     startup.begin()
+    # SIGTERM stops the command as Ctrl-C does from its first moment (exit 130, one line), not only once a
+    # run is open (tracking.tracked_run ends that run KILLED)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, raise_terminated) if in_main_thread else None
     try:
         invocation = parse([command, *rest], from_mlproject=from_mlproject)
         check_data(invocation)
@@ -444,4 +450,6 @@ def main(argv: Sequence[str] | None = None, *, from_mlproject: bool = False) -> 
         print(f"hyperflow {command}: error: {exc}", file=sys.stderr)
         return code
     finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
         startup.finish()

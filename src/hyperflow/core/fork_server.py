@@ -5,12 +5,15 @@ command's stdout and stderr, so whoever reads the command's output to its end (a
 CI's log, ``mlflow run`` under ``subprocess``) also waits for the fork server to exit; a normal interpreter
 exit tears down the torch and MLflow imports first, 1–2 s. Here it exits at once: its only ``atexit``
 handler calls ``os._exit`` (its children never run ``atexit``; multiprocessing ends them with ``os._exit``).
-The preloaded heap is frozen too, so that the garbage collector of every child skips it.
+The preloaded heap is frozen too, so that the garbage collector of every child skips it. Ctrl-C gets
+Python's own handler back (:mod:`hyperflow.core.fork_server_start` made it end the imports silently).
 """
 
 import atexit
 import gc
 import os
+import signal
 
+signal.signal(signal.SIGINT, signal.default_int_handler)
 gc.freeze()
 atexit.register(os._exit, 0)

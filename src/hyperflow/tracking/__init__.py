@@ -21,11 +21,12 @@ from hyperflow.tracking.faults import STORE_ERROR_CODES, StoreFailure, is_store_
 from hyperflow.tracking.model import (finished_model, load_pyfunc, load_version, log_model, pip_requirements,
                                       register_once, tag_challenger, version_of_run)
 from hyperflow.tracking.registry import RegistryError, registry_error
-from hyperflow.tracking.runs import (PACKAGE_DIR, ROLE_TAG, BackgroundCalls, MlflowError, Terminated, call_now,
+from hyperflow.tracking.runs import (PACKAGE_DIR, ROLE_TAG, BackgroundCalls, MlflowError, call_now,
                                      child_run, end_run, end_run_quietly, log_metrics, log_params, log_results,
                                      reopened_run, run_tags, runs_tagged, set_parent, set_tag, set_tags,
                                      tracked_run, unique_run_name)
 from hyperflow.tracking.sidecar import SidecarCalls
+from hyperflow.errors import Terminated
 
 __all__ = ["lr_range_test_run", "log_artifact", "log_artifacts", "log_dataset", "log_dict", "log_figure", "log_lr_finder", "log_text",
            "MlflowMetrics", "TensorBoardLogger",

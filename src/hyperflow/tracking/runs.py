@@ -25,6 +25,7 @@ from mlflow.utils.git_utils import get_git_commit
 import hyperflow
 from hyperflow import names
 from hyperflow.core.data import Dataset
+from hyperflow.errors import raise_terminated
 from hyperflow.tracking.experiments import raise_if_deleted, use_experiment
 from hyperflow.tracking.faults import is_store_error
 
@@ -33,14 +34,6 @@ log = logging.getLogger(__name__)
 MlflowError = MlflowException  # MLflow's exception type, for callers that catch it without importing mlflow
 ROLE_TAG = names.ROLE
 PACKAGE_DIR = Path(hyperflow.__file__).parent
-
-
-class Terminated(KeyboardInterrupt):
-    """Raised by the SIGTERM handler so that open runs end as KILLED, like on Ctrl-C."""
-
-
-def _raise_terminated(signum: int, frame: Any) -> None:
-    raise Terminated(f"received signal {signum}")
 
 
 @contextmanager
@@ -56,7 +49,7 @@ def tracked_run(role: str, *, experiment: str | None = None, run_name: str | Non
     previous = signal.getsignal(signal.SIGTERM)
     in_main_thread = previous is not None and _is_main_thread()
     if in_main_thread:
-        signal.signal(signal.SIGTERM, _raise_terminated)
+        signal.signal(signal.SIGTERM, raise_terminated)
     nested = parent_run_id is not None or (run_id is not None and mlflow.active_run() is not None)
     tags = {ROLE_TAG: role, names.VERSION: hyperflow.__version__, **(tags or {})}
     try:
