@@ -20,7 +20,7 @@ import pandas as pd
 from hyperflow.errors import UsageError
 from hyperflow.core.builtins import BUILTINS, SHAPES_VERSION, builtin_frame, make_shapes  # noqa: F401 (BUILTINS, make_shapes: API)
 from hyperflow.core.preprocessing import Preprocessor, check_finite_features, fit_preprocessor, json_rows
-from hyperflow.core.tables import check_path, check_target, columns_text, precheck, read_table
+from hyperflow.core.tables import bounded, check_path, check_target, columns_text, precheck, read_table
 
 if TYPE_CHECKING:  # torch is imported when data is loaded, not when a command starts
     import torch
@@ -136,6 +136,17 @@ def infer_task(y: pd.Series) -> str:
     return "regression"
 
 
+def whole_numbers_as_int(y: pd.Series) -> pd.Series:
+    """A float target of whole numbers only (e.g. 0/1 made float by a missing value) as int64, so that it
+    is inferred, labelled and scored like an integer column."""
+    if not pd.api.types.is_float_dtype(y):
+        return y
+    values = y.to_numpy(dtype=np.float64, na_value=np.nan)
+    if len(values) and np.isfinite(values).all() and (values % 1 == 0).all() and np.abs(values).max() < 2 ** 53:
+        return y.astype(np.int64)
+    return y
+
+
 def _from_frame(name: str, frame: pd.DataFrame, target: str, task: str | None, fingerprint: str, source: str,
                 seed: int, val_size: float, test_size: float, split_column: str | None,
                 image_shape: tuple[int, ...] | None = None) -> Dataset:
@@ -149,8 +160,11 @@ def _from_frame(name: str, frame: pd.DataFrame, target: str, task: str | None, f
     if y_all.isna().any():
         log.warning("dropping %d rows whose target '%s' is missing", int(y_all.isna().sum()), target)
         frame = frame[y_all.notna()].reset_index(drop=True)
-        y_all = frame[target]
-    task = task or infer_task(y_all)
+    whole = whole_numbers_as_int(frame[target])
+    task = task or infer_task(whole)
+    if task == "classification":  # labels 0, 1 whether or not a missing value made the column float
+        frame = frame.assign(**{target: whole})
+    y_all = frame[target]
     if task == "segmentation":
         raise UsageError(f"task=segmentation needs images and masks (an .npz with X and y), but {name} is a table: "
                          f"use task=classification or regression")
@@ -168,7 +182,8 @@ def _from_frame(name: str, frame: pd.DataFrame, target: str, task: str | None, f
         if not len(parts["train"]) or not len(parts["val"]):
             raise UsageError(f"split_column '{split_column}' needs rows marked train and val")
     else:
-        parts = _split(index, codes if task == "classification" else None, seed, val_size, test_size, target)
+        parts = _split(index, codes if task == "classification" else None, seed, val_size, test_size, target,
+                       classes)
     with np.errstate(all="ignore"), warnings.catch_warnings():  # overflow is checked right after, by column
         warnings.simplefilter("ignore", RuntimeWarning)
         pre = fit_preprocessor(features, parts["train"], image_shape)
@@ -218,8 +233,8 @@ def _target_codes(y: pd.Series, task: str, target: str) -> tuple[list | None, np
 
 
 def _split(index: np.ndarray, labels: np.ndarray | None, seed: int, val_size: float, test_size: float,
-           target: str | None) -> dict[str, np.ndarray]:
-    """Seeded train/val/test split, stratified when labels are given."""
+           target: str | None, classes: list | None = None) -> dict[str, np.ndarray]:
+    """Seeded train/val/test split, stratified when labels (codes of ``classes``) are given."""
     from sklearn.model_selection import train_test_split
 
     try:
@@ -231,10 +246,24 @@ def _split(index: np.ndarray, labels: np.ndarray | None, seed: int, val_size: fl
         val_share = val_size / (1 - test_size)
         parts["train"], parts["val"] = train_test_split(
             rest, test_size=val_share, random_state=seed + 1, stratify=None if labels is None else labels[rest])
-    except ValueError as exc:
-        raise UsageError(f"cannot split the data: {exc} — a class of '{target}' has too few rows for a "
-                         f"stratified split; add rows, merge rare classes or set split_column") from None
+    except ValueError:
+        raise UsageError(_split_error(len(index), labels, target, classes)) from None
     return parts
+
+
+def _split_error(rows: int, labels: np.ndarray | None, target: str | None, classes: list | None) -> str:
+    """Why ``rows`` rows cannot be split: too few of them, or classes with too few rows (named)."""
+    if labels is None:
+        return f"cannot split {rows} row(s) into train, val and test sets: add rows or set split_column"
+    counts = pd.Series(labels).value_counts().sort_values(kind="stable")
+    names = classes or range(int(labels.max()) + 1)
+    rare = [f"{names[c]!r}" if isinstance(names[c], str) else str(names[c]) for c, n in counts.items() if n < 3]
+    why = (f"{len(rare)} of its {len(counts)} classes {'has' if len(rare) == 1 else 'have'} fewer than 3 rows "
+           f"({bounded(rare)})" if rare else
+           f"{len(counts)} classes need more rows in each split")
+    fix = ("its values look continuous or unique: use task=regression for a number, or another target"
+           if len(counts) > rows / 3 else "add rows, merge rare classes or set split_column")
+    return f"cannot split {rows} rows stratified by target '{target}': {why}; {fix}"
 
 
 # ---------------------------------------------------------------------------------------------- arrays
@@ -264,14 +293,15 @@ def _from_arrays(name: str, X: np.ndarray, y: np.ndarray, task: str | None, fing
         classes, labels = None, None
     else:
         series = pd.Series(y.reshape(len(y)))
-        task = task or infer_task(series)
+        task = task or infer_task(whole_numbers_as_int(series))
+        series = whole_numbers_as_int(series) if task == "classification" else series
         classes = sorted(series.unique().tolist()) if task == "classification" else None
         if classes is not None and len(classes) < 2:
             raise UsageError(f"{name}: y has a single class ({classes[0]!r}); classification needs at least two")
         y = (series.map({c: i for i, c in enumerate(classes)}).to_numpy(np.int64) if classes
              else series.to_numpy(np.float32))
         labels = y if classes else None
-    parts = _split(np.arange(len(X)), labels, seed, val_size, test_size, "y")
+    parts = _split(np.arange(len(X)), labels, seed, val_size, test_size, "y", classes)
     train = X[parts["train"]]
     pre = Preprocessor("image", pixel_mean=float(train.mean()), pixel_std=float(train.std()) or 1.0,
                        image_shape=tuple(X.shape[1:]))

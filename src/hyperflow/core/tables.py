@@ -19,6 +19,7 @@ before it imports the heavy libraries.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import logging
 from pathlib import Path
@@ -40,6 +41,9 @@ NUMERIC_TEXT_SHARE = 0.95  # a text column whose values are at least this share 
 _TRUE = {"true", "yes", "y", "t"}
 _FALSE = {"false", "no", "n", "f"}
 _EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"),
+         (codecs.BOM_UTF16_BE, "utf-16"))  # UTF-32 first: its little-endian mark starts like UTF-16's
+_WARNED: set[Path] = set()  # files already warned about (not UTF-8): a command reads a file more than once
 
 
 class MissingColumns(ValueError):
@@ -53,10 +57,12 @@ def check_path(data: str, builtins: tuple[str, ...]) -> Path | None:
     readable file of a supported type. Never opens a FIFO or a device (reading one would hang)."""
     if data in builtins:
         return None
+    choices = (f"a built-in name ({', '.join(builtins)}) or " if builtins else "") + "the path of"
+    if not str(data).strip():
+        raise UsageError(f"data is empty: pass {choices} a CSV, Parquet or NPZ file")
     path = Path(data)
     if not path.exists():
-        raise UsageError(f"data '{data}' not found: pass a built-in name ({', '.join(builtins)}) or the path "
-                         f"of an existing CSV, Parquet or NPZ file")
+        raise UsageError(f"data '{data}' not found: pass {choices} an existing CSV, Parquet or NPZ file")
     if path.is_dir():
         raise UsageError(f"data '{data}' is a folder: pass one CSV, Parquet or NPZ file")
     if not path.is_file():
@@ -73,46 +79,50 @@ def check_path(data: str, builtins: tuple[str, ...]) -> Path | None:
 
 
 def read_table(path: Path, nrows: int | None = None, min_columns: int = 2) -> pd.DataFrame:
-    """A CSV (separator sniffed: , ; tab |), TSV or Parquet file as a frame; one-line errors for files that
-    are not tables. ``nrows`` reads only the first rows (a quick check of the header); training data needs
-    ``min_columns=2`` (a target and a feature), rows to score one."""
-    is_parquet = path.suffix.lower() in (".parquet", ".pq")
+    """A CSV (separator sniffed: , ; tab |), TSV or Parquet file (known by its content, whatever its
+    suffix) as a frame; one-line errors for files that are not tables. ``nrows`` reads only the first rows
+    (a quick check of the header); training data needs ``min_columns=2`` (a target and a feature), rows to
+    score one."""
+    with path.open("rb") as fh:
+        head = fh.read(1 << 16)
+    is_parquet = head.startswith(b"PAR1")
     try:
         if is_parquet:
+            import pyarrow.parquet as pq
+
+            _refuse_duplicates(path, pq.read_schema(path).names)
             frame = pd.read_parquet(path)
             frame = frame.head(nrows) if nrows else frame
         else:
-            frame = _read_text_table(path, nrows)
+            frame = _read_text_table(path, head, nrows)
     except UsageError:
         raise
     except Exception as exc:  # pandas and pyarrow raise many types: parser, encoding, empty, arrow
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise UsageError(f"cannot read '{path}' as a table ({reason}): check that it is a valid "
                          f"{'Parquet' if is_parquet else 'CSV'} file") from None
-    if frame.shape[1] < min_columns or (frame.empty and not nrows):
-        needs = "a target column and at least one feature column" if min_columns > 1 else "feature columns"
-        raise UsageError(f"'{path}' has no usable table (rows: {len(frame)}, columns: {frame.shape[1]}): it needs "
-                         f"a header row, {needs} and at least one row")
     frame.columns = [str(c) for c in frame.columns]
-    duplicated = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
-    if duplicated:
-        raise UsageError(f"'{path}' has duplicate column names: {', '.join(duplicated)}: rename them")
+    _refuse_duplicates(path, frame.columns)
+    if frame.shape[1] < min_columns:
+        needs = "a target column and at least one feature column" if min_columns > 1 else "feature columns"
+        found = f" ({columns_text(frame)})" if frame.shape[1] else ""
+        raise UsageError(f"'{path}' has {frame.shape[1]} column(s){found}: it needs a header row, {needs}; "
+                         f"check the separator (, ; tab |)")
+    if frame.empty:
+        raise UsageError(f"'{path}' has a header but no rows: add at least one row")
     return frame
 
 
-def _read_text_table(path: Path, nrows: int | None) -> pd.DataFrame:
-    with path.open("rb") as fh:
-        head = fh.read(1 << 16)
-    if b"\x00" in head:
-        raise UsageError(f"'{path}' is a binary file, not a CSV: export the table as CSV (UTF-8) or Parquet")
-    encoding = "utf-8-sig"
-    try:
-        text = head.decode(encoding)
-    except UnicodeDecodeError as exc:
-        if exc.start < len(head) - 4:  # not just a character cut at the end of the sample
-            encoding = "cp1252"
-            log.warning("'%s' is not UTF-8; reading it as Windows-1252 (cp1252): save it as UTF-8 to be sure", path)
-        text = head.decode(encoding, errors="replace")
+def _refuse_duplicates(path: Path, names: Any) -> None:
+    counts = pd.Series([str(n) for n in names if str(n).strip()], dtype=object).value_counts()
+    duplicated = sorted(counts.index[counts > 1])
+    if duplicated:
+        raise UsageError(f"'{path}' has duplicate column names: {bounded(duplicated)}: rename them")
+
+
+def _read_text_table(path: Path, head: bytes, nrows: int | None) -> pd.DataFrame:
+    encoding = _encoding(path, head)
+    text = head.decode(encoding, errors="replace")
     if path.suffix.lower() == ".tsv":
         sep = "\t"
     else:
@@ -120,7 +130,55 @@ def _read_text_table(path: Path, nrows: int | None) -> pd.DataFrame:
             sep = csv.Sniffer().sniff("\n".join(text.splitlines()[:50]), delimiters=",;\t|").delimiter
         except csv.Error:
             sep = ","
-    return pd.read_csv(path, sep=sep, encoding=encoding, nrows=nrows, encoding_errors="replace")
+    read = dict(sep=sep, encoding=encoding, encoding_errors="replace")
+    # pandas renames a repeated name (y, y.1): the header as written shows it
+    _refuse_duplicates(path, pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False, **read).iloc[0])
+    frame = pd.read_csv(path, nrows=nrows, **read)
+    return frame if sep == "," else _decimal_commas(frame, path)
+
+
+def _encoding(path: Path, head: bytes) -> str:
+    """UTF-32/16 by their byte-order mark, else UTF-8, else Windows-1252 (warned once per file)."""
+    for bom, encoding in _BOMS:
+        if head.startswith(bom):
+            return encoding
+    if b"\x00" in head:
+        raise UsageError(f"'{path}' is a binary file, not a CSV or Parquet table: export the table as CSV (UTF-8) "
+                         f"or Parquet")
+    try:
+        head.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # not just a character cut at the end of the sample
+            if path.resolve() not in _WARNED:
+                _WARNED.add(path.resolve())
+                log.warning("'%s' is not UTF-8; reading it as Windows-1252 (cp1252): save it as UTF-8 to be sure",
+                            path)
+            return "cp1252"
+    return "utf-8-sig"
+
+
+def _decimal_commas(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Text columns of numbers with a decimal comma (``1,5``: the European convention of ``;``-separated
+    files) as numbers; a file that also holds decimal points is refused as ambiguous."""
+    commas = {}
+    for name in frame.select_dtypes(include=["object", "string"]).columns:
+        text = frame[name].dropna().astype(str).str.strip()
+        numbers = pd.to_numeric(text.str.replace(",", ".", regex=False), errors="coerce")
+        if text.str.contains(",", regex=False).any() and numbers.notna().mean() >= NUMERIC_TEXT_SHARE:
+            commas[name] = numbers.reindex(frame.index)
+    if not commas:
+        return frame
+    points = [c for c in frame.select_dtypes(include="floating").columns if (frame[c].dropna() % 1 != 0).any()]
+    if points:
+        raise UsageError(f"'{path}' mixes decimal commas (in {bounded(list(commas))}) and decimal points (in "
+                         f"{bounded(points)}): save every number with one decimal mark")
+    return frame.assign(**commas)
+
+
+def bounded(items: list, limit: int = 5) -> str:
+    """The first ``limit`` items, then how many more: a list that fits in a one-line message."""
+    shown = ", ".join(str(i) for i in items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
 def columns_text(frame: pd.DataFrame, limit: int = 12) -> str:
