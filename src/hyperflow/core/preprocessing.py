@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from hyperflow.core.tables import (MAX_CATEGORIES, column_kinds, nonfinite_columns, normalize_columns,
-                                   select_columns)
+from hyperflow.core.tables import (MAX_CATEGORIES, MissingColumns, column_kinds, nonfinite_columns,
+                                   normalize_columns, select_columns)
 from hyperflow.errors import UsageError
 
 if TYPE_CHECKING:  # scikit-learn is imported when a preprocessor is fitted, not when a command starts
@@ -44,15 +44,64 @@ class Preprocessor:
         kinds = getattr(self, "kinds", None)
         return kinds or {c: "categorical" if c in self.categorical else "numeric" for c in self.columns}
 
-    def transform(self, raw: Any, allow_missing_columns: bool = False) -> np.ndarray:
+    def transform(self, raw: Any) -> np.ndarray:
+        """Training rows (or images) as float32 model input; values too large for float32 become inf, which
+        training refuses (:func:`check_finite_features`)."""
         if self.kind == "table":
-            frame = select_columns(raw, self.columns, allow_missing_columns)
-            out = self.transformer.transform(normalize_columns(frame, self.column_kinds()))
-            return np.asarray(out.toarray() if hasattr(out, "toarray") else out, dtype=np.float32)
+            frame = select_columns(raw, self.columns, allow_missing=False)
+            return self._scaled(normalize_columns(frame, self.column_kinds())).astype(np.float32)
         images = np.asarray(raw, dtype=np.float32)
         if self.image_shape is not None and images.ndim == len(self.image_shape):  # (N, H, W) without channel
             images = images[:, None]
         return (images - self.pixel_mean) / self.pixel_std
+
+    def transform_rows(self, raw: Any, allow_missing_columns: bool = False) -> np.ndarray:
+        """Rows to score as float32 model input. Input without any of the model's columns raises
+        :class:`MissingColumns` (even with ``allow_missing_columns``: there would be nothing to score);
+        zero rows give zero rows. A value that cannot be used is treated as missing (imputed, as the model
+        does for missing values) with one warning per column: text that is not a number or a date, inf,
+        and numbers so large that, scaled, they leave float32's range. Those are not clipped: they lie so
+        far outside the training data that no prediction from them would mean anything, and as inf they
+        would make the prediction NaN."""
+        frame = raw if isinstance(raw, pd.DataFrame) else pd.DataFrame(raw)
+        if not any(str(c) in self.columns for c in frame.columns):
+            raise MissingColumns(f"the input has none of the model's feature columns (it expects "
+                                 f"{shown_columns(self.columns)}): send rows with the columns the model was "
+                                 f"trained on (extra columns are ignored)")
+        frame = select_columns(frame, self.columns, allow_missing_columns)
+        if frame.empty:
+            return np.zeros((0, len(self.transformer.get_feature_names_out())), dtype=np.float32)
+        kinds = self.column_kinds()
+        values = normalize_columns(frame, kinds)
+        out = self._scaled(values)
+        numeric = [c for c in self.columns if kinds[c] != "categorical"]  # the transformer's first outputs
+        too_large = ~(np.abs(out[:, :len(numeric)]) <= np.finfo(np.float32).max)
+        for j, name in enumerate(numeric):
+            unusable = _given(frame[name]) & (values[name].isna().to_numpy() | too_large[:, j])
+            if unusable.any():
+                example = frame[name].to_numpy()[unusable.argmax()]
+                log.warning("column '%s': %d row(s) hold values that cannot be used as %s (e.g. %r); they are "
+                            "treated as missing (imputed)", name, unusable.sum(),
+                            "dates" if kinds[name] == "datetime" else "numbers",
+                            example.item() if isinstance(example, np.generic) else example)
+        if too_large.any():
+            values[numeric] = values[numeric].mask(too_large)
+            out = self._scaled(values)
+        return out.astype(np.float32)
+
+    def _scaled(self, values: pd.DataFrame) -> np.ndarray:
+        out = self.transformer.transform(values)
+        return np.asarray(out.toarray() if hasattr(out, "toarray") else out, dtype=np.float64)
+
+
+def _given(col: pd.Series) -> np.ndarray:
+    """Cells that hold a value (not null, not blank text)."""
+    blank = col.map(lambda v: isinstance(v, str) and not v.strip())
+    return (col.notna() & ~blank).to_numpy(dtype=bool)
+
+
+def shown_columns(columns: list[str], limit: int = 5) -> str:
+    return ", ".join(columns[:limit]) + (f" … ({len(columns)} in all)" if len(columns) > limit else "")
 
 
 def fit_preprocessor(features: pd.DataFrame, train_rows: np.ndarray,

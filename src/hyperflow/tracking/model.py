@@ -1,10 +1,11 @@
 """The logged MLflow model: a pyfunc that carries the preprocessing, so it takes raw rows.
 
 ``predict`` accepts a DataFrame of raw feature columns (any order, any JSON types, missing values; extra
-columns ignored; a missing column is an error naming it unless ``params={"allow_missing_columns": True}``)
-— or image arrays — and returns, for classifiers, ``prediction`` plus one
-``probability_<class>`` column per class; for regression ``prediction`` in the target's units; for
-segmentation an array of mask probabilities.
+columns ignored; a missing column is an error naming it unless ``params={"allow_missing_columns": True}``;
+values it cannot use are imputed with a warning per column) — or image arrays — and returns, for
+classifiers, ``prediction`` plus one ``probability_<class>`` column per class; for regression ``prediction``
+in the target's units; for segmentation an array of mask probabilities. Never NaN: a row without a finite
+prediction is an error naming it.
 
 Also here: logging it (signature, input example, pinned requirements), finding the model a run logged and
 the version it registered, registering once, and loading a model back.
@@ -79,14 +80,14 @@ def rebuild_model(bundle: dict) -> torch.nn.Module:
 def predict_bundle(bundle: dict, model: torch.nn.Module, raw: Any, allow_missing_columns: bool = False) -> Any:
     pre = bundle["preprocessor"]
     if pre.kind == "table":
-        X = pre.transform(raw, allow_missing_columns=allow_missing_columns)
+        X = pre.transform_rows(raw, allow_missing_columns=allow_missing_columns)
     else:
         X = pre.transform(np.asarray(raw))
     with torch.inference_mode():
         out = model(torch.from_numpy(X))
     task = bundle["task"]
     if task == "classification":
-        probs = torch.softmax(out, dim=1).numpy()
+        probs = _finite(torch.softmax(out, dim=1).numpy())
         classes = bundle["classes"]
         result = pd.DataFrame({"prediction": [classes[i] for i in probs.argmax(1)]})
         for i, label in enumerate(classes):
@@ -94,8 +95,25 @@ def predict_bundle(bundle: dict, model: torch.nn.Module, raw: Any, allow_missing
         return result
     if task == "regression":
         values = out.reshape(-1).double().numpy() * bundle["target_std"] + bundle["target_mean"]
-        return pd.DataFrame({"prediction": values})
-    return torch.sigmoid(out).numpy()
+        return pd.DataFrame({"prediction": _finite(values)})
+    return _finite(torch.sigmoid(out).numpy())
+
+
+def _finite(numbers: np.ndarray) -> np.ndarray:
+    """The model's numbers, or an error naming the rows whose prediction is not finite (inputs so extreme
+    that the network overflows): never NaN in place of a prediction."""
+    bad = np.flatnonzero(~np.isfinite(numbers).all(axis=tuple(range(1, numbers.ndim))))
+    if len(bad):
+        raise MlflowException(f"{len(bad)} row(s) (e.g. row {bad[0]}, counting from 0) have no finite prediction: "
+                              f"their values are too large for this model (far outside its training data); "
+                              f"check them for unit or entry errors", error_code=INVALID_PARAMETER_VALUE)
+    return numbers
+
+
+def signature_columns(loaded: Any) -> tuple[list[str], list[str]]:
+    """The columns a loaded table model takes and returns, by its signature ([] where it names none)."""
+    schemas = loaded.metadata.get_input_schema(), loaded.metadata.get_output_schema()
+    return tuple(s.input_names() if s is not None and s.has_input_names() else [] for s in schemas)
 
 
 def _signature(dataset: Dataset, example_output: Any) -> ModelSignature:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from hyperflow.config.fields import parse_bool
 from hyperflow.core import startup
-from hyperflow.errors import UsageError
+from hyperflow.core.preprocessing import shown_columns
 from hyperflow.core.tables import TABLE_SUFFIXES, check_path, read_table
+from hyperflow.errors import UsageError
 
 OUT_SUFFIXES = (".csv", ".parquet")
 
@@ -34,7 +36,9 @@ def check_out(out: str) -> Path:
 def predict_file(model: str, data: str, out: str = "predictions.csv", allow_missing_columns: bool | str = False) -> int:
     """Score every row of a CSV/Parquet file with a logged model; write the rows with the model's
     columns (prediction, probability_<class> …) appended. Returns the number of rows scored.
-    ``allow_missing_columns`` (also ``"true"``/``"false"`` from the command line) imputes absent columns."""
+    ``allow_missing_columns`` (also ``"true"``/``"false"`` from the command line) imputes absent columns.
+    Refused with one line: a file with none of the model's columns, or with a column the model's output
+    would overwrite."""
     allow_missing_columns = _flag(allow_missing_columns)
     target = check_out(out)
     source = check_path(data, ())
@@ -42,12 +46,18 @@ def predict_file(model: str, data: str, out: str = "predictions.csv", allow_miss
         raise UsageError(f"data '{data}': predict reads .csv, .tsv or .parquet files")
     rows = read_table(source, min_columns=1)
     from hyperflow import tracking  # after the cheap checks: MLflow takes seconds to import
+    from hyperflow.tracking.model import signature_columns
 
     try:
         loaded = tracking.load_pyfunc(model)
     except (tracking.MlflowError, OSError) as exc:
         raise UsageError(f"cannot load model '{model}' ({_first_line(exc)}): pass models:/<name>@champion, "
                          f"models:/<name>/<version> or runs:/<run id>/model") from None
+    expected, returned = signature_columns(loaded)
+    _refuse_clashes(rows, returned, data)
+    if expected and not set(expected) & set(rows.columns):
+        raise UsageError(f"'{data}' has none of the columns of model '{model}' (it expects {shown_columns(expected)}): "
+                         f"pass a file with the columns the model was trained on")
     params = {"allow_missing_columns": True} if allow_missing_columns else None
     startup.end()  # the model is loaded: scoring is the work proper (see hyperflow.core.startup)
     try:
@@ -57,8 +67,8 @@ def predict_file(model: str, data: str, out: str = "predictions.csv", allow_miss
     if not isinstance(scored, pd.DataFrame):
         raise UsageError(f"model '{model}' returns {type(scored).__name__}, not a table: predict scores table "
                          f"models (classification, regression)")
-    kept = rows.drop(columns=[c for c in scored.columns if c in rows.columns]).reset_index(drop=True)
-    result = pd.concat([kept, scored.reset_index(drop=True)], axis=1)
+    _refuse_clashes(rows, scored.columns, data)
+    result = pd.concat([rows.reset_index(drop=True), scored.reset_index(drop=True)], axis=1)
     try:
         _write_atomically(result, target)
     except OSError as exc:
@@ -66,12 +76,22 @@ def predict_file(model: str, data: str, out: str = "predictions.csv", allow_miss
     return len(result)
 
 
+def _refuse_clashes(rows: pd.DataFrame, written: Any, data: str) -> None:
+    """The output holds the input columns and the model's: never overwrite an input column."""
+    clashing = [c for c in written if c in rows.columns]
+    if clashing:
+        raise UsageError(f"'{data}' already has column(s) {', '.join(clashing)}, which predict writes: rename or "
+                         f"drop them (e.g. pass the rows without an earlier run's predictions)")
+
+
 def _write_atomically(result: pd.DataFrame, target: Path) -> None:
-    """Write beside the target, then rename: never a half-written file."""
+    """Write beside the target, then rename: never a half-written file. The file gets the mode a plain
+    write would give it: the replaced file's, else 0666 less the umask (mkstemp's is 0600)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, partial = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
     os.close(fd)
     try:
+        os.chmod(partial, target.stat().st_mode & 0o7777 if target.is_file() else 0o666 & ~_umask())
         if target.suffix.lower() == ".parquet":
             result.to_parquet(partial, index=False)
         else:
@@ -79,6 +99,12 @@ def _write_atomically(result: pd.DataFrame, target: Path) -> None:
         os.replace(partial, target)
     finally:
         Path(partial).unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # the only way to read it is to set it
+    os.umask(mask)
+    return mask
 
 
 def _flag(value: bool | str) -> bool:
