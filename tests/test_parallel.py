@@ -132,7 +132,7 @@ def test_a_worker_call_that_fails_after_its_trial_returned_still_surfaces(tmp_pa
 
     pool = workers.WorkerPool(1, {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"})
     try:
-        pool.executor.submit(_queue_a_failing_call).result(timeout=120)
+        pool.lanes[0].submit(_queue_a_failing_call).result(timeout=120)
         if after == "next trial":
             pool.submit("next", None, {}, 0.0)  # the failure is raised before the trial would start
             ((tag, future),) = pool.finished(block=True, timeout=120)
@@ -152,7 +152,7 @@ def test_workers_started_early_stop_when_the_search_fails_before_its_trials(tmp_
     started = []
 
     def fail(self, fresh):
-        started.extend(self.pool._processes())
+        started.extend(self.pool._all_processes())
         raise RuntimeError("settings could not be recorded")
 
     monkeypatch.setattr(SearchRunner, "_record_settings", fail)
@@ -174,8 +174,8 @@ def test_children_come_from_a_fork_server_that_exits_at_once(tmp_path):
 
     pool = workers.WorkerPool(1, {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"})
     try:
-        assert pool.executor.submit(gc.get_freeze_count).result(timeout=120) > 100_000
-        assert "hyperflow.core.fork_server" in pool.executor.submit(_modules).result(timeout=120)
+        assert pool.lanes[0].submit(gc.get_freeze_count).result(timeout=120) > 100_000
+        assert "hyperflow.core.fork_server" in pool.lanes[0].submit(_modules).result(timeout=120)
     finally:
         pool.close()
 
@@ -308,3 +308,43 @@ def test_a_search_killed_with_9_leaves_no_worker_and_resumes(tmp_path):
     numbers = [int(r.data.tags["hyperflow.trial_number"]) for r in trials]
     assert len(numbers) == len(set(numbers))  # numbers of trials killed in flight are not used again
     assert len(ok) >= 4 and not [r for r in _runs(client) if r.info.status == "RUNNING"]
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_trial_fails_only_its_trial_and_the_search_goes_on(tmp_path, experiment, client):
+    """The out-of-memory killer (or a crash in native code) ends one worker: its trial fails with the reason
+    and its run ends FAILED, the other worker's trial finishes, a new worker takes the next trial."""
+    import threading
+
+    settings = build_search_config({"space": write(tmp_path, SPACE), "max_evals": "3", "parallelism": "2",
+                                    "pruner": "none", "register": "false", "seed_presets": "false"})
+    runner = SearchRunner(settings, build_config({**TINY, "epochs": "40", "experiment": experiment}))
+    killed: list[int] = []
+
+    def kill_one_worker_once_both_train() -> None:
+        def both_training():
+            exp = client.get_experiment_by_name(experiment)
+            runs = client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'") if exp else []
+            trials = [r for r in runs if r.data.tags.get("hyperflow.role") == "trial"]
+            return len(trials) == 2  # a worker creates its trial's run, then trains 40 epochs
+
+        wait_for(both_training, "two trials training", 180, every=0.01)
+        from multiprocessing import forkserver
+
+        pid = _worker_pids(forkserver._forkserver._forkserver_pid)[0]  # the fork server's children: the workers
+        os.kill(pid, signal.SIGKILL)
+        killed.append(pid)
+
+    killer = threading.Thread(target=kill_one_worker_once_both_train, daemon=True)
+    killer.start()
+    outcome = runner.run()
+    killer.join(5)
+    assert killed
+    assert sorted(r.status for r in outcome.records) == ["failed", "ok", "ok"]
+    lost = next(r for r in outcome.records if r.status == "failed")
+    assert lost.reason == "its worker process was killed by SIGKILL (the out-of-memory killer sends it) during the trial"
+    runs = children(client, outcome)
+    assert len(runs) == 3 and not [r for r in runs if r.info.status == "RUNNING"]
+    failed = client.get_run(lost.run_id)
+    assert failed.info.status == "FAILED" and failed.data.tags["hyperflow.trial_reason"] == lost.reason
+    assert client.get_run(outcome.run_id).info.status == "FINISHED"

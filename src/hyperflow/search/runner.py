@@ -19,6 +19,7 @@ import json
 import math
 import os
 import time
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Collection, Iterator
@@ -285,17 +286,23 @@ class SearchRunner:
         base = self._workers_base()
         keep = peer_statuses(self.search.pruner)
 
+        points: dict[int, dict[str, Any]] = {}
+
         def start(number: int, point: dict[str, Any]) -> None:
             self.highest_number = max(self.highest_number, number)
             task = self._task(number, base)
             task.history = workers.PeerCurves(task.history, pool.curves)
             pool.submit(number, task, point, self.kept.loss if self.kept is not None else math.inf)
+            points[number] = point
 
         def collect(block: bool, timeout: float | None = None) -> list[tuple[int, TrialRecord]]:
             done, failures = [], []
             for number, future in pool.finished(block, timeout):
+                point = points.pop(number)
                 try:
                     record, state = future.result()
+                except BrokenProcessPool:  # its worker died: the trial fails, the others go on
+                    record, state = self._lost_trial(number, point, pool.deaths.pop(future)), None
                 except BaseException as exc:  # a store failure, or a trial stopped by an interrupt
                     failures.append(exc)
                     continue
@@ -320,6 +327,13 @@ class SearchRunner:
                 pass  # the store failed: a resume ends them
             raise
         pool.close()
+
+    def _lost_trial(self, number: int, point: dict[str, Any], death: str) -> TrialRecord:
+        """The record of a trial whose worker process died; its run, if the worker had created it, ends FAILED
+        with the reason (a kill -9 of the whole search leaves it to a resume instead)."""
+        reason = f"{death} during the trial"
+        run_id = search_store.end_lost_trial(self.experiment_id, self.parent_id, number, reason)
+        return TrialRecord(number, run_id, point, names.TRIAL_FAILED, None, 0, reason=reason)
 
     def _workers_base(self) -> TrainConfig:
         """The trials' settings in a worker: its share of the cores as torch threads."""

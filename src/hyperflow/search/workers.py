@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -177,17 +178,25 @@ def _run(task: Any, point: dict[str, Any], keep_below: float) -> tuple[Any, dict
 
 
 class WorkerPool:
-    """``size`` worker processes running trials; ``curves`` is the file :class:`PeerCurves` read."""
+    """``size`` worker processes running trials; ``curves`` is the file :class:`PeerCurves` read.
+
+    Each worker is a pool of its own (a lane): a worker that dies (the out-of-memory killer, a crash in native
+    code, ``kill -9``) breaks only its lane, whose trial then fails (:attr:`deaths` says how it died) while
+    the other workers' trials go on, and the lane gets a new worker. One ``ProcessPoolExecutor`` for all
+    would end every trial in flight with it."""
 
     def __init__(self, size: int, env: dict[str, str]) -> None:
         self.size = size
         self.dir = tempfile.mkdtemp(prefix="hyperflow-peers-")
         self.curves = str(Path(self.dir, "curves.jsonl"))
         self.failures = str(Path(self.dir, "failures.txt"))
-        self.executor = ProcessPoolExecutor(size, mp_context=context(), initializer=_start_worker,
-                                            initargs=(env, process_identity(os.getpid()), list(sys.path), os.getcwd(),
-                                                      self.failures))
-        self.running: dict[Future, Any] = {}  # future -> what the caller attached to it
+        self.initargs = (env, process_identity(os.getpid()), list(sys.path), os.getcwd(), self.failures)
+        self.lanes = [self._new_lane() for _ in range(size)]
+        self.running: dict[Future, tuple[Any, int]] = {}  # future -> (what the caller attached to it, lane)
+        self.deaths: dict[Future, str] = {}  # the trials whose worker died -> how it died
+
+    def _new_lane(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(1, mp_context=context(), initializer=_start_worker, initargs=self.initargs)
 
     @property
     def free(self) -> bool:
@@ -196,31 +205,66 @@ class WorkerPool:
     def warm(self, base: Any, experiment_id: str) -> None:
         """Start the workers now, each loading the data and opening the store (not counted as running)."""
         with main_module_hidden():
-            for _ in range(self.size):
-                self.executor.submit(_warm, base, experiment_id)
+            for lane in self.lanes:
+                lane.submit(_warm, base, experiment_id)
 
     def submit(self, tag: Any, task: Any, point: dict[str, Any], keep_below: float) -> None:
-        with main_module_hidden():  # the first submit starts the worker processes
-            self.running[self.executor.submit(_run, task, point, keep_below)] = tag
+        busy = {lane for _, lane in self.running.values()}
+        lane = next(i for i in range(self.size) if i not in busy)
+        with main_module_hidden():  # the first submit starts the lane's worker
+            try:
+                future = self.lanes[lane].submit(_run, task, point, keep_below)
+            except BrokenProcessPool:  # its worker died while idle (after its last trial returned)
+                self._replace(lane)
+                future = self.lanes[lane].submit(_run, task, point, keep_below)
+        self.running[future] = (tag, lane)
+
+    def _replace(self, lane: int) -> str:
+        """A new worker for a lane whose worker died; returns how it died."""
+        dead = self._processes(self.lanes[lane])
+        for process in dead:
+            process.join(STOP_GRACE_SECS)
+        self.lanes[lane].shutdown(wait=False, cancel_futures=True)
+        self.lanes[lane] = self._new_lane()
+        codes = [p.exitcode for p in dead if p.exitcode]
+        if not codes:
+            return "its worker process died"
+        code = codes[0]
+        if code < 0:
+            name = signal.Signals(-code).name
+            hint = " (the out-of-memory killer sends it)" if -code == signal.SIGKILL else ""
+            return f"its worker process was killed by {name}{hint}"
+        return f"its worker process exited with code {code}"
+
+    def finished(self, block: bool, timeout: float | None = None) -> list[tuple[Any, Future]]:
+        """The trials done now (with ``block``: at least one, unless none is running or ``timeout`` passes).
+        A trial whose worker died is done too: its future raises ``BrokenProcessPool`` and :attr:`deaths`
+        says how the worker died; its lane has a new worker by then."""
+        if block and self.running:
+            wait(list(self.running), timeout=timeout, return_when=FIRST_COMPLETED)
+        done = []
+        for future in [f for f in self.running if f.done()]:
+            tag, lane = self.running.pop(future)
+            if isinstance(future.exception(), BrokenProcessPool):
+                self.deaths[future] = self._replace(lane)
+            done.append((tag, future))
+        return done
+
+    @staticmethod
+    def _processes(lane: ProcessPoolExecutor) -> list[Any]:
+        """A lane's worker process (the executor keeps it in a private mapping, ``None`` once shut down)."""
+        return list((getattr(lane, "_processes", None) or {}).values())
+
+    def _all_processes(self) -> list[Any]:
+        return [p for lane in self.lanes for p in self._processes(lane)]
 
     def add_curve(self, curve: list[float]) -> None:
         with open(self.curves, "a") as fh:
             fh.write(json.dumps([float(f"{v:.6g}") for v in curve]) + "\n")
 
-    def finished(self, block: bool, timeout: float | None = None) -> list[tuple[Any, Future]]:
-        """The trials done now (with ``block``: at least one, unless none is running or ``timeout`` passes)."""
-        if block and self.running:
-            wait(list(self.running), timeout=timeout, return_when=FIRST_COMPLETED)
-        done = [(self.running.pop(f), f) for f in list(self.running) if f.done()]
-        return done
-
-    def _processes(self) -> list[Any]:
-        """The worker processes (the executor keeps them in a private mapping, ``None`` once shut down)."""
-        return list((getattr(self.executor, "_processes", None) or {}).values())
-
     def interrupt(self) -> None:
         """Ask every worker to stop its trial (its run ends KILLED): SIGTERM, once."""
-        for process in self._processes():
+        for process in self._all_processes():
             try:
                 os.kill(process.pid, signal.SIGTERM)
             except (ProcessLookupError, OSError):
@@ -233,13 +277,14 @@ class WorkerPool:
         (as ``StoreFailure``)."""
         from hyperflow.tracking import StoreFailure
 
-        processes, failure = self._processes(), ""
+        processes, failure = self._all_processes(), ""
         try:
             if kill:
                 for process in processes:
                     if process.is_alive():
                         process.kill()
-            self.executor.shutdown(wait=False, cancel_futures=True)
+            for lane in self.lanes:
+                lane.shutdown(wait=False, cancel_futures=True)
             for process in processes:
                 process.join(STOP_GRACE_SECS)
                 if process.is_alive():

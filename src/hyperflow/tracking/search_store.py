@@ -119,6 +119,19 @@ def read_trials(experiment_id: str, parent_id: str) -> tuple[list[dict[str, Any]
     return sorted(records, key=lambda r: r["number"]), highest
 
 
+def end_lost_trial(experiment_id: str, parent_id: str, number: int, reason: str) -> str:
+    """End the run of trial ``number`` whose process died mid-trial FAILED, tagged as a failed trial with
+    ``reason``; returns its id ('' when the process died before the run was created)."""
+    client = MlflowClient()
+    runs = client.search_runs([experiment_id], f"tags.{names.PARENT_RUN_ID} = '{parent_id}' and "
+                                               f"tags.`{names.TRIAL_NUMBER}` = '{number}' and attributes.status = 'RUNNING'")
+    for run in runs:
+        tracking.log_results(run.info.run_id, {}, {names.TRIAL_STATUS: names.TRIAL_FAILED, names.TRIAL_REASON: reason,
+                                                   names.RUN_NAME: f"trial-{number:03d}-{names.TRIAL_FAILED}"})
+        tracking.end_run(run.info.run_id, "FAILED")
+    return runs[0].info.run_id if runs else ""
+
+
 class Progress:
     """The search run's ``best_val_loss`` curve (step = trials finished before), sent in batches every few seconds
     through ``send`` (the search's background calls)."""
