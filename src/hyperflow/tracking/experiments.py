@@ -55,4 +55,7 @@ def current_experiment_id(name: str | None = None) -> str:
 
 
 def tracking_uri() -> str:
-    return mlflow.get_tracking_uri()
+    """The tracking URI as shown to users: as configured, less any user name and password."""
+    from hyperflow.tracking.registry import store_uri
+
+    return store_uri(mlflow.get_tracking_uri())

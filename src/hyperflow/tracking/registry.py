@@ -50,14 +50,21 @@ class RegistryError(RuntimeError):
 
 
 def store_uri(uri: str | None = None) -> str:
-    """The registry URI without credentials."""
-    from urllib.parse import urlsplit, urlunsplit
+    """A store's URI as shown in messages: exactly as configured (``sqlite:////abs/mlflow.db`` keeps its four
+    slashes, ``sqlite:///mlflow.db`` its three), less any user name and password. Only the credentials are cut
+    out of the text; the URI is never taken apart and put back together (``urlunsplit`` drops the empty
+    authority of ``sqlite:///…``)."""
+    from urllib.parse import urlsplit
 
     uri = uri or mlflow.get_registry_uri()
-    parts = urlsplit(uri)
-    if parts.password or parts.username:
-        parts = parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else ""))
-    return urlunsplit(parts)
+    try:
+        parts = urlsplit(uri)
+    except ValueError:  # not a URL MLflow could use either: shown as given
+        return uri
+    if not (parts.username or parts.password) or "@" not in parts.netloc:
+        return uri
+    start = uri.index("//") + 2
+    return uri[:start] + parts.netloc.rsplit("@", 1)[1] + uri[start + len(parts.netloc):]
 
 
 def one_line(exc: BaseException, limit: int = 300) -> str:
@@ -285,3 +292,28 @@ def delete_model_tag(client: MlflowClient, name: str, key: str) -> None:
 def run_status(client: MlflowClient, run_id: str) -> str:
     """RUNNING, FINISHED, FAILED or KILLED; MLflow's error as it is (``is_not_found`` tells a gone run)."""
     return client.get_run(run_id).info.status
+
+
+def nested_runs(client: MlflowClient, run_id: str) -> list[Any]:
+    """Every run nested under run ``run_id`` at any depth (children, their children, ...; tag
+    ``mlflow.parentRunId``), parents before their children: the runs of its experiment that started no
+    earlier than it and have a parent, read page by page and walked as a tree."""
+    run = client.get_run(run_id)
+    query = f"attributes.start_time >= {run.info.start_time} and tags.`{names.PARENT_RUN_ID}` LIKE '%'"
+    children: dict[str, list[Any]] = {}
+    token = None
+    while True:
+        page = client.search_runs([run.info.experiment_id], query, max_results=1000, page_token=token)
+        for r in page:
+            children.setdefault(r.data.tags.get(names.PARENT_RUN_ID), []).append(r)
+        token = page.token
+        if not token:
+            break
+    found: list[Any] = []
+    parents, seen = [run_id], {run_id}
+    while parents:
+        level = [r for p in parents for r in children.get(p, []) if r.info.run_id not in seen]
+        seen.update(r.info.run_id for r in level)
+        found += level
+        parents = [r.info.run_id for r in level]
+    return found

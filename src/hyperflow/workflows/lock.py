@@ -5,7 +5,8 @@ The tag ``hyperflow.retrain_lock`` holds JSON ``{token, run_id, host, pid, acqui
 MLflow has no conditional write, so acquiring is write, pause ``settle`` seconds, read back, and keep the
 lock only if the token read is ours: of writers that overlap within the pause exactly one sees its own
 token. A heartbeat thread renews the lease every ``lease / 3`` seconds. Another job may take the lock over
-once the lease has expired, its holder's run is no longer RUNNING, or (same host) its process is gone.
+once the lease has expired, its holder's run is no longer RUNNING, or (same host) its process is gone; the runs
+it left RUNNING (its own and any nested under it) are then ended KILLED, and ``takeover_message`` says so.
 Limits: two writers further apart than ``settle`` are serialised by the read-before-write, not by the
 store; a holder paused longer than its lease loses the lock, which :meth:`RegistryLock.check` reports.
 Fails closed: when the registry cannot be read, the lock is neither taken nor taken over (RegistryError).
@@ -14,6 +15,7 @@ Fails closed: when the registry cannot be read, the lock is neither taken nor ta
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import threading
@@ -26,6 +28,7 @@ from hyperflow.tracking import registry
 from hyperflow.tracking.registry import Client, is_not_found, registry_error
 
 LOCK_TAG = names.RETRAIN_LOCK
+log = logging.getLogger(__name__)
 
 
 def describe(holder: dict[str, Any]) -> str:
@@ -68,6 +71,8 @@ class RegistryLock:
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
         self.taken_over: dict[str, Any] | None = None  # the stale holder this lock replaced
+        self.takeover_reason: str | None = None  # why that holder no longer counted
+        self.ended: list[str] = []  # its runs (and nested runs) left RUNNING that this lock ended KILLED
 
     # ------------------------------------------------------------------ store
     def read(self) -> dict[str, Any] | None:
@@ -106,9 +111,10 @@ class RegistryLock:
     def acquire(self) -> "RegistryLock":
         current = self.read()
         if current and not self._ours(current):
-            if self.stale_reason(current) is None:
+            reason = self.stale_reason(current)
+            if reason is None:
                 raise LockHeld(self.name, current)
-            self.taken_over = current
+            self.taken_over, self.takeover_reason = current, reason
         failed: tracking.MlflowError | None = None
         try:
             self._write()
@@ -121,17 +127,46 @@ class RegistryLock:
                 raise failed
             raise LockHeld(self.name, after or {})
         if self.taken_over and self.taken_over.get("run_id"):
-            self._end_dead_run(self.taken_over["run_id"])
+            self.ended = self._end_dead_runs(self.taken_over["run_id"])
         self._beat = threading.Thread(target=self._heartbeat, name=f"lock-{self.name}", daemon=True)
         self._beat.start()
         return self
 
-    def _end_dead_run(self, run_id: str) -> None:
+    def _end_dead_runs(self, run_id: str) -> list[str]:
+        """End KILLED the dead holder's run and every run nested under it (any depth: its training run, that
+        run's LR range test, a promotion) still RUNNING; returns the ids ended. Best effort: a run that cannot
+        be ended stays as it is (the lock is ours either way)."""
+        ended: list[str] = []
         try:
-            if registry.run_status(self.client, run_id) == "RUNNING":
-                tracking.end_run(run_id, "KILLED", client=self.client)
-        except tracking.MlflowError:
-            pass
+            runs = [(run_id, registry.run_status(self.client, run_id))]
+            runs += [(r.info.run_id, r.info.status) for r in registry.nested_runs(self.client, run_id)]
+        except Exception as exc:  # the holder's run is gone, or the store cannot say: nothing to end
+            log.debug("could not read the runs of the lock's former holder %s: %s", run_id, exc)
+            return ended
+        for rid, status in runs:
+            if status != "RUNNING":
+                continue
+            try:
+                tracking.end_run(rid, "KILLED", client=self.client)
+                ended.append(rid)
+            except Exception as exc:
+                log.debug("could not end run %s KILLED: %s", rid, exc)
+        return ended
+
+    def takeover_message(self) -> str | None:
+        """One line saying whom the lock was taken from and why, and which runs were ended; None when it was
+        free."""
+        if not self.taken_over:
+            return None
+        line = (f"model '{self.name}': took over the retrain lock from {describe(self.taken_over)} "
+                f"({self.takeover_reason})")
+        if self.ended:
+            holder = self.taken_over.get("run_id")
+            nested = [r for r in self.ended if r != holder]
+            what = [f"run {holder}"] if holder in self.ended else []
+            what += [f"{len(nested)} run{'s' if len(nested) != 1 else ''} nested under it"] if nested else []
+            line += f"; ended KILLED what it left RUNNING: {' and '.join(what)}"
+        return line
 
     def attach(self, run_id: str) -> None:
         """Name the run that holds the lock (others can then see when it ends)."""

@@ -8,7 +8,7 @@ from hyperflow import tracking
 from hyperflow.config import TrainConfig
 from hyperflow.core.lr_finder import LRFinder
 from hyperflow.core.assembly import Setup, setup_training
-from hyperflow.tracking import new_store
+from hyperflow.tracking import artifacts, new_store
 
 
 @dataclass
@@ -25,7 +25,9 @@ def lr_find_in_run(setup: Setup, parent_run_id: str | None = None) -> LRFindOutc
 
 
 def lr_find(config: TrainConfig) -> LRFindOutcome:
-    """Validate everything first (bad input raises UsageError before a run exists), then sweep."""
+    """Validate everything first (bad input, or an artifact folder that cannot be written, raises UsageError
+    before a run exists), then sweep."""
     setup = setup_training(config)
     new_store.prepare()  # a new sqlite store from the cached empty one (see hyperflow.tracking.new_store)
+    artifacts.check_writable(config.experiment)
     return lr_find_in_run(setup)

@@ -18,7 +18,7 @@ from typing import Callable
 from hyperflow import names, tracking
 from hyperflow.config import GATE_HELP, PromoteConfig, TrainConfig, build_promote_config  # noqa: F401 (re-exported)
 from hyperflow.errors import UsageError
-from hyperflow.tracking import registry
+from hyperflow.tracking import artifacts, registry
 from hyperflow.tracking.registry import (CHAMPION, Client, ModelVersion, alias_version, move_alias, resolve_version,
                                          run_config, version_run)
 from hyperflow.workflows.gate import Check, Gate, build_gate, check_replaceable
@@ -88,6 +88,8 @@ def promote(config: PromoteConfig, *, parent_run_id: str | None = None,
     ``before_move`` runs after the decision and before the champion is re-read (a lock check, or a test)."""
     client = registry.default_client()
     p = prepare(config, client)
+    if parent_run_id is None:  # gate.json must be writable before an alias moves (a retrain checked already)
+        artifacts.check_writable(config.experiment)
     candidate = score(tracking.load_version(p.name, p.version), p.rows)
     with tracking.tracked_run(names.ROLE_PROMOTE, experiment=config.experiment, parent_run_id=parent_run_id,
                               run_name=tracking.unique_run_name(names.ROLE_PROMOTE, f"{p.name}-v{p.version}"),

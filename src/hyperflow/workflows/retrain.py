@@ -9,6 +9,7 @@ import functools
 import glob
 import hashlib
 import json
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from hyperflow.config import (PromoteConfig, RetrainConfig, TrainConfig, build_c
                               build_retrain_config)
 from hyperflow.core.data import BUILTINS
 from hyperflow.errors import UsageError
-from hyperflow.tracking import registry
+from hyperflow.tracking import artifacts, registry
 from hyperflow.tracking.registry import (CHALLENGER, CHAMPION, Client, alias_version, model_exists, model_version,
                                          registered_model, registry_error, run_config, version_run)
 from hyperflow.core.assembly import load_data
@@ -101,7 +102,7 @@ def _base_config(client: Client, config: RetrainConfig, overrides: dict[str, Any
         changes["data"] = newest_data(config.data)
     if config.target:
         changes["target"] = config.target
-    return base.replace(**changes, **overrides)
+    return base.replace(**{**changes, **overrides})  # a setting given (e.g. progress=false) wins, once
 
 
 def retrain(config: RetrainConfig, overrides: Mapping[str, Any] | None = None, *,
@@ -125,9 +126,13 @@ def retrain(config: RetrainConfig, overrides: Mapping[str, Any] | None = None, *
     previous = None if config.force else finished_retrain(client, experiment_id, key)
     if previous:
         return _skipped(config, base, key, tags, previous)
+    artifacts.check_writable(config.experiment)  # an unwritable artifact folder: exit 2 before any run or lock
     if not exists:
         registry.create_model(client, config.model_name)
     with RegistryLock(config.model_name, lease=config.lease, settle=settle, client=client) as lock:
+        taken = lock.takeover_message()
+        if taken:  # a dead job's lock: say whose, and which of its runs were ended KILLED
+            print(f"hyperflow retrain: {taken}", file=sys.stderr, flush=True)
         previous = None if config.force else finished_retrain(client, experiment_id, key)
         if previous:  # finished while we waited for the lock
             return _skipped(config, base, key, tags, previous)

@@ -13,7 +13,7 @@ from hyperflow.core.trainer import ProgressBar, TrainResult
 from hyperflow.core.assembly import Setup, setup_training, use_config, with_found_lrs
 from hyperflow.workflows.lr_find import lr_find_in_run
 from hyperflow import tracking
-from hyperflow.tracking import new_store
+from hyperflow.tracking import artifacts, new_store
 
 
 @dataclass
@@ -40,11 +40,15 @@ def _tensorboard_callback(logdir: str) -> Any:
 
 def train(config: TrainConfig, *, role: str = names.ROLE_TRAIN, parent_run_id: str | None = None,
           extra_tags: dict[str, str] | None = None) -> TrainOutcome:
-    """Validate and set up everything first (bad input raises UsageError before a run exists), then
-    train inside a run that ends FINISHED, FAILED (diverged or error) or KILLED."""
+    """Validate and set up everything first (bad input raises UsageError before a run exists, and so does
+    an artifact folder that cannot be written), then train inside a run that ends FINISHED, FAILED (diverged,
+    error, or the artifact store refusing a write: ArtifactStoreError) or KILLED. A nested run
+    (``parent_run_id``) leaves the artifact check to its caller, which made the parent run."""
     setup: Setup = setup_training(config)
     dataset, trainer = setup.dataset, setup.trainer
     new_store.prepare()  # a new sqlite store from the cached empty one (see hyperflow.tracking.new_store)
+    if parent_run_id is None:
+        artifacts.check_writable(config.experiment)
     with tempfile.TemporaryDirectory() as tb_dir:
         tensorboard = _tensorboard_callback(tb_dir) if config.tensorboard else None
         tags = {**tracking.run_tags(dataset), **(extra_tags or {})}
@@ -84,8 +88,9 @@ def train(config: TrainConfig, *, role: str = names.ROLE_TRAIN, parent_run_id: s
                                   names.TRAIN_SECONDS: result.seconds})
             outcome = TrainOutcome(run_id, run.info.experiment_id, result, test)
             if config.log_model:
-                info = tracking.log_model(trainer.model, setup.model_spec, dataset, config.model_name,
-                                          setup.user_code)
+                with artifacts.artifact_write("the model"):
+                    info = tracking.log_model(trainer.model, setup.model_spec, dataset, config.model_name,
+                                              setup.user_code)
                 outcome.model_uri = info.model_uri
                 outcome.registered_version = getattr(info, "registered_model_version", None)
     return outcome
