@@ -154,3 +154,20 @@ def test_the_sidecar_exits_when_the_search_process_is_killed(tmp_path):
         wait_for(gone, "the sidecar of a killed search to exit", 60)
     finally:
         search.kill()
+
+
+def test_a_sidecar_that_dies_is_a_store_failure_naming_it_not_a_traceback(calls):
+    """The out-of-memory killer ends the sidecar: the calls it held are lost, so the search stops as on any
+    store failure (one line, its runs ended KILLED, a resume), at the next call or at the end."""
+    from hyperflow.search.outcome import store_failure
+    from hyperflow.tracking import StoreFailure
+
+    pid = calls.submit(os.getpid).result(timeout=120)
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(StoreFailure) as failure:
+        wait_for(lambda: calls.submit(os.getpid).result(timeout=120) is None, "the dead sidecar noticed", 60)
+    line = store_failure(failure.value, "file:///artifacts", "abc")
+    assert line.startswith("the process that sends the search's MLflow calls failed: it died (killed, e.g. by "
+                           "the out-of-memory killer) with the calls it had not sent yet; search run abc keeps")
+    with pytest.raises(StoreFailure):
+        calls.drain()

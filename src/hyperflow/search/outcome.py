@@ -30,9 +30,10 @@ class SearchFailed(Exception):
 
 def store_failure(exc: BaseException, artifact_uri: str, parent: str | None) -> str:
     """The one line for a store that failed during the search ``parent`` (None: before anything was written)."""
-    where = f"the tracking store {search_store.tracking_uri()}"
-    if isinstance(exc, OSError) and not isinstance(exc, ConnectionError) and artifact_uri:
-        where = f"the artifact store {artifact_uri}"
+    store = tracking.failed_store(exc)
+    where = {"tracking": f"the tracking store {search_store.tracking_uri()}",
+             "artifacts": f"the artifact store {artifact_uri}" if artifact_uri else f"the store {search_store.tracking_uri()}"
+             }.get(store, store)
     message = f"{where} failed: {tracking.store_error_text(exc)}"
     if not parent:
         return message + "; nothing was written: run the search again once the store works"

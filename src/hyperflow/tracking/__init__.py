@@ -17,7 +17,8 @@ from hyperflow.tracking.artifacts import (log_artifact, log_artifacts, log_datas
 from hyperflow.tracking.callbacks import MlflowMetrics, TensorBoardLogger
 from hyperflow.tracking.experiments import (current_experiment_id, deleted_experiment, experiment_state,
                                             tracking_uri, use_experiment)
-from hyperflow.tracking.faults import STORE_ERROR_CODES, StoreFailure, is_store_error, one_line, store_error_text
+from hyperflow.tracking.faults import (STORE_ERROR_CODES, StoreFailure, failed_store, is_store_error, one_line,
+                                      store_error_text)
 from hyperflow.tracking.model import (finished_model, load_pyfunc, load_version, log_model, pip_requirements,
                                       register_once, tag_challenger, version_of_run)
 from hyperflow.tracking.registry import RegistryError, registry_error
@@ -30,7 +31,7 @@ from hyperflow.errors import Terminated
 
 __all__ = ["lr_range_test_run", "log_artifact", "log_artifacts", "log_dataset", "log_dict", "log_figure", "log_lr_finder", "log_text",
            "MlflowMetrics", "TensorBoardLogger",
-           "STORE_ERROR_CODES", "StoreFailure", "is_store_error", "one_line", "store_error_text",
+           "STORE_ERROR_CODES", "StoreFailure", "failed_store", "is_store_error", "one_line", "store_error_text",
            "finished_model", "load_pyfunc", "load_version", "log_model", "pip_requirements", "register_once",
            "tag_challenger", "version_of_run",
            "RegistryError", "registry_error",

@@ -11,8 +11,21 @@ STORE_ERROR_CODES = {"TEMPORARILY_UNAVAILABLE", "INTERNAL_ERROR", "REQUEST_LIMIT
 
 
 class StoreFailure(OSError):
-    """A store failure met in another process (a worker's trial): its cause does not survive pickling, so the
-    one line that says what the store did travels as the message."""
+    """A store failure met in another process (a worker's trial, the tracking sidecar): its cause does not
+    survive pickling, so the one line that says what the store did travels as the message, and ``source``
+    says which store failed ("" when the message says it: the reports name the tracking or artifact store)."""
+
+    def __init__(self, text: str, source: str = "") -> None:
+        super().__init__(text)
+        self.source = source
+
+
+def failed_store(exc: BaseException) -> str:
+    """What failed: ``"artifacts"`` (a file system or artifact server refused a write), ``"tracking"``, or
+    a ``StoreFailure``'s own ``source``."""
+    if isinstance(exc, StoreFailure) and exc.source:
+        return exc.source
+    return "artifacts" if isinstance(exc, OSError) and not isinstance(exc, ConnectionError) else "tracking"
 
 
 def is_store_error(exc: BaseException) -> bool:
@@ -51,6 +64,8 @@ def store_error_text(exc: BaseException) -> str:
 
     import requests
 
+    if isinstance(exc, StoreFailure):
+        return str(exc)  # already the one line, made where the store failed
     found, seen = exc, set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
@@ -74,7 +89,7 @@ def portable(exc: BaseException) -> BaseException:
     import pickle
 
     if is_store_error(exc):
-        return StoreFailure(store_error_text(exc))
+        return StoreFailure(store_error_text(exc), failed_store(exc))
     try:
         pickle.loads(pickle.dumps(exc))
         return exc

@@ -17,10 +17,12 @@ import os
 import signal
 import sys
 from concurrent.futures import Future, ProcessPoolExecutor
-from typing import Any, Callable
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 from hyperflow.core.processes import context, main_module_hidden, process_identity, watch_parent
-from hyperflow.tracking.faults import portable
+from hyperflow.tracking.faults import StoreFailure, portable
 from hyperflow.tracking.runs import CREATED_BY_CALL, PendingRun, QueuedCalls
 
 _failure: BaseException | None = None  # in the sidecar: the first call that failed
@@ -56,6 +58,29 @@ def _call(number: int, fn: Callable[..., Any], args: tuple, kwargs: dict[str, An
     return result
 
 
+def _death() -> StoreFailure:
+    """A sidecar that died (the out-of-memory killer, ``kill -9``) took the calls it had not sent with it: the
+    search stops as on any store failure (its runs end KILLED; a resume runs the lost trials again)."""
+    return StoreFailure("it died (killed, e.g. by the out-of-memory killer) with the calls it had not sent yet",
+                        source="the process that sends the search's MLflow calls")
+
+
+def _relayed(inner: Future) -> Future:
+    """``inner``'s outcome, with the lane's death as that StoreFailure (whoever waits on a call, e.g. for a run's
+    id, meets the same failure as the next ``submit``)."""
+    outer: Future = Future()
+
+    def relay(done: Future) -> None:
+        exc = done.exception()
+        if exc is None:
+            outer.set_result(done.result())
+        else:
+            outer.set_exception(_death() if isinstance(exc, BrokenProcessPool) else exc)
+
+    inner.add_done_callback(relay)
+    return outer
+
+
 DATABASE_SCHEMES = ("sqlite:", "postgresql", "mysql", "mssql")  # stores MLflow reaches without a server
 
 
@@ -86,11 +111,19 @@ class SidecarCalls(QueuedCalls):
                      if isinstance(a, PendingRun) and hasattr(a.created, "lane")), None)
         if lane is None:
             lane = next(self.turns) % len(self.lanes)
-        with main_module_hidden():  # the first submit to a lane starts its process
-            future = self.lanes[lane].submit(_call, number, fn, args, kwargs)
+        with main_module_hidden(), self._died():  # the first submit to a lane starts its process
+            future = _relayed(self.lanes[lane].submit(_call, number, fn, args, kwargs))
         future.call_number, future.lane = number, lane  # type: ignore[attr-defined]
         self.futures.append(future)
         return future
+
+    @staticmethod
+    @contextmanager
+    def _died() -> Iterator[None]:
+        try:
+            yield
+        except BrokenProcessPool:
+            raise _death() from None
 
     def open_store(self, experiment_id: str) -> None:
         """Start every lane now, each opening its connection to the store (the first call pays for it)."""
