@@ -53,14 +53,15 @@ def _runs(experiment: str) -> list:
 
 
 COMMANDS = {"train": ["train", "epochs=1"], "lr-find": ["lr-find", "num_iter=30"]}
+BEFORE_ANY_RUN = {**COMMANDS, "search": ["search", "max_evals=2", "register=false"]}
 
 
-@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("command", BEFORE_ANY_RUN)
 def test_a_file_named_mlruns_stops_the_command_before_any_run(tmp_path, command):
     """The tester's case: MLflow's default store in a fresh folder, with a file where ./mlruns should be."""
     (tmp_path / "mlruns").write_text("x\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    proc = subprocess.run([sys.executable, "-m", "hyperflow", *COMMANDS[command], "progress=false"], cwd=tmp_path,
+    proc = subprocess.run([sys.executable, "-m", "hyperflow", *BEFORE_ANY_RUN[command], "progress=false"], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=300)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr

@@ -31,9 +31,9 @@ class SearchFailed(Exception):
 def store_failure(exc: BaseException, artifact_uri: str, parent: str | None) -> str:
     """The one line for a store that failed during the search ``parent`` (None: before anything was written)."""
     store = tracking.failed_store(exc)
-    where = {"tracking": f"the tracking store {search_store.tracking_uri()}",
-             "artifacts": f"the artifact store {artifact_uri}" if artifact_uri else f"the store {search_store.tracking_uri()}"
-             }.get(store, store)
+    tracking_store = f"the tracking store {search_store.tracking_uri()}"
+    where = {"tracking": tracking_store,
+             "artifacts": f"the artifact store {artifact_uri}" if artifact_uri else tracking_store}.get(store, store)
     message = f"{where} failed: {tracking.store_error_text(exc)}"
     if not parent:
         return message + "; nothing was written: run the search again once the store works"

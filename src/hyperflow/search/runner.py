@@ -40,7 +40,7 @@ from hyperflow.search.space import (check_grid, complete_point, contains, defaul
                                     probe_points, to_vals, validate_space)
 from hyperflow.search.stopping import Finished, StopRule
 from hyperflow.search.trial import TrialRecord, TrialTask, run_trial
-from hyperflow.tracking import search_store
+from hyperflow.tracking import new_store, search_store
 
 __all__ = ["SearchRunner", "SearchOutcome", "SearchFailed", "TrialRecord"]
 
@@ -98,6 +98,8 @@ class SearchRunner:
             resume.check_data(self.resumed, self.search.resume, self.base.data, self.dataset)
         self.space = self._load_space()
         self._check_space()
+        new_store.prepare()  # a new sqlite store from the cached empty one (see hyperflow.tracking.new_store)
+        tracking.check_writable(self.base.experiment, run_id=self.search.resume)  # e.g. a file named mlruns
 
     def _load_space(self) -> dict[str, Any]:
         """The space file given, else (resuming) the space the search ran with, else the task's default."""

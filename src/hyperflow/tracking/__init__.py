@@ -12,7 +12,7 @@
 The names below are its API for the layers above (``hyperflow.tracking.registry`` is used as a module).
 """
 
-from hyperflow.tracking.artifacts import (log_artifact, log_artifacts, log_dataset, log_dict, log_figure,
+from hyperflow.tracking.artifacts import (check_writable, log_artifact, log_artifacts, log_dataset, log_dict, log_figure,
                                           log_lr_finder, log_text, lr_range_test_run)
 from hyperflow.tracking.callbacks import MlflowMetrics, TensorBoardLogger
 from hyperflow.tracking.experiments import (current_experiment_id, deleted_experiment, experiment_state,
@@ -29,7 +29,7 @@ from hyperflow.tracking.runs import (PACKAGE_DIR, ROLE_TAG, BackgroundCalls, Mlf
 from hyperflow.tracking.sidecar import SidecarCalls
 from hyperflow.errors import Terminated
 
-__all__ = ["lr_range_test_run", "log_artifact", "log_artifacts", "log_dataset", "log_dict", "log_figure", "log_lr_finder", "log_text",
+__all__ = ["check_writable", "lr_range_test_run", "log_artifact", "log_artifacts", "log_dataset", "log_dict", "log_figure", "log_lr_finder", "log_text",
            "MlflowMetrics", "TensorBoardLogger",
            "STORE_ERROR_CODES", "StoreFailure", "failed_store", "is_store_error", "one_line", "store_error_text",
            "finished_model", "load_pyfunc", "load_version", "log_model", "pip_requirements", "register_once",
