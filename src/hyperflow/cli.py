@@ -186,6 +186,15 @@ def check_experiment(name: str | None) -> None:
         raise tracking.deleted_experiment(name, state[1])
 
 
+def _runs_ended() -> str:
+    """How an interrupt left the command's runs: ended KILLED, unless the store refused to end one."""
+    runs = sys.modules.get("hyperflow.tracking.runs")  # not imported: no run was started
+    unended = getattr(runs, "UNENDED", [])
+    if unended:
+        return f"a run could not be ended ({unended[-1]}) and stays RUNNING (a resume ends it)"
+    return "its runs were ended as KILLED"
+
+
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM, with the one line to print (e.g. how to resume)."""
 
@@ -304,7 +313,7 @@ def cmd_search(inv: Invocation) -> int:
         outcome = runner.run()
     except KeyboardInterrupt as exc:
         if runner.parent_id and not isinstance(exc, Interrupted):  # main prints this one line, and only it
-            raise Interrupted(f"hyperflow search: interrupted; runs ended as KILLED. Resume with: hyperflow "
+            raise Interrupted(f"hyperflow search: interrupted; {_runs_ended()}. Resume with: hyperflow "
                               f"search resume={runner.parent_id}") from None
         raise
     print(search_summary(outcome, time.monotonic() - started))
@@ -441,7 +450,7 @@ def main(argv: Sequence[str] | None = None, *, from_mlproject: bool = False) -> 
         return exc.exit_code
     except KeyboardInterrupt as exc:
         print(str(exc) if isinstance(exc, Interrupted) else
-              f"hyperflow {command}: interrupted; its runs were ended as KILLED", file=sys.stderr)
+              f"hyperflow {command}: interrupted; {_runs_ended()}", file=sys.stderr)
         return 130
     except Exception as exc:  # hyperflow's own outcomes with an exit code (e.g. RegistryError): one line
         code = getattr(exc, "exit_code", None)
@@ -452,4 +461,5 @@ def main(argv: Sequence[str] | None = None, *, from_mlproject: bool = False) -> 
     finally:
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
+        getattr(sys.modules.get("hyperflow.tracking.runs"), "UNENDED", []).clear()  # this command's only
         startup.finish()

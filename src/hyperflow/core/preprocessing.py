@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from hyperflow.core.tables import (MAX_CATEGORIES, MissingColumns, column_kinds, nonfinite_columns,
+from hyperflow.core.tables import (MAX_CATEGORIES, MissingColumns, bounded, column_kinds, nonfinite_columns,
                                    normalize_columns, select_columns)
 from hyperflow.errors import UsageError
 
@@ -66,7 +66,7 @@ class Preprocessor:
         frame = raw if isinstance(raw, pd.DataFrame) else pd.DataFrame(raw)
         if not any(str(c) in self.columns for c in frame.columns):
             raise MissingColumns(f"the input has none of the model's feature columns (it expects "
-                                 f"{shown_columns(self.columns)}): send rows with the columns the model was "
+                                 f"{bounded(self.columns)}): send rows with the columns the model was "
                                  f"trained on (extra columns are ignored)")
         frame = select_columns(frame, self.columns, allow_missing_columns)
         if frame.empty:
@@ -98,10 +98,6 @@ def _given(col: pd.Series) -> np.ndarray:
     """Cells that hold a value (not null, not blank text)."""
     blank = col.map(lambda v: isinstance(v, str) and not v.strip())
     return (col.notna() & ~blank).to_numpy(dtype=bool)
-
-
-def shown_columns(columns: list[str], limit: int = 5) -> str:
-    return ", ".join(columns[:limit]) + (f" … ({len(columns)} in all)" if len(columns) > limit else "")
 
 
 def fit_preprocessor(features: pd.DataFrame, train_rows: np.ndarray,

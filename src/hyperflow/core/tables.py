@@ -52,22 +52,23 @@ class MissingColumns(ValueError):
 
 # ---------------------------------------------------------------------------------------------- files
 
-def check_path(data: str, builtins: tuple[str, ...]) -> Path | None:
+def check_path(data: str, builtins: tuple[str, ...], formats: str = "CSV, Parquet or NPZ") -> Path | None:
     """The file behind ``data`` (None for a built-in name), refused with one line unless it is a regular,
-    readable file of a supported type. Never opens a FIFO or a device (reading one would hang)."""
+    readable file of a supported type (``formats`` names them in messages). Never opens a FIFO or a device
+    (reading one would hang)."""
     if data in builtins:
         return None
     choices = (f"a built-in name ({', '.join(builtins)}) or " if builtins else "") + "the path of"
     if not str(data).strip():
-        raise UsageError(f"data is empty: pass {choices} a CSV, Parquet or NPZ file")
+        raise UsageError(f"data is empty: pass {choices} a {formats} file")
     path = Path(data)
     if not path.exists():
-        raise UsageError(f"data '{data}' not found: pass {choices} an existing CSV, Parquet or NPZ file")
+        raise UsageError(f"data '{data}' not found: pass {choices} an existing {formats} file")
     if path.is_dir():
-        raise UsageError(f"data '{data}' is a folder: pass one CSV, Parquet or NPZ file")
+        raise UsageError(f"data '{data}' is a folder: pass one {formats} file")
     if not path.is_file():
         raise UsageError(f"data '{data}' is not a regular file (a pipe, socket or device): save the rows to a "
-                         f"CSV, Parquet or NPZ file and pass its path")
+                         f"{formats} file and pass its path")
     if path.suffix.lower() not in DATA_SUFFIXES:
         raise UsageError(f"data '{data}': unsupported file type '{path.suffix}': use .csv, .tsv, .parquet or .npz")
     try:

@@ -27,7 +27,7 @@ from hyperflow import names
 from hyperflow.core.data import Dataset
 from hyperflow.errors import raise_terminated
 from hyperflow.tracking.experiments import raise_if_deleted, use_experiment
-from hyperflow.tracking.faults import is_store_error
+from hyperflow.tracking.faults import is_store_error, one_line
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +78,9 @@ def _ended_as(end: Any) -> Iterator[None]:
     status = "FINISHED"
     try:
         yield
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         status = "KILLED"
+        _let_go(exc)
         raise
     except BaseException as exc:
         status = "KILLED" if is_store_error(exc) else "FAILED"  # the store failed, not the run's code
@@ -92,6 +93,22 @@ def _ended_as(end: Any) -> Iterator[None]:
                 end(status)
             except Exception as exc:  # e.g. the store is down: the exception in flight is the one to report
                 log.debug("could not end a run as %s: %s", status, exc)
+                UNENDED.append(f"{status}: {one_line(exc, 200)}")
+
+
+UNENDED: list[str] = []  # why runs could not be ended after an interrupt or a failure (the CLI says so)
+
+
+def _let_go(interrupt: BaseException) -> None:
+    """Drop what the interrupted code held. Ctrl-C inside a database write leaves its cursor in the frames of
+    the traceback, and sqlite keeps the write lock until the statement is gone (closing the connection waits
+    for it), so ending the run would wait out the 20 s busy timeout and fail. The frames' local variables are
+    cleared (the traceback itself stays), then the reference cycles they were in are collected."""
+    import gc
+    import traceback
+
+    traceback.clear_frames(interrupt.__traceback__)
+    gc.collect()
 
 
 def _is_main_thread() -> bool:

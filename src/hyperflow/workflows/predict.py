@@ -11,8 +11,7 @@ import pandas as pd
 
 from hyperflow.config.fields import parse_bool
 from hyperflow.core import startup
-from hyperflow.core.preprocessing import shown_columns
-from hyperflow.core.tables import TABLE_SUFFIXES, check_path, read_table
+from hyperflow.core.tables import TABLE_SUFFIXES, bounded, check_path, read_table
 from hyperflow.errors import UsageError
 
 OUT_SUFFIXES = (".csv", ".parquet")
@@ -41,7 +40,7 @@ def predict_file(model: str, data: str, out: str = "predictions.csv", allow_miss
     would overwrite."""
     allow_missing_columns = _flag(allow_missing_columns)
     target = check_out(out)
-    source = check_path(data, ())
+    source = check_path(data, (), formats="CSV or Parquet")
     if source.suffix.lower() not in TABLE_SUFFIXES:
         raise UsageError(f"data '{data}': predict reads .csv, .tsv or .parquet files")
     rows = read_table(source, min_columns=1)
@@ -56,7 +55,7 @@ def predict_file(model: str, data: str, out: str = "predictions.csv", allow_miss
     expected, returned = signature_columns(loaded)
     _refuse_clashes(rows, returned, data)
     if expected and not set(expected) & set(rows.columns):
-        raise UsageError(f"'{data}' has none of the columns of model '{model}' (it expects {shown_columns(expected)}): "
+        raise UsageError(f"'{data}' has none of the columns of model '{model}' (it expects {bounded(expected)}): "
                          f"pass a file with the columns the model was trained on")
     params = {"allow_missing_columns": True} if allow_missing_columns else None
     startup.end()  # the model is loaded: scoring is the work proper (see hyperflow.core.startup)
