@@ -348,3 +348,32 @@ def test_a_worker_killed_mid_trial_fails_only_its_trial_and_the_search_goes_on(t
     failed = client.get_run(lost.run_id)
     assert failed.info.status == "FAILED" and failed.data.tags["hyperflow.trial_reason"] == lost.reason
     assert client.get_run(outcome.run_id).info.status == "FINISHED"
+
+
+def test_trials_whose_closing_calls_a_dead_worker_lost_are_ended_from_the_search_records(experiment, client):
+    """A worker that dies between trials takes its last trial's queued closing calls with it: once the workers
+    have exited, the search logs what it holds of those trials and ends their runs as they finished; a run
+    the search has no record of (a trial in flight elsewhere) is left alone."""
+    from hyperflow.search.trial import TrialRecord
+    from hyperflow.tracking import search_store
+
+    experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    parent = client.create_run(experiment_id, run_name="search").info.run_id
+
+    def trial_run(number):
+        tags = {"mlflow.parentRunId": parent, "hyperflow.trial_number": str(number), "hyperflow.role": "trial"}
+        return client.create_run(experiment_id, tags=tags).info.run_id
+
+    ok, failed, unknown = trial_run(0), trial_run(1), trial_run(2)
+    records = [TrialRecord(0, ok, {"lr": 0.01}, "ok", 0.25, 3, [0.4, 0.3, 0.25]),
+               TrialRecord(1, failed, {"lr": 9.0}, "failed", None, 1, [], "non-finite loss")]
+    assert sorted(search_store.end_unended_trials(experiment_id, parent, records)) == sorted([ok, failed])
+    done = client.get_run(ok)
+    assert done.info.status == "FINISHED" and done.data.metrics["best_val_loss"] == 0.25
+    assert done.data.tags["hyperflow.trial_status"] == "ok"
+    assert done.data.tags["hyperflow.val_loss_history"] == "[0.4, 0.3, 0.25]"
+    gone = client.get_run(failed)
+    assert gone.info.status == "FAILED" and gone.data.tags["hyperflow.trial_reason"] == "non-finite loss"
+    assert gone.info.run_name == "trial-001-failed"
+    assert client.get_run(unknown).info.status == "RUNNING"
+    assert search_store.end_unended_trials(experiment_id, parent, records) == []  # nothing left to end

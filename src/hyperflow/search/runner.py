@@ -329,6 +329,8 @@ class SearchRunner:
                 pass  # the store failed: a resume ends them
             raise
         pool.close()
+        # a worker that died between trials lost its last trial's closing calls: the search has them
+        search_store.end_unended_trials(self.experiment_id, self.parent_id, self.records)
 
     def _lost_trial(self, number: int, point: dict[str, Any], death: str) -> TrialRecord:
         """The record of a trial whose worker process died; its run, if the worker had created it, ends FAILED

@@ -132,6 +132,33 @@ def end_lost_trial(experiment_id: str, parent_id: str, number: int, reason: str)
     return runs[0].info.run_id if runs else ""
 
 
+def end_unended_trials(experiment_id: str, parent_id: str, records: list[Any]) -> list[str]:
+    """Trials the search holds results for (``records``: number, run_id, status, loss, epochs, history,
+    reason) whose runs are still RUNNING once every worker has exited: a worker that died between trials lost
+    the closing calls of its last one. Their results (less per-epoch metrics still buffered) are logged from
+    the search's records and the runs ended as they finished; returns their ids."""
+    by_run = {r.run_id: r for r in records if r.run_id}
+    runs = MlflowClient().search_runs([experiment_id], f"tags.{names.PARENT_RUN_ID} = '{parent_id}' and "
+                                                       f"attributes.status = 'RUNNING'")
+    ended = []
+    for run in runs:
+        record = by_run.get(run.info.run_id)
+        if record is None:
+            continue
+        failed = record.status == names.TRIAL_FAILED
+        metrics = {} if failed or record.loss is None else {names.BEST_VAL_LOSS: record.loss,
+                                                             "epochs_run": record.epochs}
+        history = json.dumps([float(f"{v:.6g}") for v in record.history])
+        tags = {names.TRIAL_STATUS: record.status, names.TRIAL_REASON: record.reason,
+                **({names.VAL_LOSS_HISTORY: history} if len(history) <= 5000 else {})}
+        if record.status != names.TRIAL_OK:
+            tags[names.RUN_NAME] = f"trial-{record.number:03d}-{record.status}"
+        tracking.log_results(run.info.run_id, metrics, tags)
+        tracking.end_run(run.info.run_id, "FAILED" if failed else "FINISHED")
+        ended.append(run.info.run_id)
+    return ended
+
+
 class Progress:
     """The search run's ``best_val_loss`` curve (step = trials finished before), sent in batches every few seconds
     through ``send`` (the search's background calls)."""
