@@ -103,3 +103,26 @@ def test_diverged_training_ends_failed_with_reason(experiment, client):
     assert run.info.status == "FAILED"
     assert "non-finite loss" in run.data.tags["hyperflow.failure_reason"]
     assert run.data.tags["hyperflow.train_status"] == "diverged"
+
+
+def test_an_error_raised_while_training_is_one_line_exit_1_and_the_run_failed(tmp_path, experiment, client,
+                                                                             monkeypatch, capsys):
+    """A user's model (or torch) raising during training: one line naming the error and where it was raised
+    (the user's file, not torch's internals), exit 1, the run FAILED with that reason."""
+    from test_search import PICKY_MODEL
+
+    from hyperflow.cli import main
+
+    (tmp_path / "picky_models.py").write_text(PICKY_MODEL)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    capsys.readouterr()
+    code = main(["train", "model=picky_models:build", "batch_size=16", "epochs=1", f"experiment={experiment}",
+                 "progress=false"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1, err
+    line = next(i for i, text in enumerate(PICKY_MODEL.splitlines(), 1) if "raise ValueError" in text)
+    assert err == ("hyperflow train: error: training raised ValueError: batches of more than 8 rows are refused "
+                   f"(at picky_models.py:{line} in forward)")
+    run, = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    assert run.info.status == "FAILED"
+    assert run.data.tags["hyperflow.failure_reason"] == err.removeprefix("hyperflow train: error: ")
