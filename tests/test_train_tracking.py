@@ -126,3 +126,21 @@ def test_an_error_raised_while_training_is_one_line_exit_1_and_the_run_failed(tm
     run, = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
     assert run.info.status == "FAILED"
     assert run.data.tags["hyperflow.failure_reason"] == err.removeprefix("hyperflow train: error: ")
+
+
+def test_an_error_raised_in_the_lr_range_test_is_one_line_exit_1(tmp_path, experiment, client, monkeypatch, capsys):
+    from test_search import PICKY_MODEL
+
+    from hyperflow.cli import main
+
+    (tmp_path / "picky_models.py").write_text(PICKY_MODEL)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    capsys.readouterr()
+    code = main(["lr-find", "model=picky_models:build", "batch_size=16", "num_iter=20", f"experiment={experiment}",
+                 "progress=false"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1, err
+    assert err.startswith("hyperflow lr-find: error: the LR range test raised ValueError: batches of more than 8 "
+                          "rows are refused (at picky_models.py:") and "\n" not in err
+    run, = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    assert run.info.status == "FAILED"

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import tempfile
-import traceback
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from hyperflow import names
@@ -13,7 +11,7 @@ from hyperflow.config import TrainConfig
 from hyperflow.errors import UsageError
 from hyperflow.core.trainer import ProgressBar, TrainResult
 from hyperflow.core.assembly import Setup, setup_training, use_config, with_found_lrs
-from hyperflow.workflows.lr_find import lr_find_in_run
+from hyperflow.workflows.lr_find import TrainingFailed, lr_find_in_run, raised_in_training  # noqa: F401
 from hyperflow import tracking
 from hyperflow.tracking import artifacts, new_store
 
@@ -30,35 +28,6 @@ class TrainOutcome:
 
 class TrainingDiverged(RuntimeError):
     """Training stopped on a non-finite loss; the run is marked FAILED with the reason."""
-
-
-class TrainingFailed(RuntimeError):
-    """Training raised (torch refusing a shape or a dtype, a user's model): one line naming the error and
-    where it was raised; the run ends FAILED with it as ``hyperflow.failure_reason``."""
-
-    exit_code = 1
-
-
-def _fit(trainer: Any, dataset: Any) -> Any:
-    """``trainer.fit`` on the splits; an error the training itself raised becomes :class:`TrainingFailed`
-    (store failures, MLflow refusals and bad settings pass as they are)."""
-    try:
-        return trainer.fit(dataset.X_train, dataset.y_train, dataset.X_val, dataset.y_val)
-    except Exception as exc:
-        if isinstance(exc, (UsageError, tracking.MlflowError)) or tracking.is_store_error(exc):
-            raise
-        reason = f"training raised {tracking.one_line(exc)} (at {_where(exc)})"
-        tracking.set_tag(names.FAILURE_REASON, reason[:5000])
-        raise TrainingFailed(reason) from None
-
-
-def _where(exc: BaseException) -> str:
-    """The innermost frame of ``exc`` in code of the user's or hyperflow's (not in installed libraries),
-    as ``file:line in function``: where to look first."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    ours = [f for f in frames if "site-packages" not in f.filename and "/lib/python" not in f.filename]
-    frame = (ours or frames)[-1]
-    return f"{Path(frame.filename).name}:{frame.lineno} in {frame.name}"
 
 
 def _tensorboard_callback(logdir: str) -> Any:
@@ -100,7 +69,8 @@ def train(config: TrainConfig, *, role: str = names.ROLE_TRAIN, parent_run_id: s
                 use_config(setup, resolved)
                 tracking.log_params(run_id, resolved.to_params())  # as resolved.lr etc.: params never change
                 tracking.set_tag(names.LR_FIND_STATUS, found.status_)
-            result = _fit(trainer, dataset)
+            with raised_in_training("training"):
+                result = trainer.fit(dataset.X_train, dataset.y_train, dataset.X_val, dataset.y_val)
             tracking.set_tag(names.TRAIN_STATUS, result.status)
             if result.history:
                 from hyperflow.core.plots import learning_curve  # matplotlib: only when there is a curve
