@@ -105,10 +105,13 @@ def test_diverged_training_ends_failed_with_reason(experiment, client):
     assert run.data.tags["hyperflow.train_status"] == "diverged"
 
 
-def test_an_error_raised_while_training_is_one_line_exit_1_and_the_run_failed(tmp_path, experiment, client,
-                                                                             monkeypatch, capsys):
-    """A user's model (or torch) raising during training: one line naming the error and where it was raised
-    (the user's file, not torch's internals), exit 1, the run FAILED with that reason."""
+@pytest.mark.parametrize("command, what, settings", [("train", "training", ["epochs=1"]),
+                                                     ("lr-find", "the LR range test", ["num_iter=20"])])
+def test_an_error_raised_while_training_is_one_line_exit_1_and_the_run_failed(command, what, settings, tmp_path,
+                                                                             experiment, client, monkeypatch, capsys):
+    """A user's model (or torch) raising during training or the range test: one line naming the error and
+    where it was raised (the user's file, not torch's internals), exit 1, the run FAILED (train: with that
+    reason as a tag)."""
     from test_search import PICKY_MODEL
 
     from hyperflow.cli import main
@@ -116,31 +119,14 @@ def test_an_error_raised_while_training_is_one_line_exit_1_and_the_run_failed(tm
     (tmp_path / "picky_models.py").write_text(PICKY_MODEL)
     monkeypatch.syspath_prepend(str(tmp_path))
     capsys.readouterr()
-    code = main(["train", "model=picky_models:build", "batch_size=16", "epochs=1", f"experiment={experiment}",
+    code = main([command, "model=picky_models:build", "batch_size=16", *settings, f"experiment={experiment}",
                  "progress=false"])
     err = capsys.readouterr().err.strip()
     assert code == 1, err
     line = next(i for i, text in enumerate(PICKY_MODEL.splitlines(), 1) if "raise ValueError" in text)
-    assert err == ("hyperflow train: error: training raised ValueError: batches of more than 8 rows are refused "
+    assert err == (f"hyperflow {command}: error: {what} raised ValueError: batches of more than 8 rows are refused "
                    f"(at picky_models.py:{line} in forward)")
     run, = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
     assert run.info.status == "FAILED"
-    assert run.data.tags["hyperflow.failure_reason"] == err.removeprefix("hyperflow train: error: ")
-
-
-def test_an_error_raised_in_the_lr_range_test_is_one_line_exit_1(tmp_path, experiment, client, monkeypatch, capsys):
-    from test_search import PICKY_MODEL
-
-    from hyperflow.cli import main
-
-    (tmp_path / "picky_models.py").write_text(PICKY_MODEL)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    capsys.readouterr()
-    code = main(["lr-find", "model=picky_models:build", "batch_size=16", "num_iter=20", f"experiment={experiment}",
-                 "progress=false"])
-    err = capsys.readouterr().err.strip()
-    assert code == 1, err
-    assert err.startswith("hyperflow lr-find: error: the LR range test raised ValueError: batches of more than 8 "
-                          "rows are refused (at picky_models.py:") and "\n" not in err
-    run, = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
-    assert run.info.status == "FAILED"
+    if command == "train":
+        assert run.data.tags["hyperflow.failure_reason"] == err.removeprefix("hyperflow train: error: ")
