@@ -21,6 +21,7 @@ from hyperflow.core.assembly import Setup, setup_training
 from hyperflow.core.data import Dataset
 from hyperflow.core.pruning import PruningCallback, make_pruner
 from hyperflow.errors import UsageError
+from hyperflow.tracking import search_store
 
 TRIAL_FLUSH_SECS = 5.0  # a trial's per-epoch metrics are sent this often at most: most trials log in one call
 
@@ -115,13 +116,8 @@ def _train(task: TrialTask, point: dict[str, Any], dataset: Dataset,
             record.reason = f"{type(exc).__name__}: {exc}"[:500]
         record.run_id = run.id  # waits for the creating call, and raises what it raised
         failed = record.status == names.TRIAL_FAILED
-        history = json.dumps([float(f"{v:.6g}") for v in record.history])
-        # a pruned or failed trial says so in its name, which the runs table shows by default
-        name = f"trial-{number:03d}-{record.status}" if record.status != names.TRIAL_OK else None
         send(tracking.log_results, run, {} if failed else final,
-             {names.TRIAL_STATUS: record.status, names.TRIAL_REASON: record.reason,
-              **({names.VAL_LOSS_HISTORY: history} if len(history) <= 5000 else {}),
-              **({names.RUN_NAME: name} if name else {})},
+             search_store.trial_end_tags(number, record.status, record.reason, record.history),
              pending=metrics.pending, params=metrics.pending_params)
         if failed:
             raise _Failed(record)

@@ -119,6 +119,20 @@ def read_trials(experiment_id: str, parent_id: str) -> tuple[list[dict[str, Any]
     return sorted(records, key=lambda r: r["number"]), highest
 
 
+def trial_end_tags(number: int, status: str, reason: str, history: list[float] | None = None) -> dict[str, str]:
+    """The tags that close a trial's run: its status and reason, its val_loss curve (read back by pruning and
+    resume; left out when too long for a tag), and for a pruned or failed trial a run name that says so (the
+    runs table shows names by default)."""
+    tags = {names.TRIAL_STATUS: status, names.TRIAL_REASON: reason}
+    if history is not None:
+        curve = json.dumps([float(f"{v:.6g}") for v in history])
+        if len(curve) <= 5000:
+            tags[names.VAL_LOSS_HISTORY] = curve
+    if status != names.TRIAL_OK:
+        tags[names.RUN_NAME] = f"trial-{number:03d}-{status}"
+    return tags
+
+
 def end_lost_trial(experiment_id: str, parent_id: str, number: int, reason: str) -> str:
     """End the run of trial ``number`` whose process died mid-trial FAILED, tagged as a failed trial with
     ``reason``; returns its id ('' when the process died before the run was created)."""
@@ -126,8 +140,7 @@ def end_lost_trial(experiment_id: str, parent_id: str, number: int, reason: str)
     runs = client.search_runs([experiment_id], f"tags.{names.PARENT_RUN_ID} = '{parent_id}' and "
                                                f"tags.`{names.TRIAL_NUMBER}` = '{number}' and attributes.status = 'RUNNING'")
     for run in runs:
-        tracking.log_results(run.info.run_id, {}, {names.TRIAL_STATUS: names.TRIAL_FAILED, names.TRIAL_REASON: reason,
-                                                   names.RUN_NAME: f"trial-{number:03d}-{names.TRIAL_FAILED}"})
+        tracking.log_results(run.info.run_id, {}, trial_end_tags(number, names.TRIAL_FAILED, reason))
         tracking.end_run(run.info.run_id, "FAILED")
     return runs[0].info.run_id if runs else ""
 
@@ -148,12 +161,8 @@ def end_unended_trials(experiment_id: str, parent_id: str, records: list[Any]) -
         failed = record.status == names.TRIAL_FAILED
         metrics = {} if failed or record.loss is None else {names.BEST_VAL_LOSS: record.loss,
                                                              "epochs_run": record.epochs}
-        history = json.dumps([float(f"{v:.6g}") for v in record.history])
-        tags = {names.TRIAL_STATUS: record.status, names.TRIAL_REASON: record.reason,
-                **({names.VAL_LOSS_HISTORY: history} if len(history) <= 5000 else {})}
-        if record.status != names.TRIAL_OK:
-            tags[names.RUN_NAME] = f"trial-{record.number:03d}-{record.status}"
-        tracking.log_results(run.info.run_id, metrics, tags)
+        tracking.log_results(run.info.run_id, metrics,
+                             trial_end_tags(record.number, record.status, record.reason, record.history))
         tracking.end_run(run.info.run_id, "FAILED" if failed else "FINISHED")
         ended.append(run.info.run_id)
     return ended
