@@ -163,3 +163,36 @@ def test_existing_files_and_other_stores_are_left_to_mlflow(tmp_path, monkeypatc
     assert not (tmp_path / "cache").exists()
     assert new_store.sqlite_path("sqlite:///rel/m.db") == Path("rel/m.db")
     assert new_store.sqlite_path("sqlite:////abs/m.db") == Path("/abs/m.db")
+
+
+_MAKE_AND_USE = """
+import sys
+import mlflow
+from hyperflow.tracking import new_store
+
+print("ready", flush=True)
+sys.stdin.readline()  # every process starts at once
+new_store.prepare(sys.argv[1])
+mlflow.MlflowClient(sys.argv[1]).create_experiment(sys.argv[2])
+"""
+
+
+def test_commands_started_together_in_a_new_folder_share_one_whole_store(tmp_path):
+    """No cached store yet and one new store file for three processes released together: none sees a store
+    half made (MLflow migrating one file twice fails with "duplicate column name")."""
+    uri = f"sqlite:///{tmp_path / 'shared.db'}"
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    procs = [subprocess.Popen([sys.executable, "-c", _MAKE_AND_USE, uri, f"e{i}"], env=env, text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for i in range(3)]
+    for proc in procs:
+        assert proc.stdout.readline() == "ready\n", proc.communicate()[1][-2000:]
+    for proc in procs:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err[-2000:]
+    names = {e.name for e in mlflow.MlflowClient(uri).search_experiments()}
+    assert names == {"Default", "e0", "e1", "e2"}
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")]

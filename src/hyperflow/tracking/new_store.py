@@ -3,9 +3,10 @@
 MLflow makes a new sqlite store by creating its first tables and then running every schema migration
 since (~3 s on 2 cores, ~60 % of the first command in a folder). Before any run, that file is the same for
 every store of one MLflow version except for one row: the default experiment, whose artifact location
-depends on where the store is. So the first new store made here is copied without that row into the user's
-cache (``$XDG_CACHE_HOME/hyperflow``, named by MLflow's version); later new stores start as a copy of it,
-and MLflow adds the default experiment on opening it, as it does for any store that lacks one. MLflow
+depends on where the store is. So MLflow makes one empty store, once, in a private folder; without that row
+it goes into the user's cache (``$XDG_CACHE_HOME/hyperflow``, named by MLflow's version). Every new store
+starts as a copy of it, linked into place whole, and MLflow adds the default experiment on opening it, as it
+does for any store that lacks one. MLflow
 still checks the schema revision when it opens the copy. Other URIs, existing files and any failure here
 (no cache folder, no hard links) leave the store to MLflow as before.
 """
@@ -23,7 +24,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import mlflow
-from mlflow.tracking import MlflowClient
 
 log = logging.getLogger(__name__)
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -37,11 +37,9 @@ def prepare(uri: str | None = None) -> None:
         return
     template = template_path()
     try:
-        if _looks_like_sqlite(template):
-            _copy_new(template, path)
-            return
-        MlflowClient(uri).search_experiments(max_results=1)  # MLflow creates the store its own way
-        _save_template(path, template)
+        if not _looks_like_sqlite(template):
+            _make_template(template)
+        _copy_new(template, path)
     except (OSError, sqlite3.Error) as exc:  # a cache that cannot be written or read: MLflow's way stands
         log.debug("new store template not used: %s", exc)
 
@@ -82,19 +80,18 @@ def _copy_new(template: Path, path: Path) -> None:
         partial.unlink(missing_ok=True)
 
 
-def _save_template(store: Path, template: Path) -> None:
-    """The store MLflow just made, without its default experiment, into the cache (atomically)."""
+def _make_template(template: Path) -> None:
+    """An empty store made by MLflow (its tables and every migration) in a private folder, without the
+    default experiment, then moved into the cache at once. MLflow never migrates a file another process can
+    see: two commands started together in a new folder would otherwise migrate one file twice and fail
+    ("duplicate column name")."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
     template.parent.mkdir(parents=True, exist_ok=True)
-    fd, partial = tempfile.mkstemp(prefix=f".{template.name}.", suffix=".partial", dir=template.parent)
-    os.close(fd)
-    try:
-        with closing(sqlite3.connect(store)) as source, closing(sqlite3.connect(partial)) as copy:
-            source.backup(copy)
-            if copy.execute("SELECT count(*) FROM runs").fetchone()[0] or \
-                    copy.execute("SELECT count(*) FROM experiments").fetchone()[0] != 1:
-                return  # not a store just made: no template from it
-            copy.execute("DELETE FROM experiments")
-            copy.commit()
-        os.replace(partial, template)
-    finally:
-        Path(partial).unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{template.name}.", dir=template.parent) as folder:
+        made = Path(folder) / "empty.db"
+        SqlAlchemyStore(f"sqlite:///{made}", default_artifact_root=folder).engine.dispose()
+        with closing(sqlite3.connect(made)) as db:
+            db.execute("DELETE FROM experiments")  # MLflow adds the default experiment to each copy it opens
+            db.commit()
+        os.replace(made, template)
