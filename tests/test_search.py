@@ -85,6 +85,11 @@ def test_pruners():
     median = MedianPruner(min_epochs=2, startup_trials=3)
     assert not median.should_prune(history, 1, [5.0])  # before min_epochs
     assert median.should_prune(history, 2, [1.5, 1.2]) and not median.should_prune(history, 2, [0.8, 0.75])
+    patient = MedianPruner(min_epochs=3, startup_trials=3, patience=2)  # behind at epochs 2 and 3, both
+    assert not patient.should_prune(history, 2, [1.5, 1.2])  # before min_epochs
+    assert patient.should_prune(history, 3, [1.5, 1.2, 1.0])  # medians 0.825 and 0.625
+    assert not patient.should_prune(history, 3, [1.5, 0.8, 0.7])  # level at epoch 2 (best 0.8 < 0.825)
+    assert not patient.should_prune(history, 3, [0.9, 0.8, 0.7])  # behind at epoch 3 only
     asha = ASHAPruner(min_epochs=1, reduction_factor=2)
     assert asha.is_rung(1) and asha.is_rung(2) and asha.is_rung(4) and not asha.is_rung(3)
     assert asha.should_prune(history, 2, [1.0, 0.95]) and not asha.should_prune(history, 2, [0.9, 0.6])
@@ -222,6 +227,7 @@ def test_pruning_stops_a_hopeless_trial(tmp_path, experiment):
     (["resume=0123456789abcdef"], "resume=0123456789abcdef: no such run"),
     (["max_evals=0"], "max_evals must be at least 1"),
     (["pruner=hyperband"], "unknown pruner 'hyperband'"),
+    (["prune_patience=0"], "prune_patience must be at least 1"),
 ])
 def test_search_bad_input(args, fragment, capsys, experiment, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -30,12 +30,14 @@ class SearchConfig:
     loss_threshold: float | None = setting(None, "stop as soon as a trial's best val_loss is at or below this")
     n_startup_jobs: int = setting(8, "bayes, tpe: random trials before the model takes over (hyperopt's 20 "
                                      "suits big budgets)")
-    gamma: float = setting(0.25, "tpe only: how many trials count as good, ceil(gamma * sqrt(trials)), hyperopt's "
+    gamma: float = setting(0.5, "tpe only: how many trials count as good, ceil(gamma * sqrt(trials)), hyperopt's "
                                  "rule (bayes: ceil(0.1 * trials), at most 25)")
     pruner: str = setting("median", "none | median (median stopping rule) | asha (successive halving)")
     min_epochs: int = setting(3, "pruning: epochs every trial trains before it can be pruned (asha: first rung)")
     reduction_factor: int = setting(3, "asha: keep the best 1/reduction_factor of trials at each rung")
     prune_startup_trials: int = setting(3, "median: finished trials needed before pruning starts")
+    prune_patience: int = setting(2, "median: epochs in a row, ending at the current one, a trial must be "
+                                         "behind the median to be pruned (1: at once)")
     max_consecutive_failures: int = setting(5, "stop the search after this many failed trials in a row")
     lr_bounds: str = setting("none", "auto = run the LR range test once and search lr (and max_lr) within its range")
     seed_presets: bool = setting(True, "evaluate the literature presets that fit the space first")
@@ -61,14 +63,14 @@ def validate_search(c: SearchConfig) -> None:
     for key, allowed in (("strategy", STRATEGIES), ("pruner", PRUNERS), ("lr_bounds", ("none", "auto")),
                          ("backend", BACKENDS)):
         check_choice(key, getattr(c, key), allowed)
-    for key in ("max_evals", "min_epochs", "max_consecutive_failures", "parallelism"):
+    for key in ("max_evals", "min_epochs", "max_consecutive_failures", "parallelism", "prune_patience"):
         if getattr(c, key) != "auto" and getattr(c, key) < 1:
             raise UsageError(f"{key} must be at least 1, got {getattr(c, key)}")
     for key in ("timeout", "early_stop", "n_startup_jobs", "prune_startup_trials"):
         if getattr(c, key) < 0:
             raise UsageError(f"{key} must be zero or positive, got {getattr(c, key)}")
     for key in ("max_evals", "early_stop", "n_startup_jobs", "prune_startup_trials", "min_epochs",
-                "max_consecutive_failures"):
+                "max_consecutive_failures", "prune_patience"):
         if getattr(c, key) > MAX_EVALS:
             raise UsageError(f"{key} must be at most {MAX_EVALS}, got {getattr(c, key)}")
     if c.parallelism != "auto" and c.parallelism > MAX_PARALLELISM:

@@ -1,8 +1,10 @@
 """Pruning: stop hopeless trials early from their intermediate val_loss (no MLflow here).
 
-- ``median``: the median stopping rule (Golovin et al., 2017, Google Vizier): after ``min_epochs``,
+- ``median``: the median stopping rule (Golovin et al., 2017, Google Vizier): from ``min_epochs`` on,
   stop a trial whose best val_loss so far is worse than the median of earlier trials' best val_loss
-  at the same epoch.
+  at the same epoch, at ``patience`` epochs in a row (the idea of Optuna's ``PatientPruner``: replayed on
+  curves trained to the end, most of the best trials the rule cut were level with the median but for one
+  noisy epoch; bench/prune_replay.py).
 - ``asha``: asynchronous successive halving (Li et al., 2020): at rungs ``min_epochs * rf**k`` a
   trial continues only if it is in the best ``1/rf`` of the trials that reached that rung.
 
@@ -37,16 +39,23 @@ class NoPruner(Pruner):
 
 
 class MedianPruner(Pruner):
-    def __init__(self, min_epochs: int = 3, startup_trials: int = 4) -> None:
-        self.min_epochs, self.startup_trials = min_epochs, startup_trials
+    """The median stopping rule, from epoch ``min_epochs`` on. With ``patience`` > 1 a trial is stopped only
+    once it has been behind the median at that many epochs in a row, ending at this one (at ``min_epochs=3``,
+    ``patience=2``: epochs 2 and 3), so that one noisy epoch of a trial level with the median does not end it."""
+
+    def __init__(self, min_epochs: int = 3, startup_trials: int = 4, patience: int = 1) -> None:
+        self.min_epochs, self.startup_trials, self.patience = min_epochs, startup_trials, patience
 
     def should_prune(self, history: list[list[float]], epoch: int, values: list[float]) -> bool:
         if epoch < self.min_epochs:
             return False
+        return all(self._behind(history, e, values) for e in range(max(1, epoch - self.patience + 1), epoch + 1))
+
+    def _behind(self, history: list[list[float]], epoch: int, values: list[float]) -> bool:
         peers = [min(h[:epoch]) for h in history if len(h) >= epoch]
         if len(peers) < self.startup_trials:
             return False
-        return min(values) > float(np.median(peers))
+        return min(values[:epoch]) > float(np.median(peers))
 
 
 class ASHAPruner(Pruner):
@@ -76,9 +85,10 @@ def peer_statuses(name: str) -> tuple[str, ...]:
     return ("ok",) if name == "median" else ("ok", "pruned")
 
 
-def make_pruner(name: str, min_epochs: int, reduction_factor: int, startup_trials: int) -> Pruner:
+def make_pruner(name: str, min_epochs: int, reduction_factor: int, startup_trials: int,
+                patience: int = 1) -> Pruner:
     if name == "median":
-        return MedianPruner(min_epochs, startup_trials)
+        return MedianPruner(min_epochs, startup_trials, patience)
     if name == "asha":
         return ASHAPruner(min_epochs, reduction_factor)
     if name == "none":

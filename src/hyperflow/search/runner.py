@@ -258,7 +258,8 @@ class SearchRunner:
     def _task(self, number: int, base: TrainConfig | None = None) -> TrialTask:
         s = self.search
         keep = peer_statuses(s.pruner)
-        return TrialTask(base or self.base, (s.pruner, s.min_epochs, s.reduction_factor, s.prune_startup_trials),
+        pruner = (s.pruner, s.min_epochs, s.reduction_factor, s.prune_startup_trials, s.prune_patience)
+        return TrialTask(base or self.base, pruner,
                          self.experiment_id, self.parent_id, number,
                          [r.history for r in self.records if r.status in keep], self.deadline)
 

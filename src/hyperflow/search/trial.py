@@ -43,7 +43,7 @@ class TrialTask:
     """Everything one trial needs, picklable: it runs in this process or on a Spark executor."""
 
     base: TrainConfig
-    pruner: tuple[str, int, int, int]  # name, min_epochs, reduction_factor, startup trials
+    pruner: tuple[str, int, int, int, int]  # name, min_epochs, reduction_factor, startup trials, patience
     experiment_id: str
     parent_id: str
     number: int
