@@ -10,7 +10,6 @@ import urllib.request
 from contextlib import contextmanager
 from typing import Iterator
 
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -18,6 +17,7 @@ import pytest
 from hyperflow.config import build_config
 from hyperflow.workflows.train import train
 from polling import wait_for
+from stores import ready_store
 
 
 @pytest.mark.slow
@@ -26,8 +26,7 @@ def test_sigterm_ends_the_run_killed(tmp_path):
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
     for var in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID"):
         env.pop(var, None)
-    client = mlflow.MlflowClient(uri)
-    client.search_experiments()  # the tables exist before the subprocess opens the store (no migration race)
+    client = ready_store(uri)
     proc = subprocess.Popen([sys.executable, "-m", "hyperflow", "train", "epochs=100000", "log_model=false",
                              "progress=false", "experiment=term"], env=env, cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -19,6 +19,7 @@ from hyperflow.config.search import build_search_config, trials_at_once
 from hyperflow.search import workers
 from hyperflow.search.runner import SearchRunner
 from polling import wait_for
+from stores import ready_store
 
 TINY = {"data": "digits", "epochs": "3", "batch_size": "64", "progress": "false", "width": "16"}
 SPACE = """
@@ -220,8 +221,7 @@ def _search_process(tmp_path, *extra):
     args = ["strategy=random", "max_evals=40", "pruner=none", "register=false", "experiment=par", "parallelism=2",
             f"space={write(tmp_path, SPACE)}", *[f"{k}={v}" for k, v in TINY.items()], "epochs=40", *extra]
     # as from a terminal: a test runner started in the background (nohup, `&`) passes SIGINT on ignored
-    client = mlflow.MlflowClient(uri)
-    client.search_experiments()  # the tables exist before the subprocess opens the store (no migration race)
+    client = ready_store(uri)
     proc = subprocess.Popen([sys.executable, "-m", "hyperflow", "search", *args], env=env, cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))

@@ -18,6 +18,7 @@ from hyperflow.config import build_config
 from hyperflow.config.search import build_search_config
 from hyperflow.search.runner import SearchFailed, SearchRunner
 from polling import wait_for
+from stores import ready_store
 
 TINY = {"width": "16", "progress": "false", "flush_secs": "5"}
 SPACE = """
@@ -54,8 +55,7 @@ def test_a_killed_search_resumes_with_the_suggestions_of_the_uninterrupted_one(t
     """kill -9 once the second trial (a preset) has started; the resume keeps what finished, runs the rest of
     the presets, then exactly the random points an uninterrupted search draws."""
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    client = mlflow.MlflowClient(uri)
-    client.search_experiments()  # the tables exist before the subprocess opens the store
+    client = ready_store(uri)
     space = write(tmp_path, SPACE.replace("epochs: 2", "epochs: 30"))
     args = [f"space={space}", "strategy=random", "max_evals=6", "pruner=none", "register=false", "parallelism=1",
             *[f"{k}={v}" for k, v in TINY.items()]]

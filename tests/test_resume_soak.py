@@ -17,12 +17,12 @@ import subprocess
 import sys
 import time
 
-import mlflow
 import pytest
 
 from hyperflow.config import build_config
 from hyperflow.config.search import build_search_config
 from hyperflow.search.runner import SearchRunner
+from stores import ready_store
 
 SPACE = """
 lr: {type: loguniform, low: 1.0e-3, high: 3.0e-2}
@@ -102,8 +102,7 @@ def test_searches_killed_at_random_moments_finish_as_if_never_killed(tmp_path, t
     rng = random.Random(seed)
     print(f"soak seed {seed} (HYPERFLOW_SOAK_SEED={seed} replays this plan)")
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    client = mlflow.MlflowClient(uri)
-    client.search_experiments()  # the tables exist before the subprocesses open the store
+    client = ready_store(uri)
     space = tmp_path / "space.yaml"
     space.write_text(SPACE)
     settings = {"space": str(space), "strategy": "random", "max_evals": str(MAX_EVALS), "pruner": "none",

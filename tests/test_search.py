@@ -19,6 +19,7 @@ from hyperflow.core.pruning import ASHAPruner, MedianPruner
 from hyperflow.config.search import build_search_config
 from hyperflow.search.space import flatten, grid_points, load_space, to_hyperopt, to_vals
 from hyperflow.search.runner import SearchRunner
+from stores import ready_store
 
 TINY = {"epochs": "3", "width": "32", "progress": "false", "flush_secs": "5"}
 
@@ -93,14 +94,6 @@ def test_pruners():
     asha = ASHAPruner(min_epochs=1, reduction_factor=2)
     assert asha.is_rung(1) and asha.is_rung(2) and asha.is_rung(4) and not asha.is_rung(3)
     assert asha.should_prune(history, 2, [1.0, 0.95]) and not asha.should_prune(history, 2, [0.9, 0.6])
-
-
-def store(uri: str) -> mlflow.MlflowClient:
-    """A client of a new sqlite store whose tables exist before a subprocess opens it (two processes creating
-    the schema at once race in its migrations)."""
-    client = mlflow.MlflowClient(uri)
-    client.search_experiments()
-    return client
 
 
 def _children(client, parent_id):
@@ -265,7 +258,7 @@ def test_sigterm_ends_every_run_and_prints_the_resume_command(tmp_path):
     env["MLFLOW_TRACKING_URI"] = uri
     args = ["strategy=random", "max_evals=50", "pruner=none", "register=false", "experiment=term",
             *[f"{k}={v}" for k, v in TINY.items()], "epochs=30"]
-    client = store(uri)
+    client = ready_store(uri)
     proc = subprocess.Popen([sys.executable, "-m", "hyperflow", "search", *args], env=env, cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 

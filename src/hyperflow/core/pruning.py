@@ -86,7 +86,7 @@ def peer_statuses(name: str) -> tuple[str, ...]:
 
 
 def make_pruner(name: str, min_epochs: int, reduction_factor: int, startup_trials: int,
-                patience: int = 1) -> Pruner:
+                patience: int) -> Pruner:
     if name == "median":
         return MedianPruner(min_epochs, startup_trials, patience)
     if name == "asha":
