@@ -100,6 +100,37 @@ def test_optimizers_get_their_settings():
     assert isinstance(build_optimizer(p, build_config({"preset": "rprop"})), torch.optim.Rprop)
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
+def test_fused_kernels_by_default_and_the_same_update_as_the_loop(optimizer):
+    """fused=true (default) takes torch's fused kernel; the update matches torch's per-tensor loop to float
+    precision (SGD exactly), and fused=false is the loop."""
+    settings = {"optimizer": optimizer, "schedule": "constant", "lr": "0.05", "weight_decay": "0.01"}
+    weights = {}
+    for fused in ("true", "false"):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(8, 3)
+        opt = build_optimizer(model.parameters(), build_config({**settings, "fused": fused}))
+        assert bool(opt.defaults.get("fused")) is (fused == "true")
+        for _ in range(5):
+            opt.zero_grad()
+            model(torch.randn(16, 8)).pow(2).mean().backward()
+            opt.step()
+        weights[fused] = model.weight.detach().clone()
+    torch.testing.assert_close(weights["true"], weights["false"], rtol=1e-5, atol=1e-6)
+
+
+def test_parameters_without_a_fused_kernel_train_with_the_loop():
+    """torch refuses fused=True for complex parameters only at the first step; the optimizer is built without it."""
+    p = torch.nn.Parameter(torch.ones(3, dtype=torch.complex64))
+    opt = build_optimizer([p], build_config({"optimizer": "adam", "schedule": "constant"}))
+    assert not opt.defaults.get("fused")
+    p.grad = torch.ones_like(p)
+    opt.step()
+    assert p.real.lt(1).all()
+    with pytest.raises(RuntimeError, match="fused"):  # what the check spares the training
+        torch.optim.Adam([p], lr=0.1, fused=True).step()
+
+
 def test_onecycle_warms_up_then_decays():
     c = build_config({"schedule": "onecycle", "lr": "0.1", "epochs": "5", "optimizer": "sgd"})
     lrs, momenta = lrs_and_momenta(c)

@@ -59,6 +59,8 @@ class TrainConfig:
     beta1: float = setting(0.9, "Adam/AdamW beta1")
     beta2: float = setting(0.999, "Adam/AdamW beta2")
     weight_decay: float = setting(0.0, "L2 penalty (SGD, Adam) or decoupled weight decay (AdamW)")
+    fused: bool = setting(True, "sgd, adam, adamw: torch's fused kernel, one pass over each parameter per step "
+                                "where the device has one (CPU, CUDA, MPS); false = torch's per-tensor loop")
     # schedule
     schedule: str = setting("onecycle", "constant | onecycle | cyclic | cosine")
     max_lr: float | str | None = setting(None, "peak lr of onecycle / upper bound of cyclic (default: lr); "

@@ -15,15 +15,35 @@ from hyperflow.config import TrainConfig
 
 
 def build_optimizer(params: Iterable[torch.nn.Parameter], c: TrainConfig) -> torch.optim.Optimizer:
-    """SGD (momentum, Nesterov), Adam (coupled L2), AdamW (decoupled decay) or Rprop."""
+    """SGD (momentum, Nesterov), Adam (coupled L2), AdamW (decoupled decay) or Rprop; with ``c.fused``, torch's
+    fused kernel for the first three (the same update in one pass per parameter instead of one small op per
+    step of the formula: 1.2-2.5x faster steps for an MLP on CPU, docs/benchmarks.md), else, or where the
+    parameters' device or dtype has no such kernel, torch's default implementation."""
+    params = list(params)
     lr = start_lr(c)
+    if c.optimizer == "rprop":
+        return torch.optim.Rprop(params, lr=lr)
     if c.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=c.momentum, nesterov=c.nesterov, weight_decay=c.weight_decay)
-    if c.optimizer == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=(c.beta1, c.beta2), weight_decay=c.weight_decay)
-    if c.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=lr, betas=(c.beta1, c.beta2), weight_decay=c.weight_decay)
-    return torch.optim.Rprop(params, lr=lr)
+        cls, kwargs = torch.optim.SGD, {"momentum": c.momentum, "nesterov": c.nesterov}
+    else:
+        cls, kwargs = (torch.optim.Adam if c.optimizer == "adam" else torch.optim.AdamW), {"betas": (c.beta1, c.beta2)}
+    kwargs.update(lr=lr, weight_decay=c.weight_decay)
+    if c.fused and _fusable(params):
+        kwargs["fused"] = True
+    return cls(params, **kwargs)
+
+
+def _fusable(params: list[torch.nn.Parameter]) -> bool:
+    """Whether torch has a fused kernel for every parameter (complex ones, a device without one: not). torch's
+    own rule, which it would otherwise apply only at the first step, failing the training there."""
+    from torch.optim.optimizer import _device_dtype_check_for_fused
+
+    try:
+        for param in params:
+            _device_dtype_check_for_fused(param)
+    except RuntimeError:
+        return False
+    return True
 
 
 def peak_lr(c: TrainConfig) -> float:
