@@ -21,8 +21,13 @@ def files(tmp_path_factory) -> dict[str, str]:
     (root / "nan.csv").write_text("a,label\n1,\n2,\n3,\n")
     (root / "one.csv").write_text("a,label\n1,x\n2,x\n3,x\n")
     (root / "bad_models.py").write_text(textwrap.dedent("""
+        import torch
+
         def not_module(input_shape, output_size):
             return "a string"
+
+        def frozen(input_shape, output_size):
+            return torch.nn.Linear(input_shape[0], output_size).requires_grad_(False)
     """))
     return {k: str(root / f) for k, f in
             [("garbage", "garbage.csv"), ("ok", "ok.csv"), ("nan", "nan.csv"), ("one", "one.csv"), ("root", "")]}
@@ -46,6 +51,7 @@ CASES = [
     (["batch_norm=true", "batch_size=1"], "batch_norm=true needs batch_size of at least 2"),
     (["model=no_such_module:build"], "cannot import module 'no_such_module'"),
     (["model=bad_models:not_module"], "returned str, not a torch.nn.Module"),
+    (["model=bad_models:frozen"], "model bad_models:frozen has no trainable parameters"),
     (["epochs=ten"], "expected a whole number"),
     (["nonsense"], "unexpected argument 'nonsense'"),
     (["config=nowhere.yaml"], "config file 'nowhere.yaml' not found"),

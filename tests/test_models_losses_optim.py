@@ -119,6 +119,20 @@ def test_fused_kernels_by_default_and_the_same_update_as_the_loop(optimizer):
     torch.testing.assert_close(weights["true"], weights["false"], rtol=1e-5, atol=1e-6)
 
 
+def test_an_evaluation_only_setup_builds_no_optimizer_and_cannot_fit():
+    from hyperflow.core.assembly import load_data, setup_training
+
+    config = build_config({"data": "digits", "epochs": "1", "width": "16", "depth": "1"})
+    dataset = load_data(config)
+    setup = setup_training(config, dataset=dataset, train=False)
+    assert setup.trainer.optimizer is None and setup.trainer.scheduler is None
+    assert 0 <= setup.trainer.evaluate(dataset.X_val, dataset.y_val)["accuracy"] <= 1
+    with pytest.raises(ValueError, match="only evaluates"):
+        setup.trainer.fit(dataset.X_train, dataset.y_train, dataset.X_val, dataset.y_val)
+    assert setup_training(config, dataset=dataset).trainer.fit(
+        dataset.X_train, dataset.y_train, dataset.X_val, dataset.y_val).epochs_run == 1
+
+
 def test_parameters_without_a_fused_kernel_train_with_the_loop():
     """torch refuses fused=True for complex parameters only at the first step; the optimizer is built without it."""
     p = torch.nn.Parameter(torch.ones(3, dtype=torch.complex64))

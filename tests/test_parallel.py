@@ -170,13 +170,15 @@ def _modules():
 
 def test_children_come_from_a_fork_server_that_exits_at_once(tmp_path):
     """The fork server's last preload (hyperflow.core.fork_server) froze its heap, which its children
-    inherit, and made its own exit skip the interpreter's teardown (it holds the command's stdout open)."""
+    inherit, and made its own exit skip the interpreter's teardown (it holds the command's stdout open);
+    torch._dynamo, which a worker's first optimizer imports, is among its preloads."""
     import gc
 
     pool = workers.WorkerPool(1, {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"})
     try:
         assert pool.lanes[0].submit(gc.get_freeze_count).result(timeout=120) > 100_000
-        assert "hyperflow.core.fork_server" in pool.lanes[0].submit(_modules).result(timeout=120)
+        modules = pool.lanes[0].submit(_modules).result(timeout=120)
+        assert "hyperflow.core.fork_server" in modules and "torch._dynamo" in modules
     finally:
         pool.close()
 
@@ -194,7 +196,9 @@ def test_pruner_sees_curves_that_arrive_while_a_trial_runs(tmp_path):
 
 
 def test_a_script_without_a_main_guard_runs_a_parallel_search(tmp_path):
-    """The workers never re-run the caller's script (which would start the search again in each)."""
+    """The workers never re-run the caller's script (which would start the search again in each). The
+    search's own process builds no optimizer (its space check and the best model need none), so it never
+    imports torch._dynamo (~1 s of a core that the workers need)."""
     script = tmp_path / "search_script.py"
     script.write_text(textwrap.dedent(f"""
         import mlflow
@@ -205,13 +209,14 @@ def test_a_script_without_a_main_guard_runs_a_parallel_search(tmp_path):
         settings = build_search_config({{"space": {write(tmp_path, SPACE)!r}, "max_evals": "3",
                                         "parallelism": "2", "register": "false"}})
         outcome = SearchRunner(settings, build_config({TINY!r})).run()
-        print("trials", len(outcome.records))
+        import sys
+        print("trials", len(outcome.records), "dynamo", "torch._dynamo" in sys.modules)
     """))
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")}
     done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300,
                           env=env)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.count("trials 3") == 1
+    assert done.stdout.count("trials 3 dynamo False") == 1
 
 
 def _search_process(tmp_path, *extra):

@@ -232,6 +232,22 @@ def test_search_bad_input(args, fragment, capsys, experiment, tmp_path, monkeypa
     assert mlflow.search_runs([exp.experiment_id], output_format="list") == []
 
 
+def test_a_model_without_trainable_parameters_is_refused_before_any_run(capsys, experiment, tmp_path, monkeypatch):
+    """The space check builds each trial's model (not its optimizer, which the trials build in their own
+    processes): a model with nothing to train is refused there, in one line, with no run written."""
+    (tmp_path / "frozen_models.py").write_text("import torch\n\ndef frozen(input_shape, output_size):\n"
+                                               "    return torch.nn.Linear(input_shape[0], output_size).requires_grad_(False)\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    capsys.readouterr()
+    assert main(["search", "model=frozen_models:frozen", "max_evals=2", f"experiment={experiment}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("hyperflow: error: model frozen_models:frozen has no trainable parameters: its factory must "
+                   "return an nn.Module with at least one parameter that requires grad")
+    exp = mlflow.get_experiment_by_name(experiment)
+    assert exp is None or mlflow.search_runs([exp.experiment_id], output_format="list") == []
+
+
 def test_timeout_stops_the_trial_in_flight(tmp_path, experiment):
     space = write(tmp_path, "lr: {type: choice, values: [0.001, 0.002]}\nepochs: 100000\n")
     settings = build_search_config({"space": space, "strategy": "random", "timeout": "3", "pruner": "none",

@@ -76,8 +76,12 @@ def _user_code(model: str) -> list[str]:
     return [str(origin.parent if origin.name == "__init__.py" else origin)]
 
 
-def setup_training(c: TrainConfig, dataset: Dataset | None = None, callbacks: Sequence[Callback] = ()) -> Setup:
-    """Validate the config against the data and build the trainer; raises UsageError on bad input."""
+def setup_training(c: TrainConfig, dataset: Dataset | None = None, callbacks: Sequence[Callback] = (),
+                   train: bool = True) -> Setup:
+    """Validate the config against the data and build the trainer; raises UsageError on bad input.
+    ``train=False``: a trainer that only evaluates, without the optimizer and schedule (the config checks
+    cover their settings). A search whose trials train in other processes builds no optimizer itself:
+    in torch 2.13 the first one a process builds imports torch._dynamo, ~1 s of a core."""
     device = configure_torch(c)
     dataset = dataset or load_data(c)
     n_train = len(dataset.X_train)
@@ -88,9 +92,14 @@ def setup_training(c: TrainConfig, dataset: Dataset | None = None, callbacks: Se
     loss = build_loss(c.loss, dataset.task, c.label_smoothing)
     spec = model_spec(c, dataset)
     model = build_model(**spec)
-    concrete = with_found_lrs(c, 1e-3, (1e-4, 1e-3)) if c.needs_lr_find else c  # until the range test runs
-    optimizer = build_optimizer(model.parameters(), concrete)
-    scheduler = build_scheduler(optimizer, concrete, steps_per_epoch(n_train, c.batch_size))
+    if not any(p.requires_grad for p in model.parameters()):
+        raise UsageError(f"model {c.model} has no trainable parameters: its factory must return an nn.Module "
+                         f"with at least one parameter that requires grad")
+    optimizer = scheduler = None
+    if train:
+        concrete = with_found_lrs(c, 1e-3, (1e-4, 1e-3)) if c.needs_lr_find else c  # until the range test runs
+        optimizer = build_optimizer(model.parameters(), concrete)
+        scheduler = build_scheduler(optimizer, concrete, steps_per_epoch(n_train, c.batch_size))
     trainer = Trainer(model, loss, optimizer, scheduler, task=dataset.task, epochs=c.epochs,
                       batch_size=c.batch_size, patience=c.patience, min_delta=c.min_delta,
                       restore_best=c.restore_best, grad_clip=c.grad_clip, seed=c.seed, device=device,

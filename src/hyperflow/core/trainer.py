@@ -97,7 +97,7 @@ class Trainer:
     """Mini-batch training with per-epoch validation, early stopping, best-weights restore and a
     divergence guard. ``fit`` returns a :class:`TrainResult`; ``evaluate`` scores any split."""
 
-    def __init__(self, model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
+    def __init__(self, model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer | None,
                  scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, *, task: str, epochs: int,
                  batch_size: int, patience: int = 0, min_delta: float = 0.0, restore_best: bool = True,
                  grad_clip: float = 0.0, seed: int = 0, device: torch.device | str = "cpu",
@@ -117,6 +117,9 @@ class Trainer:
 
     def fit(self, X_train: torch.Tensor, y_train: torch.Tensor, X_val: torch.Tensor,
             y_val: torch.Tensor) -> TrainResult:
+        if self.optimizer is None:
+            raise ValueError("this trainer only evaluates (built with train=False); build it with "
+                             "setup_training(config) to fit")
         startup.end()  # a command's start-up is over: see hyperflow.core.startup
         model, opt, sched, loss_fn = self.model, self.optimizer, self.scheduler, self.loss_fn
         X, y = X_train.to(self.device), y_train.to(self.device)

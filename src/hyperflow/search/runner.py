@@ -128,7 +128,7 @@ class SearchRunner:
             points += grid_points(self.space)
         for point in points:
             self._config(point)
-        setup_training(self._config(points[0]), dataset=self.dataset)
+        setup_training(self._config(points[0]), dataset=self.dataset, train=False)
 
     def _config(self, point: dict[str, Any]) -> TrainConfig:
         try:
@@ -310,7 +310,7 @@ class SearchRunner:
                     failures.append(exc)
                     continue
                 self._record(record, lambda: None if state is None else (
-                    setup_training(self._config(record.params), dataset=self.dataset), state))
+                    setup_training(self._config(record.params), dataset=self.dataset, train=False), state))
                 if record.status in keep:
                     pool.add_curve(record.history)
                 done.append((number, record))
