@@ -135,9 +135,14 @@ def _start_worker(env: dict[str, str], search: tuple[int, str | None], path: lis
 
 
 def _warm(base: Any, experiment_id: str) -> None:
-    """A worker's first task while the search still records its settings: load the data and open the store,
-    so the first trial does not wait for them. A failure here is left to the first trial to report."""
+    """A worker's first task while the search still records its settings: load the data, open the store and
+    import torch._dynamo (which torch 2.13 imports in every process that builds its first ``torch.optim``
+    optimizer, ~1 s), so the first trial does not wait for them. Each worker imports it on its own core: in
+    the fork server it would hold back every worker's start on one core while the others wait. A failure
+    here is left to the first trial to report."""
     try:
+        import torch._dynamo  # noqa: F401
+
         from hyperflow.tracking import search_store
 
         dataset_for(base)
