@@ -8,6 +8,7 @@ store and its own folder; the earlier commit runs from a temporary git worktree 
 the two phases above are what to compare, more than the wall time.
 
     python bench/search_fixed_cost.py --before 3b0cedf --rounds 6
+    python bench/search_fixed_cost.py --before 3b0cedf --rounds 6 --trials 30 --set strategy=random pruner=none
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ def main() -> None:
     parser.add_argument("--before", required=True, help="the earlier git revision")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--trials", type=int, default=4, help="max_evals of each search")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="more settings for both sides, e.g. strategy=random pruner=none: the same trials on "
+                             "both sides, whichever finishes first (each point is seeded by seed and trial number)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="hyperflow-fixed-cost-"))
     worktree = work / "before"
@@ -63,10 +67,11 @@ def main() -> None:
     sides = {"this checkout": ROOT / "src", f"before ({args.before})": worktree / "src"}
     store = work / "empty.db"
     mlflow.MlflowClient(f"sqlite:///{store}").search_experiments()  # every run starts from a copy of it
-    extra = [f"max_evals={args.trials}", "register=true", "model_name=fixed-cost"]
+    extra = [f"max_evals={args.trials}", "register=true", "model_name=fixed-cost", *args.set]
     results: dict[str, list[dict[str, float]]] = {name: [] for name in sides}
     try:
-        print(f"load average at start: {os.getloadavg()[0]:.2f}; {os.cpu_count()} cores; {args.trials} trials a search")
+        print(f"load average at start: {os.getloadavg()[0]:.2f}; {os.cpu_count()} cores; {args.trials} trials a search"
+              f"{'; ' + ' '.join(args.set) if args.set else ''}")
         for r in range(args.rounds):
             for name in (list(sides) if r % 2 == 0 else list(sides)[::-1]):
                 res = run_search(sides[name], store, r, extra)
