@@ -233,10 +233,11 @@ def test_search_bad_input(args, fragment, capsys, experiment, tmp_path, monkeypa
 
 
 def test_a_model_without_trainable_parameters_is_refused_before_any_run(capsys, experiment, tmp_path, monkeypatch):
-    """The space check builds each trial's model (not its optimizer, which the trials build in their own
-    processes): a model with nothing to train is refused there, in one line, with no run written."""
-    (tmp_path / "frozen_models.py").write_text("import torch\n\ndef frozen(input_shape, output_size):\n"
-                                               "    return torch.nn.Linear(input_shape[0], output_size).requires_grad_(False)\n")
+    """The space check builds each trial's model (not its optimizer: the trials build their own): a model
+    with nothing to train is refused there, in one line, with no run written."""
+    (tmp_path / "frozen_models.py").write_text(
+        "import torch\n\ndef frozen(input_shape, output_size):\n"
+        "    return torch.nn.Linear(input_shape[0], output_size).requires_grad_(False)\n")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", list(sys.path))
     capsys.readouterr()

@@ -6,8 +6,8 @@ every store of one MLflow version except for one row: the default experiment, wh
 depends on where the store is. So MLflow makes one empty store, once, in a private folder; without that row
 it goes into the user's cache (``$XDG_CACHE_HOME/hyperflow``, named by MLflow's version). Every new store
 starts as a copy of it, linked into place whole, and MLflow adds the default experiment on opening it, as it
-does for any store that lacks one. MLflow still checks the schema revision when it opens the copy. Other URIs, existing files and any failure here
-(no cache folder, no hard links) leave the store to MLflow as before.
+does for any store that lacks one. MLflow still checks the schema revision when it opens the copy. Other
+URIs, existing files and any failure here (no cache folder, no hard links) leave the store to MLflow as before.
 """
 
 from __future__ import annotations
