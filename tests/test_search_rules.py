@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -136,6 +137,26 @@ def test_parameter_importance_is_logged_and_ranks_the_parameter_that_matters(tmp
     assert list(table.columns) == ["parameter", "importance", "std"]
     assert sorted(table["parameter"]) == ["dropout", "lr"] and table["parameter"].iloc[0] == "lr"
     assert table["importance"].iloc[0] > 0.5 > table["importance"].iloc[1]
+
+
+def test_importance_counts_a_choice_as_much_as_the_same_information_as_a_number():
+    """A two-way choice decides the loss. Permuted as one parameter it scores what the same choice given as a
+    0/1 number scores (one-hot columns permuted one at a time would each leave the other telling the answer,
+    about halving it); lr and a flag, which change nothing, score ~0."""
+    from hyperflow.search.importance import parameter_importance
+
+    rng = np.random.default_rng(0)
+    n = 60
+    optimizer = rng.choice(["adam", "sgd"], n)
+    params = pd.DataFrame({"optimizer": optimizer, "lr": 10 ** rng.uniform(-4, -1, n),
+                           "flag": rng.choice([True, False], n)})
+    losses = pd.Series(np.where(optimizer == "sgd", 1.0, 0.2) * np.exp(0.01 * rng.normal(size=n)))
+    as_choice = parameter_importance(params, losses).set_index("parameter")["importance"]
+    as_number = parameter_importance(params.assign(optimizer=(optimizer == "sgd").astype(float)),
+                                     losses).set_index("parameter")["importance"]
+    assert as_choice.index[0] == "optimizer" and as_choice["optimizer"] > 0.3
+    assert as_choice["optimizer"] == pytest.approx(as_number["optimizer"])
+    assert (as_choice.drop("optimizer").abs() < 0.05).all()
 
 
 def test_no_importance_with_fewer_than_five_finished_trials(tmp_path, experiment, client):
