@@ -159,6 +159,8 @@ def test_a_diverging_trial_fails_and_the_search_goes_on(tmp_path, experiment, cl
 PICKY_MODEL = """
 import torch
 
+ERROR = ValueError
+
 
 class Picky(torch.nn.Module):
     def __init__(self, n_in, n_out):
@@ -167,7 +169,7 @@ class Picky(torch.nn.Module):
 
     def forward(self, x):
         if self.training and x.shape[0] > 8:
-            raise ValueError("batches of more than 8 rows are refused")
+            raise ERROR("batches of more than 8 rows are refused")
         return self.linear(x)
 
 
@@ -176,21 +178,24 @@ def build(input_shape, output_size):
 """
 
 
-def test_any_error_of_a_trials_training_fails_that_trial_and_the_search_goes_on(tmp_path, experiment, client,
+@pytest.mark.parametrize("error", ["ValueError", "PermissionError", "ConnectionError"])
+def test_any_error_of_a_trials_training_fails_that_trial_and_the_search_goes_on(error, tmp_path, experiment, client,
                                                                                  monkeypatch):
     """Not only the errors hyperflow expects (a diverging loss, out of memory): a ValueError or any other
-    error from torch or a user's model fails its trial, whose run ends FAILED with the reason."""
-    (tmp_path / "picky_models.py").write_text(PICKY_MODEL)
+    error from torch or a user's model fails its trial, whose run ends FAILED with the reason; an OSError of
+    the model's (a file it cannot read, a download it cannot make) too, not taken for the store failing."""
+    module = f"picky_{error.lower()}"  # one module per error: an imported module is not read again
+    (tmp_path / f"{module}.py").write_text(PICKY_MODEL.replace("ERROR = ValueError", f"ERROR = {error}"))
     monkeypatch.syspath_prepend(str(tmp_path))
     space = write(tmp_path, "batch_size: {type: choice, values: [8, 16]}\n")
     settings = build_search_config({"space": space, "strategy": "grid", "pruner": "none", "register": "false",
                                     "parallelism": "1"})
-    outcome = SearchRunner(settings, build_config({**TINY, "model": "picky_models:build",
+    outcome = SearchRunner(settings, build_config({**TINY, "model": f"{module}:build",
                                                    "experiment": experiment})).run()
     assert {r.params["batch_size"]: r.status for r in outcome.records} == {8: "ok", 16: "failed"}
     failed = next(c for c in _children(client, outcome.run_id) if c.data.tags["hyperflow.trial_status"] == "failed")
     assert failed.info.status == "FAILED"
-    assert failed.data.tags["hyperflow.trial_reason"] == "ValueError: batches of more than 8 rows are refused"
+    assert failed.data.tags["hyperflow.trial_reason"] == f"{error}: batches of more than 8 rows are refused"
     assert client.get_run(outcome.run_id).info.status == "FINISHED"
 
 

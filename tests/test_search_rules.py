@@ -100,6 +100,34 @@ def test_lr_bounds_auto_searches_lr_within_the_range_test_s_range(tmp_path, expe
     assert len(trials) == 3 and all(low <= float(t.data.params["lr"]) <= high for t in trials)
 
 
+@pytest.mark.parametrize("error", ["ValueError", "PermissionError"])
+def test_a_model_failing_the_range_test_of_lr_bounds_auto_is_one_line_exit_1_and_no_run_left_running(
+        error, tmp_path, experiment, client, monkeypatch, capsys):
+    """The range test that sets the bounds trains the user's model too: its error (an OSError of its own
+    included, not taken for the store failing) is one line naming it and where it was raised, exit 1; the
+    range test's run and the search's end FAILED with that reason."""
+    from test_search import PICKY_MODEL
+
+    from hyperflow.cli import main
+
+    module = f"picky_bounds_{error.lower()}"
+    (tmp_path / f"{module}.py").write_text(PICKY_MODEL.replace("ERROR = ValueError", f"ERROR = {error}"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    space = write(tmp_path, "lr: {type: loguniform, low: 1.0e-7, high: 10.0}\n")
+    capsys.readouterr()
+    code = main(["search", f"space={space}", "lr_bounds=auto", "max_evals=2", "register=false", "parallelism=1",
+                 f"model={module}:build", "batch_size=16", "progress=false", f"experiment={experiment}"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1, err
+    line = next(i for i, text in enumerate(PICKY_MODEL.splitlines(), 1) if "raise ERROR" in text)
+    reason = (f"the LR range test raised {error}: batches of more than 8 rows are refused "
+              f"(at {module}.py:{line} in forward)")
+    assert err == f"hyperflow search: error: {reason}"
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    assert sorted(r.data.tags["hyperflow.role"] for r in runs) == ["lr_find", "search"]
+    assert all(r.info.status == "FAILED" and r.data.tags["hyperflow.failure_reason"] == reason for r in runs)
+
+
 # ------------------------------------------------------------------------------------------ ASHA
 
 def test_asha_prunes_a_hopeless_trial_at_its_first_rung(tmp_path, experiment, client):

@@ -105,27 +105,29 @@ def test_diverged_training_ends_failed_with_reason(experiment, client):
     assert run.data.tags["hyperflow.train_status"] == "diverged"
 
 
+@pytest.mark.parametrize("error", ["ValueError", "PermissionError"])
 @pytest.mark.parametrize("command, what, settings", [("train", "training", ["epochs=1"]),
                                                      ("lr-find", "the LR range test", ["num_iter=20"])])
-def test_an_error_raised_while_training_is_one_line_exit_1_and_the_run_failed(command, what, settings, tmp_path,
+def test_an_error_raised_while_training_is_one_line_exit_1_and_the_run_failed(command, what, settings, error, tmp_path,
                                                                              experiment, client, monkeypatch, capsys):
     """A user's model (or torch) raising during training or the range test: one line naming the error and
     where it was raised (the user's file, not torch's internals), exit 1, the run FAILED (train: with that
-    reason as a tag)."""
+    reason as a tag). An OSError of the model's (PermissionError) too: not taken for the store failing."""
     from test_search import PICKY_MODEL
 
     from hyperflow.cli import main
 
-    (tmp_path / "picky_models.py").write_text(PICKY_MODEL)
+    module = f"picky_{error.lower()}"  # one module per error: an imported module is not read again
+    (tmp_path / f"{module}.py").write_text(PICKY_MODEL.replace("ERROR = ValueError", f"ERROR = {error}"))
     monkeypatch.syspath_prepend(str(tmp_path))
     capsys.readouterr()
-    code = main([command, "model=picky_models:build", "batch_size=16", *settings, f"experiment={experiment}",
+    code = main([command, f"model={module}:build", "batch_size=16", *settings, f"experiment={experiment}",
                  "progress=false"])
     err = capsys.readouterr().err.strip()
     assert code == 1, err
-    line = next(i for i, text in enumerate(PICKY_MODEL.splitlines(), 1) if "raise ValueError" in text)
-    assert err == (f"hyperflow {command}: error: {what} raised ValueError: batches of more than 8 rows are refused "
-                   f"(at picky_models.py:{line} in forward)")
+    line = next(i for i, text in enumerate(PICKY_MODEL.splitlines(), 1) if "raise ERROR" in text)
+    assert err == (f"hyperflow {command}: error: {what} raised {error}: batches of more than 8 rows are refused "
+                   f"(at {module}.py:{line} in forward)")
     run, = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
     assert run.info.status == "FAILED"
     if command == "train":

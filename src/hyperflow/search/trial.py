@@ -64,8 +64,8 @@ def _stops_the_search(exc: BaseException) -> bool:
     """A store failure or an MLflow refusal ends the whole search (the next trial would meet it too); any
     other error (a combination of settings the model cannot train with, torch refusing a shape, running out
     of memory, a bug in a user's model) fails only this trial, and ``max_consecutive_failures`` ends a search
-    whose every trial fails the same way."""
-    return tracking.is_store_error(exc) or isinstance(exc, tracking.MlflowError)
+    whose every trial fails the same way; so does an ``OSError`` the model raises (a file it cannot read)."""
+    return tracking.is_store_error(exc, os_errors=False) or isinstance(exc, tracking.MlflowError)
 
 
 class _Failed(Exception):

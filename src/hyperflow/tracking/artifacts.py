@@ -24,6 +24,7 @@ from hyperflow.core.data import Dataset
 from hyperflow.errors import UsageError
 from hyperflow.tracking.faults import one_line
 from hyperflow.tracking.runs import log_params, run_tags, tracked_run, unique_run_name
+from hyperflow.tracking.training_errors import raised_in_training
 
 log = logging.getLogger(__name__)
 
@@ -258,6 +259,7 @@ def lr_range_test_run(setup: Any, parent_run_id: str | None = None) -> tuple[Any
     with tracked_run(names.ROLE_LR_FIND, experiment=c.experiment, parent_run_id=parent_run_id,
                      tags=run_tags(setup.dataset), run_name=name) as run:
         log_params(run.info.run_id, c.to_params())
-        finder = run_lr_finder(setup)
+        with raised_in_training("the LR range test", also_tag=parent_run_id):
+            finder = run_lr_finder(setup)
         log_lr_finder(run.info.run_id, finder, c.suggestion)
     return run, finder

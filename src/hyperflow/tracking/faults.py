@@ -28,9 +28,12 @@ def failed_store(exc: BaseException) -> str:
     return "artifacts" if isinstance(exc, OSError) and not isinstance(exc, ConnectionError) else "tracking"
 
 
-def is_store_error(exc: BaseException) -> bool:
+def is_store_error(exc: BaseException, os_errors: bool = True) -> bool:
     """Whether ``exc`` (or what caused it) is the tracking or artifact store failing — a database error, an
-    unreachable or failing server, a file system refusing a write — rather than the code that called it."""
+    unreachable or failing server, a file system refusing a write — rather than the code that called it.
+    ``os_errors=False`` where the code also runs a user's model (training): there a plain ``OSError`` (a file
+    it cannot read, a download it cannot make) is the model's, since the store's own failures come as database,
+    HTTP or MLflow errors (artifact writes are wrapped where they are made)."""
     import sqlite3
 
     import requests
@@ -44,10 +47,10 @@ def is_store_error(exc: BaseException) -> bool:
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if isinstance(exc, (*db_errors, requests.RequestException, ConnectionError, TimeoutError)):
+        if isinstance(exc, (*db_errors, requests.RequestException, StoreFailure)):
             return True
-        if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
-            return True
+        if os_errors and isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
+            return True  # ConnectionError and TimeoutError included
         if isinstance(exc, RestException) and exc.error_code in STORE_ERROR_CODES:
             return True  # the server answered with an error of its own (a 5xx, unavailable, refused)
         if isinstance(exc, MlflowException) and exc.error_code in STORE_ERROR_CODES - {"INTERNAL_ERROR"}:

@@ -11,9 +11,10 @@ from hyperflow.config import TrainConfig
 from hyperflow.errors import UsageError
 from hyperflow.core.trainer import ProgressBar, TrainResult
 from hyperflow.core.assembly import Setup, setup_training, use_config, with_found_lrs
-from hyperflow.workflows.lr_find import TrainingFailed, lr_find_in_run, raised_in_training  # noqa: F401
+from hyperflow.workflows.lr_find import lr_find_in_run
 from hyperflow import tracking
 from hyperflow.tracking import artifacts, new_store
+from hyperflow.tracking.training_errors import raised_in_training
 
 
 @dataclass
