@@ -39,7 +39,7 @@ from hyperflow.search.resume import RESUMABLE_SEARCH, RESUMABLE_TRAIN
 from hyperflow.search.space import (check_grid, complete_point, contains, default_space_path, grid_points, load_space,
                                     probe_points, to_vals, validate_space)
 from hyperflow.search.stopping import Finished, StopRule
-from hyperflow.search.trial import TrialRecord, TrialTask, run_trial
+from hyperflow.search.trial import TrialRecord, TrialTask, lost_trial, run_trial
 from hyperflow.tracking import new_store, search_store
 
 __all__ = ["SearchRunner", "SearchOutcome", "SearchFailed", "TrialRecord"]
@@ -305,7 +305,8 @@ class SearchRunner:
                 try:
                     record, state = future.result()
                 except BrokenProcessPool:  # its worker died: the trial fails, the others go on
-                    record, state = self._lost_trial(number, point, pool.deaths.pop(future)), None
+                    death = pool.deaths.pop(future)
+                    record, state = lost_trial(self.experiment_id, self.parent_id, number, point, death), None
                 except BaseException as exc:  # a store failure, or a trial stopped by an interrupt
                     failures.append(exc)
                     continue
@@ -322,7 +323,7 @@ class SearchRunner:
             yield local.Dispatch(lambda: pool.free, start, collect, lambda: len(pool.running))
         except BaseException:
             pool.interrupt()
-            self._collect_stopped(pool, collect)
+            pool.collect_stopped(collect)
             pool.close(kill=bool(pool.running), check=False)
             try:  # a trial stopped before its run could be ended, or past the grace period, ends KILLED here
                 search_store.read_trials(self.experiment_id, self.parent_id)
@@ -333,25 +334,9 @@ class SearchRunner:
         # a worker that died between trials lost its last trial's closing calls: the search has them
         search_store.end_unended_trials(self.experiment_id, self.parent_id, self.records)
 
-    def _lost_trial(self, number: int, point: dict[str, Any], death: str) -> TrialRecord:
-        """The record of a trial whose worker process died; its run, if the worker had created it, ends FAILED
-        with the reason (a kill -9 of the whole search leaves it to a resume instead)."""
-        reason = f"{death} during the trial"
-        run_id = search_store.end_lost_trial(self.experiment_id, self.parent_id, number, reason)
-        return TrialRecord(number, run_id, point, names.TRIAL_FAILED, None, 0, reason=reason)
-
     def _workers_base(self) -> TrainConfig:
         """The trials' settings in a worker: its share of the cores as torch threads."""
         return self.base.replace(threads=max(1, (os.cpu_count() or 1) // self.at_once))
-
-    def _collect_stopped(self, pool: workers.WorkerPool, collect: Callable[..., Any]) -> None:
-        """After an interrupt: the trials that still finish (or end KILLED) within the grace period."""
-        deadline = time.monotonic() + workers.STOP_GRACE_SECS
-        while pool.running and time.monotonic() < deadline:
-            try:
-                collect(True, deadline - time.monotonic())
-            except BaseException:  # a trial stopped by the interrupt, or the failure being handled
-                pass
 
     def _log_progress(self, new: list[TrialRecord], force: bool = False) -> None:
         """The parent's ``best_val_loss`` after each trial, sent in batches every few seconds. The step counts the

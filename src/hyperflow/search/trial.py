@@ -60,6 +60,14 @@ def run_trial(task: TrialTask, point: dict[str, Any], dataset: Dataset,
         return failed.record, None
 
 
+def lost_trial(experiment_id: str, parent_id: str, number: int, point: dict[str, Any], death: str) -> TrialRecord:
+    """The record of a trial whose worker process died; its run, if the worker had created it, ends FAILED
+    with the reason (a kill -9 of the whole search leaves it to a resume instead)."""
+    reason = f"{death} during the trial"
+    run_id = search_store.end_lost_trial(experiment_id, parent_id, number, reason)
+    return TrialRecord(number, run_id, point, names.TRIAL_FAILED, None, 0, reason=reason)
+
+
 def _stops_the_search(exc: BaseException) -> bool:
     """A store failure or an MLflow refusal ends the whole search (the next trial would meet it too); any
     other error (a combination of settings the model cannot train with, torch refusing a shape, running out

@@ -20,10 +20,11 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from hyperflow.core.processes import context, main_module_hidden, process_identity, watch_parent
 
@@ -273,6 +274,16 @@ class WorkerPool:
             try:
                 os.kill(process.pid, signal.SIGTERM)
             except (ProcessLookupError, OSError):
+                pass
+
+    def collect_stopped(self, collect: Callable[[bool, float], Any]) -> None:
+        """After :meth:`interrupt`: ``collect`` the trials that still finish (or end KILLED) within the grace
+        period, whatever they raise (a trial stopped by the interrupt, or the failure being handled)."""
+        deadline = time.monotonic() + STOP_GRACE_SECS
+        while self.running and time.monotonic() < deadline:
+            try:
+                collect(True, deadline - time.monotonic())
+            except BaseException:
                 pass
 
     def close(self, kill: bool = False, check: bool = True) -> None:
