@@ -1,8 +1,8 @@
 """Epoch time with torch's fused optimizer kernels (``fused=true``, the default) against torch's per-tensor
 loop (``fused=false``), through the shipped code: ``setup_training`` + ``Trainer.fit`` on the digits split,
 one thread, the default schedule (one-cycle), for sgd (Nesterov), adam and adamw at the corners of the default
-classification space (width 64 and 512, depth 1 and 3, batch 32 and 128) and two points between them. Each round fits every
-configuration with both settings back to back (which goes first alternates); reported: every round's
+classification space (width 64 and 512, depth 1 and 3, batch 32 and 128) and two points between them. Each
+round fits every configuration with both settings back to back (which goes first alternates); reported: every round's
 ms/epoch, the median and spread per side, the median of the per-round ratios, and the final val_loss of
 both (the same update up to float rounding, so it should agree to a few digits).
 
