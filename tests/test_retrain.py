@@ -271,6 +271,44 @@ def test_retrain_bad_input_is_one_line(champion, capsys, args, message):
     assert len(retrain_runs(champion["name"])) == before
 
 
+def _changed_day(folder: Path, day1: str, change: str) -> str:
+    """day1's table changed the way a feed changes: a column lost or added, or the target now numbers."""
+    import pandas as pd
+
+    frame = pd.read_csv(day1)
+    if change == "lost_column":
+        frame = frame.drop(columns=["colour"])
+    elif change == "new_column":
+        frame["weight"] = frame["size"] * 2
+    elif change == "numeric_target":
+        frame["kind"] = frame["size"] * 1.5
+    path = folder / f"{change}.csv"
+    frame.to_csv(path, index=False)
+    return str(path)
+
+
+@pytest.mark.parametrize("change, args, message", [
+    ("lost_column", [], "its input columns differ from the champion's (lacks 'colour')"),
+    ("new_column", [], "its input columns differ from the champion's (adds 'weight')"),
+    ("numeric_target", [], "it is a regression model and the champion a classification model"),
+    ("same", ["target=colour"], "it predicts 'colour' and the champion 'kind'"),
+])
+def test_retrain_on_data_for_another_problem_stops_before_training(champion, tmp_path, capsys, change, args,
+                                                                   message):
+    """What the champion's model could never be compared with is refused before any run, lock or version."""
+    client = mlflow.MlflowClient()
+    versions = len(client.search_model_versions(f"name='{champion['name']}'"))
+    before = len(retrain_runs(champion["name"]))
+    data = _changed_day(tmp_path, champion["day1"], change)
+    code = main(["retrain", f"model_name={champion['name']}", f"data={data}", *args, f"experiment={EXPERIMENT}"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and message in err, err
+    assert "could not replace champion version" in err and "another model_name" in err
+    assert len(retrain_runs(champion["name"])) == before
+    assert len(client.search_model_versions(f"name='{champion['name']}'")) == versions
+    assert LOCK_TAG not in client.get_registered_model(champion["name"]).tags
+
+
 # ------------------------------------------------------------------------------------ schedule files
 
 def scheduled_commands() -> dict[str, str]:

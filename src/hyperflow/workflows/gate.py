@@ -15,7 +15,9 @@ import yaml
 from hyperflow import names
 from hyperflow.config import TrainConfig
 from hyperflow.errors import UsageError
-from hyperflow.tracking.registry import UNKNOWN, Client, ModelVersion, model_version, version_identity
+from hyperflow.core.data import Dataset
+from hyperflow.tracking.registry import (UNKNOWN, Client, Identity, ModelVersion, model_version,
+                                         version_identity)
 
 # metric -> greater is better
 DIRECTIONS = {names.ACCURACY: True, names.F1: True, names.LOG_LOSS: False, names.RMSE: False, names.MAE: False,
@@ -34,8 +36,27 @@ def check_replaceable(client: Client, candidate: ModelVersion, champion: str,
                       config: TrainConfig | None = None) -> None:
     """Refuse (UsageError) a candidate whose task, target or input columns differ from the champion's:
     scoring one against the other would compare different problems."""
-    new = version_identity(client, candidate, config)
-    old = version_identity(client, model_version(client, candidate.name, champion))
+    problems = identity_problems(version_identity(client, candidate, config),
+                                 version_identity(client, model_version(client, candidate.name, champion)))
+    if problems:
+        raise UsageError(f"version {candidate.version} of '{candidate.name}' cannot replace champion version "
+                         f"{champion}: {'; '.join(problems)}; register it under another model_name")
+
+
+def check_data_fits(client: Client, name: str, champion: str, dataset: Dataset, target: str | None) -> None:
+    """Refuse (UsageError) data whose model could never replace the champion (another task, target or input
+    columns), before a retrain trains and registers one."""
+    pre = dataset.preprocessor
+    new = Identity(dataset.task, target, tuple(sorted(pre.columns)) if pre.kind == "table" else UNKNOWN)
+    problems = identity_problems(new, version_identity(client, model_version(client, name, champion)))
+    if problems:
+        raise UsageError(f"a model of data '{dataset.source}' could not replace champion version {champion} of "
+                         f"'{name}': {'; '.join(problems)}; give data with the champion's columns and target, or "
+                         f"train it under another model_name")
+
+
+def identity_problems(new: Identity, old: Identity) -> list[str]:
+    """What makes ``new`` another problem than ``old``, in words ("it" is ``new``); unknown parts pass."""
     known = lambda a, b: a is not UNKNOWN and b is not UNKNOWN  # noqa: E731
     problems = []
     if known(new.task, old.task) and new.task != old.task:
@@ -51,9 +72,7 @@ def check_replaceable(client: Client, candidate: ModelVersion, champion: str,
                                         + ([f"adds {_names(extra)}"] if extra else [])) + ")")
         else:
             problems.append("its input differs from the champion's")
-    if problems:
-        raise UsageError(f"version {candidate.version} of '{candidate.name}' cannot replace champion version "
-                         f"{champion}: {'; '.join(problems)}; register it under another model_name")
+    return problems
 
 
 @dataclass(frozen=True)

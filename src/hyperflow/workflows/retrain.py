@@ -25,7 +25,7 @@ from hyperflow.tracking import artifacts, registry
 from hyperflow.tracking.registry import (CHALLENGER, CHAMPION, Client, alias_version, model_exists, model_version,
                                          registered_model, registry_error, run_config, version_run)
 from hyperflow.core.assembly import load_data
-from hyperflow.workflows.gate import build_gate
+from hyperflow.workflows.gate import build_gate, check_data_fits
 from hyperflow.workflows.lock import RegistryLock
 from hyperflow.workflows.promote import PromoteOutcome, first_promotion_refused, promote
 
@@ -117,6 +117,8 @@ def retrain(config: RetrainConfig, overrides: Mapping[str, Any] | None = None, *
     base = _base_config(client, config, overrides, champion)
     dataset = load_data(base)  # bad data fails here, before any run
     gate = build_gate(config.gate, dataset.task, config.gate_rules)  # a bad gate too, before any training
+    if champion is not None:  # data the champion's model cannot be compared on: before any run or version
+        check_data_fits(client, config.model_name, champion, dataset, base.target)
     if champion is None and not gate.has_threshold and not config.allow_first:
         raise first_promotion_refused(config.model_name, gate, gate.rules[0].metric)
     settings = {**overrides, **({"max_evals": config.max_evals} if config.mode == "search" else {})}
