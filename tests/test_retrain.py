@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from hyperflow.workflows.promote import PromoteConfig, promote
 from hyperflow.workflows.retrain import RetrainConfig, newest_data, retrain
 from hyperflow.workflows.train import train
 import held_model
+from polling import wait_for
 from test_registry import items_csv
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -173,6 +175,34 @@ def test_stale_locks_are_taken_over_and_live_ones_are_not(model, client, experim
     client.set_registered_model_tag(model, LOCK_TAG, _holder(run_id=alive))
     with pytest.raises(LockHeld, match=f"another retrain holds the lock: run {alive} on host other-host pid 1"):
         RegistryLock(model, settle=0.1).acquire()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_while_taking_the_lock_leaves_no_lock(model, client, signum):
+    """Ctrl-C or SIGTERM in the pause between writing the lock and reading it back: the tag goes too."""
+    assert threading.current_thread() is threading.main_thread()  # signals are handled in the main thread
+    lock = RegistryLock(model, settle=120.0)  # the signal, not the pause's end, must end the pause
+
+    def interrupt() -> None:
+        wait_for(lambda: LOCK_TAG in client.get_registered_model(model).tags, "the lock's tag")
+        signal.pthread_kill(threading.main_thread().ident, signum)
+
+    def on_term(*_: object) -> None:
+        raise KeyboardInterrupt  # what hyperflow's CLI does with SIGTERM
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    helper = threading.Thread(target=interrupt)
+    try:
+        helper.start()
+        with pytest.raises(KeyboardInterrupt):
+            lock.acquire()
+    finally:
+        helper.join()
+        signal.signal(signal.SIGTERM, previous)
+    assert LOCK_TAG not in client.get_registered_model(model).tags
+    fresh = RegistryLock(model, settle=0.1).acquire()
+    assert fresh.taken_over is None  # the next job finds the lock free: nothing to take over
+    fresh.release()
 
 
 def test_a_lock_lost_to_another_job_is_noticed(model, client):

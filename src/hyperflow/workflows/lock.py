@@ -120,17 +120,30 @@ class RegistryLock:
             self._write()
         except tracking.MlflowError as exc:  # e.g. sqlite: a concurrent first write of the tag won the insert
             failed = exc
-        time.sleep(self.settle)
-        after = self.read()
-        if not self._ours(after):
-            if after is None and failed is not None:
-                raise failed
-            raise LockHeld(self.name, after or {})
-        if self.taken_over and self.taken_over.get("run_id"):
-            self.ended = self._end_dead_runs(self.taken_over["run_id"])
-        self._beat = threading.Thread(target=self._heartbeat, name=f"lock-{self.name}", daemon=True)
-        self._beat.start()
+        try:
+            time.sleep(self.settle)
+            after = self.read()
+            if not self._ours(after):
+                if after is None and failed is not None:
+                    raise failed
+                raise LockHeld(self.name, after or {})
+            if self.taken_over and self.taken_over.get("run_id"):
+                self.ended = self._end_dead_runs(self.taken_over["run_id"])
+            self._beat = threading.Thread(target=self._heartbeat, name=f"lock-{self.name}", daemon=True)
+            self._beat.start()
+        except BaseException:  # interrupted (Ctrl-C, SIGTERM) or failed before the with block: no lock left
+            self._abandon()
+            raise
         return self
+
+    def _abandon(self) -> None:
+        """Delete the tag if it is ours, best effort: a tag left behind is taken over later anyway (its
+        process is gone), but the next job should not have to."""
+        try:
+            if self._ours(self.read()):
+                registry.delete_model_tag(self.client, self.name, LOCK_TAG)
+        except Exception as exc:
+            log.debug("could not remove the retrain lock of %s: %s", self.name, exc)
 
     def _end_dead_runs(self, run_id: str) -> list[str]:
         """End KILLED the dead holder's run and every run nested under it (any depth: its training run, that
