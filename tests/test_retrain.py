@@ -273,6 +273,39 @@ def test_retrain_by_search_runs_a_small_search_under_the_retrain_run(champion):
     assert client.get_model_version(name, "2").tags["search_run_id"] == searched.info.run_id
 
 
+@pytest.mark.slow
+def test_sigterm_during_a_retrain_by_search_ends_every_run_killed(champion, tracking_uri):
+    """The search of mode=search stops as ``hyperflow search`` does: its trials, the search run and the
+    retrain run end KILLED (before, the search ran in a thread of its own and its run stayed RUNNING)."""
+    name = _copy_of_champion(champion)
+    proc = subprocess.Popen([sys.executable, "-m", "hyperflow", "retrain", f"model_name={name}",
+                             f"data={champion['day1']}", "mode=search", "max_evals=50", "epochs=40", "force=true",
+                             f"experiment={EXPERIMENT}"], env=_env(tracking_uri), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    retrain_run = wait_for(lambda: next(iter(retrain_runs(name)), None), "the retrain run", timeout=120)
+
+    def nested(run_id: str) -> list:
+        return mlflow.search_runs(experiment_names=[EXPERIMENT], output_format="list",
+                                  filter_string=f"tags.mlflow.parentRunId = '{run_id}'")
+
+    def trial_running():
+        searches = [r for r in nested(retrain_run.info.run_id) if r.data.tags.get("hyperflow.role") == "search"]
+        return searches and any(r.info.status == "RUNNING" for r in nested(searches[0].info.run_id))
+
+    try:
+        wait_for(lambda: trial_running() or proc.poll() is not None, "a trial of the retrain's search", timeout=180)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    search, = [r for r in nested(retrain_run.info.run_id) if r.data.tags.get("hyperflow.role") == "search"]
+    trials = nested(search.info.run_id)
+    assert trials and not [r for r in trials if r.info.status == "RUNNING"]
+    assert search.info.status == "KILLED" and mlflow.get_run(retrain_run.info.run_id).info.status == "KILLED"
+    assert LOCK_TAG not in mlflow.MlflowClient().get_registered_model(name).tags
+
+
 def test_retrain_while_another_holds_the_lock_exits_4(champion, capsys):
     client = mlflow.MlflowClient()
     before = len(retrain_runs(champion["name"]))

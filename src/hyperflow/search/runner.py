@@ -53,10 +53,11 @@ class SearchRunner:
     artifact_uri = ""
 
     def __init__(self, search: SearchConfig, base: TrainConfig, spark_session: Any = None,
-                 given: Collection[str] | None = None) -> None:
+                 given: Collection[str] | None = None, parent_run_id: str | None = None) -> None:
         """``given``: the settings the user set (command line, config file); a resume takes every other one
-        from the search it resumes. Without it, a setting counts as given when it differs from its default."""
-        self.search, self.spark_session = search, spark_session
+        from the search it resumes. Without it, a setting counts as given when it differs from its default.
+        ``parent_run_id``: the active run a new search's run nests under (a retrain's)."""
+        self.search, self.spark_session, self.parent_run_id = search, spark_session, parent_run_id
         self.given = None if given is None else set(given)
         self.base = base.replace(log_model=False, model_name=None, progress=False, tensorboard=False)
         self.records: list[TrialRecord] = []
@@ -159,6 +160,7 @@ class SearchRunner:
 
     def _run_tracked(self, fresh: bool) -> SearchOutcome:
         with tracking.tracked_run(names.ROLE_SEARCH, experiment=self.base.experiment, run_id=self.search.resume,
+                                  parent_run_id=self.parent_run_id if self.search.resume is None else None,
                                   run_name=tracking.unique_run_name("search", self.dataset.name) if fresh else None,
                                   tags=tracking.run_tags(self.dataset)) as parent:
             self.parent_id, self.experiment_id = parent.info.run_id, parent.info.experiment_id

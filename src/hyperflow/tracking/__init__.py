@@ -24,7 +24,7 @@ from hyperflow.tracking.model import (finished_model, load_pyfunc, load_version,
 from hyperflow.tracking.registry import RegistryError, registry_error
 from hyperflow.tracking.runs import (PACKAGE_DIR, ROLE_TAG, BackgroundCalls, MlflowError, call_now,
                                      child_run, end_run, end_run_quietly, log_metrics, log_params, log_results,
-                                     reopened_run, run_tags, runs_tagged, set_parent, set_tag, set_tags,
+                                     reopened_run, run_tags, runs_tagged, set_tag, set_tags,
                                      tracked_run, unique_run_name)
 from hyperflow.tracking.sidecar import SidecarCalls
 from hyperflow.errors import Terminated
@@ -37,5 +37,5 @@ __all__ = ["check_writable", "lr_range_test_run", "log_artifact", "log_artifacts
            "RegistryError", "registry_error",
            "PACKAGE_DIR", "ROLE_TAG", "BackgroundCalls", "SidecarCalls", "MlflowError", "Terminated", "call_now", "child_run",
            "current_experiment_id", "deleted_experiment", "end_run", "end_run_quietly", "experiment_state",
-           "log_metrics", "log_params", "log_results", "reopened_run", "run_tags", "runs_tagged", "set_parent",
+           "log_metrics", "log_params", "log_results", "reopened_run", "run_tags", "runs_tagged",
            "set_tag", "set_tags", "tracked_run", "tracking_uri", "unique_run_name", "use_experiment"]

@@ -376,11 +376,6 @@ def log_metrics(metrics: dict[str, float]) -> None:
     mlflow.log_metrics(metrics)
 
 
-def set_parent(run_id: str, parent_run_id: str) -> None:
-    """Fold run ``run_id`` under ``parent_run_id`` after the fact (e.g. a search started in its own thread)."""
-    MlflowClient().set_tag(run_id, names.PARENT_RUN_ID, parent_run_id)
-
-
 def end_run(run_id: str, status: str, client: Any = None) -> None:
     """End run ``run_id`` as ``status`` (e.g. KILLED for a run whose process is gone)."""
     (client or MlflowClient()).set_terminated(run_id, status)

@@ -10,7 +10,6 @@ import glob
 import hashlib
 import json
 import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -188,28 +187,13 @@ def _train(config: RetrainConfig, base: TrainConfig, run_id: str) -> str:
 
 
 def _search(config: RetrainConfig, base: TrainConfig, run_id: str) -> str:
-    """A search in a thread of its own: MLflow's active run is per thread, and the search opens a
-    top-level run; it is then linked under the retrain run."""
+    """A small search nested under the retrain run, in this thread: Ctrl-C or SIGTERM stops its trials and
+    ends its runs KILLED as it does for ``hyperflow search``."""
     from hyperflow.config.search import build_search_config
     from hyperflow.search.runner import SearchRunner
 
-    runner = SearchRunner(build_search_config({"max_evals": config.max_evals, "model_name": config.model_name}),
-                          base)
-    result: dict[str, Any] = {}
-
-    def work() -> None:
-        try:
-            result["outcome"] = runner.run()
-        except BaseException as exc:  # re-raised in the caller's thread
-            result["error"] = exc
-
-    thread = threading.Thread(target=work, name="retrain-search", daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in result:
-        raise result["error"]
-    outcome = result["outcome"]
-    tracking.set_parent(outcome.run_id, run_id)
+    search = build_search_config({"max_evals": config.max_evals, "model_name": config.model_name})
+    outcome = SearchRunner(search, base, parent_run_id=run_id).run()
     if outcome.registered is None:
         raise RuntimeError(f"the search {outcome.run_id} registered no model: no trial finished")
     return outcome.registered[1]
