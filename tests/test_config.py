@@ -120,3 +120,27 @@ def test_configs_coerce_what_they_are_given():
     assert SearchConfig(max_evals="12").max_evals == 12
     assert PromoteConfig(model_name="m", allow_first="true").allow_first is True
     assert RetrainConfig(model_name="m", max_evals="30").max_evals == 30
+
+
+MODEL_NAMES = ["churn", "hyperflow-digits", "a b", "v1.2", "x_y", "é-model", "a/b", "a:b", "/abs", "../up", "./here",
+               "a//b", "a/./b", ".", "..", "name.", "trailing/"]  # a blank one means "not given" (MLproject's "")
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_model_names_are_refused_when_read_exactly_as_mlflow_would_refuse_them(name):
+    """Checked with the settings (before any training); the rule is MLflow's, held to MLflow's own check."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.validation import _validate_model_name
+
+    try:
+        _validate_model_name(name)
+        mlflow_refuses = False
+    except MlflowException:
+        mlflow_refuses = True
+    for make in (lambda: TrainConfig(model_name=name), lambda: SearchConfig(model_name=name),
+                 lambda: PromoteConfig(model_name=name), lambda: RetrainConfig(model_name=name)):
+        if mlflow_refuses:
+            with pytest.raises(UsageError, match="model_name"):
+                make()
+        else:
+            make()

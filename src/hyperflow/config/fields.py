@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import posixpath
 from dataclasses import field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -139,6 +140,24 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(loaded, dict):
         raise UsageError(f"config file '{path}' must be a mapping of settings, e.g. 'epochs: 20'")
     return loaded
+
+
+def check_model_name(value: str | None) -> None:
+    """MLflow's rule for registered model names (``mlflow.utils.validation._validate_model_name``), checked
+    when the settings are read: MLflow applies it only when the model is registered, after the training or
+    the search. Written out because config must not import MLflow; tests/test_config.py holds it to
+    MLflow's own check."""
+    if value is None:
+        return
+    if not value.strip():
+        raise UsageError("model_name is empty: give the registered model a name, e.g. model_name=churn")
+    if "/" in value or ":" in value:
+        raise UsageError(f"model_name '{value}' cannot be a registered model name: it must not contain '/' or "
+                         f"':' (e.g. model_name={value.replace('/', '-').replace(':', '-')})")
+    norm = posixpath.normpath(value)
+    if norm != value or norm == "." or norm.startswith(".."):
+        raise UsageError(f"model_name '{value}' cannot be a registered model name: MLflow may store it as a "
+                         f"path, and it would resolve to '{norm}'; pick a plain name")
 
 
 def check_choice(key: str, value: str | None, allowed: tuple[str, ...]) -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from hyperflow.config.fields import (_COMMAND_OF, check_choice, coerce, coerce_fields, fields_of, setting,
-                                     unknown_setting)
+from hyperflow.config.fields import (_COMMAND_OF, check_choice, check_model_name, coerce, coerce_fields, fields_of,
+                                     setting, unknown_setting)
 from hyperflow.config.search import MAX_EVALS
 from hyperflow.config.train import TrainConfig, build_config
 from hyperflow.errors import UsageError
@@ -25,6 +25,7 @@ RETRAIN_MODES = ("champion", "search")
 def _required_name(c: Any, what: str) -> None:
     if not c.model_name:
         raise UsageError(f"model_name is required: the registered model to {what}")
+    check_model_name(c.model_name)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from hyperflow.config.fields import check_choice, coerce_fields, setting, unknown_setting
+from hyperflow.config.fields import check_choice, check_model_name, coerce_fields, setting, unknown_setting
 from hyperflow.errors import UsageError
 
 STRATEGIES = ("tpe", "bayes", "random", "grid")
@@ -60,6 +60,7 @@ SEARCH_KEYS = {f.name for f in dataclasses.fields(SearchConfig)}
 
 def validate_search(c: SearchConfig) -> None:
     """Refuse values and combinations that cannot work, with the fix in the message."""
+    check_model_name(c.model_name)
     for key, allowed in (("strategy", STRATEGIES), ("pruner", PRUNERS), ("lr_bounds", ("none", "auto")),
                          ("backend", BACKENDS)):
         check_choice(key, getattr(c, key), allowed)

@@ -15,7 +15,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from hyperflow.config.fields import check_choice, coerce, coerce_fields, default_value, load_yaml, setting
+from hyperflow.config.fields import (check_choice, check_model_name, coerce, coerce_fields, default_value, load_yaml,
+                                     setting)
 from hyperflow.errors import UsageError
 
 TASKS = ("classification", "regression", "segmentation")
@@ -205,6 +206,7 @@ def _fits_in_memory(c: TrainConfig) -> None:
 
 def validate(c: TrainConfig) -> None:
     """Refuse values and combinations that cannot work, with the fix in the message."""
+    check_model_name(c.model_name)
     check_choice("task", c.task, TASKS)
     check_choice("loss", c.loss, LOSSES)
     check_choice("optimizer", c.optimizer, OPTIMIZERS)
