@@ -189,9 +189,11 @@ def check_experiment(name: str | None) -> None:
 def _runs_ended() -> str:
     """How an interrupt left the command's runs: ended KILLED, unless the store refused to end one."""
     runs = sys.modules.get("hyperflow.tracking.runs")  # not imported: no run was started
-    unended = getattr(runs, "UNENDED", [])
+    unended, ended = getattr(runs, "UNENDED", []), getattr(runs, "ENDED", [])
     if unended:
         return f"a run could not be ended ({unended[-1]}) and stays RUNNING (a resume ends it)"
+    if ended and "KILLED" not in ended:  # the signal came after the work: nothing was cut short
+        return f"its runs had ended ({', '.join(sorted(set(ended)))}) and stay as they are"
     return "its runs were ended as KILLED"
 
 
@@ -416,6 +418,47 @@ COMMANDS: dict[str, tuple[Callable[[Invocation], int], Callable[[], str]]] = {
 
 
 def main(argv: Sequence[str] | None = None, *, from_mlproject: bool = False) -> int:
+    """Run one command; its exit code. As the process's entry (the ``hyperflow`` script, ``steps/*.py``), a
+    signal after the command has returned ends the process at once with that code and no traceback (its work
+    is done and recorded); stdout closed early (``| head``) gives 141, as for a tool killed by SIGPIPE."""
+    code = 1
+    try:
+        code = _main(argv, from_mlproject=from_mlproject)
+    except BrokenPipeError:
+        code = _stdout_closed()
+    finally:
+        if argv is None or from_mlproject:
+            _exit_on_signals(code)
+    return code
+
+
+def _stdout_closed() -> int:
+    """stdout's reader went away: no traceback now, nor when Python flushes stdout at exit."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # not a real file (e.g. captured by a test)
+        pass
+    return 141
+
+
+def _exit_on_signals(code: int) -> None:
+    """From now on Ctrl-C or SIGTERM end the process with ``code`` (the exit: MLflow's and torch's atexit
+    handlers, the interpreter's teardown), instead of a KeyboardInterrupt traceback or a death by signal."""
+    def leave(signum: int, frame: object) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        os._exit(code)
+
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(signum) is not signal.SIG_IGN:
+                signal.signal(signum, leave)
+
+
+def _main(argv: Sequence[str] | None, *, from_mlproject: bool) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
@@ -461,5 +504,6 @@ def main(argv: Sequence[str] | None = None, *, from_mlproject: bool = False) -> 
     finally:
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
-        getattr(sys.modules.get("hyperflow.tracking.runs"), "UNENDED", []).clear()  # this command's only
+        for ended in ("UNENDED", "ENDED"):  # this command's only
+            getattr(sys.modules.get("hyperflow.tracking.runs"), ended, []).clear()
         startup.finish()

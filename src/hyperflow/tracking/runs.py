@@ -88,15 +88,18 @@ def _ended_as(end: Any) -> Iterator[None]:
     finally:
         if status == "FINISHED":
             end(status)
+            ENDED.append(status)
         else:
             try:
                 end(status)
+                ENDED.append(status)
             except Exception as exc:  # e.g. the store is down: the exception in flight is the one to report
                 log.debug("could not end a run as %s: %s", status, exc)
                 UNENDED.append(f"{status}: {one_line(exc, 200)}")
 
 
 UNENDED: list[str] = []  # why runs could not be ended after an interrupt or a failure (the CLI says so)
+ENDED: list[str] = []  # the statuses runs were ended with (an interrupt after they all finished is said so)
 
 
 def _let_go(interrupt: BaseException) -> None:

@@ -14,6 +14,7 @@ from hyperflow.core.assembly import Setup, setup_training, use_config, with_foun
 from hyperflow.workflows.lr_find import lr_find_in_run
 from hyperflow import tracking
 from hyperflow.tracking import artifacts, new_store
+from hyperflow.tracking.held_signals import HeldSignals
 from hyperflow.tracking.training_errors import raised_in_training
 
 
@@ -46,10 +47,22 @@ def train(config: TrainConfig, *, role: str = names.ROLE_TRAIN, parent_run_id: s
     error, or the artifact store refusing a write: ArtifactStoreError) or KILLED. A nested run
     (``parent_run_id``) leaves the artifact check to its caller, which made the parent run."""
     setup: Setup = setup_training(config)
-    dataset, trainer = setup.dataset, setup.trainer
     new_store.prepare()  # a new sqlite store from the cached empty one (see hyperflow.tracking.new_store)
     if parent_run_id is None:
         artifacts.check_writable(config.experiment)
+    held = HeldSignals("registering the model")  # from the registration to the run's end
+    try:
+        outcome = _train_run(config, setup, role, parent_run_id, extra_tags, held)
+    except BaseException:
+        held.release(failed=True)
+        raise
+    held.release()
+    return outcome
+
+
+def _train_run(config: TrainConfig, setup: Setup, role: str, parent_run_id: str | None,
+               extra_tags: dict[str, str] | None, held: HeldSignals) -> TrainOutcome:
+    dataset, trainer = setup.dataset, setup.trainer
     with tempfile.TemporaryDirectory() as tb_dir:
         tensorboard = _tensorboard_callback(tb_dir) if config.tensorboard else None
         tags = {**tracking.run_tags(dataset), **(extra_tags or {})}
@@ -91,8 +104,10 @@ def train(config: TrainConfig, *, role: str = names.ROLE_TRAIN, parent_run_id: s
             outcome = TrainOutcome(run_id, run.info.experiment_id, result, test)
             if config.log_model:
                 with artifacts.artifact_write("the model"):
-                    info = tracking.log_model(trainer.model, setup.model_spec, dataset, config.model_name,
-                                              setup.user_code)
+                    info = tracking.log_model(trainer.model, setup.model_spec, dataset, None, setup.user_code)
                 outcome.model_uri = info.model_uri
-                outcome.registered_version = getattr(info, "registered_model_version", None)
+                if config.model_name:
+                    held.hold()
+                    version, _ = tracking.register_once(info.model_uri, config.model_name, run_id, look_up=False)
+                    outcome.registered_version = str(version.version)
     return outcome
