@@ -19,6 +19,7 @@ def files(tmp_path_factory) -> dict[str, str]:
     (root / "garbage.csv").write_bytes(b"\x00\xff\xfe\x00 not a table \x00")
     (root / "ok.csv").write_text("a,b,label\n" + "".join(f"{i},{i % 3},{'xy'[i % 2]}\n" for i in range(40)))
     (root / "nan.csv").write_text("a,label\n1,\n2,\n3,\n")
+    (root / "dup.yaml").write_text("epochs: 2\nlr: 0.01\nepochs: 3\n")
     (root / "one.csv").write_text("a,label\n1,x\n2,x\n3,x\n")
     (root / "bad_models.py").write_text(textwrap.dedent("""
         import torch
@@ -30,7 +31,8 @@ def files(tmp_path_factory) -> dict[str, str]:
             return torch.nn.Linear(input_shape[0], output_size).requires_grad_(False)
     """))
     return {k: str(root / f) for k, f in
-            [("garbage", "garbage.csv"), ("ok", "ok.csv"), ("nan", "nan.csv"), ("one", "one.csv"), ("root", "")]}
+            [("garbage", "garbage.csv"), ("ok", "ok.csv"), ("nan", "nan.csv"), ("one", "one.csv"), ("dup", "dup.yaml"),
+             ("root", "")]}
 
 
 CASES = [
@@ -55,6 +57,9 @@ CASES = [
     (["epochs=ten"], "expected a whole number"),
     (["nonsense"], "unexpected argument 'nonsense'"),
     (["config=nowhere.yaml"], "config file 'nowhere.yaml' not found"),
+    (["config={dup}"], "'epochs' appears twice (lines 1 and 3): keep one"),
+    (["data=breast_cancer", "target=nosuch"], "data 'breast_cancer' is built in and brings its own target"),
+    (["model_name=team/churn"], "must not contain '/' or ':' (e.g. model_name=team-churn)"),
     # absurd sizes: refused at once, before any data is read or memory allocated
     (["width=1e10"], "width must be at most 1048576, got 10000000000"),
     (["depth=1e6"], "depth must be at most 1000"),

@@ -185,7 +185,8 @@ def test_gate_from_yaml_file_inline_and_dotted_rules(tmp_path):
                               "log_loss": {"min_relative_change": 0.05}}
     assert build_gate("{f1: {threshold: 0.5}}", "classification").to_dict() == {"f1": {"threshold": 0.5}}
     for bad, message in [("missing.yaml", "not found"), ("{accuracy: [", "not valid YAML"),
-                         ("{accuracy: {threshold: high}}", "must be numbers"), ("[1, 2]", "must map metrics")]:
+                         ("{accuracy: {threshold: high}}", "must be numbers"), ("[1, 2]", "must map metrics"),
+                         ("{accuracy: {threshold: 0.9}, accuracy: {threshold: 0.5}}", "'accuracy' appears twice")]:
         with pytest.raises(UsageError, match=message):
             build_gate(bad, "classification")
 

@@ -75,6 +75,7 @@ def test_samples_are_valid_values_not_indices(tmp_path):
     ("lr: {type: uniform, high: 1}", "needs numbers 'low' and 'high'"),
     ("depth: {type: int, low: 1.5, high: 3}", "whole-number bounds"),
     ("- just a list", "must map setting names"),
+    ("epochs: 2\nlr: {type: uniform, low: 0.1, high: 1}\nepochs: 3", "'epochs' appears twice \\(lines 1 and 3\\)"),
 ])
 def test_bad_spaces_are_refused(tmp_path, text, fragment):
     with pytest.raises(UsageError, match=fragment):
@@ -361,3 +362,21 @@ def test_a_bad_space_is_refused_before_anything_is_written(text, strategy, fragm
     exp = mlflow.get_experiment_by_name(experiment)
     assert mlflow.search_runs([exp.experiment_id], output_format="list") == []
     assert len(client.search_registered_models()) == models
+
+
+def test_a_setting_given_pins_its_dimension_of_the_shipped_space(experiment):
+    """epochs=1 on the command line: every trial trains 1 epoch (the shipped space's fixed 20 no longer wins),
+    and optimizer=adam takes the optimizer (and sgd's momentum) out of the search; a space of your own is
+    taken as written."""
+    settings = build_search_config({"max_evals": "2", "pruner": "none", "register": "false", "parallelism": "1"})
+    base = build_config({"data": "digits", "epochs": "1", "optimizer": "adam", "progress": "false",
+                         "experiment": experiment})
+    outcome = SearchRunner(settings, base, given={"epochs", "optimizer", "max_evals"}).run()
+    assert [r.epochs for r in outcome.records] == [1, 1]
+    assert all("optimizer" not in r.params and "momentum" not in r.params for r in outcome.records)
+    assert mlflow.get_run(outcome.run_id).data.params["optimizer"] == "adam"  # the trials' base
+    assert "width" in outcome.records[0].params  # the rest is still searched
+    every = {"lr", "weight_decay", "width", "depth", "dropout", "batch_size", "optimizer", "epochs",
+             "label_smoothing"}
+    with pytest.raises(UsageError, match="nothing is left to search"):
+        SearchRunner(settings, base, given=every).run()

@@ -8,6 +8,7 @@ import pandas as pd
 
 BUILTINS = ("digits", "breast_cancer", "wine", "diabetes", "shapes")
 SHAPES_VERSION = "1"
+BUILTIN_TARGET = "target"  # the target column of the built-in tables
 
 
 def builtin_frame(name: str) -> tuple[pd.DataFrame, str]:
@@ -16,7 +17,7 @@ def builtin_frame(name: str) -> tuple[pd.DataFrame, str]:
     loader = getattr(skdatasets, f"load_{name}")
     bunch = loader(as_frame=True)
     frame = bunch.frame.copy()
-    target = "target"
+    target = BUILTIN_TARGET
     if name != "diabetes" and getattr(bunch, "target_names", None) is not None:
         names = np.asarray(bunch.target_names)
         frame[target] = names[frame[target].to_numpy()]

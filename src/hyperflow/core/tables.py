@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hyperflow.core.builtins import BUILTIN_TARGET
 from hyperflow.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -198,6 +199,9 @@ def precheck(data: str, target: str | None, builtins: tuple[str, ...]) -> None:
     """The quick checks of ``data=`` and ``target=`` (file, type, header, target column) that need neither
     torch nor MLflow, so that a mistake is reported in a fraction of a second."""
     path = check_path(data, builtins)
+    if path is None and target not in (None, BUILTIN_TARGET if data != "shapes" else None):
+        raise UsageError(f"data '{data}' is built in and brings its own target: drop target={target} (it names "
+                         f"a column of your own file: data=<file.csv> target={target})")
     if path is None or path.suffix.lower() == ".npz":
         return
     check_target(read_table(path, nrows=50), target, str(data))

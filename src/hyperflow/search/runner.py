@@ -107,14 +107,18 @@ class SearchRunner:
         recorded = self.resumed.data.tags.get(names.SPACE) if self.resumed is not None else None
         if self.search.space:
             self.space_path = Path(self.search.space)
-            space = load_space(self.space_path)
+            space = load_space(self.space_path)  # your space: what it sets wins over the command line
         elif recorded:
             self.space_path = None
             space = yaml.safe_load(recorded)
             validate_space(space)
-        else:
+        else:  # the shipped space; a setting the user gave pins its dimension (epochs=5: every trial 5 epochs)
             self.space_path = default_space_path(self.dataset.task)
-            space = load_space(self.space_path)
+            given = {k for k in self.given or () if k in TrainConfig.__dataclass_fields__}
+            space = {k: v for k, v in load_space(self.space_path).items() if k not in given}
+            if not space:
+                raise UsageError(f"every dimension of the shipped search space is set ({', '.join(sorted(given))}): "
+                                 f"nothing is left to search; drop one, or run hyperflow train")
         self.space_text = yaml.safe_dump(space, sort_keys=False)
         if recorded and yaml.safe_load(recorded) != space:
             self.space_edited = True

@@ -31,6 +31,7 @@ from hyperopt import hp
 from hyperopt.pyll import scope
 
 from hyperflow.config import TrainConfig, coerce
+from hyperflow.config.fields import DuplicateKey, safe_load
 from hyperflow.errors import UsageError
 
 TYPES = ("uniform", "loguniform", "quniform", "int", "choice")
@@ -56,7 +57,9 @@ def load_space(path: str | Path) -> dict[str, Any]:
     except OSError as exc:
         raise UsageError(f"space file '{path}' cannot be read: {exc.strerror or exc}") from None
     try:
-        spec = yaml.safe_load(text)
+        spec = safe_load(text)
+    except DuplicateKey as exc:
+        raise UsageError(f"space file '{path}': {exc}") from None
     except yaml.YAMLError:
         raise UsageError(f"space file '{path}' is not valid YAML: fix its syntax") from None
     if not isinstance(spec, dict) or not spec:

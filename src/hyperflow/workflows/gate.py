@@ -14,6 +14,7 @@ import yaml
 
 from hyperflow import names
 from hyperflow.config import TrainConfig
+from hyperflow.config.fields import DuplicateKey, safe_load
 from hyperflow.errors import UsageError
 from hyperflow.core.data import Dataset
 from hyperflow.tracking.registry import (UNKNOWN, Client, Identity, ModelVersion, model_version,
@@ -146,7 +147,9 @@ def build_gate(spec: str | dict | None, task: str, overrides: dict[str, str] | N
     if isinstance(spec, str) and spec.strip():
         path = Path(spec)
         try:
-            spec = yaml.safe_load(path.read_text() if path.suffix in (".yaml", ".yml") or path.is_file() else spec)
+            spec = safe_load(path.read_text() if path.suffix in (".yaml", ".yml") or path.is_file() else spec)
+        except DuplicateKey as exc:
+            raise UsageError(f"gate '{spec}': {exc}") from None
         except OSError:
             raise UsageError(f"gate file '{spec}' not found: pass a YAML file or inline YAML") from None
         except yaml.YAMLError:
