@@ -265,13 +265,16 @@ def test_retrain_by_search_runs_a_small_search_under_the_retrain_run(champion):
     name = _copy_of_champion(champion)
     config = RetrainConfig(model_name=name, data=champion["day1"], mode="search", max_evals=2, experiment=EXPERIMENT)
     champion_before = alias_version(client, name, "champion")
-    outcome = retrain(config, settle=0.1)
+    outcome = retrain(config, {"epochs": 2}, settle=0.1)  # epochs given: it pins the shipped space's 20
     assert outcome.version == "2"
     assert_gate_decided(client, name, outcome, champion_before)
     searched, = mlflow.search_runs(experiment_names=[EXPERIMENT], output_format="list",
                                    filter_string=f"tags.mlflow.parentRunId = '{outcome.run_id}' and "
                                                  f"tags.`hyperflow.role` = 'search'")
     assert searched.data.params["max_evals"] == "2" and searched.info.status == "FINISHED"
+    trials = mlflow.search_runs(experiment_names=[EXPERIMENT], output_format="list",
+                                filter_string=f"tags.mlflow.parentRunId = '{searched.info.run_id}'")
+    assert len(trials) == 2 and all(t.data.metrics["epochs_run"] <= 2 for t in trials)
     assert client.get_model_version(name, "2").tags["search_run_id"] == searched.info.run_id
 
 

@@ -144,7 +144,8 @@ def retrain(config: RetrainConfig, overrides: Mapping[str, Any] | None = None, *
             tracking.log_params(run_id, {"model_name": config.model_name, "mode": config.mode,
                                          "resolved_data": base.data, "force": str(config.force),
                                          **({"max_evals": str(config.max_evals)} if config.mode == "search" else {})})
-            version = (_search(config, base, run_id) if config.mode == "search" else _train(config, base, run_id))
+            version = (_search(config, base, run_id, set(overrides)) if config.mode == "search"
+                       else _train(config, base, run_id))
             registry.set_version_tags(client, config.model_name, version,
                                       {names.VERSION_RETRAIN_RUN_ID: run_id, names.VERSION_RETRAIN_KEY: key})
             lock.check()
@@ -186,14 +187,15 @@ def _train(config: RetrainConfig, base: TrainConfig, run_id: str) -> str:
     return version
 
 
-def _search(config: RetrainConfig, base: TrainConfig, run_id: str) -> str:
+def _search(config: RetrainConfig, base: TrainConfig, run_id: str, given: set[str]) -> str:
     """A small search nested under the retrain run, in this thread: Ctrl-C or SIGTERM stops its trials and
-    ends its runs KILLED as it does for ``hyperflow search``."""
+    ends its runs KILLED as it does for ``hyperflow search``. ``given``: the training settings the job was
+    given, which pin their dimensions of the shipped space as they do for ``hyperflow search``."""
     from hyperflow.config.search import build_search_config
     from hyperflow.search.runner import SearchRunner
 
     search = build_search_config({"max_evals": config.max_evals, "model_name": config.model_name})
-    outcome = SearchRunner(search, base, parent_run_id=run_id).run()
+    outcome = SearchRunner(search, base, given=given, parent_run_id=run_id).run()
     if outcome.registered is None:
         raise RuntimeError(f"the search {outcome.run_id} registered no model: no trial finished")
     return outcome.registered[1]
