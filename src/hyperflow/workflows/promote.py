@@ -19,6 +19,7 @@ from hyperflow import names, tracking
 from hyperflow.config import GATE_HELP, PromoteConfig, TrainConfig, build_promote_config  # noqa: F401 (re-exported)
 from hyperflow.errors import UsageError
 from hyperflow.tracking import artifacts, registry
+from hyperflow.tracking.held_signals import HeldSignals
 from hyperflow.tracking.registry import (CHAMPION, Client, ModelVersion, alias_version, move_alias, resolve_version,
                                          run_config, version_run)
 from hyperflow.workflows.gate import Check, Gate, build_gate, check_replaceable
@@ -91,6 +92,19 @@ def promote(config: PromoteConfig, *, parent_run_id: str | None = None,
     if parent_run_id is None:  # gate.json must be writable before an alias moves (a retrain checked already)
         artifacts.check_writable(config.experiment)
     candidate = score(tracking.load_version(p.name, p.version), p.rows)
+    held = HeldSignals("moving the champion alias")  # from the move to the run's end: no KILLED run moves it
+    try:
+        outcome = _promote_run(config, client, p, candidate, parent_run_id, before_move, held)
+    except BaseException:
+        held.release(failed=True)
+        raise
+    held.release()
+    return outcome
+
+
+def _promote_run(config: PromoteConfig, client: Client, p: _Prepared, candidate: dict[str, float],
+                 parent_run_id: str | None, before_move: Callable[[], None] | None,
+                 held: HeldSignals) -> PromoteOutcome:
     with tracking.tracked_run(names.ROLE_PROMOTE, experiment=config.experiment, parent_run_id=parent_run_id,
                               run_name=tracking.unique_run_name(names.ROLE_PROMOTE, f"{p.name}-v{p.version}"),
                               tags={names.MODEL_NAME: p.name, names.CANDIDATE_VERSION: p.version}) as run:
@@ -99,7 +113,7 @@ def promote(config: PromoteConfig, *, parent_run_id: str | None = None,
                                      "gate": str(p.gate.to_dict()), "dry_run": str(config.dry_run),
                                      "allow_first": str(config.allow_first)})
         tracking.log_metrics({f"{names.CANDIDATE_PREFIX}{k}": v for k, v in candidate.items()})
-        outcome = _decide(config, client, p, candidate, run_id, before_move)
+        outcome = _decide(config, client, p, candidate, run_id, before_move, held)
         if outcome.champion:
             tracking.log_metrics({f"{names.CHAMPION_PREFIX}{k}": v for k, v in outcome.champion.items()})
         tracking.set_tags({names.DECISION: names.PASSED if outcome.passed else names.FAILED,
@@ -114,7 +128,7 @@ def promote(config: PromoteConfig, *, parent_run_id: str | None = None,
 
 
 def _decide(config: PromoteConfig, client: Client, p: _Prepared, candidate: dict[str, float], run_id: str,
-            before_move: Callable[[], None] | None) -> PromoteOutcome:
+            before_move: Callable[[], None] | None, held: HeldSignals) -> PromoteOutcome:
     baseline, compared = p.baseline, p.baseline
     for _ in range(config.max_attempts):
         same = baseline == p.version
@@ -135,6 +149,7 @@ def _decide(config: PromoteConfig, client: Client, p: _Prepared, candidate: dict
                                     else "refused (add a threshold or allow_first=true)"))
         if not outcome.passed or config.dry_run or same:
             return outcome
+        held.hold()  # the lock check, the re-read and the move, then the run's end
         if before_move is not None:
             before_move()
         now = alias_version(client, p.name, CHAMPION)  # re-read just before the move (fails closed)
