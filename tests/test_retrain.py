@@ -323,6 +323,15 @@ def test_retrain_while_another_holds_the_lock_exits_4(champion, capsys):
     assert LOCK_TAG not in client.get_registered_model(champion["name"]).tags
 
 
+def test_promote_on_rows_labelled_otherwise_is_refused(champion, tmp_path, capsys):
+    """Accuracy on labels the model never learned compares nothing: one line, exit 2, nothing moved."""
+    data = _changed_day(tmp_path, champion["day1"], "relabelled")
+    code = main(["promote", f"model_name={champion['name']}", f"version={champion['version']}", f"data={data}",
+                 "target=kind", "dry_run=true", f"experiment={EXPERIMENT}"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "labels the model never learned ('BIG', 'SMALL'" in err
+
+
 @pytest.mark.parametrize("args, message", [
     (["model_name=no-such-model"], "unknown model 'no-such-model'"),
     (["data=digits"], "model_name is required"),
@@ -350,6 +359,8 @@ def _changed_day(folder: Path, day1: str, change: str) -> str:
         frame["weight"] = frame["size"] * 2
     elif change == "numeric_target":
         frame["kind"] = frame["size"] * 1.5
+    elif change == "relabelled":
+        frame["kind"] = frame["kind"].str.upper()
     path = folder / f"{change}.csv"
     frame.to_csv(path, index=False)
     return str(path)
@@ -360,6 +371,7 @@ def _changed_day(folder: Path, day1: str, change: str) -> str:
     ("new_column", [], "its input columns differ from the champion's (adds 'weight')"),
     ("numeric_target", [], "it is a regression model and the champion a classification model"),
     ("same", ["target=colour"], "it predicts 'colour' and the champion 'kind'"),
+    ("relabelled", [], "its classes differ from the champion's (lacks 'big', 'small'; adds 'BIG', 'SMALL')"),
 ])
 def test_retrain_on_data_for_another_problem_stops_before_training(champion, tmp_path, capsys, change, args,
                                                                    message):

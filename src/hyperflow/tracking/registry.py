@@ -187,6 +187,7 @@ def run_config(client: MlflowClient, run: Any) -> TrainConfig:
 # ------------------------------------------------------------------------------------------ identity
 
 UNKNOWN = object()
+PROBABILITY = "probability_"  # a classifier's output column per class (hyperflow.tracking.model)
 
 
 @dataclass(frozen=True)
@@ -196,6 +197,7 @@ class Identity:
     task: Any = UNKNOWN  # classification | regression | segmentation
     target: Any = UNKNOWN  # the target column (None for a built-in data set)
     features: Any = UNKNOWN  # input column names (a sorted tuple), or the tensor input spec as JSON
+    classes: Any = UNKNOWN  # a classifier's class labels as text (a sorted tuple)
 
 
 def version_identity(client: MlflowClient, mv: ModelVersion, config: TrainConfig | None = None) -> Identity:
@@ -222,24 +224,31 @@ def version_identity(client: MlflowClient, mv: ModelVersion, config: TrainConfig
                 target = run_config(client, run).target
             except UsageError:
                 pass
-    return Identity(task, target, _signature_inputs(mv))
+    return Identity(task, target, *_signature_io(mv))
 
 
-def _signature_inputs(mv: ModelVersion) -> Any:
+def _signature_io(mv: ModelVersion) -> tuple[Any, Any]:
+    """(input columns, class labels) of a version, by its logged signature; UNKNOWN where it does not say."""
     from mlflow.models import get_model_info
 
     try:
         info = get_model_info(f"models:/{mv.name}/{mv.version}")
     except Exception as exc:
         if is_not_found(exc) or isinstance(exc, (OSError, FileNotFoundError)):
-            return UNKNOWN
+            return UNKNOWN, UNKNOWN
         raise registry_error(exc, f"reading the signature of version {mv.version} of model '{mv.name}'") from None
-    inputs = info.signature.inputs if info.signature is not None else None
+    signature = info.signature
+    inputs = signature.inputs if signature is not None else None
     if inputs is None:
-        return UNKNOWN
-    if inputs.is_tensor_spec() or not inputs.has_input_names():
-        return inputs.to_json()
-    return tuple(sorted(inputs.input_names()))
+        features = UNKNOWN
+    elif inputs.is_tensor_spec() or not inputs.has_input_names():
+        features = inputs.to_json()
+    else:
+        features = tuple(sorted(inputs.input_names()))
+    outputs = signature.outputs if signature is not None else None
+    names_out = outputs.input_names() if outputs is not None and outputs.has_input_names() else []
+    classes = tuple(sorted(n[len(PROBABILITY):] for n in names_out if n.startswith(PROBABILITY))) or UNKNOWN
+    return features, classes
 
 
 def move_alias(client: MlflowClient, name: str, alias: str, version: str) -> None:

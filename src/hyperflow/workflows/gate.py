@@ -48,7 +48,8 @@ def check_data_fits(client: Client, name: str, champion: str, dataset: Dataset, 
     """Refuse (UsageError) data whose model could never replace the champion (another task, target or input
     columns), before a retrain trains and registers one."""
     pre = dataset.preprocessor
-    new = Identity(dataset.task, target, tuple(sorted(pre.columns)) if pre.kind == "table" else UNKNOWN)
+    classes = tuple(sorted(str(c) for c in dataset.classes)) if dataset.classes else UNKNOWN
+    new = Identity(dataset.task, target, tuple(sorted(pre.columns)) if pre.kind == "table" else UNKNOWN, classes)
     problems = identity_problems(new, version_identity(client, model_version(client, name, champion)))
     if problems:
         raise UsageError(f"a model of data '{dataset.source}' could not replace champion version {champion} of "
@@ -73,6 +74,11 @@ def identity_problems(new: Identity, old: Identity) -> list[str]:
                                         + ([f"adds {_names(extra)}"] if extra else [])) + ")")
         else:
             problems.append("its input differs from the champion's")
+    if known(new.classes, old.classes) and new.classes != old.classes:
+        missing, extra = set(old.classes) - set(new.classes), set(new.classes) - set(old.classes)
+        problems.append("its classes differ from the champion's ("
+                        + "; ".join(([f"lacks {_names(missing)}"] if missing else [])
+                                    + ([f"adds {_names(extra)}"] if extra else [])) + ")")
     return problems
 
 

@@ -63,6 +63,12 @@ def score(model: Any, rows: EvalRows) -> dict[str, float]:
         truth, pred = y.astype(str), out["prediction"].to_numpy().astype(str)
         cols = [c for c in out.columns if c.startswith("probability_")]
         position = {c[len("probability_"):]: i for i, c in enumerate(cols)}
+        unknown = sorted(set(truth) - set(position))
+        if unknown:  # accuracy on labels the model cannot say would compare nothing
+            shown = ", ".join(f"'{u}'" for u in unknown[:5]) + (f" and {len(unknown) - 5} more"
+                                                                 if len(unknown) > 5 else "")
+            raise UsageError(f"the rows of {rows.source} have labels the model never learned ({shown}; its classes: "
+                             f"{', '.join(sorted(position))}): score it on data labelled as it was trained")
         probs = out[cols].to_numpy(dtype=float)
         p_true = np.array([probs[i, position[t]] if t in position else 0.0 for i, t in enumerate(truth)])
         return {**metrics.classification_metrics(pred, truth), names.LOG_LOSS: metrics.log_loss(p_true)}
