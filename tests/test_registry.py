@@ -231,3 +231,19 @@ def test_a_search_challenger_is_promoted_on_its_trials_settings(trained, client,
     assert alias_version(client, name, "champion") == "1"
     run = promote_runs(experiment)[0]
     assert run.data.params["eval_rows"].endswith("(seed 42, 48 rows)")  # test_size=0.2 of the search's base
+
+
+def test_promote_from_another_folder_finds_the_data_a_relative_path_named(tmp_path, monkeypatch, experiment,
+                                                                         client):
+    """data=items.csv was relative to where the model was trained; promote (and retrain) from elsewhere, e.g.
+    a scheduler's working directory, read the file the run read (its recorded absolute path)."""
+    (tmp_path / "project").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    items_csv(tmp_path / "project" / "items.csv")
+    monkeypatch.chdir(tmp_path / "project")
+    name = f"rel-{uuid.uuid4().hex[:8]}"
+    train(build_config({"data": "items.csv", "target": "kind", "width": "16", "epochs": "2", "progress": "false",
+                        "model_name": name, "experiment": experiment}))
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    outcome = promote(PromoteConfig(model_name=name, version="1", allow_first=True, experiment=experiment))
+    assert outcome.promoted and str(tmp_path / "project" / "items.csv") in outcome.rows

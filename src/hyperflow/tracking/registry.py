@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -170,12 +171,17 @@ def version_run(client: MlflowClient, mv: ModelVersion) -> Any:
 def run_config(client: MlflowClient, run: Any) -> TrainConfig:
     """The training settings of a run rebuilt from its params (``resolved.<key>`` wins; a search trial
     adds its sampled point to its search run's base settings)."""
-    params = dict(run.data.params)
+    params, source = dict(run.data.params), run.data.tags.get(names.DATA_SOURCE)
     parent = run.data.tags.get(names.PARENT_RUN_ID)
     if run.data.tags.get(names.ROLE) == names.ROLE_TRIAL and parent:
-        params = {**client.get_run(parent).data.params, **params,
+        search = client.get_run(parent)
+        params = {**search.data.params, **params,
                   **{k: str(v) for k, v in json.loads(run.data.tags.get(names.TRIAL_PARAMS, "{}")).items()}}
+        source = source or search.data.tags.get(names.DATA_SOURCE)
     values: dict[str, Any] = {k: v for k, v in params.items() if k in _TRAIN_FIELDS}
+    data = values.get("data")
+    if data and source and not Path(data).is_absolute() and Path(source).is_absolute() and Path(source).is_file():
+        values["data"] = source  # relative to the folder the run ran in: the file it read, from anywhere
     values.update({k[9:]: v for k, v in params.items() if k.startswith("resolved.") and k[9:] in _TRAIN_FIELDS})
     kwargs = {k.split(".", 1)[1]: yaml.safe_load(v) for k, v in params.items() if k.startswith("model_kwargs.")}
     if kwargs:
