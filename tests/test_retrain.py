@@ -323,13 +323,19 @@ def test_retrain_while_another_holds_the_lock_exits_4(champion, capsys):
     assert LOCK_TAG not in client.get_registered_model(champion["name"]).tags
 
 
-def test_promote_on_rows_labelled_otherwise_is_refused(champion, tmp_path, capsys):
-    """Accuracy on labels the model never learned compares nothing: one line, exit 2, nothing moved."""
-    data = _changed_day(tmp_path, champion["day1"], "relabelled")
+@pytest.mark.parametrize("change, message", [
+    ("relabelled", "labels the model never learned ('BIG', 'SMALL'"),  # accuracy on them compares nothing
+    ("lost_column", "the model cannot score the rows of"),
+])
+def test_promote_on_rows_the_model_cannot_score_is_refused(champion, tmp_path, capsys, change, message):
+    """data= for another problem: one line, exit 2, no run (before: a traceback and exit 1)."""
+    data = _changed_day(tmp_path, champion["day1"], change)
+    before = len(mlflow.search_runs(experiment_names=[EXPERIMENT], output_format="list"))
     code = main(["promote", f"model_name={champion['name']}", f"version={champion['version']}", f"data={data}",
                  "target=kind", "dry_run=true", f"experiment={EXPERIMENT}"])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and len(err.splitlines()) == 1 and "labels the model never learned ('BIG', 'SMALL'" in err
+    assert code == 2 and len(err.splitlines()) == 1 and message in err, err
+    assert len(mlflow.search_runs(experiment_names=[EXPERIMENT], output_format="list")) == before
 
 
 @pytest.mark.parametrize("args, message", [

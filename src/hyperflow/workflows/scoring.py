@@ -16,6 +16,7 @@ from hyperflow.core import metrics
 from hyperflow.core.assembly import load_data
 from hyperflow.core.data import load_dataset
 from hyperflow.errors import UsageError
+from hyperflow.tracking.faults import one_line
 
 
 @dataclass
@@ -57,7 +58,10 @@ def evaluation_rows(config: TrainConfig | None, data: str | None = None, target:
 
 def score(model: Any, rows: EvalRows) -> dict[str, float]:
     """Metrics of a pyfunc model on raw rows: accuracy, f1, log_loss (classes); rmse, mae, r2; dice."""
-    out = model.predict(rows.features)
+    try:
+        out = model.predict(rows.features)
+    except Exception as exc:  # rows it cannot take (data= lacking a column the model needs): bad input
+        raise UsageError(f"the model cannot score the rows of {rows.source}: {one_line(exc, 300)}") from None
     y = rows.target
     if rows.task == "classification":
         truth, pred = y.astype(str), out["prediction"].to_numpy().astype(str)
