@@ -1,6 +1,7 @@
 """Signals at the end of a command: Ctrl-C or SIGTERM while a model version is registered is held until its
 run has ended (so no version comes from a run that then ends KILLED); after the command has returned, one
-ends the process with the command's code and no traceback; stdout closed early gives 141, no traceback."""
+ends the process with the command's code and no traceback. Output closed early (``| head``) drops what is
+written after it, the work goes on to its end, exit 141, no traceback."""
 
 import os
 import signal
@@ -79,3 +80,19 @@ def test_stdout_closed_early_exits_141_without_a_traceback():
     proc.stdout.close()  # the reader is gone before the command writes, as with `| head` or `| true`
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141 and err == ""
+
+
+def test_output_closed_during_the_work_leaves_the_work_whole(tracking_uri, tmp_path):
+    """`hyperflow train ... 2>&1 | head -1`: the reader goes away before MLflow's registration line; the run
+    still ends FINISHED with its version (before: BrokenPipeError mid-registration, run KILLED, version left)."""
+    name = f"pipe-{os.getpid()}"
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")}
+    proc = subprocess.Popen([sys.executable, "-m", "hyperflow", "train", "data=digits", "epochs=1", "width=16",
+                             f"model_name={name}", "experiment=pipe"],
+                            env={**env, "MLFLOW_TRACKING_URI": tracking_uri}, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc.stdout.close()
+    assert proc.wait(timeout=300) == 141
+    run, = mlflow.search_runs(experiment_names=["pipe"], output_format="list")
+    version, = mlflow.MlflowClient().search_model_versions(f"name='{name}'")
+    assert run.info.status == "FINISHED" and version.run_id == run.info.run_id

@@ -421,24 +421,59 @@ def main(argv: Sequence[str] | None = None, *, from_mlproject: bool = False) -> 
     """Run one command; its exit code. As the process's entry (the ``hyperflow`` script, ``steps/*.py``), a
     signal after the command has returned ends the process at once with that code and no traceback (its work
     is done and recorded); stdout closed early (``| head``) gives 141, as for a tool killed by SIGPIPE."""
+    process = argv is None or from_mlproject
+    streams = [_Tolerant.wrap("stdout"), _Tolerant.wrap("stderr")] if process else []
     code = 1
     try:
         code = _main(argv, from_mlproject=from_mlproject)
-    except BrokenPipeError:
-        code = _stdout_closed()
+    except BrokenPipeError:  # a stream that could not be wrapped
+        _Tolerant(sys.stdout).lose()
+        code = 141
     finally:
-        if argv is None or from_mlproject:
+        if process:
             _exit_on_signals(code)
-    return code
+    return 141 if code == 0 and any(s.lost for s in streams) else code
 
 
-def _stdout_closed() -> int:
-    """stdout's reader went away: no traceback now, nor when Python flushes stdout at exit."""
-    try:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    except (OSError, ValueError, AttributeError):  # not a real file (e.g. captured by a test)
-        pass
-    return 141
+class _Tolerant:
+    """stdout or stderr whose reader may go away (``| head``): what is written after that is dropped instead of
+    raising BrokenPipeError into the work, which would end its run half done (a model registered, the run
+    KILLED); the exit code then says 141, as for a tool killed by SIGPIPE."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream, self.lost = stream, False
+
+    @classmethod
+    def wrap(cls, name: str) -> "_Tolerant":
+        tolerant = cls(getattr(sys, name))
+        setattr(sys, name, tolerant)
+        return tolerant
+
+    def write(self, text: str) -> int:
+        if not self.lost:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self.lose()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.lost:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self.lose()
+
+    def lose(self) -> None:
+        """The reader is gone: the descriptor now leads to /dev/null (nothing raises at exit either)."""
+        self.lost = True
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
+        except (OSError, ValueError, AttributeError):  # not a real file (e.g. captured by a test)
+            pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def _exit_on_signals(code: int) -> None:
