@@ -323,6 +323,21 @@ def test_retrain_while_another_holds_the_lock_exits_4(champion, capsys):
     assert LOCK_TAG not in client.get_registered_model(champion["name"]).tags
 
 
+def test_retrain_of_a_champion_whose_files_are_gone_stops_before_training(champion, tmp_path, capsys):
+    """The gate must score the champion: when its model no longer loads, nothing is trained or registered."""
+    client = mlflow.MlflowClient()
+    name = f"retrain-{uuid.uuid4().hex[:8]}"
+    trained = train(build_config({"data": champion["day1"], "target": "kind", "width": "16", "epochs": "2",
+                                  "progress": "false", "model_name": name, "experiment": EXPERIMENT}))
+    client.set_registered_model_alias(name, "champion", trained.registered_version)
+    model_id = client.get_model_version(name, trained.registered_version).source.split("/")[-1]
+    shutil.rmtree(mlflow.get_logged_model(model_id).artifact_location.removeprefix("file://"))
+    code = main(["retrain", f"model_name={name}", f"data={champion['day1']}", "force=true", f"experiment={EXPERIMENT}"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and f"cannot load version {trained.registered_version} of model '{name}'" in err
+    assert len(client.search_model_versions(f"name='{name}'")) == 1 and retrain_runs(name) == []
+
+
 @pytest.mark.parametrize("change, message", [
     ("relabelled", "labels the model never learned ('BIG', 'SMALL'"),  # accuracy on them compares nothing
     ("lost_column", "the model cannot score the rows of"),

@@ -118,6 +118,7 @@ def retrain(config: RetrainConfig, overrides: Mapping[str, Any] | None = None, *
     gate = build_gate(config.gate, dataset.task, config.gate_rules)  # a bad gate too, before any training
     if champion is not None:  # data the champion's model cannot be compared on: before any run or version
         check_data_fits(client, config.model_name, champion, dataset, base.target)
+        tracking.load_version(config.model_name, champion)  # the gate will score it: its files must load
     if champion is None and not gate.has_threshold and not config.allow_first:
         raise first_promotion_refused(config.model_name, gate, gate.rules[0].metric)
     settings = {**overrides, **({"max_evals": config.max_evals} if config.mode == "search" else {})}
