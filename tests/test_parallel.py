@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import mlflow
 import pytest
@@ -274,6 +275,7 @@ def test_an_interrupt_ends_every_run_killed_and_stops_the_workers(tmp_path, sig)
     try:
         wait_for(lambda: _two_trials_running(client) or proc.poll() is not None, "two trials running", 240)
         pids = _worker_pids(proc.pid)
+        sent_ms = time.time() * 1000
         proc.send_signal(sig)  # the search process only, as `kill -INT` would: it relays the stop to the workers
         _, err = proc.communicate(timeout=120)
     finally:
@@ -284,7 +286,11 @@ def test_an_interrupt_ends_every_run_killed_and_stops_the_workers(tmp_path, sig)
     assert f"hyperflow search resume={parent.info.run_id}" in err
     assert not [r for r in runs if r.info.status == "RUNNING"]
     assert parent.info.status == "KILLED"
-    assert len([r for r in runs if r.info.status == "KILLED" and r.data.tags["hyperflow.role"] == "trial"]) >= 2
+    # the trials in flight end KILLED: none trains on to FINISHED after the signal (one seen running may have
+    # finished just before it, and its successor then started: so at least one KILLED, not always two)
+    trials = [r for r in runs if r.data.tags["hyperflow.role"] == "trial"]
+    assert [r for r in trials if r.info.status == "KILLED"]
+    assert not [r for r in trials if r.info.status == "FINISHED" and r.info.end_time > sent_ms + 1000]
     wait_for(lambda: not _alive(pids), "the worker processes to exit", 60)
 
 
