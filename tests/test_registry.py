@@ -1,5 +1,6 @@
 """Promotion: the gate, champion/challenger on the same rows, exact versions, no lost update, bad input."""
 
+import math
 import os
 import signal
 import threading
@@ -211,7 +212,9 @@ def test_gate_from_yaml_file_inline_and_dotted_rules(tmp_path):
     assert build_gate("{f1: {threshold: 0.5}}", "classification").to_dict() == {"f1": {"threshold": 0.5}}
     for bad, message in [("missing.yaml", "not found"), ("{accuracy: [", "not valid YAML"),
                          ("{accuracy: {threshold: high}}", "must be numbers"), ("[1, 2]", "must map metrics"),
-                         ("{accuracy: {threshold: 0.9}, accuracy: {threshold: 0.5}}", "'accuracy' appears twice")]:
+                         ("{accuracy: {threshold: 0.9}, accuracy: {threshold: 0.5}}", "'accuracy' appears twice"),
+                         ("{accuracy: {threshold: 1.5}}", "accuracy threshold 1.5 is out of its range"),
+                         ("{f1: {threshold: -0.1}}", "f1 is from 0 to 1")]:
         with pytest.raises(UsageError, match=message):
             build_gate(bad, "classification")
 
@@ -247,3 +250,15 @@ def test_promote_from_another_folder_finds_the_data_a_relative_path_named(tmp_pa
     monkeypatch.chdir(tmp_path / "elsewhere")
     outcome = promote(PromoteConfig(model_name=name, version="1", allow_first=True, experiment=experiment))
     assert outcome.promoted and str(tmp_path / "project" / "items.csv") in outcome.rows
+
+
+def test_gate_json_stays_json_when_the_champion_scores_zero():
+    """A relative change against a champion at 0 is infinite: gate.json writes it as text, not Infinity."""
+    import json
+
+    from hyperflow.workflows.promote import _json_safe
+
+    gate = build_gate("{accuracy: {min_relative_change: 0.1}}", "classification")
+    check, = gate.check({"accuracy": 0.5}, {"accuracy": 0.0})
+    assert check.passed and not math.isfinite(check.value)
+    assert json.loads(json.dumps(_json_safe(vars(check)), allow_nan=False))["value"] == "inf"

@@ -23,6 +23,9 @@ from hyperflow.tracking.registry import (UNKNOWN, Client, Identity, ModelVersion
 # metric -> greater is better
 DIRECTIONS = {names.ACCURACY: True, names.F1: True, names.LOG_LOSS: False, names.RMSE: False, names.MAE: False,
               names.R2: True, names.DICE: True}
+METRIC_RANGES = {names.ACCURACY: (0.0, 1.0), names.F1: (0.0, 1.0), names.DICE: (0.0, 1.0),
+                 names.LOG_LOSS: (0.0, math.inf), names.RMSE: (0.0, math.inf), names.MAE: (0.0, math.inf),
+                 names.R2: (-math.inf, 1.0)}
 TASK_METRICS = {"classification": (names.ACCURACY, names.F1, names.LOG_LOSS),
                 "regression": (names.RMSE, names.MAE, names.R2),
                 "segmentation": (names.DICE,)}  # the first one is the default gate's metric
@@ -182,5 +185,11 @@ def build_gate(spec: str | dict | None, task: str, overrides: dict[str, str] | N
             raise UsageError(f"gate: {metric} rules must be numbers, got {bars!r}") from None
         if not all(math.isfinite(v) for v in values.values()):
             raise UsageError(f"gate: {metric} rules must be finite numbers, got {bars!r}")
+        low, high = METRIC_RANGES.get(metric, (-math.inf, math.inf))
+        threshold = values.get("threshold")
+        if threshold is not None and not low <= threshold <= high:  # a bar no model can meet, or all do
+            span = (f"at least {low:g}" if not math.isfinite(high) else f"at most {high:g}" if not math.isfinite(low)
+                    else f"from {low:g} to {high:g}")
+            raise UsageError(f"gate: {metric} threshold {threshold:g} is out of its range: {metric} is {span}")
         rules.append(Rule(metric, **values))
     return Gate(tuple(rules))

@@ -11,9 +11,10 @@ the candidate is scored against the new champion (up to ``max_attempts`` times) 
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from hyperflow import names, tracking
 from hyperflow.config import GATE_HELP, PromoteConfig, TrainConfig, build_promote_config  # noqa: F401 (re-exported)
@@ -119,12 +120,17 @@ def _promote_run(config: PromoteConfig, client: Client, p: _Prepared, candidate:
         tracking.set_tags({names.DECISION: names.PASSED if outcome.passed else names.FAILED,
                            names.PROMOTED: str(outcome.promoted).lower(),
                            names.PROMOTE_BASELINE_VERSION: outcome.baseline_version or "none"})
-        tracking.log_dict({"gate": p.gate.to_dict(), "checks": [vars(c) for c in outcome.checks],
+        tracking.log_dict({"gate": p.gate.to_dict(), "checks": [_json_safe(vars(c)) for c in outcome.checks],
                          "passed": outcome.passed, "promoted": outcome.promoted, "notes": outcome.notes},
                         "gate.json")
         if not config.dry_run:
             _tag_version(client, outcome)
     return outcome
+
+
+def _json_safe(values: dict[str, Any]) -> dict[str, Any]:
+    """Non-finite numbers as text ("inf"): JSON has no Infinity (a relative change against a champion at 0)."""
+    return {k: str(v) if isinstance(v, float) and not math.isfinite(v) else v for k, v in values.items()}
 
 
 def _decide(config: PromoteConfig, client: Client, p: _Prepared, candidate: dict[str, float], run_id: str,
