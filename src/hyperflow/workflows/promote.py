@@ -93,7 +93,7 @@ def promote(config: PromoteConfig, *, parent_run_id: str | None = None,
     if parent_run_id is None:  # gate.json must be writable before an alias moves (a retrain checked already)
         artifacts.check_writable(config.experiment)
     candidate = score(tracking.load_version(p.name, p.version), p.rows)
-    held = HeldSignals("moving the champion alias")  # from the move to the run's end: no KILLED run moves it
+    held = HeldSignals("moving the champion alias")  # lock check and move to the run's end: no KILLED run moves it
     try:
         outcome = _promote_run(config, client, p, candidate, parent_run_id, before_move, held)
     except BaseException:
