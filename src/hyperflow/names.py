@@ -103,6 +103,7 @@ PROMOTE_BASELINE_VERSION = "hyperflow.baseline_version"
 CHAMPION_CHANGED = "hyperflow.champion_changed"
 CANDIDATE_PREFIX = "candidate_"  # promote run metrics: candidate_accuracy, ...
 CHAMPION_PREFIX = "champion_"  # ... and champion_accuracy, when there is a champion
+PROBABILITY_PREFIX = "probability_"  # a classifier's output column per class: probability_<class>
 
 # --- retrain -----------------------------------------------------------------------------------------
 OUTCOME = "hyperflow.outcome"

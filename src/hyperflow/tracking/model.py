@@ -46,7 +46,7 @@ ALLOW_MISSING = "allow_missing_columns"  # predict param: impute absent feature 
 
 
 def probability_column(label: Any) -> str:
-    return f"probability_{label}"
+    return f"{names.PROBABILITY_PREFIX}{label}"
 
 
 class HyperflowModel(mlflow.pyfunc.PythonModel):

@@ -193,7 +193,6 @@ def run_config(client: MlflowClient, run: Any) -> TrainConfig:
 # ------------------------------------------------------------------------------------------ identity
 
 UNKNOWN = object()
-PROBABILITY = "probability_"  # a classifier's output column per class (hyperflow.tracking.model)
 
 
 @dataclass(frozen=True)
@@ -253,7 +252,8 @@ def _signature_io(mv: ModelVersion) -> tuple[Any, Any]:
         features = tuple(sorted(inputs.input_names()))
     outputs = signature.outputs if signature is not None else None
     names_out = outputs.input_names() if outputs is not None and outputs.has_input_names() else []
-    classes = tuple(sorted(n[len(PROBABILITY):] for n in names_out if n.startswith(PROBABILITY))) or UNKNOWN
+    prefix = names.PROBABILITY_PREFIX
+    classes = tuple(sorted(n[len(prefix):] for n in names_out if n.startswith(prefix))) or UNKNOWN
     return features, classes
 
 

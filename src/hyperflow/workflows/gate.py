@@ -31,9 +31,17 @@ TASK_METRICS = {"classification": (names.ACCURACY, names.F1, names.LOG_LOSS),
                 "segmentation": (names.DICE,)}  # the first one is the default gate's metric
 
 
-def _names(columns: set[str]) -> str:
-    shown = ", ".join(f"'{c}'" for c in sorted(columns)[:5])
-    return shown + (f" and {len(columns) - 5} more" if len(columns) > 5 else "")
+def quoted_list(items: set[str]) -> str:
+    """The first five, quoted and sorted, then how many more."""
+    shown = ", ".join(f"'{c}'" for c in sorted(items)[:5])
+    return shown + (f" and {len(items) - 5} more" if len(items) > 5 else "")
+
+
+def _difference(old: tuple, new: tuple) -> str:
+    """What ``new`` lacks and adds against ``old``."""
+    missing, extra = set(old) - set(new), set(new) - set(old)
+    return "; ".join(([f"lacks {quoted_list(missing)}"] if missing else [])
+                     + ([f"adds {quoted_list(extra)}"] if extra else []))
 
 
 def check_replaceable(client: Client, candidate: ModelVersion, champion: str,
@@ -71,17 +79,11 @@ def identity_problems(new: Identity, old: Identity) -> list[str]:
         problems.append(f"it predicts {show(new.target)} and the champion {show(old.target)}")
     if known(new.features, old.features) and new.features != old.features:
         if isinstance(new.features, tuple) and isinstance(old.features, tuple):
-            missing, extra = set(old.features) - set(new.features), set(new.features) - set(old.features)
-            problems.append("its input columns differ from the champion's ("
-                            + "; ".join(([f"lacks {_names(missing)}"] if missing else [])
-                                        + ([f"adds {_names(extra)}"] if extra else [])) + ")")
+            problems.append(f"its input columns differ from the champion's ({_difference(old.features, new.features)})")
         else:
             problems.append("its input differs from the champion's")
     if known(new.classes, old.classes) and new.classes != old.classes:
-        missing, extra = set(old.classes) - set(new.classes), set(new.classes) - set(old.classes)
-        problems.append("its classes differ from the champion's ("
-                        + "; ".join(([f"lacks {_names(missing)}"] if missing else [])
-                                    + ([f"adds {_names(extra)}"] if extra else [])) + ")")
+        problems.append(f"its classes differ from the champion's ({_difference(old.classes, new.classes)})")
     return problems
 
 

@@ -17,6 +17,7 @@ from hyperflow.core.assembly import load_data
 from hyperflow.core.data import load_dataset
 from hyperflow.errors import UsageError
 from hyperflow.tracking.faults import one_line
+from hyperflow.workflows.gate import quoted_list
 
 
 @dataclass
@@ -65,16 +66,16 @@ def score(model: Any, rows: EvalRows) -> dict[str, float]:
     y = rows.target
     if rows.task == "classification":
         truth, pred = y.astype(str), out["prediction"].to_numpy().astype(str)
-        cols = [c for c in out.columns if c.startswith("probability_")]
-        position = {c[len("probability_"):]: i for i, c in enumerate(cols)}
-        unknown = sorted(set(truth) - set(position))
+        prefix = names.PROBABILITY_PREFIX
+        cols = [c for c in out.columns if c.startswith(prefix)]
+        position = {c[len(prefix):]: i for i, c in enumerate(cols)}
+        unknown = set(truth) - set(position)
         if unknown:  # accuracy on labels the model cannot say would compare nothing
-            shown = ", ".join(f"'{u}'" for u in unknown[:5]) + (f" and {len(unknown) - 5} more"
-                                                                 if len(unknown) > 5 else "")
-            raise UsageError(f"the rows of {rows.source} have labels the model never learned ({shown}; its classes: "
-                             f"{', '.join(sorted(position))}): score it on data labelled as it was trained")
+            raise UsageError(f"the rows of {rows.source} have labels the model never learned "
+                             f"({quoted_list(unknown)}; its classes: {', '.join(sorted(position))}): score it on "
+                             f"data labelled as it was trained")
         probs = out[cols].to_numpy(dtype=float)
-        p_true = np.array([probs[i, position[t]] if t in position else 0.0 for i, t in enumerate(truth)])
+        p_true = np.array([probs[i, position[t]] for i, t in enumerate(truth)])
         return {**metrics.classification_metrics(pred, truth), names.LOG_LOSS: metrics.log_loss(p_true)}
     if rows.task == "regression":
         return metrics.regression_metrics(out["prediction"].to_numpy(float), y.astype(float))
