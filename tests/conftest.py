@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import uuid
 
 import mlflow
 import pytest
+
+from hyperflow.errors import raise_terminated
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -33,3 +37,14 @@ def experiment() -> str:
 @pytest.fixture
 def client() -> mlflow.MlflowClient:
     return mlflow.MlflowClient()
+
+
+@pytest.fixture
+def cli_signals():
+    """Ctrl-C and SIGTERM handled as the command line has them (KeyboardInterrupt, Terminated), whatever the
+    test runner inherited: one started in the background (nohup, `&`) has Ctrl-C ignored."""
+    assert threading.current_thread() is threading.main_thread()  # signals are handled in the main thread
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler), signal.signal(signal.SIGTERM, raise_terminated)
+    yield
+    signal.signal(signal.SIGINT, previous[0])
+    signal.signal(signal.SIGTERM, previous[1])

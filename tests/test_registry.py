@@ -3,7 +3,6 @@
 import math
 import os
 import signal
-import threading
 import uuid
 from dataclasses import dataclass
 
@@ -14,7 +13,7 @@ import pytest
 
 from hyperflow.cli import main
 from hyperflow.config import build_config
-from hyperflow.errors import UsageError, raise_terminated
+from hyperflow.errors import UsageError
 from hyperflow.tracking.registry import alias_version
 from hyperflow.workflows.gate import Rule, Gate, build_gate
 from hyperflow.workflows.promote import ChampionConflict, PromoteConfig, promote
@@ -140,20 +139,12 @@ def test_a_champion_that_keeps_moving_stops_the_promotion(trained, client, exper
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_as_the_champion_moves_waits_until_the_promotion_is_recorded(trained, client, experiment, signum,
-                                                                              capsys):
+                                                                              capsys, cli_signals):
     """Ctrl-C or SIGTERM once the gate has passed: the move, the version's tags and the run's end happen all
     the same (no KILLED promote run that moved the champion), and the command's work ends there."""
     name, (bad, good) = trained.copy(client, "bad", "good")
     client.set_registered_model_alias(name, "champion", bad)
-    assert threading.current_thread() is threading.main_thread()
-    previous = (signal.signal(signal.SIGINT, signal.default_int_handler),
-                signal.signal(signal.SIGTERM, raise_terminated))
-    try:
-        outcome = promote(PromoteConfig(model_name=name, version=good),
-                          before_move=lambda: os.kill(os.getpid(), signum))
-    finally:
-        signal.signal(signal.SIGINT, previous[0])
-        signal.signal(signal.SIGTERM, previous[1])
+    outcome = promote(PromoteConfig(model_name=name, version=good), before_move=lambda: os.kill(os.getpid(), signum))
     assert outcome.promoted and alias_version(client, name, "champion") == good
     assert mlflow.get_run(outcome.run_id).info.status == "FINISHED"
     assert client.get_model_version(name, good).tags["validation_status"] == "passed"

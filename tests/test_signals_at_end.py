@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 
 import mlflow
 import pytest
@@ -16,21 +15,8 @@ from hyperflow.errors import Terminated
 from hyperflow.tracking.held_signals import HeldSignals
 
 
-@pytest.fixture
-def handlers():
-    """Ctrl-C and SIGTERM as the CLI has them (a test runner started in the background ignores Ctrl-C)."""
-    def on_term(signum, frame):
-        raise Terminated(f"received signal {signum}")
-
-    assert threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler), signal.signal(signal.SIGTERM, on_term)
-    yield
-    signal.signal(signal.SIGINT, previous[0])
-    signal.signal(signal.SIGTERM, previous[1])
-
-
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_while_registering_is_held_and_dropped_once_the_work_is_done(handlers, capsys, signum):
+def test_a_signal_while_registering_is_held_and_dropped_once_the_work_is_done(cli_signals, capsys, signum):
     held = HeldSignals("registering the model")
     held.hold()
     os.kill(os.getpid(), signum)  # handled before the next line runs: held, not raised
@@ -40,7 +26,7 @@ def test_a_signal_while_registering_is_held_and_dropped_once_the_work_is_done(ha
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers are back
 
 
-def test_a_held_signal_stops_the_work_around_it_once_released(handlers, experiment):
+def test_a_held_signal_stops_the_work_around_it_once_released(cli_signals, experiment):
     mlflow.set_experiment(experiment)
     with pytest.raises(Terminated):
         with mlflow.start_run() as outer:  # e.g. a retrain, whose training run has just registered its model
@@ -51,7 +37,7 @@ def test_a_held_signal_stops_the_work_around_it_once_released(handlers, experime
     assert mlflow.get_run(outer.info.run_id).info.status != "RUNNING"
 
 
-def test_a_second_signal_stops_at_once(handlers):
+def test_a_second_signal_stops_at_once(cli_signals):
     held = HeldSignals("registering the model")
     held.hold()
     os.kill(os.getpid(), signal.SIGINT)
@@ -63,10 +49,10 @@ def test_a_second_signal_stops_at_once(handlers):
 
 def test_a_signal_after_the_command_returned_ends_the_process_with_its_code():
     code = ("import os, signal, sys, time\n"
-            "from hyperflow.cli import _exit_on_signals\n"
+            "from hyperflow.core.process_exit import exit_on_signals\n"
             "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
             "print('summary', flush=False)\n"
-            "_exit_on_signals(3)\n"
+            "exit_on_signals(3)\n"
             "os.kill(os.getpid(), signal.SIGINT)\n"
             "time.sleep(60)\n"
             "print('went on')\n")

@@ -23,6 +23,7 @@ from hyperflow.config import (PromoteConfig, RetrainConfig, TrainConfig, build_c
                               build_retrain_config, coerce, field_defaults, field_help, load_yaml, unknown_setting)
 from hyperflow import names
 from hyperflow.core import startup
+from hyperflow.core.process_exit import TolerantStream, exit_on_signals
 from hyperflow.errors import UsageError, raise_terminated
 from hyperflow.config.search import SEARCH_KEYS, SearchConfig, build_search_config
 
@@ -422,75 +423,17 @@ def main(argv: Sequence[str] | None = None, *, from_mlproject: bool = False) -> 
     signal after the command has returned ends the process at once with that code and no traceback (its work
     is done and recorded); stdout closed early (``| head``) gives 141, as for a tool killed by SIGPIPE."""
     process = argv is None or from_mlproject
-    streams = [_Tolerant.wrap("stdout"), _Tolerant.wrap("stderr")] if process else []
+    streams = [TolerantStream.wrap("stdout"), TolerantStream.wrap("stderr")] if process else []
     code = 1
     try:
         code = _main(argv, from_mlproject=from_mlproject)
     except BrokenPipeError:  # a stream that could not be wrapped
-        _Tolerant(sys.stdout).lose()
+        TolerantStream(sys.stdout).lose()
         code = 141
     finally:
         if process:
-            _exit_on_signals(code)
+            exit_on_signals(code)
     return 141 if code == 0 and any(s.lost for s in streams) else code
-
-
-class _Tolerant:
-    """stdout or stderr whose reader may go away (``| head``): what is written after that is dropped instead of
-    raising BrokenPipeError into the work, which would end its run half done (a model registered, the run
-    KILLED); the exit code then says 141, as for a tool killed by SIGPIPE."""
-
-    def __init__(self, stream: Any) -> None:
-        self._stream, self.lost = stream, False
-
-    @classmethod
-    def wrap(cls, name: str) -> "_Tolerant":
-        tolerant = cls(getattr(sys, name))
-        setattr(sys, name, tolerant)
-        return tolerant
-
-    def write(self, text: str) -> int:
-        if not self.lost:
-            try:
-                return self._stream.write(text)
-            except BrokenPipeError:
-                self.lose()
-        return len(text)
-
-    def flush(self) -> None:
-        if not self.lost:
-            try:
-                self._stream.flush()
-            except BrokenPipeError:
-                self.lose()
-
-    def lose(self) -> None:
-        """The reader is gone: the descriptor now leads to /dev/null (nothing raises at exit either)."""
-        self.lost = True
-        try:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
-        except (OSError, ValueError, AttributeError):  # not a real file (e.g. captured by a test)
-            pass
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
-
-
-def _exit_on_signals(code: int) -> None:
-    """From now on Ctrl-C or SIGTERM end the process with ``code`` (the exit: MLflow's and torch's atexit
-    handlers, the interpreter's teardown), instead of a KeyboardInterrupt traceback or a death by signal."""
-    def leave(signum: int, frame: object) -> None:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except Exception:
-                pass
-        os._exit(code)
-
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            if signal.getsignal(signum) is not signal.SIG_IGN:
-                signal.signal(signum, leave)
 
 
 def _main(argv: Sequence[str] | None, *, from_mlproject: bool) -> int:

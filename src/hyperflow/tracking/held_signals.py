@@ -17,7 +17,7 @@ from typing import Any
 
 import mlflow
 
-from hyperflow.errors import Terminated
+from hyperflow.errors import raise_terminated
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -58,4 +58,4 @@ class HeldSignals:
 def _stop(signum: int) -> None:
     if signum == signal.SIGINT:
         raise KeyboardInterrupt
-    raise Terminated(f"received signal {signum}")
+    raise_terminated(signum, None)

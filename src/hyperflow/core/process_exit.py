@@ -1,0 +1,70 @@
+"""A command's end as a process: output whose reader went away (``| head``) does not break the work, and a
+signal after the command has returned ends the process with the command's code. Used by the command line
+when it is the process's entry (the ``hyperflow`` script, ``steps/*.py``), never by library callers.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from typing import Any
+
+
+class TolerantStream:
+    """stdout or stderr whose reader may go away (``| head``): what is written after that is dropped instead of
+    raising BrokenPipeError into the work, which would end its run half done (a model registered, the run
+    KILLED); the exit code then says 141, as for a tool killed by SIGPIPE."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream, self.lost = stream, False
+
+    @classmethod
+    def wrap(cls, name: str) -> "TolerantStream":
+        tolerant = cls(getattr(sys, name))
+        setattr(sys, name, tolerant)
+        return tolerant
+
+    def write(self, text: str) -> int:
+        if not self.lost:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self.lose()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.lost:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self.lose()
+
+    def lose(self) -> None:
+        """The reader is gone: the descriptor now leads to /dev/null (nothing raises at exit either)."""
+        self.lost = True
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
+        except (OSError, ValueError, AttributeError):  # not a real file (e.g. captured by a test)
+            pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def exit_on_signals(code: int) -> None:
+    """From now on Ctrl-C or SIGTERM end the process with ``code`` (the exit: MLflow's and torch's atexit
+    handlers, the interpreter's teardown), instead of a KeyboardInterrupt traceback or a death by signal."""
+    def leave(signum: int, frame: object) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        os._exit(code)
+
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(signum) is not signal.SIG_IGN:
+                signal.signal(signum, leave)
