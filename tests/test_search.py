@@ -345,6 +345,17 @@ BAD_SPACES = [
     ("optimizer:\n  type: choice\n  options:\n    adam: {}\n    sgd: {momentum: {type: uniform, low: 0.5, high: 1.5}}",
      "tpe", "momentum, beta1 and beta2 must be in [0, 1)"),
     (b"lr: {type: uniform, low: 0.001, high: 0.1}  # \xe9t\xe9\n", "random", "is not UTF-8"),
+    # keys no trial can vary (the search's own settings, the data, the range test's), in a branch too
+    ("data: /etc/passwd\nlr: {type: uniform, low: 0.001, high: 0.1}", "random",
+     "'data' cannot vary per trial: the data are loaded and split once"),
+    ("target: {type: choice, values: [a, b]}", "grid", "'target' cannot vary per trial"),
+    ("optimizer:\n  type: choice\n  options:\n    adam: {experiment: other}\n    sgd: {}", "tpe",
+     "'optimizer=adam/experiment' cannot vary per trial"),
+    ("model_name: other\nprogress: true", "random", "registers the trials' runs itself; set model_name=..."),
+    ("preset: adamw_cosine", "random", "'preset' cannot vary per trial"),
+    ("num_iter: {type: int, low: 50, high: 100}", "random", "A space varies: model, width, depth"),
+    ("lr: auto", "random", "'lr: auto' needs the LR range test"),
+    ("max_lr: {type: choice, values: [0.01, auto]}", "grid", "'max_lr: auto' needs the LR range test"),
 ]
 
 

@@ -37,6 +37,34 @@ from hyperflow.errors import UsageError
 TYPES = ("uniform", "loguniform", "quniform", "int", "choice")
 SPACES_DIR = Path(__file__).resolve().parent.parent / "spaces"
 _SETTINGS = set(TrainConfig.__dataclass_fields__)
+# Settings a trial cannot vary, and why: the search loads the data once, names and records the trials' runs
+# itself, and builds each trial's config as the search's settings with the point applied (so a preset's values
+# never reach it, and no trial runs the LR range test). A space that sets one is refused, not ignored.
+FIXED_PER_SEARCH = dict.fromkeys(("data", "target", "task", "split_column", "val_size", "test_size"),
+                                 "the data are loaded and split once for the whole search") | dict.fromkeys(
+    ("experiment", "run_name", "model_name", "log_model", "tensorboard", "flush_secs", "progress"),
+    "the search names, records and registers the trials' runs itself") | dict.fromkeys(
+    ("start_lr", "end_lr", "num_iter", "sweep", "suggestion", "repeats", "sweep_loss"),
+    "no trial runs the LR range test; lr_bounds=auto runs it once, with the search's settings") | {
+    "preset": "a trial's settings are the search's with the point applied, so a preset's values never reach it "
+              "(put its settings in the space: optimizer, schedule, ...)"}
+VARIED = [n for n in TrainConfig.__dataclass_fields__ if n not in FIXED_PER_SEARCH]
+AUTO_LRS = ("lr", "max_lr", "base_lr")  # 'auto' needs the LR range test, which a trial does not run
+
+
+def check_trial_key(name: str, label: str, value: Any) -> None:
+    """Refuse (one line) a space key no trial can vary (:data:`FIXED_PER_SEARCH`), naming those it can, and an
+    ``auto`` learning rate (a fixed value or a choice's): needs only the parsed YAML, so it can run first."""
+    if name in FIXED_PER_SEARCH:
+        raise UsageError(f"search space: '{label}' cannot vary per trial: {FIXED_PER_SEARCH[name]}; set {name}=... "
+                         f"for the whole search instead. A space varies: {', '.join(VARIED)}")
+    choices = value.get("values") or list(value.get("options") or ()) if _is_dimension(value) else [value]
+    if name in AUTO_LRS and any(isinstance(v, str) and v.strip().lower() == "auto" for v in choices):
+        raise UsageError(f"search space: '{label}: auto' needs the LR range test, which a trial does not run: "
+                         f"search lr within a range (lr: {{type: loguniform, low: 1.0e-4, high: 1.0e-1}}) and pass "
+                         f"lr_bounds=auto to fit that range with one range test")
+
+
 
 
 def default_space_path(task: str) -> Path:
@@ -103,6 +131,7 @@ def validate_space(spec: dict[str, Any], where: str = "", outer: frozenset[str] 
                              f"(see 'hyperflow train --help')")
         if name in outer:
             raise UsageError(f"search space: '{label}' is set both inside a conditional and around it: keep one")
+        check_trial_key(name, label, value)
         if not _is_dimension(value):
             if isinstance(value, dict) and name != "model_kwargs":
                 raise UsageError(f"search space: '{label}' needs a type ({', '.join(TYPES)}) or a plain value")
