@@ -156,3 +156,86 @@ def test_other_bad_inputs(tmp_path: Path):
         load_dataset(str(tmp_path / "w.npz"))
     with pytest.raises(UsageError, match="task=segmentation needs images"):
         load_dataset("wine", task="segmentation")
+
+
+# ---------------------------------------------------------------------------------------------- arrays
+
+_RNG = np.random.default_rng(0)
+_IMAGES, _LABELS = _RNG.random((30, 8, 8)), _RNG.integers(0, 2, 30)
+_NAN_IMAGES = _IMAGES.copy()
+_NAN_IMAGES[3, 2, 2] = np.nan
+BAD_ARRAYS = {  # name: (X, y, task, fragment, seen from the headers alone)
+    "small_masks": (_IMAGES, _RNG.integers(0, 2, (30, 4, 4)), None, "nor a mask per image of the images' height "
+                    "and width, (30, 8, 8)", True),
+    "two_channel_masks": (_IMAGES, _RNG.integers(0, 2, (30, 2, 8, 8)), None, "y has shape (30, 2, 8, 8)", True),
+    "masks_for_classes": (_IMAGES, _RNG.integers(0, 2, (30, 8, 8)), "classification",
+                          "task=classification needs one label per sample, y (30,), but y holds a mask", True),
+    "masks_for_values": (_IMAGES, _RNG.integers(0, 2, (30, 8, 8)), "regression", "use task=segmentation", True),
+    "labels_for_segmentation": (_IMAGES, _LABELS, "segmentation", "task=segmentation needs a mask per image", True),
+    "table_for_segmentation": (_RNG.random((30, 4)), _LABELS, "segmentation", "X is a table (30, 4)", True),
+    "two_label_columns": (_RNG.random((30, 4)), _RNG.integers(0, 2, (30, 2)), None, "one label or value per sample",
+                          True),
+    "fewer_labels": (_IMAGES, _LABELS[:20], None, "X has 30 samples but y has 20", True),
+    "scalar_x": (np.float64(1.0), _LABELS, None, "X and y must be arrays with one sample per row", True),
+    "scalar_y": (_IMAGES, np.int64(1), None, "got X (30, 8, 8) and y ()", True),
+    "rank_one_x": (_RNG.random(30), _LABELS, None, "X must be (N, features), (N, H, W) or (N, C, H, W)", True),
+    "empty": (np.zeros((0, 8, 8)), np.zeros(0), None, "hold no samples", True),
+    "empty_dimension": (np.zeros((30, 0, 8)), _LABELS, None, "X has an empty dimension", True),
+    "text_x": (np.array([["a", "b"]] * 30), _LABELS, None, "X must hold numbers, but its dtype is <U1", True),
+    "complex_x": (_RNG.random((30, 4)) + 1j, _LABELS, None, "X must hold numbers, but its dtype is complex128", True),
+    "text_masks": (_IMAGES, np.full((30, 8, 8), "a"), None, "masks must be binary numbers", True),
+    "nan_pixels": (_NAN_IMAGES, _LABELS, None, "X holds values that are not finite float32 numbers (NaN, inf or "
+                   "beyond ±3.4e38) in 1 of 30 samples (e.g. sample 3", False),
+    "huge_pixels": (_IMAGES * 1e39, _LABELS, None, "in 30 of 30 samples", False),
+    "text_values": (_IMAGES, np.array(["a", "b"] * 15), "regression", "task=regression needs numbers in y", False),
+    "infinite_values": (_IMAGES, np.r_[np.inf, _RNG.random(29)], "regression", "holds inf/-inf in 1 rows", False),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_ARRAYS))
+def test_arrays_that_do_not_fit_are_one_line(tmp_path: Path, case: str):
+    """Every mismatch of X and y (shapes, ranks, lengths, types, values) is a one-line UsageError; those of
+    shape and type already from the file's headers, before torch is imported."""
+    from hyperflow.core.tables import precheck
+
+    X, y, task, fragment, from_headers = BAD_ARRAYS[case]
+    path = tmp_path / f"{case}.npz"
+    np.savez(path, X=X, y=y)
+    with pytest.raises(UsageError) as info:
+        load_dataset(str(path), task=task)
+    assert fragment in str(info.value) and "\n" not in str(info.value), info.value
+    if from_headers:
+        with pytest.raises(UsageError) as early:
+            precheck(str(path), None, BUILTINS, task)
+        assert str(early.value) == str(info.value)
+    else:
+        precheck(str(path), None, BUILTINS, task)
+
+
+def test_samples_without_a_label_are_dropped_as_rows_without_a_target_are(tmp_path: Path, caplog):
+    labels = _LABELS.astype(float)
+    labels[[0, 5]] = np.nan
+    np.savez(tmp_path / "a.npz", X=_IMAGES, y=labels)
+    np.savez(tmp_path / "b.npz", X=_RNG.random((30, 4)), y=labels)
+    for name in ("a", "b"):
+        data = load_dataset(str(tmp_path / f"{name}.npz"))
+        assert data.task == "classification" and data.classes == [0, 1] and sum(data.sizes.values()) == 28
+    assert "dropping 2 samples whose y is missing" in caplog.text
+
+
+def test_train_refuses_masks_that_do_not_fit_before_any_run(tmp_path: Path, experiment: str, capsys):
+    import time
+
+    import mlflow
+
+    from hyperflow.cli import main
+
+    np.savez(tmp_path / "masks.npz", X=np.zeros((50, 8, 8)), y=np.zeros((50, 4, 4)))
+    started = time.monotonic()
+    code = main(["train", f"data={tmp_path / 'masks.npz'}", "epochs=1", f"experiment={experiment}"])
+    seconds = time.monotonic() - started
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "y has shape (50, 4, 4)" in err and len(err.splitlines()) == 1, err
+    assert seconds < 10, seconds
+    found = mlflow.get_experiment_by_name(experiment)
+    assert found is None or mlflow.search_runs([found.experiment_id], output_format="list") == []

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from hyperflow.errors import UsageError
+from hyperflow.core.arrays import check_layout, finite_images
 from hyperflow.core.builtins import BUILTINS, SHAPES_VERSION, builtin_frame, make_shapes  # noqa: F401 (BUILTINS, make_shapes: API)
 from hyperflow.core.preprocessing import Preprocessor, check_finite_features, fit_preprocessor, json_rows
 from hyperflow.core.tables import bounded, check_path, check_target, columns_text, precheck, read_table
@@ -270,23 +271,25 @@ def _split_error(rows: int, labels: np.ndarray | None, target: str | None, class
 
 def _from_arrays(name: str, X: np.ndarray, y: np.ndarray, task: str | None, fingerprint: str, source: str,
                  seed: int, val_size: float, test_size: float) -> Dataset:
-    if len(X) != len(y):
-        raise UsageError(f"{name}: X has {len(X)} samples but y has {len(y)}: they must match")
-    X = np.asarray(X, dtype=np.float32)
-    if X.ndim == 2:  # features: treat as a table with columns x0..xn
-        frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])])
-        frame["y"] = y
+    X, y = np.asarray(X), np.asarray(y)
+    kind = check_layout(name, X.shape, X.dtype, y.shape, y.dtype, task)
+    if kind == "table":  # features: treat as a table with columns x0..xn
+        with np.errstate(over="ignore"):  # a value beyond float32 becomes inf, refused by column in _from_frame
+            frame = pd.DataFrame(X.astype(np.float32), columns=[f"x{i}" for i in range(X.shape[1])])
+        frame["y"] = y.reshape(len(y))
         return _from_frame(name, frame, "y", task, fingerprint, source, seed, val_size, test_size, None)
+    if kind == "labels":
+        missing = pd.isna(y.reshape(len(y)))
+        if missing.all():
+            raise UsageError(f"{name}: y has no values (all missing): save one label or value per sample")
+        if missing.any():
+            log.warning("dropping %d samples whose y is missing", int(missing.sum()))
+            X, y = X[~missing], y[~missing]
+    X = finite_images(name, X)
     if X.ndim == 3:
         X = X[:, None]
-    if X.ndim != 4:
-        raise UsageError(f"{name}: X must be (N, features), (N, H, W) or (N, C, H, W), got shape {X.shape}")
-    y = np.asarray(y)
-    is_mask = y.ndim >= 3 and y.shape[-2:] == X.shape[-2:]
-    task = task or ("segmentation" if is_mask else None)
+    task = task or ("segmentation" if kind == "masks" else None)
     if task == "segmentation":
-        if not is_mask:
-            raise UsageError(f"{name}: segmentation needs masks y shaped like the images, got {y.shape}")
         y = y.reshape(len(y), 1, *y.shape[-2:]).astype(np.float32)
         if not np.isin(y, (0.0, 1.0)).all():
             raise UsageError(f"{name}: masks must be binary (0/1); found values {np.unique(y)[:5]}")
@@ -294,6 +297,11 @@ def _from_arrays(name: str, X: np.ndarray, y: np.ndarray, task: str | None, fing
     else:
         series = pd.Series(y.reshape(len(y)))
         task = task or infer_task(whole_numbers_as_int(series))
+        if task == "regression" and series.dtype.kind not in "iuf":
+            raise UsageError(f"{name}: task=regression needs numbers in y, but it holds {y.dtype} values: use "
+                             f"task=classification")
+        if task == "regression":
+            _target_codes(series, task, "y")  # none infinite
         series = whole_numbers_as_int(series) if task == "classification" else series
         classes = sorted(series.unique().tolist()) if task == "classification" else None
         if classes is not None and len(classes) < 2:

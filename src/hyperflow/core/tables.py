@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hyperflow.core.arrays import check_npz
 from hyperflow.core.builtins import BUILTIN_TARGET
 from hyperflow.errors import UsageError
 
@@ -195,13 +196,15 @@ def check_target(frame: pd.DataFrame, target: str | None, name: str) -> None:
         raise UsageError(f"target column '{target}' is not in {name}: its columns are {columns_text(frame)}")
 
 
-def precheck(data: str, target: str | None, builtins: tuple[str, ...]) -> None:
-    """The quick checks of ``data=`` and ``target=`` (file, type, header, target column) that need neither
-    torch nor MLflow, so that a mistake is reported in a fraction of a second."""
+def precheck(data: str, target: str | None, builtins: tuple[str, ...], task: str | None = None) -> None:
+    """The quick checks of ``data=`` and ``target=`` (file, type, header, target column; an ``.npz``'s arrays
+    for ``task``) that need neither torch nor MLflow, so that a mistake is reported in a fraction of a second."""
     path = check_path(data, builtins)
     if path is None and target not in (None, BUILTIN_TARGET if data != "shapes" else None):
         raise UsageError(f"data '{data}' is built in and brings its own target: drop target={target} (it names "
                          f"a column of your own file: data=<file.csv> target={target})")
+    if path is not None and path.suffix.lower() == ".npz":
+        check_npz(path, task)  # the arrays' shapes and types, from their headers
     if path is None or path.suffix.lower() == ".npz":
         return
     check_target(read_table(path, nrows=50), target, str(data))
