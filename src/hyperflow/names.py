@@ -25,7 +25,11 @@ DATA_SOURCE = "hyperflow.data"  # where the data came from (built-in name or pat
 TARGET = "hyperflow.target"
 DROPPED_COLUMNS = "hyperflow.dropped_columns"
 GIT_COMMIT = "hyperflow.git_commit"
+CODE_VERSION = "hyperflow.code_version"  # a hash of hyperflow's source files (retrain: "same code")
 BUILTIN_DATASET = "hyperflow.builtin"  # key of the dataset source for built-in data sets
+CREATE_ID = "hyperflow.create_id"  # sent with the request that creates a run: a request sent twice makes twins
+ORPHANED = "hyperflow.orphaned"  # why hyperflow ended a run that nothing owned (KILLED): a twin, a lost trial
+DUPLICATE_OF = "hyperflow.duplicate_of"  # on a twin ended as orphaned: the run its command went on with
 
 # --- search and trials ------------------------------------------------------------------------------
 TRIAL_STATUS = "hyperflow.trial_status"
@@ -90,6 +94,7 @@ PASSED = "passed"
 FAILED = "failed"
 BASELINE_VERSION = "baseline_version"
 VERSION_PROMOTE_RUN_ID = "promote_run_id"  # the promote run that validated the version
+VERSION_PROMOTION_PREFIX = "promotion."  # promotion.<run id>: each promotion's line of the description
 VERSION_RETRAIN_RUN_ID = "retrain_run_id"
 VERSION_RETRAIN_KEY = "retrain_key"
 VERSION_TRIAL_RUN_ID = "trial_run_id"  # a search's best trial, registered as challenger

@@ -1,5 +1,6 @@
-"""The end of a search: the trials table and plots, the best trial on the search run, its model logged into
-its run and registered (once: a resume after a cut-short end neither logs nor registers it again)."""
+"""The end of a search: its orphaned child runs ended, the trials table and plots, the best trial on the search
+run, its model logged into its run and registered (once: a resume after a cut-short end neither logs nor
+registers it again)."""
 
 from __future__ import annotations
 
@@ -34,7 +35,10 @@ class Kept:
 
 def finish(outcome: SearchOutcome, search: SearchConfig, dataset: Dataset, seed: int,
            config_of: Callable[[dict[str, Any]], TrainConfig], kept: Kept | None) -> SearchOutcome:
-    """Complete ``outcome`` (records and stop reason set): table, plots, best trial, model, registration."""
+    """Complete ``outcome`` (records and stop reason set): table, plots, best trial, model, registration. The
+    search's child runs still RUNNING that no trial owns (twins of runs whose creating request was sent twice)
+    end KILLED first: no trial runs now, and the trials are ``outcome.records`` alone."""
+    search_store.end_orphans(outcome.experiment_id, outcome.run_id)
     records = outcome.records
     ok = [r for r in records if r.status == names.TRIAL_OK and r.loss is not None]
     best = outcome.best = min(ok, key=lambda r: (r.loss, r.number)) if ok else None

@@ -50,6 +50,13 @@ def search_run(run_id: str) -> Any:
     if run.info.lifecycle_stage == "deleted":
         raise UsageError(f"resume={run_id}: that search run was deleted: restore it (mlflow runs restore) or "
                          f"start a new search")
+    try:
+        original = search_store.original_of(run)
+    except Exception:  # a store failing here fails the resume's next call, with its line
+        original = None
+    if original:
+        raise UsageError(f"resume={run_id} is a duplicate of search run {original}, made when the request that "
+                         f"created it was sent twice: hyperflow search resume={original}")
     return run
 
 

@@ -51,7 +51,8 @@ def tracked_run(role: str, *, experiment: str | None = None, run_name: str | Non
     if in_main_thread:
         signal.signal(signal.SIGTERM, raise_terminated)
     nested = parent_run_id is not None or (run_id is not None and mlflow.active_run() is not None)
-    tags = {ROLE_TAG: role, names.VERSION: hyperflow.__version__, **(tags or {})}
+    created = run_id is None and not os.environ.get("MLFLOW_RUN_ID")  # else MLflow reopens a run
+    tags = {ROLE_TAG: role, names.VERSION: hyperflow.__version__, **(_create_id() if created else {}), **(tags or {})}
     try:
         run = mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name, parent_run_id=parent_run_id,
                                nested=nested, tags=tags)
@@ -64,6 +65,8 @@ def tracked_run(role: str, *, experiment: str | None = None, run_name: str | Non
     def end(status: str) -> None:
         active = mlflow.active_run()
         if active is not None and active.info.run_id == run.info.run_id:  # unless the caller ended it already
+            if status != "KILLED":  # not on an interrupt or a store failure: the user wants out, the store is down
+                end_twins(run)
             mlflow.end_run(status)
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
@@ -208,6 +211,57 @@ def end_run_quietly(run_id: str | PendingRun, status: str, end_time: int | None 
         MlflowClient().set_terminated(run_id_of(run_id), status, end_time=end_time)
 
 
+def _create_id() -> dict[str, str]:
+    """The tag that makes a run's twins known: MLflow's HTTP client sends a request again when its answer is
+    lost (a tracking server restarted after the write and before the answer), and the server then creates the
+    run twice; the client goes on with the second. Both carry this tag's value."""
+    import uuid
+
+    return {names.CREATE_ID: uuid.uuid4().hex}
+
+
+def twins(run: Any, client: Any = None, running: bool = True) -> list[Any]:
+    """The other runs created by the request that created ``run`` (tag ``hyperflow.create_id``), RUNNING ones
+    only when ``running``; none for a run made without the tag (``mlflow run``'s, an older hyperflow's)."""
+    token = run.data.tags.get(names.CREATE_ID)
+    if not token:
+        return []
+    query = f"tags.`{names.CREATE_ID}` = '{token}'" + (" and attributes.status = 'RUNNING'" if running else "")
+    found = (client or MlflowClient()).search_runs([run.info.experiment_id], query, max_results=100)
+    return [r for r in found if r.info.run_id != run.info.run_id]
+
+
+def end_orphan(run: Any, reason: str, duplicate_of: str | None = None, client: Any = None) -> None:
+    """End a RUNNING run that nothing owns (a twin, or a trial whose search stopped) KILLED, tagged with
+    ``reason`` (``hyperflow.orphaned``); a twin also names the run its command went on with
+    (``hyperflow.duplicate_of``) and is renamed ``<name>-duplicate``, so that no two runs share a name."""
+    client = client or MlflowClient()
+    tags = [RunTag(names.ORPHANED, reason[:5000])]
+    if duplicate_of:
+        name = run.data.tags.get(names.RUN_NAME) or run.info.run_name or "run"
+        tags += [RunTag(names.DUPLICATE_OF, duplicate_of), RunTag(names.RUN_NAME, f"{name}-duplicate")]
+    client.log_batch(run.info.run_id, tags=tags)
+    end_run_quietly(run.info.run_id, "KILLED")
+
+
+def duplicate_reason(original: str) -> str:
+    return (f"a duplicate of run {original}: the request that created that run was sent twice (retried after "
+            f"its answer was lost, e.g. across a tracking-server restart)")
+
+
+def end_twins(run: Any) -> list[str]:
+    """End ``run``'s twins left RUNNING (see :func:`_create_id`) as duplicates of it; returns their ids. Best
+    effort: a failure to look or to end them leaves them as they were and says so in the debug log."""
+    try:
+        found = twins(run)
+        for twin in found:
+            end_orphan(twin, duplicate_reason(run.info.run_id), duplicate_of=run.info.run_id)
+        return [t.info.run_id for t in found]
+    except Exception as exc:
+        log.debug("could not end the twins of run %s: %s", run.info.run_id, exc)
+        return []
+
+
 @contextmanager
 def _env(name: str, value: str) -> Iterator[None]:
     """An MLflow environment setting for the duration of one call, then as it was."""
@@ -235,7 +289,7 @@ def child_run(role: str, experiment_id: str, parent_run_id: str, run_name: str, 
     client = MlflowClient()
     created = send(client.create_run, experiment_id, start_time=int(time.time() * 1000), run_name=run_name,
                    tags={ROLE_TAG: role, names.VERSION: hyperflow.__version__, names.PARENT_RUN_ID: parent_run_id,
-                         names.RUN_NAME: run_name, **tags})
+                         names.RUN_NAME: run_name, **_create_id(), **tags})
     if created is None:
         raise TypeError("child_run's send must return the call's result or a Future of it")
     run = PendingRun(created)

@@ -28,6 +28,7 @@ from mlflow.tracking import MlflowClient
 
 from hyperflow import names, tracking
 from hyperflow.core.data import Dataset
+from hyperflow.tracking.runs import duplicate_reason, end_orphan, twins
 
 PROGRESS_FLUSH_SECS = 5.0  # the parent's best_val_loss curve is sent in batches this often
 _NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")
@@ -79,8 +80,9 @@ def read_trials(experiment_id: str, parent_id: str) -> tuple[list[dict[str, Any]
     (number, run_id, params, status, loss, epochs, history, reason) in trial order, and the highest trial
     number of every trial run (those killed included). Whatever became of a trial's closing call (a kill -9
     between its results and the end of its run, or while the best model was logged), it ends as it
-    finished; children left RUNNING without results end KILLED. A number run again after an older resume
-    keeps its latest run that ended as it should."""
+    finished; children left RUNNING without results end KILLED (tagged ``hyperflow.orphaned``: a trial its
+    search stopped, or a twin from a request sent twice) and count as no trial. A number run again after an
+    older resume keeps its latest run that ended as it should."""
     client = MlflowClient()
     children = client.search_runs(
         [experiment_id], f"tags.{names.PARENT_RUN_ID} = '{parent_id}' and tags.`{names.ROLE}` = '{names.ROLE_TRIAL}'",
@@ -92,7 +94,7 @@ def read_trials(experiment_id: str, parent_id: str) -> tuple[list[dict[str, Any]
             highest = max(highest, int(tags[names.TRIAL_NUMBER]))
         if tags.get(names.TRIAL_STATUS) not in names.TRIAL_STATUSES:
             if run.info.status == "RUNNING":
-                tracking.end_run_quietly(run.info.run_id, "KILLED")
+                _end_orphan(run, children, "its search stopped before this trial had results", client)
             continue
         candidates.append(run)
     candidates.sort(key=lambda r: (r.info.status not in ("FINISHED", "FAILED"), -(r.info.start_time or 0)))
@@ -139,10 +141,54 @@ def end_lost_trial(experiment_id: str, parent_id: str, number: int, reason: str)
     client = MlflowClient()
     runs = client.search_runs([experiment_id], f"tags.{names.PARENT_RUN_ID} = '{parent_id}' and "
                                                f"tags.`{names.TRIAL_NUMBER}` = '{number}' and attributes.status = 'RUNNING'")
+    if not runs:
+        return ""
+    # twins of its run (its creating request sent twice): the one with what the trial logged is the trial
+    run = max(runs, key=lambda r: (len(r.data.metrics) + len(r.data.params), r.info.start_time or 0))
+    for other in runs:
+        if other is not run:
+            end_orphan(other, duplicate_reason(run.info.run_id), duplicate_of=run.info.run_id, client=client)
+    tracking.log_results(run.info.run_id, {}, trial_end_tags(number, names.TRIAL_FAILED, reason))
+    tracking.end_run(run.info.run_id, "FAILED")
+    return run.info.run_id
+
+
+def end_orphans(experiment_id: str, parent_id: str) -> list[str]:
+    """Once every trial of a search has ended (its end): end the search's child runs still RUNNING without
+    trial results, KILLED and tagged ``hyperflow.orphaned``. Nothing owns them: a trial's or the LR range
+    test's twin, made when MLflow's HTTP client sent the creating request again (a server restart between the
+    write and its answer). Runs without a role (not hyperflow's) are left alone. Returns their ids."""
+    client = MlflowClient()
+    runs = client.search_runs([experiment_id], f"tags.{names.PARENT_RUN_ID} = '{parent_id}' and "
+                                               f"attributes.status = 'RUNNING'", max_results=50000)
+    ended = []
     for run in runs:
-        tracking.log_results(run.info.run_id, {}, trial_end_tags(number, names.TRIAL_FAILED, reason))
-        tracking.end_run(run.info.run_id, "FAILED")
-    return runs[0].info.run_id if runs else ""
+        if names.ROLE in run.data.tags and names.TRIAL_STATUS not in run.data.tags:
+            _end_orphan(run, twins(run, client, running=False), "no trial of its search owned it", client)
+            ended.append(run.info.run_id)
+    return ended
+
+
+def _end_orphan(run: Any, others: list[Any], reason: str, client: Any) -> None:
+    """End ``run`` as an orphan: a duplicate when one of ``others`` is its twin that its command went on with
+    (same ``hyperflow.create_id``; ended, or holding the trial's results), else for ``reason``."""
+    token = run.data.tags.get(names.CREATE_ID)
+    kept = [r for r in others if token and r.data.tags.get(names.CREATE_ID) == token and r.info.run_id !=
+            run.info.run_id and (r.info.status != "RUNNING" or names.TRIAL_STATUS in r.data.tags)]
+    if kept:
+        end_orphan(run, duplicate_reason(kept[0].info.run_id), duplicate_of=kept[0].info.run_id, client=client)
+    else:
+        end_orphan(run, reason, client=client)
+
+
+def original_of(run: Any) -> str | None:
+    """For a search run that is a twin (its creating request sent twice): the id of the run its search went
+    on with (the one that recorded the search's settings); None for any other run."""
+    if names.DUPLICATE_OF in run.data.tags:
+        return run.data.tags[names.DUPLICATE_OF]
+    if names.SETTINGS in run.data.tags:
+        return None
+    return next((r.info.run_id for r in twins(run, running=False) if names.SETTINGS in r.data.tags), None)
 
 
 def end_unended_trials(experiment_id: str, parent_id: str, records: list[Any]) -> list[str]:
