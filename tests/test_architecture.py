@@ -1,6 +1,6 @@
 """The architecture as CI checks it: the import-linter contracts in pyproject.toml (layers cli > workflows >
-search > tracking > core > config > errors | names, no cycles, mlflow imported by hyperflow.tracking only, core
-and config free of mlflow and hyperopt) hold for the package, and each of them catches the violation it is
+search > tracking > core > config > errors | names | machine, no cycles, mlflow imported by hyperflow.tracking
+only, core and config free of mlflow and hyperopt) hold for the package, and each of them catches the violation it is
 there for (run on a copy of the package with one planted)."""
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ pytest.importorskip("pyspark", reason="pyspark is the optional extra hyperflow[s
 if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
     pytest.skip("Spark needs Java 17 (.ci/run installs openjdk-17-jre-headless)", allow_module_level=True)
 
+from hyperflow import machine  # noqa: E402
 from hyperflow.config import build_config  # noqa: E402
 from hyperflow.config.search import build_search_config  # noqa: E402
 from hyperflow.search import spark  # noqa: E402
@@ -49,7 +50,7 @@ def _children(client, parent_id):
 def test_trials_use_their_share_of_the_cores_and_numbers_skip_a_trial_killed_in_flight(
         session, tmp_path, experiment, client):
     """One Spark search, then a resume (a single test: each Spark search costs seconds).
-    Cores: the search is given threads=3; each of the 2 parallel trials trains with cpu_count // 2 (at least 1),
+    Cores: the search is given threads=3; each of the 2 parallel trials trains with its CPUs // 2 (at least 1),
     as the probe model records in the executor. Numbers: a number that a trial killed in flight used is never
     given again, and a trial's number is the same in its tag, its param, its run name and the progress steps."""
     if session.sparkContext.environment.get("PYTHONPATH") != TESTS:
@@ -76,7 +77,7 @@ def test_trials_use_their_share_of_the_cores_and_numbers_skip_a_trial_killed_in_
     finally:
         torch.set_num_threads(threads)  # the driver applied threads=3 while checking the space
     in_trials = [int(p.read_text()) for p in probes.iterdir() if not p.name.startswith(f"{os.getpid()}-")]
-    assert in_trials == [max(1, (os.cpu_count() or 1) // 2)] * 4
+    assert in_trials == [machine.threads_per_trial(2)] * 4
 
     assert [(r.number, r.status) for r in second.records] == [(0, "ok"), (1, "ok"), (3, "ok"), (4, "ok")]
     assert client.get_run(killed).info.status == "KILLED"  # the resume ended it

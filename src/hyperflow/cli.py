@@ -281,7 +281,8 @@ def search_summary(outcome: Any, seconds: float) -> str:
     records = outcome.records
     counts = {s: sum(r.status == s for r in records) for s in names.TRIAL_STATUSES}
     lines = [f"hyperflow search: {len(records)} trials ({counts[names.TRIAL_OK]} ok, {counts[names.TRIAL_PRUNED]} "
-             f"pruned, {counts[names.TRIAL_FAILED]} failed) in {seconds:.0f} s; stopped by {outcome.stop_reason}"]
+             f"pruned, {counts[names.TRIAL_FAILED]} failed; {outcome.at_once} at once) in {seconds:.0f} s; stopped by "
+             f"{outcome.stop_reason}"]
     best = outcome.best
     if best is None:
         lines.append(f"  no trial finished: see the failed trials' {names.TRIAL_REASON} tags")

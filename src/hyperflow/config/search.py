@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from hyperflow import machine
 from hyperflow.config.fields import check_choice, check_model_name, coerce_fields, setting, unknown_setting
 from hyperflow.errors import UsageError
 
@@ -46,8 +46,9 @@ class SearchConfig:
     model_name: str | None = setting(None, "registered model name for the best model (default hyperflow-<data>)")
     register: bool = setting(True, "register the best model and give it alias 'challenger'")
     backend: str = setting("local", "local (worker processes on this machine) | spark (hyperopt SparkTrials)")
-    parallelism: int | str = setting("auto", "trials at once, each with its share of the cores as torch threads; "
-                                             "auto = this machine's cores (spark: local[cores]), at most max_evals")
+    parallelism: int | str = setting("auto", "trials at once, each with its share of the CPUs as torch threads; "
+                                             "auto = the CPUs this process may use (1 on a GPU; spark: local[cpus]), "
+                                             "at most max_evals; fewer where memory cannot hold them")
     spark_master: str | None = setting(None, "spark: master URL (default local[parallelism])")
 
     def __post_init__(self) -> None:
@@ -88,11 +89,11 @@ def validate_search(c: SearchConfig) -> None:
         raise UsageError("backend=spark runs random or tpe or bayes searches: use strategy=tpe (or backend=local for grid)")
 
 
-def trials_at_once(c: SearchConfig, cores: int | None = None) -> int:
-    """How many trials run at once: ``parallelism``, where ``auto`` is the machine's cores; never more than
-    ``max_evals`` (nor 1 for a grid on Spark, which ``validate_search`` refuses anyway)."""
-    cores = cores or os.cpu_count() or 1
-    wanted = cores if c.parallelism == "auto" else c.parallelism
+def trials_at_once(c: SearchConfig, cores: int | None = None, gpus: int = 0) -> int:
+    """How many trials run at once: ``parallelism``, where ``auto`` is the CPUs this process may use (or one per
+    GPU the trials train on: :func:`hyperflow.machine.auto_trials`); never more than ``max_evals``. The search
+    then caps it to what memory holds (:func:`hyperflow.machine.memory_cap`)."""
+    wanted = machine.auto_trials(cores or machine.cpus(), gpus) if c.parallelism == "auto" else c.parallelism
     return max(1, min(wanted, c.max_evals))
 
 

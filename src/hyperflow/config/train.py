@@ -94,7 +94,8 @@ class TrainConfig:
     grad_clip: float = setting(0.0, "clip the gradient norm to this value (0 = off)")
     seed: int = setting(42, "seed for the data split, initialisation and batch order (0 to 2**32-1)")
     deterministic: bool = setting(False, "use only deterministic torch algorithms (slower on GPU)")
-    threads: int = setting(1, "torch intra-op threads (1 is fastest for small models; 0 = torch default)")
+    threads: int = setting(1, "torch intra-op threads (1 is fastest for small models; 0 = torch's default, "
+                               "at most the CPUs this process may use)")
     device: str = setting("auto", "auto | cpu | cuda | cuda:N")
     progress: bool = setting(True, "tqdm progress bar (shown on a terminal only)")
     # tracking

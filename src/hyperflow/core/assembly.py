@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 import torch
 
+from hyperflow import machine
 from hyperflow.config import TrainConfig
 from hyperflow.core.data import Dataset, load_dataset
 from hyperflow.errors import UsageError
@@ -46,6 +47,8 @@ def configure_torch(c: TrainConfig) -> torch.device:
     """Threads, seeds and device, in that order, before any weights are created."""
     if c.threads:
         torch.set_num_threads(c.threads)
+    elif torch.get_num_threads() > machine.cpus():  # torch's default counts the host's cores, not a CPU quota
+        torch.set_num_threads(machine.cpus())
     seed_everything(c.seed, c.deterministic)
     try:
         device = resolve_device(c.device)

@@ -70,6 +70,17 @@ class Dataset:
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.X_train), "val": len(self.X_val), "test": len(self.X_test)}
 
+    @property
+    def memory_bytes(self) -> int:
+        """The bytes it takes in memory: its tensors and the raw data they came from (each worker holds a copy)."""
+        import torch
+
+        tensors = sum(v.nbytes for v in vars(self).values() if isinstance(v, torch.Tensor))
+        raw = self.raw_all
+        if isinstance(raw, pd.DataFrame):
+            return tensors + int(raw.memory_usage(deep=True).sum())
+        return tensors + sum(np.asarray(part).nbytes for part in raw or ())
+
 
 def precheck_source(data: str, target: str | None) -> None:
     """The checks of ``data=`` and ``target=`` that need neither torch nor MLflow (file type, header, the

@@ -19,6 +19,7 @@ class SearchOutcome:
     test_metrics: dict[str, float] = field(default_factory=dict)
     model_uri: str | None = None
     registered: tuple[str, str] | None = None  # (name, version)
+    at_once: int = 1  # trials run at once (parallelism, resolved for this machine)
 
 
 class SearchFailed(Exception):

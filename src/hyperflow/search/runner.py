@@ -17,16 +17,17 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
+import sys
 import time
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Collection, Iterator
 
+import torch
 import yaml
 
-from hyperflow import names, tracking
+from hyperflow import machine, names, tracking
 from hyperflow.config import SearchConfig, TrainConfig
 from hyperflow.config.search import trials_at_once
 from hyperflow.core import processes
@@ -91,7 +92,6 @@ class SearchRunner:
             self.resumed = resume.search_run(self.search.resume)
             self.search, self.base, self.changed = resume.recorded_settings(self.resumed, self.search, self.base,
                                                                             self.given)
-        self.at_once = trials_at_once(self.search)
         if self.search.backend == "local" and processes.available():
             processes.prestart()  # the child processes' imports overlap the checks below
         self.dataset = load_data(self.base)
@@ -101,6 +101,23 @@ class SearchRunner:
         self._check_space()
         new_store.prepare()  # a new sqlite store from the cached empty one (see hyperflow.tracking.new_store)
         tracking.check_writable(self.base.experiment, run_id=self.search.resume)  # e.g. a file named mlruns
+        self.at_once = self._trials_at_once()
+
+    def _trials_at_once(self) -> int:
+        """``parallelism`` resolved (:func:`trials_at_once`: ``auto`` is the CPUs this process may use, or one
+        trial per GPU), then capped to the workers this machine's memory holds, each with its copy of the data
+        (on this machine only: Spark's ``local`` master or the local backend); a cap is said in one line."""
+        s = self.search
+        on_gpu = self.base.device.startswith("cuda") or (self.base.device == "auto" and torch.cuda.is_available())
+        at_once = trials_at_once(s, gpus=1 if on_gpu else 0)  # the trials all train on the one device given
+        here = s.backend == "local" or (self.spark_session is None and (s.spark_master or "local").startswith("local"))
+        if not here:
+            return at_once  # a cluster's executors: their memory is the cluster's
+        available, source = machine.available_memory()
+        at_once, note = machine.memory_cap(at_once, available, self.dataset.memory_bytes, source)
+        if note:
+            print(f"hyperflow search: {note}", file=sys.stderr, flush=True)
+        return at_once
 
     def _load_space(self) -> dict[str, Any]:
         """The space file given, else (resuming) the space the search ran with, else the task's default."""
@@ -201,7 +218,8 @@ class SearchRunner:
             self.records.sort(key=lambda r: r.number)  # trials run at once finish out of order
             stop_reason = self.stop.final(timed_out)
             search_store.set_stop_reason(stop_reason)
-            outcome = SearchOutcome(self.parent_id, self.experiment_id, self.records, None, stop_reason)
+            outcome = SearchOutcome(self.parent_id, self.experiment_id, self.records, None, stop_reason,
+                                    at_once=self.at_once)
             return finish.finish(outcome, s, self.dataset, self.base.seed, self._config, self.kept)
 
     def _record_settings(self, fresh: bool) -> None:
@@ -342,7 +360,7 @@ class SearchRunner:
 
     def _workers_base(self) -> TrainConfig:
         """The trials' settings in a worker: its share of the cores as torch threads."""
-        return self.base.replace(threads=max(1, (os.cpu_count() or 1) // self.at_once))
+        return self.base.replace(threads=machine.threads_per_trial(self.at_once))
 
     def _log_progress(self, new: list[TrialRecord], force: bool = False) -> None:
         """The parent's ``best_val_loss`` after each trial, sent in batches every few seconds. The step counts the

@@ -17,6 +17,7 @@ import time
 from typing import Any, Callable
 
 
+from hyperflow import machine
 from hyperflow.core.pruning import peer_statuses
 from hyperflow.errors import UsageError
 from hyperflow.search import hyperopt_records
@@ -72,10 +73,11 @@ def session_for(master: str | None, parallelism: int, session: Any = None) -> An
 
 
 def threads_per_trial(session: Any, parallelism: int) -> int:
-    """Each trial's share of the cores: local[N] splits this machine, a cluster gives spark.task.cpus."""
+    """Each trial's share of the CPUs: local[N] splits those this process may use, a cluster gives
+    spark.task.cpus."""
     conf = session.sparkContext.getConf()
     if conf.get("spark.master", "").startswith("local"):
-        return max(1, (os.cpu_count() or 1) // parallelism)
+        return machine.threads_per_trial(parallelism)
     return max(1, int(conf.get("spark.task.cpus", "1")))
 
 
