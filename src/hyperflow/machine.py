@@ -3,10 +3,9 @@ many trials fit at once. ``os.cpu_count()`` counts the host's CPUs, not those of
 64-core host: the search, its workers' torch threads and the Spark backend are sized from here instead.
 
 Standard library only, so every layer may use it. The cgroup files are read under ``root`` (default
-``CGROUP_ROOT``, the real mount; a test points either at a folder of its own), in the process's own cgroup
-(``SELF_CGROUP``) and each parent up to the mount,
-the smallest limit winning: cgroup v2 (``cpu.max``, ``memory.max``) and v1 (``cpu.cfs_quota_us`` with
-``cpu.cfs_period_us``, ``memory.limit_in_bytes``).
+``CGROUP_ROOT``, the real mount; a test points it at a folder of its own), in the process's own cgroup (named
+in ``SELF_CGROUP``) and each parent up to the mount, the smallest limit winning: cgroup v2 (``cpu.max``,
+``memory.max``) and v1 (``cpu.cfs_quota_us`` with ``cpu.cfs_period_us``, ``memory.limit_in_bytes``).
 """
 
 from __future__ import annotations
@@ -47,8 +46,10 @@ def cgroup_dirs(controller: str, root: Path | None = None, self_cgroup: Path | N
             own[parts[1]] = parts[2]
     mounts = [(root, own.get("", "/"))]
     v1 = next((path for key, path in own.items() if controller in key.split(",")), "/")
-    if root.is_dir():
+    try:
         mounts += [(root / name, v1) for name in sorted(os.listdir(root)) if controller in name.split(",")]
+    except OSError:  # no cgroup file system (not Linux), or not readable
+        pass
     found: list[Path] = []
     for mount, path in mounts:
         inner = mount / path.strip("/")
