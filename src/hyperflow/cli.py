@@ -17,7 +17,7 @@ import signal
 import sys
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Collection, Sequence
 
 from hyperflow.config import (PromoteConfig, RetrainConfig, TrainConfig, build_config, build_promote_config,
                               build_retrain_config, coerce, field_defaults, field_help, load_yaml, unknown_setting)
@@ -163,11 +163,35 @@ def parse(argv: Sequence[str], *, from_mlproject: bool = False) -> Invocation:
 
 
 def check_data(inv: Invocation) -> None:
-    """A mistake in ``data=``/``target=`` is reported before torch and MLflow are imported (seconds)."""
-    if inv.command in ("train", "lr-find", "search") and inv.train is not None:
-        from hyperflow.core.data import precheck_source
+    """Every mistake that needs only a file, the space or the store is reported before torch is imported and
+    before a worker starts (seconds): ``data=``, ``target=``, ``task=``, ``model=package.module:function``, and
+    for a search its space file and the run ``resume=`` names (read from the store: MLflow, not torch)."""
+    if inv.command not in ("train", "lr-find", "search") or inv.train is None:
+        return
+    base = inv.train
+    if inv.search is not None:
+        base = check_search(inv.search, base, inv.given)
+    from hyperflow.core.data import precheck_source
 
-        precheck_source(inv.train.data, inv.train.target)
+    precheck_source(base.data, base.target, base.task)
+    if ":" in base.model:
+        from hyperflow.core.factory import import_factory
+
+        import_factory(base.model)
+
+
+def check_search(search: SearchConfig, base: TrainConfig, given: Collection[str]) -> TrainConfig:
+    """The run ``resume=`` names (and the settings it keeps) and the space file, before anything heavy; the
+    training settings the search will run with."""
+    from hyperflow.search import space
+
+    if search.resume:
+        from hyperflow.search import resume
+
+        search, base, _ = resume.recorded_settings(resume.search_run(search.resume), search, base, given)
+    if search.space:
+        space.check_space_file(search.space, base, grid=search.strategy == "grid")
+    return base
 
 
 def check_experiment(name: str | None) -> None:

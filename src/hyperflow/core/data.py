@@ -21,7 +21,8 @@ from hyperflow.errors import UsageError
 from hyperflow.core.arrays import check_layout, finite_images
 from hyperflow.core.builtins import BUILTINS, SHAPES_VERSION, builtin_frame, make_shapes  # noqa: F401 (BUILTINS, make_shapes: API)
 from hyperflow.core.preprocessing import Preprocessor, check_finite_features, fit_preprocessor, json_rows
-from hyperflow.core.tables import bounded, check_path, check_target, columns_text, precheck, read_table
+from hyperflow.core.tables import (bounded, check_path, check_target, check_task, columns_text, precheck,
+                                   read_table)
 
 if TYPE_CHECKING:  # torch is imported when data is loaded, not when a command starts
     import torch
@@ -82,10 +83,11 @@ class Dataset:
         return tensors + sum(np.asarray(part).nbytes for part in raw or ())
 
 
-def precheck_source(data: str, target: str | None) -> None:
-    """The checks of ``data=`` and ``target=`` that need neither torch nor MLflow (file type, header, the
-    target column): run first, so that a mistake is reported in a fraction of a second."""
-    precheck(data, target, BUILTINS)
+def precheck_source(data: str, target: str | None, task: str | None = None) -> None:
+    """The checks of ``data=``, ``target=`` and ``task=`` that need neither torch nor MLflow (file type, header,
+    the target column, the task its first rows allow): run first, so that a mistake is reported in a fraction
+    of a second."""
+    precheck(data, target, BUILTINS, task)
 
 
 def load_dataset(data: str, target: str | None = None, task: str | None = None, *, seed: int = 42,
@@ -177,9 +179,7 @@ def _from_frame(name: str, frame: pd.DataFrame, target: str, task: str | None, f
     if task == "classification":  # labels 0, 1 whether or not a missing value made the column float
         frame = frame.assign(**{target: whole})
     y_all = frame[target]
-    if task == "segmentation":
-        raise UsageError(f"task=segmentation needs images and masks (an .npz with X and y), but {name} is a table: "
-                         f"use task=classification or regression")
+    check_task(y_all, task, target, name)
     features = frame.drop(columns=[target] + ([split_column] if split_column else []))
     if features.shape[1] == 0:
         raise UsageError(f"{name} has no feature columns besides the target '{target}'")
@@ -227,16 +227,14 @@ def _from_frame(name: str, frame: pd.DataFrame, target: str, task: str | None, f
 
 
 def _target_codes(y: pd.Series, task: str, target: str) -> tuple[list | None, np.ndarray]:
-    """Class labels and their codes (classification), or the target as float64 (regression)."""
+    """Class labels and their codes (classification), or the target as float64 (regression: a numeric column,
+    as :func:`check_task` made sure)."""
     if task == "classification":
         classes = sorted(y.unique().tolist(), key=lambda v: (str(type(v)), v))
         if len(classes) < 2:
             raise UsageError(f"target '{target}' has a single class ({classes[0]!r}): classification needs at "
                              f"least two; check the target column or use task=regression")
         return classes, y.map({c: i for i, c in enumerate(classes)}).to_numpy(np.int64)
-    if not pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y):
-        raise UsageError(f"task=regression needs a numeric target, but '{target}' holds {y.dtype} values: "
-                         f"use task=classification")
     values = y.astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan)
     if np.isinf(values).any():
         raise UsageError(f"target '{target}' holds inf/-inf in {int(np.isinf(values).sum())} rows: replace them "

@@ -7,14 +7,12 @@ A user factory is called as ``function(input_shape, output_size, **model_kwargs)
 
 from __future__ import annotations
 
-import importlib
-import os
-import sys
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 from torch import nn
 
+from hyperflow.core.factory import import_factory
 from hyperflow.errors import UsageError
 
 _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
@@ -95,24 +93,6 @@ def unet(input_shape: tuple[int, ...], output_size: int, channels: int = 16, act
     if len(input_shape) != 3 or input_shape[1] % 4 or input_shape[2] % 4:
         raise UsageError(f"model=unet needs images (C, H, W) with H and W divisible by 4, got {tuple(input_shape)}")
     return UNet(input_shape[0], output_size, channels, activation, batch_norm)
-
-
-def import_factory(spec: str) -> Callable[..., Any]:
-    """Import ``package.module:function``; the current directory is searched too, like ``python -m``."""
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise UsageError(f"model '{spec}' must look like package.module:function")
-    if os.getcwd() not in sys.path:
-        sys.path.append(os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # ImportError, or anything the user's module raises on import
-        raise UsageError(f"model '{spec}': cannot import module '{module_name}' ({type(exc).__name__}: {exc}); "
-                         f"make sure it is importable from the current directory or PYTHONPATH") from None
-    factory = getattr(module, attr, None)
-    if not callable(factory):
-        raise UsageError(f"model '{spec}': module '{module_name}' has no function '{attr}'")
-    return factory
 
 
 def build_model(name: str, input_shape: tuple[int, ...], output_size: int, *, task: str,

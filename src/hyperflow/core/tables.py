@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from hyperflow.core.arrays import check_npz
-from hyperflow.core.builtins import BUILTIN_TARGET
+from hyperflow.core.builtins import BUILTIN_TARGET, builtin_frame
 from hyperflow.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -196,18 +196,40 @@ def check_target(frame: pd.DataFrame, target: str | None, name: str) -> None:
         raise UsageError(f"target column '{target}' is not in {name}: its columns are {columns_text(frame)}")
 
 
+def check_task(y: pd.Series | None, task: str | None, target: str, name: str) -> None:
+    """Refuse a ``task=`` that a table's target column ``y`` cannot have: segmentation (it needs images and
+    masks), regression of a column that holds no numbers (not checked without ``y``)."""
+    if task == "segmentation":
+        raise UsageError(f"task=segmentation needs images and masks (an .npz with X and y), but {name} is a table: "
+                         f"use task=classification or regression")
+    if task == "regression" and y is not None and (pd.api.types.is_bool_dtype(y)
+                                                   or not pd.api.types.is_numeric_dtype(y)):
+        raise UsageError(f"task=regression needs a numeric target, but '{target}' holds {y.dtype} values: "
+                         f"use task=classification")
+
+
 def precheck(data: str, target: str | None, builtins: tuple[str, ...], task: str | None = None) -> None:
-    """The quick checks of ``data=`` and ``target=`` (file, type, header, target column; an ``.npz``'s arrays
-    for ``task``) that need neither torch nor MLflow, so that a mistake is reported in a fraction of a second."""
+    """The quick checks of ``data=``, ``target=`` and ``task=`` (file, type, header, the target column, the
+    task its first rows allow; an ``.npz``'s arrays for ``task``) that need neither torch nor MLflow, so that a
+    mistake is reported in a fraction of a second."""
     path = check_path(data, builtins)
     if path is None and target not in (None, BUILTIN_TARGET if data != "shapes" else None):
         raise UsageError(f"data '{data}' is built in and brings its own target: drop target={target} (it names "
                          f"a column of your own file: data=<file.csv> target={target})")
+    if path is None and task is not None:
+        if data == "shapes" and task != "segmentation":
+            raise UsageError(f"task={task} needs one label per sample, but shapes holds images and masks: use "
+                             f"task=segmentation (or leave task out)")
+        if data != "shapes":  # a table: its labels are read (scikit-learn) only to check a regression
+            y = builtin_frame(data)[0][BUILTIN_TARGET] if task == "regression" else None
+            check_task(y, task, BUILTIN_TARGET, data)
     if path is not None and path.suffix.lower() == ".npz":
         check_npz(path, task)  # the arrays' shapes and types, from their headers
     if path is None or path.suffix.lower() == ".npz":
         return
-    check_target(read_table(path, nrows=50), target, str(data))
+    sample = read_table(path, nrows=50)  # a column with text in these rows holds text in all of them
+    check_target(sample, target, str(data))
+    check_task(sample[target], task, target, str(data))
 
 
 # ---------------------------------------------------------------------------------------------- columns

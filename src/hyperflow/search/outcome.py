@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from hyperflow import tracking
-from hyperflow.search.trial import TrialRecord
 from hyperflow.tracking import search_store
+
+if TYPE_CHECKING:  # a resume's first check reads the store without importing the trainer (torch)
+    from hyperflow.search.trial import TrialRecord
 
 
 @dataclass

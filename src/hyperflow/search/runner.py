@@ -37,8 +37,8 @@ from hyperflow.errors import UsageError
 from hyperflow.search import finish, hyperopt_records, local, resume, workers
 from hyperflow.search.outcome import SearchFailed, SearchOutcome, store_failure
 from hyperflow.search.resume import RESUMABLE_SEARCH, RESUMABLE_TRAIN
-from hyperflow.search.space import (check_grid, complete_point, contains, default_space_path, grid_points, load_space,
-                                    probe_points, to_vals, validate_space)
+from hyperflow.search.space import (check_grid, complete_point, config_at, contains, default_space_path, grid_points,
+                                    load_space, probe_points, to_vals, validate_space)
 from hyperflow.search.stopping import Finished, StopRule
 from hyperflow.search.trial import TrialRecord, TrialTask, lost_trial, run_trial
 from hyperflow.tracking import new_store, search_store
@@ -153,10 +153,7 @@ class SearchRunner:
         setup_training(self._config(points[0]), dataset=self.dataset, train=False)
 
     def _config(self, point: dict[str, Any]) -> TrainConfig:
-        try:
-            return self.base.replace(**point)
-        except UsageError as exc:
-            raise UsageError(f"search space gives an invalid combination {point}: {exc}") from None
+        return config_at(self.base, point)
 
     # ------------------------------------------------------------------------------------- main
     def run(self) -> SearchOutcome:

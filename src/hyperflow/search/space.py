@@ -27,8 +27,6 @@ from typing import Any, Iterator
 
 import numpy as np
 import yaml
-from hyperopt import hp
-from hyperopt.pyll import scope
 
 from hyperflow.config import TrainConfig, coerce
 from hyperflow.config.fields import DuplicateKey, safe_load
@@ -65,8 +63,6 @@ def check_trial_key(name: str, label: str, value: Any) -> None:
                          f"lr_bounds=auto to fit that range with one range test")
 
 
-
-
 def default_space_path(task: str) -> Path:
     return SPACES_DIR / f"{task}.yaml"
 
@@ -94,6 +90,26 @@ def load_space(path: str | Path) -> dict[str, Any]:
         raise UsageError(f"space file '{path}' must map setting names to dimensions, e.g. "
                          f"'lr: {{type: loguniform, low: 1.0e-4, high: 1.0e-1}}'")
     validate_space(spec)
+    return spec
+
+
+def config_at(base: TrainConfig, point: dict[str, Any]) -> TrainConfig:
+    """``base`` with a point of the space applied; an invalid combination is a usage error naming the point."""
+    try:
+        return base.replace(**point)
+    except UsageError as exc:
+        raise UsageError(f"search space gives an invalid combination {point}: {exc}") from None
+
+
+def check_space_file(path: str | Path, base: TrainConfig, grid: bool = False) -> dict[str, Any]:
+    """The space file read and validated, a grid's size checked, and every probe point (both ends of each
+    range, every choice value, in every branch) a valid configuration of ``base``: what needs neither the
+    data nor torch, checked when the command starts (the search checks the rest once the data are loaded)."""
+    spec = load_space(path)
+    if grid:
+        check_grid(spec)
+    for point in probe_points(spec):
+        config_at(base, point)
     return spec
 
 
@@ -349,6 +365,9 @@ def _equal(a: Any, b: Any) -> bool:
 
 def to_hyperopt(spec: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """The hyperopt expression of a space: a dict whose sampled value is a (nested) dict of settings."""
+    from hyperopt import hp  # here: a space file is read and checked before hyperopt is imported
+    from hyperopt.pyll import scope
+
     out: dict[str, Any] = {}
     for name, value in spec.items():
         label = f"{prefix}{name}"

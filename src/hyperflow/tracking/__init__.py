@@ -9,18 +9,20 @@
 - ``model``: the pyfunc model, its logging, registration and loading;
 - ``registry``: version, alias and run look-ups, tags and aliases of versions, RegistryError.
 
-The names below are its API for the layers above (``hyperflow.tracking.registry`` is used as a module).
+The names below are its API for the layers above (``hyperflow.tracking.registry`` is used as a module). Those of
+``callbacks`` and ``model``, which import torch, are imported on first use: a command refused on what the store
+holds (``resume=`` an unknown run, a deleted experiment) reads it without importing torch.
 """
+
+import importlib
+from typing import Any
 
 from hyperflow.tracking.artifacts import (check_writable, log_artifact, log_artifacts, log_dataset, log_dict, log_figure,
                                           log_lr_finder, log_text, lr_range_test_run)
-from hyperflow.tracking.callbacks import MlflowMetrics, TensorBoardLogger
 from hyperflow.tracking.experiments import (current_experiment_id, deleted_experiment, experiment_state,
                                             tracking_uri, use_experiment)
 from hyperflow.tracking.faults import (STORE_ERROR_CODES, StoreFailure, failed_store, is_store_error, one_line,
                                       store_error_text)
-from hyperflow.tracking.model import (finished_model, load_pyfunc, load_version, log_model, pip_requirements,
-                                      register_once, tag_challenger, version_of_run)
 from hyperflow.tracking.registry import RegistryError, registry_error
 from hyperflow.tracking.runs import (PACKAGE_DIR, ROLE_TAG, BackgroundCalls, MlflowError, call_now,
                                      child_run, end_run, end_run_quietly, log_metrics, log_params, log_results,
@@ -39,3 +41,16 @@ __all__ = ["check_writable", "lr_range_test_run", "log_artifact", "log_artifacts
            "current_experiment_id", "deleted_experiment", "end_run", "end_run_quietly", "experiment_state",
            "log_metrics", "log_params", "log_results", "reopened_run", "run_tags", "runs_tagged",
            "set_tag", "set_tags", "tracked_run", "tracking_uri", "unique_run_name", "use_experiment"]
+
+_ON_FIRST_USE = {**dict.fromkeys(("MlflowMetrics", "TensorBoardLogger"), "callbacks"),
+                 **dict.fromkeys(("finished_model", "load_pyfunc", "load_version", "log_model", "pip_requirements",
+                                  "register_once", "tag_challenger", "version_of_run"), "model")}
+
+
+def __getattr__(name: str) -> Any:
+    """A name (or the module itself) of ``callbacks`` or ``model``, imported when first asked for."""
+    module = _ON_FIRST_USE.get(name, name if name in ("callbacks", "model") else None)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    imported = importlib.import_module(f"{__name__}.{module}")
+    return imported if name == module else getattr(imported, name)

@@ -28,6 +28,7 @@ from mlflow.tracking import MlflowClient
 
 from hyperflow import names, tracking
 from hyperflow.core.data import Dataset
+from hyperflow.tracking import new_store
 from hyperflow.tracking.runs import duplicate_reason, end_orphan, twins
 
 PROGRESS_FLUSH_SECS = 5.0  # the parent's best_val_loss curve is sent in batches this often
@@ -63,6 +64,9 @@ def tracking_uri() -> str:
 
 def read_run(run_id: str) -> Any | None:
     """The run, or None when the store has no such run; any other failure raises :class:`UnreadableRun`."""
+    path = new_store.sqlite_path(mlflow.get_tracking_uri())
+    if path is not None and not path.exists():  # no store yet, so no run: none is made for a typo
+        return None
     try:
         return MlflowClient().get_run(run_id)
     except MlflowException as exc:
