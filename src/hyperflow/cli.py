@@ -22,9 +22,9 @@ from typing import Any, Callable, Collection, Sequence
 from hyperflow.config import (PromoteConfig, RetrainConfig, TrainConfig, build_config, build_promote_config,
                               build_retrain_config, coerce, field_defaults, field_help, load_yaml, unknown_setting)
 from hyperflow import names
-from hyperflow.core import startup
+from hyperflow.core import library_logs, startup
 from hyperflow.core.process_exit import TolerantStream, exit_on_signals
-from hyperflow.errors import UsageError, raise_terminated
+from hyperflow.errors import UsageError, raise_terminated, without_credentials
 from hyperflow.config.search import SEARCH_KEYS, SearchConfig, build_search_config
 
 USAGE = """usage: hyperflow <command> [key=value ...]
@@ -206,6 +206,8 @@ def check_experiment(name: str | None) -> None:
     try:
         state = tracking.experiment_state(name)
     except Exception as exc:
+        if tracking.is_store_error(exc, os_errors=False):
+            raise  # the one line and the command's code for a store that fails (_store_failure)
         raise tracking.registry_error(exc, f"reading experiment '{name}'", store="tracking store") from None
     if state is not None and state[0] == "deleted":
         raise tracking.deleted_experiment(name, state[1])
@@ -220,6 +222,19 @@ def _runs_ended() -> str:
     if ended and "KILLED" not in ended:  # the signal came after the work: nothing was cut short
         return f"its runs had ended ({', '.join(sorted(set(ended)))}) and stay as they are"
     return "its runs were ended as KILLED"
+
+
+# A store that fails: 1 (the job failed), as for a search; promote and retrain say 2, as when their registry
+# cannot be read (README's table). The line names the store and what was written.
+STORE_FAILURE_CODES = {"promote": 2, "retrain": 2}
+
+
+def _store_failure(exc: BaseException) -> str | None:
+    """The one line for a tracking store that failed under the command, or None when ``exc`` is no store's."""
+    tracking = sys.modules.get("hyperflow.tracking")  # not imported: no store was reached
+    if tracking is None or not tracking.is_store_error(exc, os_errors=False):
+        return None
+    return tracking.store_failure(exc)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -356,10 +371,10 @@ def _settings_help(command: str, cls: type, codes: str, extra: str = "") -> str:
 
 PROMOTE_CODES = ("0 passed (champion moved; or dry run; or already champion), 1 failed, 2 bad input (also: no champion "
                  "and neither a threshold nor allow_first, a candidate for another task/target/columns, a registry "
-                 "that cannot be read; nothing moved), "
+                 "or tracking store that fails; nothing moved), "
                  "3 rejected by the gate (alias unchanged), 5 the champion kept moving (nothing moved), 130 interrupted")
-RETRAIN_CODES = ("0 promoted or skipped (same data and code already done), 1 failed, 2 bad input (or a registry that "
-                 "cannot be read; nothing moved), 3 rejected "
+RETRAIN_CODES = ("0 promoted or skipped (same data and code already done), 1 failed, 2 bad input (or a registry or "
+                 "store that fails; nothing moved), 3 rejected "
                  "by the gate, 4 another retrain holds the lock (or took it over from this one), 5 the champion kept moving, "
                  "130 interrupted")
 
@@ -481,6 +496,7 @@ def _main(argv: Sequence[str] | None, *, from_mlproject: bool) -> int:
         print(helper())
         return 0
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    library_logs.configure()  # the libraries' records in one line each (HYPERFLOW_VERBOSE=1: in full)
     startup.begin()
     # SIGTERM stops the command as Ctrl-C does from its first moment (exit 130, one line), not only once a
     # run is open (tracking.tracked_run ends that run KILLED)
@@ -492,21 +508,24 @@ def _main(argv: Sequence[str] | None, *, from_mlproject: bool) -> int:
         check_experiment(invocation.experiment)
         return run(invocation)
     except UsageError as exc:
-        print(f"hyperflow: error: {exc}", file=sys.stderr)
+        print(f"hyperflow: error: {without_credentials(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt as exc:
         print(str(exc) if isinstance(exc, Interrupted) else
               f"hyperflow {command}: interrupted; {_runs_ended()}", file=sys.stderr)
         return 130
-    except Exception as exc:  # hyperflow's own outcomes with an exit code (e.g. RegistryError): one line
-        code = getattr(exc, "exit_code", None)
+    except Exception as exc:  # one line: hyperflow's own outcomes with an exit code (RegistryError), a store's failure
+        code, text = getattr(exc, "exit_code", None), str(exc)
         if not (isinstance(code, int) and type(exc).__module__.startswith("hyperflow.")):
-            raise
-        print(f"hyperflow {command}: error: {exc}", file=sys.stderr)
+            text = _store_failure(exc)
+            if text is None:
+                raise
+            code = STORE_FAILURE_CODES.get(command, 1)
+        print(f"hyperflow {command}: error: {without_credentials(text)}", file=sys.stderr)
         return code
     finally:
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
-        for ended in ("UNENDED", "ENDED"):  # this command's only
+        for ended in ("STARTED", "UNENDED", "ENDED"):  # this command's only
             getattr(sys.modules.get("hyperflow.tracking.runs"), ended, []).clear()
         startup.finish()

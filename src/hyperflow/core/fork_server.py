@@ -6,7 +6,8 @@ CI's log, ``mlflow run`` under ``subprocess``) also waits for the fork server to
 exit tears down the torch and MLflow imports first, 1–2 s. Here it exits at once: its only ``atexit``
 handler calls ``os._exit`` (its children never run ``atexit``; multiprocessing ends them with ``os._exit``).
 The preloaded heap is frozen too, so that the garbage collector of every child skips it. Ctrl-C gets
-Python's own handler back (:mod:`hyperflow.core.fork_server_start` made it end the imports silently).
+Python's own handler back (:mod:`hyperflow.core.fork_server_start` made it end the imports silently). The
+children log as the command does (:mod:`hyperflow.core.library_logs`: a library's record in one line).
 """
 
 import atexit
@@ -14,6 +15,9 @@ import gc
 import os
 import signal
 
+from hyperflow.core import library_logs
+
+library_logs.configure(worker=True)
 signal.signal(signal.SIGINT, signal.default_int_handler)
 gc.freeze()
 atexit.register(os._exit, 0)

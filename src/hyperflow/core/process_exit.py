@@ -11,11 +11,14 @@ import sys
 import threading
 from typing import Any
 
+from hyperflow.errors import without_credentials
+
 
 class TolerantStream:
     """stdout or stderr whose reader may go away (``| head``): what is written after that is dropped instead of
     raising BrokenPipeError into the work, which would end its run half done (a model registered, the run
-    KILLED); the exit code then says 141, as for a tool killed by SIGPIPE."""
+    KILLED); the exit code then says 141, as for a tool killed by SIGPIPE. What is written passes without
+    credentials: MLflow prints "View run ... at: http://user:password@host/..." for a URI that carries them."""
 
     def __init__(self, stream: Any) -> None:
         self._stream, self.lost = stream, False
@@ -29,7 +32,7 @@ class TolerantStream:
     def write(self, text: str) -> int:
         if not self.lost:
             try:
-                return self._stream.write(text)
+                self._stream.write(without_credentials(text))
             except BrokenPipeError:
                 self.lose()
         return len(text)

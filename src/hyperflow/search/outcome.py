@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from hyperflow import tracking
-from hyperflow.tracking import search_store
 
 if TYPE_CHECKING:  # a resume's first check reads the store without importing the trainer (torch)
     from hyperflow.search.trial import TrialRecord
@@ -35,7 +34,7 @@ class SearchFailed(Exception):
 def store_failure(exc: BaseException, artifact_uri: str, parent: str | None) -> str:
     """The one line for a store that failed during the search ``parent`` (None: before anything was written)."""
     store = tracking.failed_store(exc)
-    tracking_store = f"the tracking store {search_store.tracking_uri()}"
+    tracking_store = f"the tracking store {tracking.tracking_uri()}"
     where = {"tracking": tracking_store,
              "artifacts": f"the artifact store {artifact_uri}" if artifact_uri else tracking_store}.get(store, store)
     message = f"{where} failed: {tracking.store_error_text(exc)}"

@@ -38,11 +38,11 @@ def search_run(run_id: str) -> Any:
         run = search_store.read_run(run_id)
     except search_store.UnreadableRun as exc:
         if tracking.is_store_error(exc.cause):
-            raise SearchFailed(f"the tracking store {search_store.tracking_uri()} failed while reading run "
+            raise SearchFailed(f"the tracking store {tracking.tracking_uri()} failed while reading run "
                                f"{run_id}: {tracking.store_error_text(exc.cause)}") from None
         raise UsageError(f"resume={run_id}: cannot read that run: {tracking.one_line(exc.cause)}") from None
     if run is None:
-        raise UsageError(f"resume={run_id}: no such run in {search_store.tracking_uri()}")
+        raise UsageError(f"resume={run_id}: no such run in {tracking.tracking_uri()}")
     role = run.data.tags.get(names.ROLE)
     if role != names.ROLE_SEARCH:
         raise UsageError(f"resume={run_id} is not a search run (its role is {role!r}): pass the id of the parent "

@@ -26,7 +26,7 @@ from hyperflow.tracking.faults import (STORE_ERROR_CODES, StoreFailure, failed_s
 from hyperflow.tracking.registry import RegistryError, registry_error
 from hyperflow.tracking.runs import (PACKAGE_DIR, ROLE_TAG, BackgroundCalls, MlflowError, call_now,
                                      child_run, end_run, end_run_quietly, log_metrics, log_params, log_results,
-                                     reopened_run, run_tags, runs_tagged, set_tag, set_tags,
+                                     reopened_run, run_tags, runs_tagged, set_tag, set_tags, store_failure,
                                      tracked_run, unique_run_name)
 from hyperflow.tracking.sidecar import SidecarCalls
 from hyperflow.errors import Terminated
@@ -40,7 +40,7 @@ __all__ = ["check_writable", "lr_range_test_run", "log_artifact", "log_artifacts
            "PACKAGE_DIR", "ROLE_TAG", "BackgroundCalls", "SidecarCalls", "MlflowError", "Terminated", "call_now", "child_run",
            "current_experiment_id", "deleted_experiment", "end_run", "end_run_quietly", "experiment_state",
            "log_metrics", "log_params", "log_results", "reopened_run", "run_tags", "runs_tagged",
-           "set_tag", "set_tags", "tracked_run", "tracking_uri", "unique_run_name", "use_experiment"]
+           "set_tag", "set_tags", "store_failure", "tracked_run", "tracking_uri", "unique_run_name", "use_experiment"]
 
 _ON_FIRST_USE = {**dict.fromkeys(("MlflowMetrics", "TensorBoardLogger"), "callbacks"),
                  **dict.fromkeys(("finished_model", "load_pyfunc", "load_version", "log_model", "pip_requirements",

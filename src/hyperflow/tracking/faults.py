@@ -5,6 +5,8 @@ one line. Runs end KILLED (not FAILED) on such faults, and the CLI prints the on
 
 from __future__ import annotations
 
+from hyperflow.errors import without_credentials
+
 STORE_ERROR_CODES = {"TEMPORARILY_UNAVAILABLE", "INTERNAL_ERROR", "REQUEST_LIMIT_EXCEEDED", "ENDPOINT_NOT_FOUND",
                      "IO_ERROR", "DEADLINE_EXCEEDED", "SERVICE_UNDER_MAINTENANCE", "PERMISSION_DENIED",
                      "UNAUTHENTICATED", "CUSTOMER_UNAUTHORIZED"}
@@ -68,7 +70,7 @@ def store_error_text(exc: BaseException) -> str:
     import requests
 
     if isinstance(exc, StoreFailure):
-        return str(exc)  # already the one line, made where the store failed
+        return without_credentials(str(exc))  # already the one line, made where the store failed
     found, seen = exc, set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
@@ -80,8 +82,9 @@ def store_error_text(exc: BaseException) -> str:
 
 
 def one_line(exc: BaseException, limit: int = 300) -> str:
-    """``Type: first line of the message``, at most ``limit`` characters: for a one-line error report."""
-    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    """``Type: first line of the message``, at most ``limit`` characters, without credentials: for a one-line
+    error report."""
+    text = without_credentials(next((line.strip() for line in str(exc).splitlines() if line.strip()), ""))
     text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     return text if len(text) <= limit else text[: limit - 1] + "…"
 

@@ -22,7 +22,7 @@ from mlflow.tracking import MlflowClient
 
 from hyperflow import names
 from hyperflow.config import TrainConfig, build_config
-from hyperflow.errors import UsageError
+from hyperflow.errors import UsageError, without_credentials
 
 Client = MlflowClient  # the registry client type, for the layers above (they never import mlflow)
 CHAMPION, CHALLENGER = names.CHAMPION, names.CHALLENGER
@@ -51,26 +51,15 @@ class RegistryError(RuntimeError):
 
 
 def store_uri(uri: str | None = None) -> str:
-    """A store's URI as shown in messages: exactly as configured (``sqlite:////abs/mlflow.db`` keeps its four
-    slashes, ``sqlite:///mlflow.db`` its three), less any user name and password. Only the credentials are cut
-    out of the text; the URI is never taken apart and put back together (``urlunsplit`` drops the empty
-    authority of ``sqlite:///…``)."""
-    from urllib.parse import urlsplit
-
-    uri = uri or mlflow.get_registry_uri()
-    try:
-        parts = urlsplit(uri)
-    except ValueError:  # not a URL MLflow could use either: shown as given
-        return uri
-    if not (parts.username or parts.password) or "@" not in parts.netloc:
-        return uri
-    start = uri.index("//") + 2
-    return uri[:start] + parts.netloc.rsplit("@", 1)[1] + uri[start + len(parts.netloc):]
+    """A store's URI as shown in messages (default: the registry's): as configured, less any user name and
+    password (:func:`hyperflow.errors.without_credentials`, the one function that strips them)."""
+    return without_credentials(uri or mlflow.get_registry_uri())
 
 
 def one_line(exc: BaseException, limit: int = 300) -> str:
-    """An error as one short line (a refused connection as its errno line, not urllib3's whole repr)."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    """An error as one short line (a refused connection as its errno line, not urllib3's whole repr), without
+    credentials."""
+    text = without_credentials(" ".join(str(exc).split())) or type(exc).__name__
     errno = re.search(r"\[Errno -?\d+\] [^'\")]+", text)
     if errno and " failed with exception " in text:
         text = f"{text.split(' failed with exception ')[0]} failed: {errno.group(0).strip()}"

@@ -26,8 +26,8 @@ import hyperflow
 from hyperflow import names
 from hyperflow.core.data import Dataset
 from hyperflow.errors import raise_terminated
-from hyperflow.tracking.experiments import raise_if_deleted, use_experiment
-from hyperflow.tracking.faults import is_store_error, one_line
+from hyperflow.tracking.experiments import raise_if_deleted, tracking_uri, use_experiment
+from hyperflow.tracking.faults import is_store_error, one_line, store_error_text
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ def tracked_run(role: str, *, experiment: str | None = None, run_name: str | Non
             signal.signal(signal.SIGTERM, previous)
         raise_if_deleted(exc, experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME"))
         raise
+    STARTED.append(run.info.run_id)
 
     def end(status: str) -> None:
         active = mlflow.active_run()
@@ -101,8 +102,21 @@ def _ended_as(end: Any) -> Iterator[None]:
                 UNENDED.append(f"{status}: {one_line(exc, 200)}")
 
 
+STARTED: list[str] = []  # the ids of the runs started (or reopened), first first
 UNENDED: list[str] = []  # why runs could not be ended after an interrupt or a failure (the CLI says so)
 ENDED: list[str] = []  # the statuses runs were ended with (an interrupt after they all finished is said so)
+
+
+def store_failure(exc: BaseException) -> str:
+    """The one line for a tracking store that failed under a command: the store (without credentials), what
+    it did, and what was written: nothing, or the command's runs and how they were left."""
+    text = f"the tracking store {tracking_uri()} failed: {store_error_text(exc)}"
+    if not STARTED:
+        return f"{text}; nothing was written: run the command again once the store works"
+    runs = f"run{'s' if len(STARTED) > 1 else ''} {', '.join(STARTED)}"
+    if UNENDED:
+        return f"{text}; {runs} could not be ended and stay{'' if len(STARTED) > 1 else 's'} RUNNING ({UNENDED[-1]})"
+    return f"{text}; {runs} ended {'/'.join(sorted(set(ENDED)))} with what reached the store"
 
 
 def _let_go(interrupt: BaseException) -> None:

@@ -28,6 +28,7 @@ from mlflow.tracking import MlflowClient
 
 from hyperflow import names, tracking
 from hyperflow.core.data import Dataset
+from hyperflow.errors import without_credentials
 from hyperflow.tracking import new_store
 from hyperflow.tracking.runs import duplicate_reason, end_orphan, twins
 
@@ -56,10 +57,6 @@ def quiet_logs(*others: str) -> Iterator[None]:
     finally:
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
-
-
-def tracking_uri() -> str:
-    return mlflow.get_tracking_uri()
 
 
 def read_run(run_id: str) -> Any | None:
@@ -129,7 +126,7 @@ def trial_end_tags(number: int, status: str, reason: str, history: list[float] |
     """The tags that close a trial's run: its status and reason, its val_loss curve (read back by pruning and
     resume; left out when too long for a tag), and for a pruned or failed trial a run name that says so (the
     runs table shows names by default)."""
-    tags = {names.TRIAL_STATUS: status, names.TRIAL_REASON: reason}
+    tags = {names.TRIAL_STATUS: status, names.TRIAL_REASON: without_credentials(reason)}
     if history is not None:
         curve = json.dumps([float(f"{v:.6g}") for v in history])
         if len(curve) <= 5000:

@@ -50,6 +50,8 @@ def predict_file(model: str, data: str, out: str = "predictions.csv", allow_miss
     try:
         loaded = tracking.load_pyfunc(model)
     except (tracking.MlflowError, OSError) as exc:
+        if model.startswith(("models:/", "runs:/")) and tracking.is_store_error(exc, os_errors=False):
+            raise  # the tracking store failed, not the URI: the command line says so in one line
         raise UsageError(f"cannot load model '{model}' ({_first_line(exc)}): pass models:/<name>@champion, "
                          f"models:/<name>/<version> or runs:/<run id>/model") from None
     expected, returned = signature_columns(loaded)
