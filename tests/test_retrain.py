@@ -46,7 +46,8 @@ def champion(tmp_path_factory) -> dict:
     outcome = train(build_config({"data": day1, "target": "kind", "width": "16", "epochs": "8", "lr": "0.01",
                                   "progress": "false", "model_name": name, "experiment": EXPERIMENT}))
     promote(PromoteConfig(model_name=name, version=outcome.registered_version, allow_first=True, experiment=EXPERIMENT))
-    return {"name": name, "folder": folder, "day1": day1, "version": str(outcome.registered_version)}
+    return {"name": name, "folder": folder, "day1": day1, "version": str(outcome.registered_version),
+            "run_id": outcome.run_id}
 
 
 def assert_gate_decided(client, name: str, outcome, champion_before: str | None) -> None:
@@ -69,23 +70,19 @@ def retrain_runs(name: str) -> list:
                                             f"tags.`hyperflow.model_name` = '{name}'")
 
 
-def test_retrain_is_skipped_on_the_same_data_and_runs_on_new_data(champion):
+def test_retrain_is_skipped_on_the_same_data_and_runs_on_new_data(champion, capsys):
     client = mlflow.MlflowClient()
-    config = RetrainConfig(model_name=champion["name"], data=str(champion["folder"]), experiment=EXPERIMENT)
-    first = retrain(config, settle=0.1)
-    assert first.outcome == "promoted" and first.data == champion["day1"]  # same settings, same data: a tie
-    assert alias_version(client, champion["name"], "champion") == first.version != champion["version"]
-    assert alias_version(client, champion["name"], "challenger") == first.version
-    children = mlflow.search_runs(experiment_names=[EXPERIMENT], output_format="list",
-                                  filter_string=f"tags.mlflow.parentRunId = '{first.run_id}'")
-    assert sorted(r.data.tags["hyperflow.role"] for r in children) == ["promote", "train"]
     versions = len(client.search_model_versions(f"name = '{champion['name']}'"))
-
-    again = retrain(config, settle=0.1)
-    assert again.outcome == "skipped" and again.previous_run_id == first.run_id
+    config = RetrainConfig(model_name=champion["name"], data=str(champion["folder"]), experiment=EXPERIMENT)
+    first = retrain(config, settle=0.1)  # the champion's own run trained these settings on these data
+    assert first.outcome == "skipped" and first.data == champion["day1"]
+    assert first.by_champion and first.previous_run_id == champion["run_id"]
+    assert mlflow.get_run(first.run_id).data.tags["hyperflow.skipped_for"] == champion["run_id"]
+    assert alias_version(client, champion["name"], "champion") == champion["version"]
     assert len(client.search_model_versions(f"name = '{champion['name']}'")) == versions  # nothing trained
     assert main(["retrain", f"model_name={champion['name']}", f"data={champion['folder']}",
                  f"experiment={EXPERIMENT}"]) == 0
+    assert f"the champion's own run {champion['run_id']} already did data" in capsys.readouterr().out
 
     day2 = items_csv(champion["folder"] / "day2.csv", seed=2)  # newer: it wins
     later = os.stat(champion["day1"]).st_mtime + 10
@@ -95,9 +92,16 @@ def test_retrain_is_skipped_on_the_same_data_and_runs_on_new_data(champion):
     fresh = retrain(config, settle=0.1)
     assert fresh.data == day2 and fresh.key != first.key
     assert_gate_decided(client, champion["name"], fresh, champion_before)
+    children = mlflow.search_runs(experiment_names=[EXPERIMENT], output_format="list",
+                                  filter_string=f"tags.mlflow.parentRunId = '{fresh.run_id}'")
+    assert sorted(r.data.tags["hyperflow.role"] for r in children) == ["promote", "train"]
+    versions = len(client.search_model_versions(f"name = '{champion['name']}'"))
+
+    again = retrain(config, settle=0.1)
+    assert again.outcome == "skipped" and again.previous_run_id == fresh.run_id and not again.by_champion
+    assert len(client.search_model_versions(f"name = '{champion['name']}'")) == versions  # nothing trained
     runs = retrain_runs(champion["name"])
-    assert [r.data.tags["hyperflow.outcome"] for r in runs][-4:] == ["promoted", "skipped", "skipped",
-                                                                     fresh.outcome]
+    assert [r.data.tags["hyperflow.outcome"] for r in runs][-4:] == ["skipped", "skipped", fresh.outcome, "skipped"]
     assert all(r.info.status == "FINISHED" for r in runs)
 
 
@@ -442,14 +446,17 @@ def _env(tracking_uri: str, **extra: str) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_the_scheduled_command_retrains(champion, tracking_uri):
-    """What cron, systemd, Kubernetes and Airflow run, on the champion's own data: an equal model passes."""
+def test_the_scheduled_command_retrains(champion, tracking_uri, tmp_path):
+    """What cron, systemd, Kubernetes and Airflow run, on the champion's rows in a new file: an equal model
+    passes (the champion's own file would be skipped: its run trained that already)."""
     command = scheduled_commands()["crontab"]
     name = _copy_of_champion(champion)
-    env = _env(tracking_uri, HYPERFLOW_MODEL=name, HYPERFLOW_DATA=champion["day1"])
+    same_rows = tmp_path / "day1-again.csv"  # another file (fingerprint), the same rows
+    same_rows.write_text(Path(champion["day1"]).read_text() + "\n")
+    env = _env(tracking_uri, HYPERFLOW_MODEL=name, HYPERFLOW_DATA=str(same_rows))
     proc = subprocess.run(["/bin/sh", "-c", command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run, = mlflow.search_runs(experiment_names=["retrain"], output_format="list",
                               filter_string=f"tags.`hyperflow.model_name` = '{name}' and tags.`hyperflow.role` = 'retrain'")
     assert run.data.tags["hyperflow.outcome"] == "promoted" and run.info.status == "FINISHED"
-    assert run.data.params["resolved_data"] == champion["day1"]
+    assert run.data.params["resolved_data"] == str(same_rows)

@@ -427,7 +427,8 @@ def cmd_retrain(inv: Invocation) -> int:
         print(f"hyperflow retrain: training diverged: {exc}; the champion stays", file=sys.stderr)
         return 1
     if outcome.outcome == names.OUTCOME_SKIPPED:
-        print(f"hyperflow retrain: skipped: retrain run {outcome.previous_run_id} already did data "
+        done_by = "the champion's own run" if outcome.by_champion else "retrain run"
+        print(f"hyperflow retrain: skipped: {done_by} {outcome.previous_run_id} already did data "
               f"{outcome.data} with this code (force=true to retrain); run {outcome.run_id}")
         return 0
     print(f"hyperflow retrain: {outcome.outcome}: version {outcome.version} trained on {outcome.data}; "

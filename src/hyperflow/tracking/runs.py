@@ -7,6 +7,8 @@ the functions here instead of ``mlflow`` itself.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import os
 import signal
@@ -401,7 +403,17 @@ def run_tags(dataset: Dataset) -> dict[str, str]:
     commit = get_git_commit(str(PACKAGE_DIR))
     if commit:
         tags[names.GIT_COMMIT] = commit
+    tags[names.CODE_VERSION] = code_version()
     return tags
+
+
+@functools.cache
+def code_version() -> str:
+    """A hash of hyperflow's own source files: changes whenever the code does, git or not."""
+    digest = hashlib.sha256(hyperflow.__version__.encode())
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        digest.update(path.relative_to(PACKAGE_DIR).as_posix().encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 @contextmanager

@@ -5,7 +5,6 @@ and locked (one retrain per model at a time, see :mod:`hyperflow.workflows.lock`
 
 from __future__ import annotations
 
-import functools
 import glob
 import hashlib
 import json
@@ -14,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-import hyperflow
 from hyperflow import names, tracking
 from hyperflow.config import (PromoteConfig, RetrainConfig, TrainConfig, build_config,  # noqa: F401 (re-exported)
                               build_retrain_config)
@@ -23,6 +21,7 @@ from hyperflow.errors import UsageError
 from hyperflow.tracking import artifacts, registry
 from hyperflow.tracking.registry import (CHALLENGER, CHAMPION, Client, alias_version, model_exists, model_version,
                                          registered_model, registry_error, run_config, version_run)
+from hyperflow.tracking.runs import code_version
 from hyperflow.core.assembly import load_data
 from hyperflow.workflows.gate import build_gate, check_data_fits
 from hyperflow.workflows.lock import RegistryLock
@@ -40,7 +39,8 @@ class RetrainOutcome:
     key: str
     version: str | None = None
     promotion: PromoteOutcome | None = None
-    previous_run_id: str | None = None  # the finished retrain a skip refers to
+    previous_run_id: str | None = None  # the finished retrain a skip refers to, or the champion's own run
+    by_champion: bool = False  # skipped because the champion's own run trained the same
 
 
 def newest_data(spec: str) -> str:
@@ -61,15 +61,6 @@ def newest_data(spec: str) -> str:
     return str(max(files, key=lambda f: (f.stat().st_mtime, f.name)))
 
 
-@functools.cache
-def code_version() -> str:
-    """A hash of hyperflow's own source files: changes whenever the code does, git or not."""
-    digest = hashlib.sha256(hyperflow.__version__.encode())
-    for path in sorted(tracking.PACKAGE_DIR.rglob("*.py")):
-        digest.update(path.relative_to(tracking.PACKAGE_DIR).as_posix().encode() + path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
 def retrain_key(name: str, fingerprint: str, mode: str, settings: Mapping[str, Any]) -> str:
     payload = json.dumps({"model": name, "data": fingerprint, "code": code_version(), "mode": mode,
                           "settings": {k: str(v) for k, v in sorted(settings.items())}}, sort_keys=True)
@@ -85,6 +76,35 @@ def finished_retrain(client: Client, experiment_id: str, key: str) -> str | None
                              store="tracking store") from None
     done = (names.OUTCOME_PROMOTED, names.OUTCOME_REJECTED)
     return next((r.info.run_id for r in runs if r.data.tags.get(OUTCOME_TAG) in done), None)
+
+
+# settings that say where a run goes and how it is shown, not what it trains (data: compared by fingerprint)
+NOT_THE_MODEL = ("data", "experiment", "run_name", "model_name", "log_model", "progress", "tensorboard", "flush_secs")
+
+
+def champion_trained(client: Client, config: RetrainConfig, champion: str | None, base: TrainConfig,
+                     fingerprint: str) -> str | None:
+    """The champion's own run when it trained what this retrain would (mode=champion): the same data (by
+    fingerprint), the same code, the same settings (no override changed one) and, for a search's best trial,
+    no refit on train+val. A copy of the champion would only pass the gate on a tie."""
+    if champion is None or config.mode != "champion":
+        return None
+    run = version_run(client, model_version(client, config.model_name, champion))
+    tags = run.data.tags
+    if tags.get(names.ROLE) == names.ROLE_TRIAL and tags.get(names.PARENT_RUN_ID):  # its search holds these tags
+        try:
+            search = client.get_run(tags[names.PARENT_RUN_ID]).data
+        except Exception as exc:
+            raise registry_error(exc, "reading the search run of the champion", store="tracking store") from None
+        refit = json.loads(search.tags.get(names.SETTINGS) or "{}").get("refit", search.params.get("refit"))
+        if str(refit) != "False":
+            return None
+        tags = search.tags
+    if tags.get(names.DATA_FINGERPRINT) != fingerprint or tags.get(names.CODE_VERSION) != code_version():
+        return None
+    ran = run_config(client, run)
+    same = all(getattr(ran, f) == getattr(base, f) for f in TrainConfig.__dataclass_fields__ if f not in NOT_THE_MODEL)
+    return run.info.run_id if same else None
 
 
 def _base_config(client: Client, config: RetrainConfig, overrides: dict[str, Any],
@@ -128,6 +148,10 @@ def retrain(config: RetrainConfig, overrides: Mapping[str, Any] | None = None, *
     previous = None if config.force else finished_retrain(client, experiment_id, key)
     if previous:
         return _skipped(config, base, key, tags, previous)
+    done_by_champion = None if config.force else champion_trained(client, config, champion, base,
+                                                                   dataset.fingerprint)
+    if done_by_champion:
+        return _skipped(config, base, key, tags, done_by_champion, by_champion=True)
     artifacts.check_writable(config.experiment)  # an unwritable artifact folder: exit 2 before any run or lock
     if not exists:
         registry.create_model(client, config.model_name)
@@ -170,13 +194,14 @@ def _experiment_id(name: str | None) -> str:
 
 
 def _skipped(config: RetrainConfig, base: TrainConfig, key: str, tags: dict[str, str],
-             previous: str) -> RetrainOutcome:
+             previous: str, by_champion: bool = False) -> RetrainOutcome:
     with tracking.tracked_run(names.ROLE_RETRAIN, experiment=config.experiment,
                               run_name=tracking.unique_run_name(names.ROLE_RETRAIN, config.model_name),
                               tags={**tags, OUTCOME_TAG: names.OUTCOME_SKIPPED, names.SKIPPED_FOR: previous}) as run:
         tracking.log_params(run.info.run_id, {"model_name": config.model_name, "mode": config.mode,
                                               "resolved_data": base.data})
-    return RetrainOutcome(run.info.run_id, names.OUTCOME_SKIPPED, base.data, key, previous_run_id=previous)
+    return RetrainOutcome(run.info.run_id, names.OUTCOME_SKIPPED, base.data, key, previous_run_id=previous,
+                          by_champion=by_champion)
 
 
 def _train(config: RetrainConfig, base: TrainConfig, run_id: str) -> str:
