@@ -1,5 +1,6 @@
 """The MLflow Project itself: environment files in step, MLproject defaults, `mlflow run` end to end."""
 
+import importlib.metadata
 import os
 import runpy
 import subprocess
@@ -10,6 +11,7 @@ from pathlib import Path
 import mlflow
 import pytest
 import yaml
+from packaging.requirements import Requirement
 
 from hyperflow.cli import CONFIGS, command_name, drop_defaults
 from hyperflow.config import coerce, field_defaults
@@ -26,6 +28,36 @@ def test_conda_yaml_lists_the_same_dependencies_as_pyproject():
     conda = yaml.safe_load((ROOT / "conda.yaml").read_text())["dependencies"]
     pip_deps = next(d["pip"] for d in conda if isinstance(d, dict))
     assert _names(pip_deps) == _names(pyproject)
+
+
+# libraries whose internals the code uses (pyproject.toml's comment lists them): capped at a release not tested
+RELIED_ON = ("hyperopt", "torch", "mlflow", "pyspark")
+
+
+def declared_requirements() -> list[Requirement]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return [Requirement(r) for r in [*project["dependencies"], *sum(project["optional-dependencies"].values(), [])]]
+
+
+def test_installed_libraries_fall_in_the_declared_ranges():
+    """The ranges pyproject.toml declares are the ones tested: every declared library installed here (the
+    suite's environment) is inside its range; each library whose internals the code uses has an upper bound,
+    and hyperopt's range holds the version whose trial records hyperflow writes."""
+    from hyperflow.search.hyperopt_records import PINNED_VERSION
+
+    requirements = declared_requirements()
+    for requirement in requirements:
+        try:
+            installed = importlib.metadata.version(requirement.name)
+        except importlib.metadata.PackageNotFoundError:
+            continue  # an extra not installed here (bench's)
+        assert requirement.specifier.contains(installed, prereleases=True), \
+            f"{requirement.name} {installed} is outside the declared {requirement}"
+    for name in RELIED_ON:
+        ranges = [r.specifier for r in requirements if r.name == name]
+        assert ranges and all(any(s.operator == "<" for s in spec) for spec in ranges), f"{name}: {ranges}"
+    hyperopt, = (r.specifier for r in requirements if r.name == "hyperopt")
+    assert hyperopt.contains(PINNED_VERSION)
 
 
 def step_command(entry: dict) -> str:
