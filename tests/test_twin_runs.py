@@ -150,6 +150,22 @@ def test_a_trial_whose_worker_died_fails_once_and_its_twin_ends_as_a_duplicate(e
     assert names.TRIAL_STATUS not in client.get_run(next(iter(made))).data.tags
 
 
+def test_a_version_registered_twice_by_one_request_is_registered_once(experiment, client):
+    """The twin version (same run, same creating tag) goes; a version of the same run registered by another
+    request (another tag, or none) stays."""
+    from hyperflow.tracking.model import delete_twin_versions
+
+    run = client.create_run(client.get_experiment_by_name(experiment).experiment_id).info.run_id
+    name = f"twice-{run[:8]}"
+    client.create_registered_model(name)
+    source = f"runs:/{run}/model"
+    made = [client.create_model_version(name, source, run, tags=tags).version
+            for tags in ({names.CREATE_ID: "a"}, {names.CREATE_ID: "a"}, {names.CREATE_ID: "b"}, {})]
+    assert delete_twin_versions(name, run, str(made[1]), "a") == [str(made[0])]
+    assert sorted(int(v.version) for v in client.search_model_versions(f"name = '{name}'")) == \
+        sorted(int(v) for v in made[1:])
+
+
 @pytest.mark.parametrize("ending", ["finished", "failed"])
 def test_every_commands_run_ends_its_twins(experiment, client, ending):
     """train, lr_find, promote and retrain open their runs with tracked_run: a twin of the run (and of a
@@ -186,11 +202,12 @@ def _server(home, port: int) -> subprocess.Popen:
 
 
 @pytest.mark.slow
-def test_through_a_server_whose_answers_to_run_creations_are_lost_nothing_stays_running(tmp_path, tracking_uri,
-                                                                                       monkeypatch):
-    """A real `mlflow server` behind a proxy that loses the answer to the creation of the search run, of trial 1
-    and of a train run after the server wrote them: MLflow's client sends each again and the server makes
-    twins. The commands end them: nothing stays RUNNING, one run per trial."""
+def test_through_a_server_whose_answers_to_creations_are_lost_nothing_stays_running(tmp_path, tracking_uri,
+                                                                                   monkeypatch):
+    """A real `mlflow server` behind a proxy that loses the answer to the creation of the search run, of trial 1,
+    of the best model's version and of a train run after the server wrote them: MLflow's client sends each
+    again and the server makes twins. The commands end them: nothing stays RUNNING, one run per trial, one
+    version."""
     from dropping_proxy import DroppingProxy
     from services import free_port
 
@@ -199,11 +216,11 @@ def test_through_a_server_whose_answers_to_run_creations_are_lost_nothing_stays_
     lost: set[str] = set()
 
     def drop(method: str, path: str, body: bytes) -> bool:
-        if not path.endswith("/runs/create"):
+        if not path.endswith(("/runs/create", "/model-versions/create")):
             return False
         tags = {t["key"]: t["value"] for t in json.loads(body).get("tags", [])}
-        what = tags.get(names.ROLE, "") + tags.get(names.TRIAL_NUMBER, "")
-        if what in ("search", "trial1", "train") and what not in lost:
+        what = "version" if "model-versions" in path else tags.get(names.ROLE, "") + tags.get(names.TRIAL_NUMBER, "")
+        if what in ("search", "trial1", "version", "train") and what not in lost:
             lost.add(what)
             return True
         return False
@@ -214,14 +231,14 @@ def test_through_a_server_whose_answers_to_run_creations_are_lost_nothing_stays_
     mlflow.set_tracking_uri(proxy.uri)
     try:
         assert main(["search", "experiment=lost", "max_evals=3", *(f"{k}={v}" for k, v in {**TINY,
-                     **search_settings()}.items())]) == 0
+                     **search_settings(register="true", model_name="lost-model")}.items())]) == 0
         assert main(["train", "experiment=lost", *(f"{k}={v}" for k, v in TINY.items())]) == 0
     finally:
         mlflow.set_tracking_uri(tracking_uri)
         proxy.close()
     try:
         client = MlflowClient(f"http://127.0.0.1:{port}")
-        assert lost == {"search", "trial1", "train"} and len(proxy.dropped) == 3
+        assert lost == {"search", "trial1", "version", "train"} and len(proxy.dropped) == 4
         runs = client.search_runs([client.get_experiment_by_name("lost").experiment_id], max_results=100)
         assert not [r.info.run_name for r in runs if r.info.status == "RUNNING"]
         twins = {r.data.tags[names.ROLE] + r.data.tags.get(names.TRIAL_NUMBER, "")
@@ -230,6 +247,9 @@ def test_through_a_server_whose_answers_to_run_creations_are_lost_nothing_stays_
         parent = next(r.info.run_id for r in runs if r.data.tags[names.ROLE] == names.ROLE_SEARCH and
                       r.info.status == "FINISHED")
         assert_one_run_per_trial(client, parent, 3)
+        versions = client.search_model_versions("name = 'lost-model'")
+        assert len(versions) == 1 and client.get_model_version_by_alias("lost-model", "challenger").version == \
+            versions[0].version
     finally:
         os.killpg(server.pid, signal.SIGKILL)  # the server and its worker: a session of its own
         server.wait()

@@ -39,7 +39,7 @@ from hyperflow import names
 from hyperflow.core.data import Dataset
 from hyperflow.tracking.registry import RegistryError, one_line, store_uri
 from hyperflow.tracking.round_trips import concurrent_round_trips
-from hyperflow.tracking.runs import PACKAGE_DIR, _env
+from hyperflow.tracking.runs import PACKAGE_DIR, _env, creation_tag
 
 BUNDLE = "bundle"  # artifact key: pickled dict with model spec, weights, preprocessor and target codec
 ALLOW_MISSING = "allow_missing_columns"  # predict param: impute absent feature columns instead of refusing
@@ -228,13 +228,34 @@ def version_of_run(name: str, run_id: str) -> Any | None:
 def register_once(model_uri: str, name: str, run_id: str, look_up: bool = True,
                   tags: dict[str, str] | None = None) -> tuple[Any, bool]:
     """(version, created): the version of ``name`` that run ``run_id`` already registered, else a new one,
-    created with ``tags`` (in the same call; ``look_up=False``: the caller knows that the run has none)."""
+    created with ``tags`` (in the same call; ``look_up=False``: the caller knows that the run has none). A
+    twin of the new version (its creating request sent twice, see :func:`delete_twin_versions`) is deleted."""
     existing = version_of_run(name, run_id) if look_up else None
     if existing is not None:
         return existing, False
+    created = creation_tag()
     with _quiet("mlflow.tracking._model_registry.client"):
-        version = mlflow.register_model(model_uri, name, tags=tags)
+        version = mlflow.register_model(model_uri, name, tags={**(tags or {}), **created})
+    delete_twin_versions(name, run_id, str(version.version), created[names.CREATE_ID])
     return version, True
+
+
+def delete_twin_versions(name: str, run_id: str, version: str, create_id: str) -> list[str]:
+    """Delete the versions of ``name`` that the request which created ``version`` made besides it: MLflow's
+    HTTP client sends a request again when its answer is lost (a tracking server restarted after the write),
+    and the server then registers the same model twice. A twin has the same run and tag
+    ``hyperflow.create_id``, and nothing points at it yet (the caller moves aliases to ``version``). Best
+    effort; returns the versions deleted."""
+    client = MlflowClient()
+    try:
+        twins = [v for v in client.search_model_versions(f"name = '{name}' AND run_id = '{run_id}'")
+                 if str(v.version) != version and v.tags.get(names.CREATE_ID) == create_id]
+        for twin in twins:
+            client.delete_model_version(name, str(twin.version))
+        return [str(t.version) for t in twins]
+    except Exception as exc:
+        logging.getLogger(__name__).debug("could not look for twins of version %s of %s: %s", version, name, exc)
+        return []
 
 
 def load_pyfunc(uri: str) -> Any:

@@ -53,8 +53,8 @@ def tracked_run(role: str, *, experiment: str | None = None, run_name: str | Non
     if in_main_thread:
         signal.signal(signal.SIGTERM, raise_terminated)
     nested = parent_run_id is not None or (run_id is not None and mlflow.active_run() is not None)
-    created = run_id is None and not os.environ.get("MLFLOW_RUN_ID")  # else MLflow reopens a run
-    tags = {ROLE_TAG: role, names.VERSION: hyperflow.__version__, **(_create_id() if created else {}), **(tags or {})}
+    created = creation_tag() if run_id is None and not os.environ.get("MLFLOW_RUN_ID") else {}  # else a reopen
+    tags = {ROLE_TAG: role, names.VERSION: hyperflow.__version__, **created, **(tags or {})}
     try:
         run = mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name, parent_run_id=parent_run_id,
                                nested=nested, tags=tags)
@@ -227,7 +227,7 @@ def end_run_quietly(run_id: str | PendingRun, status: str, end_time: int | None 
         MlflowClient().set_terminated(run_id_of(run_id), status, end_time=end_time)
 
 
-def _create_id() -> dict[str, str]:
+def creation_tag() -> dict[str, str]:
     """The tag that makes a run's twins known: MLflow's HTTP client sends a request again when its answer is
     lost (a tracking server restarted after the write and before the answer), and the server then creates the
     run twice; the client goes on with the second. Both carry this tag's value."""
@@ -266,7 +266,7 @@ def duplicate_reason(original: str) -> str:
 
 
 def end_twins(run: Any) -> list[str]:
-    """End ``run``'s twins left RUNNING (see :func:`_create_id`) as duplicates of it; returns their ids. Best
+    """End ``run``'s twins left RUNNING (see :func:`creation_tag`) as duplicates of it; returns their ids. Best
     effort: a failure to look or to end them leaves them as they were and says so in the debug log."""
     try:
         found = twins(run)
@@ -305,7 +305,7 @@ def child_run(role: str, experiment_id: str, parent_run_id: str, run_name: str, 
     client = MlflowClient()
     created = send(client.create_run, experiment_id, start_time=int(time.time() * 1000), run_name=run_name,
                    tags={ROLE_TAG: role, names.VERSION: hyperflow.__version__, names.PARENT_RUN_ID: parent_run_id,
-                         names.RUN_NAME: run_name, **_create_id(), **tags})
+                         names.RUN_NAME: run_name, **creation_tag(), **tags})
     if created is None:
         raise TypeError("child_run's send must return the call's result or a Future of it")
     run = PendingRun(created)
