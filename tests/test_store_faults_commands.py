@@ -27,7 +27,7 @@ CODES = {"train": 1, "lr-find": 1, "search": 1, "predict": 1, "promote": 2, "ret
 
 
 def commands(rows: Path) -> dict[str, list[str]]:
-    return {"train": ["train", "data=digits", "epochs=1", "progress=false", "experiment=probe"],
+    return {"train": ["train", "data=digits", "epochs=1", "progress=false"],
             "lr-find": ["lr-find", "data=digits", "num_iter=20", "progress=false"],
             "search": ["search", "data=digits", "max_evals=2", "epochs=1", "register=false", "progress=false"],
             "promote": ["promote", "model_name=m", "version=1"],
@@ -87,10 +87,12 @@ def _one_line(proc: subprocess.CompletedProcess, command: str) -> str:
     return lines[-1]
 
 
-@pytest.mark.parametrize("command", CODES)
+@pytest.mark.parametrize("command", [*CODES, "train experiment=probe"])
 def test_an_unreachable_server_with_a_password_gives_one_line_without_it(command, store, tmp_path):
     port = free_port()  # nothing listens there
-    proc = hyperflow(commands(store / "rows.csv")[command], f"http://alice:{PASSWORD}@127.0.0.1:{port}", tmp_path)
+    command, *more = command.split()  # experiment=: the experiment is looked up before anything else
+    proc = hyperflow(commands(store / "rows.csv")[command] + more, f"http://alice:{PASSWORD}@127.0.0.1:{port}",
+                     tmp_path)
     line = _one_line(proc, command)
     assert proc.returncode == CODES[command], proc.stderr[-3000:]
     assert f"http://127.0.0.1:{port}" in line and "Connection refused" in line and "nothing" in line, line
@@ -107,6 +109,22 @@ def test_a_read_only_store_gives_one_line_and_writes_nothing(command, read_only)
     assert "nothing was written" in line, line
     runs = mlflow.MlflowClient(uri).search_runs(["0"])
     assert len(runs) == 2 and not [r for r in runs if r.info.status == "RUNNING"]  # the setup's train, promote
+
+
+@pytest.mark.parametrize("command", ["train", "retrain"])
+def test_a_store_in_a_read_only_folder_gives_one_line(command, store, tmp_path):
+    """The folder refuses new files: sqlite cannot make its journal, nor MLflow its artifact folders."""
+    folder = tmp_path / "ro"
+    shutil.copytree(store, folder)
+    if not shutil.which("chattr") or not _immutable(folder, True):
+        pytest.skip("this file system has no immutable attribute")
+    try:
+        proc = hyperflow(commands(folder / "rows.csv")[command], f"sqlite:///{folder}/mlflow.db", tmp_path)
+    finally:
+        _immutable(folder, False)
+    line = _one_line(proc, command)
+    assert proc.returncode == CODES[command] and "unable to open database file" in line, proc.stderr[-3000:]
+    assert f"the tracking store sqlite:///{folder}/mlflow.db failed: " in line and "nothing was written" in line
 
 
 def test_predict_reads_a_read_only_store(read_only):
