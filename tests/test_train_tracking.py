@@ -132,3 +132,32 @@ def test_an_error_raised_while_training_is_one_line_exit_1_and_the_run_failed(co
     assert run.info.status == "FAILED"
     if command == "train":
         assert run.data.tags["hyperflow.failure_reason"] == err.removeprefix("hyperflow train: error: ")
+
+
+def test_a_table_too_wide_for_mlflows_dataset_schema_trains_and_says_so(experiment, client, tmp_path):
+    """1,100 columns of 1,000-character names make a schema text past MLflow's 1,048,575 characters (as
+    20,000 short names do): the dataset is recorded without it (input tag ``schema`` says why), the model
+    without an input example; the signature names every column and the model scores the rows."""
+    import time
+
+    rng = np.random.default_rng(0)
+    columns = [f"{i:04d}".ljust(1000, "x") for i in range(1100)]
+    frame = pd.DataFrame(rng.normal(size=(30, len(columns))), columns=columns)
+    frame["label"] = np.where(frame[columns[0]] > 0, "yes", "no")
+    path = tmp_path / "wide.csv"
+    frame.to_csv(path, index=False)
+    started = time.monotonic()
+    outcome = train(build_config({"data": str(path), "target": "label", "epochs": "1", "width": "4",
+                                  "progress": "false", "experiment": experiment}))
+    seconds = time.monotonic() - started
+    run = client.get_run(outcome.run_id)
+    assert run.info.status == "FINISHED"
+    (record,) = run.inputs.dataset_inputs
+    assert not record.dataset.schema and record.dataset.name == "wide"
+    tags = {t.key: t.value for t in record.tags}
+    assert tags["schema"] == "left out: 1101 columns make it longer than MLflow stores", tags
+    model = mlflow.pyfunc.load_model(outcome.model_uri)
+    assert model.metadata.get_input_schema().input_names() == columns
+    assert model.metadata.saved_input_example_info is None
+    assert len(model.predict(frame.head(3))) == 3
+    print(f"trained and logged a 1,101-column table in {seconds:.1f} s")

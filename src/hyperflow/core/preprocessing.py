@@ -76,8 +76,10 @@ class Preprocessor:
         out = self._scaled(values)
         numeric = [c for c in self.columns if kinds[c] != "categorical"]  # the transformer's first outputs
         too_large = ~(np.abs(out[:, :len(numeric)]) <= np.finfo(np.float32).max)
-        for j, name in enumerate(numeric):
-            unusable = _given(frame[name]) & (values[name].isna().to_numpy() | too_large[:, j])
+        lost = values[numeric].isna().to_numpy() | too_large  # missing after conversion: given or not?
+        for j in np.flatnonzero(lost.any(axis=0)):  # a look at each column would take minutes on a wide table
+            name = numeric[j]
+            unusable = _given(frame[name]) & lost[:, j]
             if unusable.any():
                 example = frame[name].to_numpy()[unusable.argmax()]
                 log.warning("column '%s': %d row(s) hold values that cannot be used as %s (e.g. %r); they are "

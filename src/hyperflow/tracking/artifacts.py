@@ -18,6 +18,7 @@ import pandas as pd
 from mlflow.data.code_dataset_source import CodeDatasetSource
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
+from mlflow.utils.validation import MAX_DATASET_SCHEMA_SIZE  # 1 MiB - 1 characters
 
 from hyperflow import names
 from hyperflow.core.data import Dataset
@@ -171,10 +172,13 @@ def artifact_write(what: str, run_id: str | None = None) -> Iterator[None]:
 
 
 def log_dataset(dataset: Dataset) -> None:
-    """Record the dataset as the run's training input (name, digest, source, schema)."""
+    """Record the dataset as the run's training input (name, digest, source, schema). A schema longer than
+    MLflow stores (a table of some 15,000 columns or more) is left out, and input tag ``schema`` says so:
+    the run's model signature still names every column."""
     source: Any = dataset.source
     if source.startswith("builtin:"):  # no file or URL behind it: describe it by name and version
         source = CodeDatasetSource({names.BUILTIN_DATASET: dataset.name, "fingerprint": dataset.fingerprint})
+    tags = {"fingerprint": dataset.fingerprint}
     with warnings.catch_warnings():
         # MLflow's schema hint about integer columns concerns model signatures, not a dataset record, and a
         # local path matches two of its (identical) source types
@@ -182,10 +186,19 @@ def log_dataset(dataset: Dataset) -> None:
         if isinstance(dataset.raw_all, pd.DataFrame):
             data = mlflow.data.from_pandas(dataset.raw_all, source=source, targets=dataset.target,
                                            name=dataset.name)
+            columns = dataset.raw_all.columns
         else:
             X, y = dataset.raw_all
             data = mlflow.data.from_numpy(X, targets=y, source=source, name=dataset.name)
-        mlflow.log_input(data, context="training", tags={"fingerprint": dataset.fingerprint})
+            columns = ()
+        # each column takes at least '{"type": "long", "name": "", "required": true}, ' in the schema's text
+        if sum(len(str(c)) + 46 for c in columns) > MAX_DATASET_SCHEMA_SIZE:
+            vars(data)["schema"] = None  # a cached property: not inferred (seconds for thousands of columns)
+        elif len(data.to_dict().get("schema") or "") > MAX_DATASET_SCHEMA_SIZE:
+            vars(data)["schema"] = None
+        if "schema" in vars(data) and vars(data)["schema"] is None and len(columns):
+            tags["schema"] = f"left out: {len(columns)} columns make it longer than MLflow stores"
+        mlflow.log_input(data, context="training", tags=tags)
 
 
 def log_figure(figure: Any, path: str) -> None:

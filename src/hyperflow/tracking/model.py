@@ -43,6 +43,7 @@ from hyperflow.tracking.runs import PACKAGE_DIR, _env, creation_tag
 
 BUNDLE = "bundle"  # artifact key: pickled dict with model spec, weights, preprocessor and target codec
 ALLOW_MISSING = "allow_missing_columns"  # predict param: impute absent feature columns instead of refusing
+EXAMPLE_MAX_COLUMNS = 1000  # a wider table's model is logged without its input example (the signature names all)
 
 
 def probability_column(label: Any) -> str:
@@ -172,7 +173,9 @@ def log_model(model: torch.nn.Module, model_spec: dict[str, Any], dataset: Datas
               "target_mean": dataset.target_mean, "target_std": dataset.target_std,
               "hyperflow_version": hyperflow.__version__}
     example = dataset.raw_example
-    output = predict_bundle(bundle, model.cpu().eval(), example)
+    output = predict_bundle(bundle, model.cpu().eval(), example)  # the model takes its example: checked here
+    if len(dataset.preprocessor.columns) > EXAMPLE_MAX_COLUMNS:
+        example = None  # MLflow would check it again column by column (a minute for 20,000 columns)
     # no "Downloading artifacts" bar while MLflow checks the input example against the saved model
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(), _quiet("mlflow.pyfunc"), \
             _env("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"):
