@@ -2,6 +2,7 @@
 
 import math
 import os
+import re
 import signal
 import uuid
 from dataclasses import dataclass
@@ -172,6 +173,8 @@ def guarded(trained, tmp_path_factory):
     (["model_name={name}", "version={good}", "data={no_target}"], "target column 'kind' is not in"),
     (["model_name={name}", "version={good}", "gate.rmse.threshold=1"], "unknown metric 'rmse'"),
     (["model_name={name}", "version={good}", "gate={{accuracy: {{at_least: 1}}}}"], "needs a mapping with any of"),
+    (["model_name={name}", "version={good}", "gate.accuracy.min_relative_change=-0.5"],
+     "accuracy min_relative_change -0.5 is out of its range"),
     (["version=1"], "model_name is required"),
 ])
 def test_bad_input_is_one_line_and_moves_nothing(guarded, client, experiment, capsys, args, message):
@@ -208,6 +211,24 @@ def test_gate_from_yaml_file_inline_and_dotted_rules(tmp_path):
                          ("{f1: {threshold: -0.1}}", "f1 is from 0 to 1")]:
         with pytest.raises(UsageError, match=message):
             build_gate(bad, "classification")
+
+
+@pytest.mark.parametrize("spec, task, message", [
+    ("{accuracy: {min_relative_change: -0.5}}", "classification", "relative improvement over the champion is from 0"),
+    ("{log_loss: {min_relative_change: 1.5}}", "classification", "log_loss min_relative_change 1.5 is out of"),
+    ("{accuracy: {min_absolute_change: -0.1}}", "classification", "from 0 (not worse) to 1, the whole range of"),
+    ("{dice: {min_absolute_change: 1.5}}", "segmentation", "dice min_absolute_change 1.5 is out of its range"),
+    ("{rmse: {min_absolute_change: -1}}", "regression", "improvement over the champion is at least 0"),
+    ("{accuracy: {threshold: yes}}", "classification", "must be numbers"),  # YAML's yes: MLflow refuses it too
+])
+def test_gate_rules_outside_what_they_can_mean_are_refused(spec, task, message):
+    """Every rule kind within what MLflow's MetricThreshold accepts (a relative change 0-1, an improvement not
+    below 0; 0 means "not worse" here) and within the metric's range; before, only thresholds were checked."""
+    with pytest.raises(UsageError, match=re.escape(message)):
+        build_gate(spec, task)
+    edges = build_gate("{accuracy: {min_absolute_change: 0, min_relative_change: 1}, f1: {min_absolute_change: 1}}",
+                       "classification")
+    assert edges.to_dict()["accuracy"] == {"min_absolute_change": 0.0, "min_relative_change": 1.0}
 
 
 def test_a_search_challenger_is_promoted_on_its_trials_settings(trained, client, experiment, tmp_path):

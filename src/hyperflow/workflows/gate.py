@@ -182,16 +182,38 @@ def build_gate(spec: str | dict | None, task: str, overrides: dict[str, str] | N
         if not isinstance(bars, dict) or set(bars) - set(_RULE_KEYS) or not bars:
             raise UsageError(f"gate: {metric} needs a mapping with any of {', '.join(_RULE_KEYS)}, got {bars!r}")
         try:
+            if any(isinstance(v, bool) for v in bars.values()):  # YAML's yes/true: not a number for MLflow either
+                raise TypeError
             values = {k: float(v) for k, v in bars.items()}
         except (TypeError, ValueError):
             raise UsageError(f"gate: {metric} rules must be numbers, got {bars!r}") from None
         if not all(math.isfinite(v) for v in values.values()):
             raise UsageError(f"gate: {metric} rules must be finite numbers, got {bars!r}")
-        low, high = METRIC_RANGES.get(metric, (-math.inf, math.inf))
-        threshold = values.get("threshold")
-        if threshold is not None and not low <= threshold <= high:  # a bar no model can meet, or all do
-            span = (f"at least {low:g}" if not math.isfinite(high) else f"at most {high:g}" if not math.isfinite(low)
-                    else f"from {low:g} to {high:g}")
-            raise UsageError(f"gate: {metric} threshold {threshold:g} is out of its range: {metric} is {span}")
+        for kind, value in values.items():
+            _check_range(metric, kind, value)
         rules.append(Rule(metric, **values))
     return Gate(tuple(rules))
+
+
+def _span(low: float, high: float) -> str:
+    return (f"at least {low:g}" if not math.isfinite(high) else f"at most {high:g}" if not math.isfinite(low)
+            else f"from {low:g} to {high:g}")
+
+
+def _check_range(metric: str, kind: str, value: float) -> None:
+    """Refuse (UsageError) a rule's value outside what it can mean: a threshold outside the metric's range (a
+    bar no model can meet, or all do); an improvement below 0 (MLflow's MetricThreshold asks for a positive
+    one; 0 here means "not worse") or larger than the metric's whole range; a relative improvement outside 0-1,
+    as MLflow's MetricThreshold (0.02 = 2% better)."""
+    low, high = METRIC_RANGES.get(metric, (-math.inf, math.inf))
+    if kind == "threshold":
+        allowed, what = (low, high), f"{metric} is {_span(low, high)}"
+    elif kind == "min_absolute_change":
+        allowed = (0.0, high - low)
+        what = "an improvement over the champion is " + (
+            f"from 0 (not worse) to {high - low:g}, the whole range of {metric}" if math.isfinite(high - low)
+            else "at least 0 (0: not worse)")
+    else:
+        allowed, what = (0.0, 1.0), "a relative improvement over the champion is from 0 to 1 (0.02: 2% better)"
+    if not allowed[0] <= value <= allowed[1]:
+        raise UsageError(f"gate: {metric} {kind} {value:g} is out of its range: {what}")
