@@ -33,6 +33,7 @@ RAW = [{"colour": "red", "size": 16.0}, {"size": "4", "colour": None}, {"size": 
 def test_batch_predictions_append_labels_and_probabilities(champion, tmp_path, capsys):
     pd.DataFrame(RAW).to_csv(tmp_path / "new.csv", index=False)
     out = tmp_path / "scored" / "preds.csv"
+    out.parent.mkdir()  # predict creates no folder
     assert main(["predict", f"model={champion}", f"data={tmp_path / 'new.csv'}", f"out={out}"]) == 0
     assert "4 rows scored" in capsys.readouterr().out
     scored = pd.read_csv(out)

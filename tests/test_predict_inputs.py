@@ -171,3 +171,74 @@ def test_a_replaced_output_file_keeps_its_mode(churn, tmp_path, capsys):
     code, err, out = run_predict(churn, tmp_path, capsys, good_rows())
     assert code == 0, err
     assert stat.S_IMODE(out.stat().st_mode) == 0o604 and len(pd.read_csv(out)) == 4
+
+
+# ------------------------------------------------------------------------------- model URIs that name no model
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("uri, message", [
+    ("http://127.0.0.1:1/m", "must name a path in an MLflow server's artifacts"),
+    ("https://alice:s3cret@127.0.0.1:1/m", "must name a path in an MLflow server's artifacts"),
+    ("http://alice:s3cret@127.0.0.1:1/api/2.0/mlflow-artifacts/artifacts/m", "Connection refused"),
+    ("ftp://alice:s3cret@127.0.0.1:1/m", "Connection refused"),
+    pytest.param("s3://no-bucket/m", "pip install boto3",
+                 marks=pytest.mark.skipif(_installed("botocore"), reason="boto3 is installed")),
+    pytest.param("gs://no-bucket/m", "pip install google-cloud-storage",
+                 marks=pytest.mark.skipif(_installed("google.cloud"), reason="google-cloud-storage is installed")),
+    ("{tmp}/no-such-model", "No such artifact"),
+    ("{tmp}", "MLmodel"),  # a folder that holds no model
+    ("runs:/0123456789abcdef0123456789abcdef/model", "not found"),
+    ("runs:/{run}/no-such-artifact", "Failed to download artifacts"),
+    ("models:/no-such-model-anywhere/1", "not found"),
+    ("{name}/99", "not found"),
+    ("{name}@no-such-alias", "alias no-such-alias not found"),
+])
+def test_a_model_uri_that_names_no_model_is_one_line(churn, tmp_path, capsys, monkeypatch, uri, message):
+    """Every kind of model URI: one line, exit 2, no credentials shown, nothing written."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # a refused connection is told at once
+    name = churn.rsplit("/", 1)[0]
+    run = mlflow.MlflowClient().get_model_version(name.split("/", 1)[1], "1").run_id
+    good_rows().to_csv(tmp_path / "rows.csv", index=False)
+    model = uri.format(tmp=tmp_path, run=run, name=name)
+    code = main(["predict", f"model={model}", f"data={tmp_path / 'rows.csv'}", f"out={tmp_path / 'out.csv'}"])
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1, err
+    assert "s3cret" not in captured.err + captured.out and "alice" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.csv"]
+
+
+# ------------------------------------------------------------------------------- where predictions may go
+
+@pytest.mark.parametrize("out, message", [
+    ("{data}", "is the input file"),
+    ("{link}", "is the input file"),  # a link to it
+    ("{tmp}/no/such/folder/out.csv", "folder '{tmp}/no/such/folder' does not exist"),
+    ("{data}/out.csv", "is a file, not a folder"),
+    ("{tmp}/a-folder.csv", "is a folder"),
+    ("{tmp}/out.json", "writes .csv or .parquet"),
+    ("{tmp}/out", "writes .csv or .parquet"),
+    ("{tmp}/pipe.csv", "not a regular file"),
+])
+def test_an_out_that_cannot_hold_the_predictions_is_refused_before_scoring(churn, tmp_path, capsys, out, message):
+    """The input is never replaced, no folder is created, and nothing is scored."""
+    data = tmp_path / "rows.csv"
+    good_rows().to_csv(data, index=False)
+    before = data.read_bytes()
+    (tmp_path / "link.csv").symlink_to(data)
+    (tmp_path / "a-folder.csv").mkdir()
+    os.mkfifo(tmp_path / "pipe.csv")
+    listing = sorted(p.name for p in tmp_path.iterdir())
+    fill = {"data": data, "link": tmp_path / "link.csv", "tmp": tmp_path}
+    code = main(["predict", f"model={churn}", f"data={data}", f"out={out.format(**fill)}"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message.format(**fill) in err and len(err.splitlines()) == 1, err
+    assert data.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == listing

@@ -263,8 +263,10 @@ def delete_twin_versions(name: str, run_id: str, version: str, create_id: str) -
 
 def load_pyfunc(uri: str) -> Any:
     """A logged model as a pyfunc (``models:/<name>@<alias>``, ``models:/<name>/<version>``, ``runs:/…``);
-    MLflow's errors raise as they are (:data:`hyperflow.tracking.MlflowError`, OSError)."""
-    return mlflow.pyfunc.load_model(uri)
+    MLflow's errors raise as they are (:data:`hyperflow.tracking.MlflowError`, OSError). No download bar:
+    a URI that names no model is then told in one line."""
+    with _env("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"):
+        return mlflow.pyfunc.load_model(uri)
 
 
 def load_version(name: str, version: str) -> Any:

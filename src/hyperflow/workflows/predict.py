@@ -12,24 +12,45 @@ import pandas as pd
 from hyperflow.config.fields import parse_bool
 from hyperflow.core import startup
 from hyperflow.core.tables import TABLE_SUFFIXES, bounded, check_path, read_table
-from hyperflow.errors import UsageError
+from hyperflow.errors import UsageError, without_credentials
 
 OUT_SUFFIXES = (".csv", ".parquet")
+MODEL_URIS = "pass models:/<name>@champion, models:/<name>/<version> or runs:/<run id>/model"
+_CLIENTS = {"botocore": "boto3", "boto3": "boto3", "google": "google-cloud-storage",
+            "azure": "azure-storage-blob"}  # the module MLflow's artifact store imports -> the package to install
 
 
-def check_out(out: str) -> Path:
-    """The output path, refused with one line unless its folder can be written (checked before scoring)."""
+def check_out(out: str, data: str | None = None) -> Path:
+    """The output path, refused with one line unless it names a file (of a type predict writes, not the input
+    ``data``) in an existing folder this user can write (checked before scoring; no folder is created)."""
     target = Path(out)
     if target.suffix.lower() not in OUT_SUFFIXES:
         raise UsageError(f"out '{out}': predict writes .csv or .parquet: pass e.g. out=predictions.csv")
     if target.is_dir():
         raise UsageError(f"out '{out}' is a folder: pass a file name, e.g. out={target / 'predictions.csv'}")
+    if target.exists() and not target.is_file():
+        raise UsageError(f"out '{out}' is not a regular file (a pipe, socket or device): pass a file path")
+    if data is not None and target.exists() and Path(data).exists() and os.path.samefile(target, data):
+        raise UsageError(f"out '{out}' is the input file '{data}': writing it would replace the rows; pass another "
+                         f"out= path")
     folder = target.parent
-    existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK) or \
-            (folder.exists() and not os.access(folder, os.W_OK | os.X_OK)):
-        raise UsageError(f"cannot write out '{out}': folder '{existing}' is not writable; pass another out= path")
+    if not folder.is_dir():
+        what = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise UsageError(f"cannot write out '{out}': folder '{folder}' {what}; create the folder first or pass "
+                         f"out= in an existing one")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write out '{out}': folder '{folder}' is not writable; pass another out= path")
     return target
+
+
+def check_model_uri(model: str) -> None:
+    """Refuse a model URI MLflow cannot load a model from, before MLflow is imported: an ``http(s)://`` URI
+    is read through an MLflow server's artifact API (its path holds ``/mlflow-artifacts/artifacts/``)."""
+    scheme = model.split("://", 1)[0].lower() if "://" in model else ""
+    if scheme in ("http", "https") and "/mlflow-artifacts/artifacts" not in model:
+        raise UsageError(f"model '{without_credentials(model)}': an {scheme}:// model URI must name a path in an "
+                         f"MLflow server's artifacts ({scheme}://<host>/api/2.0/mlflow-artifacts/artifacts/<path>); "
+                         f"else set MLFLOW_TRACKING_URI={scheme}://<host> and {MODEL_URIS}")
 
 
 def predict_file(model: str, data: str, out: str = "predictions.csv", allow_missing_columns: bool | str = False) -> int:
@@ -39,7 +60,8 @@ def predict_file(model: str, data: str, out: str = "predictions.csv", allow_miss
     Refused with one line: a file with none of the model's columns, or with a column the model's output
     would overwrite."""
     allow_missing_columns = _flag(allow_missing_columns)
-    target = check_out(out)
+    target = check_out(out, data)
+    check_model_uri(model)
     source = check_path(data, (), formats="CSV or Parquet")
     if source.suffix.lower() not in TABLE_SUFFIXES:
         raise UsageError(f"data '{data}': predict reads .csv, .tsv or .parquet files")
@@ -49,11 +71,10 @@ def predict_file(model: str, data: str, out: str = "predictions.csv", allow_miss
 
     try:
         loaded = tracking.load_pyfunc(model)
-    except (tracking.MlflowError, OSError) as exc:
+    except Exception as exc:  # MLflow's errors, and what a store's client or the model's code raises
         if model.startswith(("models:/", "runs:/")) and tracking.is_store_error(exc, os_errors=False):
             raise  # the tracking store failed, not the URI: the command line says so in one line
-        raise UsageError(f"cannot load model '{model}' ({_first_line(exc)}): pass models:/<name>@champion, "
-                         f"models:/<name>/<version> or runs:/<run id>/model") from None
+        raise UsageError(_load_error(model, exc)) from None
     expected, returned = signature_columns(loaded)
     _refuse_clashes(rows, returned, data)
     if expected and not set(expected) & set(rows.columns):
@@ -88,7 +109,6 @@ def _refuse_clashes(rows: pd.DataFrame, written: Any, data: str) -> None:
 def _write_atomically(result: pd.DataFrame, target: Path) -> None:
     """Write beside the target, then rename: never a half-written file. The file gets the mode a plain
     write would give it: the replaced file's, else 0666 less the umask (mkstemp's is 0600)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
     fd, partial = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
     os.close(fd)
     try:
@@ -115,6 +135,20 @@ def _flag(value: bool | str) -> bool:
         return parse_bool(value)
     except ValueError:
         raise UsageError(f"allow_missing_columns={value!r} is not valid: expected true or false") from None
+
+
+def _load_error(model: str, exc: Exception) -> str:
+    """Why model ``model`` cannot be loaded, in one line without credentials: a store's client that is not
+    installed (s3://, gs://, wasbs://) is named with the package to install."""
+    shown = without_credentials(model)
+    if isinstance(exc, ImportError):
+        package = _CLIENTS.get((exc.name or "").split(".")[0], exc.name)
+        return (f"cannot load model '{shown}': reading it needs the Python package {package}, which is not "
+                f"installed: pip install {package}")
+    from hyperflow.tracking.registry import one_line  # a refused connection as its errno line
+
+    reason = one_line(exc) if type(exc).__module__.startswith("mlflow") else f"{type(exc).__name__}: {one_line(exc)}"
+    return f"cannot load model '{shown}' ({without_credentials(reason)}): {MODEL_URIS}"
 
 
 def _first_line(exc: BaseException) -> str:
