@@ -7,6 +7,8 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -47,17 +49,23 @@ def test_a_second_signal_stops_at_once(cli_signals):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_a_signal_after_the_command_returned_ends_the_process_with_its_code():
+@pytest.mark.parametrize("work, expected", [
+    ("exit_on_signals(3)\nos.kill(os.getpid(), signal.SIGINT)\ntime.sleep(60)\n", (3, "summary\n")),
+    # once the work is done (its last run ended) a signal is noted: what follows runs, then the command's code
+    ("own_process()\nwork_done()\nos.kill(os.getpid(), signal.SIGINT)\nprint('more')\nexit_on_signals(3)\n",
+     (3, "summary\nmore\n")),
+    ("own_process()\nwork_done()\nos.kill(os.getpid(), signal.SIGINT)\nos.kill(os.getpid(), signal.SIGTERM)\n",
+     (130, "summary\n")),  # a second one ends it at once
+])
+def test_a_signal_after_the_command_returned_ends_the_process_with_its_code(work, expected):
     code = ("import os, signal, sys, time\n"
-            "from hyperflow.core.process_exit import exit_on_signals\n"
+            "from hyperflow.core.process_exit import exit_on_signals, own_process, work_done\n"
             "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
-            "print('summary', flush=False)\n"
-            "exit_on_signals(3)\n"
-            "os.kill(os.getpid(), signal.SIGINT)\n"
-            "time.sleep(60)\n"
+            "print('summary', flush=True)\n"
+            f"{work}"
             "print('went on')\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert (done.returncode, done.stdout, done.stderr) == (3, "summary\n", "")
+    assert (done.returncode, done.stdout, done.stderr) == (*expected, "")
 
 
 def test_stdout_closed_early_exits_141_without_a_traceback():
@@ -82,3 +90,60 @@ def test_output_closed_during_the_work_leaves_the_work_whole(tracking_uri, tmp_p
     run, = mlflow.search_runs(experiment_names=["pipe"], output_format="list")
     version, = mlflow.MlflowClient().search_model_versions(f"name='{name}'")
     assert run.info.status == "FINISHED" and version.run_id == run.info.run_id
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> str:
+    from tiny_model import register_tiny
+
+    return register_tiny(tmp_path_factory.mktemp("signals"))
+
+
+def paused(tmp_path, moment: str, *argv: str) -> subprocess.Popen:
+    """``hyperflow <argv>`` (tests/paused_command.py) that stops at ``moment`` until the file ``go`` exists."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")}
+    env.update(PAUSE_AT=moment, PAUSE_DIR=str(tmp_path))
+    return subprocess.Popen([sys.executable, str(Path(__file__).with_name("paused_command.py")), *argv], env=env,
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def signal_at(proc: subprocess.Popen, tmp_path, moment: str, signum: int) -> tuple[int, str, str]:
+    """Send ``signum`` once ``proc`` is at ``moment``, let it go on; its exit code, stdout and stderr."""
+    deadline = time.monotonic() + 600
+    while not list(tmp_path.glob(f"{moment}-*")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.005)
+    proc.send_signal(signum)
+    (tmp_path / "go").touch()
+    out, err = proc.communicate(timeout=600)
+    return proc.returncode, out, err
+
+
+@pytest.mark.parametrize("moment, signum", [("moved", signal.SIGINT), ("output", signal.SIGINT),
+                                            ("output", signal.SIGTERM), ("exit", signal.SIGINT)])
+def test_a_signal_once_the_champion_moved_ends_promote_with_its_own_code(tiny, tmp_path, experiment, moment,
+                                                                         signum):
+    """Ctrl-C or SIGTERM after the gate passed and the champion moved: exit 0, as promised, whether the run is
+    still being recorded (held), the summary is being printed, or the interpreter is freeing its modules;
+    before, the first gave 0, the second 130 ("interrupted"), the last died of the signal (exit -2, no line)."""
+    from tiny_model import copies
+
+    name, (old, new) = copies(tiny, 2)
+    proc = paused(tmp_path, moment, "promote", f"model_name={name}", f"version={new}", f"experiment={experiment}")
+    code, out, err = signal_at(proc, tmp_path, moment, signum)
+    assert (code, "Traceback" in err, "interrupted" in err) == (0, False, False), err
+    assert f"{name} version {new} promoted to champion" in out
+    assert mlflow.MlflowClient().get_model_version_by_alias(name, "champion").version in (new, int(new))
+    run, = mlflow.search_runs(experiment_names=[experiment], output_format="list")
+    assert run.info.status == "FINISHED" and run.data.tags["hyperflow.promoted"] == "true"
+
+
+def test_a_signal_once_train_registered_its_model_ends_it_with_its_own_code(tmp_path, experiment):
+    """SIGTERM while the interpreter frees its modules after a train that registered its model: exit 0."""
+    from test_registry import items_csv
+
+    proc = paused(tmp_path, "exit", "train", f"data={items_csv(tmp_path / 'items.csv')}", "target=kind", "epochs=1",
+                  "width=8", "progress=false", f"model_name=sig-{os.getpid()}", f"experiment={experiment}")
+    code, out, err = signal_at(proc, tmp_path, "exit", signal.SIGTERM)
+    assert (code, "Traceback" in err) == (0, False), err
+    assert "registered version 1" in out

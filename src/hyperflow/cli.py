@@ -22,7 +22,7 @@ from typing import Any, Callable, Collection, Sequence
 from hyperflow.config import (PromoteConfig, RetrainConfig, TrainConfig, build_config, build_promote_config,
                               build_retrain_config, coerce, field_defaults, field_help, load_yaml, unknown_setting)
 from hyperflow import names
-from hyperflow.core import library_logs, startup
+from hyperflow.core import library_logs, process_exit, startup
 from hyperflow.core.process_exit import TolerantStream, exit_on_signals
 from hyperflow.errors import UsageError, raise_terminated, without_credentials
 from hyperflow.config.search import SEARCH_KEYS, SearchConfig, build_search_config
@@ -461,10 +461,12 @@ COMMANDS: dict[str, tuple[Callable[[Invocation], int], Callable[[], str]]] = {
 
 def main(argv: Sequence[str] | None = None, *, from_mlproject: bool = False) -> int:
     """Run one command; its exit code. As the process's entry (the ``hyperflow`` script, ``steps/*.py``), a
-    signal after the command has returned ends the process at once with that code and no traceback (its work
-    is done and recorded); stdout closed early (``| head``) gives 141, as for a tool killed by SIGPIPE."""
+    signal once the command's work is done (its last run has ended) ends the process with that code and no
+    traceback (core.process_exit); stdout closed early (``| head``) gives 141, as for a tool killed by SIGPIPE."""
     process = argv is None or from_mlproject
     streams = [TolerantStream.wrap("stdout"), TolerantStream.wrap("stderr")] if process else []
+    if process:
+        process_exit.own_process()
     code = 1
     try:
         code = _main(argv, from_mlproject=from_mlproject)
@@ -525,7 +527,7 @@ def _main(argv: Sequence[str] | None, *, from_mlproject: bool) -> int:
         print(f"hyperflow {command}: error: {without_credentials(text)}", file=sys.stderr)
         return code
     finally:
-        if in_main_thread:
+        if in_main_thread and not process_exit.is_done():  # once done, a signal ends it with the code
             signal.signal(signal.SIGTERM, previous)
         for ended in ("STARTED", "UNENDED", "ENDED"):  # this command's only
             getattr(sys.modules.get("hyperflow.tracking.runs"), ended, []).clear()

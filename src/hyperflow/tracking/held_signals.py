@@ -3,7 +3,8 @@ never comes from a run that then ends KILLED, nor a command report KILLED for a 
 
 The first signal is held (one line says so); a second one stops at once, as before. When the hold ends, a
 held signal stops what the caller does next if a run is still open around it (a retrain's), and is dropped
-when the command's work is done: the process is about to exit anyway. Only the main thread receives
+when the command's work is done: the process then ends with the command's code (``core.process_exit``,
+which takes the signals over once the command's last run has ended). Only the main thread receives
 signals; elsewhere, and for a signal ignored before (a job started in the background ignores Ctrl-C),
 nothing changes.
 """
@@ -17,6 +18,7 @@ from typing import Any
 
 import mlflow
 
+from hyperflow.core import process_exit
 from hyperflow.errors import raise_terminated
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -48,6 +50,11 @@ class HeldSignals:
     def release(self, *, failed: bool = False) -> None:
         """Handlers back as they were; a held signal stops the caller if a run is still open around it
         (not when an exception is already on its way: ``failed``)."""
+        if process_exit.is_done():  # the command's last run has ended: its signals stay with process_exit
+            self._previous = {}
+            if self.held is not None and not failed:
+                process_exit.note(self.held)
+            return
         for signum, previous in self._previous.items():
             signal.signal(signum, previous)
         self._previous = {}

@@ -26,6 +26,7 @@ from mlflow.utils.git_utils import get_git_commit
 
 import hyperflow
 from hyperflow import names
+from hyperflow.core import process_exit
 from hyperflow.core.data import Dataset
 from hyperflow.errors import raise_terminated
 from hyperflow.tracking.experiments import raise_if_deleted, tracking_uri, use_experiment
@@ -73,6 +74,8 @@ def tracked_run(role: str, *, experiment: str | None = None, run_name: str | Non
             mlflow.end_run(status)
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
+            if mlflow.active_run() is None:  # the command's last run: a signal now ends it with its code
+                process_exit.work_done()
 
     with _ended_as(end):
         yield run
