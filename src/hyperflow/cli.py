@@ -372,7 +372,8 @@ def _settings_help(command: str, cls: type, codes: str, extra: str = "") -> str:
 PROMOTE_CODES = ("0 passed (champion moved; or dry run; or already champion), 1 failed, 2 bad input (also: no champion "
                  "and neither a threshold nor allow_first, a candidate for another task/target/columns, a registry "
                  "or tracking store that fails; nothing moved), "
-                 "3 rejected by the gate (alias unchanged), 5 the champion kept moving (nothing moved), 130 interrupted")
+                 "3 rejected by the gate (alias unchanged), 5 the champion kept moving (nothing moved) or another promotion "
+                 "moved it on in the same moment (it names the champion), 130 interrupted")
 RETRAIN_CODES = ("0 promoted or skipped (same data and code already done), 1 failed, 2 bad input (or a registry or "
                  "store that fails; nothing moved), 3 rejected "
                  "by the gate, 4 another retrain holds the lock (or took it over from this one), 5 the champion kept moving, "
@@ -389,7 +390,7 @@ def retrain_help() -> str:
 
 
 def promotion_summary(o: Any) -> str:
-    verdict = ("promoted to champion" if o.promoted else "passed (already the champion)" if o.passed and o.notes
+    verdict = ("promoted to champion" if o.promoted else "passed (already the champion)" if o.already_champion
                else "passed (dry run: nothing moved)" if o.passed else "REJECTED by the gate")
     lines = [f"hyperflow promote: {o.name} version {o.version} {verdict}; baseline: "
              + (f"champion version {o.baseline_version}" if o.baseline_version else "no champion"),

@@ -7,6 +7,12 @@ A first promotion (no champion) needs an absolute threshold in the gate or ``all
 without a single check never passes. A candidate whose task, target or input columns differ from the
 champion's is refused. Just before the move the champion is read again; if someone moved it meanwhile,
 the candidate is scored against the new champion (up to ``max_attempts`` times) instead of overwriting it.
+
+MLflow has no compare-and-set on aliases, so two promotions can still move it in the same moment. What is
+written around the move stays true: the alias is read back ``settle`` seconds after the move (as the retrain
+lock reads its tag back), and a promotion whose version is not the champion then has lost the race: its run
+and the version's record say so, and ChampionConflict (exit 5) says who won. A version that is already the
+champion (before, or by another promotion meanwhile) gets nothing written to it: only the run records that.
 """
 
 from __future__ import annotations
@@ -28,9 +34,13 @@ from hyperflow.workflows.scoring import EvalRows, evaluation_rows, score
 
 
 class ChampionConflict(RuntimeError):
-    """The champion kept moving during the promotion; nothing was moved. Exit code 5."""
+    """The champion kept moving during the promotion (nothing was moved), or another promotion moved it right
+    after this one did (a lost race: the other one's version is the champion). Exit code 5."""
 
     exit_code = 5
+
+
+MOVE_SETTLE_S = 1.0  # from the move to the read-back: a move made in the same moment lands within it
 
 
 @dataclass
@@ -46,6 +56,20 @@ class PromoteOutcome:
     champion: dict[str, float] | None
     rows: str
     notes: list[str] = field(default_factory=list)
+    already_champion: bool = False  # nothing to move: nothing is written to the version
+    moved: bool = False  # this promotion moved the champion to its version
+    champion_after: str | None = None  # the champion read back after that move
+
+    @property
+    def lost(self) -> bool:
+        """Moved the champion, and another promotion moved it on in the same moment."""
+        return self.moved and not self.promoted
+
+    def lost_message(self) -> str:
+        now = f"version {self.champion_after} is" if self.champion_after else "no version is"
+        return (f"version {self.version} of '{self.name}' passed the gate and was moved to champion, but another "
+                f"promotion moved the champion on in the same moment: {now} the champion now (promote run "
+                f"{self.run_id} records it); promote version {self.version} again to compare it with that one")
 
 
 @dataclass
@@ -85,9 +109,11 @@ def prepare(config: PromoteConfig, client: Client) -> _Prepared:
 
 
 def promote(config: PromoteConfig, *, parent_run_id: str | None = None,
-            before_move: Callable[[], None] | None = None) -> PromoteOutcome:
+            before_move: Callable[[], None] | None = None, settle: float = MOVE_SETTLE_S) -> PromoteOutcome:
     """Score, gate, log a ``promote`` run and (unless dry run or failed) move ``champion``.
-    ``before_move`` runs after the decision and before the champion is re-read (a lock check, or a test)."""
+    ``before_move`` runs after the decision and before the champion is re-read (a lock check, or a test);
+    ``settle`` seconds after the move the champion is read back. A lost race raises ChampionConflict once the
+    run has ended (recorded)."""
     client = registry.default_client()
     p = prepare(config, client)
     if parent_run_id is None:  # gate.json must be writable before an alias moves (a retrain checked already)
@@ -95,17 +121,26 @@ def promote(config: PromoteConfig, *, parent_run_id: str | None = None,
     candidate = score(tracking.load_version(p.name, p.version), p.rows)
     held = HeldSignals("moving the champion alias")  # lock check and move to the run's end: no KILLED run moves it
     try:
-        outcome = _promote_run(config, client, p, candidate, parent_run_id, before_move, held)
+        outcome = _promote_run(config, client, p, candidate, parent_run_id, before_move, held, settle)
     except BaseException:
         held.release(failed=True)
         raise
     held.release()
+    if outcome.lost:
+        raise ChampionConflict(outcome.lost_message())
     return outcome
+
+
+def _move(client: Client, p: _Prepared, settle: float) -> str | None:
+    """Move the champion to the candidate; the champion read back ``settle`` seconds later."""
+    move_alias(client, p.name, CHAMPION, p.version)
+    time.sleep(settle)
+    return alias_version(client, p.name, CHAMPION)
 
 
 def _promote_run(config: PromoteConfig, client: Client, p: _Prepared, candidate: dict[str, float],
                  parent_run_id: str | None, before_move: Callable[[], None] | None,
-                 held: HeldSignals) -> PromoteOutcome:
+                 held: HeldSignals, settle: float) -> PromoteOutcome:
     with tracking.tracked_run(names.ROLE_PROMOTE, experiment=config.experiment, parent_run_id=parent_run_id,
                               run_name=tracking.unique_run_name(names.ROLE_PROMOTE, f"{p.name}-v{p.version}"),
                               tags={names.MODEL_NAME: p.name, names.CANDIDATE_VERSION: p.version}) as run:
@@ -114,7 +149,7 @@ def _promote_run(config: PromoteConfig, client: Client, p: _Prepared, candidate:
                                      "gate": str(p.gate.to_dict()), "dry_run": str(config.dry_run),
                                      "allow_first": str(config.allow_first)})
         tracking.log_metrics({f"{names.CANDIDATE_PREFIX}{k}": v for k, v in candidate.items()})
-        outcome = _decide(config, client, p, candidate, run_id, before_move, held)
+        outcome = _decide(config, client, p, candidate, run_id, before_move, held, settle)
         if outcome.champion:
             tracking.log_metrics({f"{names.CHAMPION_PREFIX}{k}": v for k, v in outcome.champion.items()})
         tracking.set_tags({names.DECISION: names.PASSED if outcome.passed else names.FAILED,
@@ -123,7 +158,7 @@ def _promote_run(config: PromoteConfig, client: Client, p: _Prepared, candidate:
         tracking.log_dict({"gate": p.gate.to_dict(), "checks": [_json_safe(vars(c)) for c in outcome.checks],
                          "passed": outcome.passed, "promoted": outcome.promoted, "notes": outcome.notes},
                         "gate.json")
-        if not config.dry_run:
+        if not config.dry_run and not outcome.already_champion:  # a no-op writes nothing to the version
             _tag_version(client, outcome)
     return outcome
 
@@ -134,7 +169,7 @@ def _json_safe(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _decide(config: PromoteConfig, client: Client, p: _Prepared, candidate: dict[str, float], run_id: str,
-            before_move: Callable[[], None] | None, held: HeldSignals) -> PromoteOutcome:
+            before_move: Callable[[], None] | None, held: HeldSignals, settle: float) -> PromoteOutcome:
     baseline, compared = p.baseline, p.baseline
     for _ in range(config.max_attempts):
         same = baseline == p.version
@@ -146,9 +181,12 @@ def _decide(config: PromoteConfig, client: Client, p: _Prepared, candidate: dict
         unchecked = not checks and not same  # no champion and no absolute threshold
         passed = all(c.passed for c in checks) and (not unchecked or config.allow_first)
         outcome = PromoteOutcome(run_id, p.name, p.version, passed, False,
-                                 None if same else baseline, checks, candidate, champion, p.rows.source)
+                                 None if same else baseline, checks, candidate, champion, p.rows.source,
+                                 already_champion=same)
         if same:
-            outcome.notes.append(f"version {p.version} is already the champion")
+            outcome.notes.append(f"version {p.version} is already the champion"
+                                 + ("" if p.baseline == p.version else " (another promotion moved it there meanwhile)")
+                                 + ": nothing was written to the version")
         elif unchecked:
             outcome.notes.append("no champion and no absolute threshold: nothing was checked; "
                                  + ("allow_first=true lets it pass" if config.allow_first
@@ -160,8 +198,11 @@ def _decide(config: PromoteConfig, client: Client, p: _Prepared, candidate: dict
             before_move()
         now = alias_version(client, p.name, CHAMPION)  # re-read just before the move (fails closed)
         if now == baseline:
-            move_alias(client, p.name, CHAMPION, p.version)
-            outcome.promoted = True
+            outcome.moved, outcome.champion_after = True, _move(client, p, settle)
+            outcome.promoted = outcome.champion_after == p.version
+            if not outcome.promoted:  # another promotion moved it on in the same moment: it won
+                tracking.set_tag(names.CHAMPION_CHANGED, f"{p.version} -> {outcome.champion_after}")
+                outcome.notes.append(outcome.lost_message())
             return outcome
         tracking.set_tag(names.CHAMPION_CHANGED, f"{baseline} -> {now}")
         baseline = now
@@ -177,7 +218,9 @@ def _tag_version(client: Client, o: PromoteOutcome) -> None:
     main = o.checks[0].metric if o.checks else next(iter(o.candidate))
     against = (f"champion v{o.baseline_version} ({main} {o.champion[main]:.4g})" if o.champion
                else "no champion (absolute thresholds only)")
-    line = (f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC: validation {status}"
-            f"{', promoted to champion' if o.promoted else ''}: {main} {o.candidate[main]:.4g} vs {against} "
-            f"on {o.rows}; promote run {o.run_id}")
-    registry.add_to_description(client, o.name, o.version, line)
+    moved = (", promoted to champion" if o.promoted else
+             f", moved to champion but replaced at once by another promotion (champion: "
+             f"{'v' + o.champion_after if o.champion_after else 'none'})" if o.lost else "")
+    line = (f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC: validation {status}{moved}: "
+            f"{main} {o.candidate[main]:.4g} vs {against} on {o.rows}; promote run {o.run_id}")
+    registry.add_to_description(client, o.name, o.version, line, names.VERSION_PROMOTION_PREFIX, o.run_id)
