@@ -141,6 +141,7 @@ def test_verbose_shows_the_libraries_tracebacks(read_only):
     assert proc.stderr.strip().splitlines()[-1].startswith("hyperflow train: error: the tracking store")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not shutil.which("chattr"), reason="chattr is needed to make a store read-only mid-search")
 def test_a_store_turning_read_only_mid_search_gives_its_line_without_tracebacks(tmp_path):
     db = tmp_path / "mlflow.db"
