@@ -191,12 +191,11 @@ def log_dataset(dataset: Dataset) -> None:
             X, y = dataset.raw_all
             data = mlflow.data.from_numpy(X, targets=y, source=source, name=dataset.name)
             columns = ()
-        # each column takes at least '{"type": "long", "name": "", "required": true}, ' in the schema's text
-        if sum(len(str(c)) + 46 for c in columns) > MAX_DATASET_SCHEMA_SIZE:
-            vars(data)["schema"] = None  # a cached property: not inferred (seconds for thousands of columns)
-        elif len(data.to_dict().get("schema") or "") > MAX_DATASET_SCHEMA_SIZE:
-            vars(data)["schema"] = None
-        if "schema" in vars(data) and vars(data)["schema"] is None and len(columns):
+        # each column takes at least '{"type": "long", "name": "", "required": true}, ' in the schema's text:
+        # a table surely too wide is not inferred (seconds for thousands of columns)
+        if sum(len(str(c)) + 46 for c in columns) > MAX_DATASET_SCHEMA_SIZE or \
+                len(data.to_dict().get("schema") or "") > MAX_DATASET_SCHEMA_SIZE:
+            vars(data)["schema"] = None  # a cached property, set
             tags["schema"] = f"left out: {len(columns)} columns make it longer than MLflow stores"
         mlflow.log_input(data, context="training", tags=tags)
 
