@@ -147,3 +147,15 @@ def test_a_signal_once_train_registered_its_model_ends_it_with_its_own_code(tmp_
     code, out, err = signal_at(proc, tmp_path, "exit", signal.SIGTERM)
     assert (code, "Traceback" in err) == (0, False), err
     assert "registered version 1" in out
+
+
+def test_a_signal_once_retrain_promoted_ends_it_with_its_own_code(tiny, tmp_path, experiment):
+    """Ctrl-C while retrain prints its outcome (its runs have ended, the champion moved): exit 0, not 130."""
+    from tiny_model import copies
+
+    name, _ = copies(tiny, 1)
+    proc = paused(tmp_path, "output", "retrain", f"model_name={name}", "epochs=1", "force=true",
+                  "gate.accuracy.threshold=0", f"experiment={experiment}")
+    code, out, err = signal_at(proc, tmp_path, "output", signal.SIGINT)
+    assert (code, "Traceback" in err, "interrupted" in err) == (0, False, False), err
+    assert "hyperflow retrain: promoted: version 2" in out
