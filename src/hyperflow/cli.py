@@ -373,7 +373,7 @@ PROMOTE_CODES = ("0 passed (champion moved; or dry run; or already champion), 1 
                  "and neither a threshold nor allow_first, a candidate for another task/target/columns, a registry "
                  "or tracking store that fails; nothing moved), "
                  "3 rejected by the gate (alias unchanged), 5 the champion kept moving (nothing moved) or another promotion "
-                 "moved it on in the same moment (it names the champion), 130 interrupted")
+                 "moved it on right after (it names the champion), 130 interrupted")
 RETRAIN_CODES = ("0 promoted or skipped (same data and code already done), 1 failed, 2 bad input (or a registry or "
                  "store that fails; nothing moved), 3 rejected "
                  "by the gate, 4 another retrain holds the lock (or took it over from this one), 5 the champion kept moving, "

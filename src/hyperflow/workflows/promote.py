@@ -62,13 +62,13 @@ class PromoteOutcome:
 
     @property
     def lost(self) -> bool:
-        """Moved the champion, and another promotion moved it on in the same moment."""
+        """Moved the champion, and another promotion moved it on before the read-back."""
         return self.moved and not self.promoted
 
     def lost_message(self) -> str:
         now = f"version {self.champion_after} is" if self.champion_after else "no version is"
         return (f"version {self.version} of '{self.name}' passed the gate and was moved to champion, but another "
-                f"promotion moved the champion on in the same moment: {now} the champion now (promote run "
+                f"promotion moved the champion on right after: {now} the champion now (promote run "
                 f"{self.run_id} records it); promote version {self.version} again to compare it with that one")
 
 
@@ -200,7 +200,7 @@ def _decide(config: PromoteConfig, client: Client, p: _Prepared, candidate: dict
         if now == baseline:
             outcome.moved, outcome.champion_after = True, _move(client, p, settle)
             outcome.promoted = outcome.champion_after == p.version
-            if not outcome.promoted:  # another promotion moved it on in the same moment: it won
+            if not outcome.promoted:  # another promotion moved it on right after: it won
                 tracking.set_tag(names.CHAMPION_CHANGED, f"{p.version} -> {outcome.champion_after}")
                 outcome.notes.append(outcome.lost_message())
             return outcome
