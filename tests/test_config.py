@@ -144,3 +144,71 @@ def test_model_names_are_refused_when_read_exactly_as_mlflow_would_refuse_them(n
                 make()
         else:
             make()
+
+
+def _config_classes() -> list[type]:
+    """Every config of hyperflow.config (a frozen dataclass that validates itself), found, not listed."""
+    import hyperflow.config as package
+    from hyperflow.config import jobs, search, train
+    found = {obj for module in (package, jobs, search, train) for obj in vars(module).values()
+             if dataclasses.is_dataclass(obj) and isinstance(obj, type) and obj.__name__.endswith("Config")}
+    return sorted(found, key=lambda c: c.__name__)
+
+
+def _float_fields() -> list[tuple[type, str]]:
+    import typing
+    pairs = []
+    for cls in _config_classes():
+        for name, hint in typing.get_type_hints(cls).items():
+            if float in getattr(hint, "__args__", (hint,)):
+                pairs.append((cls, name))
+    return pairs
+
+
+def test_the_float_fields_are_found():
+    names = {f"{cls.__name__}.{name}" for cls, name in _float_fields()}
+    assert {"TrainConfig.weight_decay", "TrainConfig.grad_clip", "TrainConfig.flush_secs", "TrainConfig.lr",
+            "SearchConfig.timeout", "RetrainConfig.lease"} <= names
+    assert {c.__name__ for c in _config_classes()} >= {"TrainConfig", "SearchConfig", "PromoteConfig",
+                                                        "RetrainConfig"}
+
+
+@pytest.mark.parametrize("value", ["nan", "NaN", float("nan"), "inf", "-inf", float("inf"), "1e999"])
+@pytest.mark.parametrize("cls, key", _float_fields(), ids=lambda x: getattr(x, "__name__", x))
+def test_every_float_setting_refuses_nan_and_inf(cls: type, key: str, value):
+    needed = {"model_name": "m"} if cls.__name__ in ("PromoteConfig", "RetrainConfig") else {}
+    with pytest.raises(UsageError, match=rf"^{key}=.* is not valid: expected a finite number"):
+        cls(**needed, **{key: value})
+
+
+@pytest.mark.parametrize("setting", ["weight_decay", "grad_clip", "flush_secs", "min_delta", "min_lr",
+                                     "cycle_gamma"])
+def test_nan_settings_are_one_line_exit_2(setting: str, capsys):
+    from hyperflow.cli import main
+    assert main(["train", f"{setting}=nan"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [f"hyperflow: error: {setting}='nan' is not valid: expected a finite number "
+                                f"(nan and inf mean nothing here)"], err
+
+
+def _binary(path: Path) -> Path:
+    path.write_bytes(bytes(range(256)) * 8)
+    return path
+
+
+def test_every_yaml_reader_refuses_a_binary_file_in_one_line(tmp_path: Path):
+    from hyperflow.search.space import load_space
+    from hyperflow.workflows.gate import build_gate
+    readers = {"config file": lambda p: build_config(config_file=p), "space file": load_space,
+               "gate file": lambda p: build_gate(str(p), "classification")}
+    for what, read in readers.items():
+        path = _binary(tmp_path / f"{what.split()[0]}.yaml")
+        with pytest.raises(UsageError, match=rf"^{what} '.*' is not UTF-8 text \(byte 128 cannot be read\)"):
+            read(path)
+
+
+def test_a_binary_config_file_is_one_line_exit_2(tmp_path: Path, capsys):
+    from hyperflow.cli import main
+    assert main(["train", f"config={_binary(tmp_path / 'c.yaml')}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is not UTF-8 text" in err, err

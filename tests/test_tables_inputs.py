@@ -166,3 +166,33 @@ def test_the_encoding_warning_comes_once_per_command(tmp_path: Path, caplog, exp
     code = main(["train", "data=", "target=y", f"experiment={experiment}"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "data is empty" in err, err
+
+
+_UNUSABLE_CELLS = {"list": ([1, 0], "list"), "array_of_floats": ([0.5, 1.5, 2.5], "list"),
+                   "mapping": ({"a": 1}, "dict"), "struct": ({"a": 1, "b": "x"}, "dict"),
+                   "bytes_not_utf8": (b"\x00\xff", "not UTF-8 text")}
+
+
+@pytest.mark.parametrize("where", ["feature", "target"])
+@pytest.mark.parametrize("case", sorted(_UNUSABLE_CELLS))
+def test_cells_a_column_cannot_be_made_of_are_one_line(tmp_path: Path, experiment: str, capsys, case: str,
+                                                       where: str):
+    cell, fragment = _UNUSABLE_CELLS[case]
+    frame = _frame().head(60)
+    frame["x2" if where == "feature" else "y"] = [cell] * len(frame)
+    path = tmp_path / "t.parquet"
+    frame.to_parquet(path)
+    column = "x2" if where == "feature" else "y"
+    with pytest.raises(UsageError, match=f"column '{column}' holds .*{fragment}"):
+        read_table(path)
+    code = main(["train", f"data={path}", "target=y", "epochs=1", f"experiment={experiment}"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and f"column '{column}'" in err, err
+
+
+def test_parquet_bytes_that_are_utf8_are_read_as_text(tmp_path: Path):
+    frame = _frame().head(60)
+    frame["c"] = [s.encode() for s in frame["c"]]
+    path = tmp_path / "b.parquet"
+    pq.write_table(pa.Table.from_pandas(frame), path)
+    assert list(read_table(path)["c"]) == list(_frame().head(60)["c"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import math
 import posixpath
 from dataclasses import field, fields
 from pathlib import Path
@@ -97,7 +98,11 @@ def coerce(key: str, value: Any, cls: type) -> Any:
                 raise ValueError
             return int(number)
         if base == "float":
-            return value if type(value) is float else float(value)
+            number = value if type(value) is float else float(value)
+            if not math.isfinite(number):
+                raise UsageError(f"{key}={value!r} is not valid: expected a finite number{_auto_word(key)} "
+                                 f"(nan and inf mean nothing here)")
+            return number
         if base == "dict":
             parsed = yaml.safe_load(value) if isinstance(value, str) else value
             if not isinstance(parsed, dict):
@@ -105,10 +110,14 @@ def coerce(key: str, value: Any, cls: type) -> Any:
             return parsed
         return value if type(value) is str else str(value)
     except (TypeError, ValueError, OverflowError):
-        auto = " or auto" if key in AUTO_KEYS else ""
+        auto = _auto_word(key)
         kind = {"bool": "true or false", "int": f"a whole number{auto}", "float": f"a number{auto}",
                 "dict": "a YAML mapping like {a: 1}"}.get(base, base)
         raise UsageError(f"{key}={value!r} is not valid: expected {kind}") from None
+
+
+def _auto_word(key: str) -> str:
+    return " or auto" if key in AUTO_KEYS else ""
 
 
 def coerce_fields(config: Any) -> None:
@@ -158,13 +167,25 @@ def safe_load(text: str) -> Any:
     return yaml.load(text, Loader=_UniqueKeys)
 
 
+def read_text(path: Path, what: str) -> str:
+    """A YAML (or other text) file's contents: one line when its bytes are not UTF-8 text (a binary file);
+    OSError passes to the caller, which knows what a missing file means."""
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{what} '{path}' is not UTF-8 text (byte {exc.start} cannot be read): pass a YAML file "
+                         f"saved as UTF-8") from None
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML file of settings; a clear error when it is missing or not a mapping."""
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"config file '{path}' not found: pass an existing YAML file with config=PATH")
     try:
-        loaded = safe_load(path.read_text()) or {}
+        loaded = safe_load(read_text(path, "config file")) or {}
+    except OSError as exc:
+        raise UsageError(f"config file '{path}' cannot be read: {exc.strerror or exc}") from None
     except DuplicateKey as exc:
         raise UsageError(f"config file '{path}': {exc}") from None
     except yaml.YAMLError as exc:

@@ -45,6 +45,7 @@ _FALSE = {"false", "no", "n", "f"}
 _EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
 _BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"),
          (codecs.BOM_UTF16_BE, "utf-16"))  # UTF-32 first: its little-endian mark starts like UTF-16's
+_NESTED_CELLS = (list, tuple, dict, set, np.ndarray)  # Parquet list, map and struct cells, as pandas reads them
 _WARNED: set[Path] = set()  # files already warned about (not UTF-8): a command reads a file more than once
 
 
@@ -106,6 +107,7 @@ def read_table(path: Path, nrows: int | None = None, min_columns: int = 2) -> pd
                          f"{'Parquet' if is_parquet else 'CSV'} file") from None
     frame.columns = [str(c) for c in frame.columns]
     _refuse_duplicates(path, frame.columns)
+    frame = _plain_cells(frame, path)
     if frame.shape[1] < min_columns:
         needs = "a target column and at least one feature column" if min_columns > 1 else "feature columns"
         found = f" ({columns_text(frame)})" if frame.shape[1] else ""
@@ -121,6 +123,27 @@ def _refuse_duplicates(path: Path, names: Any) -> None:
     duplicated = sorted(counts.index[counts > 1])
     if duplicated:
         raise UsageError(f"'{path}' has duplicate column names: {bounded(duplicated)}: rename them")
+
+
+def _plain_cells(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Cells a column can be made of: bytes become text when they are UTF-8; lists, arrays, mappings and
+    nested records (Parquet's list, map and struct types) are refused with one line naming the column."""
+    decoded = {}
+    for name in frame.columns[frame.dtypes == object]:
+        types = {type(v) for v in frame[name]}
+        nested = sorted({"ndarray": "list"}.get(t.__name__, t.__name__) for t in types if issubclass(t, _NESTED_CELLS))
+        if nested:
+            raise UsageError(f"'{path}' column '{name}' holds {'/'.join(nested)} values (lists or nested records), "
+                             f"which cannot be a feature or a target: flatten them into one column per value, or "
+                             f"drop the column")
+        if any(issubclass(t, (bytes, bytearray)) for t in types):
+            try:
+                decoded[name] = frame[name].map(lambda v: v.decode("utf-8") if isinstance(v, (bytes, bytearray))
+                                                else v)
+            except UnicodeDecodeError:
+                raise UsageError(f"'{path}' column '{name}' holds binary values that are not UTF-8 text: store it "
+                                 f"as text or numbers, or drop the column") from None
+    return frame.assign(**decoded) if decoded else frame
 
 
 def _read_text_table(path: Path, head: bytes, nrows: int | None) -> pd.DataFrame:

@@ -29,7 +29,7 @@ import numpy as np
 import yaml
 
 from hyperflow.config import TrainConfig, coerce
-from hyperflow.config.fields import DuplicateKey, safe_load
+from hyperflow.config.fields import DuplicateKey, read_text, safe_load
 from hyperflow.errors import UsageError
 
 TYPES = ("uniform", "loguniform", "quniform", "int", "choice")
@@ -74,10 +74,7 @@ def load_space(path: str | Path) -> dict[str, Any]:
         raise UsageError(f"space file '{path}' not found: pass a YAML search space with space=PATH "
                          f"(defaults live in {SPACES_DIR})")
     try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"space file '{path}' is not UTF-8 text (byte {exc.start} cannot be read): "
-                         f"save it as UTF-8") from None
+        text = read_text(path, "space file")
     except OSError as exc:
         raise UsageError(f"space file '{path}' cannot be read: {exc.strerror or exc}") from None
     try:

@@ -14,7 +14,7 @@ import yaml
 
 from hyperflow import names
 from hyperflow.config import TrainConfig
-from hyperflow.config.fields import DuplicateKey, safe_load
+from hyperflow.config.fields import DuplicateKey, read_text, safe_load
 from hyperflow.errors import UsageError
 from hyperflow.core.data import Dataset
 from hyperflow.tracking.registry import (UNKNOWN, Client, Identity, ModelVersion, model_version,
@@ -158,7 +158,8 @@ def build_gate(spec: str | dict | None, task: str, overrides: dict[str, str] | N
     if isinstance(spec, str) and spec.strip():
         path = Path(spec)
         try:
-            spec = safe_load(path.read_text() if path.suffix in (".yaml", ".yml") or path.is_file() else spec)
+            is_file = path.suffix in (".yaml", ".yml") or path.is_file()
+            spec = safe_load(read_text(path, "gate file") if is_file else spec)
         except DuplicateKey as exc:
             raise UsageError(f"gate '{spec}': {exc}") from None
         except OSError:
