@@ -76,7 +76,7 @@ class Preprocessor:
         out = self._scaled(values)
         numeric = [c for c in self.columns if kinds[c] != "categorical"]  # the transformer's first outputs
         too_large = ~(np.abs(out[:, :len(numeric)]) <= np.finfo(np.float32).max)
-        lost = values[numeric].isna().to_numpy() | too_large  # missing after conversion: given or not?
+        lost = values[numeric].isna().to_numpy(dtype=bool) | too_large  # missing after conversion: given or not?
         for j in np.flatnonzero(lost.any(axis=0)):  # a look at each column would take minutes on a wide table
             name = numeric[j]
             unusable = _given(frame[name]) & lost[:, j]
