@@ -26,7 +26,8 @@ def test_precedence_defaults_preset_file_overrides(tmp_path: Path):
 
 
 def test_strings_are_coerced_to_field_types():
-    c = build_config({"epochs": "5", "lr": "1e-3", "batch_norm": "yes", "target": "", "model_kwargs": "{a: 1}"})
+    c = build_config({"epochs": "5", "lr": "1e-3", "batch_norm": "yes", "target": "", "model_kwargs": "{a: 1}",
+                      "model": "my_models:tiny"})
     assert c.epochs == 5 and c.lr == 1e-3 and c.batch_norm is True and c.target is None
     assert c.model_kwargs == {"a": 1}
 
@@ -37,7 +38,7 @@ def test_every_preset_is_valid():
 
 
 def test_params_are_flat_strings():
-    params = build_config({"model_kwargs": {"k": 3}}).to_params()
+    params = build_config({"model": "my_models:tiny", "model_kwargs": {"k": 3}}).to_params()
     assert params["lr"] == "0.003" and params["model_kwargs.k"] == "3" and "target" not in params
 
 
@@ -123,7 +124,7 @@ def test_configs_coerce_what_they_are_given():
 
 
 MODEL_NAMES = ["churn", "hyperflow-digits", "a b", "v1.2", "x_y", "é-model", "a/b", "a:b", "/abs", "../up", "./here",
-               "a//b", "a/./b", ".", "..", "name.", "trailing/"]  # a blank one means "not given" (MLproject's "")
+               "a//b", "a/./b", ".", "..", "name.", "trailing/", " ", "m" * 256]  # empty: test_an_empty_value_...
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
@@ -212,3 +213,64 @@ def test_a_binary_config_file_is_one_line_exit_2(tmp_path: Path, capsys):
     assert main(["train", f"config={_binary(tmp_path / 'c.yaml')}"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "is not UTF-8 text" in err, err
+
+
+def _naming_fields() -> list[tuple[type, str]]:
+    return [(cls, f.name) for cls in _config_classes() for f in dataclasses.fields(cls) if f.metadata.get("names")]
+
+
+def test_the_settings_that_name_something_are_found():
+    names = {f"{cls.__name__}.{name}" for cls, name in _naming_fields()}
+    assert {"SearchConfig.resume", "SearchConfig.space", "TrainConfig.experiment", "TrainConfig.split_column",
+            "PromoteConfig.version", "RetrainConfig.data", "RetrainConfig.experiment"} <= names
+
+
+@pytest.mark.parametrize("value", ["", "  ", "''", '""'])
+@pytest.mark.parametrize("cls, key", _naming_fields(), ids=lambda x: getattr(x, "__name__", x))
+def test_an_empty_value_for_a_setting_that_names_something_is_refused(cls: type, key: str, value: str):
+    required = cls.__name__ in ("PromoteConfig", "RetrainConfig")  # their model_name is required
+    needed = {"model_name": "m"} if required and key != "model_name" else {}
+    with pytest.raises(UsageError, match=rf"^{key} is empty: pass .*, or leave {key}= out"):
+        cls(**needed, **{key: value})
+    if not (required and key == "model_name"):
+        assert getattr(cls(**needed, **{key: "none"}), key) is None  # an explicit none still means unset
+
+
+def test_an_empty_resume_is_one_line_but_mlprojects_empty_default_is_unset(capsys):
+    from hyperflow.cli import main, parse
+    assert main(["search", "resume=", "max_evals=1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == ["hyperflow: error: resume is empty: pass the run id of a search, or leave resume= "
+                                "out"], err
+    assert main(["train", "experiment="]) == 2 and "experiment is empty" in capsys.readouterr().err
+    inv = parse(["search", "resume=", "space=", "model_name=", "spark_master="], from_mlproject=True)
+    assert (inv.search.resume, inv.search.space, inv.search.model_name) == (None, None, None)
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn", "unet"])
+def test_model_kwargs_for_a_built_in_model_are_refused_naming_its_settings(model: str):
+    from hyperflow.config.train import MODEL_SETTINGS
+    task = {"task": "segmentation"} if model == "unet" else {}
+    with pytest.raises(UsageError, match=rf"^model_kwargs \(hidden\) go to a package.module:function model only; "
+                                         rf"model={model} takes {', '.join(MODEL_SETTINGS[model])} as settings"):
+        build_config({"model": model, "model_kwargs": "{hidden: 5}", **task})
+
+
+def test_the_settings_of_each_built_in_model_are_its_factorys_parameters():
+    import inspect
+
+    from hyperflow.config.train import MODEL_SETTINGS
+    from hyperflow.core import models
+    for name, settings in MODEL_SETTINGS.items():
+        parameters = set(inspect.signature(getattr(models, name)).parameters)
+        assert set(settings) <= parameters & set(TrainConfig.__dataclass_fields__), name
+
+
+def test_a_model_name_longer_than_mlflows_column_is_refused_with_the_settings():
+    from mlflow.store.model_registry.dbmodels.models import SqlRegisteredModel
+
+    column = SqlRegisteredModel.__table__.columns["name"].type.length
+    for make in (TrainConfig, SearchConfig, PromoteConfig, RetrainConfig):
+        assert make(model_name="m" * column).model_name == "m" * column
+        with pytest.raises(UsageError, match=rf"^model_name is {column + 1} characters long: .* at most {column}"):
+            make(model_name="m" * (column + 1))

@@ -114,6 +114,21 @@ def test_split_column_is_honoured(mixed_csv: Path, tmp_path: Path):
     assert d.sizes == {"train": 150, "val": 30, "test": 20}
 
 
+def test_a_split_column_with_no_test_rows_is_refused_unless_test_size_is_0(mixed_csv: Path, tmp_path: Path):
+    frame = pd.read_csv(mixed_csv)
+    frame["part"] = np.where(np.arange(len(frame)) < 150, "train", "val")
+    path = tmp_path / "s.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(UsageError, match="^split_column 'part' marks no rows test: .* or pass test_size=0"):
+        load_dataset(str(path), "label", split_column="part")
+    assert load_dataset(str(path), "label", split_column="part", test_size=0).sizes == {"train": 150, "val": 50,
+                                                                                         "test": 0}
+    frame["part"] = np.where(np.arange(len(frame)) < 150, "train", "test")
+    frame.to_csv(path, index=False)
+    with pytest.raises(UsageError, match="^split_column 'part' needs rows marked train and val"):
+        load_dataset(str(path), "label", split_column="part")
+
+
 def test_parquet_and_npz(tmp_path: Path, mixed_csv: Path):
     parquet = tmp_path / "p.parquet"
     pd.read_csv(mixed_csv).to_parquet(parquet)

@@ -82,6 +82,8 @@ def drop_defaults(command: str, settings: dict[str, str]) -> dict[str, str]:
     kept = {}
     for key, value in settings.items():
         cls = next((c for c in DEFAULTS_OF[command] if key in c.__dataclass_fields__), None)
+        if value in ("", "''") and cls is not None and field_defaults(cls)[key] is None:
+            continue  # a parameter left at its empty default: unset (an empty value given by hand is refused)
         if key == "config" or cls is None or coerce(key, value, cls) != field_defaults(cls)[key]:
             kept[key] = value
     return {k: v for k, v in kept.items() if not (k == "config" and v in ("", "''"))}

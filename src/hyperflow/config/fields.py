@@ -18,7 +18,8 @@ from hyperflow.errors import UsageError
 
 
 def setting(default: Any, help: str, **kw: Any) -> Any:
-    """A dataclass field with a help text (shown by ``hyperflow <command> --help``)."""
+    """A dataclass field with a help text (shown by ``hyperflow <command> --help``). ``names="a run id"``: the
+    setting names something, so an empty value given (``resume=``) is refused instead of meaning the default."""
     if isinstance(default, (dict, list)):
         return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
     return field(default=default, metadata={"help": help, **kw})
@@ -26,7 +27,8 @@ def setting(default: Any, help: str, **kw: Any) -> Any:
 
 _COMMAND_OF = {"TrainConfig": "train", "SearchConfig": "search", "PromoteConfig": "promote",
                "RetrainConfig": "retrain"}
-_NONE_WORDS = {"", "none", "null", "''", '""'}
+_EMPTY_WORDS = {"", "''", '""'}  # an empty value given; for a setting that names something (names=...), refused
+_NONE_WORDS = {*_EMPTY_WORDS, "none", "null"}
 _TRUE_WORDS = {"true", "1", "yes", "on"}
 _FALSE_WORDS = {"false", "0", "no", "off"}
 
@@ -40,6 +42,7 @@ def default_value(f: dataclasses.Field) -> Any:
     return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
 
 
+MAX_MODEL_NAME = 256  # MLflow's registered_models.name column, String(256), in its SQL stores
 AUTO_KEYS = ("lr", "max_lr", "base_lr", "parallelism")
 
 
@@ -82,6 +85,9 @@ def coerce(key: str, value: Any, cls: type) -> Any:
     optional = type(None) in getattr(typ, "__args__", ())
     base = args[0].__name__
     if isinstance(value, str) and value.strip().lower() in _NONE_WORDS and optional:
+        names = known[key].metadata.get("names")
+        if names and value.strip() in _EMPTY_WORDS:  # resume=$ID with ID unset must not mean "no resume"
+            raise UsageError(f"{key} is empty: pass {names}, or leave {key}= out")
         return None
     if value is None:
         if optional:
@@ -206,6 +212,9 @@ def check_model_name(value: str | None) -> None:
         return
     if not value.strip():
         raise UsageError("model_name is empty: give the registered model a name, e.g. model_name=churn")
+    if len(value) > MAX_MODEL_NAME:
+        raise UsageError(f"model_name is {len(value)} characters long: a registered model name has at most "
+                         f"{MAX_MODEL_NAME} (MLflow's SQL stores), pick a shorter one")
     if "/" in value or ":" in value:
         raise UsageError(f"model_name '{value}' cannot be a registered model name: it must not contain '/' or "
                          f"':' (e.g. model_name={value.replace('/', '-').replace(':', '-')})")

@@ -21,7 +21,8 @@ MAX_EVALS = 1_000_000  # trials, and every count of trials
 
 @dataclass(frozen=True)
 class SearchConfig:
-    space: str | None = setting(None, "YAML search space (default: the one shipped for the task)")
+    space: str | None = setting(None, "YAML search space (default: the one shipped for the task)",
+                                names="a space file")
     strategy: str = setting("tpe", "tpe (hyperopt's; measured best, docs/benchmarks.md) | bayes (multivariate TPE "
                                    "with constant liar, hyperflow.search.sampler) | random | grid")
     max_evals: int = setting(30, "trials in all, those of a resumed search included (grid: at most the grid size)")
@@ -41,15 +42,18 @@ class SearchConfig:
     max_consecutive_failures: int = setting(5, "stop the search after this many failed trials in a row")
     lr_bounds: str = setting("none", "auto = run the LR range test once and search lr (and max_lr) within its range")
     seed_presets: bool = setting(True, "evaluate the literature presets that fit the space first")
-    resume: str | None = setting(None, "search run id to resume (rebuilds the trials from MLflow)")
+    resume: str | None = setting(None, "search run id to resume (rebuilds the trials from MLflow)",
+                                 names="the run id of a search")
     refit: bool = setting(False, "refit the best settings on train+val before logging the model")
-    model_name: str | None = setting(None, "registered model name for the best model (default hyperflow-<data>)")
+    model_name: str | None = setting(None, "registered model name for the best model (default hyperflow-<data>)",
+                                     names="a registered model name")
     register: bool = setting(True, "register the best model and give it alias 'challenger'")
     backend: str = setting("local", "local (worker processes on this machine) | spark (hyperopt SparkTrials)")
     parallelism: int | str = setting("auto", "trials at once, each with its share of the CPUs as torch threads; "
                                              "auto = the CPUs this process may use (1 on a GPU; spark: local[cpus]), "
                                              "at most max_evals; fewer where memory cannot hold them")
-    spark_master: str | None = setting(None, "spark: master URL (default local[parallelism])")
+    spark_master: str | None = setting(None, "spark: master URL (default local[parallelism])",
+                                       names="a Spark master URL")
 
     def __post_init__(self) -> None:
         coerce_fields(self)

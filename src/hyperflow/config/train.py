@@ -35,7 +35,8 @@ class TrainConfig:
     data: str = setting("digits", "built-in name (digits, breast_cancer, wine, diabetes, shapes) or a CSV/Parquet/NPZ path")
     target: str | None = setting(None, "target column of a CSV/Parquet file")
     task: str | None = setting(None, "classification | regression | segmentation (default: inferred from the data)")
-    split_column: str | None = setting(None, "column with train/val/test per row (default: a seeded random split)")
+    split_column: str | None = setting(None, "column with train/val/test per row (default: a seeded random split)",
+                                       names="a column")
     val_size: float = setting(0.15, "fraction of rows for validation")
     test_size: float = setting(0.15, "fraction of rows for the final test")
     # model
@@ -99,9 +100,11 @@ class TrainConfig:
     device: str = setting("auto", "auto | cpu | cuda | cuda:N")
     progress: bool = setting(True, "tqdm progress bar (shown on a terminal only)")
     # tracking
-    experiment: str | None = setting(None, "MLflow experiment name (default: MLflow's current one)")
-    run_name: str | None = setting(None, "MLflow run name")
-    model_name: str | None = setting(None, "register the trained model under this name")
+    experiment: str | None = setting(None, "MLflow experiment name (default: MLflow's current one)",
+                                     names="an experiment name")
+    run_name: str | None = setting(None, "MLflow run name", names="a run name")
+    model_name: str | None = setting(None, "register the trained model under this name",
+                                     names="a registered model name")
     log_model: bool = setting(True, "log the model (with its preprocessing) as an MLflow model")
     tensorboard: bool = setting(False, "also write TensorBoard event files and log them as an artifact")
     flush_secs: float = setting(1.0, "send buffered metrics to MLflow at most this often (0 = every epoch)")
@@ -129,6 +132,11 @@ class TrainConfig:
                 out[key] = str(value)
         return out
 
+
+# The settings each built-in model is built with (hyperflow.core.models; tests/test_config.py holds them to
+# its factories): model_kwargs go to a user's module:function model only.
+MODEL_SETTINGS = {"mlp": ("width", "depth", "dropout", "activation", "batch_norm"),
+                  "cnn": ("channels", "dropout", "activation"), "unet": ("channels", "activation")}
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Kingma & Ba (2015): Adam with its paper defaults.
@@ -218,7 +226,12 @@ def validate(c: TrainConfig) -> None:
     check_choice("sweep", c.sweep, ("exp", "linear"))
     check_choice("sweep_loss", c.sweep_loss, ("train", "val"))
     if ":" not in c.model:
-        check_choice("model", c.model, ("mlp", "cnn", "unet"))
+        check_choice("model", c.model, tuple(MODEL_SETTINGS))
+        if c.model_kwargs:
+            takes = MODEL_SETTINGS[c.model]
+            raise UsageError(f"model_kwargs ({', '.join(map(str, c.model_kwargs))}) go to a package.module:function "
+                             f"model only; model={c.model} takes {', '.join(takes)} as settings (e.g. {takes[0]}="
+                             f"{default_value(_FIELDS[takes[0]])}): drop model_kwargs")
     for key in ("lr", "epochs", "batch_size", "width", "depth", "channels", "cycle_epochs", "div_factor",
                 "final_div_factor", "start_lr", "end_lr", "repeats"):
         value = getattr(c, key)

@@ -193,6 +193,9 @@ def _from_frame(name: str, frame: pd.DataFrame, target: str, task: str | None, f
         parts = {p: index[(words == p).to_numpy()] for p in ("train", "val", "test")}
         if not len(parts["train"]) or not len(parts["val"]):
             raise UsageError(f"split_column '{split_column}' needs rows marked train and val")
+        if not len(parts["test"]) and test_size:
+            raise UsageError(f"split_column '{split_column}' marks no rows test: mark some (they score the final "
+                             f"model, and promote scores them), or pass test_size=0 to train without a test set")
     else:
         parts = _split(index, codes if task == "classification" else None, seed, val_size, test_size, target,
                        classes)
