@@ -21,6 +21,7 @@ from hyperflow import names, tracking
 from hyperflow.config import SearchConfig, TrainConfig, coerce
 from hyperflow.core.data import Dataset
 from hyperflow.errors import UsageError
+from hyperflow.search import lock
 from hyperflow.search.outcome import SearchFailed
 from hyperflow.tracking import search_store
 from hyperflow.tracking.runs import same_param_value  # the rule log_params uses to keep or re-log a value
@@ -33,7 +34,7 @@ FORCED_TRAIN = ("log_model", "model_name", "progress", "tensorboard")  # set by 
 
 def search_run(run_id: str) -> Any:
     """The search run ``resume=`` names; a missing, deleted or non-search run is a usage error, a store that
-    fails a :class:`SearchFailed`."""
+    fails a :class:`SearchFailed`, a run another live process works on :class:`lock.SearchLocked` (exit 4)."""
     try:
         run = search_store.read_run(run_id)
     except search_store.UnreadableRun as exc:
@@ -57,6 +58,7 @@ def search_run(run_id: str) -> Any:
     if original:
         raise UsageError(f"resume={run_id} is a duplicate of search run {original}, made when the request that "
                          f"created it was sent twice: hyperflow search resume={original}")
+    lock.check_free(run)  # another live process works on it: exit 4 before anything heavy
     return run
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import math
 import sys
 import time
@@ -35,6 +36,7 @@ from hyperflow.core.assembly import Setup, load_data, setup_training
 from hyperflow.core.pruning import peer_statuses
 from hyperflow.errors import UsageError
 from hyperflow.search import finish, hyperopt_records, local, resume, workers
+from hyperflow.search.lock import SearchLock
 from hyperflow.search.outcome import SearchFailed, SearchOutcome, store_failure
 from hyperflow.search.resume import RESUMABLE_SEARCH, RESUMABLE_TRAIN
 from hyperflow.search.space import (check_grid, complete_point, config_at, contains, default_space_path, grid_points,
@@ -76,6 +78,7 @@ class SearchRunner:
         self.highest_number = -1  # of every trial run of this search, those killed included
         self.at_once = 1  # trials run at once (parallelism, resolved)
         self.pool: workers.WorkerPool | None = None  # started early, used by _workers
+        self.lock: SearchLock | None = None  # held from the search run's start (a resume's: from prepare) to its end
 
     @property
     def stop_reason(self) -> str:
@@ -102,6 +105,18 @@ class SearchRunner:
         new_store.prepare()  # a new sqlite store from the cached empty one (see hyperflow.tracking.new_store)
         tracking.check_writable(self.base.experiment, run_id=self.search.resume)  # e.g. a file named mlruns
         self.at_once = self._trials_at_once()
+        self._lock()
+
+    def _lock(self) -> None:
+        """One process per search run: a resume takes the search's lock (exit 4 while a live process holds it),
+        a new search writes it with its run (:meth:`_run_tracked`)."""
+        if self.search.resume is None:
+            self.lock = SearchLock()
+            return
+        self.lock = SearchLock(self.search.resume).acquire()
+        taken = self.lock.takeover_message()
+        if taken:  # a dead process's lock: say whose
+            print(f"hyperflow search: {taken}", file=sys.stderr, flush=True)
 
     def _trials_at_once(self) -> int:
         """``parallelism`` resolved (:func:`trials_at_once`: ``auto`` is the CPUs this process may use, or one
@@ -157,16 +172,31 @@ class SearchRunner:
 
     # ------------------------------------------------------------------------------------- main
     def run(self) -> SearchOutcome:
-        self.prepare()
-        # MLflow logs a traceback per database error and hyperopt a line per exception in the objective: a
-        # failure is reported once, below, in one line
         try:
-            with search_store.quiet_logs("hyperopt.fmin"):
-                return self._run()
-        except Exception as exc:
-            if isinstance(exc, (SearchFailed, UsageError)) or not tracking.is_store_error(exc):
-                raise
-            raise SearchFailed(store_failure(exc, self.artifact_uri, self.parent_id or self.search.resume)) from None
+            self.prepare()
+            # MLflow logs a traceback per database error and hyperopt a line per exception in the objective: a
+            # failure is reported once, below, in one line
+            try:
+                with search_store.quiet_logs("hyperopt.fmin"):
+                    return self._run()
+            except Exception as exc:
+                if isinstance(exc, (SearchFailed, UsageError)) or not tracking.is_store_error(exc):
+                    raise
+                raise SearchFailed(store_failure(exc, self.artifact_uri,
+                                                 self.parent_id or self.search.resume)) from None
+        finally:
+            self._unlock()
+
+    def _unlock(self) -> None:
+        """Release the search's lock once its run has ended (best effort: a lock left behind names a process
+        that is gone, and the next resume takes it over)."""
+        if self.lock is None or not self.lock.run_id:  # a new search whose run was never created: nothing held
+            return
+        try:
+            self.lock.release()
+        except Exception as exc:  # the store failed: the search's own line says so, once
+            logging.getLogger(__name__).debug("could not release the lock of search run %s: %s", self.lock.run_id,
+                                              exc)
 
     def _run(self) -> SearchOutcome:
         try:
@@ -180,8 +210,12 @@ class SearchRunner:
         with tracking.tracked_run(names.ROLE_SEARCH, experiment=self.base.experiment, run_id=self.search.resume,
                                   parent_run_id=self.parent_run_id if self.search.resume is None else None,
                                   run_name=tracking.unique_run_name("search", self.dataset.name) if fresh else None,
-                                  tags=tracking.run_tags(self.dataset)) as parent:
+                                  tags={**tracking.run_tags(self.dataset),
+                                        **({names.SEARCH_LOCK: self.lock.value()} if fresh and self.lock else {})}
+                                  ) as parent:
             self.parent_id, self.experiment_id = parent.info.run_id, parent.info.experiment_id
+            if fresh and self.lock is not None:
+                self.lock.bind(self.parent_id)
             self.artifact_uri = parent.info.artifact_uri
             if self.search.backend == "local" and self.at_once == 1 and processes.available():
                 # the trials train in this process: their calls go to another core
