@@ -375,6 +375,31 @@ def test_a_bad_space_is_refused_before_anything_is_written(text, strategy, fragm
     assert len(client.search_registered_models()) == models
 
 
+AUTO_LR_SETTINGS = {"lr": ["lr=auto"], "max_lr": ["max_lr=auto"],
+                    "base_lr": ["schedule=cyclic", "base_lr=auto", "max_lr=0.01"]}
+
+
+@pytest.mark.parametrize("name", sorted(AUTO_LR_SETTINGS))
+def test_an_auto_lr_setting_is_refused_by_a_search_as_in_a_space(name: str, tmp_path, experiment, client, capsys):
+    """Its trials do not run the LR range test: before, each trained at a placeholder lr while the param said
+    auto. Refused in one line pointing to lr_bounds=auto, from the command line and from Python alike."""
+    models = len(client.search_registered_models())
+    capsys.readouterr()
+    assert main(["search", "data=wine", *AUTO_LR_SETTINGS[name], "max_evals=1", "epochs=1", "parallelism=1",
+                 f"experiment={experiment}", "progress=false"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [f"hyperflow: error: {name}=auto needs the LR range test, which a search's trials "
+                                f"do not run: pass lr_bounds=auto to run it once and search lr within its range, "
+                                f"or give {name} a number"], err
+    base = build_config({"data": "wine", "epochs": "1", "experiment": experiment,
+                         **dict(a.split("=") for a in AUTO_LR_SETTINGS[name])})
+    with pytest.raises(UsageError, match=f"^{name}=auto needs the LR range test"):
+        SearchRunner(build_search_config({"max_evals": "1", "parallelism": "1"}), base).run()
+    exp = mlflow.get_experiment_by_name(experiment)
+    assert exp is None or mlflow.search_runs([exp.experiment_id], output_format="list") == []
+    assert len(client.search_registered_models()) == models
+
+
 def test_a_setting_given_pins_its_dimension_of_the_shipped_space(experiment):
     """epochs=1 on the command line: every trial trains 1 epoch (the shipped space's fixed 20 no longer wins),
     and optimizer=adam takes the optimizer (and sgd's momentum) out of the search; a space of your own is

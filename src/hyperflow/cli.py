@@ -191,6 +191,7 @@ def check_search(search: SearchConfig, base: TrainConfig, given: Collection[str]
         from hyperflow.search import resume
 
         search, base, _ = resume.recorded_settings(resume.search_run(search.resume), search, base, given)
+    space.check_auto_lrs(base)
     if search.space:
         space.check_space_file(search.space, base, grid=search.strategy == "grid")
     return base

@@ -39,8 +39,8 @@ from hyperflow.search import finish, hyperopt_records, local, resume, workers
 from hyperflow.search.lock import SearchLock
 from hyperflow.search.outcome import SearchFailed, SearchOutcome, store_failure
 from hyperflow.search.resume import RESUMABLE_SEARCH, RESUMABLE_TRAIN
-from hyperflow.search.space import (check_grid, complete_point, config_at, contains, default_space_path, grid_points,
-                                    load_space, probe_points, to_vals, validate_space)
+from hyperflow.search.space import (check_auto_lrs, check_grid, complete_point, config_at, contains, default_space_path,
+                                    grid_points, load_space, probe_points, to_vals, validate_space)
 from hyperflow.search.stopping import Finished, StopRule
 from hyperflow.search.trial import TrialRecord, TrialTask, lost_trial, run_trial
 from hyperflow.tracking import new_store, search_store
@@ -95,6 +95,7 @@ class SearchRunner:
             self.resumed = resume.search_run(self.search.resume)
             self.search, self.base, self.changed = resume.recorded_settings(self.resumed, self.search, self.base,
                                                                             self.given)
+        check_auto_lrs(self.base)
         if self.search.backend == "local" and processes.available():
             processes.prestart()  # the child processes' imports overlap the checks below
         self.dataset = load_data(self.base)

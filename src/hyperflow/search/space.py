@@ -63,6 +63,16 @@ def check_trial_key(name: str, label: str, value: Any) -> None:
                          f"lr_bounds=auto to fit that range with one range test")
 
 
+def check_auto_lrs(base: TrainConfig) -> None:
+    """Refuse (one line) a search whose settings say ``lr=auto`` (or ``max_lr``, ``base_lr``): like ``lr: auto``
+    in a space, it needs the LR range test, which a trial does not run (each would train at a placeholder)."""
+    for name in AUTO_LRS:
+        if getattr(base, name) == "auto":
+            raise UsageError(f"{name}=auto needs the LR range test, which a search's trials do not run: pass "
+                             f"lr_bounds=auto to run it once and search lr within its range, or give {name} a "
+                             f"number")
+
+
 def default_space_path(task: str) -> Path:
     return SPACES_DIR / f"{task}.yaml"
 
