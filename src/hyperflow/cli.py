@@ -197,14 +197,38 @@ def check_search(search: SearchConfig, base: TrainConfig, given: Collection[str]
     return base
 
 
+def check_store(inv: Invocation) -> None:
+    """The start-up checks of the tracking store, together and before anything reads it (seconds, no torch):
+    its URI (a scheme MLflow has no store for, a sqlite file that is a folder or in a folder that does not
+    exist, a schema revision this MLflow does not know or has moved past; promote, retrain and predict of a
+    models:/ or runs:/ URI only read, so a store that does not exist yet is refused too), then the experiment
+    the runs go to (deleted, or ``MLFLOW_EXPERIMENT_ID`` naming none). Each is one line and exit 2."""
+    model = str(inv.predict.get("model", ""))
+    if inv.command == "predict" and not model.startswith(("models:/", "runs:/")):
+        return  # a model folder or file URI: no store is read
+    from hyperflow.tracking import new_store
+
+    new_store.check(reads_only=inv.command in ("promote", "retrain", "predict"))
+    if inv.command != "predict":
+        check_experiment(inv.experiment)
+
+
 def check_experiment(name: str | None) -> None:
-    """Refuse a deleted experiment before any run is created (MLflow would raise deep inside)."""
+    """Refuse a deleted experiment, or an ``MLFLOW_EXPERIMENT_ID`` that names none, before any run is created
+    (MLflow would raise deep inside)."""
     if os.environ.get("MLFLOW_RUN_ID"):  # under `mlflow run`: the run, and its experiment, exist already
         return
     name = name or os.environ.get("MLFLOW_EXPERIMENT_NAME")
-    if not name:
+    experiment_id = os.environ.get("MLFLOW_EXPERIMENT_ID", "").strip()
+    if not (name or experiment_id):
         return
     from hyperflow import tracking
+    from hyperflow.tracking import new_store
+
+    new_store.prepare()  # a store to be made is made from the cached empty one, as the command would
+    if not name:
+        tracking.check_experiment_id(experiment_id)
+        return
 
     try:
         state = tracking.experiment_state(name)
@@ -511,8 +535,8 @@ def _main(argv: Sequence[str] | None, *, from_mlproject: bool) -> int:
     previous = signal.signal(signal.SIGTERM, raise_terminated) if in_main_thread else None
     try:
         invocation = parse([command, *rest], from_mlproject=from_mlproject)
+        check_store(invocation)
         check_data(invocation)
-        check_experiment(invocation.experiment)
         return run(invocation)
     except UsageError as exc:
         print(f"hyperflow: error: {without_credentials(str(exc))}", file=sys.stderr)

@@ -17,6 +17,9 @@ from typing import Any
 from hyperflow.errors import without_credentials
 
 VERBOSE = "HYPERFLOW_VERBOSE"  # 1: the libraries' log records in full, tracebacks included
+# Records of the libraries that say nothing a user of hyperflow acts on, hidden unless HYPERFLOW_VERBOSE=1:
+# (logger, start of the message). Extra columns are hyperflow's to drop (a file's target, ids, a split column).
+NOISE = (("mlflow.models.utils", "Found extra inputs in the model input"),)
 
 
 def verbose() -> bool:
@@ -28,6 +31,11 @@ def configure(worker: bool = False) -> None:
     fork server of a command's processes (trials, the tracking sidecar), whose failures reach the command, which
     reports them: there a library's record that carries a traceback is not shown at all (each process would add
     its line); the handlers that exist then (the imported libraries' own, Python's last resort) drop it."""
+    if not verbose():  # MLflow's INFO records ("Creating initial MLflow database tables...") stay out of sight,
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # here and in the command's processes
+        for name in {logger for logger, _ in NOISE}:
+            if _not_noise not in logging.getLogger(name).filters:
+                logging.getLogger(name).addFilter(_not_noise)
     if worker:
         loggers = [logging.root, *logging.root.manager.loggerDict.values()]
         for handler in {h for lg in loggers for h in getattr(lg, "handlers", [])} | {logging.lastResort}:
@@ -44,6 +52,12 @@ def configure(worker: bool = False) -> None:
 
     factory.hyperflow_shown = True  # type: ignore[attr-defined]
     logging.setLogRecordFactory(factory)
+
+
+def _not_noise(record: logging.LogRecord) -> bool:
+    """A logger's filter: False for a record of :data:`NOISE`."""
+    message = str(record.msg)
+    return not any(record.name == name and message.startswith(start) for name, start in NOISE)
 
 
 def _no_library_traceback(record: logging.LogRecord) -> bool:

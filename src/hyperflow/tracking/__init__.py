@@ -19,8 +19,8 @@ from typing import Any
 
 from hyperflow.tracking.artifacts import (check_writable, log_artifact, log_artifacts, log_dataset, log_dict, log_figure,
                                           log_lr_finder, log_text, lr_range_test_run)
-from hyperflow.tracking.experiments import (current_experiment_id, deleted_experiment, experiment_state,
-                                            tracking_uri, use_experiment)
+from hyperflow.tracking.experiments import (check_experiment_id, current_experiment_id, deleted_experiment,
+                                            experiment_state, tracking_uri, use_experiment)
 from hyperflow.tracking.faults import (STORE_ERROR_CODES, StoreFailure, failed_store, is_store_error, one_line,
                                       store_error_text)
 from hyperflow.tracking.registry import RegistryError, registry_error
@@ -38,7 +38,8 @@ __all__ = ["check_writable", "lr_range_test_run", "log_artifact", "log_artifacts
            "tag_challenger", "version_of_run",
            "RegistryError", "registry_error",
            "PACKAGE_DIR", "ROLE_TAG", "BackgroundCalls", "SidecarCalls", "MlflowError", "Terminated", "call_now", "child_run",
-           "current_experiment_id", "deleted_experiment", "end_run", "end_run_quietly", "experiment_state",
+           "check_experiment_id", "current_experiment_id", "deleted_experiment", "end_run", "end_run_quietly",
+           "experiment_state",
            "log_metrics", "log_params", "log_results", "reopened_run", "run_tags", "runs_tagged",
            "set_tag", "set_tags", "store_failure", "tracked_run", "tracking_uri", "unique_run_name", "use_experiment"]
 

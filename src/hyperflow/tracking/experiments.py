@@ -27,6 +27,21 @@ def experiment_state(name: str) -> tuple[str, str] | None:
     return None if experiment is None else (experiment.lifecycle_stage, experiment.experiment_id)
 
 
+def check_experiment_id(experiment_id: str) -> None:
+    """Refuse experiment ``experiment_id`` (``MLFLOW_EXPERIMENT_ID``) when the store has none of that id or
+    it was deleted: one UsageError, before any run. Store failures raise as they are."""
+    try:
+        experiment = MlflowClient().get_experiment(experiment_id)
+    except MlflowException as exc:
+        if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise
+        raise UsageError(f"MLFLOW_EXPERIMENT_ID={experiment_id}: the tracking store {tracking_uri()} has no "
+                         f"experiment of that id: unset it, set it to an existing one, or name one with "
+                         f"experiment=NAME (created when missing)") from None
+    if experiment.lifecycle_stage == "deleted":
+        raise deleted_experiment(experiment.name, experiment.experiment_id)
+
+
 def deleted_experiment(name: str, experiment_id: str) -> UsageError:
     return UsageError(f"experiment '{name}' was deleted: restore it with 'mlflow experiments restore "
                       f"--experiment-id {experiment_id}' (same tracking URI) or pick another name with experiment=NAME")
