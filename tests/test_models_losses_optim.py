@@ -71,6 +71,11 @@ def test_user_model_factory(tmp_path: Path, monkeypatch):
         build_model("my_models:missing", (4,), 3, task="classification")
     with pytest.raises(UsageError, match="raised RuntimeError: boom"):
         build_model("my_models:broken", (4,), 3, task="classification")
+    with pytest.raises(UsageError, match="^model_kwargs width, seed: model 'my_models:tiny' takes no such argument; "
+                                         "it takes hidden$"):
+        build_model("my_models:tiny", (4,), 3, task="classification", model_kwargs={"hidden": 5, "width": 2, "seed": 1})
+    with pytest.raises(UsageError, match="it takes none besides input_shape and output_size$"):
+        build_model("my_models:broken", (4,), 3, task="classification", model_kwargs={"hidden": 5})
 
 
 def test_losses_follow_the_task():

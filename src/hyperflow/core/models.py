@@ -7,6 +7,7 @@ A user factory is called as ``function(input_shape, output_size, **model_kwargs)
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable
 
 import torch
@@ -95,6 +96,22 @@ def unet(input_shape: tuple[int, ...], output_size: int, channels: int = 16, act
     return UNet(input_shape[0], output_size, channels, activation, batch_norm)
 
 
+def _check_kwargs(name: str, factory: Callable[..., nn.Module], kwargs: dict) -> None:
+    """Refuse ``model_kwargs`` a user's factory takes no argument for (unless it takes ``**kwargs``), naming the
+    ones it takes after ``input_shape`` and ``output_size``."""
+    try:
+        params = list(inspect.signature(factory).parameters.values())
+    except (TypeError, ValueError):  # no signature to read (a C function): the call itself says
+        return
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return
+    takes = [p.name for p in params[2:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    unknown = [str(k) for k in kwargs if k not in takes]
+    if unknown:
+        raise UsageError(f"model_kwargs {', '.join(unknown)}: model '{name}' takes no such argument; it takes "
+                         f"{', '.join(takes) if takes else 'none besides input_shape and output_size'}")
+
+
 def build_model(name: str, input_shape: tuple[int, ...], output_size: int, *, task: str,
                 image_shape: tuple[int, ...] | None = None, width: int = 256, depth: int = 2, channels: int = 16,
                 dropout: float = 0.0, activation: str = "relu", batch_norm: bool = False,
@@ -111,6 +128,7 @@ def build_model(name: str, input_shape: tuple[int, ...], output_size: int, *, ta
     if name == "unet":
         return unet(input_shape, output_size, channels, activation, True)
     factory = import_factory(name)
+    _check_kwargs(name, factory, model_kwargs or {})
     try:
         model = factory(tuple(input_shape), output_size, **(model_kwargs or {}))
     except Exception as exc:
