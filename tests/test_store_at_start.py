@@ -92,6 +92,22 @@ def test_a_schema_revision_this_mlflow_cannot_use_says_what_to_do(command, revis
     refused(proc, *words)
 
 
+@pytest.mark.parametrize("command", ["train", "promote"])
+def test_an_older_schema_met_by_mlflow_itself_says_what_to_do(command, made_store, tmp_path):
+    """A sqlite URI with options (as a server database) is not read at start: MLflow's own refusal of the
+    schema, when it opens the store, is the same one line and exit 2, and no run is made."""
+    db = tmp_path / "mlflow.db"
+    db.write_bytes((made_store / "mlflow.db").read_bytes())
+    with closing(sqlite3.connect(db)) as con:
+        con.execute("UPDATE alembic_version SET version_num = '0584bdc529eb'")
+        con.commit()
+        runs = con.execute("SELECT COUNT(*) FROM runs").fetchone()
+    proc = hyperflow(COMMANDS[command], tmp_path, MLFLOW_TRACKING_URI=f"sqlite:///{db}?timeout=20")
+    refused(proc, "older schema", f"mlflow db upgrade sqlite:///{db}?timeout=20")
+    with closing(sqlite3.connect(db)) as con:
+        assert con.execute("SELECT COUNT(*) FROM runs").fetchone() == runs
+
+
 @pytest.mark.parametrize("command", ["train", "search", "promote"])
 def test_an_experiment_id_that_names_none_or_a_deleted_one_is_one_line(command, made_store, tmp_path):
     uri = f"sqlite:///{made_store}/mlflow.db"

@@ -548,10 +548,12 @@ def _main(argv: Sequence[str] | None, *, from_mlproject: bool) -> int:
     except Exception as exc:  # one line: hyperflow's own outcomes with an exit code (RegistryError), a store's failure
         code, text = getattr(exc, "exit_code", None), str(exc)
         if not (isinstance(code, int) and type(exc).__module__.startswith("hyperflow.")):
-            text = _store_failure(exc)
+            tracking = sys.modules.get("hyperflow.tracking")  # not imported: no store was reached
+            refusal = tracking and tracking.schema_refusal(exc)  # a schema revision to upgrade (exit 2)
+            text = str(refusal) if refusal else _store_failure(exc)
             if text is None:
                 raise
-            code = STORE_FAILURE_CODES.get(command, 1)
+            code = 2 if refusal else STORE_FAILURE_CODES.get(command, 1)
         print(f"hyperflow {command}: error: {without_credentials(text)}", file=sys.stderr)
         return code
     finally:

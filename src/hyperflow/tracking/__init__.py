@@ -22,7 +22,7 @@ from hyperflow.tracking.artifacts import (check_writable, log_artifact, log_arti
 from hyperflow.tracking.experiments import (check_experiment_id, current_experiment_id, deleted_experiment,
                                             experiment_state, tracking_uri, use_experiment)
 from hyperflow.tracking.faults import (STORE_ERROR_CODES, StoreFailure, failed_store, is_store_error, one_line,
-                                      store_error_text)
+                                      schema_refusal, store_error_text)
 from hyperflow.tracking.registry import RegistryError, registry_error
 from hyperflow.tracking.runs import (PACKAGE_DIR, ROLE_TAG, BackgroundCalls, MlflowError, call_now,
                                      child_run, end_run, end_run_quietly, log_metrics, log_params, log_results,
@@ -33,7 +33,8 @@ from hyperflow.errors import Terminated
 
 __all__ = ["check_writable", "lr_range_test_run", "log_artifact", "log_artifacts", "log_dataset", "log_dict", "log_figure", "log_lr_finder", "log_text",
            "MlflowMetrics", "TensorBoardLogger",
-           "STORE_ERROR_CODES", "StoreFailure", "failed_store", "is_store_error", "one_line", "store_error_text",
+           "STORE_ERROR_CODES", "StoreFailure", "failed_store", "is_store_error", "one_line", "schema_refusal",
+           "store_error_text",
            "finished_model", "load_pyfunc", "load_version", "log_model", "pip_requirements", "register_once",
            "tag_challenger", "version_of_run",
            "RegistryError", "registry_error",

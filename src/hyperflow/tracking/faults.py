@@ -61,6 +61,22 @@ def is_store_error(exc: BaseException, os_errors: bool = True) -> bool:
     return False
 
 
+def schema_refusal(exc: BaseException) -> Exception | None:
+    """MLflow's refusal of a database store whose schema revision is not its own (a server database, or a
+    sqlite URI with options, which the start-up check does not read) as one line saying what to do (a
+    UsageError), else None."""
+    import re
+
+    import mlflow
+
+    from hyperflow.tracking import new_store
+
+    found = re.match(r"Detected out-of-date database schema \(found version (\w+)", str(exc))
+    if found is None or type(exc).__module__.split(".")[0] != "mlflow":
+        return None
+    return new_store.schema_refusal(without_credentials(mlflow.get_tracking_uri()), found.group(1))
+
+
 def store_error_text(exc: BaseException) -> str:
     """One line for a store failure: the deepest cause that says what the store did (``sqlite3.OperationalError:
     attempt to write a readonly database``, ``ConnectionRefusedError: [Errno 111] Connection refused``), not the

@@ -77,16 +77,23 @@ def _check_revision(path: Path, shown: str) -> None:
             row = db.execute("SELECT version_num FROM alembic_version").fetchone()
     except (OSError, sqlite3.Error):
         return
+    refusal = schema_refusal(shown, row[0] if row else None)
+    if refusal is not None:
+        raise refusal
+
+
+def schema_refusal(shown: str, current: str | None) -> UsageError | None:
+    """What to do with a store of schema revision ``current`` (None: not known) when it is not this MLflow's
+    newest: use the newer MLflow that made it, or upgrade it (``mlflow db upgrade``)."""
     known, head = schema_revisions()
-    current = row[0] if row else None
     if current is None or head is None or current == head:
-        return
+        return None
     if current not in known:
-        raise UsageError(f"the tracking store {shown} has schema revision {current}, unknown to MLflow "
-                         f"{mlflow.__version__} (a newer MLflow made it): use that MLflow version (or newer) "
-                         f"with this store, or another store")
-    raise UsageError(f"the tracking store {shown} has an older schema (revision {current}; MLflow "
-                     f"{mlflow.__version__} needs {head}): back it up, then run 'mlflow db upgrade {shown}'")
+        return UsageError(f"the tracking store {shown} has schema revision {current}, unknown to MLflow "
+                          f"{mlflow.__version__} (a newer MLflow made it): use that MLflow version (or newer) "
+                          f"with this store, or another store")
+    return UsageError(f"the tracking store {shown} has an older schema (revision {current}; MLflow "
+                      f"{mlflow.__version__} needs {head}): back it up, then run 'mlflow db upgrade {shown}'")
 
 
 def schema_revisions() -> tuple[set[str], str | None]:
