@@ -10,12 +10,16 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+
+import pytest
 
 from hyperflow import names
 from hyperflow.cli import main
 from hyperflow.config import build_config
 from hyperflow.config.search import build_search_config
+from hyperflow.search.lock import SearchLock, SearchLocked
 from hyperflow.search.runner import SearchRunner
 from polling import wait_for
 
@@ -49,6 +53,7 @@ def assert_clean(client, parent: str, trials: int) -> None:
     assert names.SEARCH_LOCK not in client.get_run(parent).data.tags
 
 
+@pytest.mark.slow  # 3 rounds of two processes (~80 s on a loaded 2-core machine)
 def test_two_resumes_at_once_run_once_the_other_exits_4_naming_the_holder(experiment, client, tmp_path):
     parent = new_search(experiment, 1)
     assert names.SEARCH_LOCK not in client.get_run(parent).data.tags  # released at the search's end
@@ -122,3 +127,28 @@ def test_a_lock_from_another_host_holds_until_its_lease_ends(experiment, client,
     assert f"search run {parent}: took over from host elsewhere pid 1" in err and "its lease expired" in err
     assert_clean(client, parent, 2)
 
+
+
+def test_of_lock_takers_at_once_on_one_search_run_exactly_one_wins(experiment, client):
+    run_id = client.create_run(client.get_experiment_by_name(experiment).experiment_id).info.run_id
+    barrier, results = threading.Barrier(3), []
+
+    def take() -> None:
+        barrier.wait()
+        try:
+            results.append(SearchLock(run_id, settle=2.0).acquire())  # settle > any read-to-write gap here
+        except SearchLocked as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=take) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    winners = [r for r in results if isinstance(r, SearchLock)]
+    assert len(winners) == 1 and sum(isinstance(r, SearchLocked) for r in results) == 2, results
+    assert all(f"pid {os.getpid()} since" in str(r) for r in results if isinstance(r, SearchLocked))
+    winners[0].check()
+    winners[0].release()
+    assert names.SEARCH_LOCK not in client.get_run(run_id).data.tags
+    client.set_terminated(run_id)

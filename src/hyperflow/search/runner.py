@@ -78,7 +78,7 @@ class SearchRunner:
         self.highest_number = -1  # of every trial run of this search, those killed included
         self.at_once = 1  # trials run at once (parallelism, resolved)
         self.pool: workers.WorkerPool | None = None  # started early, used by _workers
-        self.lock: SearchLock | None = None  # held from the search run's start (a resume's: from prepare) to its end
+        self.lock: SearchLock | None = None  # held from the run's start (a resume: before the reopening) to its end
 
     @property
     def stop_reason(self) -> str:
@@ -106,7 +106,6 @@ class SearchRunner:
         new_store.prepare()  # a new sqlite store from the cached empty one (see hyperflow.tracking.new_store)
         tracking.check_writable(self.base.experiment, run_id=self.search.resume)  # e.g. a file named mlruns
         self.at_once = self._trials_at_once()
-        self._lock()
 
     def _lock(self) -> None:
         """One process per search run: a resume takes the search's lock (exit 4 while a live process holds it),
@@ -173,6 +172,7 @@ class SearchRunner:
 
     # ------------------------------------------------------------------------------------- main
     def run(self) -> SearchOutcome:
+        store_failed = False
         try:
             self.prepare()
             # MLflow logs a traceback per database error and hyperopt a line per exception in the objective: a
@@ -183,14 +183,16 @@ class SearchRunner:
             except Exception as exc:
                 if isinstance(exc, (SearchFailed, UsageError)) or not tracking.is_store_error(exc):
                     raise
+                store_failed = True
                 raise SearchFailed(store_failure(exc, self.artifact_uri,
                                                  self.parent_id or self.search.resume)) from None
         finally:
-            self._unlock()
+            if not store_failed:  # a store that failed is not asked again (a server gone: retries for minutes)
+                self._unlock()
 
     def _unlock(self) -> None:
         """Release the search's lock once its run has ended (best effort: a lock left behind names a process
-        that is gone, and the next resume takes it over)."""
+        that is gone, and the next resume takes it over: at once on this host, elsewhere when its lease ends)."""
         if self.lock is None or not self.lock.run_id:  # a new search whose run was never created: nothing held
             return
         try:
@@ -201,6 +203,7 @@ class SearchRunner:
 
     def _run(self) -> SearchOutcome:
         try:
+            self._lock()  # the first write: a store that fails here fails as the search's other writes do
             return self._run_tracked(fresh=self.resumed is None)
         finally:
             if self.pool is not None:  # a failure before the trials started
