@@ -131,11 +131,12 @@ def test_a_store_made_at_start_logs_no_info_lines(tmp_path):
     refused(proc, "no experiment of that id")
 
 
-def test_predict_of_rows_with_other_columns_says_nothing_of_them(tmp_path, tracking_uri):
+def test_predict_of_rows_with_other_columns_says_nothing_of_them(tmp_path, tracking_uri, monkeypatch):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)  # the session store's, set by mlflow.set_experiment
     mlflow.set_tracking_uri(uri)
     try:
-        assert main(["train", "data=wine", "epochs=1", "progress=false", "model_name=m"]) == 0
+        assert main(["train", "data=wine", "epochs=1", "progress=false", "model_name=m", "experiment=rows"]) == 0
     finally:
         mlflow.set_tracking_uri(tracking_uri)
     from sklearn.datasets import load_wine

@@ -197,20 +197,31 @@ def check_search(search: SearchConfig, base: TrainConfig, given: Collection[str]
     return base
 
 
+def check_start(inv: Invocation) -> None:
+    """Every check made before a command works, cheapest first: the files it reads (no MLflow, no torch), its
+    tracking store, then the experiment its runs go to; a search's ``resume=`` run is read from the store, so
+    there the store comes first."""
+    store_first = inv.search is not None and bool(inv.search.resume)
+    if store_first:
+        check_store(inv)
+    check_data(inv)
+    if not store_first:
+        check_store(inv)
+    if inv.command != "predict":
+        check_experiment(inv.experiment)
+
+
 def check_store(inv: Invocation) -> None:
     """The start-up checks of the tracking store, together and before anything reads it (seconds, no torch):
     its URI (a scheme MLflow has no store for, a sqlite file that is a folder or in a folder that does not
     exist, a schema revision this MLflow does not know or has moved past; promote, retrain and predict of a
-    models:/ or runs:/ URI only read, so a store that does not exist yet is refused too), then the experiment
-    the runs go to (deleted, or ``MLFLOW_EXPERIMENT_ID`` naming none). Each is one line and exit 2."""
+    models:/ or runs:/ URI only read, so a store that does not exist yet is refused too). One line, exit 2."""
     model = str(inv.predict.get("model", ""))
     if inv.command == "predict" and not model.startswith(("models:/", "runs:/")):
         return  # a model folder or file URI: no store is read
     from hyperflow.tracking import new_store
 
     new_store.check(reads_only=inv.command in ("promote", "retrain", "predict"))
-    if inv.command != "predict":
-        check_experiment(inv.experiment)
 
 
 def check_experiment(name: str | None) -> None:
@@ -535,8 +546,7 @@ def _main(argv: Sequence[str] | None, *, from_mlproject: bool) -> int:
     previous = signal.signal(signal.SIGTERM, raise_terminated) if in_main_thread else None
     try:
         invocation = parse([command, *rest], from_mlproject=from_mlproject)
-        check_store(invocation)
-        check_data(invocation)
+        check_start(invocation)
         return run(invocation)
     except UsageError as exc:
         print(f"hyperflow: error: {without_credentials(str(exc))}", file=sys.stderr)
