@@ -147,3 +147,5 @@ def test_predict_of_rows_with_other_columns_says_nothing_of_them(tmp_path, track
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Found extra inputs" not in proc.stderr and "INFO" not in proc.stderr, proc.stderr
     assert len(pd.read_csv(tmp_path / "out.csv")) == 20
+    verbose = hyperflow(COMMANDS["predict"], tmp_path, MLFLOW_TRACKING_URI=uri, HYPERFLOW_VERBOSE="1")
+    assert verbose.returncode == 0 and "Found extra inputs" in verbose.stderr, verbose.stderr[-3000:]
