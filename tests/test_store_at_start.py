@@ -58,6 +58,16 @@ def test_a_scheme_mlflow_has_no_store_for_is_one_line(command, tmp_path):
     refused(proc, "'foo'", "sqlite:///", "http(s)://", "postgresql://", "databricks")
 
 
+@pytest.mark.parametrize("allow", ["", "true"])
+def test_a_uri_without_a_scheme_is_a_file_store_refused_or_not_made(allow, tmp_path):
+    """``http//host`` (a missing colon) is a folder to MLflow: its file store, which it uses only when allowed,
+    and then, as a sqlite file, only in a folder that exists."""
+    proc = hyperflow(COMMANDS["train"], tmp_path, MLFLOW_TRACKING_URI="http//localhost:5000",
+                     **({"MLFLOW_ALLOW_FILE_STORE": allow} if allow else {}))
+    refused(proc, *(["does not exist"] if allow else ["MLFLOW_ALLOW_FILE_STORE=true", "sqlite:///"]))
+    assert not (tmp_path / "http").exists()
+
+
 @pytest.mark.parametrize("command", ["train", "retrain"])
 def test_a_sqlite_path_that_is_a_folder_is_refused_at_once(command, tmp_path):
     (tmp_path / "d.db").mkdir()
@@ -69,6 +79,10 @@ def test_a_sqlite_path_that_is_a_folder_is_refused_at_once(command, tmp_path):
 def test_a_sqlite_store_in_a_folder_that_does_not_exist_is_refused_and_nothing_is_made(command, tmp_path):
     proc = hyperflow(COMMANDS[command], tmp_path, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/no/such/mlflow.db")
     refused(proc, f"'{tmp_path}/no/such' does not exist")
+    if command == "train":  # a file where the folder should be
+        (tmp_path / "f.txt").touch()
+        proc = hyperflow(COMMANDS[command], tmp_path, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/f.txt/mlflow.db")
+        refused(proc, f"'{tmp_path}/f.txt' is not a folder")
     assert not (tmp_path / "no").exists()
 
 

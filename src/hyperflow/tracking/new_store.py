@@ -30,7 +30,7 @@ from hyperflow.errors import UsageError, without_credentials
 log = logging.getLogger(__name__)
 SQLITE_MAGIC = b"SQLite format 3\x00"
 STORE_EXAMPLES = ("sqlite:///path/mlflow.db, http(s)://host:port (an mlflow server), postgresql://, mysql://, "
-                  "mssql://, file:///folder or databricks")
+                  "mssql://, databricks, or file:///folder with MLFLOW_ALLOW_FILE_STORE=true")
 
 
 def check(reads_only: bool = False, uri: str | None = None) -> None:
@@ -50,21 +50,42 @@ def check(reads_only: bool = False, uri: str | None = None) -> None:
     except UnsupportedModelRegistryStoreURIException:
         raise UsageError(f"tracking URI '{shown}': MLflow {mlflow.__version__} has no store for scheme "
                          f"'{urlsplit(uri).scheme}': set MLFLOW_TRACKING_URI to {STORE_EXAMPLES}") from None
+    if urlsplit(uri).scheme in ("", "file"):
+        _check_file_store(uri, shown, reads_only)
     path = sqlite_path(uri)
     if path is None:
         return
     if path.is_dir():
         raise UsageError(f"tracking URI '{shown}': '{path}' is a folder, not a sqlite file: name a file in it, "
                          f"e.g. sqlite:///{(path / 'mlflow.db').absolute()}")
+    _check_place(path, shown, reads_only)
+    if path.exists():
+        _check_revision(path, shown)
+
+
+def _check_place(path: Path, shown: str, reads_only: bool) -> None:
+    """A store's file or folder ``path``: its folder must exist (no store is made for a mistyped URI), and for
+    a command that only reads, the store itself."""
     if not path.parent.is_dir():
-        raise UsageError(f"tracking URI '{shown}': folder '{path.parent}' does not exist (a mistyped URI?): "
-                         f"create it, or fix MLFLOW_TRACKING_URI; nothing was created")
-    if not path.exists():
-        if reads_only:
-            raise UsageError(f"there is no tracking store at '{path}' ({shown}): nothing to read there; set "
-                             f"MLFLOW_TRACKING_URI to the store your runs and models are in")
-        return
-    _check_revision(path, shown)
+        what = "is not a folder" if path.parent.exists() else "does not exist"
+        raise UsageError(f"tracking URI '{shown}': '{path.parent}' {what} (a mistyped URI?): create the folder, "
+                         f"or fix MLFLOW_TRACKING_URI; nothing was created")
+    if reads_only and not path.exists():
+        raise UsageError(f"there is no tracking store at '{path}' ({shown}): nothing to read there; set "
+                         f"MLFLOW_TRACKING_URI to the store your runs and models are in")
+
+
+def _check_file_store(uri: str, shown: str, reads_only: bool) -> None:
+    """A folder as the store (MLflow's file store, also what a URI without a scheme is: ``http//host``), which
+    MLflow 3 refuses unless ``MLFLOW_ALLOW_FILE_STORE`` is true; then as for a sqlite file."""
+    from mlflow.environment_variables import MLFLOW_ALLOW_FILE_STORE
+
+    if not MLFLOW_ALLOW_FILE_STORE.get():
+        raise UsageError(f"tracking URI '{shown}' names a folder (MLflow's file store), which MLflow "
+                         f"{mlflow.__version__} uses only with MLFLOW_ALLOW_FILE_STORE=true: set "
+                         f"MLFLOW_TRACKING_URI to {STORE_EXAMPLES}")
+    parts = urlsplit(uri)
+    _check_place(Path(parts.path if parts.scheme else uri).absolute(), shown, reads_only)
 
 
 def _check_revision(path: Path, shown: str) -> None:
