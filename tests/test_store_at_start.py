@@ -58,6 +58,16 @@ def test_a_scheme_mlflow_has_no_store_for_is_one_line(command, tmp_path):
     refused(proc, "'foo'", "sqlite:///", "http(s)://", "postgresql://", "databricks")
 
 
+def test_a_registry_uri_or_a_database_driver_that_cannot_be_used_is_one_line(tmp_path):
+    refused(hyperflow(COMMANDS["train"], tmp_path, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/mlflow.db",
+                      MLFLOW_REGISTRY_URI="foo://x"), "MLFLOW_REGISTRY_URI 'foo://x'", "model registry", "'foo'")
+    refused(hyperflow(COMMANDS["promote"], tmp_path, MLFLOW_TRACKING_URI="mysql+nosuchdriver://u:pw@127.0.0.1:1/d"),
+            "no driver 'mysql+nosuchdriver'")
+    refused(hyperflow(COMMANDS["train"], tmp_path, MLFLOW_TRACKING_URI="postgresql+pg8000://u:pw@127.0.0.1:1/d"),
+            "database driver is not installed", "'pg8000'")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("allow", ["", "true"])
 def test_a_uri_without_a_scheme_is_a_file_store_refused_or_not_made(allow, tmp_path):
     """``http//host`` (a missing colon) is a folder to MLflow: its file store, which it uses only when allowed,

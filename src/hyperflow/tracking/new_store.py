@@ -43,15 +43,22 @@ def check(reads_only: bool = False, uri: str | None = None) -> None:
     from mlflow.tracking._tracking_service.utils import _tracking_store_registry
     from mlflow.tracking.registry import UnsupportedModelRegistryStoreURIException
 
+    from mlflow.tracking._model_registry.utils import _get_store_registry
+
     uri = uri or mlflow.get_tracking_uri()
     shown = without_credentials(uri)
-    try:
-        _tracking_store_registry.get_store_builder(uri)
-    except UnsupportedModelRegistryStoreURIException:
-        raise UsageError(f"tracking URI '{shown}': MLflow {mlflow.__version__} has no store for scheme "
-                         f"'{urlsplit(uri).scheme}': set MLFLOW_TRACKING_URI to {STORE_EXAMPLES}") from None
-    if urlsplit(uri).scheme in ("", "file"):
+    registry_name = "MLFLOW_REGISTRY_URI" if os.environ.get("MLFLOW_REGISTRY_URI") else "the model registry's URI"
+    for name, kind, registry, address in (
+            ("MLFLOW_TRACKING_URI", "tracking", _tracking_store_registry, uri),
+            (registry_name, "model registry", _get_store_registry(), mlflow.get_registry_uri())):
+        try:
+            registry.get_store_builder(address)
+        except UnsupportedModelRegistryStoreURIException:
+            raise UsageError(f"{name} '{without_credentials(address)}': MLflow {mlflow.__version__} has no {kind} "
+                             f"store for scheme '{urlsplit(address).scheme}': set it to {STORE_EXAMPLES}") from None
+    if uri not in ("databricks", "databricks-uc", "uc") and urlsplit(uri).scheme in ("", "file"):
         _check_file_store(uri, shown, reads_only)
+    _check_driver(uri, shown)
     path = sqlite_path(uri)
     if path is None:
         return
@@ -61,6 +68,27 @@ def check(reads_only: bool = False, uri: str | None = None) -> None:
     _check_place(path, shown, reads_only)
     if path.exists():
         _check_revision(path, shown)
+
+
+def _check_driver(uri: str, shown: str) -> None:
+    """A database server's URI (postgresql://, mysql://, mssql://): the Python driver SQLAlchemy needs for it
+    must be installed."""
+    if urlsplit(uri).scheme.split("+")[0] not in ("postgresql", "mysql", "mssql"):
+        return
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import NoSuchModuleError
+
+    try:
+        make_url(uri).get_dialect().import_dbapi()
+    except NoSuchModuleError:
+        raise UsageError(f"tracking URI '{shown}': SQLAlchemy has no driver '{urlsplit(uri).scheme}': name one "
+                         f"it has, e.g. postgresql://, mysql+pymysql://, mssql+pyodbc://") from None
+    except ImportError as exc:
+        raise UsageError(f"tracking URI '{shown}': its database driver is not installed (no module "
+                         f"'{exc.name}'): install the package that provides it (e.g. psycopg[binary], "
+                         f"mysqlclient, pyodbc) in this environment") from None
+    except Exception:  # a URI SQLAlchemy cannot read: left to MLflow and the store's own line
+        return
 
 
 def _check_place(path: Path, shown: str, reads_only: bool) -> None:
