@@ -1,4 +1,7 @@
-"""A new sqlite tracking store as a copy of an empty one, instead of MLflow's schema migrations.
+"""The tracking store before a command uses it: :func:`check` refuses, in one line, one that cannot be used
+(a scheme, driver or schema MLflow cannot use, a path in a folder that does not exist, a store to read that is
+not there), and :func:`prepare` makes a new sqlite store as a copy of an empty one, instead of MLflow's schema
+migrations.
 
 MLflow makes a new sqlite store by creating its first tables and then running every schema migration
 since (~3 s on 2 cores, ~60 % of the first command in a folder). Before any run, that file is the same for
