@@ -26,6 +26,13 @@ def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
     os.chdir(previous)
 
 
+@pytest.fixture(autouse=True)
+def no_inherited_experiment_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts as a new process would: without the MLFLOW_EXPERIMENT_ID that ``mlflow.set_experiment``
+    in an earlier test left in this process's environment (a command refuses an id its store lacks)."""
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+
+
 @pytest.fixture
 def experiment() -> str:
     """A fresh experiment per test, so runs of different tests never mix."""
