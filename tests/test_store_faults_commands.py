@@ -46,8 +46,8 @@ def hyperflow(args: list[str], uri: str, cwd: Path, **extra: str) -> subprocess.
 def store(tmp_path_factory: pytest.TempPathFactory, tracking_uri: str) -> Path:
     """A folder with a sqlite store holding model 'm' (version 1, champion) and rows it can score."""
     folder = tmp_path_factory.mktemp("store")
-    os.environ.pop("MLFLOW_EXPERIMENT_ID", None)  # an earlier test's experiment, of another store
     mlflow.set_tracking_uri(f"sqlite:///{folder}/mlflow.db")
+    mlflow.set_experiment("Default")  # not the experiment an earlier test of this process made in another store
     try:
         assert main(["train", "data=digits", "epochs=1", "progress=false", "model_name=m"]) == 0
         assert main(["promote", "model_name=m", "version=1", "allow_first=true"]) == 0
