@@ -58,6 +58,14 @@ def test_a_scheme_mlflow_has_no_store_for_is_one_line(command, tmp_path):
     refused(proc, "'foo'", "sqlite:///", "http(s)://", "postgresql://", "databricks")
 
 
+@pytest.mark.parametrize("uri", ["databricks", "databricks://no-such-profile"])
+def test_a_databricks_uri_without_credentials_is_one_line(uri, tmp_path):
+    """No DATABRICKS_* variables and no ~/.databrickscfg: MLflow fails at the first request with a traceback."""
+    proc = hyperflow(COMMANDS["train"], tmp_path, MLFLOW_TRACKING_URI=uri, HOME=str(tmp_path),
+                     **{k: "" for k in ("DATABRICKS_HOST", "DATABRICKS_TOKEN", "DATABRICKS_CONFIG_PROFILE")})
+    refused(proc, f"'{uri}'", "no Databricks credentials", "DATABRICKS_HOST")
+
+
 def test_a_registry_uri_or_a_database_driver_that_cannot_be_used_is_one_line(tmp_path):
     refused(hyperflow(COMMANDS["train"], tmp_path, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/mlflow.db",
                       MLFLOW_REGISTRY_URI="foo://x"), "MLFLOW_REGISTRY_URI 'foo://x'", "model registry", "'foo'")

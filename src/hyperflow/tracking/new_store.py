@@ -62,6 +62,7 @@ def check(reads_only: bool = False, uri: str | None = None) -> None:
     if uri not in ("databricks", "databricks-uc", "uc") and urlsplit(uri).scheme in ("", "file"):
         _check_file_store(uri, shown, reads_only)
     _check_driver(uri, shown)
+    _check_databricks(uri, shown)
     path = sqlite_path(uri)
     if path is None:
         return
@@ -71,6 +72,22 @@ def check(reads_only: bool = False, uri: str | None = None) -> None:
     _check_place(path, shown, reads_only)
     if path.exists():
         _check_revision(path, shown)
+
+
+def _check_databricks(uri: str, shown: str) -> None:
+    """A Databricks URI (``databricks``, ``databricks://profile``, ``databricks-uc``) with no credentials to be
+    found: no ``DATABRICKS_*`` variable (host, token, client id, runtime...) and no config file. MLflow reads
+    them only at the first request and fails there with a traceback. Decided from the environment and the
+    file system alone: asking Databricks' SDK may wait a minute on a host that does not answer."""
+    if urlsplit(uri).scheme not in ("databricks", "databricks-uc") and uri not in ("databricks", "databricks-uc"):
+        return
+    if any(value.strip() for key, value in os.environ.items() if key.startswith("DATABRICKS_")):
+        return
+    if Path(os.environ.get("DATABRICKS_CONFIG_FILE") or Path.home() / ".databrickscfg").expanduser().exists():
+        return
+    raise UsageError(f"tracking URI '{shown}': no Databricks credentials are configured for it: set "
+                     f"DATABRICKS_HOST and DATABRICKS_TOKEN, log in with 'databricks auth login', or pick "
+                     f"another store with MLFLOW_TRACKING_URI")
 
 
 def _check_driver(uri: str, shown: str) -> None:
