@@ -245,7 +245,7 @@ def check_experiment(name: str | None) -> None:
         state = tracking.experiment_state(name)
     except Exception as exc:
         if tracking.is_store_error(exc, os_errors=False):
-            raise  # the one line and the command's code for a store that fails (_store_failure)
+            raise  # the one line and the command's code for a store that fails (_store_refusal)
         raise tracking.registry_error(exc, f"reading experiment '{name}'", store="tracking store") from None
     if state is not None and state[0] == "deleted":
         raise tracking.deleted_experiment(name, state[1])
@@ -267,12 +267,18 @@ def _runs_ended() -> str:
 STORE_FAILURE_CODES = {"promote": 2, "retrain": 2}
 
 
-def _store_failure(exc: BaseException) -> str | None:
-    """The one line for a tracking store that failed under the command, or None when ``exc`` is no store's."""
+def _store_refusal(exc: BaseException, command: str) -> tuple[str, int] | None:
+    """The one line and exit code for a store that refused or failed under the command: a schema revision to
+    upgrade (2), or a store's failure (:data:`STORE_FAILURE_CODES`); None when ``exc`` is no store's."""
     tracking = sys.modules.get("hyperflow.tracking")  # not imported: no store was reached
-    if tracking is None or not tracking.is_store_error(exc, os_errors=False):
+    if tracking is None:
         return None
-    return tracking.store_failure(exc)
+    refusal = tracking.schema_refusal(exc)
+    if refusal:
+        return str(refusal), 2
+    if tracking.is_store_error(exc, os_errors=False):
+        return tracking.store_failure(exc), STORE_FAILURE_CODES.get(command, 1)
+    return None
 
 
 class Interrupted(KeyboardInterrupt):
@@ -558,12 +564,10 @@ def _main(argv: Sequence[str] | None, *, from_mlproject: bool) -> int:
     except Exception as exc:  # one line: hyperflow's own outcomes with an exit code (RegistryError), a store's failure
         code, text = getattr(exc, "exit_code", None), str(exc)
         if not (isinstance(code, int) and type(exc).__module__.startswith("hyperflow.")):
-            tracking = sys.modules.get("hyperflow.tracking")  # not imported: no store was reached
-            refusal = tracking and tracking.schema_refusal(exc)  # a schema revision to upgrade (exit 2)
-            text = str(refusal) if refusal else _store_failure(exc)
-            if text is None:
+            refused = _store_refusal(exc, command)
+            if refused is None:
                 raise
-            code = 2 if refusal else STORE_FAILURE_CODES.get(command, 1)
+            text, code = refused
         print(f"hyperflow {command}: error: {without_credentials(text)}", file=sys.stderr)
         return code
     finally:
