@@ -18,7 +18,8 @@ Commands (each a new process, cwd and store in a temporary folder, ``PYTHONPATH`
 
 Each round runs, per command and side, the floor and then the command (A/B, the order of the sides
 alternating between rounds), and prints every time: wall seconds, and CPU seconds (user + system of the
-process and its children), which other jobs on the machine disturb less. The summary has each command's median, spread and
+process and its children), which other jobs on the machine disturb less. The summary has each command's median,
+spread and
 ratio to the floor's median, and the median of the per-round ratios. ``--breakdown`` then runs each
 hyperflow command once more with a probe that splits the process into stages: interpreter start, imports
 (all of them, wherever they happen), store initialisation (MLflow's SqlAlchemyStore constructors, without
@@ -45,18 +46,24 @@ FLOOR = [sys.executable, "-c", "import torch, mlflow"]
 MLFLOW_FLOOR = [sys.executable, "-c", "import mlflow.cli"]
 # not hyperflow: the floor plus one torch.optim step, which imports torch._dynamo in torch 2.13 whatever the
 # optimizer's flags; what any process that trains with torch.optim pays over the floor
-OPTIMIZER_STEP = [sys.executable, "-c", "import torch, mlflow; m = torch.nn.Linear(2, 2); "
-                  "o = torch.optim.Adam(m.parameters()); m(torch.ones(1, 2)).sum().backward(); o.step()"]
+OPTIMIZER_STEP = [
+    sys.executable,
+    "-c",
+    "import torch, mlflow; m = torch.nn.Linear(2, 2); "
+    "o = torch.optim.Adam(m.parameters()); m(torch.ones(1, 2)).sum().backward(); o.step()",
+]
 
 
 # ---------------------------------------------------------------------------------------------- the probe
+
 
 def probe(out: str, t0: float, argv: list[str]) -> None:
     """Run ``hyperflow.cli.main(argv)`` in this process, timing its stages; write them to ``out`` at exit."""
     import atexit
     import importlib._bootstrap as bootstrap
     import threading
-    from time import perf_counter, time as now
+    from time import perf_counter
+    from time import time as now
 
     wall0 = perf_counter() - (now() - t0)  # the process's start on the perf_counter clock
     stats: dict[str, float] = {"import": 0.0, "store": 0.0, "training": 0.0, "model load + scoring": 0.0}
@@ -77,6 +84,7 @@ def probe(out: str, t0: float, argv: list[str]) -> None:
                 own = perf_counter() - started - (claimed[0] - before)
                 stats[name] += own
                 claimed[0] += own
+
         return timed
 
     hooks = {  # module -> (object path, stage): wrapped as soon as the module is loaded
@@ -133,9 +141,11 @@ def breakdown(record: dict, total: float) -> dict[str, float]:
     stats, marks = record["stats"], record["marks"]
     main_end, atexit_end = marks["main end"], marks.get("atexit end", marks["main end"])
     named = ["store", "training", "model load + scoring"]
-    stages = {"interpreter start": marks["main start"] - stats["import before main"],
-              "imports": stats["import"],
-              **{k: stats[k] for k in named if stats[k] > 0}}
+    stages = {
+        "interpreter start": marks["main start"] - stats["import before main"],
+        "imports": stats["import"],
+        **{k: stats[k] for k in named if stats[k] > 0},
+    }
     stages["other work of the command"] = main_end - sum(stages.values())
     stages["exit: atexit handlers"] = atexit_end - main_end
     stages["exit: interpreter teardown"] = total - atexit_end
@@ -143,6 +153,7 @@ def breakdown(record: dict, total: float) -> dict[str, float]:
 
 
 # ----------------------------------------------------------------------------------------- the commands
+
 
 def make_rows(path: Path, n: int = 100) -> None:
     from sklearn.datasets import load_digits
@@ -168,8 +179,14 @@ class Bench:
         if code:
             raise SystemExit(f"could not prepare the store: {err[-2000:]}")
 
-    def run(self, src: Path, args: list[str], store: Path | None = None, argv: list[str] | None = None,
-            probe_out: Path | None = None) -> tuple[int, float, str]:
+    def run(
+        self,
+        src: Path,
+        args: list[str],
+        store: Path | None = None,
+        argv: list[str] | None = None,
+        probe_out: Path | None = None,
+    ) -> tuple[int, float, str]:
         """One whole process; returns (exit code, seconds, stderr). Its CPU seconds (user + system, children
         included) go to ``self.cpu``."""
         env = environment(src, store or self.store)
@@ -196,16 +213,20 @@ class Bench:
             "train, new store": {"args": train, "fresh": True},
             "predict (100 rows)": {"args": ["predict", "model=models:/coldstart/1", f"data={self.rows}", f"out={out}"]},
             "torch + MLflow + one optimizer step": {"argv": OPTIMIZER_STEP},
-            "mlflow run -e train": {"project": ["-e", "train", "--env-manager", "local", "-P", "epochs=1"],
-                                    "floor": MLFLOW_FLOOR},
+            "mlflow run -e train": {
+                "project": ["-e", "train", "--env-manager", "local", "-P", "epochs=1"],
+                "floor": MLFLOW_FLOOR,
+            },
         }
 
 
 def summarize(name: str, times: list[float], floor: list[float]) -> str:
     med, fmed = statistics.median(times), statistics.median(floor)
     paired = statistics.median(t / f for t, f in zip(times, floor))
-    return (f"{name:<34} median {med:6.2f} s  spread {min(times):.2f}-{max(times):.2f}  floor median {fmed:.2f} "
-            f"(spread {min(floor):.2f}-{max(floor):.2f})  ratio {med / fmed:.2f}  per-round ratio median {paired:.2f}")
+    return (
+        f"{name:<34} median {med:6.2f} s  spread {min(times):.2f}-{max(times):.2f}  floor median {fmed:.2f} "
+        f"(spread {min(floor):.2f}-{max(floor):.2f})  ratio {med / fmed:.2f}  per-round ratio median {paired:.2f}"
+    )
 
 
 def main() -> None:
@@ -225,13 +246,17 @@ def main() -> None:
         sides = {"after": ROOT / "src"}
         if args.before:
             worktree = folder / "before"
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(worktree), args.before],
-                           check=True, capture_output=True)
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(worktree), args.before],
+                check=True,
+                capture_output=True,
+            )
             sides = {"before": worktree / "src", **sides}
         try:
             bench = Bench(folder, sides)
-            commands = {k: v for k, v in bench.commands().items()
-                        if not args.commands or any(s in k for s in args.commands)}
+            commands = {
+                k: v for k, v in bench.commands().items() if not args.commands or any(s in k for s in args.commands)
+            }
             times: dict[tuple[str, str], list[float]] = {}
             for round_ in range(args.rounds):
                 order = list(sides) if round_ % 2 == 0 else list(reversed(sides))
@@ -241,8 +266,11 @@ def main() -> None:
                         _, floor, _ = bench.run(sides[side], [], argv=floor_argv)
                         floor_cpu = bench.cpu
                         store = bench.new_store() if spec.get("fresh") else None
-                        argv = (["mlflow", "run", str(sides[side].parent), *spec["project"]] if "project" in spec
-                                else spec.get("argv"))
+                        argv = (
+                            ["mlflow", "run", str(sides[side].parent), *spec["project"]]
+                            if "project" in spec
+                            else spec.get("argv")
+                        )
                         code, seconds, err = bench.run(sides[side], spec.get("args", []), store, argv)
                         if code:
                             print(f"  {name} ({side}) exited {code}: {err.strip().splitlines()[-1:]}")
@@ -250,15 +278,21 @@ def main() -> None:
                         times.setdefault((name, side + " floor"), []).append(floor)
                         times.setdefault((name, side + " cpu"), []).append(bench.cpu)
                         times.setdefault((name, side + " floor cpu"), []).append(floor_cpu)
-                        print(f"round {round_ + 1} {name:<26} {side:<6} floor {floor:5.2f}  command {seconds:5.2f}  "
-                              f"ratio {seconds / floor:.2f}   cpu: floor {floor_cpu:5.2f} command {bench.cpu:5.2f} "
-                              f"ratio {bench.cpu / floor_cpu:.2f}", flush=True)
+                        print(
+                            f"round {round_ + 1} {name:<26} {side:<6} floor {floor:5.2f}  command {seconds:5.2f}  "
+                            f"ratio {seconds / floor:.2f}   cpu: floor {floor_cpu:5.2f} command {bench.cpu:5.2f} "
+                            f"ratio {bench.cpu / floor_cpu:.2f}",
+                            flush=True,
+                        )
             print(f"\n{args.rounds} rounds, seconds per whole process; load average now {os.getloadavg()}")
             for name in commands:
                 for side in sides:
-                    print(summarize(f"{name} [{side}]", times[(name, side)], times[(name, side + ' floor')]))
-                    print(summarize(f"{name} [{side}] CPU s", times[(name, side + ' cpu')],
-                                    times[(name, side + ' floor cpu')]))
+                    print(summarize(f"{name} [{side}]", times[(name, side)], times[(name, side + " floor")]))
+                    print(
+                        summarize(
+                            f"{name} [{side}] CPU s", times[(name, side + " cpu")], times[(name, side + " floor cpu")]
+                        )
+                    )
             if args.breakdown:
                 print("\nstages of one probed process per command (seconds)")
                 for name, spec in commands.items():
@@ -269,12 +303,16 @@ def main() -> None:
                         store = bench.new_store() if spec.get("fresh") else None
                         _, total, err = bench.run(src, spec["args"], store, probe_out=out)
                         stages = breakdown(json.loads(out.read_text()), total)
-                        print(f"{name} [{side}] total {total:.2f}: " +
-                              ", ".join(f"{k} {v:.2f}" for k, v in stages.items()))
+                        print(
+                            f"{name} [{side}] total {total:.2f}: "
+                            + ", ".join(f"{k} {v:.2f}" for k, v in stages.items())
+                        )
         finally:
             if args.before:
-                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(folder / "before")],
-                               capture_output=True)
+                subprocess.run(
+                    ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(folder / "before")],
+                    capture_output=True,
+                )
             shutil.rmtree(folder / "mlruns", ignore_errors=True)
 
 

@@ -28,9 +28,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -50,11 +51,18 @@ def closed_port() -> int:
 
 def hf(ctx: dict, *args: str, env: dict | None = None, timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
     """A setup step: a hyperflow command that must succeed."""
-    proc = subprocess.run([PY, "-m", "hyperflow", *args], cwd=ctx["tmp"], env={**ctx["env"], **(env or {})},
-                          capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [PY, "-m", "hyperflow", *args],
+        cwd=ctx["tmp"],
+        env={**ctx["env"], **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if proc.returncode != 0:
-        raise RuntimeError(f"setup `hyperflow {' '.join(args)}` exited {proc.returncode}: "
-                           f"{proc.stderr.strip().splitlines()[-1:]}")
+        raise RuntimeError(
+            f"setup `hyperflow {' '.join(args)}` exited {proc.returncode}: {proc.stderr.strip().splitlines()[-1:]}"
+        )
     return proc
 
 
@@ -112,11 +120,13 @@ def db_query(db: Path, sql: str, args: tuple = ()) -> list[tuple] | None:
 def snapshot(db: Path) -> dict:
     runs = db_query(db, "select run_uuid, status, name from runs")
     reg: dict[str, Any] = {}
-    for t, cols in [("registered_models", "name, description"),
-                    ("model_versions", "name, version, description, status"),
-                    ("registered_model_aliases", "name, alias, version"),
-                    ("model_version_tags", "name, version, key, value"),
-                    ("registered_model_tags", "name, key, value")]:
+    for t, cols in [
+        ("registered_models", "name, description"),
+        ("model_versions", "name, version, description, status"),
+        ("registered_model_aliases", "name, alias, version"),
+        ("model_version_tags", "name, version, key, value"),
+        ("registered_model_tags", "name, key, value"),
+    ]:
         rows = db_query(db, f"select {cols} from {t}")
         if rows is not None and t == "registered_model_tags":
             rows = [r for r in rows if r[1] != "hyperflow.retrain_lock"]
@@ -133,8 +143,14 @@ def search_id(ctx: dict) -> str:
 
 def trial_numbers(ctx: dict) -> list[str]:
     """Trial numbers of the trial runs not ended KILLED (a killed trial runs again under its number)."""
-    rows = db_query(Path(ctx["db"]), "select t.value from tags t join runs r on r.run_uuid=t.run_uuid "
-                    "where t.key='hyperflow.trial_number' and r.status != 'KILLED'") or []
+    rows = (
+        db_query(
+            Path(ctx["db"]),
+            "select t.value from tags t join runs r on r.run_uuid=t.run_uuid "
+            "where t.key='hyperflow.trial_number' and r.status != 'KILLED'",
+        )
+        or []
+    )
     return [r[0] for r in rows]
 
 
@@ -147,12 +163,12 @@ def chattr(path: Path, flag: str) -> None:
 class Probe:
     name: str
     family: str
-    args: list[str] | list[list[str]]          # one command, or several run at once (concurrent=True)
+    args: list[str] | list[list[str]]  # one command, or several run at once (concurrent=True)
     expect: set[int] = field(default_factory=lambda: {2})
     setup: Callable[[dict], None] | None = None
     env: dict[str, str] = field(default_factory=dict)
     concurrent: bool = False
-    signal_after: tuple[str, int] | None = None   # ("running"|seconds, signal): signal once a run is RUNNING
+    signal_after: tuple[str, int] | None = None  # ("running"|seconds, signal): signal once a run is RUNNING
     check: Callable[[dict, list[dict]], list[str]] | None = None
     max_lines: int = 1
     cleanup: Callable[[dict], None] | None = None
@@ -172,6 +188,7 @@ def files(**kw: Callable[[dict], Any]) -> Callable[[dict], None]:
     def run(ctx: dict) -> None:
         for fn in kw.values():
             fn(ctx)
+
     return run
 
 
@@ -181,130 +198,338 @@ def _bom(ctx):
 
 
 P("csv_utf8_bom", "data", "train data=bom.csv target=x0 epochs=1", expect={0}, setup=_bom)
-P("csv_bom_target_first_col", "data", "train data=bom1.csv target=y epochs=1", expect={0},
-  setup=lambda c: write(c, "bom1.csv", "\ufeff" + table()[["y", "x0", "x1"]].to_csv(index=False)))
-P("csv_semicolon_decimal_comma", "data", "train data=semi.csv target=y epochs=1", expect={0},
-  setup=lambda c: write_csv(c, "semi.csv", table(), sep=";", decimal=","))
-P("csv_header_only", "data", "train data=h.csv target=y epochs=1",
-  setup=lambda c: write(c, "h.csv", "x0,x1,y\n"))
-P("csv_one_row", "data", "train data=one.csv target=y epochs=1",
-  setup=lambda c: write(c, "one.csv", "x0,x1,y\n1.0,2.0,1\n"))
-P("csv_two_rows", "data", "train data=two.csv target=y epochs=1",
-  setup=lambda c: write(c, "two.csv", "x0,x1,y\n1.0,2.0,1\n3.0,1.0,0\n"))
-P("csv_one_class", "data", "train data=oc.csv target=y task=classification epochs=1",
-  setup=lambda c: write_csv(c, "oc.csv", table().assign(y=1)))
-P("csv_target_all_nan", "data", "train data=nan.csv target=y epochs=1",
-  setup=lambda c: write_csv(c, "nan.csv", table().assign(y=np.nan)))
-P("csv_bool_target", "data", "train data=b.csv target=y epochs=1", expect={0},
-  setup=lambda c: write_csv(c, "b.csv", table().assign(y=lambda d: d.x0 > 0)))
-P("csv_datetime_target", "data", "train data=dt.csv target=y epochs=1", expect={0, 2},
-  setup=lambda c: write_csv(c, "dt.csv", table().assign(y=pd.date_range("2024-01-01", periods=60, freq="D"))))
-P("csv_1e308_feature", "data", "train data=big.csv target=y epochs=1",
-  setup=lambda c: write_csv(c, "big.csv", table().assign(x0=lambda d: d.x0 * 1e308)))
-P("csv_1e308_regression_target", "data", "train data=bt.csv target=y task=regression epochs=1",
-  setup=lambda c: write_csv(c, "bt.csv", table().assign(y=lambda d: d.x0 * 1e308)))
-P("csv_inf_target", "data", "train data=it.csv target=y task=regression epochs=1",
-  setup=lambda c: write_csv(c, "it.csv", table().assign(y=lambda d: np.where(d.x0 > 1, np.inf, d.x1))))
-P("csv_gzipped", "data", "train data=g.csv.gz target=y epochs=1", expect={0, 2},
-  setup=lambda c: write(c, "g.csv.gz", gzip.compress(table().to_csv(index=False).encode())))
-P("csv_gzip_named_csv", "data", "train data=gz.csv target=y epochs=1", expect={0, 2},
-  setup=lambda c: write(c, "gz.csv", gzip.compress(table().to_csv(index=False).encode())))
-P("excel_xlsx_fake", "data", "train data=x.xlsx target=y epochs=1",
-  setup=lambda c: write(c, "x.xlsx", b"PK\x03\x04" + os.urandom(2000)))
+P(
+    "csv_bom_target_first_col",
+    "data",
+    "train data=bom1.csv target=y epochs=1",
+    expect={0},
+    setup=lambda c: write(c, "bom1.csv", "\ufeff" + table()[["y", "x0", "x1"]].to_csv(index=False)),
+)
+P(
+    "csv_semicolon_decimal_comma",
+    "data",
+    "train data=semi.csv target=y epochs=1",
+    expect={0},
+    setup=lambda c: write_csv(c, "semi.csv", table(), sep=";", decimal=","),
+)
+P("csv_header_only", "data", "train data=h.csv target=y epochs=1", setup=lambda c: write(c, "h.csv", "x0,x1,y\n"))
+P(
+    "csv_one_row",
+    "data",
+    "train data=one.csv target=y epochs=1",
+    setup=lambda c: write(c, "one.csv", "x0,x1,y\n1.0,2.0,1\n"),
+)
+P(
+    "csv_two_rows",
+    "data",
+    "train data=two.csv target=y epochs=1",
+    setup=lambda c: write(c, "two.csv", "x0,x1,y\n1.0,2.0,1\n3.0,1.0,0\n"),
+)
+P(
+    "csv_one_class",
+    "data",
+    "train data=oc.csv target=y task=classification epochs=1",
+    setup=lambda c: write_csv(c, "oc.csv", table().assign(y=1)),
+)
+P(
+    "csv_target_all_nan",
+    "data",
+    "train data=nan.csv target=y epochs=1",
+    setup=lambda c: write_csv(c, "nan.csv", table().assign(y=np.nan)),
+)
+P(
+    "csv_bool_target",
+    "data",
+    "train data=b.csv target=y epochs=1",
+    expect={0},
+    setup=lambda c: write_csv(c, "b.csv", table().assign(y=lambda d: d.x0 > 0)),
+)
+P(
+    "csv_datetime_target",
+    "data",
+    "train data=dt.csv target=y epochs=1",
+    expect={0, 2},
+    setup=lambda c: write_csv(c, "dt.csv", table().assign(y=pd.date_range("2024-01-01", periods=60, freq="D"))),
+)
+P(
+    "csv_1e308_feature",
+    "data",
+    "train data=big.csv target=y epochs=1",
+    setup=lambda c: write_csv(c, "big.csv", table().assign(x0=lambda d: d.x0 * 1e308)),
+)
+P(
+    "csv_1e308_regression_target",
+    "data",
+    "train data=bt.csv target=y task=regression epochs=1",
+    setup=lambda c: write_csv(c, "bt.csv", table().assign(y=lambda d: d.x0 * 1e308)),
+)
+P(
+    "csv_inf_target",
+    "data",
+    "train data=it.csv target=y task=regression epochs=1",
+    setup=lambda c: write_csv(c, "it.csv", table().assign(y=lambda d: np.where(d.x0 > 1, np.inf, d.x1))),
+)
+P(
+    "csv_gzipped",
+    "data",
+    "train data=g.csv.gz target=y epochs=1",
+    expect={0, 2},
+    setup=lambda c: write(c, "g.csv.gz", gzip.compress(table().to_csv(index=False).encode())),
+)
+P(
+    "csv_gzip_named_csv",
+    "data",
+    "train data=gz.csv target=y epochs=1",
+    expect={0, 2},
+    setup=lambda c: write(c, "gz.csv", gzip.compress(table().to_csv(index=False).encode())),
+)
+P(
+    "excel_xlsx_fake",
+    "data",
+    "train data=x.xlsx target=y epochs=1",
+    setup=lambda c: write(c, "x.xlsx", b"PK\x03\x04" + os.urandom(2000)),
+)
 P("data_is_directory", "data", "train data=d target=y epochs=1", setup=lambda c: (Path(c["tmp"]) / "d").mkdir())
 P("data_dev_null", "data", "train data=/dev/null target=y epochs=1")
-P("data_fifo", "data", "train data=f.csv target=y epochs=1",
-  setup=lambda c: os.mkfifo(Path(c["tmp"]) / "f.csv"))
+P("data_fifo", "data", "train data=f.csv target=y epochs=1", setup=lambda c: os.mkfifo(Path(c["tmp"]) / "f.csv"))
 P("data_zero_bytes", "data", "train data=z.csv target=y epochs=1", setup=lambda c: write(c, "z.csv", ""))
-P("data_symlink_loop", "data", "train data=loop.csv target=y epochs=1",
-  setup=lambda c: (os.symlink("loop2.csv", Path(c["tmp"]) / "loop.csv"),
-                   os.symlink("loop.csv", Path(c["tmp"]) / "loop2.csv")))
-P("csv_unicode_columns", "data", ["train", "data=u.csv", "target=ζ-ziel ✓", "epochs=1"], expect={0},
-  setup=lambda c: write_csv(c, "u.csv", table().rename(columns={"x0": "größe", "x1": "日本", "y": "ζ-ziel ✓"})))
-P("csv_duplicate_columns", "data", "train data=dup.csv target=y epochs=1",
-  setup=lambda c: write(c, "dup.csv", "a,a,y\n" + "".join(f"{i},{i*2},{i%2}\n" for i in range(40))))
-P("csv_duplicate_target_column", "data", "train data=dupy.csv target=y epochs=1",
-  setup=lambda c: write(c, "dupy.csv", "a,y,y\n" + "".join(f"{i},{i%2},{i%3}\n" for i in range(40))))
-P("target_equals_split_column", "data", "train data=t.csv target=y split_column=y epochs=1",
-  setup=lambda c: write_csv(c, "t.csv", table()))
-P("split_column_bad_values", "data", "train data=s.csv target=y split_column=s epochs=1",
-  setup=lambda c: write_csv(c, "s.csv", table().assign(s="banana")))
-P("split_column_no_test_rows", "data", "train data=s.csv target=y split_column=s epochs=1",
-  setup=lambda c: write_csv(c, "s.csv", table().assign(s=["train", "val"] * 30)))
-P("csv_only_target_column", "data", "train data=o.csv target=y epochs=1",
-  setup=lambda c: write_csv(c, "o.csv", table()[["y"]]))
-P("csv_ragged_rows", "data", "train data=r.csv target=y epochs=1", expect={0, 2},
-  setup=lambda c: write(c, "r.csv", "x0,x1,y\n" + "".join(f"{i},{i},{i%2}\n" for i in range(40)) + "1,2,3,4,5\n"))
-P("csv_empty_column_name", "data", "train data=e.csv target=y epochs=1", expect={0},
-  setup=lambda c: write(c, "e.csv", ",x1,y\n" + "".join(f"{i},{i*0.5},{i%2}\n" for i in range(40))))
-P("parquet_list_column", "data", "train data=l.parquet target=y epochs=1", expect={0, 2},
-  setup=lambda c: table().assign(x0=lambda d: [[1, 2]] * len(d)).to_parquet(Path(c["tmp"]) / "l.parquet"))
-P("parquet_struct_column", "data", "train data=s.parquet target=y epochs=1", expect={0, 2},
-  setup=lambda c: table().assign(x0=lambda d: [{"a": 1, "b": "x"}] * len(d)).to_parquet(
-      Path(c["tmp"]) / "s.parquet"))
-P("parquet_list_target", "data", "train data=lt.parquet target=y epochs=1",
-  setup=lambda c: table().assign(y=lambda d: [[1, 0]] * len(d)).to_parquet(Path(c["tmp"]) / "lt.parquet"))
-P("parquet_truncated", "data", "train data=tr.parquet target=y epochs=1",
-  setup=lambda c: (table().to_parquet(Path(c["tmp"]) / "full.parquet"),
-                   write(c, "tr.parquet", (Path(c["tmp"]) / "full.parquet").read_bytes()[:300])))
-P("parquet_bytes_column", "data", "train data=bc.parquet target=y epochs=1", expect={0, 2},
-  setup=lambda c: table().assign(x0=lambda d: [b"\x00\xff"] * len(d)).to_parquet(Path(c["tmp"]) / "bc.parquet"))
-P("npz_missing_y", "data", "train data=a.npz epochs=1",
-  setup=lambda c: np.savez(Path(c["tmp"]) / "a.npz", X=np.zeros((20, 3))))
-P("npz_1d_X", "data", "train data=a.npz epochs=1",
-  setup=lambda c: np.savez(Path(c["tmp"]) / "a.npz", X=np.zeros(20), y=np.zeros(20)))
-P("npz_object_pickle", "data", "train data=a.npz epochs=1",
-  setup=lambda c: np.savez(Path(c["tmp"]) / "a.npz", X=np.array([{"a": 1}] * 20, dtype=object), y=np.zeros(20)))
-P("npz_X_y_length_mismatch", "data", "train data=a.npz epochs=1",
-  setup=lambda c: np.savez(Path(c["tmp"]) / "a.npz", X=np.zeros((20, 3)), y=np.zeros(15)))
-P("npz_nonbinary_mask", "data", "train data=a.npz model=unet epochs=1",
-  setup=lambda c: np.savez(Path(c["tmp"]) / "a.npz", X=np.random.rand(30, 1, 16, 16),
-                           y=np.random.randint(0, 5, (30, 1, 16, 16))))
-P("npz_nan_in_X", "data", "train data=a.npz epochs=1", expect={0, 2},
-  setup=lambda c: np.savez(Path(c["tmp"]) / "a.npz", X=np.full((40, 3), np.nan), y=np.arange(40) % 2))
-P("csv_mixed_type_target", "data", "train data=mx.csv target=y epochs=1", expect={0},
-  setup=lambda c: write_csv(c, "mx.csv", table().assign(y=["a", 1, 2.5] * 20)))
+P(
+    "data_symlink_loop",
+    "data",
+    "train data=loop.csv target=y epochs=1",
+    setup=lambda c: (
+        os.symlink("loop2.csv", Path(c["tmp"]) / "loop.csv"),
+        os.symlink("loop.csv", Path(c["tmp"]) / "loop2.csv"),
+    ),
+)
+P(
+    "csv_unicode_columns",
+    "data",
+    ["train", "data=u.csv", "target=ζ-ziel ✓", "epochs=1"],
+    expect={0},
+    setup=lambda c: write_csv(c, "u.csv", table().rename(columns={"x0": "größe", "x1": "日本", "y": "ζ-ziel ✓"})),
+)
+P(
+    "csv_duplicate_columns",
+    "data",
+    "train data=dup.csv target=y epochs=1",
+    setup=lambda c: write(c, "dup.csv", "a,a,y\n" + "".join(f"{i},{i * 2},{i % 2}\n" for i in range(40))),
+)
+P(
+    "csv_duplicate_target_column",
+    "data",
+    "train data=dupy.csv target=y epochs=1",
+    setup=lambda c: write(c, "dupy.csv", "a,y,y\n" + "".join(f"{i},{i % 2},{i % 3}\n" for i in range(40))),
+)
+P(
+    "target_equals_split_column",
+    "data",
+    "train data=t.csv target=y split_column=y epochs=1",
+    setup=lambda c: write_csv(c, "t.csv", table()),
+)
+P(
+    "split_column_bad_values",
+    "data",
+    "train data=s.csv target=y split_column=s epochs=1",
+    setup=lambda c: write_csv(c, "s.csv", table().assign(s="banana")),
+)
+P(
+    "split_column_no_test_rows",
+    "data",
+    "train data=s.csv target=y split_column=s epochs=1",
+    setup=lambda c: write_csv(c, "s.csv", table().assign(s=["train", "val"] * 30)),
+)
+P(
+    "csv_only_target_column",
+    "data",
+    "train data=o.csv target=y epochs=1",
+    setup=lambda c: write_csv(c, "o.csv", table()[["y"]]),
+)
+P(
+    "csv_ragged_rows",
+    "data",
+    "train data=r.csv target=y epochs=1",
+    expect={0, 2},
+    setup=lambda c: write(c, "r.csv", "x0,x1,y\n" + "".join(f"{i},{i},{i % 2}\n" for i in range(40)) + "1,2,3,4,5\n"),
+)
+P(
+    "csv_empty_column_name",
+    "data",
+    "train data=e.csv target=y epochs=1",
+    expect={0},
+    setup=lambda c: write(c, "e.csv", ",x1,y\n" + "".join(f"{i},{i * 0.5},{i % 2}\n" for i in range(40))),
+)
+P(
+    "parquet_list_column",
+    "data",
+    "train data=l.parquet target=y epochs=1",
+    expect={0, 2},
+    setup=lambda c: table().assign(x0=lambda d: [[1, 2]] * len(d)).to_parquet(Path(c["tmp"]) / "l.parquet"),
+)
+P(
+    "parquet_struct_column",
+    "data",
+    "train data=s.parquet target=y epochs=1",
+    expect={0, 2},
+    setup=lambda c: table().assign(x0=lambda d: [{"a": 1, "b": "x"}] * len(d)).to_parquet(Path(c["tmp"]) / "s.parquet"),
+)
+P(
+    "parquet_list_target",
+    "data",
+    "train data=lt.parquet target=y epochs=1",
+    setup=lambda c: table().assign(y=lambda d: [[1, 0]] * len(d)).to_parquet(Path(c["tmp"]) / "lt.parquet"),
+)
+P(
+    "parquet_truncated",
+    "data",
+    "train data=tr.parquet target=y epochs=1",
+    setup=lambda c: (
+        table().to_parquet(Path(c["tmp"]) / "full.parquet"),
+        write(c, "tr.parquet", (Path(c["tmp"]) / "full.parquet").read_bytes()[:300]),
+    ),
+)
+P(
+    "parquet_bytes_column",
+    "data",
+    "train data=bc.parquet target=y epochs=1",
+    expect={0, 2},
+    setup=lambda c: table().assign(x0=lambda d: [b"\x00\xff"] * len(d)).to_parquet(Path(c["tmp"]) / "bc.parquet"),
+)
+P(
+    "npz_missing_y",
+    "data",
+    "train data=a.npz epochs=1",
+    setup=lambda c: np.savez(Path(c["tmp"]) / "a.npz", X=np.zeros((20, 3))),
+)
+P(
+    "npz_1d_X",
+    "data",
+    "train data=a.npz epochs=1",
+    setup=lambda c: np.savez(Path(c["tmp"]) / "a.npz", X=np.zeros(20), y=np.zeros(20)),
+)
+P(
+    "npz_object_pickle",
+    "data",
+    "train data=a.npz epochs=1",
+    setup=lambda c: np.savez(Path(c["tmp"]) / "a.npz", X=np.array([{"a": 1}] * 20, dtype=object), y=np.zeros(20)),
+)
+P(
+    "npz_X_y_length_mismatch",
+    "data",
+    "train data=a.npz epochs=1",
+    setup=lambda c: np.savez(Path(c["tmp"]) / "a.npz", X=np.zeros((20, 3)), y=np.zeros(15)),
+)
+P(
+    "npz_nonbinary_mask",
+    "data",
+    "train data=a.npz model=unet epochs=1",
+    setup=lambda c: np.savez(
+        Path(c["tmp"]) / "a.npz", X=np.random.rand(30, 1, 16, 16), y=np.random.randint(0, 5, (30, 1, 16, 16))
+    ),
+)
+P(
+    "npz_nan_in_X",
+    "data",
+    "train data=a.npz epochs=1",
+    expect={0, 2},
+    setup=lambda c: np.savez(Path(c["tmp"]) / "a.npz", X=np.full((40, 3), np.nan), y=np.arange(40) % 2),
+)
+P(
+    "csv_mixed_type_target",
+    "data",
+    "train data=mx.csv target=y epochs=1",
+    expect={0},
+    setup=lambda c: write_csv(c, "mx.csv", table().assign(y=["a", 1, 2.5] * 20)),
+)
 
 # ---- settings ----------------------------------------------------------------------------------------
-for _name, _arg in [("epochs_negative", "epochs=-1"), ("epochs_nan", "epochs=nan"), ("epochs_empty", "epochs="),
-                    ("epochs_list", "epochs=[1,2]"), ("epochs_huge", "epochs=1e30"), ("lr_inf", "lr=inf"),
-                    ("lr_nan", "lr=nan"), ("lr_negative", "lr=-0.1"), ("batch_size_zero", "batch_size=0"),
-                    ("val_size_1_5", "val_size=1.5"), ("val_plus_test_1", "val_size=0.5 test_size=0.5"),
-                    ("dropout_one", "dropout=1"), ("momentum_negative", "optimizer=sgd momentum=-1"),
-                    ("width_1e30", "width=1e30"), ("threads_negative", "threads=-5"),
-                    ("device_cuda_99", "device=cuda:99"), ("device_tpu", "device=tpu"),
-                    ("grad_clip_negative", "grad_clip=-1"), ("flush_secs_nan", "flush_secs=nan"),
-                    ("pct_start_zero", "pct_start=0"), ("cycle_epochs_zero", "schedule=cyclic cycle_epochs=0"),
-                    ("beta2_one", "beta2=1"), ("div_factor_zero", "div_factor=0"),
-                    ("label_smoothing_2", "label_smoothing=2"), ("patience_inf", "patience=inf"),
-                    ("experiment_empty", "experiment="), ("model_name_1000_chars", "model_name=" + "m" * 1000),
-                    ("model_kwargs_for_mlp", "model_kwargs={a:1}"), ("model_not_importable", "model=nopkg.mod:f"),
-                    ("model_factory_returns_none", "model=builtins:print"),
-                    ("loss_dice_for_classes", "loss=dice"), ("task_segmentation_for_table", "task=segmentation"),
-                    ("bool_yes_please", "restore_best=maybe"), ("seed_float", "seed=1.5")]:
+for _name, _arg in [
+    ("epochs_negative", "epochs=-1"),
+    ("epochs_nan", "epochs=nan"),
+    ("epochs_empty", "epochs="),
+    ("epochs_list", "epochs=[1,2]"),
+    ("epochs_huge", "epochs=1e30"),
+    ("lr_inf", "lr=inf"),
+    ("lr_nan", "lr=nan"),
+    ("lr_negative", "lr=-0.1"),
+    ("batch_size_zero", "batch_size=0"),
+    ("val_size_1_5", "val_size=1.5"),
+    ("val_plus_test_1", "val_size=0.5 test_size=0.5"),
+    ("dropout_one", "dropout=1"),
+    ("momentum_negative", "optimizer=sgd momentum=-1"),
+    ("width_1e30", "width=1e30"),
+    ("threads_negative", "threads=-5"),
+    ("device_cuda_99", "device=cuda:99"),
+    ("device_tpu", "device=tpu"),
+    ("grad_clip_negative", "grad_clip=-1"),
+    ("flush_secs_nan", "flush_secs=nan"),
+    ("pct_start_zero", "pct_start=0"),
+    ("cycle_epochs_zero", "schedule=cyclic cycle_epochs=0"),
+    ("beta2_one", "beta2=1"),
+    ("div_factor_zero", "div_factor=0"),
+    ("label_smoothing_2", "label_smoothing=2"),
+    ("patience_inf", "patience=inf"),
+    ("experiment_empty", "experiment="),
+    ("model_name_1000_chars", "model_name=" + "m" * 1000),
+    ("model_kwargs_for_mlp", "model_kwargs={a:1}"),
+    ("model_not_importable", "model=nopkg.mod:f"),
+    ("model_factory_returns_none", "model=builtins:print"),
+    ("loss_dice_for_classes", "loss=dice"),
+    ("task_segmentation_for_table", "task=segmentation"),
+    ("bool_yes_please", "restore_best=maybe"),
+    ("seed_float", "seed=1.5"),
+]:
     P(f"train_{_name}", "settings", f"train data=wine epochs=1 {_arg}".split())
-for _key in ["min_delta", "grad_clip", "weight_decay", "min_lr", "warmup_epochs", "cycle_gamma", "final_div_factor",
-             "label_smoothing", "dropout", "momentum", "beta1", "max_lr", "start_lr", "pct_start", "val_size"]:
+for _key in [
+    "min_delta",
+    "grad_clip",
+    "weight_decay",
+    "min_lr",
+    "warmup_epochs",
+    "cycle_gamma",
+    "final_div_factor",
+    "label_smoothing",
+    "dropout",
+    "momentum",
+    "beta1",
+    "max_lr",
+    "start_lr",
+    "pct_start",
+    "val_size",
+]:
     P(f"train_{_key}_nan", "settings", f"train data=wine epochs=1 {_key}=nan".split())
 for _key in ["timeout", "min_epochs", "prune_patience", "early_stop"]:
     P(f"search_{_key}_nan", "settings", f"search data=wine epochs=1 max_evals=2 {_key}=nan".split())
-P("train_run_name_5000_chars", "settings", ["train", "data=wine", "epochs=1", "run_name=" + "r" * 5000],
-  expect={0, 2})
+P("train_run_name_5000_chars", "settings", ["train", "data=wine", "epochs=1", "run_name=" + "r" * 5000], expect={0, 2})
 P("train_key_without_value", "settings", "train data=wine epochs")
 P("train_dashdash_key_value", "settings", "train data=wine --epochs 1", expect={0})  # `--key value` is accepted
 P("lrfind_start_gt_end", "settings", "lr-find data=wine start_lr=1 end_lr=1e-5")
 P("lrfind_num_iter_zero", "settings", "lr-find data=wine num_iter=0")
 P("lrfind_repeats_zero", "settings", "lr-find data=wine repeats=0")
 P("lrfind_start_lr_zero_exp", "settings", "lr-find data=wine start_lr=0")
-for _name, _arg in [("max_evals_zero", "max_evals=0"), ("timeout_negative", "timeout=-1"),
-                    ("parallelism_zero", "parallelism=0"), ("parallelism_negative", "parallelism=-2"),
-                    ("gamma_nan", "gamma=nan"), ("gamma_zero", "gamma=0"), ("n_startup_negative", "n_startup_jobs=-1"),
-                    ("loss_threshold_nan", "loss_threshold=nan"), ("resume_empty", "resume="),
-                    ("reduction_factor_one", "pruner=asha reduction_factor=1"), ("strategy_bogus", "strategy=anneal")]:
+for _name, _arg in [
+    ("max_evals_zero", "max_evals=0"),
+    ("timeout_negative", "timeout=-1"),
+    ("parallelism_zero", "parallelism=0"),
+    ("parallelism_negative", "parallelism=-2"),
+    ("gamma_nan", "gamma=nan"),
+    ("gamma_zero", "gamma=0"),
+    ("n_startup_negative", "n_startup_jobs=-1"),
+    ("loss_threshold_nan", "loss_threshold=nan"),
+    ("resume_empty", "resume="),
+    ("reduction_factor_one", "pruner=asha reduction_factor=1"),
+    ("strategy_bogus", "strategy=anneal"),
+]:
     P(f"search_{_name}", "settings", f"search data=wine epochs=1 max_evals=2 {_arg}".split())
-P("search_resume_of_train_run", "settings", "search data=wine resume={train_run}",
-  setup=lambda c: (hf(c, "train", "data=wine", "epochs=1"),
-                   c.update(train_run=db_query(Path(c["db"]), "select run_uuid from runs")[0][0])))
+P(
+    "search_resume_of_train_run",
+    "settings",
+    "search data=wine resume={train_run}",
+    setup=lambda c: (
+        hf(c, "train", "data=wine", "epochs=1"),
+        c.update(train_run=db_query(Path(c["db"]), "select run_uuid from runs")[0][0]),
+    ),
+)
 
 # ---- config files ------------------------------------------------------------------------------------
 P("config_yaml_list", "config", "train config=c.yaml", setup=lambda c: write(c, "c.yaml", "- epochs: 1\n- lr: 0.1\n"))
@@ -312,38 +537,68 @@ P("config_yaml_tabs", "config", "train config=c.yaml", setup=lambda c: write(c, 
 P("config_missing", "config", "train config=nope.yaml")
 P("config_is_directory", "config", "train config=cd", setup=lambda c: (Path(c["tmp"]) / "cd").mkdir())
 P("config_binary", "config", "train config=c.yaml", setup=lambda c: write(c, "c.yaml", bytes(range(256)) * 8))
-P("config_self_reference", "config", "train config=c.yaml",
-  setup=lambda c: write(c, "c.yaml", "config: c.yaml\nepochs: 1\n"))
-P("config_python_object_tag", "config", "train config=c.yaml",
-  setup=lambda c: write(c, "c.yaml", "epochs: !!python/object/apply:os.system ['touch pwned']\n"),
-  check=lambda c, r: ["YAML python tag executed"] if (Path(c["tmp"]) / "pwned").exists() else [])
-P("config_billion_laughs", "config", "train config=c.yaml",
-  setup=lambda c: write(c, "c.yaml", "a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
-                                       "c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n"
-                                       "e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\n"
-                                       "model_kwargs: {g: [*f,*f,*f,*f,*f,*f,*f,*f,*f]}\n"))
+P(
+    "config_self_reference",
+    "config",
+    "train config=c.yaml",
+    setup=lambda c: write(c, "c.yaml", "config: c.yaml\nepochs: 1\n"),
+)
+P(
+    "config_python_object_tag",
+    "config",
+    "train config=c.yaml",
+    setup=lambda c: write(c, "c.yaml", "epochs: !!python/object/apply:os.system ['touch pwned']\n"),
+    check=lambda c, r: ["YAML python tag executed"] if (Path(c["tmp"]) / "pwned").exists() else [],
+)
+P(
+    "config_billion_laughs",
+    "config",
+    "train config=c.yaml",
+    setup=lambda c: write(
+        c,
+        "c.yaml",
+        "a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
+        "c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n"
+        "e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\n"
+        "model_kwargs: {g: [*f,*f,*f,*f,*f,*f,*f,*f,*f]}\n",
+    ),
+)
 P("config_scalar", "config", "search config=c.yaml", setup=lambda c: write(c, "c.yaml", "42\n"))
 P("config_dev_null", "config", "train data=wine epochs=1 config=/dev/null", expect={0, 2})
 
 # ---- space files -------------------------------------------------------------------------------------
-_SPACES = {"empty": "", "list": "- lr\n- width\n", "low_gt_high": "lr: {type: uniform, low: 0.1, high: 0.01}\n",
-           "loguniform_low_zero": "lr: {type: loguniform, low: 0, high: 0.1}\n",
-           "choice_no_values": "width: {type: choice, values: []}\n",
-           "choice_no_options": "optimizer: {type: choice, options: {}}\n",
-           "unknown_distribution": "lr: {type: gaussian, mu: 0.01, sigma: 0.001}\n",
-           "nested_dims": "lr: {lr: {type: uniform, low: 0.001, high: 0.01}}\n",
-           "string_bounds": "lr: {type: uniform, low: abc, high: def}\n",
-           "int_fractional_bounds": "depth: {type: int, low: 1.5, high: 2.5}\n",
-           "quniform_q_zero": "width: {type: quniform, low: 16, high: 64, q: 0}\n",
-           "fixed_epochs_negative": "epochs: -5\n", "missing_type": "lr: {low: 0.001, high: 0.01}\n",
-           "nan_bound": "lr: {type: uniform, low: .nan, high: 0.1}\n",
-           "inf_bound": "lr: {type: loguniform, low: 1e-5, high: .inf}\n",
-           "width_choice_huge": "width: {type: choice, values: [1000000000]}\n"}
+_SPACES = {
+    "empty": "",
+    "list": "- lr\n- width\n",
+    "low_gt_high": "lr: {type: uniform, low: 0.1, high: 0.01}\n",
+    "loguniform_low_zero": "lr: {type: loguniform, low: 0, high: 0.1}\n",
+    "choice_no_values": "width: {type: choice, values: []}\n",
+    "choice_no_options": "optimizer: {type: choice, options: {}}\n",
+    "unknown_distribution": "lr: {type: gaussian, mu: 0.01, sigma: 0.001}\n",
+    "nested_dims": "lr: {lr: {type: uniform, low: 0.001, high: 0.01}}\n",
+    "string_bounds": "lr: {type: uniform, low: abc, high: def}\n",
+    "int_fractional_bounds": "depth: {type: int, low: 1.5, high: 2.5}\n",
+    "quniform_q_zero": "width: {type: quniform, low: 16, high: 64, q: 0}\n",
+    "fixed_epochs_negative": "epochs: -5\n",
+    "missing_type": "lr: {low: 0.001, high: 0.01}\n",
+    "nan_bound": "lr: {type: uniform, low: .nan, high: 0.1}\n",
+    "inf_bound": "lr: {type: loguniform, low: 1e-5, high: .inf}\n",
+    "width_choice_huge": "width: {type: choice, values: [1000000000]}\n",
+}
 for _name, _text in _SPACES.items():
-    P(f"space_{_name}", "space", "search data=wine epochs=1 max_evals=2 space=s.yaml",
-      setup=(lambda t: lambda c: write(c, "s.yaml", t))(_text))
+    P(
+        f"space_{_name}",
+        "space",
+        "search data=wine epochs=1 max_evals=2 space=s.yaml",
+        setup=(lambda t: lambda c: write(c, "s.yaml", t))(_text),
+    )
 P("space_missing_file", "space", "search data=wine max_evals=2 space=nope.yaml")
-P("space_is_directory", "space", "search data=wine max_evals=2 space=sd", setup=lambda c: (Path(c["tmp"]) / "sd").mkdir())
+P(
+    "space_is_directory",
+    "space",
+    "search data=wine max_evals=2 space=sd",
+    setup=lambda c: (Path(c["tmp"]) / "sd").mkdir(),
+)
 
 # ---- promote / retrain / predict inputs ----------------------------------------------------------------
 P("promote_unknown_model", "promote", "promote model_name=nope allow_first=true")
@@ -352,70 +607,158 @@ P("promote_version_negative", "promote", "promote model_name=m version=-1 allow_
 P("promote_version_fraction", "promote", "promote model_name=m version=1.5 allow_first=true", setup=model)
 P("promote_version_999", "promote", "promote model_name=m version=999 allow_first=true", setup=model)
 P("promote_no_challenger_alias", "promote", "promote model_name=m allow_first=true", setup=model)
-P("promote_gate_empty_file", "promote", "promote model_name=m version=1 gate=g.yaml",
-  setup=lambda c: (model(c), write(c, "g.yaml", "")))
-P("promote_gate_unknown_metric", "promote", ["promote", "model_name=m", "version=1", "gate={bleu: {threshold: 0.5}}"],
-  setup=model)
-P("promote_gate_string_threshold", "promote", ["promote", "model_name=m", "version=1",
-                                               "gate={accuracy: {threshold: high}}"], setup=model)
-P("promote_gate_yaml_list", "promote", "promote model_name=m version=1 gate=g.yaml",
-  setup=lambda c: (model(c), write(c, "g.yaml", "- accuracy\n- f1\n")))
-P("promote_gate_rmse_on_classifier", "promote", "promote model_name=m version=1 gate.rmse.threshold=0.5",
-  setup=model)
-P("promote_gate_nan_threshold", "promote", "promote model_name=m version=1 gate.accuracy.threshold=nan",
-  setup=model)
-P("promote_data_without_target", "promote", "promote model_name=m version=1 allow_first=true data=nt.csv",
-  setup=lambda c: (model(c), write_csv(c, "nt.csv", table().drop(columns="y"))))
-P("promote_data_other_columns", "promote", "promote model_name=m version=1 allow_first=true data=oc.csv",
-  setup=lambda c: (model(c), write_csv(c, "oc.csv", table().rename(columns={"x0": "q0", "x1": "q1"}))))
-P("promote_data_header_only", "promote", "promote model_name=m version=1 allow_first=true data=h.csv",
-  setup=lambda c: (model(c), write(c, "h.csv", "x0,x1,x2,x3,y\n")))
-P("promote_max_attempts_zero", "promote", "promote model_name=m version=1 allow_first=true max_attempts=0",
-  setup=model)
+P(
+    "promote_gate_empty_file",
+    "promote",
+    "promote model_name=m version=1 gate=g.yaml",
+    setup=lambda c: (model(c), write(c, "g.yaml", "")),
+)
+P(
+    "promote_gate_unknown_metric",
+    "promote",
+    ["promote", "model_name=m", "version=1", "gate={bleu: {threshold: 0.5}}"],
+    setup=model,
+)
+P(
+    "promote_gate_string_threshold",
+    "promote",
+    ["promote", "model_name=m", "version=1", "gate={accuracy: {threshold: high}}"],
+    setup=model,
+)
+P(
+    "promote_gate_yaml_list",
+    "promote",
+    "promote model_name=m version=1 gate=g.yaml",
+    setup=lambda c: (model(c), write(c, "g.yaml", "- accuracy\n- f1\n")),
+)
+P("promote_gate_rmse_on_classifier", "promote", "promote model_name=m version=1 gate.rmse.threshold=0.5", setup=model)
+P("promote_gate_nan_threshold", "promote", "promote model_name=m version=1 gate.accuracy.threshold=nan", setup=model)
+P(
+    "promote_data_without_target",
+    "promote",
+    "promote model_name=m version=1 allow_first=true data=nt.csv",
+    setup=lambda c: (model(c), write_csv(c, "nt.csv", table().drop(columns="y"))),
+)
+P(
+    "promote_data_other_columns",
+    "promote",
+    "promote model_name=m version=1 allow_first=true data=oc.csv",
+    setup=lambda c: (model(c), write_csv(c, "oc.csv", table().rename(columns={"x0": "q0", "x1": "q1"}))),
+)
+P(
+    "promote_data_header_only",
+    "promote",
+    "promote model_name=m version=1 allow_first=true data=h.csv",
+    setup=lambda c: (model(c), write(c, "h.csv", "x0,x1,x2,x3,y\n")),
+)
+P("promote_max_attempts_zero", "promote", "promote model_name=m version=1 allow_first=true max_attempts=0", setup=model)
 P("promote_model_name_empty", "promote", "promote model_name=")
 P("retrain_unknown_model", "retrain", "retrain model_name=nope")
 P("retrain_no_champion", "retrain", "retrain model_name=m epochs=1", setup=model)
 P("retrain_lease_zero", "retrain", "retrain model_name=m lease=0 epochs=1", setup=lambda c: model(c, True))
 P("retrain_lease_nan", "retrain", "retrain model_name=m lease=nan epochs=1", setup=lambda c: model(c, True))
-P("retrain_empty_folder", "retrain", "retrain model_name=m data=inbox epochs=1",
-  setup=lambda c: (model(c, True), (Path(c["tmp"]) / "inbox").mkdir()))
-P("retrain_glob_no_match", "retrain", ["retrain", "model_name=m", "data=inbox/*.parquet", "epochs=1"],
-  setup=lambda c: (model(c, True), (Path(c["tmp"]) / "inbox").mkdir()))
-P("retrain_folder_only_hidden", "retrain", "retrain model_name=m data=inbox epochs=1",
-  setup=lambda c: (model(c, True), write_csv(c, "inbox/.part.csv", table(90))))
+P(
+    "retrain_empty_folder",
+    "retrain",
+    "retrain model_name=m data=inbox epochs=1",
+    setup=lambda c: (model(c, True), (Path(c["tmp"]) / "inbox").mkdir()),
+)
+P(
+    "retrain_glob_no_match",
+    "retrain",
+    ["retrain", "model_name=m", "data=inbox/*.parquet", "epochs=1"],
+    setup=lambda c: (model(c, True), (Path(c["tmp"]) / "inbox").mkdir()),
+)
+P(
+    "retrain_folder_only_hidden",
+    "retrain",
+    "retrain model_name=m data=inbox epochs=1",
+    setup=lambda c: (model(c, True), write_csv(c, "inbox/.part.csv", table(90))),
+)
 P("retrain_mode_bogus", "retrain", "retrain model_name=m mode=bogus", setup=lambda c: model(c, True))
-P("retrain_search_max_evals_zero", "retrain", "retrain model_name=m mode=search max_evals=0",
-  setup=lambda c: model(c, True))
-P("retrain_newest_file_corrupt", "retrain", "retrain model_name=m data=inbox epochs=1",
-  setup=lambda c: (model(c, True), write_csv(c, "inbox/a.csv", table(90)),
-                   time.sleep(0.05), write(c, "inbox/b.csv", bytes(range(256)) * 8)))
-P("retrain_target_removed", "retrain", "retrain model_name=m data=nt.csv epochs=1",
-  setup=lambda c: (model(c, True), write_csv(c, "nt.csv", table(90).drop(columns="y"))))
-P("predict_unknown_model", "predict", "predict model=models:/nope/1 data=t.csv out=p.csv",
-  setup=lambda c: write_csv(c, "t.csv", table()))
+P(
+    "retrain_search_max_evals_zero",
+    "retrain",
+    "retrain model_name=m mode=search max_evals=0",
+    setup=lambda c: model(c, True),
+)
+P(
+    "retrain_newest_file_corrupt",
+    "retrain",
+    "retrain model_name=m data=inbox epochs=1",
+    setup=lambda c: (
+        model(c, True),
+        write_csv(c, "inbox/a.csv", table(90)),
+        time.sleep(0.05),
+        write(c, "inbox/b.csv", bytes(range(256)) * 8),
+    ),
+)
+P(
+    "retrain_target_removed",
+    "retrain",
+    "retrain model_name=m data=nt.csv epochs=1",
+    setup=lambda c: (model(c, True), write_csv(c, "nt.csv", table(90).drop(columns="y"))),
+)
+P(
+    "predict_unknown_model",
+    "predict",
+    "predict model=models:/nope/1 data=t.csv out=p.csv",
+    setup=lambda c: write_csv(c, "t.csv", table()),
+)
 P("predict_no_model_arg", "predict", "predict data=t.csv out=p.csv", setup=lambda c: write_csv(c, "t.csv", table()))
 P("predict_data_missing", "predict", "predict model=models:/m/1 data=nope.csv out=p.csv", setup=model)
 P("predict_data_dev_null", "predict", "predict model=models:/m/1 data=/dev/null out=p.csv", setup=model)
-P("predict_data_fifo", "predict", "predict model=models:/m/1 data=f.csv out=p.csv",
-  setup=lambda c: (model(c), os.mkfifo(Path(c["tmp"]) / "f.csv")))
+P(
+    "predict_data_fifo",
+    "predict",
+    "predict model=models:/m/1 data=f.csv out=p.csv",
+    setup=lambda c: (model(c), os.mkfifo(Path(c["tmp"]) / "f.csv")),
+)
 P("predict_out_txt", "predict", "predict model=models:/m/1 data=t.csv out=p.txt", setup=model)
-P("predict_out_is_directory", "predict", "predict model=models:/m/1 data=t.csv out=od",
-  setup=lambda c: (model(c), (Path(c["tmp"]) / "od").mkdir()))
-P("predict_header_only_rows", "predict", "predict model=models:/m/1 data=h.csv out=p.csv", expect={0, 2},
-  setup=lambda c: (model(c), write(c, "h.csv", "x0,x1,x2,x3\n")),
-  check=lambda c, r: [] if r[0]["rc"] or (Path(c["tmp"]) / "p.csv").exists() else ["no output file"])
-P("predict_bad_run_id", "predict", "predict model=runs:/0123456789abcdef/model data=t.csv out=p.csv",
-  setup=lambda c: write_csv(c, "t.csv", table()))
-P("predict_file_uri_etc", "predict", "predict model=file:///etc data=t.csv out=p.csv",
-  setup=lambda c: write_csv(c, "t.csv", table()))
+P(
+    "predict_out_is_directory",
+    "predict",
+    "predict model=models:/m/1 data=t.csv out=od",
+    setup=lambda c: (model(c), (Path(c["tmp"]) / "od").mkdir()),
+)
+P(
+    "predict_header_only_rows",
+    "predict",
+    "predict model=models:/m/1 data=h.csv out=p.csv",
+    expect={0, 2},
+    setup=lambda c: (model(c), write(c, "h.csv", "x0,x1,x2,x3\n")),
+    check=lambda c, r: [] if r[0]["rc"] or (Path(c["tmp"]) / "p.csv").exists() else ["no output file"],
+)
+P(
+    "predict_bad_run_id",
+    "predict",
+    "predict model=runs:/0123456789abcdef/model data=t.csv out=p.csv",
+    setup=lambda c: write_csv(c, "t.csv", table()),
+)
+P(
+    "predict_file_uri_etc",
+    "predict",
+    "predict model=file:///etc data=t.csv out=p.csv",
+    setup=lambda c: write_csv(c, "t.csv", table()),
+)
 P("predict_version_alias_missing", "predict", "predict model=models:/m@champion data=t.csv out=p.csv", setup=model)
-P("predict_text_in_all_cells", "predict", "predict model=models:/m/1 data=x.csv out=p.csv", expect={0, 2},
-  setup=lambda c: (model(c), write_csv(c, "x.csv", table().drop(columns="y").astype(str).map(lambda v: "abc"))))
+P(
+    "predict_text_in_all_cells",
+    "predict",
+    "predict model=models:/m/1 data=x.csv out=p.csv",
+    expect={0, 2},
+    setup=lambda c: (model(c), write_csv(c, "x.csv", table().drop(columns="y").astype(str).map(lambda v: "abc"))),
+)
 
 # ---- store faults, each command -------------------------------------------------------------------------
-_CMDS = {"train": "train data=wine epochs=1", "lrfind": "lr-find data=wine num_iter=20",
-         "search": "search data=wine epochs=1 max_evals=2", "promote": "promote model_name=m allow_first=true",
-         "retrain": "retrain model_name=m epochs=1", "predict": "predict model=models:/m/1 data=t.csv out=p.csv"}
+_CMDS = {
+    "train": "train data=wine epochs=1",
+    "lrfind": "lr-find data=wine num_iter=20",
+    "search": "search data=wine epochs=1 max_evals=2",
+    "promote": "promote model_name=m allow_first=true",
+    "retrain": "retrain model_name=m epochs=1",
+    "predict": "predict model=models:/m/1 data=t.csv out=p.csv",
+}
 _FAULT_EXPECT = {"promote": {2}, "retrain": {2}}
 
 
@@ -425,39 +768,92 @@ def _t_csv(c):
 
 for _cmd, _line in _CMDS.items():
     _exp = _FAULT_EXPECT.get(_cmd, {1, 2})
-    P(f"store_parent_missing_{_cmd}", "store", _line.split(), expect=_exp, setup=_t_csv,
-      env={"MLFLOW_TRACKING_URI": "sqlite:///{tmp}/no/such/dir/mlflow.db"})
-    P(f"store_not_a_db_{_cmd}", "store", _line.split(), expect=_exp,
-      setup=lambda c: (_t_csv(c), write(c, "mlflow.db", "this is not a database\n" * 200)))
-    P(f"store_closed_port_{_cmd}", "store", _line.split(), expect=_exp, setup=_t_csv,
-      env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:{port}", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"})
-    P(f"store_secret_closed_port_{_cmd}", "store", _line.split(), expect=_exp, setup=_t_csv,
-      env={"MLFLOW_TRACKING_URI": "http://alice:" + SECRET + "@127.0.0.1:{port}",
-           "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"})
-P("store_unknown_scheme", "store", "train data=wine epochs=1", expect={1, 2},
-  env={"MLFLOW_TRACKING_URI": "foo://bar/baz"})
-P("store_db_path_is_directory", "store", "train data=wine epochs=1", expect={1, 2},
-  setup=lambda c: (Path(c["tmp"]) / "mlflow.db").mkdir())
-P("store_newer_schema_revision", "store", "train data=wine epochs=1", expect={1, 2},
-  setup=lambda c: (hf(c, "train", "data=wine", "epochs=1", "log_model=false"),
-                   sqlite3.connect(c["db"]).execute("update alembic_version set version_num='ffffffffffff'")
-                   .connection.commit()))
-P("store_experiment_id_missing", "store", "train data=wine epochs=1", expect={2},
-  env={"MLFLOW_EXPERIMENT_ID": "999"})
-P("store_cache_empty_store_corrupt", "store", "train data=wine epochs=1 log_model=false", expect={0},
-  env={"XDG_CACHE_HOME": "{tmp}/cache"},
-  setup=lambda c: [write(c, f"cache/hyperflow/{p.name}", b"garbage" * 100)
-                   for p in (Path.home() / ".cache/hyperflow").glob("*.db")])
-P("store_cache_home_is_file", "store", "train data=wine epochs=1 log_model=false", expect={0},
-  env={"XDG_CACHE_HOME": "{tmp}/cachefile"}, setup=lambda c: write(c, "cachefile", "x"))
-P("store_tmpdir_missing", "store", "train data=wine epochs=1", expect={0, 1, 2},
-  env={"TMPDIR": "{tmp}/no/tmp"})
+    P(
+        f"store_parent_missing_{_cmd}",
+        "store",
+        _line.split(),
+        expect=_exp,
+        setup=_t_csv,
+        env={"MLFLOW_TRACKING_URI": "sqlite:///{tmp}/no/such/dir/mlflow.db"},
+    )
+    P(
+        f"store_not_a_db_{_cmd}",
+        "store",
+        _line.split(),
+        expect=_exp,
+        setup=lambda c: (_t_csv(c), write(c, "mlflow.db", "this is not a database\n" * 200)),
+    )
+    P(
+        f"store_closed_port_{_cmd}",
+        "store",
+        _line.split(),
+        expect=_exp,
+        setup=_t_csv,
+        env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:{port}", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"},
+    )
+    P(
+        f"store_secret_closed_port_{_cmd}",
+        "store",
+        _line.split(),
+        expect=_exp,
+        setup=_t_csv,
+        env={
+            "MLFLOW_TRACKING_URI": "http://alice:" + SECRET + "@127.0.0.1:{port}",
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+        },
+    )
+P(
+    "store_unknown_scheme",
+    "store",
+    "train data=wine epochs=1",
+    expect={1, 2},
+    env={"MLFLOW_TRACKING_URI": "foo://bar/baz"},
+)
+P(
+    "store_db_path_is_directory",
+    "store",
+    "train data=wine epochs=1",
+    expect={1, 2},
+    setup=lambda c: (Path(c["tmp"]) / "mlflow.db").mkdir(),
+)
+P(
+    "store_newer_schema_revision",
+    "store",
+    "train data=wine epochs=1",
+    expect={1, 2},
+    setup=lambda c: (
+        hf(c, "train", "data=wine", "epochs=1", "log_model=false"),
+        sqlite3.connect(c["db"]).execute("update alembic_version set version_num='ffffffffffff'").connection.commit(),
+    ),
+)
+P("store_experiment_id_missing", "store", "train data=wine epochs=1", expect={2}, env={"MLFLOW_EXPERIMENT_ID": "999"})
+P(
+    "store_cache_empty_store_corrupt",
+    "store",
+    "train data=wine epochs=1 log_model=false",
+    expect={0},
+    env={"XDG_CACHE_HOME": "{tmp}/cache"},
+    setup=lambda c: [
+        write(c, f"cache/hyperflow/{p.name}", b"garbage" * 100) for p in (Path.home() / ".cache/hyperflow").glob("*.db")
+    ],
+)
+P(
+    "store_cache_home_is_file",
+    "store",
+    "train data=wine epochs=1 log_model=false",
+    expect={0},
+    env={"XDG_CACHE_HOME": "{tmp}/cachefile"},
+    setup=lambda c: write(c, "cachefile", "x"),
+)
+P("store_tmpdir_missing", "store", "train data=wine epochs=1", expect={0, 1, 2}, env={"TMPDIR": "{tmp}/no/tmp"})
 
 
 def _locked_db(c):
     hf(c, "train", "data=wine", "epochs=1", "log_model=false")
-    code = ("import sqlite3,sys,time; con=sqlite3.connect(sys.argv[1], isolation_level=None); "
-            "con.execute('begin exclusive'); print('locked', flush=True); time.sleep(300)")
+    code = (
+        "import sqlite3,sys,time; con=sqlite3.connect(sys.argv[1], isolation_level=None); "
+        "con.execute('begin exclusive'); print('locked', flush=True); time.sleep(300)"
+    )
     c["locker"] = subprocess.Popen([PY, "-c", code, c["db"]], stdout=subprocess.PIPE, text=True)
     c["locker"].stdout.readline()
 
@@ -483,20 +879,45 @@ def _immutable_artifacts(c, champion: bool | None):
 for _cmd, _line in _CMDS.items():
     _champ = {"promote": False, "retrain": True, "predict": False}.get(_cmd)
     _ln = _line.replace("allow_first=true", "version=1 allow_first=true")
-    P(f"artifacts_immutable_{_cmd}", "store", _ln.split(),
-      expect={"predict": {0}}.get(_cmd, _FAULT_EXPECT.get(_cmd, {1, 2}) | ({1} if _cmd in ("promote", "retrain")
-                                                                          else set())),
-      setup=(lambda ch: lambda c: (_immutable_artifacts(c, ch), _t_csv(c)))(_champ))
+    P(
+        f"artifacts_immutable_{_cmd}",
+        "store",
+        _ln.split(),
+        expect={"predict": {0}}.get(
+            _cmd, _FAULT_EXPECT.get(_cmd, {1, 2}) | ({1} if _cmd in ("promote", "retrain") else set())
+        ),
+        setup=(lambda ch: lambda c: (_immutable_artifacts(c, ch), _t_csv(c)))(_champ),
+    )
 
 # ---- signals ---------------------------------------------------------------------------------------------
-P("sigterm_train_midway", "signal", "train data=digits epochs=200", expect={130}, max_lines=3,
-  signal_after=("running", signal.SIGTERM))
-P("sigint_lrfind_midway", "signal", "lr-find data=digits num_iter=100000 end_lr=1e-3", expect={130}, max_lines=3,
-  signal_after=("running", signal.SIGINT))
-P("sigterm_retrain_midway", "signal", "retrain model_name=m data=digits force=true epochs=300", expect={130, 2},
-  max_lines=3, signal_after=("running2", signal.SIGTERM),
-  setup=lambda c: (hf(c, "train", "data=digits", "epochs=1", "model_name=m"),
-                   hf(c, "promote", "model_name=m", "version=1", "allow_first=true")))
+P(
+    "sigterm_train_midway",
+    "signal",
+    "train data=digits epochs=200",
+    expect={130},
+    max_lines=3,
+    signal_after=("running", signal.SIGTERM),
+)
+P(
+    "sigint_lrfind_midway",
+    "signal",
+    "lr-find data=digits num_iter=100000 end_lr=1e-3",
+    expect={130},
+    max_lines=3,
+    signal_after=("running", signal.SIGINT),
+)
+P(
+    "sigterm_retrain_midway",
+    "signal",
+    "retrain model_name=m data=digits force=true epochs=300",
+    expect={130, 2},
+    max_lines=3,
+    signal_after=("running2", signal.SIGTERM),
+    setup=lambda c: (
+        hf(c, "train", "data=digits", "epochs=1", "model_name=m"),
+        hf(c, "promote", "model_name=m", "version=1", "allow_first=true"),
+    ),
+)
 
 
 # ---- concurrent -----------------------------------------------------------------------------------------
@@ -506,25 +927,48 @@ def _versions_distinct(c, results):
     return [] if v == [1, 2] else [f"versions {v}, expected [1, 2]"]
 
 
-P("concurrent_two_train_register", "concurrent",
-  [["train", "data=wine", "epochs=1", "model_name=m"], ["train", "data=wine", "epochs=1", "model_name=m"]],
-  expect={0}, concurrent=True, check=_versions_distinct,
-  setup=lambda c: hf(c, "train", "data=wine", "epochs=1", "log_model=false"))
-P("concurrent_two_train_fresh_store", "concurrent",
-  [["train", "data=wine", "epochs=1", "model_name=m"], ["train", "data=wine", "epochs=1", "model_name=m"]],
-  expect={0}, concurrent=True, check=_versions_distinct)
-P("concurrent_two_lrfind_fresh_store", "concurrent",
-  [["lr-find", "data=wine", "num_iter=20"], ["lr-find", "data=wine", "num_iter=20"]], expect={0}, concurrent=True)
+P(
+    "concurrent_two_train_register",
+    "concurrent",
+    [["train", "data=wine", "epochs=1", "model_name=m"], ["train", "data=wine", "epochs=1", "model_name=m"]],
+    expect={0},
+    concurrent=True,
+    check=_versions_distinct,
+    setup=lambda c: hf(c, "train", "data=wine", "epochs=1", "log_model=false"),
+)
+P(
+    "concurrent_two_train_fresh_store",
+    "concurrent",
+    [["train", "data=wine", "epochs=1", "model_name=m"], ["train", "data=wine", "epochs=1", "model_name=m"]],
+    expect={0},
+    concurrent=True,
+    check=_versions_distinct,
+)
+P(
+    "concurrent_two_lrfind_fresh_store",
+    "concurrent",
+    [["lr-find", "data=wine", "num_iter=20"], ["lr-find", "data=wine", "num_iter=20"]],
+    expect={0},
+    concurrent=True,
+)
 
 
 def _search_retrain_check(c, results):
     return [f"retrain exit {results[1]['rc']}"] if results[1]["rc"] not in (0, 3, 4) else []
 
 
-P("concurrent_search_and_retrain", "concurrent",
-  [["search", "data=wine", "epochs=1", "max_evals=2", "model_name=m", "parallelism=1"],
-   ["retrain", "model_name=m", "epochs=1", "force=true"]],
-  expect={0, 3, 4}, concurrent=True, setup=model_wine, check=_search_retrain_check)
+P(
+    "concurrent_search_and_retrain",
+    "concurrent",
+    [
+        ["search", "data=wine", "epochs=1", "max_evals=2", "model_name=m", "parallelism=1"],
+        ["retrain", "model_name=m", "epochs=1", "force=true"],
+    ],
+    expect={0, 3, 4},
+    concurrent=True,
+    setup=model_wine,
+    check=_search_retrain_check,
+)
 
 
 def _resume_check(c, results):
@@ -537,37 +981,62 @@ def _resume_check(c, results):
     return out
 
 
-P("concurrent_two_resume_same_id", "concurrent",
-  [["search", "resume={sid}", "max_evals=4", "parallelism=1"], ["search", "resume={sid}", "max_evals=4",
-                                                                "parallelism=1"]],
-  expect={0, 2, 4}, concurrent=True, check=_resume_check, max_lines=2,
-  setup=lambda c: (hf(c, "search", "data=wine", "epochs=1", "max_evals=2", "parallelism=1", "register=false"),
-                   c.update(sid=search_id(c))))
+P(
+    "concurrent_two_resume_same_id",
+    "concurrent",
+    [
+        ["search", "resume={sid}", "max_evals=4", "parallelism=1"],
+        ["search", "resume={sid}", "max_evals=4", "parallelism=1"],
+    ],
+    expect={0, 2, 4},
+    concurrent=True,
+    check=_resume_check,
+    max_lines=2,
+    setup=lambda c: (
+        hf(c, "search", "data=wine", "epochs=1", "max_evals=2", "parallelism=1", "register=false"),
+        c.update(sid=search_id(c)),
+    ),
+)
 
 
 def _promote_retrain_check(c, results):
     return []
 
 
-P("concurrent_promote_and_retrain", "concurrent",
-  [["promote", "model_name=m", "version=2", "allow_first=true"], ["retrain", "model_name=m", "epochs=1", "force=true"]],
-  expect={0, 3, 4, 5}, concurrent=True,
-  setup=lambda c: (model_wine(c), hf(c, "train", "data=wine", "epochs=1", "model_name=m", "seed=7")))
+P(
+    "concurrent_promote_and_retrain",
+    "concurrent",
+    [
+        ["promote", "model_name=m", "version=2", "allow_first=true"],
+        ["retrain", "model_name=m", "epochs=1", "force=true"],
+    ],
+    expect={0, 3, 4, 5},
+    concurrent=True,
+    setup=lambda c: (model_wine(c), hf(c, "train", "data=wine", "epochs=1", "model_name=m", "seed=7")),
+)
 
 
 def _predict_same_out(c, results):
     try:
         df = pd.read_csv(Path(c["tmp"]) / "p.csv")
-    except Exception as exc:  # noqa: BLE001 - a probe reports anything
+    except Exception as exc:
         return [f"output unreadable: {exc}"]
     want = len(pd.read_csv(Path(c["tmp"]) / "t.csv"))
     return [] if len(df) == want else [f"output has {len(df)} rows, input {want}"]
 
 
-P("concurrent_two_predict_same_out", "concurrent",
-  [["predict", "model=models:/m/1", "data=t.csv", "out=p.csv"], ["predict", "model=models:/m/1", "data=t.csv",
-                                                                 "out=p.csv"]],
-  expect={0}, concurrent=True, setup=model, check=_predict_same_out)
+P(
+    "concurrent_two_predict_same_out",
+    "concurrent",
+    [
+        ["predict", "model=models:/m/1", "data=t.csv", "out=p.csv"],
+        ["predict", "model=models:/m/1", "data=t.csv", "out=p.csv"],
+    ],
+    expect={0},
+    concurrent=True,
+    setup=model,
+    check=_predict_same_out,
+)
 
 
 # ------------------------------------------------------------------------------------------------ runner
@@ -594,9 +1063,16 @@ def wait_running(db: Path, proc: subprocess.Popen, need: int, deadline: float) -
 
 def run_cmd(args: list[str], ctx: dict, env: dict, sig: tuple | None = None) -> dict:
     start = time.time()
-    proc = subprocess.Popen([PY, "-m", "hyperflow", *args], cwd=ctx["tmp"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as from a terminal
+    proc = subprocess.Popen(
+        [PY, "-m", "hyperflow", *args],
+        cwd=ctx["tmp"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # as from a terminal
     timer = None
     if sig:
         need = 2 if sig[0] == "running2" else 1
@@ -607,6 +1083,7 @@ def run_cmd(args: list[str], ctx: dict, env: dict, sig: tuple | None = None) -> 
                     proc.send_signal(sig[1])
                 except ProcessLookupError:
                     pass
+
         timer = threading.Thread(target=send, daemon=True)
         timer.start()
     timed_out = False
@@ -619,8 +1096,14 @@ def run_cmd(args: list[str], ctx: dict, env: dict, sig: tuple | None = None) -> 
         except ProcessLookupError:
             pass
         out, err = proc.communicate()
-    return {"args": args, "rc": proc.returncode, "timed_out": timed_out, "stdout": out, "stderr": err,
-            "seconds": round(time.time() - start, 1)}
+    return {
+        "args": args,
+        "rc": proc.returncode,
+        "timed_out": timed_out,
+        "stdout": out,
+        "stderr": err,
+        "seconds": round(time.time() - start, 1),
+    }
 
 
 def run_probe(p: Probe, keep: bool) -> dict:
@@ -636,7 +1119,7 @@ def run_probe(p: Probe, keep: bool) -> dict:
         try:
             if p.setup:
                 p.setup(ctx)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             rec.update(verdict="setup-failed", problems=[f"setup: {exc}"])
             return rec
         env = {**base_env, **{k: fmt(v, ctx) for k, v in p.env.items()}}
@@ -676,8 +1159,9 @@ def run_probe(p: Probe, keep: bool) -> dict:
             problems.append(f"{len(running)} run(s) left RUNNING")
         if any(r["rc"] == 2 for r in results) and not p.concurrent and new_runs and p.no_run_on_2:
             problems.append(f"exit 2 but run(s) created: {', '.join(rec['new_runs'])}")
-        reg_changed = ({k: v or [] for k, v in before["registry"].items()}
-                       != {k: v or [] for k, v in after["registry"].items()})
+        reg_changed = {k: v or [] for k, v in before["registry"].items()} != {
+            k: v or [] for k, v in after["registry"].items()
+        }
         rec["registry_changed"] = reg_changed
         if reg_changed and all(r["rc"] not in (0, None) for r in results):
             problems.append("registry changed")
@@ -693,7 +1177,7 @@ def run_probe(p: Probe, keep: bool) -> dict:
         if p.cleanup:
             try:
                 p.cleanup(ctx)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 pass
         subprocess.run(["chattr", "-R", "-i", tmp], capture_output=True)
         if not keep and rec.get("verdict") == "ok":
@@ -725,24 +1209,31 @@ def main() -> None:
     def done(rec: dict) -> None:
         recs.append(rec)
         r = rec.get("results", [{}])
-        print(f"[{len(recs):3d}/{len(todo)} {time.time() - started:6.0f}s] {rec['verdict']:12s} {rec['name']:40s} "
-              f"exit {','.join(str(x.get('rc')) for x in r)}  {'; '.join(rec.get('problems', []))}", flush=True)
+        print(
+            f"[{len(recs):3d}/{len(todo)} {time.time() - started:6.0f}s] {rec['verdict']:12s} {rec['name']:40s} "
+            f"exit {','.join(str(x.get('rc')) for x in r)}  {'; '.join(rec.get('problems', []))}",
+            flush=True,
+        )
 
     with concurrent.futures.ThreadPoolExecutor(a.jobs) as ex:
         for rec in ex.map(lambda p: run_probe(p, a.keep), single):
             done(rec)
-    for p in multi:   # two processes each: one at a time
+    for p in multi:  # two processes each: one at a time
         done(run_probe(p, a.keep))
     order = {p.name: i for i, p in enumerate(PROBES)}
     recs.sort(key=lambda r: order[r["name"]])
-    if a.only and (out / "results.json").exists():   # a partial re-run replaces those probes in the last results
+    if a.only and (out / "results.json").exists():  # a partial re-run replaces those probes in the last results
         fresh = {r["name"] for r in recs}
-        recs += [r for r in json.loads((out / "results.json").read_text()) if r["name"] not in fresh
-                 and r["name"] in order]
+        recs += [
+            r for r in json.loads((out / "results.json").read_text()) if r["name"] not in fresh and r["name"] in order
+        ]
     recs.sort(key=lambda r: order[r["name"]])
     (out / "results.json").write_text(json.dumps(recs, indent=1))
-    lines = ["| # | probe | family | command | exit | stderr lines | traceback | RUNNING left | registry changed | "
-             "s | verdict | problem / first stderr line |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| # | probe | family | command | exit | stderr lines | traceback | RUNNING left | registry changed | "
+        "s | verdict | problem / first stderr line |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for i, r in enumerate(recs, 1):
         res = r.get("results", [])
         p = next(p for p in PROBES if p.name == r["name"])
@@ -755,12 +1246,27 @@ def main() -> None:
             errl = stderr_lines(res[0]["stderr"])
             first = errl[-1] if errl else ""
         note = "; ".join(r.get("problems", [])) or first
-        lines.append("| " + " | ".join(cell(str(x)) for x in [
-            i, r["name"], r["family"], (envs + " " if envs else "") + cmd,
-            ",".join(str(x["rc"]) for x in res), ",".join(str(x["stderr_lines"]) for x in res),
-            "y" if any(x["traceback"] for x in res) else "n", r.get("running_left", "?"),
-            "y" if r.get("registry_changed") else "n", ",".join(str(x["seconds"]) for x in res),
-            r["verdict"], note[:160]]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                cell(str(x))
+                for x in [
+                    i,
+                    r["name"],
+                    r["family"],
+                    (envs + " " if envs else "") + cmd,
+                    ",".join(str(x["rc"]) for x in res),
+                    ",".join(str(x["stderr_lines"]) for x in res),
+                    "y" if any(x["traceback"] for x in res) else "n",
+                    r.get("running_left", "?"),
+                    "y" if r.get("registry_changed") else "n",
+                    ",".join(str(x["seconds"]) for x in res),
+                    r["verdict"],
+                    note[:160],
+                ]
+            )
+            + " |"
+        )
     counts: dict[str, int] = {}
     for r in recs:
         counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1

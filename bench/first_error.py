@@ -30,8 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def cases(folder: Path) -> dict[str, list[str]]:
     table = folder / "houses.csv"
-    table.write_text("rooms,area,city,price\n" + "".join(f"{i % 5},{50 + i},{'ab'[i % 2]},{1000 + 7 * i}\n"
-                                                        for i in range(500)))
+    table.write_text(
+        "rooms,area,city,price\n" + "".join(f"{i % 5},{50 + i},{'ab'[i % 2]},{1000 + 7 * i}\n" for i in range(500))
+    )
     binary = folder / "export.csv"
     binary.write_bytes(bytes(range(256)) * 64)
     bad_space = folder / "bad_space.yaml"
@@ -39,25 +40,26 @@ def cases(folder: Path) -> dict[str, list[str]]:
     not_yaml = folder / "not_yaml.yaml"
     not_yaml.write_text("lr: {type: uniform, low: [0.1\n")
     data = [f"data={table}", "target=price"]
-    return {"train, missing target": ["train", f"data={table}", "target=prize"],
-            "train, binary file": ["train", f"data={binary}", "target=price"],
-            "search, missing target": ["search", f"data={table}", "target=prize"],
-            "search, bad space file": ["search", *data, f"space={bad_space}"],
-            "search, space not YAML": ["search", *data, f"space={not_yaml}"],
-            "search, no space file": ["search", *data, f"space={folder / 'nowhere.yaml'}"],
-            "search, unknown resume": ["search", "resume=0123456789abcdef0123456789abcdef"],
-            "train, wrong task": ["train", f"data={table}", "target=city", "task=regression"],
-            "search, wrong task": ["search", f"data={table}", "target=city", "task=regression"],
-            "train, unknown model": ["train", *data, "model=no_such_package.models:net"],
-            "search, unknown model": ["search", *data, "model=no_such_package.models:net"],
-            "train, no config file": ["train", *data, f"config={folder / 'nowhere.yaml'}"]}
+    return {
+        "train, missing target": ["train", f"data={table}", "target=prize"],
+        "train, binary file": ["train", f"data={binary}", "target=price"],
+        "search, missing target": ["search", f"data={table}", "target=prize"],
+        "search, bad space file": ["search", *data, f"space={bad_space}"],
+        "search, space not YAML": ["search", *data, f"space={not_yaml}"],
+        "search, no space file": ["search", *data, f"space={folder / 'nowhere.yaml'}"],
+        "search, unknown resume": ["search", "resume=0123456789abcdef0123456789abcdef"],
+        "train, wrong task": ["train", f"data={table}", "target=city", "task=regression"],
+        "search, wrong task": ["search", f"data={table}", "target=city", "task=regression"],
+        "train, unknown model": ["train", *data, "model=no_such_package.models:net"],
+        "search, unknown model": ["search", *data, "model=no_such_package.models:net"],
+        "train, no config file": ["train", *data, f"config={folder / 'nowhere.yaml'}"],
+    }
 
 
 def run_once(src: Path, args: list[str], cwd: Path) -> tuple[float, int, str]:
     env = {**os.environ, "PYTHONPATH": str(src), "MLFLOW_TRACKING_URI": f"sqlite:///{cwd}/mlflow.db"}
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "hyperflow", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True)
+    proc = subprocess.run([sys.executable, "-m", "hyperflow", *args], cwd=cwd, env=env, capture_output=True, text=True)
     lines = proc.stderr.strip().splitlines() or [""]
     first = next((line for line in lines if line.startswith("hyperflow")), lines[-1])  # else the traceback's end
     return time.perf_counter() - started, proc.returncode, first
@@ -72,16 +74,22 @@ def main() -> None:
         tmp_path = Path(tmp)
         worktree = tmp_path / "before"
         if args.before:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(worktree), args.before],
-                           check=True, capture_output=True)
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(worktree), args.before],
+                check=True,
+                capture_output=True,
+            )
         try:
             sides = {"before": worktree / "src", "after": ROOT / "src"} if args.before else {"after": ROOT / "src"}
             work = tmp_path / "work"
             work.mkdir()
             todo = cases(work)
-            subprocess.run([sys.executable, "-c", "import mlflow; mlflow.MlflowClient().search_experiments()"],
-                           env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{work}/mlflow.db"}, check=True,
-                           capture_output=True)  # a store to look the unknown resume= up in
+            subprocess.run(
+                [sys.executable, "-c", "import mlflow; mlflow.MlflowClient().search_experiments()"],
+                env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{work}/mlflow.db"},
+                check=True,
+                capture_output=True,
+            )  # a store to look the unknown resume= up in
             print(f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}, {os.cpu_count()} CPUs")
             times: dict[tuple[str, str], list[float]] = {}
             for name, argv in todo.items():  # warm the file cache and show what each side prints
@@ -94,21 +102,26 @@ def main() -> None:
                     for side in order:
                         seconds, _, _ = run_once(sides[side], argv, work)
                         times.setdefault((name, side), []).append(seconds)
-            print(f"\n{args.rounds} rounds (seconds per whole process); load average now "
-                  f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+            print(
+                f"\n{args.rounds} rounds (seconds per whole process); load average now "
+                f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}"
+            )
             for name in todo:
                 medians = {}
                 for side in sides:
                     values = times[(name, side)]
                     medians[side] = statistics.median(values)
-                    print(f"{name:<24} {side:<6} median {medians[side]:6.2f}  spread {min(values):.2f}-"
-                          f"{max(values):.2f}  rounds {' '.join(f'{v:.2f}' for v in values)}")
+                    print(
+                        f"{name:<24} {side:<6} median {medians[side]:6.2f}  spread {min(values):.2f}-"
+                        f"{max(values):.2f}  rounds {' '.join(f'{v:.2f}' for v in values)}"
+                    )
                 if args.before:
                     print(f"{name:<24} ratio after / before: {medians['after'] / medians['before']:.2f}")
         finally:
             if args.before:
-                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)],
-                               capture_output=True)
+                subprocess.run(
+                    ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)], capture_output=True
+                )
 
 
 if __name__ == "__main__":

@@ -19,8 +19,12 @@ from hyperflow.core.assembly import setup_training
 CASES = [
     ({"data": "digits"}, "test_accuracy", 0.95, True),
     ({"data": "digits", "model": "cnn", "channels": 16, "epochs": 20}, "test_accuracy", 0.9, True),
-    ({"data": "shapes", "model": "unet", "loss": "dice", "epochs": 20, "lr": 0.01, "batch_size": 32},
-     "test_dice", 0.8, False),
+    (
+        {"data": "shapes", "model": "unet", "loss": "dice", "epochs": 20, "lr": 0.01, "batch_size": 32},
+        "test_dice",
+        0.8,
+        False,
+    ),
     ({"data": "diabetes", "weight_decay": 0.01, "schedule": "cosine", "lr": 0.001}, "test_r2", 0.3, False),
 ]
 
@@ -46,8 +50,10 @@ def main() -> int:
             test, ms, used = run(overrides, device)
             ok = test[metric] >= floor
             failed += not ok
-            print(f"{str(overrides):<95} {str(used):<7} {metric} {test[metric]:.4f} (floor {floor}) "
-                  f"{ms:8.1f} ms/epoch {'ok' if ok else 'FAIL'}")
+            print(
+                f"{overrides!s:<95} {used!s:<7} {metric} {test[metric]:.4f} (floor {floor}) "
+                f"{ms:8.1f} ms/epoch {'ok' if ok else 'FAIL'}"
+            )
     return 1 if failed else 0
 
 

@@ -52,8 +52,8 @@ import numpy as np
 import torch
 
 from hyperflow.config import build_config
-from hyperflow.core.lr_finder import LRFinder, lr_range, smooth, suggest
 from hyperflow.core.assembly import load_data, run_lr_finder, setup_training
+from hyperflow.core.lr_finder import LRFinder, lr_range, smooth, suggest
 
 DATASETS = ("digits", "diabetes", "synthetic", "wine", "breast_cancer")
 TINY = ("wine", "breast_cancer")  # grid-best val loss ~0.001-0.02: judged by excess loss, not by a ratio
@@ -65,6 +65,7 @@ SNAP_PER_DECADE = 10  # exploration: candidate lrs are trained at the nearest 10
 
 # ------------------------------------------------------------------------------------------------ data
 
+
 def synthetic_csv(folder: Path) -> Path:
     """A 4-class tabular set with some label noise, so the best val loss is well above zero."""
     path = folder / "synthetic.csv"
@@ -72,8 +73,17 @@ def synthetic_csv(folder: Path) -> Path:
         import pandas as pd
         from sklearn.datasets import make_classification
 
-        X, y = make_classification(n_samples=2000, n_features=20, n_informative=8, n_redundant=4, n_classes=4,
-                                   n_clusters_per_class=2, flip_y=0.03, class_sep=1.0, random_state=0)
+        X, y = make_classification(
+            n_samples=2000,
+            n_features=20,
+            n_informative=8,
+            n_redundant=4,
+            n_classes=4,
+            n_clusters_per_class=2,
+            flip_y=0.03,
+            class_sep=1.0,
+            random_state=0,
+        )
         frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])])
         frame["label"] = [f"c{v}" for v in y]
         folder.mkdir(parents=True, exist_ok=True)
@@ -83,12 +93,24 @@ def synthetic_csv(folder: Path) -> Path:
 
 def settings(name: str, seed: int, lr: float | str, folder: Path) -> dict:
     data = {"data": str(synthetic_csv(folder)), "target": "label"} if name == "synthetic" else {"data": name}
-    return {**data, "optimizer": "adam", "schedule": "constant", "lr": lr, "width": 128, "depth": 2,
-            "batch_size": 32, "epochs": EPOCHS.get(name, 20), "seed": seed, "restore_best": False,
-            "progress": False, "threads": 1}
+    return {
+        **data,
+        "optimizer": "adam",
+        "schedule": "constant",
+        "lr": lr,
+        "width": 128,
+        "depth": 2,
+        "batch_size": 32,
+        "epochs": EPOCHS.get(name, 20),
+        "seed": seed,
+        "restore_best": False,
+        "progress": False,
+        "threads": 1,
+    }
 
 
 # ----------------------------------------------------------------------------------------------- cache
+
 
 class Cache:
     """Final val losses of finished training runs, keyed by dataset, seed and lr; saved after each run."""
@@ -102,7 +124,7 @@ class Cache:
     def key(name: str, seed: int, lr: float) -> str:
         return f"v{CACHE_VERSION}|{name}|seed={seed}|lr={lr:.6g}|ep={EPOCHS.get(name, 20)}|bs=32|mlp128x2"
 
-    def get(self, name: str, seed: int, lr: float) -> float | None | str:
+    def get(self, name: str, seed: int, lr: float) -> float | str | None:
         return self.data.get(self.key(name, seed, lr), "missing")
 
     def put(self, name: str, seed: int, lr: float, value: float | None) -> None:
@@ -129,8 +151,9 @@ class Context:
         cached = self.cache.get(name, seed, lr)
         if cached != "missing":
             return math.inf if cached is None else cached
-        setup = setup_training(build_config(settings(name, seed, float(f"{lr:.6g}"), self.folder)),
-                               dataset=self.dataset(name, seed))
+        setup = setup_training(
+            build_config(settings(name, seed, float(f"{lr:.6g}"), self.folder)), dataset=self.dataset(name, seed)
+        )
         d = setup.dataset
         result = setup.trainer.fit(d.X_train, d.y_train, d.X_val, d.y_val)
         last = result.history[-1]["val_loss"] if result.history else math.nan
@@ -146,10 +169,11 @@ def cached_lrs(ctx: Context, name: str, seed: int) -> list[float]:
 
 def grid(quick: bool) -> list[float]:
     step = 1.0 if quick else 0.5
-    return [float(f"{10 ** e:.6g}") for e in np.arange(-5, 0 + 1e-9, step)]
+    return [float(f"{10**e:.6g}") for e in np.arange(-5, 0 + 1e-9, step)]
 
 
 # ------------------------------------------------------------------------------------------- the sweeps
+
 
 def hyperflow_sweep(ctx: Context, name: str, seed: int, batch_size: int = 32) -> tuple[LRFinder, float]:
     """hyperflow's range test through the same path as ``lr=auto`` (setup_training + run_lr_finder)."""
@@ -169,8 +193,9 @@ def torch_lr_finder_sweep(ctx: Context, name: str, seed: int) -> tuple[float, fl
 
     setup = setup_training(build_config(settings(name, seed, 1e-3, ctx.folder)), dataset=ctx.dataset(name, seed))
     d, t = setup.dataset, setup.trainer
-    loader = DataLoader(TensorDataset(d.X_train, d.y_train), batch_size=32, shuffle=True,
-                        generator=torch.Generator().manual_seed(seed))
+    loader = DataLoader(
+        TensorDataset(d.X_train, d.y_train), batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(seed)
+    )
     finder = TorchLRFinder(t.model, t.optimizer, t.loss_fn, device="cpu")
     started = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
@@ -181,8 +206,7 @@ def torch_lr_finder_sweep(ctx: Context, name: str, seed: int) -> tuple[float, fl
     return torch_lr_finder_suggestion(history["lr"], history["loss"]), seconds, history
 
 
-def torch_lr_finder_suggestion(lrs: list[float], losses: list[float], skip_start: int = 10,
-                               skip_end: int = 5) -> float:
+def torch_lr_finder_suggestion(lrs: list[float], losses: list[float], skip_start: int = 10, skip_end: int = 5) -> float:
     """torch-lr-finder 0.2.2 plot(suggest_lr=True): argmin of np.gradient of the trimmed losses."""
     lrs = lrs[skip_start:-skip_end] if skip_end else lrs[skip_start:]
     losses = losses[skip_start:-skip_end] if skip_end else losses[skip_start:]
@@ -202,6 +226,7 @@ def epoch_seconds(ctx: Context, name: str, seed: int) -> float:
 
 
 # ------------------------------------------------------------------------------------------- scoring
+
 
 def score(name: str, value: float, best: float) -> float:
     if name in TINY:
@@ -237,20 +262,35 @@ def verdict(means: dict[str, float], reference: dict[str, dict[str, float]]) -> 
     tiny_avg = statistics.mean(tiny) if tiny else math.nan
     adam_tiny = statistics.mean(adam[n] for n in means if n in TINY and n in adam) if tiny else math.nan
     meets = (worst_regret <= REGRET_TARGET if big else True) and (worst_excess <= EXCESS_TARGET if tiny else True)
-    return {"worst_regret": worst_regret, "worst_excess": worst_excess, "beats_tlrf": beats_tlrf, "beats_tlrf_big": beats_tlrf_big,
-            "avg_regret": big_avg, "adam_avg_regret": adam_big, "avg_excess": tiny_avg,
-            "adam_avg_excess": adam_tiny, "meets": meets,
-            "vs_adam": (big_avg <= adam_big * 1.0 + 1e-12 if big else True)
-            and (tiny_avg <= adam_tiny + 1e-12 if tiny else True)}
+    return {
+        "worst_regret": worst_regret,
+        "worst_excess": worst_excess,
+        "beats_tlrf": beats_tlrf,
+        "beats_tlrf_big": beats_tlrf_big,
+        "avg_regret": big_avg,
+        "adam_avg_regret": adam_big,
+        "avg_excess": tiny_avg,
+        "adam_avg_excess": adam_tiny,
+        "meets": meets,
+        "vs_adam": (big_avg <= adam_big * 1.0 + 1e-12 if big else True)
+        and (tiny_avg <= adam_tiny + 1e-12 if tiny else True),
+    }
 
 
-def print_table(title: str, rows: dict[str, dict[str, list[float]]], datasets: list[str], seeds: list[int],
-                extra: dict[str, str] | None = None) -> dict[str, dict[str, float]]:
+def print_table(
+    title: str,
+    rows: dict[str, dict[str, list[float]]],
+    datasets: list[str],
+    seeds: list[int],
+    extra: dict[str, str] | None = None,
+) -> dict[str, dict[str, float]]:
     means = summarise(rows, datasets)
-    print(f"\n{title} (mean over seeds {' '.join(map(str, seeds))}; regret = val_loss / grid-best, "
-          f"excess = val_loss - grid-best for {', '.join(n for n in datasets if n in TINY) or 'none'})")
+    print(
+        f"\n{title} (mean over seeds {' '.join(map(str, seeds))}; regret = val_loss / grid-best, "
+        f"excess = val_loss - grid-best for {', '.join(n for n in datasets if n in TINY) or 'none'})"
+    )
     head = "".join(f"{n + (' exc' if n in TINY else ' reg'):>18}" for n in datasets)
-    print(f"  {'rule':<24}{head}   {extra and 'note' or ''}")
+    print(f"  {'rule':<24}{head}   {(extra and 'note') or ''}")
     for rule, per in means.items():
         cells = "".join(f"{fmt(per.get(n, math.nan)):>18}" for n in datasets)
         print(f"  {rule:<24}{cells}   {(extra or {}).get(rule, '')}")
@@ -258,6 +298,7 @@ def print_table(title: str, rows: dict[str, dict[str, list[float]]], datasets: l
 
 
 # ------------------------------------------------------------------------------------- exploration rules
+
 
 def ema(losses: np.ndarray, beta: float, debias: bool) -> np.ndarray:
     """fastai's Recorder (beta=0.98, debiased) or torch-lr-finder's (smooth_f = 1-beta, seeded with the first)."""
@@ -305,21 +346,22 @@ def descent_point(log_lrs: np.ndarray, s: np.ndarray, start_frac: float, positio
     minimum, ``position`` of the way in log-lr (hyperflow's valley is start_frac=0.1, position=0.5)."""
     lowest = int(np.argmin(s))
     descent = s[0] - s[lowest]
-    moving = np.nonzero(s[:lowest + 1] <= s[0] - start_frac * descent)[0]
+    moving = np.nonzero(s[: lowest + 1] <= s[0] - start_frac * descent)[0]
     start = int(moving[0]) if len(moving) else 0
     target = log_lrs[start] + position * (log_lrs[lowest] - log_lrs[start])
-    return int(np.argmin(np.abs(log_lrs[:lowest + 1] - target)))
+    return int(np.argmin(np.abs(log_lrs[: lowest + 1] - target)))
 
 
 def fraction_of_descent(s: np.ndarray, q: float) -> int:
     """First index where the smoothed loss has done ``q`` of its total descent."""
     lowest = int(np.argmin(s))
-    hit = np.nonzero(s[:lowest + 1] <= s[0] - q * (s[0] - s[lowest]))[0]
+    hit = np.nonzero(s[: lowest + 1] <= s[0] - q * (s[0] - s[lowest]))[0]
     return int(hit[0]) if len(hit) else lowest
 
 
-def descent_start_rule(lrs: np.ndarray, losses: np.ndarray, fraction: float = 0.2, window: float = 1.0,
-                       cap: float = 10, floor: float = 100) -> float:
+def descent_start_rule(
+    lrs: np.ndarray, losses: np.ndarray, fraction: float = 0.2, window: float = 1.0, cap: float = 10, floor: float = 100
+) -> float:
     """The rule this benchmark recommends: smooth the raw losses over ``window`` decades (hyperflow's
     centred median+mean), find the lr where the smoothed loss has done ``fraction`` of its total descent
     (first point <= s[0] - fraction * (s[0] - s_min)), and clip it to [lr_min / floor, lr_min / cap],
@@ -379,14 +421,20 @@ def snap(lr: float) -> float:
 
 # ------------------------------------------------------------------------------------------------- main
 
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--quick", action="store_true", help="whole-decade grid (6 lrs) and seeds 0 1 unless --seeds")
     p.add_argument("--explore", action="store_true", help="also rank many more rules read off the same sweeps")
-    p.add_argument("--holdout", nargs="*", type=int, default=[],
-                   help="--explore: seeds on which the best candidates are re-checked (not used to rank them)")
+    p.add_argument(
+        "--holdout",
+        nargs="*",
+        type=int,
+        default=[],
+        help="--explore: seeds on which the best candidates are re-checked (not used to rank them)",
+    )
     p.add_argument("--top", type=int, default=8, help="--explore: how many candidates to list and re-check")
     p.add_argument("--cache", type=Path, default=Path("/tmp/hyperflow_bench_lr_finder"))
     args = p.parse_args()
@@ -398,15 +446,19 @@ def main() -> None:
     cache_name = "runs_quick.json" if args.quick else "runs.json"
     ctx = Context(args.cache, Cache(args.cache / cache_name), {})
     lr_grid = grid(args.quick)
-    print(f"torch {torch.__version__} · python {platform.python_version()} · {os.cpu_count()} CPUs, load average "
-          f"{os.getloadavg()[0]:.2f} · grid {' '.join(f'{x:g}' for x in lr_grid)} · cache {ctx.cache.path}")
+    print(
+        f"torch {torch.__version__} · python {platform.python_version()} · {os.cpu_count()} CPUs, load average "
+        f"{os.getloadavg()[0]:.2f} · grid {' '.join(f'{x:g}' for x in lr_grid)} · cache {ctx.cache.path}"
+    )
     started = time.perf_counter()
 
     results = run_main(ctx, args.datasets, args.seeds, lr_grid)
     if args.explore:
         explore(ctx, args.datasets, args.seeds, args.holdout, lr_grid, results, args.top)
-    print(f"\n{ctx.cache.trained} runs trained now (the rest from the cache) · {time.perf_counter() - started:.0f} s"
-          f" · load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"\n{ctx.cache.trained} runs trained now (the rest from the cache) · {time.perf_counter() - started:.0f} s"
+        f" · load average {os.getloadavg()[0]:.2f}"
+    )
 
 
 def run_main(ctx: Context, datasets: list[str], seeds: list[int], lr_grid: list[float]) -> dict:
@@ -439,34 +491,53 @@ def run_main(ctx: Context, datasets: list[str], seeds: list[int], lr_grid: list[
                 value = ctx.val_loss(name, seed, lr) if lr > 0 and math.isfinite(lr) else math.inf
                 rows.setdefault(rule, {}).setdefault(name, []).append(score(name, value, best))
                 line.append(f"{rule.replace('hyperflow ', '').replace(' ', '_')}={lr:.2g}")
-            detail.append(f"  {name:<14}{seed:>4}  grid-best {best:.4f} at {best_lr:g} · status {finder.status_:<13}"
-                          f" · {' '.join(line)}")
+            detail.append(
+                f"  {name:<14}{seed:>4}  grid-best {best:.4f} at {best_lr:g} · status {finder.status_:<13}"
+                f" · {' '.join(line)}"
+            )
             print(detail[-1], flush=True)
     means = print_table("LR range test vs the grid", rows, datasets, seeds)
-    print("\n  finder cost (median over seeds): 100 mini-batches of 32; seconds and as a fraction of one "
-          "training epoch (train + validation pass), measured back to back in this process")
+    print(
+        "\n  finder cost (median over seeds): 100 mini-batches of 32; seconds and as a fraction of one "
+        "training epoch (train + validation pass), measured back to back in this process"
+    )
     for name, per in costs.items():
         hf, tl, ep = (statistics.median(x[i] for x in per) for i in range(3))
-        print(f"  {name:<14} epoch {ep:.3f} s · hyperflow {hf:.3f} s = {hf / ep:.2f} epochs · "
-              f"torch-lr-finder {tl:.3f} s = {tl / ep:.2f} epochs")
+        print(
+            f"  {name:<14} epoch {ep:.3f} s · hyperflow {hf:.3f} s = {hf / ep:.2f} epochs · "
+            f"torch-lr-finder {tl:.3f} s = {tl / ep:.2f} epochs"
+        )
     reference = {"torch-lr-finder": means["torch-lr-finder"], "adam 1e-3": means["adam 1e-3"]}
-    print("\n  against the targets (regret <= 1.2 on each big set, excess <= 0.02 on each tiny set; beat "
-          "torch-lr-finder on every set; match or beat Adam 1e-3 on average)")
+    print(
+        "\n  against the targets (regret <= 1.2 on each big set, excess <= 0.02 on each tiny set; beat "
+        "torch-lr-finder on every set; match or beat Adam 1e-3 on average)"
+    )
     for rule in means:
         if rule.startswith(("hyperflow", "proposed")):
             v = verdict(means[rule], reference)
-            print(f"  {rule:<24} worst regret {fmt(v['worst_regret'])}, worst excess {fmt(v['worst_excess'])}: "
-                  f"targets {'met' if v['meets'] else 'NOT met'} · beats torch-lr-finder on every set: "
-                  f"{'yes' if v['beats_tlrf'] else 'no'} (on the big sets: {'yes' if v['beats_tlrf_big'] else 'no'})"
-                  f" · avg regret {fmt(v['avg_regret'])} vs Adam 1e-3 "
-                  f"{fmt(v['adam_avg_regret'])}, avg excess {fmt(v['avg_excess'])} vs {fmt(v['adam_avg_excess'])}")
+            print(
+                f"  {rule:<24} worst regret {fmt(v['worst_regret'])}, worst excess {fmt(v['worst_excess'])}: "
+                f"targets {'met' if v['meets'] else 'NOT met'} · beats torch-lr-finder on every set: "
+                f"{'yes' if v['beats_tlrf'] else 'no'} (on the big sets: {'yes' if v['beats_tlrf_big'] else 'no'})"
+                f" · avg regret {fmt(v['avg_regret'])} vs Adam 1e-3 "
+                f"{fmt(v['adam_avg_regret'])}, avg excess {fmt(v['avg_excess'])} vs {fmt(v['adam_avg_excess'])}"
+            )
     return {"curves": curves, "grid_best": grid_best, "reference": reference, "means": means}
 
 
-def explore(ctx: Context, datasets: list[str], seeds: list[int], holdout: list[int], lr_grid: list[float],
-            results: dict, top: int) -> None:
-    print(f"\nexploration: candidate rules read off the recorded sweeps; each lr snapped to the nearest "
-          f"10^(k/{SNAP_PER_DECADE}) and trained there (cached)")
+def explore(
+    ctx: Context,
+    datasets: list[str],
+    seeds: list[int],
+    holdout: list[int],
+    lr_grid: list[float],
+    results: dict,
+    top: int,
+) -> None:
+    print(
+        f"\nexploration: candidate rules read off the recorded sweeps; each lr snapped to the nearest "
+        f"10^(k/{SNAP_PER_DECADE}) and trained there (cached)"
+    )
     sweep_sets = {32: results["curves"]}
     for bs in (64, 128):  # the sweep with a larger batch than training's 32 (LRFinder's own default is 64)
         sweep_sets[bs] = {}
@@ -521,22 +592,34 @@ def explore(ctx: Context, datasets: list[str], seeds: list[int], holdout: list[i
     for name in datasets:
         common = set.intersection(*[set(cached_lrs(ctx, name, seed)) for seed in seeds])
         best = {n_: min(ctx.val_loss(name, n_, lr) for lr in lr_grid) for n_ in seeds}
-        scored = sorted((statistics.mean(score(name, ctx.val_loss(name, n_, lr), best[n_]) for n_ in seeds), lr)
-                        for lr in common)
+        scored = sorted(
+            (statistics.mean(score(name, ctx.val_loss(name, n_, lr), best[n_]) for n_ in seeds), lr) for lr in common
+        )
         print(f"  {name:<14} " + " · ".join(f"{lr:.2g}: {fmt(m)}" for m, lr in scored[:3]))
-    print(f"\n  {len(ranked)} candidates; best {top} by worst regret on the big sets, "
-          f"then worst excess on the tiny sets")
-    named = ["c1.0:clip(start0.2,min/100,min/10)", "c0.5:valley", "c0.5:steep", "c0.5:min/10", "fastai:valley", "fastai:steep", "tlrf-rule:steepest"]
+    print(
+        f"\n  {len(ranked)} candidates; best {top} by worst regret on the big sets, then worst excess on the tiny sets"
+    )
+    named = [
+        "c1.0:clip(start0.2,min/100,min/10)",
+        "c0.5:valley",
+        "c0.5:steep",
+        "c0.5:min/10",
+        "fastai:valley",
+        "fastai:steep",
+        "tlrf-rule:steepest",
+    ]
     shown = ranked[:top] + [r for r in named if r in means and r not in ranked[:top]]
     notes = {}
     for rule in shown:
         v = verdict(means[rule], reference)
         med = " ".join(f"{statistics.median(lrs_used[rule][n]):.1g}" for n in datasets)
-        notes[rule] = (f"worst reg {fmt(v['worst_regret'])} exc {fmt(v['worst_excess'])} "
-                       f"{'MEETS' if v['meets'] else 'misses'} · beats tlrf {'y' if v['beats_tlrf'] else 'n'}"
-                       f"/{'y' if v['beats_tlrf_big'] else 'n'}"
-                       f" · median lr {med}")
-    print_table("exploration, ranking seeds", {r: rows[r] for r in shown + ["adam 1e-3"]}, datasets, seeds, notes)
+        notes[rule] = (
+            f"worst reg {fmt(v['worst_regret'])} exc {fmt(v['worst_excess'])} "
+            f"{'MEETS' if v['meets'] else 'misses'} · beats tlrf {'y' if v['beats_tlrf'] else 'n'}"
+            f"/{'y' if v['beats_tlrf_big'] else 'n'}"
+            f" · median lr {med}"
+        )
+    print_table("exploration, ranking seeds", {r: rows[r] for r in [*shown, "adam 1e-3"]}, datasets, seeds, notes)
     # families: the best member of each, to see which ideas work at all
     families: dict[str, str] = {}
     for rule in ranked:  # "bs64/c0.5:wall(0.1,0.5)" -> "bs64/wall(#,#)"
@@ -547,8 +630,10 @@ def explore(ctx: Context, datasets: list[str], seeds: list[int], holdout: list[i
     print("\n  best member of each family (by the same ranking):")
     for family, rule in sorted(families.items(), key=lambda kv: rank_key(kv[1])):
         v = verdict(means[rule], reference)
-        print(f"  {family:<28} {rule:<34} worst regret {fmt(v['worst_regret'])} worst excess "
-              f"{fmt(v['worst_excess'])} avg regret {fmt(v['avg_regret'])}")
+        print(
+            f"  {family:<28} {rule:<34} worst regret {fmt(v['worst_regret'])} worst excess "
+            f"{fmt(v['worst_excess'])} avg regret {fmt(v['avg_regret'])}"
+        )
     if holdout:
         chosen = set(shown)
         rows_h, _ = evaluate(holdout, chosen)
@@ -557,18 +642,26 @@ def explore(ctx: Context, datasets: list[str], seeds: list[int], holdout: list[i
         notes_h = {}
         for rule in shown:
             v = verdict(means_h[rule], ref_h)
-            notes_h[rule] = f"worst reg {fmt(v['worst_regret'])} exc {fmt(v['worst_excess'])} " \
-                            f"{'MEETS' if v['meets'] else 'misses'}"
-        print_table("held-out seeds (not used for ranking)", {r: rows_h[r] for r in shown + ["adam 1e-3"]},
-                    datasets, holdout, notes_h)
-        both = {r: {n: rows[r][n] + rows_h[r][n] for n in datasets} for r in shown + ["adam 1e-3"]}
+            notes_h[rule] = (
+                f"worst reg {fmt(v['worst_regret'])} exc {fmt(v['worst_excess'])} {'MEETS' if v['meets'] else 'misses'}"
+            )
+        print_table(
+            "held-out seeds (not used for ranking)",
+            {r: rows_h[r] for r in [*shown, "adam 1e-3"]},
+            datasets,
+            holdout,
+            notes_h,
+        )
+        both = {r: {n: rows[r][n] + rows_h[r][n] for n in datasets} for r in [*shown, "adam 1e-3"]}
         means_b = summarise(both, datasets)
         notes_b = {}
         for rule in shown:
             v = verdict(means_b[rule], {"adam 1e-3": means_b["adam 1e-3"], "torch-lr-finder": {}})
-            notes_b[rule] = f"worst reg {fmt(v['worst_regret'])} exc {fmt(v['worst_excess'])} " \
-                            f"{'MEETS' if v['meets'] else 'misses'}"
+            notes_b[rule] = (
+                f"worst reg {fmt(v['worst_regret'])} exc {fmt(v['worst_excess'])} {'MEETS' if v['meets'] else 'misses'}"
+            )
         print_table("all seeds", both, datasets, seeds + holdout, notes_b)
+
 
 if __name__ == "__main__":
     main()

@@ -22,19 +22,37 @@ from hyperflow.config import build_config
 from hyperflow.core.assembly import load_data, setup_training
 
 CONFIGS = [  # (optimizer, width, depth, batch_size)
-    ("adam", 64, 1, 32), ("adam", 512, 3, 32), ("adam", 512, 3, 128), ("adam", 256, 2, 64),
-    ("adamw", 512, 3, 32), ("adamw", 128, 2, 128),
-    ("sgd", 512, 3, 32), ("sgd", 64, 1, 128),
+    ("adam", 64, 1, 32),
+    ("adam", 512, 3, 32),
+    ("adam", 512, 3, 128),
+    ("adam", 256, 2, 64),
+    ("adamw", 512, 3, 32),
+    ("adamw", 128, 2, 128),
+    ("sgd", 512, 3, 32),
+    ("sgd", 64, 1, 128),
 ]
 
 
-def fit_once(dataset, optimizer: str, width: int, depth: int, batch: int, fused: bool,
-             epochs: int) -> tuple[float, float]:
+def fit_once(
+    dataset, optimizer: str, width: int, depth: int, batch: int, fused: bool, epochs: int
+) -> tuple[float, float]:
     """ms per epoch of one fit (model and optimizer built outside the timing) and its last val_loss."""
     extra = {"momentum": "0.9", "nesterov": "true"} if optimizer == "sgd" else {}
-    config = build_config({"optimizer": optimizer, "width": str(width), "depth": str(depth), "batch_size": str(batch),
-                           "epochs": str(epochs), "lr": "0.003", "weight_decay": "1e-4", "threads": "1",
-                           "fused": str(fused).lower(), "seed": "0", **extra})
+    config = build_config(
+        {
+            "optimizer": optimizer,
+            "width": str(width),
+            "depth": str(depth),
+            "batch_size": str(batch),
+            "epochs": str(epochs),
+            "lr": "0.003",
+            "weight_decay": "1e-4",
+            "threads": "1",
+            "fused": str(fused).lower(),
+            "seed": "0",
+            **extra,
+        }
+    )
     setup = setup_training(config, dataset=dataset)
     d = setup.dataset
     start = time.perf_counter()
@@ -55,26 +73,32 @@ def main() -> None:
     dataset = load_data(build_config({"data": "digits", "seed": "0"}))
     fit_once(dataset, "adam", 64, 1, 64, True, 1)  # warm-up: first-call costs of both kernels
     fit_once(dataset, "adam", 64, 1, 64, False, 1)
-    print(f"load average at start: {os.getloadavg()[0]:.2f}; torch {torch.__version__}; threads 1; "
-          f"{args.rounds} rounds x {args.epochs} epochs")
+    print(
+        f"load average at start: {os.getloadavg()[0]:.2f}; torch {torch.__version__}; threads 1; "
+        f"{args.rounds} rounds x {args.epochs} epochs"
+    )
     times: dict[tuple, dict[bool, list[float]]] = {c: {True: [], False: []} for c in CONFIGS}
     losses: dict[tuple, dict[bool, float]] = {c: {} for c in CONFIGS}
     for r in range(args.rounds):
         for i, c in enumerate(CONFIGS):
-            for fused in ((True, False) if (r + i) % 2 == 0 else (False, True)):
+            for fused in (True, False) if (r + i) % 2 == 0 else (False, True):
                 ms, loss = fit_once(dataset, *c, fused, args.epochs)
                 times[c][fused].append(ms)
                 losses[c][fused] = loss
-    print("\n| optimizer, width x depth, batch | fused=false ms/epoch, rounds | fused=true ms/epoch, rounds | "
-          "median (min-max) false / true | ratio true/false, median of rounds (min-max) | val_loss false / true |")
+    print(
+        "\n| optimizer, width x depth, batch | fused=false ms/epoch, rounds | fused=true ms/epoch, rounds | "
+        "median (min-max) false / true | ratio true/false, median of rounds (min-max) | val_loss false / true |"
+    )
     print("|---|---|---|---:|---:|---|")
     for c in CONFIGS:
         loop, fused = times[c][False], times[c][True]
         ratios = [f / lo for f, lo in zip(fused, loop)]
-        print(f"| {c[0]}, {c[1]}x{c[2]}, {c[3]} | {' '.join(f'{v:.1f}' for v in loop)} | "
-              f"{' '.join(f'{v:.1f}' for v in fused)} | {spread(loop, 1)} / {spread(fused, 1)} | "
-              f"**{statistics.median(ratios):.2f}** ({min(ratios):.2f}-{max(ratios):.2f}) | "
-              f"{losses[c][False]:.4f} / {losses[c][True]:.4f} |")
+        print(
+            f"| {c[0]}, {c[1]}x{c[2]}, {c[3]} | {' '.join(f'{v:.1f}' for v in loop)} | "
+            f"{' '.join(f'{v:.1f}' for v in fused)} | {spread(loop, 1)} / {spread(fused, 1)} | "
+            f"**{statistics.median(ratios):.2f}** ({min(ratios):.2f}-{max(ratios):.2f}) | "
+            f"{losses[c][False]:.4f} / {losses[c][True]:.4f} |"
+        )
 
 
 if __name__ == "__main__":

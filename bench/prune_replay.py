@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from search import cached, code_key  # noqa: E402  (bench/search.py: the cache and its keys)
+from search import cached, code_key
 
-from hyperflow.core.pruning import MedianPruner  # noqa: E402
+from hyperflow.core.pruning import MedianPruner
 
 
 def replay(trials: list[dict[str, Any]], pruner: MedianPruner) -> tuple[float, int]:
@@ -61,8 +61,10 @@ def main() -> None:
             print(f"\n{spec}: no fresh cached searches; run bench/search.py --methods {spec} first")
             continue
         full = {s: min(t["loss"] for t in trials if t["status"] == "ok") for s, trials in runs.items()}
-        print(f"\n{spec}, {len(runs)} seeds ({', '.join(map(str, runs))}), unpruned best "
-              f"{statistics.mean(full.values()):.4f}, startup trials {args.startup_trials}")
+        print(
+            f"\n{spec}, {len(runs)} seeds ({', '.join(map(str, runs))}), unpruned best "
+            f"{statistics.mean(full.values()):.4f}, startup trials {args.startup_trials}"
+        )
         print("| min_epochs | patience | epochs | best lost in | best val loss added |")
         print("|---:|---:|---:|---:|---:|")
         for min_epochs in args.min_epochs:
@@ -70,8 +72,10 @@ def main() -> None:
                 pruner = MedianPruner(min_epochs, args.startup_trials, patience)
                 out = {s: replay(trials, pruner) for s, trials in runs.items()}
                 added = [out[s][0] - full[s] for s in runs]
-                print(f"| {min_epochs} | {patience} | {statistics.mean(e for _, e in out.values()):.0f} | "
-                      f"{sum(a > 1e-12 for a in added)}/{len(runs)} | +{statistics.mean(added):.4f} |")
+                print(
+                    f"| {min_epochs} | {patience} | {statistics.mean(e for _, e in out.values()):.0f} | "
+                    f"{sum(a > 1e-12 for a in added)}/{len(runs)} | +{statistics.mean(added):.4f} |"
+                )
 
 
 if __name__ == "__main__":

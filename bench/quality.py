@@ -48,8 +48,9 @@ CASES: dict[str, Case] = {
     "breast_cancer": Case({"data": "breast_cancer"}, "test_accuracy", 0.95),
     "breast_cancer_tuned": Case({"data": "breast_cancer", "label_smoothing": "0.1"}, "test_accuracy", 0.95),
     "shapes": Case({"data": "shapes", "model": "unet"}, "test_dice", 0.85),
-    "shapes_fast": Case({"data": "shapes", "model": "unet", "channels": "8", "epochs": "8", "lr": "0.01"},
-                        "test_dice", 0.85),
+    "shapes_fast": Case(
+        {"data": "shapes", "model": "unet", "channels": "8", "epochs": "8", "lr": "0.01"}, "test_dice", 0.85
+    ),
 }
 
 
@@ -78,14 +79,22 @@ def run_case(case: Case, seed: int) -> dict[str, float]:
     total = time.perf_counter() - started
     test = setup.trainer.evaluate(ds.X_test, ds.y_test, prefix="test_")
     reference = linear_reference(ds)
-    return {"score": test[case.metric], "fit": result.seconds, "total": total, "best_epoch": result.best_epoch,
-            "epochs": result.epochs_run, "reference": float("nan") if reference is None else reference}
+    return {
+        "score": test[case.metric],
+        "fit": result.seconds,
+        "total": total,
+        "best_epoch": result.best_epoch,
+        "epochs": result.epochs_run,
+        "reference": float("nan") if reference is None else reference,
+    }
 
 
 # A candidate change measured side by side (not hyperflow's code): after main() returns, run the atexit
 # handlers and leave with os._exit, skipping the interpreter's teardown of torch/mlflow/sklearn modules.
-FAST_EXIT = ("import atexit, os, sys; from hyperflow.cli import main; code = main(sys.argv[1:]); "
-             "sys.stdout.flush(); sys.stderr.flush(); atexit._run_exitfuncs(); os._exit(code)")
+FAST_EXIT = (
+    "import atexit, os, sys; from hyperflow.cli import main; code = main(sys.argv[1:]); "
+    "sys.stdout.flush(); sys.stderr.flush(); atexit._run_exitfuncs(); os._exit(code)"
+)
 
 
 def time_cli(settings: list[str], plan: list[str]) -> list[tuple[str, float, str]]:
@@ -97,12 +106,22 @@ def time_cli(settings: list[str], plan: list[str]) -> list[tuple[str, float, str
         for kind in plan:
             prefix = ["-m", "hyperflow"] if kind == "normal" else ["-c", FAST_EXIT]
             started = time.perf_counter()
-            proc = subprocess.run([sys.executable, *prefix, "train", *settings, "progress=false"],
-                                  cwd=tmp, env=env, capture_output=True, text=True)
+            proc = subprocess.run(
+                [sys.executable, *prefix, "train", *settings, "progress=false"],
+                cwd=tmp,
+                env=env,
+                capture_output=True,
+                text=True,
+            )
             seconds = time.perf_counter() - started
             first = (proc.stdout.strip().splitlines() or [""])[0]
-            out.append((kind, seconds, first if proc.returncode == 0
-                        else f"exit {proc.returncode}: {proc.stderr.strip()[-300:]}"))
+            out.append(
+                (
+                    kind,
+                    seconds,
+                    first if proc.returncode == 0 else f"exit {proc.returncode}: {proc.stderr.strip()[-300:]}",
+                )
+            )
     return out
 
 
@@ -111,12 +130,18 @@ def main() -> None:
     p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     p.add_argument("--seeds", nargs="+", type=int, default=[42, 0, 1], help="default: 42 (the default seed) 0 1")
     p.add_argument("--cli", action="store_true", help="also time `hyperflow train` end to end on digits")
-    p.add_argument("--cli-pairs", type=int, default=3,
-                   help="with --cli: pairs of normal / fast-exit runs on the existing store (default 3)")
+    p.add_argument(
+        "--cli-pairs",
+        type=int,
+        default=3,
+        help="with --cli: pairs of normal / fast-exit runs on the existing store (default 3)",
+    )
     args = p.parse_args()
     warnings.filterwarnings("ignore")
-    print(f"torch {torch.__version__} · python {platform.python_version()} · {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.2f} · seeds {' '.join(map(str, args.seeds))}")
+    print(
+        f"torch {torch.__version__} · python {platform.python_version()} · {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.2f} · seeds {' '.join(map(str, args.seeds))}"
+    )
 
     rows = []
     for name in args.cases:
@@ -126,34 +151,49 @@ def main() -> None:
         refs = [r["reference"] for r in runs]
         rows.append((name, case, runs))
         print(f"\n{name}: hyperflow train {' '.join(f'{k}={v}' for k, v in case.settings.items())}")
-        print(f"  {'seed':>5} {case.metric:>14} {'linear ref':>11} {'fit s':>7} {'setup+fit s':>12} {'best/run epochs':>16}")
+        print(
+            f"  {'seed':>5} {case.metric:>14} {'linear ref':>11} {'fit s':>7} "
+            f"{'setup+fit s':>12} {'best/run epochs':>16}"
+        )
         for seed, r in zip(args.seeds, runs):
             ref = "-" if np.isnan(r["reference"]) else f"{r['reference']:.4f}"
-            print(f"  {seed:>5} {r['score']:>14.4f} {ref:>11} {r['fit']:>7.2f} {r['total']:>12.2f} "
-                  f"{r['best_epoch']:>8}/{r['epochs']:<7}")
+            print(
+                f"  {seed:>5} {r['score']:>14.4f} {ref:>11} {r['fit']:>7.2f} {r['total']:>12.2f} "
+                f"{r['best_epoch']:>8}/{r['epochs']:<7}"
+            )
         ref_mean = "-" if all(np.isnan(refs)) else f"{statistics.mean(refs):.4f}"
-        print(f"  {'mean':>5} {statistics.mean(scores):>14.4f} {ref_mean:>11} "
-              f"{statistics.mean(r['fit'] for r in runs):>7.2f} {statistics.mean(r['total'] for r in runs):>12.2f}")
+        print(
+            f"  {'mean':>5} {statistics.mean(scores):>14.4f} {ref_mean:>11} "
+            f"{statistics.mean(r['fit'] for r in runs):>7.2f} {statistics.mean(r['total'] for r in runs):>12.2f}"
+        )
         print(f"  {'min':>5} {min(scores):>14.4f}")
 
     print(f"\nsummary (seeds {' '.join(map(str, args.seeds))})")
-    print(f"{'case':<20} {'metric':<14} {'mean':>7} {'min':>7} {'target':>8} {'mean met':>9} {'min met':>8} "
-          f"{'fit s mean/max':>15}")
+    print(
+        f"{'case':<20} {'metric':<14} {'mean':>7} {'min':>7} {'target':>8} {'mean met':>9} {'min met':>8} "
+        f"{'fit s mean/max':>15}"
+    )
     for name, case, runs in rows:
         scores = [r["score"] for r in runs]
         fits = [r["fit"] for r in runs]
-        print(f"{name:<20} {case.metric:<14} {statistics.mean(scores):>7.4f} {min(scores):>7.4f} "
-              f"{'>= ' + str(case.target):>8} {'yes' if statistics.mean(scores) >= case.target else 'NO':>9} "
-              f"{'yes' if min(scores) >= case.target else 'NO':>8} {statistics.mean(fits):>7.2f}/{max(fits):<7.2f}")
+        print(
+            f"{name:<20} {case.metric:<14} {statistics.mean(scores):>7.4f} {min(scores):>7.4f} "
+            f"{'>= ' + str(case.target):>8} {'yes' if statistics.mean(scores) >= case.target else 'NO':>9} "
+            f"{'yes' if min(scores) >= case.target else 'NO':>8} {statistics.mean(fits):>7.2f}/{max(fits):<7.2f}"
+        )
         if case.max_seconds is not None:
             worst = max(r["total"] for r in runs)
-            print(f"{'':<20} training wall time (setup+fit, worst seed) {worst:.2f} s, target <= {case.max_seconds} s: "
-                  f"{'met' if worst <= case.max_seconds else 'NOT met'}")
+            print(
+                f"{'':<20} training wall time (setup+fit, worst seed) {worst:.2f} s, target <= {case.max_seconds} s: "
+                f"{'met' if worst <= case.max_seconds else 'NOT met'}"
+            )
 
     if args.cli:
         settings = [f"{k}={v}" for k, v in CASES["digits"].settings.items()]
-        print(f"\n`hyperflow train {' '.join(settings)}` end to end (new process: imports, data, fit, MLflow run, "
-              f"model logging; temporary SQLite store)")
+        print(
+            f"\n`hyperflow train {' '.join(settings)}` end to end (new process: imports, data, fit, MLflow run, "
+            f"model logging; temporary SQLite store)"
+        )
         plan = ["normal"] + ["normal", "fast-exit"] * args.cli_pairs
         runs = time_cli(settings, plan)
         for i, (kind, seconds, line) in enumerate(runs):
@@ -162,13 +202,20 @@ def main() -> None:
         normal = [s for k, s, _ in runs[1:] if k == "normal"]
         fast = [s for k, s, _ in runs[1:] if k == "fast-exit"]
         if fast:
-            print(f"  existing store, median: normal {statistics.median(normal):.2f} s, candidate fast exit "
-                  f"(atexit handlers, then os._exit) {statistics.median(fast):.2f} s")
+            print(
+                f"  existing store, median: normal {statistics.median(normal):.2f} s, candidate fast exit "
+                f"(atexit handlers, then os._exit) {statistics.median(fast):.2f} s"
+            )
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-W", "ignore", "-c", "import hyperflow.workflows.train, hyperflow.cli"],
-                       check=True, capture_output=True)
-        print(f"  imports alone, a separate process (python -c 'import hyperflow.workflows.train'): "
-              f"{time.perf_counter() - started:.2f} s")
+        subprocess.run(
+            [sys.executable, "-W", "ignore", "-c", "import hyperflow.workflows.train, hyperflow.cli"],
+            check=True,
+            capture_output=True,
+        )
+        print(
+            f"  imports alone, a separate process (python -c 'import hyperflow.workflows.train'): "
+            f"{time.perf_counter() - started:.2f} s"
+        )
     print(f"load average (1, 5, 15 min) at the end: {os.getloadavg()}")
 
 

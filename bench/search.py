@@ -67,8 +67,10 @@ SPACE = {
     "depth": {"type": "int", "low": 1, "high": 3},
     "dropout": {"type": "uniform", "low": 0.0, "high": 0.5},
     "batch_size": {"type": "choice", "values": [16, 32, 64, 128]},
-    "optimizer": {"type": "choice", "options": {"adam": {}, "sgd": {"momentum": {"type": "uniform", "low": 0.5,
-                                                                                   "high": 0.99}}}},
+    "optimizer": {
+        "type": "choice",
+        "options": {"adam": {}, "sgd": {"momentum": {"type": "uniform", "low": 0.5, "high": 0.99}}},
+    },
 }
 BASE = {"data": "digits", "epochs": 20, "schedule": "constant", "progress": False, "threads": 1, "log_model": False}
 METHODS = {  # method -> search settings over the shipped defaults (hyperflow's) or Optuna's pruner
@@ -85,6 +87,7 @@ NOT_OPTUNA = ("config/search.py", "core/pruning.py")  # the search's settings an
 
 
 # ------------------------------------------------------------------------------------------ methods
+
 
 def parse_method(spec: str) -> tuple[str, dict[str, str]]:
     base, _, rest = spec.partition(":")
@@ -106,11 +109,14 @@ def run_search(settings: dict[str, str], seed: int, n_trials: int) -> list[dict[
         space = Path(tmp, "space.yaml")
         space.write_text(yaml.safe_dump(SPACE, sort_keys=False))
         mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")
-        search = build_search_config({"space": str(space), "max_evals": n_trials, "register": False,
-                                      "parallelism": 1, **settings})
+        search = build_search_config(
+            {"space": str(space), "max_evals": n_trials, "register": False, "parallelism": 1, **settings}
+        )
         outcome = SearchRunner(search, build_config({**BASE, "seed": seed})).run()
-    return [{"params": r.params, "status": r.status, "loss": r.loss, "epochs": r.epochs, "history": r.history}
-            for r in sorted(outcome.records, key=lambda r: r.number)]
+    return [
+        {"params": r.params, "status": r.status, "loss": r.loss, "epochs": r.epochs, "history": r.history}
+        for r in sorted(outcome.records, key=lambda r: r.number)
+    ]
 
 
 class Objective:
@@ -164,13 +170,15 @@ def run_optuna(settings: dict[str, str], seed: int, n_trials: int) -> list[dict[
                 self.pruned = trainer.stop_requested = True
 
     def fn(trial: optuna.Trial) -> float:
-        point = {"lr": trial.suggest_float("lr", 1e-4, 1e-1, log=True),
-                 "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
-                 "width": trial.suggest_categorical("width", [32, 64, 128, 256]),
-                 "depth": trial.suggest_int("depth", 1, 3),
-                 "dropout": trial.suggest_float("dropout", 0.0, 0.5),
-                 "batch_size": trial.suggest_categorical("batch_size", [16, 32, 64, 128]),
-                 "optimizer": trial.suggest_categorical("optimizer", ["adam", "sgd"])}
+        point = {
+            "lr": trial.suggest_float("lr", 1e-4, 1e-1, log=True),
+            "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
+            "width": trial.suggest_categorical("width", [32, 64, 128, 256]),
+            "depth": trial.suggest_int("depth", 1, 3),
+            "dropout": trial.suggest_float("dropout", 0.0, 0.5),
+            "batch_size": trial.suggest_categorical("batch_size", [16, 32, 64, 128]),
+            "optimizer": trial.suggest_categorical("optimizer", ["adam", "sgd"]),
+        }
         if point["optimizer"] == "sgd":
             point["momentum"] = trial.suggest_float("momentum", 0.5, 0.99)
         report = Report(trial)
@@ -189,6 +197,7 @@ def run_optuna(settings: dict[str, str], seed: int, n_trials: int) -> list[dict[
 
 
 # ------------------------------------------------------------------------------------------ cache
+
 
 def code_key(spec: str, n_trials: int) -> str:
     """A hash of the method's settings and of the code it runs: a change to either makes a new key."""
@@ -258,8 +267,11 @@ def run_all(tasks: list[tuple[str, int, int, str]], jobs: int) -> None:
                 proc.join(1)
                 if proc.exitcode is not None:
                     running.remove((proc, (spec, seed), started))
-                    print(f"  {'done' if proc.exitcode == 0 else 'FAILED'} {spec} seed {seed}: "
-                          f"{time.perf_counter() - started:.0f} s", flush=True)
+                    print(
+                        f"  {'done' if proc.exitcode == 0 else 'FAILED'} {spec} seed {seed}: "
+                        f"{time.perf_counter() - started:.0f} s",
+                        flush=True,
+                    )
         if task is not None:
             proc = ctx.Process(target=run_one, args=(task,))
             proc.start()
@@ -267,6 +279,7 @@ def run_all(tasks: list[tuple[str, int, int, str]], jobs: int) -> None:
 
 
 # ------------------------------------------------------------------------------------------ summary
+
 
 def best_of(trials: list[dict[str, Any]], n: int | None = None) -> float:
     ok = [t["loss"] for t in trials[:n] if t["status"] == "ok"]
@@ -295,8 +308,10 @@ def mean_se(values: list[float], digits: int = 4, sign: str = "") -> str:
 def summarise(data: dict[tuple[str, int], list], specs: list[str], seeds: list[int], ref: str) -> None:
     random_best = {s: best_of(data["random", s]) for s in seeds if ("random", s) in data}
     refs = {s: best_of(data[ref, s]) for s in seeds if (ref, s) in data}
-    print(f"\n| method | seeds | best after 10 | best after 25 | best (50) | vs {ref} (paired) | epochs | pruned "
-          f"| reached random's best | epochs to reach |")
+    print(
+        f"\n| method | seeds | best after 10 | best after 25 | best (50) | vs {ref} (paired) | epochs | pruned "
+        f"| reached random's best | epochs to reach |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     for spec in specs:
         runs = {s: data[spec, s] for s in seeds if (spec, s) in data}
@@ -310,14 +325,18 @@ def summarise(data: dict[tuple[str, int], list], specs: list[str], seeds: list[i
         got = [h for h in hits if h is not None]
         diffs = [best_of(t) - refs[s] for s, t in runs.items() if s in refs]
         paired = "-" if spec == ref else mean_se(diffs, sign="+")
-        print(f"| {spec} | {len(runs)} | {' | '.join(bests)} | {paired} | {mean_se(epochs, 0)} | {pruned:.1f} | "
-              f"{len(got)}/{len(hits)} | {mean_se([float(h[1]) for h in got], 0)} |")
+        print(
+            f"| {spec} | {len(runs)} | {' | '.join(bests)} | {paired} | {mean_se(epochs, 0)} | {pruned:.1f} | "
+            f"{len(got)}/{len(hits)} | {mean_se([float(h[1]) for h in got], 0)} |"
+        )
     print("\nper seed: best (epochs)")
     print("| method | " + " | ".join(str(s) for s in seeds) + " |")
     print("|---|" + "---:|" * len(seeds))
     for spec in specs:
-        cells = [f"{best_of(data[spec, s]):.4f} ({sum(x['epochs'] for x in data[spec, s])})"
-                 if (spec, s) in data else "-" for s in seeds]
+        cells = [
+            f"{best_of(data[spec, s]):.4f} ({sum(x['epochs'] for x in data[spec, s])})" if (spec, s) in data else "-"
+            for s in seeds
+        ]
         print(f"| {spec} | " + " | ".join(cells) + " |")
 
 
@@ -333,23 +352,37 @@ def main() -> None:
     args = p.parse_args()
     keys = {spec: code_key(spec, args.trials) for spec in dict.fromkeys([*args.methods, "random", args.ref])}
     print(f"python {' '.join(sys.argv)}")
-    print(f"torch {torch.__version__} · python {platform.python_version()} · {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.2f} · threads=1 · {args.jobs} processes")
-    tasks = [(spec, seed, args.trials, keys[spec]) for spec in args.methods for seed in args.seeds
-             if cached(spec, seed, args.trials, keys[spec]) is None]
+    print(
+        f"torch {torch.__version__} · python {platform.python_version()} · {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.2f} · threads=1 · {args.jobs} processes"
+    )
+    tasks = [
+        (spec, seed, args.trials, keys[spec])
+        for spec in args.methods
+        for seed in args.seeds
+        if cached(spec, seed, args.trials, keys[spec]) is None
+    ]
     if not args.summary_only and tasks:
         print(f"{len(tasks)} (method, seed) runs to do; cached results in {RESULTS}", flush=True)
         run_all(tasks, args.jobs)
-    data = {(spec, s): t for spec, key in keys.items() for s in args.seeds
-            if (t := cached(spec, s, args.trials, key)) is not None}
+    data = {
+        (spec, s): t
+        for spec, key in keys.items()
+        for s in args.seeds
+        if (t := cached(spec, s, args.trials, key)) is not None
+    }
     stale = [f"{spec} seed {s}" for spec in args.methods for s in args.seeds if (spec, s) not in data]
     if stale:
         print(f"missing or stale (not shown): {', '.join(stale)}")
     summarise(data, args.methods, args.seeds, args.ref)
     if args.json:
-        out = {spec: {"best": [best_of(data[spec, s]) for s in args.seeds if (spec, s) in data],
-                      "epochs": [sum(x["epochs"] for x in data[spec, s]) for s in args.seeds if (spec, s) in data]}
-               for spec in args.methods}
+        out = {
+            spec: {
+                "best": [best_of(data[spec, s]) for s in args.seeds if (spec, s) in data],
+                "epochs": [sum(x["epochs"] for x in data[spec, s]) for s in args.seeds if (spec, s) in data],
+            }
+            for spec in args.methods
+        }
         args.json.write_text(json.dumps(out, indent=1))
 
 

@@ -20,9 +20,10 @@ import statistics
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import mlflow
 
@@ -51,8 +52,17 @@ def untracked(points: list[dict], base) -> tuple[float, float]:
 
 def tracked(space: str, base, trials: int) -> tuple[float, float]:
     """Wall and CPU seconds of the search over the same points."""
-    settings = build_search_config({"space": space, "strategy": "grid", "pruner": "none", "max_evals": str(trials),
-                                    "register": "false", "seed_presets": "false", "parallelism": "1"})
+    settings = build_search_config(
+        {
+            "space": space,
+            "strategy": "grid",
+            "pruner": "none",
+            "max_evals": str(trials),
+            "register": "false",
+            "seed_presets": "false",
+            "parallelism": "1",
+        }
+    )
     start, cpu = time.perf_counter(), time.process_time()
     SearchRunner(settings, base).run()
     return time.perf_counter() - start, time.process_time() - cpu
@@ -63,17 +73,26 @@ def phases() -> Iterator[dict[str, list[float]]]:
     """Wall seconds spent in the search's parts and MLflow calls (any thread), by name."""
     from mlflow.tracking import MlflowClient
 
-    from hyperflow import tracking
     from hyperflow.core.trainer import Trainer
     from hyperflow.search import finish, runner
     from hyperflow.tracking import search_store
 
     spent: dict[str, list[float]] = defaultdict(list)
-    targets = [(runner.SearchRunner, "prepare"), (runner.SearchRunner, "_record_settings"), (Trainer, "fit"),
-               (runner.tracking.BackgroundCalls, "close"), (finish, "_log_table"), (finish, "_log_best_model"),
-               (finish, "parameter_importance"), (finish.tracking, "log_figure"), (finish.tracking, "log_model"),
-               (search_store.tracking, "log_dataset"), (MlflowClient, "create_run"), (MlflowClient, "log_batch"),
-               (MlflowClient, "set_terminated")]
+    targets = [
+        (runner.SearchRunner, "prepare"),
+        (runner.SearchRunner, "_record_settings"),
+        (Trainer, "fit"),
+        (runner.tracking.BackgroundCalls, "close"),
+        (finish, "_log_table"),
+        (finish, "_log_best_model"),
+        (finish, "parameter_importance"),
+        (finish.tracking, "log_figure"),
+        (finish.tracking, "log_model"),
+        (search_store.tracking, "log_dataset"),
+        (MlflowClient, "create_run"),
+        (MlflowClient, "log_batch"),
+        (MlflowClient, "set_terminated"),
+    ]
     saved = [(owner, name, getattr(owner, name)) for owner, name in targets]
 
     def timed(label: str, fn: Any) -> Any:
@@ -84,6 +103,7 @@ def phases() -> Iterator[dict[str, list[float]]]:
                 return fn(*args, **kwargs)
             finally:
                 spent[label].append(time.perf_counter() - start)
+
         return call
 
     for owner, name, fn in saved:
@@ -128,25 +148,34 @@ def main() -> None:
                     wall, used = tracked(str(space), base, args.trials)
                     on.append(wall)
                 cpu[side].append(used)
-            print(f"round {i + 1} ({sides[0]} first): tracked {on[-1]:.2f} s, untracked {off[-1]:.2f} s, "
-                  f"ratio {on[-1] / off[-1]:.3f}; CPU {cpu['tracked'][-1]:.2f} s vs {cpu['untracked'][-1]:.2f} s, "
-                  f"load {os.getloadavg()[0]:.2f}", flush=True)
+            print(
+                f"round {i + 1} ({sides[0]} first): tracked {on[-1]:.2f} s, untracked {off[-1]:.2f} s, "
+                f"ratio {on[-1] / off[-1]:.3f}; CPU {cpu['tracked'][-1]:.2f} s vs {cpu['untracked'][-1]:.2f} s, "
+                f"load {os.getloadavg()[0]:.2f}",
+                flush=True,
+            )
         if args.phases:
             with phases() as spent:
                 wall, _ = tracked(str(space), base, args.trials)
-            print(f"one more tracked search, {wall:.2f} s; wall seconds by part (calls on the background thread "
-                  f"overlap the others):")
+            print(
+                f"one more tracked search, {wall:.2f} s; wall seconds by part (calls on the background thread "
+                f"overlap the others):"
+            )
             for label, times in sorted(spent.items(), key=lambda kv: -sum(kv[1])):
                 print(f"  {sum(times):7.3f} s  {len(times):4d} x {1000 * statistics.median(times):7.1f} ms  {label}")
     ratios = [a / b for a, b in zip(on, off)]
-    print(f"{args.trials} trials x 20 epochs on digits, {args.rounds} rounds, load average at end: "
-          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(
+        f"{args.trials} trials x 20 epochs on digits, {args.rounds} rounds, load average at end: "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
     print(f"  tracked search    median {statistics.median(on):7.2f} s   ({spread(on)})")
     print(f"  untracked trials  median {statistics.median(off):7.2f} s   ({spread(off)})")
     print(f"  per-round ratios  {', '.join(f'{r:.3f}' for r in ratios)}  ({spread(ratios)})")
     cpu_ratios = [a / b for a, b in zip(cpu["tracked"], cpu["untracked"])]
-    print(f"  CPU seconds       tracked median {statistics.median(cpu['tracked']):.2f}, untracked median "
-          f"{statistics.median(cpu['untracked']):.2f}; per-round ratios {', '.join(f'{r:.3f}' for r in cpu_ratios)}")
+    print(
+        f"  CPU seconds       tracked median {statistics.median(cpu['tracked']):.2f}, untracked median "
+        f"{statistics.median(cpu['untracked']):.2f}; per-round ratios {', '.join(f'{r:.3f}' for r in cpu_ratios)}"
+    )
     print(f"ratio tracked / untracked: {statistics.median(ratios):.3f}  (median of the rounds; target <= 1.10)")
 
 

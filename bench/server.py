@@ -16,26 +16,27 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import mlflow
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from services import MlflowServer  # noqa: E402
+from services import MlflowServer
 
-from hyperflow.config import build_config  # noqa: E402
-from hyperflow.config.search import build_search_config  # noqa: E402
-from hyperflow.search.runner import SearchRunner  # noqa: E402
+from hyperflow.config import build_config
+from hyperflow.config.search import build_search_config
+from hyperflow.search.runner import SearchRunner
 
 CALLS: dict[str, list[float]] = defaultdict(list)
 
 
 def search(max_evals: int, experiment: str, parallelism: str | None = None) -> float:
     """``hyperflow search max_evals=N`` with every other setting at its default (best model registered)."""
-    settings = build_search_config({"max_evals": str(max_evals), "model_name": experiment,
-                                    **({"parallelism": parallelism} if parallelism else {})})
+    settings = build_search_config(
+        {"max_evals": str(max_evals), "model_name": experiment, **({"parallelism": parallelism} if parallelism else {})}
+    )
     base = build_config({"progress": "false", "experiment": experiment})
     start = time.perf_counter()
     SearchRunner(settings, base).run()
@@ -76,7 +77,7 @@ def tree_cpu_seconds(root: int) -> float:
                 text = Path("/proc", entry, "stat").read_text()
             except OSError:
                 continue
-            fields = text[text.rindex(")") + 2:].split()
+            fields = text[text.rindex(")") + 2 :].split()
             stats[int(entry)] = fields
             children[int(fields[1])].append(int(entry))
     total, todo = 0.0, [root]
@@ -97,11 +98,15 @@ def spread(values: list[float]) -> str:
 def report_calls(searches: int) -> None:
     total = sum(sum(v) for v in CALLS.values())
     count = sum(len(v) for v in CALLS.values())
-    print(f"\nREST calls per search ({searches} searches), by total time ({count / searches:.0f} calls, "
-          f"{total / searches:.2f} s per search, in any thread):")
+    print(
+        f"\nREST calls per search ({searches} searches), by total time ({count / searches:.0f} calls, "
+        f"{total / searches:.2f} s per search, in any thread):"
+    )
     for key, times in sorted(CALLS.items(), key=lambda kv: -sum(kv[1])):
-        print(f"  {len(times) / searches:6.1f} x {1000 * statistics.median(times):6.1f} ms = "
-              f"{sum(times) / searches:6.2f} s  {key}")
+        print(
+            f"  {len(times) / searches:6.1f} x {1000 * statistics.median(times):6.1f} ms = "
+            f"{sum(times) / searches:6.2f} s  {key}"
+        )
 
 
 def main() -> None:
@@ -132,20 +137,25 @@ def main() -> None:
                         times[store].append(search(args.max_evals, f"bench-{i}", args.parallelism))
                     else:
                         cpu = tree_cpu_seconds(server.proc.pid)
-                        with server.as_user(), (timed_requests() if args.profile else _nothing()):
+                        with server.as_user(), timed_requests() if args.profile else _nothing():
                             times[store].append(search(args.max_evals, f"bench-{i}", args.parallelism))
                         server_cpu.append(tree_cpu_seconds(server.proc.pid) - cpu)
-                print(f"round {i + 1} ({order[0]} first): sqlite {times['sqlite'][-1]:.2f} s, server "
-                      f"{times['server'][-1]:.2f} s (server processes' CPU {server_cpu[-1]:.2f} s), ratio "
-                      f"{times['server'][-1] / times['sqlite'][-1]:.3f}", flush=True)
+                print(
+                    f"round {i + 1} ({order[0]} first): sqlite {times['sqlite'][-1]:.2f} s, server "
+                    f"{times['server'][-1]:.2f} s (server processes' CPU {server_cpu[-1]:.2f} s), ratio "
+                    f"{times['server'][-1] / times['sqlite'][-1]:.3f}",
+                    flush=True,
+                )
     finally:
         server.close()
     ratios = [b / a for a, b in zip(times["sqlite"], times["server"])]
     print(f"\nload average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     for store, values in times.items():
         print(f"  {store:7s} median {statistics.median(values):6.2f} s  ({spread(values)})")
-    print(f"  server processes' CPU during a server search: median {statistics.median(server_cpu):.2f} s "
-          f"({spread(server_cpu)})")
+    print(
+        f"  server processes' CPU during a server search: median {statistics.median(server_cpu):.2f} s "
+        f"({spread(server_cpu)})"
+    )
     print(f"  per-round ratios {', '.join(f'{r:.3f}' for r in ratios)}  ({spread(ratios)})")
     print(f"ratio server / sqlite: {statistics.median(ratios):.3f}  (median of the rounds)")
     if args.profile:

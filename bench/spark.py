@@ -17,8 +17,8 @@ from pathlib import Path
 import mlflow
 
 from hyperflow.config import build_config
-from hyperflow.search import spark
 from hyperflow.config.search import build_search_config
+from hyperflow.search import spark
 from hyperflow.search.runner import SearchRunner
 
 SPACE = """
@@ -29,12 +29,22 @@ epochs: %d
 
 
 def one_search(session, space: Path, parallelism: int, trials: int) -> tuple[float, float]:
-    settings = build_search_config({"space": str(space), "backend": "spark", "parallelism": parallelism,
-                                    "max_evals": trials, "strategy": "random", "pruner": "none",
-                                    "register": "false", "seed_presets": "false"})
+    settings = build_search_config(
+        {
+            "space": str(space),
+            "backend": "spark",
+            "parallelism": parallelism,
+            "max_evals": trials,
+            "strategy": "random",
+            "pruner": "none",
+            "register": "false",
+            "seed_presets": "false",
+        }
+    )
     start = time.perf_counter()
-    outcome = SearchRunner(settings, build_config({"progress": "false", "experiment": "spark-bench"}),
-                           spark_session=session).run()
+    outcome = SearchRunner(
+        settings, build_config({"progress": "false", "experiment": "spark-bench"}), spark_session=session
+    ).run()
     total = time.perf_counter() - start
     client = mlflow.MlflowClient()
     runs = [client.get_run(r.run_id).info for r in outcome.records]
@@ -58,16 +68,23 @@ def main() -> None:
         for _ in range(args.rounds):
             for parallelism in (1, 2):
                 results[parallelism].append(one_search(session, space, parallelism, args.trials))
-                print(f"  parallelism={parallelism}: {results[parallelism][-1][0]:.1f} trials/min (trial phase), "
-                      f"{results[parallelism][-1][1]:.1f} (whole search)", flush=True)
+                print(
+                    f"  parallelism={parallelism}: {results[parallelism][-1][0]:.1f} trials/min (trial phase), "
+                    f"{results[parallelism][-1][1]:.1f} (whole search)",
+                    flush=True,
+                )
         session.stop()
     phase = {p: statistics.median(r[0] for r in v) for p, v in results.items()}
     whole = {p: statistics.median(r[1] for r in v) for p, v in results.items()}
     print(f"{args.trials} trials x {args.epochs} epochs on digits, local[2], median of {args.rounds} rounds")
-    print(f"  trials/min, trial phase:   parallelism=1 {phase[1]:.1f}   parallelism=2 {phase[2]:.1f}   "
-          f"ratio {phase[2] / phase[1]:.2f}  (target >= 1.7)")
-    print(f"  trials/min, whole search:  parallelism=1 {whole[1]:.1f}   parallelism=2 {whole[2]:.1f}   "
-          f"ratio {whole[2] / whole[1]:.2f}")
+    print(
+        f"  trials/min, trial phase:   parallelism=1 {phase[1]:.1f}   parallelism=2 {phase[2]:.1f}   "
+        f"ratio {phase[2] / phase[1]:.2f}  (target >= 1.7)"
+    )
+    print(
+        f"  trials/min, whole search:  parallelism=1 {whole[1]:.1f}   parallelism=2 {whole[2]:.1f}   "
+        f"ratio {whole[2] / whole[1]:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -47,18 +47,22 @@ class UsageError(Exception):
 
 # ---------------------------------------------------------------- checks
 
+
 def find_postgres_bin(explicit: str | None) -> Path:
     if explicit:
         candidates = [explicit]
     else:
         on_path = shutil.which("initdb")
         candidates = ([str(Path(on_path).parent)] if on_path else []) + sorted(
-            glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name), reverse=True)
+            glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name), reverse=True
+        )
     for folder in candidates:
         if Path(folder, "initdb").is_file() and Path(folder, "postgres").is_file():
             return Path(folder)
-    raise UsageError("PostgreSQL binaries not found (initdb, postgres): install them (Debian: "
-                     "apt-get install postgresql) or pass --postgres-bin /usr/lib/postgresql/<version>/bin")
+    raise UsageError(
+        "PostgreSQL binaries not found (initdb, postgres): install them (Debian: "
+        "apt-get install postgresql) or pass --postgres-bin /usr/lib/postgresql/<version>/bin"
+    )
 
 
 def check_port_free(host: str, port: int, what: str) -> None:
@@ -67,21 +71,26 @@ def check_port_free(host: str, port: int, what: str) -> None:
         try:
             sock.bind((host, port))
         except OSError as exc:
-            raise UsageError(f"{what} port {host}:{port} is not free ({exc.strerror}): stop what uses it "
-                             f"or choose another with --{'pg-port' if what == 'PostgreSQL' else 'port'}")
+            raise UsageError(
+                f"{what} port {host}:{port} is not free ({exc.strerror}): stop what uses it "
+                f"or choose another with --{'pg-port' if what == 'PostgreSQL' else 'port'}"
+            ) from exc
 
 
 def admin_password() -> str:
     password = os.environ.get(ADMIN_PASSWORD_ENV, "")
     if not password:
-        raise UsageError(f"{ADMIN_PASSWORD_ENV} is not set: export {ADMIN_PASSWORD_ENV}='<12+ characters>' "
-                         "(the admin user's password; there is no default)")
+        raise UsageError(
+            f"{ADMIN_PASSWORD_ENV} is not set: export {ADMIN_PASSWORD_ENV}='<12+ characters>' "
+            "(the admin user's password; there is no default)"
+        )
     if len(password) < 12:
         raise UsageError(f"{ADMIN_PASSWORD_ENV} is too short: MLflow wants at least 12 characters")
     return password
 
 
 # ---------------------------------------------------------------- PostgreSQL
+
 
 class Postgres:
     """A private cluster in ``folder``, run as the ``postgres`` user when we are root."""
@@ -95,8 +104,10 @@ class Postgres:
             try:
                 self.user = pwd.getpwnam("postgres")
             except KeyError:
-                raise UsageError("running as root needs a 'postgres' user to run PostgreSQL as: install "
-                                 "Debian's postgresql package or run this script as an ordinary user") from None
+                raise UsageError(
+                    "running as root needs a 'postgres' user to run PostgreSQL as: install "
+                    "Debian's postgresql package or run this script as an ordinary user"
+                ) from None
 
     def _run_as(self) -> dict:
         if self.user is None:
@@ -122,12 +133,30 @@ class Postgres:
                 os.chown(path, self.user.pw_uid, self.user.pw_gid)
             probe = subprocess.run(["test", "-w", str(self.data)], **self._run_as())
             if probe.returncode:
-                raise UsageError(f"the postgres user cannot reach {self.data}: choose a --home that every "
-                                 "user may traverse (e.g. /var/lib/hyperflow-server)")
+                raise UsageError(
+                    f"the postgres user cannot reach {self.data}: choose a --home that every "
+                    "user may traverse (e.g. /var/lib/hyperflow-server)"
+                )
         try:
-            subprocess.run([str(self.bin / "initdb"), "-D", str(self.data), "-U", "mlflow", f"--pwfile={pwfile}",
-                            "--auth-local=scram-sha-256", "--auth-host=scram-sha-256", "-E", "UTF8",
-                            "--no-instructions"], check=True, capture_output=True, text=True, **self._run_as())
+            subprocess.run(
+                [
+                    str(self.bin / "initdb"),
+                    "-D",
+                    str(self.data),
+                    "-U",
+                    "mlflow",
+                    f"--pwfile={pwfile}",
+                    "--auth-local=scram-sha-256",
+                    "--auth-host=scram-sha-256",
+                    "-E",
+                    "UTF8",
+                    "--no-instructions",
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+                **self._run_as(),
+            )
         except subprocess.CalledProcessError as exc:
             raise RuntimeError(f"initdb failed: {exc.stderr.strip()}") from exc
         finally:
@@ -136,9 +165,24 @@ class Postgres:
     def start(self, log: Path) -> None:
         with log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [str(self.bin / "postgres"), "-D", str(self.data), "-h", "127.0.0.1", "-p", str(self.port),
-                 "-c", "unix_socket_directories=", "-c", "max_connections=200"],
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True, **self._run_as())
+                [
+                    str(self.bin / "postgres"),
+                    "-D",
+                    str(self.data),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "-c",
+                    "unix_socket_directories=",
+                    "-c",
+                    "max_connections=200",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                **self._run_as(),
+            )
         deadline = time.monotonic() + 60
         while not self.ready():
             if self.proc.poll() is not None:
@@ -151,8 +195,14 @@ class Postgres:
     def connect(self, database: str = "postgres"):
         import psycopg2
 
-        return psycopg2.connect(host="127.0.0.1", port=self.port, user="mlflow", password=self.password(),
-                                dbname=database, connect_timeout=2)
+        return psycopg2.connect(
+            host="127.0.0.1",
+            port=self.port,
+            user="mlflow",
+            password=self.password(),
+            dbname=database,
+            connect_timeout=2,
+        )
 
     def ready(self) -> bool:
         try:
@@ -187,17 +237,20 @@ class Postgres:
 
 # ---------------------------------------------------------------- MLflow server
 
+
 def write_auth_config(home: Path, pg: Postgres, admin_user: str) -> Path:
     path = home / "basic_auth.ini"
-    path.write_text("[mlflow]\n"
-                    "# every user reads everything; writes need a grant (see deploy/server.py add-user)\n"
-                    "default_permission = READ\n"
-                    f"database_uri = {pg.uri('mlflow_auth')}\n"
-                    f"admin_username = {admin_user}\n"
-                    "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
-                    "# a password check costs a scrypt hash (0.1-0.4 s of CPU); remember good ones for 60 s per\n"
-                    "# worker (a changed or deleted password may keep working that long on other workers)\n"
-                    "auth_cache_ttl_seconds = 60\n")
+    path.write_text(
+        "[mlflow]\n"
+        "# every user reads everything; writes need a grant (see deploy/server.py add-user)\n"
+        "default_permission = READ\n"
+        f"database_uri = {pg.uri('mlflow_auth')}\n"
+        f"admin_username = {admin_user}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        "# a password check costs a scrypt hash (0.1-0.4 s of CPU); remember good ones for 60 s per\n"
+        "# worker (a changed or deleted password may keep working that long on other workers)\n"
+        "auth_cache_ttl_seconds = 60\n"
+    )
     return path
 
 
@@ -234,11 +287,27 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float, log: Path) ->
 
 
 def mlflow_command(args: argparse.Namespace, pg: Postgres, artifacts: str) -> list[str]:
-    command = [sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth",
-               "--backend-store-uri", pg.uri("mlflow"), "--artifacts-destination", artifacts,
-               "--host", args.host, "--port", str(args.port), "--workers", str(args.workers),
-               # a worker still importing on a busy machine must not be taken for dead (uvicorn's 5 s)
-               "--uvicorn-opts", "--timeout-worker-healthcheck 60 --timeout-graceful-shutdown 20"]
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--app-name",
+        "basic-auth",
+        "--backend-store-uri",
+        pg.uri("mlflow"),
+        "--artifacts-destination",
+        artifacts,
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+        "--workers",
+        str(args.workers),
+        # a worker still importing on a busy machine must not be taken for dead (uvicorn's 5 s)
+        "--uvicorn-opts",
+        "--timeout-worker-healthcheck 60 --timeout-graceful-shutdown 20",
+    ]
     if args.allowed_hosts:
         command += ["--allowed-hosts", args.allowed_hosts]
     if args.cors_allowed_origins:
@@ -282,21 +351,33 @@ def serve(args: argparse.Namespace) -> int:
     try:
         pg.init()
         pg.start(home / "logs" / "postgres.log")
-        env = {**os.environ, "PGPASSFILE": str(write_pgpass(home, pg)),
-               "MLFLOW_AUTH_CONFIG_PATH": str(write_auth_config(home, pg, args.admin_user)),
-               ADMIN_PASSWORD_ENV: password, "MLFLOW_AUTH_ADMIN_USERNAME": args.admin_user,
-               "MLFLOW_FLASK_SERVER_SECRET_KEY": os.environ.get("MLFLOW_FLASK_SERVER_SECRET_KEY") or secret_key(home),
-               # the GenAI job runner (5 extra processes, slow start and stop) serves nothing hyperflow uses
-               "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": os.environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")}
+        env = {
+            **os.environ,
+            "PGPASSFILE": str(write_pgpass(home, pg)),
+            "MLFLOW_AUTH_CONFIG_PATH": str(write_auth_config(home, pg, args.admin_user)),
+            ADMIN_PASSWORD_ENV: password,
+            "MLFLOW_AUTH_ADMIN_USERNAME": args.admin_user,
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": os.environ.get("MLFLOW_FLASK_SERVER_SECRET_KEY") or secret_key(home),
+            # the GenAI job runner (5 extra processes, slow start and stop) serves nothing hyperflow uses
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": os.environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false"),
+        }
         log = home / "logs" / "mlflow.log"
         with log.open("ab") as out:
-            server = subprocess.Popen(mlflow_command(args, pg, artifacts), env=env, cwd=home, stdout=out,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
+            server = subprocess.Popen(
+                mlflow_command(args, pg, artifacts),
+                env=env,
+                cwd=home,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
         url = f"http://{shown}:{args.port}"
         wait_healthy(url, server, args.start_timeout, log)
-        print(f"tracking URI: {url}  (admin user '{args.admin_user}'; artifacts in {artifacts}; logs in "
-              f"{home / 'logs'})", flush=True)
+        print(
+            f"tracking URI: {url}  (admin user '{args.admin_user}'; artifacts in {artifacts}; logs in {home / 'logs'})",
+            flush=True,
+        )
         while not stopping:
             if server.poll() is not None or (pg.proc and pg.proc.poll() is not None):
                 print(f"deploy/server.py: a service exited unexpectedly; see {home / 'logs'}", file=sys.stderr)
@@ -314,6 +395,7 @@ def serve(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- users
+
 
 def add_user(args: argparse.Namespace) -> int:
     import getpass
@@ -361,6 +443,7 @@ def searcher_role(client) -> int:
 
 # ---------------------------------------------------------------- command line
 
+
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="deploy/server.py", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -372,11 +455,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
     s.add_argument("--workers", type=int, default=2)
     s.add_argument("--allowed-hosts", help="Host headers to accept, e.g. mlflow.example.org,10.0.0.7:5000")
     s.add_argument("--cors-allowed-origins", help="origins of web apps that may call the server")
-    s.add_argument("--artifacts-destination", help="where proxied artifacts go (default HOME/artifacts; "
-                                                   "s3://bucket/prefix with boto3 and AWS credentials)")
+    s.add_argument(
+        "--artifacts-destination",
+        help="where proxied artifacts go (default HOME/artifacts; s3://bucket/prefix with boto3 and AWS credentials)",
+    )
     s.add_argument("--admin-user", default="admin")
-    s.add_argument("--postgres-bin", help="folder with initdb and postgres (default: PATH, then "
-                                          "/usr/lib/postgresql/<newest>/bin)")
+    s.add_argument(
+        "--postgres-bin", help="folder with initdb and postgres (default: PATH, then /usr/lib/postgresql/<newest>/bin)"
+    )
     s.add_argument("--start-timeout", type=float, default=120)
     u = sub.add_parser("add-user", help="create a user (admin credentials from MLFLOW_TRACKING_USERNAME/PASSWORD)")
     u.add_argument("name")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # works without `pip install -e .` too
 
-from hyperflow.cli import main  # noqa: E402
+from hyperflow.cli import main
 
 COMMAND = "lr-find"  # what the arguments mean: tests/test_entrypoints_mlproject.py runs them through it
 

@@ -1,11 +1,11 @@
-"""MLproject entry point `search` (and `main`): a thin wrapper over `hyperflow search` (see `hyperflow search --help`)."""
+"""MLproject entry point `search` (and `main`): a thin wrapper over `hyperflow search` (see its `--help`)."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # works without `pip install -e .` too
 
-from hyperflow.cli import main  # noqa: E402
+from hyperflow.cli import main
 
 COMMAND = "search"  # what the arguments mean: tests/test_entrypoints_mlproject.py runs them through it
 

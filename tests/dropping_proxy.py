@@ -7,7 +7,7 @@ from __future__ import annotations
 import http.client
 import socket
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 
 class DroppingProxy:
@@ -55,8 +55,9 @@ class DroppingProxy:
             headers[key.strip()] = value.strip()
         body = reader.read(int(headers.get("Content-Length", 0) or 0))
         upstream = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=120)
-        upstream.request(method, path, body=body, headers={k: v for k, v in headers.items()
-                                                           if k.lower() != "connection"})
+        upstream.request(
+            method, path, body=body, headers={k: v for k, v in headers.items() if k.lower() != "connection"}
+        )
         answer = upstream.getresponse()
         data = answer.read()
         upstream.close()
@@ -65,8 +66,11 @@ class DroppingProxy:
             conn.shutdown(socket.SHUT_RDWR)
             return False
         head = [f"HTTP/1.1 {answer.status} {answer.reason}"]
-        head += [f"{k}: {v}" for k, v in answer.getheaders()
-                 if k.lower() not in ("transfer-encoding", "content-length", "connection")]
+        head += [
+            f"{k}: {v}"
+            for k, v in answer.getheaders()
+            if k.lower() not in ("transfer-encoding", "content-length", "connection")
+        ]
         head.append(f"Content-Length: {len(data)}")
         conn.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + data)
         return True

@@ -27,9 +27,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -84,7 +84,7 @@ class MlflowServer:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def start(self, timeout: float = 240) -> "MlflowServer":
+    def start(self, timeout: float = 240) -> MlflowServer:
         """Start (or restart on the same ports and data); returns once the server answers."""
         if self.running:
             return self
@@ -92,9 +92,27 @@ class MlflowServer:
         env["MLFLOW_AUTH_ADMIN_PASSWORD"] = self.admin[1]
         with self.log.open("w") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, str(SCRIPT), "serve", "--home", str(self.home / "server"), "--port", str(self.port),
-                 "--pg-port", str(self.pg_port), "--workers", str(self.workers), "--admin-user", self.admin[0],
-                 "--start-timeout", str(timeout)], env=env, stdout=out, stderr=subprocess.STDOUT)
+                [
+                    sys.executable,
+                    str(SCRIPT),
+                    "serve",
+                    "--home",
+                    str(self.home / "server"),
+                    "--port",
+                    str(self.port),
+                    "--pg-port",
+                    str(self.pg_port),
+                    "--workers",
+                    str(self.workers),
+                    "--admin-user",
+                    self.admin[0],
+                    "--start-timeout",
+                    str(timeout),
+                ],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + timeout + 30
         while "tracking URI:" not in self.log.read_text():
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -117,8 +135,9 @@ class MlflowServer:
         self.stop()
         shutil.rmtree(self.home, ignore_errors=True)
 
-    def create_user(self, name: str | None = None, role: str = "searcher",
-                    password: str | None = None) -> tuple[str, str]:
+    def create_user(
+        self, name: str | None = None, role: str = "searcher", password: str | None = None
+    ) -> tuple[str, str]:
         """A new user: ``searcher`` writes experiments and the registry, ``reader`` only reads."""
         name = name or f"{role}-{secrets.token_hex(3)}"
         password = password or secrets.token_urlsafe(18)
@@ -130,22 +149,35 @@ class MlflowServer:
     def env(self, user: str | None = None, base: dict[str, str] | None = None) -> dict[str, str]:
         """Environment for a subprocess that tracks to this server as ``user`` (default: admin)."""
         user = user or self.admin[0]
-        env = {k: v for k, v in (os.environ if base is None else base).items()
-               if k not in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")}
-        env.update({"MLFLOW_TRACKING_URI": self.uri, "MLFLOW_TRACKING_USERNAME": user,
-                    "MLFLOW_TRACKING_PASSWORD": self.passwords[user]})
+        env = {
+            k: v
+            for k, v in (os.environ if base is None else base).items()
+            if k not in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
+        }
+        env.update(
+            {
+                "MLFLOW_TRACKING_URI": self.uri,
+                "MLFLOW_TRACKING_USERNAME": user,
+                "MLFLOW_TRACKING_PASSWORD": self.passwords[user],
+            }
+        )
         return env
 
     @contextmanager
-    def as_user(self, user: str | None = None) -> Iterator["MlflowServer"]:
+    def as_user(self, user: str | None = None) -> Iterator[MlflowServer]:
         """Track to this server as ``user`` in this process; the previous URI and credentials come back."""
         import mlflow
 
         saved = {k: os.environ.get(k) for k in CREDENTIAL_VARS}
         previous_uri = mlflow.get_tracking_uri()
         user = user or self.admin[0]
-        os.environ.update({"MLFLOW_TRACKING_URI": self.uri, "MLFLOW_TRACKING_USERNAME": user,
-                           "MLFLOW_TRACKING_PASSWORD": self.passwords[user]})
+        os.environ.update(
+            {
+                "MLFLOW_TRACKING_URI": self.uri,
+                "MLFLOW_TRACKING_USERNAME": user,
+                "MLFLOW_TRACKING_PASSWORD": self.passwords[user],
+            }
+        )
         mlflow.set_tracking_uri(self.uri)
         try:
             yield self

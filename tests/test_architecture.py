@@ -19,13 +19,22 @@ CONFIG = ROOT / "pyproject.toml"
 def lint_imports(*, package_dir: Path | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     """`lint-imports` of this environment (the console script next to the interpreter, or its module)."""
     script = Path(sys.executable).with_name("lint-imports")
-    command = ([str(script)] if script.exists() else
-               [sys.executable, "-c", "from importlinter.cli import lint_imports_command; lint_imports_command()"])
+    command = (
+        [str(script)]
+        if script.exists()
+        else [sys.executable, "-c", "from importlinter.cli import lint_imports_command; lint_imports_command()"]
+    )
     env = dict(os.environ)
     if package_dir is not None:  # this copy of the package is the one import-linter finds
         env["PYTHONPATH"] = os.pathsep.join([str(package_dir), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    return subprocess.run([*command, str(CONFIG), "--no-cache", "--no-logo"], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [*command, str(CONFIG), "--no-cache", "--no-logo"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def contracts() -> list[dict]:

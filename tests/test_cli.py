@@ -21,7 +21,8 @@ def files(tmp_path_factory) -> dict[str, str]:
     (root / "nan.csv").write_text("a,label\n1,\n2,\n3,\n")
     (root / "dup.yaml").write_text("epochs: 2\nlr: 0.01\nepochs: 3\n")
     (root / "one.csv").write_text("a,label\n1,x\n2,x\n3,x\n")
-    (root / "bad_models.py").write_text(textwrap.dedent("""
+    (root / "bad_models.py").write_text(
+        textwrap.dedent("""
         import torch
 
         def not_module(input_shape, output_size):
@@ -29,10 +30,19 @@ def files(tmp_path_factory) -> dict[str, str]:
 
         def frozen(input_shape, output_size):
             return torch.nn.Linear(input_shape[0], output_size).requires_grad_(False)
-    """))
-    return {k: str(root / f) for k, f in
-            [("garbage", "garbage.csv"), ("ok", "ok.csv"), ("nan", "nan.csv"), ("one", "one.csv"), ("dup", "dup.yaml"),
-             ("root", "")]}
+    """)
+    )
+    return {
+        k: str(root / f)
+        for k, f in [
+            ("garbage", "garbage.csv"),
+            ("ok", "ok.csv"),
+            ("nan", "nan.csv"),
+            ("one", "one.csv"),
+            ("dup", "dup.yaml"),
+            ("root", ""),
+        ]
+    }
 
 
 CASES = [
@@ -89,8 +99,9 @@ def test_bad_input_is_one_line_exit_2_and_writes_no_run(args, fragment, files, c
 
 
 def test_real_process_exit_code_and_no_traceback(tmp_path: Path, tracking_uri):
-    proc = subprocess.run([sys.executable, "-m", "hyperflow", "train", "lr=-1"], capture_output=True, text=True,
-                          cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "hyperflow", "train", "lr=-1"], capture_output=True, text=True, cwd=tmp_path
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["hyperflow: error: lr must be positive, got -1.0: pass e.g. lr=0.003"]
 
@@ -103,8 +114,11 @@ def test_help_lists_every_setting(capsys):
 
 
 def test_setting_syntaxes():
-    assert parse_settings(["lr=0.1", "--epochs", "3", "--batch-size=8"]) == {"lr": "0.1", "epochs": "3",
-                                                                             "batch_size": "8"}
+    assert parse_settings(["lr=0.1", "--epochs", "3", "--batch-size=8"]) == {
+        "lr": "0.1",
+        "epochs": "3",
+        "batch_size": "8",
+    }
     with pytest.raises(UsageError):
         parse_settings(["--epochs"])
 
@@ -123,16 +137,19 @@ def run_main(capsys, *argv: str) -> tuple[int, str, str]:
     return code, out, err.strip()
 
 
-@pytest.mark.parametrize("argv, suggestion", [
-    (["search", "max_eval=3"], "unknown setting 'max_eval': did you mean 'max_evals'?"),
-    (["search", "epoch=3"], "did you mean 'epochs'?"),  # a training setting of the trials
-    (["promote", "model_nam=x"], "did you mean 'model_name'?"),
-    (["promote", "dryrun=true", "model_name=x"], "did you mean 'dry_run'?"),
-    (["retrain", "model_name=x", "max_eval=3"], "did you mean 'max_evals'?"),
-    (["retrain", "model_name=x", "optimiser=sgd"], "did you mean 'optimizer'?"),
-    (["predict", "modle=models:/m/1", "data=x.csv"], "did you mean 'model'?"),
-    (["lr_find", "num_iters=50"], "did you mean 'num_iter'?"),
-])
+@pytest.mark.parametrize(
+    "argv, suggestion",
+    [
+        (["search", "max_eval=3"], "unknown setting 'max_eval': did you mean 'max_evals'?"),
+        (["search", "epoch=3"], "did you mean 'epochs'?"),  # a training setting of the trials
+        (["promote", "model_nam=x"], "did you mean 'model_name'?"),
+        (["promote", "dryrun=true", "model_name=x"], "did you mean 'dry_run'?"),
+        (["retrain", "model_name=x", "max_eval=3"], "did you mean 'max_evals'?"),
+        (["retrain", "model_name=x", "optimiser=sgd"], "did you mean 'optimizer'?"),
+        (["predict", "modle=models:/m/1", "data=x.csv"], "did you mean 'model'?"),
+        (["lr_find", "num_iters=50"], "did you mean 'num_iter'?"),
+    ],
+)
 def test_a_misspelled_setting_suggests_a_setting_of_that_command(capsys, argv, suggestion):
     code, _, err = run_main(capsys, *argv)
     assert code == 2 and suggestion in err and len(err.splitlines()) == 1
@@ -152,8 +169,9 @@ def test_commands_take_either_spelling(capsys):
     assert run_main(capsys, "lr-fnd")[0] == 2
 
 
-@pytest.mark.parametrize("command", [["train", "epochs=1"], ["search", "max_evals=1"],
-                                     ["promote", "model_name=anything"]])
+@pytest.mark.parametrize(
+    "command", [["train", "epochs=1"], ["search", "max_evals=1"], ["promote", "model_name=anything"]]
+)
 def test_a_deleted_experiment_is_refused_with_how_to_restore_it(capsys, command):
     client = mlflow.MlflowClient()
     name = f"deleted-{uuid.uuid4().hex[:8]}"
@@ -161,8 +179,11 @@ def test_a_deleted_experiment_is_refused_with_how_to_restore_it(capsys, command)
     client.delete_experiment(experiment_id)
     code, _, err = run_main(capsys, *command, f"experiment={name}")
     assert code == 2 and len(err.splitlines()) == 1
-    assert f"experiment '{name}' was deleted: restore it with 'mlflow experiments restore --experiment-id " \
-           f"{experiment_id}'" in err and "experiment=NAME" in err
+    assert (
+        f"experiment '{name}' was deleted: restore it with 'mlflow experiments restore --experiment-id {experiment_id}'"
+        in err
+        and "experiment=NAME" in err
+    )
     assert client.search_runs([experiment_id], run_view_type=mlflow.entities.ViewType.ALL) == []
 
 
@@ -170,7 +191,8 @@ def test_an_interrupted_search_says_so_once_with_the_resume_command(tmp_path, ca
     """Ctrl-C inside a trial (here raised by the model factory): the runs end KILLED, and stderr holds
     exactly one line, the one that says how to resume."""
     module = f"ctrl_c_{uuid.uuid4().hex[:8]}"
-    (tmp_path / f"{module}.py").write_text(textwrap.dedent("""
+    (tmp_path / f"{module}.py").write_text(
+        textwrap.dedent("""
         import torch
         calls = 0
 
@@ -180,12 +202,21 @@ def test_an_interrupted_search_says_so_once_with_the_resume_command(tmp_path, ca
             if calls > 1:
                 raise KeyboardInterrupt
             return torch.nn.Linear(input_shape[0], output_size)
-    """))
+    """)
+    )
     (tmp_path / "space.yaml").write_text("lr: {type: loguniform, low: 1.0e-3, high: 1.0e-2}\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    code, _, err = run_main(capsys, "search", f"model={module}:build", f"space={tmp_path / 'space.yaml'}",
-                            "max_evals=2", "seed_presets=false", "progress=false", f"experiment={experiment}",
-                            "parallelism=1")  # in this process; workers: tests/test_parallel.py
+    code, _, err = run_main(
+        capsys,
+        "search",
+        f"model={module}:build",
+        f"space={tmp_path / 'space.yaml'}",
+        "max_evals=2",
+        "seed_presets=false",
+        "progress=false",
+        f"experiment={experiment}",
+        "parallelism=1",
+    )  # in this process; workers: tests/test_parallel.py
     assert code == 130
     assert [line for line in err.splitlines() if "interrupted" in line] == err.splitlines(), err
     assert len(err.splitlines()) == 1 and "hyperflow search resume=" in err

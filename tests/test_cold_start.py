@@ -14,9 +14,9 @@ from pathlib import Path
 
 import mlflow
 import pytest
+from polling import wait_for
 
 from hyperflow.core import startup
-from polling import wait_for
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 HEAVY = ("torch", "mlflow", "sklearn", "matplotlib", "torch._dynamo", "torch._inductor")
@@ -26,8 +26,9 @@ def loaded_after(code: str, cwd: Path | None = None) -> list[str]:
     """Which of HEAVY a fresh interpreter has imported after running ``code``."""
     probe = f"{code}\nimport sys, json\nprint(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
     env = {**os.environ, "PYTHONPATH": SRC}
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=cwd,
-                         check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=cwd, check=True
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -38,15 +39,16 @@ def test_importing_the_cli_imports_no_heavy_library():
 def test_parsing_and_checking_a_train_command_imports_no_heavy_library(tmp_path):
     table = tmp_path / "houses.csv"
     table.write_text("rooms,price\n" + "".join(f"{i % 5},{100 + i}\n" for i in range(50)))
-    code = ("from hyperflow.cli import check_data, parse\n"
-            f"for argv in (['train', 'data=digits', 'epochs=1'], ['search', 'data={table}', 'target=price']):\n"
-            "    check_data(parse(argv))")
+    code = (
+        "from hyperflow.cli import check_data, parse\n"
+        f"for argv in (['train', 'data=digits', 'epochs=1'], ['search', 'data={table}', 'target=price']):\n"
+        "    check_data(parse(argv))"
+    )
     assert loaded_after(code) == []
 
 
 def test_a_bad_data_setting_is_reported_before_heavy_imports(tmp_path):
-    code = ("from hyperflow.cli import main\n"
-            f"assert main(['train', 'data={tmp_path / 'missing.csv'}']) == 2")
+    code = f"from hyperflow.cli import main\nassert main(['train', 'data={tmp_path / 'missing.csv'}']) == 2"
     assert loaded_after(code) == []
 
 
@@ -54,8 +56,10 @@ def test_setting_torch_up_does_not_import_dynamo():
     """Seeds, threads and the determinism flag (left as it is unless it changes: torch's setter imports
     torch._inductor's config, and with it torch._dynamo). torch.optim's optimizers import torch._dynamo
     themselves in torch 2.x (Optimizer.add_param_group and step are wrapped by torch._disable_dynamo)."""
-    code = ("from hyperflow.config import build_config\nfrom hyperflow.core.assembly import configure_torch\n"
-            "configure_torch(build_config({'seed': '3'}))")
+    code = (
+        "from hyperflow.config import build_config\nfrom hyperflow.core.assembly import configure_torch\n"
+        "configure_torch(build_config({'seed': '3'}))"
+    )
     assert loaded_after(code) == ["torch"]
 
 
@@ -73,8 +77,21 @@ def test_determinism_is_switched_on_and_off_again():
 def test_a_command_process_ends_its_run_finished_with_everything_logged(experiment, client):
     """A whole `hyperflow train` process (fast exit included) on the session's store, then its run read back."""
     env = {**os.environ, "PYTHONPATH": SRC}
-    proc = subprocess.run([sys.executable, "-m", "hyperflow", "train", "data=digits", "epochs=2", "progress=false",
-                           f"experiment={experiment}"], env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hyperflow",
+            "train",
+            "data=digits",
+            "epochs=2",
+            "progress=false",
+            f"experiment={experiment}",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     (run,) = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
     assert run.info.status == "FINISHED"
@@ -156,8 +173,13 @@ def test_existing_files_and_other_stores_are_left_to_mlflow(tmp_path, monkeypatc
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     existing = tmp_path / "existing.db"
     existing.write_bytes(b"not touched")
-    for uri in (f"sqlite:///{existing}", "sqlite:///:memory:", "sqlite://", "http://127.0.0.1:5000",
-                f"file://{tmp_path}/mlruns"):
+    for uri in (
+        f"sqlite:///{existing}",
+        "sqlite:///:memory:",
+        "sqlite://",
+        "http://127.0.0.1:5000",
+        f"file://{tmp_path}/mlruns",
+    ):
         new_store.prepare(uri)
     assert existing.read_bytes() == b"not touched"
     assert not (tmp_path / "cache").exists()
@@ -182,9 +204,17 @@ def test_commands_started_together_in_a_new_folder_share_one_whole_store(tmp_pat
     half made (MLflow migrating one file twice fails with "duplicate column name")."""
     uri = f"sqlite:///{tmp_path / 'shared.db'}"
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    procs = [subprocess.Popen([sys.executable, "-c", _MAKE_AND_USE, uri, f"e{i}"], env=env, text=True,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-             for i in range(3)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _MAKE_AND_USE, uri, f"e{i}"],
+            env=env,
+            text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for i in range(3)
+    ]
     for proc in procs:
         assert proc.stdout.readline() == "ready\n", proc.communicate()[1][-2000:]
     for proc in procs:

@@ -12,12 +12,14 @@ from hyperflow.errors import UsageError
 def mixed_csv(tmp_path: Path) -> Path:
     rng = np.random.default_rng(0)
     n = 200
-    frame = pd.DataFrame({
-        "age": rng.normal(40, 10, n),
-        "income": rng.normal(5e4, 1e4, n),
-        "city": rng.choice(["paris", "oslo", "rome"], n),
-        "member": rng.choice([True, False], n),
-    })
+    frame = pd.DataFrame(
+        {
+            "age": rng.normal(40, 10, n),
+            "income": rng.normal(5e4, 1e4, n),
+            "city": rng.choice(["paris", "oslo", "rome"], n),
+            "member": rng.choice([True, False], n),
+        }
+    )
     frame.loc[::7, "age"] = np.nan
     frame.loc[::11, "city"] = None
     frame["label"] = np.where(frame["income"] > 5e4, "rich", "poor")
@@ -27,9 +29,16 @@ def mixed_csv(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("name, task, classes", [
-    ("digits", "classification", 10), ("breast_cancer", "classification", 2), ("wine", "classification", 3),
-    ("diabetes", "regression", None), ("shapes", "segmentation", None)])
+@pytest.mark.parametrize(
+    "name, task, classes",
+    [
+        ("digits", "classification", 10),
+        ("breast_cancer", "classification", 2),
+        ("wine", "classification", 3),
+        ("diabetes", "regression", None),
+        ("shapes", "segmentation", None),
+    ],
+)
 def test_builtins_load_split_and_describe_themselves(name, task, classes):
     d = load_dataset(name, seed=1)
     assert d.task == task and name in BUILTINS
@@ -119,13 +128,16 @@ def test_a_split_column_with_no_test_rows_is_refused_unless_test_size_is_0(mixed
     frame["part"] = np.where(np.arange(len(frame)) < 150, "train", "val")
     path = tmp_path / "s.csv"
     frame.to_csv(path, index=False)
-    with pytest.raises(UsageError, match="^split_column 'part' marks no rows test: .* or pass test_size=0"):
+    with pytest.raises(UsageError, match=r"^split_column 'part' marks no rows test: .* or pass test_size=0"):
         load_dataset(str(path), "label", split_column="part")
-    assert load_dataset(str(path), "label", split_column="part", test_size=0).sizes == {"train": 150, "val": 50,
-                                                                                         "test": 0}
+    assert load_dataset(str(path), "label", split_column="part", test_size=0).sizes == {
+        "train": 150,
+        "val": 50,
+        "test": 0,
+    }
     frame["part"] = np.where(np.arange(len(frame)) < 150, "train", "test")
     frame.to_csv(path, index=False)
-    with pytest.raises(UsageError, match="^split_column 'part' needs rows marked train and val"):
+    with pytest.raises(UsageError, match=r"^split_column 'part' needs rows marked train and val"):
         load_dataset(str(path), "label", split_column="part")
 
 
@@ -143,14 +155,17 @@ def test_parquet_and_npz(tmp_path: Path, mixed_csv: Path):
     assert load_dataset(str(tmp_path / "tab.npz")).task == "regression"
 
 
-@pytest.mark.parametrize("writer, target, fragment", [
-    (None, "label", "not found"),
-    (lambda p: p.write_bytes(b"\x00\xff\xfe garbage \x00\n\x01"), "label", "is a binary file, not a CSV"),
-    (lambda p: p.write_text("a,b\n1,2\n3,4\n"), "label", "target column 'label' is not in"),
-    (lambda p: p.write_text("a,label\n1,\n3,\n"), "label", "has no values"),
-    (lambda p: p.write_text("a,label\n1,x\n3,x\n4,x\n"), "label", "single class"),
-    (lambda p: p.write_text("a,label\n1,x\n3,y\n4,x\n"), None, "needs target=<column>"),
-])
+@pytest.mark.parametrize(
+    "writer, target, fragment",
+    [
+        (None, "label", "not found"),
+        (lambda p: p.write_bytes(b"\x00\xff\xfe garbage \x00\n\x01"), "label", "is a binary file, not a CSV"),
+        (lambda p: p.write_text("a,b\n1,2\n3,4\n"), "label", "target column 'label' is not in"),
+        (lambda p: p.write_text("a,label\n1,\n3,\n"), "label", "has no values"),
+        (lambda p: p.write_text("a,label\n1,x\n3,x\n4,x\n"), "label", "single class"),
+        (lambda p: p.write_text("a,label\n1,x\n3,y\n4,x\n"), None, "needs target=<column>"),
+    ],
+)
 def test_bad_files_give_one_clear_error(tmp_path: Path, writer, target, fragment):
     path = tmp_path / "bad.csv"
     if writer:
@@ -180,16 +195,31 @@ _IMAGES, _LABELS = _RNG.random((30, 8, 8)), _RNG.integers(0, 2, 30)
 _NAN_IMAGES = _IMAGES.copy()
 _NAN_IMAGES[3, 2, 2] = np.nan
 BAD_ARRAYS = {  # name: (X, y, task, fragment, seen from the headers alone)
-    "small_masks": (_IMAGES, _RNG.integers(0, 2, (30, 4, 4)), None, "nor a mask per image of the images' height "
-                    "and width, (30, 8, 8)", True),
+    "small_masks": (
+        _IMAGES,
+        _RNG.integers(0, 2, (30, 4, 4)),
+        None,
+        "nor a mask per image of the images' height and width, (30, 8, 8)",
+        True,
+    ),
     "two_channel_masks": (_IMAGES, _RNG.integers(0, 2, (30, 2, 8, 8)), None, "y has shape (30, 2, 8, 8)", True),
-    "masks_for_classes": (_IMAGES, _RNG.integers(0, 2, (30, 8, 8)), "classification",
-                          "task=classification needs one label per sample, y (30,), but y holds a mask", True),
+    "masks_for_classes": (
+        _IMAGES,
+        _RNG.integers(0, 2, (30, 8, 8)),
+        "classification",
+        "task=classification needs one label per sample, y (30,), but y holds a mask",
+        True,
+    ),
     "masks_for_values": (_IMAGES, _RNG.integers(0, 2, (30, 8, 8)), "regression", "use task=segmentation", True),
     "labels_for_segmentation": (_IMAGES, _LABELS, "segmentation", "task=segmentation needs a mask per image", True),
     "table_for_segmentation": (_RNG.random((30, 4)), _LABELS, "segmentation", "X is a table (30, 4)", True),
-    "two_label_columns": (_RNG.random((30, 4)), _RNG.integers(0, 2, (30, 2)), None, "one label or value per sample",
-                          True),
+    "two_label_columns": (
+        _RNG.random((30, 4)),
+        _RNG.integers(0, 2, (30, 2)),
+        None,
+        "one label or value per sample",
+        True,
+    ),
     "fewer_labels": (_IMAGES, _LABELS[:20], None, "X has 30 samples but y has 20", True),
     "scalar_x": (np.float64(1.0), _LABELS, None, "X and y must be arrays with one sample per row", True),
     "scalar_y": (_IMAGES, np.int64(1), None, "got X (30, 8, 8) and y ()", True),
@@ -199,8 +229,14 @@ BAD_ARRAYS = {  # name: (X, y, task, fragment, seen from the headers alone)
     "text_x": (np.array([["a", "b"]] * 30), _LABELS, None, "X must hold numbers, but its dtype is <U1", True),
     "complex_x": (_RNG.random((30, 4)) + 1j, _LABELS, None, "X must hold numbers, but its dtype is complex128", True),
     "text_masks": (_IMAGES, np.full((30, 8, 8), "a"), None, "masks must be binary numbers", True),
-    "nan_pixels": (_NAN_IMAGES, _LABELS, None, "X holds values that are not finite float32 numbers (NaN, inf or "
-                   "beyond ±3.4e38) in 1 of 30 samples (e.g. sample 3", False),
+    "nan_pixels": (
+        _NAN_IMAGES,
+        _LABELS,
+        None,
+        "X holds values that are not finite float32 numbers (NaN, inf or "
+        "beyond ±3.4e38) in 1 of 30 samples (e.g. sample 3",
+        False,
+    ),
     "huge_pixels": (_IMAGES * 1e39, _LABELS, None, "in 30 of 30 samples", False),
     "text_values": (_IMAGES, np.array(["a", "b"] * 15), "regression", "task=regression needs numbers in y", False),
     "infinite_values": (_IMAGES, np.r_[np.inf, _RNG.random(29)], "regression", "holds inf/-inf in 1 rows", False),

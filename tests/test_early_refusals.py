@@ -22,30 +22,43 @@ SRC = str(Path(__file__).resolve().parents[1] / "src")
 CASES = {
     "config: no such file": (["train", "config={d}/nowhere.yaml"], "config file"),
     "model: no such built-in": (["lr-find", "data={d}/houses.csv", "target=price", "model=resnet"], "model"),
-    "space: unknown dimension type": (["search", "data={d}/houses.csv", "target=price", "space={d}/bad.yaml"],
-                                      "unknown type 'gaussian'"),
+    "space: unknown dimension type": (
+        ["search", "data={d}/houses.csv", "target=price", "space={d}/bad.yaml"],
+        "unknown type 'gaussian'",
+    ),
     "space: not YAML": (["search", "data={d}/houses.csv", "target=price", "space={d}/broken.yaml"], "not valid YAML"),
-    "space: no such file": (["search", "data={d}/houses.csv", "target=price", "space={d}/nowhere.yaml"],
-                            "not found"),
-    "space: a range end that is no setting": (["search", "data={d}/houses.csv", "target=price",
-                                               "space={d}/zero_width.yaml"], "invalid combination"),
-    "space: a grid too large": (["search", "data={d}/houses.csv", "target=price", "strategy=grid",
-                                 "space={d}/huge_grid.yaml"], "grid"),
+    "space: no such file": (["search", "data={d}/houses.csv", "target=price", "space={d}/nowhere.yaml"], "not found"),
+    "space: a range end that is no setting": (
+        ["search", "data={d}/houses.csv", "target=price", "space={d}/zero_width.yaml"],
+        "invalid combination",
+    ),
+    "space: a grid too large": (
+        ["search", "data={d}/houses.csv", "target=price", "strategy=grid", "space={d}/huge_grid.yaml"],
+        "grid",
+    ),
     "resume: unknown run": (["search", "resume=0123456789abcdef0123456789abcdef"], "no such run"),
     "resume: not a search run": (["search", "resume={train_run}"], "is not a search run"),
     "resume: a deleted search": (["search", "resume={deleted_run}"], "was deleted"),
     "resume: a setting it keeps": (["search", "resume={search_run}", "optimizer=sgd"], "optimizer was adam"),
     "resume: its space file": (["search", "resume={search_run}", "space={d}/bad.yaml"], "unknown type"),
-    "task: regression of text": (["train", "data={d}/houses.csv", "target=city", "task=regression"],
-                                 "needs a numeric target"),
-    "task: segmentation of a table": (["search", "data={d}/houses.csv", "target=price", "task=segmentation"],
-                                      "is a table"),
+    "task: regression of text": (
+        ["train", "data={d}/houses.csv", "target=city", "task=regression"],
+        "needs a numeric target",
+    ),
+    "task: segmentation of a table": (
+        ["search", "data={d}/houses.csv", "target=price", "task=segmentation"],
+        "is a table",
+    ),
     "task: a built-in table": (["lr-find", "data=wine", "task=segmentation"], "is a table"),
     "task: labels of masks": (["train", "data=shapes", "task=classification"], "holds images and masks"),
-    "model: no such module": (["train", "data={d}/houses.csv", "target=price", "model=no_such_pkg.nets:mlp"],
-                              "cannot import module"),
-    "model: no such function": (["search", "data={d}/houses.csv", "target=price", "model=user_nets:missing"],
-                                "has no function 'missing'"),
+    "model: no such module": (
+        ["train", "data={d}/houses.csv", "target=price", "model=no_such_pkg.nets:mlp"],
+        "cannot import module",
+    ),
+    "model: no such function": (
+        ["search", "data={d}/houses.csv", "target=price", "model=user_nets:missing"],
+        "has no function 'missing'",
+    ),
 }
 
 PROBE = """
@@ -78,14 +91,18 @@ def refusals(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     (d / "bad.yaml").write_text("lr: {type: loguniform, low: 1.0e-4, high: 1.0e-1}\nwidth: {type: gaussian}\n")
     (d / "broken.yaml").write_text("lr: {type: uniform, low: [0.1\n")
     (d / "zero_width.yaml").write_text("width: {type: int, low: 0, high: 8}\n")
-    (d / "huge_grid.yaml").write_text("".join(f"{k}: {{type: uniform, low: 0.1, high: 0.9, grid: 10000}}\n"
-                                              for k in ("dropout", "momentum")))
+    (d / "huge_grid.yaml").write_text(
+        "".join(f"{k}: {{type: uniform, low: 0.1, high: 0.9, grid: 10000}}\n" for k in ("dropout", "momentum"))
+    )
     (d / "user_nets.py").write_text("def other(input_shape, output_size):\n    return None\n")  # imports no torch
     client = MlflowClient()
     experiment_id = client.create_experiment(f"refusals-{os.getpid()}-{id(d)}")
     runs = {}
-    for key, role in (("train_run", names.ROLE_TRAIN), ("search_run", names.ROLE_SEARCH),
-                      ("deleted_run", names.ROLE_SEARCH)):
+    for key, role in (
+        ("train_run", names.ROLE_TRAIN),
+        ("search_run", names.ROLE_SEARCH),
+        ("deleted_run", names.ROLE_SEARCH),
+    ):
         run = client.create_run(experiment_id, tags={names.ROLE: role})
         client.log_param(run.info.run_id, "optimizer", "adam")
         client.set_terminated(run.info.run_id, "KILLED")
@@ -93,8 +110,9 @@ def refusals(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     client.delete_run(runs["deleted_run"])
     cases = {name: [a.format(d=d, **runs) for a in argv] for name, (argv, _) in CASES.items()}
     env = {**os.environ, "PYTHONPATH": SRC}
-    proc = subprocess.run([sys.executable, "-c", PROBE, json.dumps(cases)], capture_output=True, text=True,
-                          env=env, cwd=d)
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(cases)], capture_output=True, text=True, env=env, cwd=d
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -112,9 +130,13 @@ def test_a_whole_process_refuses_an_unknown_resume_without_torch_or_a_new_store(
     """``python -X importtime -m hyperflow``: every module the process imported is listed; a folder without a
     store gets none made for a mistyped run id."""
     env = {**os.environ, "PYTHONPATH": SRC, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "hyperflow", "search",
-                           "resume=0123456789abcdef0123456789abcdef"], capture_output=True, text=True, env=env,
-                          cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "hyperflow", "search", "resume=0123456789abcdef0123456789abcdef"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
     imported = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")]
     said = [line for line in proc.stderr.splitlines() if not line.startswith("import time:")]
     assert proc.returncode == 2 and len(said) == 1 and "no such run" in said[0], said

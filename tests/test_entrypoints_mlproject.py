@@ -21,22 +21,72 @@ PROJECT = load_project(str(ROOT))
 
 # A valid value other than the default for every parameter (config: a file, checked separately).
 VALUES = {
-    "train": {"data": "wine", "target": "label", "task": "regression", "model": "cnn", "loss": "mse",
-              "optimizer": "sgd", "lr": "0.01", "schedule": "cosine", "epochs": "7", "batch_size": "32",
-              "weight_decay": "0.01", "seed": "7", "model_name": "my-model"},
-    "lr_find": {"data": "wine", "target": "label", "model": "cnn", "optimizer": "sgd", "loss": "mse",
-                "batch_size": "32", "start_lr": "1e-6", "end_lr": "2.0", "num_iter": "50", "suggestion": "valley",
-                "repeats": "2", "seed": "7"},
-    "search": {"data": "wine", "target": "label", "space": "my_space.yaml", "strategy": "random",
-               "max_evals": "12", "timeout": "60", "pruner": "asha", "lr_bounds": "auto", "resume": "0123abcd",
-               "seed": "7", "model_name": "my-model", "backend": "spark", "parallelism": "3",
-               "spark_master": "local[3]"},
+    "train": {
+        "data": "wine",
+        "target": "label",
+        "task": "regression",
+        "model": "cnn",
+        "loss": "mse",
+        "optimizer": "sgd",
+        "lr": "0.01",
+        "schedule": "cosine",
+        "epochs": "7",
+        "batch_size": "32",
+        "weight_decay": "0.01",
+        "seed": "7",
+        "model_name": "my-model",
+    },
+    "lr_find": {
+        "data": "wine",
+        "target": "label",
+        "model": "cnn",
+        "optimizer": "sgd",
+        "loss": "mse",
+        "batch_size": "32",
+        "start_lr": "1e-6",
+        "end_lr": "2.0",
+        "num_iter": "50",
+        "suggestion": "valley",
+        "repeats": "2",
+        "seed": "7",
+    },
+    "search": {
+        "data": "wine",
+        "target": "label",
+        "space": "my_space.yaml",
+        "strategy": "random",
+        "max_evals": "12",
+        "timeout": "60",
+        "pruner": "asha",
+        "lr_bounds": "auto",
+        "resume": "0123abcd",
+        "seed": "7",
+        "model_name": "my-model",
+        "backend": "spark",
+        "parallelism": "3",
+        "spark_master": "local[3]",
+    },
     "main": {"data": "wine", "target": "label", "max_evals": "12", "seed": "7", "model_name": "my-model"},
-    "promote": {"model_name": "other-model", "version": "3", "data": "wine", "target": "label",
-                "gate": "{accuracy: {threshold: 0.5}}", "allow_first": "true", "dry_run": "true"},
-    "retrain": {"model_name": "other-model", "data": "incoming/", "target": "label", "mode": "search",
-                "max_evals": "30", "force": "true", "gate": "{accuracy: {threshold: 0.5}}", "allow_first": "true",
-                "lease": "120"},
+    "promote": {
+        "model_name": "other-model",
+        "version": "3",
+        "data": "wine",
+        "target": "label",
+        "gate": "{accuracy: {threshold: 0.5}}",
+        "allow_first": "true",
+        "dry_run": "true",
+    },
+    "retrain": {
+        "model_name": "other-model",
+        "data": "incoming/",
+        "target": "label",
+        "mode": "search",
+        "max_evals": "30",
+        "force": "true",
+        "gate": "{accuracy: {threshold: 0.5}}",
+        "allow_first": "true",
+        "lease": "120",
+    },
 }
 REQUIRED = {"promote": {"model_name": "m"}, "retrain": {"model_name": "m"}}
 CONFIG_FILE = {"patience": 4, "early_stop": 3}  # a training setting no entry point declares; a search one
@@ -53,8 +103,12 @@ def invoke(entry: str, params: dict[str, str]) -> tuple[str, Invocation]:
 
 def received(invocation: Invocation, command: str, key: str):
     cls = next(c for c in CONFIGS[command] if key in c.__dataclass_fields__)
-    config = {TrainConfig: invocation.train, SearchConfig: invocation.search, PromoteConfig: invocation.promote,
-              RetrainConfig: invocation.retrain}[cls]
+    config = {
+        TrainConfig: invocation.train,
+        SearchConfig: invocation.search,
+        PromoteConfig: invocation.promote,
+        RetrainConfig: invocation.retrain,
+    }[cls]
     return cls, getattr(config, key)
 
 
@@ -77,10 +131,13 @@ def test_the_value_passed_is_the_value_used(entry, key):
 
 @pytest.mark.parametrize("entry", sorted(VALUES))
 def test_defaults_give_the_configs_defaults(entry):
-    command, invocation = invoke(entry, {})
-    expected = {"train": TrainConfig(), "search": SearchConfig(),
-                "promote": PromoteConfig(**REQUIRED.get("promote", {})),
-                "retrain": RetrainConfig(**REQUIRED.get("retrain", {}))}
+    _command, invocation = invoke(entry, {})
+    expected = {
+        "train": TrainConfig(),
+        "search": SearchConfig(),
+        "promote": PromoteConfig(**REQUIRED.get("promote", {})),
+        "retrain": RetrainConfig(**REQUIRED.get("retrain", {})),
+    }
     for name in ("train", "search", "promote", "retrain"):
         if getattr(invocation, name) is not None:
             assert getattr(invocation, name) == expected[name], (entry, name)

@@ -61,8 +61,14 @@ def test_a_file_named_mlruns_stops_the_command_before_any_run(tmp_path, command)
     """The tester's case: MLflow's default store in a fresh folder, with a file where ./mlruns should be."""
     (tmp_path / "mlruns").write_text("x\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    proc = subprocess.run([sys.executable, "-m", "hyperflow", *BEFORE_ANY_RUN[command], "progress=false"], cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "hyperflow", *BEFORE_ANY_RUN[command], "progress=false"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
     assert f"the file {tmp_path / 'mlruns'} stands where a folder must be" in lines[0]
@@ -74,11 +80,12 @@ def test_a_file_named_mlruns_stops_the_command_before_any_run(tmp_path, command)
 @pytest.mark.parametrize("command", COMMANDS)
 def test_an_artifact_folder_turned_into_a_file_mid_run_fails_the_run_in_one_line(command, experiment, capsys):
     ON_FORWARD["action"] = _file_in_place_of_run_folder
-    code = main([*COMMANDS[command], "model=test_faults_artifacts:hooked", f"experiment={experiment}",
-                 "progress=false"])
+    code = main(
+        [*COMMANDS[command], "model=test_faults_artifacts:hooked", f"experiment={experiment}", "progress=false"]
+    )
     err = capsys.readouterr().err
     assert "action" not in ON_FORWARD  # the model ran inside the run
-    run, = _runs(experiment)
+    (run,) = _runs(experiment)
     lines = err.strip().splitlines()
     assert code == 1 and len(lines) == 1 and "Traceback" not in err, err
     assert f"run {run.info.run_id} could not save plots/" in lines[0] and "Not a directory" in lines[0]
@@ -91,8 +98,10 @@ def full_disk(tmp_path) -> Path:
     """A real file system with no space left (a 64 KiB tmpfs, filled)."""
     mount = tmp_path / "full"
     mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
-                      capture_output=True).returncode != 0:
+    if (
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True).returncode
+        != 0
+    ):
         pytest.skip("cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN)")
     try:
         with open(mount / "filler", "wb", buffering=0) as fh, pytest.raises(OSError, match="No space left"):
@@ -116,10 +125,18 @@ def test_a_full_disk_mid_run_fails_the_run_in_one_line(full_disk, experiment, ca
         folder.symlink_to(target)
 
     ON_FORWARD["action"] = to_full_disk
-    code = main(["train", "epochs=1", "model=test_faults_artifacts:hooked", f"experiment={experiment}",
-                 "progress=false", "log_model=false"])
+    code = main(
+        [
+            "train",
+            "epochs=1",
+            "model=test_faults_artifacts:hooked",
+            f"experiment={experiment}",
+            "progress=false",
+            "log_model=false",
+        ]
+    )
     err = capsys.readouterr().err
-    run, = _runs(experiment)
+    (run,) = _runs(experiment)
     assert code == 1 and len(err.strip().splitlines()) == 1, err
     assert "No space left on device" in err and "free disk space" in err
     assert run.info.status == "FAILED" and "No space left" in run.data.tags["hyperflow.failure_reason"]
@@ -152,8 +169,13 @@ def test_messages_show_the_store_uri_as_configured(tracking_uri, capsys):
     err = capsys.readouterr().err
     assert f"no registered model of that name in {tracking_uri} " in err, err
     assert shown_tracking_uri() == tracking_uri
-    for uri in ("sqlite:////abs/mlflow.db", "sqlite:///mlflow.db", "file:///tmp/mlruns", "databricks",
-                "http://127.0.0.1:5000"):
+    for uri in (
+        "sqlite:////abs/mlflow.db",
+        "sqlite:///mlflow.db",
+        "file:///tmp/mlruns",
+        "databricks",
+        "http://127.0.0.1:5000",
+    ):
         assert store_uri(uri) == uri
     assert store_uri("http://admin:s3cret@127.0.0.1:5000/") == "http://127.0.0.1:5000/"
     assert store_uri("postgresql+psycopg2://u:p%40ss@db:5432/mlflow") == "postgresql+psycopg2://db:5432/mlflow"

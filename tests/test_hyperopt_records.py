@@ -11,20 +11,28 @@ from hyperflow.search.space import flatten, to_hyperopt, to_vals
 from hyperflow.search.stopping import Finished
 from hyperflow.search.trial import TrialRecord
 
-SPACE = {"lr": {"type": "loguniform", "low": 1e-4, "high": 1e-1},
-         "width": {"type": "choice", "values": [16, 32]},
-         "optimizer": {"type": "choice", "options": {"adam": {}, "sgd": {"momentum": {"type": "uniform", "low": 0.5,
-                                                                                    "high": 0.9}}}}}
-POINTS = [{"lr": 0.001, "width": 32, "optimizer": "adam"},
-          {"lr": 0.01, "width": 16, "optimizer": "sgd", "momentum": 0.7},
-          {"lr": 0.05, "width": 16, "optimizer": "adam"}]
+SPACE = {
+    "lr": {"type": "loguniform", "low": 1e-4, "high": 1e-1},
+    "width": {"type": "choice", "values": [16, 32]},
+    "optimizer": {
+        "type": "choice",
+        "options": {"adam": {}, "sgd": {"momentum": {"type": "uniform", "low": 0.5, "high": 0.9}}},
+    },
+}
+POINTS = [
+    {"lr": 0.001, "width": 32, "optimizer": "adam"},
+    {"lr": 0.01, "width": 16, "optimizer": "sgd", "momentum": 0.7},
+    {"lr": 0.05, "width": 16, "optimizer": "adam"},
+]
 
 
 def _history():
     # trial 1 failed; numbers 0, 1, 3 (2 was killed in flight and left a gap)
-    return [(0, to_vals(SPACE, POINTS[0]), TrialRecord(0, "r0", POINTS[0], "ok", 0.5, 2, [0.7, 0.5])),
-            (1, to_vals(SPACE, POINTS[1]), TrialRecord(1, "r1", POINTS[1], "failed", None, 1, [], "diverged")),
-            (3, to_vals(SPACE, POINTS[2]), TrialRecord(3, "r3", POINTS[2], "pruned", 0.25, 1, [0.25]))]
+    return [
+        (0, to_vals(SPACE, POINTS[0]), TrialRecord(0, "r0", POINTS[0], "ok", 0.5, 2, [0.7, 0.5])),
+        (1, to_vals(SPACE, POINTS[1]), TrialRecord(1, "r1", POINTS[1], "failed", None, 1, [], "diverged")),
+        (3, to_vals(SPACE, POINTS[2]), TrialRecord(3, "r3", POINTS[2], "pruned", 0.25, 1, [0.25])),
+    ]
 
 
 def test_filled_trials_read_back_as_written():
@@ -34,7 +42,8 @@ def test_filled_trials_read_back_as_written():
     assert trials.results == [
         {"status": STATUS_OK, "loss": 0.5, "history": [0.7, 0.5], "trial_status": "ok", "run_id": "r0"},
         {"status": STATUS_FAIL, "failure": "diverged", "run_id": "r1"},
-        {"status": STATUS_OK, "loss": 0.25, "history": [0.25], "trial_status": "pruned", "run_id": "r3"}]
+        {"status": STATUS_OK, "loss": 0.25, "history": [0.25], "trial_status": "pruned", "run_id": "r3"},
+    ]
     assert trials.losses() == [0.5, None, 0.25]
     # the vals decode to the points they came from (choice indices, and [] for a branch not taken)
     for doc, point in zip(trials.trials, POINTS):
@@ -42,8 +51,11 @@ def test_filled_trials_read_back_as_written():
         assert doc["misc"]["idxs"] == {k: [doc["tid"]] if v else [] for k, v in vals.items()}
         assert flatten(space_eval(to_hyperopt(SPACE), {k: v[0] for k, v in vals.items() if v})) == point
     assert trials.trials[0]["misc"]["vals"]["optimizer=sgd/momentum"] == []
-    assert records.finished(trials.results) == [Finished(False, 0.5), Finished(True, None, "diverged"),
-                                                Finished(False, 0.25)]
+    assert records.finished(trials.results) == [
+        Finished(False, 0.5),
+        Finished(True, None, "diverged"),
+        Finished(False, 0.25),
+    ]
     assert trials.new_trial_ids(1) == [4]  # ids below next_id are taken, the gap (2) included
 
 
@@ -61,6 +73,7 @@ def test_queued_points_and_the_trial_in_flight():
 def test_fmin_continues_a_filled_history(strategy):
     """The queued point runs first, new ids continue after the history, and each id's suggestion depends on
     (seed, id) alone: two runs from the same history propose the same points."""
+
     def run():
         seen = []
         trials = records.fill(Trials(), _history(), next_id=4)
@@ -90,8 +103,15 @@ def test_a_stop_reason_ends_fmin_before_new_trials():
     for strategy in ("tpe", "bayes"):
         calls.clear()
         trials = records.fill(Trials(), _history(), next_id=4)
-        records.minimize(lambda s: records.result(1.0), to_hyperopt(SPACE), trials,
-                         records.algo(strategy, 20, 0.25, 0, stop), max_evals=10, seed=0, progressbar=False)
+        records.minimize(
+            lambda s: records.result(1.0),
+            to_hyperopt(SPACE),
+            trials,
+            records.algo(strategy, 20, 0.25, 0, stop),
+            max_evals=10,
+            seed=0,
+            progressbar=False,
+        )
         assert len(trials.trials) == 3 and calls[0] == records.finished(trials.results)
 
 

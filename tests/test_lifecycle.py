@@ -7,17 +7,17 @@ import socket
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
 import pytest
+from polling import wait_for
+from stores import ready_store
 
 from hyperflow.config import build_config
 from hyperflow.workflows.train import train
-from polling import wait_for
-from stores import ready_store
 
 
 @pytest.mark.slow
@@ -27,17 +27,34 @@ def test_sigterm_ends_the_run_killed(tmp_path):
     for var in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID"):
         env.pop(var, None)
     client = ready_store(uri)
-    proc = subprocess.Popen([sys.executable, "-m", "hyperflow", "train", "epochs=100000", "log_model=false",
-                             "progress=false", "experiment=term"], env=env, cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hyperflow",
+            "train",
+            "epochs=100000",
+            "log_model=false",
+            "progress=false",
+            "experiment=term",
+        ],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
+
         def running():
             if proc.poll() is not None:
                 raise AssertionError(f"hyperflow train exited early: {proc.stderr.read()[-2000:]}")
             exp = client.get_experiment_by_name("term")
             runs = client.search_runs([exp.experiment_id]) if exp else []
-            return runs and runs[0].info.status == "RUNNING" and client.get_metric_history(runs[0].info.run_id,
-                                                                                           "val_loss")
+            return (
+                runs and runs[0].info.status == "RUNNING" and client.get_metric_history(runs[0].info.run_id, "val_loss")
+            )
+
         wait_for(running, "a RUNNING run with metrics", 120)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
@@ -60,13 +77,33 @@ def serve_model(model_uri: str, tracking_uri: str, timeout: float = 120) -> Iter
     """A real `mlflow models serve` process on 127.0.0.1; yields its port once it answers /ping."""
     port = _free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
-         "-h", "127.0.0.1", "-p", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            model_uri,
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
         # the server execs uvicorn from PATH: the interpreter's own bin directory, venv activated or not
-        env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri,
-             "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])},
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        env={
+            **os.environ,
+            "MLFLOW_TRACKING_URI": tracking_uri,
+            "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]),
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
+
         def ping():
             if server.poll() is not None:  # it exited: say why instead of waiting for the deadline
                 raise AssertionError(f"the model server exited: {server.stderr.read()[-3000:]}")
@@ -74,6 +111,7 @@ def serve_model(model_uri: str, tracking_uri: str, timeout: float = 120) -> Iter
                 return urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1).status == 200
             except OSError:
                 return False
+
         wait_for(ping, "the model server", timeout)
         yield port
     finally:
@@ -83,9 +121,11 @@ def serve_model(model_uri: str, tracking_uri: str, timeout: float = 120) -> Iter
 
 def invoke(port: int, records: list[dict]) -> list[dict]:
     """POST raw rows to a model server's /invocations; its predictions."""
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations",
-                                     data=json.dumps({"dataframe_records": records}).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/invocations",
+        data=json.dumps({"dataframe_records": records}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     return json.loads(urllib.request.urlopen(request, timeout=30).read())["predictions"]
 
 
@@ -95,8 +135,17 @@ def test_served_model_answers_raw_rows(tmp_path, experiment, tracking_uri):
     frame = pd.DataFrame({"size": rng.normal(10, 3, 200), "colour": rng.choice(["red", "blue"], 200)})
     frame["kind"] = np.where(frame["size"] > 10, "big", "small")
     frame.to_csv(tmp_path / "items.csv", index=False)
-    outcome = train(build_config({"data": str(tmp_path / "items.csv"), "target": "kind", "epochs": "5",
-                                  "progress": "false", "experiment": experiment}))
+    outcome = train(
+        build_config(
+            {
+                "data": str(tmp_path / "items.csv"),
+                "target": "kind",
+                "epochs": "5",
+                "progress": "false",
+                "experiment": experiment,
+            }
+        )
+    )
     rows = [{"colour": "red", "size": 16.0}, {"colour": None, "size": 4}, {"size": 12.5, "colour": "green"}]
     with serve_model(outcome.model_uri, tracking_uri) as port:
         answer = invoke(port, rows)

@@ -10,9 +10,9 @@ import time
 import uuid
 
 import pytest
+from polling import wait_for
 
 from hyperflow.workflows.lock import LOCK_TAG, LockHeld, RegistryLock
-from polling import wait_for
 
 LEASE = 2.0
 
@@ -35,8 +35,10 @@ def test_the_heartbeat_renews_the_lease_past_its_first_expiry(model, client):
     try:
         first = holder(client, model)
         assert first["token"] == lock.holder["token"]
-        renewed = wait_for(lambda: (h := holder(client, model)) and h["expires_at"] > first["expires_at"] and h,
-                           "the heartbeat to renew the lease")
+        renewed = wait_for(
+            lambda: (h := holder(client, model)) and h["expires_at"] > first["expires_at"] and h,
+            "the heartbeat to renew the lease",
+        )
         assert renewed["token"] == first["token"] and renewed["acquired_at"] == first["acquired_at"]
         wait_for(lambda: time.time() > first["expires_at"] + 0.2, "the first lease to run out")
         # the lease first written has run out, the renewed one holds: another job is refused, this one holds
@@ -53,8 +55,14 @@ def test_the_heartbeat_renews_the_lease_past_its_first_expiry(model, client):
 
 def test_the_heartbeat_never_writes_over_a_lock_another_job_took(model, client):
     lock = RegistryLock(model, lease=LEASE, settle=0.05, client=client).acquire()
-    other = {"token": "someone-else", "run_id": None, "host": "other-host", "pid": 1,
-             "acquired_at": time.time(), "expires_at": time.time() + 600}
+    other = {
+        "token": "someone-else",
+        "run_id": None,
+        "host": "other-host",
+        "pid": 1,
+        "acquired_at": time.time(),
+        "expires_at": time.time() + 600,
+    }
     try:
         client.set_registered_model_tag(model, LOCK_TAG, json.dumps(other))  # taken over while we were paused
         wait_for(lambda: lock.lost, "the heartbeat to notice the lock is gone")

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from hyperflow.config import build_config
-from hyperflow.core.lr_finder import LRFinder, curve_status, lr_range, read_curve, suggest
 from hyperflow.core.assembly import setup_training
+from hyperflow.core.lr_finder import LRFinder, curve_status, lr_range, read_curve, suggest
 
 LRS = np.geomspace(1e-7, 1, 100)
 
@@ -117,9 +117,11 @@ def test_least_squares_ground_truth(seed):
 
 
 def _state(model, opt):
-    return ({k: v.clone() for k, v in model.state_dict().items()},
-            {k: {n: t.clone() for n, t in v.items() if torch.is_tensor(t)} for k, v in opt.state_dict()["state"].items()},
-            [dict((k, v) for k, v in g.items() if k != "params") for g in opt.state_dict()["param_groups"]])
+    return (
+        {k: v.clone() for k, v in model.state_dict().items()},
+        {k: {n: t.clone() for n, t in v.items() if torch.is_tensor(t)} for k, v in opt.state_dict()["state"].items()},
+        [dict((k, v) for k, v in g.items() if k != "params") for g in opt.state_dict()["param_groups"]],
+    )
 
 
 def _rng_next():
@@ -165,10 +167,15 @@ def test_everything_is_restored_bit_for_bit(fail_at):
 def test_repeats_give_a_band_and_a_spread():
     setup = setup_training(build_config({"progress": "false", "batch_size": "32"}))
     d = setup.dataset
-    finder = LRFinder(setup.trainer.model, setup.trainer.optimizer, setup.trainer.loss_fn, batch_size=32,
-                      repeats=3).fit(d.X_train, d.y_train)
+    finder = LRFinder(
+        setup.trainer.model, setup.trainer.optimizer, setup.trainer.loss_fn, batch_size=32, repeats=3
+    ).fit(d.X_train, d.y_train)
     low, high = finder.band_
-    assert len(finder.curves_) == 3 and (low <= finder.smoothed_ + 1e-12).all() and (high >= finder.smoothed_ - 1e-12).all()
+    assert (
+        len(finder.curves_) == 3
+        and (low <= finder.smoothed_ + 1e-12).all()
+        and (high >= finder.smoothed_ - 1e-12).all()
+    )
     assert finder.suggestion_spread_ >= 1 and len(finder.suggestions_) == 3
     frame = finder.to_frame()
     assert list(frame.columns) == ["step", "lr", "loss", "smoothed_loss", "band_low", "band_high"]
@@ -178,22 +185,35 @@ def test_validation_loss_mode_and_linear_sweep():
     setup = setup_training(build_config({"progress": "false"}))
     d = setup.dataset
     model, loss_fn = setup.trainer.model, setup.trainer.loss_fn
-    finder = LRFinder(model, setup.trainer.optimizer, loss_fn, mode="linear",
-                      start_lr=1e-4, end_lr=0.5, num_iter=40).fit(d.X_train, d.y_train, d.X_val, d.y_val)
+    finder = LRFinder(
+        model, setup.trainer.optimizer, loss_fn, mode="linear", start_lr=1e-4, end_lr=0.5, num_iter=40
+    ).fit(d.X_train, d.y_train, d.X_val, d.y_val)
     assert np.allclose(np.diff(finder.lrs_), np.diff(finder.lrs_)[0]) and finder.lrs_[0] == pytest.approx(1e-4)
     assert len(finder.lrs_) <= 40 and finder.lrs_[-1] <= 0.5
     assert finder.lrs_[0] < finder.suggested_lr_ < finder.lrs_[-1]
     # the loss recorded is the validation rows': with their labels shifted by one class, learning the
     # training rows makes it rise where it otherwise falls
-    wrong = LRFinder(model, setup.trainer.optimizer, loss_fn, mode="linear", start_lr=1e-4, end_lr=0.5,
-                     num_iter=40).fit(d.X_train, d.y_train, d.X_val, (d.y_val + 1) % 10)
+    wrong = LRFinder(
+        model, setup.trainer.optimizer, loss_fn, mode="linear", start_lr=1e-4, end_lr=0.5, num_iter=40
+    ).fit(d.X_train, d.y_train, d.X_val, (d.y_val + 1) % 10)
     assert finder.losses_[3] < finder.losses_[0] - 0.5 and wrong.losses_[3] > wrong.losses_[0] + 0.5
 
 
 def _final_val_loss(lr, seed=0):
-    setup = setup_training(build_config({"lr": lr, "schedule": "constant", "epochs": "5", "batch_size": "32",
-                                         "width": "128", "restore_best": "false", "progress": "false",
-                                         "seed": seed}))
+    setup = setup_training(
+        build_config(
+            {
+                "lr": lr,
+                "schedule": "constant",
+                "epochs": "5",
+                "batch_size": "32",
+                "width": "128",
+                "restore_best": "false",
+                "progress": "false",
+                "seed": seed,
+            }
+        )
+    )
     d = setup.dataset
     return setup.trainer.fit(d.X_train, d.y_train, d.X_val, d.y_val).history[-1]["val_loss"]
 
@@ -202,11 +222,13 @@ def test_regret_on_digits_is_small():
     """Training with the suggestion gets within 1.5x of the best of a 9-point lr grid, same budget."""
     grid = np.geomspace(1e-5, 1, 9)
     best = min(_final_val_loss(lr) for lr in grid)
-    setup = setup_training(build_config({"schedule": "constant", "batch_size": "32", "width": "128",
-                                         "progress": "false"}))
+    setup = setup_training(
+        build_config({"schedule": "constant", "batch_size": "32", "width": "128", "progress": "false"})
+    )
     d = setup.dataset
-    finder = LRFinder(setup.trainer.model, setup.trainer.optimizer, setup.trainer.loss_fn,
-                      batch_size=32).fit(d.X_train, d.y_train)
+    finder = LRFinder(setup.trainer.model, setup.trainer.optimizer, setup.trainer.loss_fn, batch_size=32).fit(
+        d.X_train, d.y_train
+    )
     assert _final_val_loss(finder.suggested_lr_) <= 1.5 * best
 
 
@@ -227,15 +249,27 @@ def test_lr_find_entry_point_on_sqlite(experiment, client, capsys):
     assert max(m.value for m in client.get_metric_history(run.info.run_id, "lr_find_lr")) > metrics["lr_range_max"]
     assert len(client.get_metric_history(run.info.run_id, "lr_find_lr")) == len(history)
     paths = {a.path for a in client.list_artifacts(run.info.run_id)} | {
-        a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+        a.path for a in client.list_artifacts(run.info.run_id, "plots")
+    }
     assert "lr_find.csv" in paths and "plots/lr_find.png" in paths
 
 
 def test_train_with_lr_auto_nests_the_range_test(experiment, client):
     from hyperflow.workflows.train import train
 
-    outcome = train(build_config({"lr": "auto", "schedule": "onecycle", "max_lr": "auto", "epochs": "3",
-                                  "log_model": "false", "progress": "false", "experiment": experiment}))
+    outcome = train(
+        build_config(
+            {
+                "lr": "auto",
+                "schedule": "onecycle",
+                "max_lr": "auto",
+                "epochs": "3",
+                "log_model": "false",
+                "progress": "false",
+                "experiment": experiment,
+            }
+        )
+    )
     runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
     child = next(r for r in runs if r.data.tags["hyperflow.role"] == "lr_find")
     assert child.data.tags["mlflow.parentRunId"] == outcome.run_id

@@ -44,21 +44,32 @@ def files(folder: Path, **content: str) -> Path:
     return folder
 
 
-def search(tmp_path: Path, experiment: str, *settings: str, pin: set[int] | None = None,
-           cgroup: Path | None = None) -> tuple[subprocess.CompletedProcess, list[int]]:
+def search(
+    tmp_path: Path, experiment: str, *settings: str, pin: set[int] | None = None, cgroup: Path | None = None
+) -> tuple[subprocess.CompletedProcess, list[int]]:
     """``hyperflow search`` (2 one-epoch trials of a model that records its torch threads) in a subprocess;
     its output and the thread counts of every model it built."""
     probes = tmp_path / "probes"
     probes.mkdir()
     (tmp_path / "space.yaml").write_text("lr: {type: loguniform, low: 1.0e-3, high: 1.0e-2}\n")
     (tmp_path / "config.yaml").write_text(f"model: thread_probe:build\nmodel_kwargs: {{out: {probes}}}\n")
-    args = ["search", "data=digits", "epochs=1", "max_evals=2", "pruner=none", "seed_presets=false",
-            "register=false", "progress=false", f"experiment={experiment}", f"space={tmp_path / 'space.yaml'}",
-            f"config={tmp_path / 'config.yaml'}", *settings]
+    args = [
+        "search",
+        "data=digits",
+        "epochs=1",
+        "max_evals=2",
+        "pruner=none",
+        "seed_presets=false",
+        "register=false",
+        "progress=false",
+        f"experiment={experiment}",
+        f"space={tmp_path / 'space.yaml'}",
+        f"config={tmp_path / 'config.yaml'}",
+        *settings,
+    ]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([TESTS, os.environ.get("PYTHONPATH", "")])}
     script = SCRIPT.format(pin=pin, cgroup=None if cgroup is None else str(cgroup))
-    proc = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, env=env,
-                          timeout=240)
+    proc = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, env=env, timeout=240)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return proc, [int(p.read_text()) for p in probes.iterdir()]
 
@@ -94,9 +105,12 @@ def test_a_cgroup_memory_limit_caps_the_workers_and_says_so(tmp_path, experiment
     proc, _ = search(tmp_path, experiment, "parallelism=2", cgroup=cgroup)
     assert "; 1 at once)" in summary(proc), proc.stdout
     [line] = [line for line in proc.stderr.splitlines() if "at once" in line]
-    assert re.fullmatch(r"hyperflow search: 1 trial at once, not 2: each worker needs about 2\d\d MiB \(256 MiB \+ "
-                        r"4 x the data's \d MiB in memory\) and this process may take 300 MiB more \(cgroup memory "
-                        r"limit\)", line), line
+    assert re.fullmatch(
+        r"hyperflow search: 1 trial at once, not 2: each worker needs about 2\d\d MiB \(256 MiB \+ "
+        r"4 x the data's \d MiB in memory\) and this process may take 300 MiB more \(cgroup memory "
+        r"limit\)",
+        line,
+    ), line
 
 
 # ------------------------------------------------------------------------------------- CPUs
@@ -122,8 +136,15 @@ def test_cgroup_v1_cpu_quota_and_minus_one_for_none(tmp_path):
 
 def test_the_tightest_quota_of_the_process_cgroup_and_its_parents_wins(tmp_path):
     """/proc/self/cgroup names the process's own cgroup: a parent's quota binds it too (v2 and v1)."""
-    root = files(tmp_path / "fs", **{"job__cpu.max": "100000 100000", "job__step__cpu.max": "max 100000",
-                                     "cpu__job__cpu.cfs_quota_us": "300000", "cpu__job__cpu.cfs_period_us": "100000"})
+    root = files(
+        tmp_path / "fs",
+        **{
+            "job__cpu.max": "100000 100000",
+            "job__step__cpu.max": "max 100000",
+            "cpu__job__cpu.cfs_quota_us": "300000",
+            "cpu__job__cpu.cfs_period_us": "100000",
+        },
+    )
     self_cgroup = files(tmp_path, **{"self": "4:cpu,cpuacct:/job\n0::/job/step\n"}) / "self"
     assert machine.cgroup_cpu_limit(root, self_cgroup) == 1.0
     assert machine.cpus(root, self_cgroup) == 1
@@ -134,14 +155,22 @@ def test_the_tightest_quota_of_the_process_cgroup_and_its_parents_wins(tmp_path)
 def test_available_memory_is_the_cgroup_limit_less_its_usage_else_memavailable(tmp_path):
     meminfo = files(tmp_path, meminfo="MemTotal:       16000000 kB\nMemAvailable:    8388608 kB\n") / "meminfo"
     none = tmp_path / "none"
-    v2 = files(tmp_path / "v2", **{"memory.max": str(GiB), "memory.current": str(400 * MiB),
-                                   "memory.stat": f"anon 1\ninactive_file {100 * MiB}\n"})
+    v2 = files(
+        tmp_path / "v2",
+        **{
+            "memory.max": str(GiB),
+            "memory.current": str(400 * MiB),
+            "memory.stat": f"anon 1\ninactive_file {100 * MiB}\n",
+        },
+    )
     # 1 GiB less 400 MiB used, of which 100 MiB inactive file cache the kernel reclaims first
     assert machine.available_memory(v2, none, meminfo) == (724 * MiB, "cgroup memory limit")
     files(v2, **{"memory.max": "max"})
     assert machine.available_memory(v2, none, meminfo) == (8 * GiB, "available memory")
-    v1 = files(tmp_path / "v1", **{"memory__memory.limit_in_bytes": "9223372036854771712",
-                                   "memory__memory.usage_in_bytes": str(GiB)})
+    v1 = files(
+        tmp_path / "v1",
+        **{"memory__memory.limit_in_bytes": "9223372036854771712", "memory__memory.usage_in_bytes": str(GiB)},
+    )
     assert machine.available_memory(v1, none, meminfo) == (8 * GiB, "available memory")
     files(v1, **{"memory__memory.limit_in_bytes": str(2 * GiB)})
     assert machine.available_memory(v1, none, meminfo) == (GiB, "cgroup memory limit")
@@ -151,8 +180,10 @@ def test_available_memory_is_the_cgroup_limit_less_its_usage_else_memavailable(t
 def test_memory_caps_the_workers_with_given_numbers():
     """Each worker: 256 MiB + 4 x the data. 3 GiB hold 2 workers for 250 MiB of data, not 16."""
     n, line = machine.memory_cap(16, 3 * GiB, 250 * MiB, "cgroup memory limit")
-    assert n == 2 and line == ("2 trials at once, not 16: each worker needs about 1.2 GiB (256 MiB + 4 x the "
-                               "data's 250 MiB in memory) and this process may take 3.0 GiB more (cgroup memory limit)")
+    assert n == 2 and line == (
+        "2 trials at once, not 16: each worker needs about 1.2 GiB (256 MiB + 4 x the "
+        "data's 250 MiB in memory) and this process may take 3.0 GiB more (cgroup memory limit)"
+    )
     assert machine.memory_cap(16, 64 * GiB, 250 * MiB) == (16, "")
     assert machine.memory_cap(8, 10 * MiB, 250 * MiB)[0] == 1  # never fewer than one trial
     assert machine.memory_cap(1, 10 * MiB, 250 * MiB) == (1, "")  # one trial needs no worker

@@ -31,8 +31,15 @@ class Served:
 def trainer_for(task: str, loss_fn, target_std: float = 1.0) -> Trainer:
     """A trainer whose model passes its input through: ``evaluate(outputs, y)`` scores ``outputs``."""
     dummy = torch.zeros(1, requires_grad=True)
-    return Trainer(torch.nn.Identity(), loss_fn, torch.optim.SGD([dummy], lr=0.1), task=task, epochs=1,
-                   batch_size=8, target_std=target_std)
+    return Trainer(
+        torch.nn.Identity(),
+        loss_fn,
+        torch.optim.SGD([dummy], lr=0.1),
+        task=task,
+        epochs=1,
+        batch_size=8,
+        target_std=target_std,
+    )
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -43,8 +50,9 @@ def test_classification_trainer_and_scoring_agree(seed):
     logits[:40, 3] += 10  # ... and it is predicted for some rows
     trained = trainer_for("classification", torch.nn.CrossEntropyLoss()).evaluate(logits, labels, prefix="val_")
     probs = torch.softmax(logits, 1).numpy()
-    out = pd.DataFrame({"prediction": CLASSES[probs.argmax(1)],
-                        **{f"probability_{c}": probs[:, i] for i, c in enumerate(CLASSES)}})
+    out = pd.DataFrame(
+        {"prediction": CLASSES[probs.argmax(1)], **{f"probability_{c}": probs[:, i] for i, c in enumerate(CLASSES)}}
+    )
     scored = score(Served(lambda _: out), EvalRows(None, CLASSES[labels.numpy()], "classification", "test"))
     assert trained["val_accuracy"] == scored["accuracy"]
     assert trained["val_f1"] == pytest.approx(scored["f1"], rel=1e-12)
@@ -61,8 +69,9 @@ def test_regression_in_standardised_and_original_units_agree():
     mean, std = 150.0, 40.0
     target = torch.tensor(rng.normal(0, 1, 200), dtype=torch.float32)
     output = (target + torch.tensor(rng.normal(0, 0.5, 200), dtype=torch.float32)).reshape(-1, 1)
-    trained = trainer_for("regression", torch.nn.MSELoss(), target_std=std).evaluate(output, target.reshape(-1, 1),
-                                                                                      prefix="test_")
+    trained = trainer_for("regression", torch.nn.MSELoss(), target_std=std).evaluate(
+        output, target.reshape(-1, 1), prefix="test_"
+    )
     served = output.reshape(-1).double().numpy() * std + mean
     truth = target.double().numpy() * std + mean
     scored = score(Served(lambda _: pd.DataFrame({"prediction": served})), EvalRows(None, truth, "regression", "t"))
@@ -97,8 +106,14 @@ def test_a_trained_model_scores_the_same_served_as_in_training(data):
     d = setup.dataset
     setup.trainer.fit(d.X_train, d.y_train, d.X_val, d.y_val)
     trained = setup.trainer.evaluate(d.X_test, d.y_test, prefix="test_")
-    bundle = {"model_spec": setup.model_spec, "preprocessor": d.preprocessor, "task": d.task, "classes": d.classes,
-              "target_mean": d.target_mean, "target_std": d.target_std}
+    bundle = {
+        "model_spec": setup.model_spec,
+        "preprocessor": d.preprocessor,
+        "task": d.task,
+        "classes": d.classes,
+        "target_mean": d.target_mean,
+        "target_std": d.target_std,
+    }
     model = setup.trainer.model.cpu().eval()
     scored = score(Served(lambda rows: predict_bundle(bundle, model, rows)), evaluation_rows(config))
     shared = [k for k in scored if f"test_{k}" in trained]

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from hyperflow.config import build_config
-from hyperflow.errors import UsageError
 from hyperflow.core.losses import build_loss
 from hyperflow.core.models import build_model
 from hyperflow.core.optim import build_optimizer, build_scheduler
+from hyperflow.errors import UsageError
 
 
 def lrs_and_momenta(config, steps_per_epoch=10):
@@ -28,15 +28,26 @@ def lrs_and_momenta(config, steps_per_epoch=10):
     return lrs, momenta
 
 
-@pytest.mark.parametrize("name, shape, out, task, expected", [
-    ("mlp", (64,), 10, "classification", (5, 10)),
-    ("cnn", (64,), 10, "classification", (5, 10)),
-    ("cnn", (1, 16, 16), 3, "classification", (5, 3)),
-    ("unet", (1, 32, 32), 1, "segmentation", (5, 1, 32, 32)),
-])
+@pytest.mark.parametrize(
+    "name, shape, out, task, expected",
+    [
+        ("mlp", (64,), 10, "classification", (5, 10)),
+        ("cnn", (64,), 10, "classification", (5, 10)),
+        ("cnn", (1, 16, 16), 3, "classification", (5, 3)),
+        ("unet", (1, 32, 32), 1, "segmentation", (5, 1, 32, 32)),
+    ],
+)
 def test_models_map_inputs_to_outputs(name, shape, out, task, expected):
-    model = build_model(name, shape, out, task=task, image_shape=(1, 8, 8) if shape == (64,) else None,
-                        batch_norm=True, dropout=0.1, depth=3)
+    model = build_model(
+        name,
+        shape,
+        out,
+        task=task,
+        image_shape=(1, 8, 8) if shape == (64,) else None,
+        batch_norm=True,
+        dropout=0.1,
+        depth=3,
+    )
     assert tuple(model.eval()(torch.randn(5, *shape)).shape) == expected
 
 
@@ -50,7 +61,8 @@ def test_model_task_mismatches_are_refused():
 
 
 def test_user_model_factory(tmp_path: Path, monkeypatch):
-    (tmp_path / "my_models.py").write_text(textwrap.dedent("""
+    (tmp_path / "my_models.py").write_text(
+        textwrap.dedent("""
         import torch
         def tiny(input_shape, output_size, hidden=8):
             return torch.nn.Sequential(torch.nn.Linear(input_shape[0], hidden), torch.nn.Linear(hidden, output_size))
@@ -58,12 +70,13 @@ def test_user_model_factory(tmp_path: Path, monkeypatch):
             return 42
         def broken(input_shape, output_size):
             raise RuntimeError("boom")
-    """))
+    """)
+    )
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", list(sys.path))
     model = build_model("my_models:tiny", (4,), 3, task="classification", model_kwargs={"hidden": 5})
     assert model[0].out_features == 5
-    with pytest.raises(UsageError, match="not a torch.nn.Module"):
+    with pytest.raises(UsageError, match=r"not a torch.nn.Module"):
         build_model("my_models:not_a_module", (4,), 3, task="classification")
     with pytest.raises(UsageError, match="cannot import module 'nowhere'"):
         build_model("nowhere:f", (4,), 3, task="classification")
@@ -71,10 +84,11 @@ def test_user_model_factory(tmp_path: Path, monkeypatch):
         build_model("my_models:missing", (4,), 3, task="classification")
     with pytest.raises(UsageError, match="raised RuntimeError: boom"):
         build_model("my_models:broken", (4,), 3, task="classification")
-    with pytest.raises(UsageError, match="^model_kwargs width, seed: model 'my_models:tiny' takes no such argument; "
-                                         "it takes hidden$"):
+    with pytest.raises(
+        UsageError, match=r"^model_kwargs width, seed: model 'my_models:tiny' takes no such argument; it takes hidden$"
+    ):
         build_model("my_models:tiny", (4,), 3, task="classification", model_kwargs={"hidden": 5, "width": 2, "seed": 1})
-    with pytest.raises(UsageError, match="it takes none besides input_shape and output_size$"):
+    with pytest.raises(UsageError, match=r"it takes none besides input_shape and output_size$"):
         build_model("my_models:broken", (4,), 3, task="classification", model_kwargs={"hidden": 5})
 
 
@@ -97,8 +111,12 @@ def test_losses_follow_the_task():
 
 def test_optimizers_get_their_settings():
     p = [torch.nn.Parameter(torch.zeros(2))]
-    sgd = build_optimizer(p, build_config({"optimizer": "sgd", "nesterov": "true", "weight_decay": "0.01",
-                                           "schedule": "constant", "lr": "0.1"}))
+    sgd = build_optimizer(
+        p,
+        build_config(
+            {"optimizer": "sgd", "nesterov": "true", "weight_decay": "0.01", "schedule": "constant", "lr": "0.1"}
+        ),
+    )
     assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["nesterov"] and sgd.defaults["weight_decay"] == 0.01
     adamw = build_optimizer(p, build_config({"preset": "adamw_cosine"}))
     assert isinstance(adamw, torch.optim.AdamW) and adamw.defaults["weight_decay"] == 0.01
@@ -134,8 +152,12 @@ def test_an_evaluation_only_setup_builds_no_optimizer_and_cannot_fit():
     assert 0 <= setup.trainer.evaluate(dataset.X_val, dataset.y_val)["accuracy"] <= 1
     with pytest.raises(ValueError, match="only evaluates"):
         setup.trainer.fit(dataset.X_train, dataset.y_train, dataset.X_val, dataset.y_val)
-    assert setup_training(config, dataset=dataset).trainer.fit(
-        dataset.X_train, dataset.y_train, dataset.X_val, dataset.y_val).epochs_run == 1
+    assert (
+        setup_training(config, dataset=dataset)
+        .trainer.fit(dataset.X_train, dataset.y_train, dataset.X_val, dataset.y_val)
+        .epochs_run
+        == 1
+    )
 
 
 def test_parameters_without_a_fused_kernel_train_with_the_loop():
@@ -161,8 +183,16 @@ def test_onecycle_warms_up_then_decays():
 
 
 def test_cyclic_stays_between_bounds():
-    c = build_config({"schedule": "cyclic", "max_lr": "0.1", "base_lr": "0.01", "epochs": "8",
-                      "cycle_epochs": "2", "optimizer": "sgd"})
+    c = build_config(
+        {
+            "schedule": "cyclic",
+            "max_lr": "0.1",
+            "base_lr": "0.01",
+            "epochs": "8",
+            "cycle_epochs": "2",
+            "optimizer": "sgd",
+        }
+    )
     lrs, momenta = lrs_and_momenta(c)
     assert min(lrs) == pytest.approx(0.01) and max(lrs) == pytest.approx(0.1)
     assert sum(1 for i in range(1, len(lrs) - 1) if lrs[i - 1] < lrs[i] > lrs[i + 1]) == 4  # 4 peaks
@@ -182,5 +212,9 @@ def test_cosine_with_warmup():
     lrs, _ = lrs_and_momenta(c)
     assert lrs[0] < lrs[9] and max(lrs) == pytest.approx(0.1, rel=1e-2)
     assert lrs[-1] == pytest.approx(0.001, abs=2e-3) and all(math.isfinite(x) for x in lrs)
-    assert build_scheduler(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], 0.1),
-                           build_config({"schedule": "constant"}), 10) is None
+    assert (
+        build_scheduler(
+            torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], 0.1), build_config({"schedule": "constant"}), 10
+        )
+        is None
+    )

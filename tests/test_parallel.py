@@ -5,6 +5,7 @@ trial numbers, failures recorded and the search going on, stop rules, the best m
 worker's weights, Ctrl-C / SIGTERM ending every run KILLED, a kill -9 leaving no process behind, and resume.
 """
 
+import itertools
 import os
 import signal
 import subprocess
@@ -14,13 +15,13 @@ import time
 
 import mlflow
 import pytest
+from polling import wait_for
+from stores import ready_store
 
 from hyperflow.config import build_config
 from hyperflow.config.search import build_search_config, trials_at_once
 from hyperflow.search import workers
 from hyperflow.search.runner import SearchRunner
-from polling import wait_for
-from stores import ready_store
 
 TINY = {"data": "digits", "epochs": "3", "batch_size": "64", "progress": "false", "width": "16"}
 SPACE = """
@@ -37,14 +38,13 @@ def write(tmp_path, text, name="space.yaml"):
 
 
 def children(client, outcome):
-    runs = client.search_runs([outcome.experiment_id], f"tags.mlflow.parentRunId = '{outcome.run_id}'",
-                              max_results=500)
+    runs = client.search_runs([outcome.experiment_id], f"tags.mlflow.parentRunId = '{outcome.run_id}'", max_results=500)
     return [r for r in runs if r.data.tags.get("hyperflow.role") == "trial"]
 
 
 def overlapping(runs) -> bool:
     spans = sorted((r.info.start_time, r.info.end_time) for r in runs)
-    return any(b[0] < a[1] for a, b in zip(spans, spans[1:]))
+    return any(b[0] < a[1] for a, b in itertools.pairwise(spans))
 
 
 def test_parallelism_auto_is_the_cores_capped_by_the_budget():
@@ -52,13 +52,14 @@ def test_parallelism_auto_is_the_cores_capped_by_the_budget():
     assert trials_at_once(build_search_config({"max_evals": "3"}), cores=8) == 3
     assert trials_at_once(build_search_config({"parallelism": "2"}), cores=8) == 2
     assert build_search_config({}).parallelism == "auto"
-    with pytest.raises(Exception, match="parallelism=.*whole number or auto"):
+    with pytest.raises(Exception, match=r"parallelism=.*whole number or auto"):
         build_search_config({"parallelism": "many"})
 
 
 def test_trials_run_at_once_in_workers_nested_under_the_search(tmp_path, experiment, client):
-    settings = build_search_config({"space": write(tmp_path, SPACE), "max_evals": "6", "parallelism": "2",
-                                    "pruner": "none", "register": "false"})
+    settings = build_search_config(
+        {"space": write(tmp_path, SPACE), "max_evals": "6", "parallelism": "2", "pruner": "none", "register": "false"}
+    )
     outcome = SearchRunner(settings, build_config({**TINY, "experiment": experiment})).run()
     runs = children(client, outcome)
     assert len(runs) == 6 and {r.info.status for r in runs} == {"FINISHED"}
@@ -74,8 +75,16 @@ def test_trials_run_at_once_in_workers_nested_under_the_search(tmp_path, experim
 
 def test_a_failing_trial_is_recorded_and_the_search_goes_on(tmp_path, experiment, client):
     space = write(tmp_path, "lr: {type: choice, values: [0.001, 1.0e+6]}\noptimizer: {type: choice, values: [sgd]}\n")
-    settings = build_search_config({"space": space, "strategy": "grid", "parallelism": "2", "pruner": "none",
-                                    "register": "false", "seed_presets": "false"})
+    settings = build_search_config(
+        {
+            "space": space,
+            "strategy": "grid",
+            "parallelism": "2",
+            "pruner": "none",
+            "register": "false",
+            "seed_presets": "false",
+        }
+    )
     outcome = SearchRunner(settings, build_config({**TINY, "experiment": experiment})).run()
     statuses = {r.params["lr"]: r.status for r in outcome.records}
     assert statuses == {0.001: "ok", 1e6: "failed"}
@@ -84,8 +93,15 @@ def test_a_failing_trial_is_recorded_and_the_search_goes_on(tmp_path, experiment
 
 
 def test_stop_rules_end_a_parallel_search(tmp_path, experiment):
-    settings = build_search_config({"space": write(tmp_path, SPACE), "max_evals": "40", "parallelism": "2",
-                                    "loss_threshold": "100", "register": "false"})
+    settings = build_search_config(
+        {
+            "space": write(tmp_path, SPACE),
+            "max_evals": "40",
+            "parallelism": "2",
+            "loss_threshold": "100",
+            "register": "false",
+        }
+    )
     outcome = SearchRunner(settings, build_config({**TINY, "experiment": experiment})).run()
     assert outcome.stop_reason.startswith("loss_threshold")
     assert len(outcome.records) <= 3  # the first result stops it; at most the trials then in flight finish
@@ -97,7 +113,8 @@ def test_ctrl_c_raised_inside_a_worker_stops_the_search(tmp_path, experiment, cl
     from hyperflow.cli import main
 
     module = f"worker_ctrl_c_{tmp_path.name[-8:].replace('-', '_')}"
-    (tmp_path / f"{module}.py").write_text(textwrap.dedent("""
+    (tmp_path / f"{module}.py").write_text(
+        textwrap.dedent("""
         import multiprocessing
         import torch
 
@@ -105,10 +122,21 @@ def test_ctrl_c_raised_inside_a_worker_stops_the_search(tmp_path, experiment, cl
             if multiprocessing.parent_process() is not None:  # in a worker, not the search's own check
                 raise KeyboardInterrupt
             return torch.nn.Linear(input_shape[0], output_size)
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
-    code = main(["search", f"model={module}:build", f"space={write(tmp_path, SPACE)}", "max_evals=4",
-                 "parallelism=2", "progress=false", "register=false", f"experiment={experiment}"])
+    code = main(
+        [
+            "search",
+            f"model={module}:build",
+            f"space={write(tmp_path, SPACE)}",
+            "max_evals=4",
+            "parallelism=2",
+            "progress=false",
+            "register=false",
+            f"experiment={experiment}",
+        ]
+    )
     assert code == 130
     runs = mlflow.search_runs(experiment_names=[experiment], output_format="list")
     assert runs and {r.info.status for r in runs} == {"KILLED"}
@@ -137,7 +165,7 @@ def test_a_worker_call_that_fails_after_its_trial_returned_still_surfaces(tmp_pa
         pool.lanes[0].submit(_queue_a_failing_call).result(timeout=120)
         if after == "next trial":
             pool.submit("next", None, {}, 0.0)  # the failure is raised before the trial would start
-            ((tag, future),) = pool.finished(block=True, timeout=120)
+            ((_tag, future),) = pool.finished(block=True, timeout=120)
             with pytest.raises(StoreFailure, match="disk I/O error"):
                 future.result()
     finally:
@@ -158,8 +186,9 @@ def test_workers_started_early_stop_when_the_search_fails_before_its_trials(tmp_
         raise RuntimeError("settings could not be recorded")
 
     monkeypatch.setattr(SearchRunner, "_record_settings", fail)
-    settings = build_search_config({"space": write(tmp_path, SPACE), "max_evals": "4", "parallelism": "2",
-                                    "register": "false"})
+    settings = build_search_config(
+        {"space": write(tmp_path, SPACE), "max_evals": "4", "parallelism": "2", "register": "false"}
+    )
     with pytest.raises(RuntimeError, match="settings could not be recorded"):
         SearchRunner(settings, build_config({**TINY, "experiment": experiment})).run()
     assert len(started) == 2 and not [p for p in started if p.is_alive()]
@@ -199,7 +228,8 @@ def test_a_script_without_a_main_guard_runs_a_parallel_search(tmp_path):
     search's own process builds no optimizer (its space check and the best model need none), so it never
     imports torch._dynamo (~1 s of a core that the workers need)."""
     script = tmp_path / "search_script.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import mlflow
         from hyperflow.config import build_config
         from hyperflow.config.search import build_search_config
@@ -210,10 +240,12 @@ def test_a_script_without_a_main_guard_runs_a_parallel_search(tmp_path):
         outcome = SearchRunner(settings, build_config({TINY!r})).run()
         import sys
         print("trials", len(outcome.records), "dynamo", "torch._dynamo" in sys.modules)
-    """))
+    """)
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")}
-    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                          env=env)
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("trials 3 dynamo False") == 1
 
@@ -222,13 +254,29 @@ def _search_process(tmp_path, *extra):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")}
     env["MLFLOW_TRACKING_URI"] = uri
-    args = ["strategy=random", "max_evals=40", "pruner=none", "register=false", "experiment=par", "parallelism=2",
-            f"space={write(tmp_path, SPACE)}", *[f"{k}={v}" for k, v in TINY.items()], "epochs=40", *extra]
+    args = [
+        "strategy=random",
+        "max_evals=40",
+        "pruner=none",
+        "register=false",
+        "experiment=par",
+        "parallelism=2",
+        f"space={write(tmp_path, SPACE)}",
+        *[f"{k}={v}" for k, v in TINY.items()],
+        "epochs=40",
+        *extra,
+    ]
     # as from a terminal: a test runner started in the background (nohup, `&`) passes SIGINT on ignored
     client = ready_store(uri)
-    proc = subprocess.Popen([sys.executable, "-m", "hyperflow", "search", *args], env=env, cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hyperflow", "search", *args],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     return proc, client
 
 
@@ -238,8 +286,10 @@ def _runs(client):
 
 
 def _two_trials_running(client):
-    return len([r for r in _runs(client) if r.data.tags.get("hyperflow.role") == "trial"
-                and r.info.status == "RUNNING"]) >= 2
+    return (
+        len([r for r in _runs(client) if r.data.tags.get("hyperflow.role") == "trial" and r.info.status == "RUNNING"])
+        >= 2
+    )
 
 
 def _worker_pids(pid: int) -> list[int]:
@@ -327,8 +377,16 @@ def test_a_worker_killed_mid_trial_fails_only_its_trial_and_the_search_goes_on(t
     and its run ends FAILED, the other worker's trial finishes, a new worker takes the next trial."""
     import threading
 
-    settings = build_search_config({"space": write(tmp_path, SPACE), "max_evals": "3", "parallelism": "2",
-                                    "pruner": "none", "register": "false", "seed_presets": "false"})
+    settings = build_search_config(
+        {
+            "space": write(tmp_path, SPACE),
+            "max_evals": "3",
+            "parallelism": "2",
+            "pruner": "none",
+            "register": "false",
+            "seed_presets": "false",
+        }
+    )
     runner = SearchRunner(settings, build_config({**TINY, "epochs": "40", "experiment": experiment}))
     killed: list[int] = []
 
@@ -353,7 +411,9 @@ def test_a_worker_killed_mid_trial_fails_only_its_trial_and_the_search_goes_on(t
     assert killed
     assert sorted(r.status for r in outcome.records) == ["failed", "ok", "ok"]
     lost = next(r for r in outcome.records if r.status == "failed")
-    assert lost.reason == "its worker process was killed by SIGKILL (the out-of-memory killer sends it) during the trial"
+    assert (
+        lost.reason == "its worker process was killed by SIGKILL (the out-of-memory killer sends it) during the trial"
+    )
     runs = children(client, outcome)
     assert len(runs) == 3 and not [r for r in runs if r.info.status == "RUNNING"]
     failed = client.get_run(lost.run_id)
@@ -376,8 +436,10 @@ def test_trials_whose_closing_calls_a_dead_worker_lost_are_ended_from_the_search
         return client.create_run(experiment_id, tags=tags).info.run_id
 
     ok, failed, unknown = trial_run(0), trial_run(1), trial_run(2)
-    records = [TrialRecord(0, ok, {"lr": 0.01}, "ok", 0.25, 3, [0.4, 0.3, 0.25]),
-               TrialRecord(1, failed, {"lr": 9.0}, "failed", None, 1, [], "non-finite loss")]
+    records = [
+        TrialRecord(0, ok, {"lr": 0.01}, "ok", 0.25, 3, [0.4, 0.3, 0.25]),
+        TrialRecord(1, failed, {"lr": 9.0}, "failed", None, 1, [], "non-finite loss"),
+    ]
     assert sorted(search_store.end_unended_trials(experiment_id, parent, records)) == sorted([ok, failed])
     done = client.get_run(ok)
     assert done.info.status == "FINISHED" and done.data.metrics["best_val_loss"] == 0.25

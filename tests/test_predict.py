@@ -5,13 +5,13 @@ import uuid
 import mlflow
 import pandas as pd
 import pytest
+from test_lifecycle import invoke, serve_model
+from test_registry import items_csv
 
 from hyperflow.cli import main
 from hyperflow.config import build_config
 from hyperflow.workflows.promote import PromoteConfig, promote
 from hyperflow.workflows.train import train
-from test_lifecycle import invoke, serve_model
-from test_registry import items_csv
 
 
 @pytest.fixture(scope="module")
@@ -20,14 +20,29 @@ def champion(tmp_path_factory) -> str:
     data = items_csv(tmp_path_factory.mktemp("predict") / "items.csv", seed=3)
     mlflow.set_experiment("predict-tests")
     name = f"served-{uuid.uuid4().hex[:8]}"
-    outcome = train(build_config({"data": data, "target": "kind", "width": "16", "epochs": "15", "lr": "0.01",
-                                  "progress": "false", "model_name": name}))
+    outcome = train(
+        build_config(
+            {
+                "data": data,
+                "target": "kind",
+                "width": "16",
+                "epochs": "15",
+                "lr": "0.01",
+                "progress": "false",
+                "model_name": name,
+            }
+        )
+    )
     assert promote(PromoteConfig(model_name=name, version=str(outcome.registered_version), allow_first=True)).promoted
     return f"models:/{name}@champion"
 
 
-RAW = [{"colour": "red", "size": 16.0}, {"size": "4", "colour": None}, {"size": 12.5, "colour": "purple"},
-       {"colour": "blue"}]  # any column order, numbers as text, missing values, an unseen category, a missing column
+RAW = [
+    {"colour": "red", "size": 16.0},
+    {"size": "4", "colour": None},
+    {"size": 12.5, "colour": "purple"},
+    {"colour": "blue"},
+]  # any column order, numbers as text, missing values, an unseen category, a missing column
 
 
 def test_batch_predictions_append_labels_and_probabilities(champion, tmp_path, capsys):
@@ -43,12 +58,15 @@ def test_batch_predictions_append_labels_and_probabilities(champion, tmp_path, c
     assert scored["prediction"].isin(["big", "small"]).all()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["model=models:/no-such-model@champion", "data={csv}"], "cannot load model 'models:/no-such-model@champion'"),
-    (["model={model}", "data=missing.csv"], "data 'missing.csv' not found"),
-    (["model={model}", "data={csv}", "out=preds.json"], "writes .csv or .parquet"),
-    (["data={csv}"], "predict needs model=<URI> and data=<file>"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["model=models:/no-such-model@champion", "data={csv}"], "cannot load model 'models:/no-such-model@champion'"),
+        (["model={model}", "data=missing.csv"], "data 'missing.csv' not found"),
+        (["model={model}", "data={csv}", "out=preds.json"], "writes .csv or .parquet"),
+        (["data={csv}"], "predict needs model=<URI> and data=<file>"),
+    ],
+)
 def test_predict_bad_input_is_one_line_and_writes_nothing(champion, tmp_path, monkeypatch, capsys, args, message):
     pd.DataFrame(RAW).to_csv(tmp_path / "new.csv", index=False)
     monkeypatch.chdir(tmp_path)  # a relative out= would land here

@@ -30,23 +30,38 @@ def churn(tmp_path_factory) -> str:
     """The URI of a small classifier trained on numeric, categorical, bool and date columns."""
     rng = np.random.default_rng(0)
     n = 240
-    frame = pd.DataFrame({"age": rng.integers(18, 80, n), "income": rng.normal(5e4, 1e4, n),
-                          "plan": rng.choice(["free", "pro", "team"], n), "active": rng.choice([True, False], n),
-                          "joined": pd.date_range("2020-01-01", periods=n, freq="D").strftime("%Y-%m-%d")})
+    frame = pd.DataFrame(
+        {
+            "age": rng.integers(18, 80, n),
+            "income": rng.normal(5e4, 1e4, n),
+            "plan": rng.choice(["free", "pro", "team"], n),
+            "active": rng.choice([True, False], n),
+            "joined": pd.date_range("2020-01-01", periods=n, freq="D").strftime("%Y-%m-%d"),
+        }
+    )
     frame["churn"] = np.where(frame["age"] > 50, "yes", "no")
     path = tmp_path_factory.mktemp("churn") / "churn.csv"
     frame.to_csv(path, index=False)
     mlflow.set_experiment("predict-inputs")
     name = f"churn-{uuid.uuid4().hex[:8]}"
-    train(build_config({"data": str(path), "target": "churn", "epochs": "1", "width": "8", "progress": "false",
-                        "model_name": name}))
+    train(
+        build_config(
+            {"data": str(path), "target": "churn", "epochs": "1", "width": "8", "progress": "false", "model_name": name}
+        )
+    )
     return f"models:/{name}/1"
 
 
 def good_rows(n: int = 4) -> pd.DataFrame:
-    return pd.DataFrame({"age": [30, 60, 45, 70][:n], "income": [4e4, 6e4, 5e4, 5.5e4][:n],
-                         "plan": ["pro", "free", "team", "pro"][:n], "active": [True, False, True, False][:n],
-                         "joined": ["2020-03-01", "2020-06-01", "2020-02-11", "2020-05-05"][:n]}).astype(object)
+    return pd.DataFrame(
+        {
+            "age": [30, 60, 45, 70][:n],
+            "income": [4e4, 6e4, 5e4, 5.5e4][:n],
+            "plan": ["pro", "free", "team", "pro"][:n],
+            "active": [True, False, True, False][:n],
+            "joined": ["2020-03-01", "2020-06-01", "2020-02-11", "2020-05-05"][:n],
+        }
+    ).astype(object)
 
 
 def run_predict(churn, tmp_path, capsys, rows: pd.DataFrame | None, *extra: str, text: str | None = None):
@@ -62,12 +77,16 @@ def run_predict(churn, tmp_path, capsys, rows: pd.DataFrame | None, *extra: str,
 
 # ------------------------------------------------------------------------------- nothing to score
 
-@pytest.mark.parametrize("case, extra, message", [
-    ("no_model_column", ["allow_missing_columns=true"], "has none of the columns of model"),
-    ("no_model_column", [], "has none of the columns of model"),
-    ("header_only", [], "rows.csv"),  # read_table's own wording
-    ("empty_file", [], "rows.csv"),
-])
+
+@pytest.mark.parametrize(
+    "case, extra, message",
+    [
+        ("no_model_column", ["allow_missing_columns=true"], "has none of the columns of model"),
+        ("no_model_column", [], "has none of the columns of model"),
+        ("header_only", [], "rows.csv"),  # read_table's own wording
+        ("empty_file", [], "rows.csv"),
+    ],
+)
 def test_nothing_to_score_is_one_line_and_writes_nothing(churn, tmp_path, capsys, case, extra, message):
     text = {"no_model_column": "foo,bar\n1,a\n2,b\n", "header_only": ",".join(COLUMNS) + "\n", "empty_file": ""}
     code, err, out = run_predict(churn, tmp_path, capsys, None, *extra, text=text[case])
@@ -81,7 +100,7 @@ def test_nothing_to_score_is_one_line_and_writes_nothing(churn, tmp_path, capsys
 def test_the_model_refuses_rows_without_any_of_its_columns(churn, params):
     model = mlflow.pyfunc.load_model(churn)
     for rows in (pd.DataFrame({"foo": [1, 2]}), pd.DataFrame()):
-        with pytest.raises(MlflowException, match="none of the model's feature columns .*age, income, plan"):
+        with pytest.raises(MlflowException, match=r"none of the model's feature columns .*age, income, plan"):
             model.predict(rows, params=params)
 
 
@@ -92,10 +111,16 @@ def test_zero_rows_give_zero_predictions(churn):
 
 # ------------------------------------------------------------------------------- unusable values
 
-UNUSABLE = {"income": [1e308, float("inf"), "-inf", 1e300], "age": ["abc", "47yrs", 30, 60],
-            "joined": ["garbage", "2020-06-01", "2020-02-11", "2020-05-05"]}
-AS_MISSING = {"income": [None] * 4, "age": [None, None, 30, 60],
-              "joined": [None, "2020-06-01", "2020-02-11", "2020-05-05"]}
+UNUSABLE = {
+    "income": [1e308, float("inf"), "-inf", 1e300],
+    "age": ["abc", "47yrs", 30, 60],
+    "joined": ["garbage", "2020-06-01", "2020-02-11", "2020-05-05"],
+}
+AS_MISSING = {
+    "income": [None] * 4,
+    "age": [None, None, 30, 60],
+    "joined": [None, "2020-06-01", "2020-02-11", "2020-05-05"],
+}
 
 
 def test_unusable_values_are_imputed_like_missing_ones_and_named(churn, caplog):
@@ -119,9 +144,12 @@ def test_batch_predictions_warn_on_stderr_about_unusable_values(churn, tmp_path,
     rows["income"] = UNUSABLE["income"]
     data, out = tmp_path / "rows.csv", tmp_path / "out.csv"
     rows.to_csv(data, index=False)
-    done = subprocess.run([sys.executable, "-m", "hyperflow", "predict", f"model={churn}", f"data={data}",
-                           f"out={out}"], capture_output=True, text=True,
-                          env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri})
+    done = subprocess.run(
+        [sys.executable, "-m", "hyperflow", "predict", f"model={churn}", f"data={data}", f"out={out}"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri},
+    )
     assert done.returncode == 0, done.stderr
     told = [line for line in done.stderr.splitlines() if "hyperflow" in line and "income" in line]
     assert len(told) == 1 and "4 row(s)" in told[0] and "treated as missing" in told[0], done.stderr
@@ -144,6 +172,7 @@ def test_a_network_that_overflows_is_an_error_not_nan(churn):
 
 
 # ------------------------------------------------------------------------------- the output file
+
 
 def test_input_columns_named_like_the_output_are_refused(churn, tmp_path, capsys):
     rows = good_rows().assign(prediction="old", probability_yes=0.5)
@@ -175,6 +204,7 @@ def test_a_replaced_output_file_keeps_its_mode(churn, tmp_path, capsys):
 
 # ------------------------------------------------------------------------------- model URIs that name no model
 
+
 def _installed(module: str) -> bool:
     import importlib.util
 
@@ -184,23 +214,32 @@ def _installed(module: str) -> bool:
         return False
 
 
-@pytest.mark.parametrize("uri, message", [
-    ("http://127.0.0.1:1/m", "must name a path in an MLflow server's artifacts"),
-    ("https://alice:s3cret@127.0.0.1:1/m", "must name a path in an MLflow server's artifacts"),
-    ("http://alice:s3cret@127.0.0.1:1/api/2.0/mlflow-artifacts/artifacts/m", "Connection refused"),
-    ("ftp://alice:s3cret@127.0.0.1:1/m", "Connection refused"),
-    pytest.param("s3://no-bucket/m", "pip install boto3",
-                 marks=pytest.mark.skipif(_installed("botocore"), reason="boto3 is installed")),
-    pytest.param("gs://no-bucket/m", "pip install google-cloud-storage",
-                 marks=pytest.mark.skipif(_installed("google.cloud"), reason="google-cloud-storage is installed")),
-    ("{tmp}/no-such-model", "No such artifact"),
-    ("{tmp}", "MLmodel"),  # a folder that holds no model
-    ("runs:/0123456789abcdef0123456789abcdef/model", "not found"),
-    ("runs:/{run}/no-such-artifact", "Failed to download artifacts"),
-    ("models:/no-such-model-anywhere/1", "not found"),
-    ("{name}/99", "not found"),
-    ("{name}@no-such-alias", "alias no-such-alias not found"),
-])
+@pytest.mark.parametrize(
+    "uri, message",
+    [
+        ("http://127.0.0.1:1/m", "must name a path in an MLflow server's artifacts"),
+        ("https://alice:s3cret@127.0.0.1:1/m", "must name a path in an MLflow server's artifacts"),
+        ("http://alice:s3cret@127.0.0.1:1/api/2.0/mlflow-artifacts/artifacts/m", "Connection refused"),
+        ("ftp://alice:s3cret@127.0.0.1:1/m", "Connection refused"),
+        pytest.param(
+            "s3://no-bucket/m",
+            "pip install boto3",
+            marks=pytest.mark.skipif(_installed("botocore"), reason="boto3 is installed"),
+        ),
+        pytest.param(
+            "gs://no-bucket/m",
+            "pip install google-cloud-storage",
+            marks=pytest.mark.skipif(_installed("google.cloud"), reason="google-cloud-storage is installed"),
+        ),
+        ("{tmp}/no-such-model", "No such artifact"),
+        ("{tmp}", "MLmodel"),  # a folder that holds no model
+        ("runs:/0123456789abcdef0123456789abcdef/model", "not found"),
+        ("runs:/{run}/no-such-artifact", "Failed to download artifacts"),
+        ("models:/no-such-model-anywhere/1", "not found"),
+        ("{name}/99", "not found"),
+        ("{name}@no-such-alias", "alias no-such-alias not found"),
+    ],
+)
 def test_a_model_uri_that_names_no_model_is_one_line(churn, tmp_path, capsys, monkeypatch, uri, message):
     """Every kind of model URI: one line, exit 2, no credentials shown, nothing written."""
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # a refused connection is told at once
@@ -218,16 +257,20 @@ def test_a_model_uri_that_names_no_model_is_one_line(churn, tmp_path, capsys, mo
 
 # ------------------------------------------------------------------------------- where predictions may go
 
-@pytest.mark.parametrize("out, message", [
-    ("{data}", "is the input file"),
-    ("{link}", "is the input file"),  # a link to it
-    ("{tmp}/no/such/folder/out.csv", "folder '{tmp}/no/such/folder' does not exist"),
-    ("{data}/out.csv", "is a file, not a folder"),
-    ("{tmp}/a-folder.csv", "is a folder"),
-    ("{tmp}/out.json", "writes .csv or .parquet"),
-    ("{tmp}/out", "writes .csv or .parquet"),
-    ("{tmp}/pipe.csv", "not a regular file"),
-])
+
+@pytest.mark.parametrize(
+    "out, message",
+    [
+        ("{data}", "is the input file"),
+        ("{link}", "is the input file"),  # a link to it
+        ("{tmp}/no/such/folder/out.csv", "folder '{tmp}/no/such/folder' does not exist"),
+        ("{data}/out.csv", "is a file, not a folder"),
+        ("{tmp}/a-folder.csv", "is a folder"),
+        ("{tmp}/out.json", "writes .csv or .parquet"),
+        ("{tmp}/out", "writes .csv or .parquet"),
+        ("{tmp}/pipe.csv", "not a regular file"),
+    ],
+)
 def test_an_out_that_cannot_hold_the_predictions_is_refused_before_scoring(churn, tmp_path, capsys, out, message):
     """The input is never replaced, no folder is created, and nothing is scored."""
     data = tmp_path / "rows.csv"

@@ -5,11 +5,11 @@ import os
 import runpy
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import mlflow
 import pytest
+import tomllib
 import yaml
 from packaging.requirements import Requirement
 
@@ -36,7 +36,10 @@ RELIED_ON = ("hyperopt", "torch", "mlflow", "pyspark")
 
 def declared_requirements() -> list[Requirement]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    return [Requirement(r) for r in [*project["dependencies"], *sum(project["optional-dependencies"].values(), [])]]
+    return [
+        Requirement(r)
+        for r in [*project["dependencies"], *(r for extra in project["optional-dependencies"].values() for r in extra)]
+    ]
 
 
 def test_installed_libraries_fall_in_the_declared_ranges():
@@ -51,12 +54,13 @@ def test_installed_libraries_fall_in_the_declared_ranges():
             installed = importlib.metadata.version(requirement.name)
         except importlib.metadata.PackageNotFoundError:
             continue  # an extra not installed here (bench's)
-        assert requirement.specifier.contains(installed, prereleases=True), \
+        assert requirement.specifier.contains(installed, prereleases=True), (
             f"{requirement.name} {installed} is outside the declared {requirement}"
+        )
     for name in RELIED_ON:
         ranges = [r.specifier for r in requirements if r.name == name]
         assert ranges and all(any(s.operator == "<" for s in spec) for spec in ranges), f"{name}: {ranges}"
-    hyperopt, = (r.specifier for r in requirements if r.name == "hyperopt")
+    (hyperopt,) = (r.specifier for r in requirements if r.name == "hyperopt")
     assert hyperopt.contains(PINNED_VERSION)
 
 
@@ -86,14 +90,25 @@ def test_every_mlproject_parameter_has_its_configs_default():
 
 
 def test_values_equal_to_the_entry_points_own_defaults_defer_to_the_config_file():
-    kept = drop_defaults("search", {"epochs": "30", "lr": "0.003", "target": "", "config": "", "seed": "7",
-                                    "max_evals": "30", "strategy": "random"})
+    kept = drop_defaults(
+        "search",
+        {
+            "epochs": "30",
+            "lr": "0.003",
+            "target": "",
+            "config": "",
+            "seed": "7",
+            "max_evals": "30",
+            "strategy": "random",
+        },
+    )
     assert kept == {"seed": "7", "strategy": "random"}
     # retrain's max_evals default is 10, not search's 30: 30 is a value the user gave
     assert drop_defaults("retrain", {"max_evals": "30", "mode": "champion", "lease": "600"}) == {"max_evals": "30"}
     assert drop_defaults("retrain", {"max_evals": "10"}) == {}
-    assert drop_defaults("promote", {"dry_run": "false", "allow_first": "true", "version": ""}) == \
-        {"allow_first": "true"}
+    assert drop_defaults("promote", {"dry_run": "false", "allow_first": "true", "version": ""}) == {
+        "allow_first": "true"
+    }
     # retrain's training settings override the champion's: no value of theirs means "unset"
     assert drop_defaults("retrain", {"epochs": "30"}) == {"epochs": "30"}
     assert drop_defaults("lr-find", {"num_iter": "100", "repeats": "3"}) == {"repeats": "3"}
@@ -106,15 +121,38 @@ def test_steps_stay_thin():
 
 @pytest.mark.slow
 def test_mlflow_run_train_end_to_end(tmp_path, tracking_uri):
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}  # the step's `python`
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }  # the step's `python`
     for var in ("MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID"):
         env.pop(var, None)  # set by earlier in-process tests; the subprocess chooses its own
     (tmp_path / "settings.yaml").write_text("epochs: 3\nwidth: 64\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", "train", "--env-manager", "local",
-         "-P", f"config={tmp_path / 'settings.yaml'}", "-P", "lr=1e-3", "--experiment-name", "e2e"],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "run",
+            str(ROOT),
+            "-e",
+            "train",
+            "--env-manager",
+            "local",
+            "-P",
+            f"config={tmp_path / 'settings.yaml'}",
+            "-P",
+            "lr=1e-3",
+            "--experiment-name",
+            "e2e",
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
     try:
@@ -133,16 +171,40 @@ def test_mlflow_run_train_end_to_end(tmp_path, tracking_uri):
 def test_mlflow_run_search_end_to_end(tmp_path, tracking_uri):
     """The main job as users start it: the run `mlflow run` made holds the -P values, the search logs the rest
     into it, and its trials (run at once by default) nest under it."""
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     for var in ("MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID"):
         env.pop(var, None)
     (tmp_path / "settings.yaml").write_text("epochs: 2\nwidth: 16\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", "search", "--env-manager", "local",
-         "-P", f"config={tmp_path / 'settings.yaml'}", "-P", "max_evals=3", "-P", "model_name=e2e-search",
-         "--experiment-name", "e2e-search"],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "run",
+            str(ROOT),
+            "-e",
+            "search",
+            "--env-manager",
+            "local",
+            "-P",
+            f"config={tmp_path / 'settings.yaml'}",
+            "-P",
+            "max_evals=3",
+            "-P",
+            "model_name=e2e-search",
+            "--experiment-name",
+            "e2e-search",
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
     try:

@@ -16,13 +16,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from test_registry import items_csv
 
 from hyperflow.cli import main
 from hyperflow.config import build_config
 from hyperflow.tracking.registry import RegistryError, alias_version, model_exists
 from hyperflow.workflows.promote import PromoteConfig, promote
 from hyperflow.workflows.train import train
-from test_registry import items_csv
 
 MODELS = {"good": "1", "regressor": "2", "other_target": "3", "extra_column": "4"}
 
@@ -45,13 +45,13 @@ def trained(tmp_path_factory):
 def copy(client: MlflowClient, trained: dict, *kinds: str) -> tuple[str, list[str]]:
     name = f"g-{uuid.uuid4().hex[:8]}"
     client.create_registered_model(name)
-    return name, [str(client.copy_model_version(f"models:/{trained['base']}/{MODELS[k]}", name).version)
-                  for k in kinds]
+    return name, [str(client.copy_model_version(f"models:/{trained['base']}/{MODELS[k]}", name).version) for k in kinds]
 
 
 def runs_of(experiment: str, role: str) -> list:
-    return mlflow.search_runs(experiment_names=[experiment], output_format="list",
-                              filter_string=f"tags.`hyperflow.role` = '{role}'")
+    return mlflow.search_runs(
+        experiment_names=[experiment], output_format="list", filter_string=f"tags.`hyperflow.role` = '{role}'"
+    )
 
 
 def cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -72,6 +72,7 @@ def free_port() -> int:
 
 # ------------------------------------------------------------------------------------ first promotion
 
+
 def test_a_first_promotion_needs_a_threshold_or_allow_first(trained, client, experiment, capsys):
     name, (good,) = copy(client, trained, "good")
     code, _, err = cli(capsys, "promote", f"model_name={name}", f"version={good}")
@@ -87,21 +88,33 @@ def test_a_first_promotion_needs_a_threshold_or_allow_first(trained, client, exp
 
 def test_a_scheduled_retrain_of_a_new_name_is_refused_before_training(trained, client, experiment, capsys):
     name = f"new-{uuid.uuid4().hex[:8]}"  # e.g. a typo in the schedule's model name
-    code, _, err = cli(capsys, "retrain", f"model_name={name}", "mode=search", f"data={trained['data']}",
-                       "target=kind", f"experiment={experiment}")
+    code, _, err = cli(
+        capsys,
+        "retrain",
+        f"model_name={name}",
+        "mode=search",
+        f"data={trained['data']}",
+        "target=kind",
+        f"experiment={experiment}",
+    )
     assert code == 2 and "allow_first=true" in err
     assert not model_exists(client, name) and runs_of(experiment, "retrain") == []
 
 
 # ------------------------------------------------------------------------------------ same problem
 
-@pytest.mark.parametrize("kind, message", [
-    ("regressor", "it is a regression model and the champion a classification model"),
-    ("other_target", "it predicts 'colour' and the champion 'kind'"),
-    ("extra_column", "its input columns differ from the champion's (adds 'weight')"),
-])
-def test_a_candidate_for_another_problem_cannot_replace_the_champion(trained, client, experiment, capsys,
-                                                                      kind, message):
+
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("regressor", "it is a regression model and the champion a classification model"),
+        ("other_target", "it predicts 'colour' and the champion 'kind'"),
+        ("extra_column", "its input columns differ from the champion's (adds 'weight')"),
+    ],
+)
+def test_a_candidate_for_another_problem_cannot_replace_the_champion(
+    trained, client, experiment, capsys, kind, message
+):
     name, (good, other) = copy(client, trained, "good", kind)
     client.set_registered_model_alias(name, "champion", good)
     code, _, err = cli(capsys, "promote", f"model_name={name}", f"version={other}")
@@ -111,6 +124,7 @@ def test_a_candidate_for_another_problem_cannot_replace_the_champion(trained, cl
 
 
 # ------------------------------------------------------------------------------------ registry faults
+
 
 def test_only_not_found_means_no_champion_in_sqlite(trained, client):
     name, (good,) = copy(client, trained, "good")
@@ -126,19 +140,25 @@ def no_retries(monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
 
-def test_an_unreachable_registry_stops_promote_and_retrain(trained, client, experiment, capsys, monkeypatch,
-                                                            no_retries):
+def test_an_unreachable_registry_stops_promote_and_retrain(
+    trained, client, experiment, capsys, monkeypatch, no_retries
+):
     name, (good, bad) = copy(client, trained, "good", "good")
     client.set_registered_model_alias(name, "champion", good)
     dead = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(RegistryError, match=f"the model registry {dead} failed while reading alias 'champion'"):
         alias_version(MlflowClient(registry_uri=dead), name, "champion")
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", dead)  # runs would still go to the sqlite store
-    for command in (["promote", f"version={bad}", "allow_first=true"],
-                    ["retrain", "mode=search", "allow_first=true", f"experiment={experiment}"]):
+    for command in (
+        ["promote", f"version={bad}", "allow_first=true"],
+        ["retrain", "mode=search", "allow_first=true", f"experiment={experiment}"],
+    ):
         code, _, err = cli(capsys, command[0], f"model_name={name}", *command[1:])
-        assert code == 2 and err.startswith(f"hyperflow {command[0]}: error: the model registry {dead} failed") and \
-            "nothing was moved" in err
+        assert (
+            code == 2
+            and err.startswith(f"hyperflow {command[0]}: error: the model registry {dead} failed")
+            and "nothing was moved" in err
+        )
     monkeypatch.delenv("MLFLOW_REGISTRY_URI")
     assert alias_version(client, name, "champion") == good
     assert runs_of(experiment, "promote") == [] and runs_of(experiment, "retrain") == []
@@ -155,10 +175,28 @@ class Server:
         """Start the process and return at once (it starts while other tests run); ``ready`` waits."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", self.backend, "--host", "127.0.0.1",
-             "--port", str(self.port), "--workers", "1", "--default-artifact-root", str(self.folder)],
-            env=env, cwd=self.folder, stdout=(self.folder / "server.log").open("w"), stderr=subprocess.STDOUT,
-            start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "server",
+                "--backend-store-uri",
+                self.backend,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                "1",
+                "--default-artifact-root",
+                str(self.folder),
+            ],
+            env=env,
+            cwd=self.folder,
+            stdout=(self.folder / "server.log").open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         return self
 
     def ready(self) -> "Server":
@@ -170,7 +208,7 @@ class Server:
             except OSError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     log = (self.folder / "server.log").read_text()[-2000:]
-                    raise RuntimeError(f"mlflow server did not start (exit {self.proc.poll()}):\n{log}")
+                    raise RuntimeError(f"mlflow server did not start (exit {self.proc.poll()}):\n{log}") from None
                 time.sleep(0.2)
 
     def stop(self) -> None:
@@ -187,8 +225,9 @@ def server(tracking_uri, tmp_path_factory):
     running.stop()
 
 
-def test_a_registry_that_fails_at_the_reread_moves_nothing(trained, client, experiment, server, monkeypatch,
-                                                          no_retries):
+def test_a_registry_that_fails_at_the_reread_moves_nothing(
+    trained, client, experiment, server, monkeypatch, no_retries
+):
     """Through a real REST server, "not found" is told apart from an error; then the server goes away
     between the decision and the move: the promotion stops, the alias stays, the run is ended."""
     name, (bad, good) = copy(client, trained, "good", "good")
@@ -198,10 +237,11 @@ def test_a_registry_that_fails_at_the_reread_moves_nothing(trained, client, expe
     assert alias_version(rest, name, "champion") == bad
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", server.uri)
     with pytest.raises(RegistryError, match=f"the model registry {server.uri} failed while reading alias"):
-        promote(PromoteConfig(model_name=name, version=good, gate="{accuracy: {threshold: 0}}"),
-                before_move=server.stop)
+        promote(
+            PromoteConfig(model_name=name, version=good, gate="{accuracy: {threshold: 0}}"), before_move=server.stop
+        )
     monkeypatch.delenv("MLFLOW_REGISTRY_URI")
     assert alias_version(client, name, "champion") == bad
     assert "validation_status" not in client.get_model_version(name, good).tags
-    run, = runs_of(experiment, "promote")
+    (run,) = runs_of(experiment, "promote")
     assert run.info.status in ("FAILED", "KILLED")  # ended, never left RUNNING

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import mlflow
 import pytest
+from tiny_model import copies, register_tiny
 
 from hyperflow.cli import main
 from hyperflow.tracking import registry
-from tiny_model import copies, register_tiny
 
 PAUSED = str(Path(__file__).with_name("paused_command.py"))
 ROUNDS = 3
@@ -30,9 +30,17 @@ def start_together(name: str, versions: list[str], folder: Path, experiment: str
     folder.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")}
     env.update(PAUSE_AT="move", PAUSE_COUNT=str(len(versions)), PAUSE_DIR=str(folder))
-    return [subprocess.Popen([sys.executable, PAUSED, "promote", f"model_name={name}", f"version={v}",
-                              f"experiment={experiment}"], env=env, cwd=folder, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True) for v in versions]
+    return [
+        subprocess.Popen(
+            [sys.executable, PAUSED, "promote", f"model_name={name}", f"version={v}", f"experiment={experiment}"],
+            env=env,
+            cwd=folder,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for v in versions
+    ]
 
 
 def finish(procs: list[subprocess.Popen]) -> list[tuple[int, str, str]]:
@@ -45,16 +53,17 @@ def finish(procs: list[subprocess.Popen]) -> list[tuple[int, str, str]]:
 
 
 def promote_run(experiment: str, name: str, version: str):
-    run, = mlflow.search_runs(experiment_names=[experiment], output_format="list",
-                              filter_string=f"tags.`hyperflow.model_name` = '{name}' and "
-                                            f"tags.`hyperflow.candidate_version` = '{version}'")
+    (run,) = mlflow.search_runs(
+        experiment_names=[experiment],
+        output_format="list",
+        filter_string=f"tags.`hyperflow.model_name` = '{name}' and tags.`hyperflow.candidate_version` = '{version}'",
+    )
     assert run.info.status == "FINISHED" and run.data.tags["hyperflow.decision"] == "passed"
     return run
 
 
 @pytest.mark.slow  # real processes, two or three pairs at once (30-120 s)
-def test_two_promotions_of_two_versions_at_once_one_wins_and_the_other_says_it_lost(base, tmp_path, client,
-                                                                                    experiment):
+def test_two_promotions_of_two_versions_at_once_one_wins_and_the_other_says_it_lost(base, tmp_path, client, experiment):
     rounds = []
     for i in range(ROUNDS):  # every round's pair at once: the barrier makes each pair's moves meet
         name, (old, a, b) = copies(base, 3)
@@ -75,7 +84,7 @@ def test_two_promotions_of_two_versions_at_once_one_wins_and_the_other_says_it_l
             mv = client.get_model_version(name, version)
             assert mv.tags["validation_status"] == "passed" and mv.tags["baseline_version"] == old
             assert mv.tags["promote_run_id"] == run.info.run_id
-            line, = mv.description.splitlines()
+            (line,) = mv.description.splitlines()
             assert said in line and run.info.run_id in line
 
 
@@ -88,8 +97,9 @@ def test_two_promotions_of_one_version_at_once_keep_both_lines(base, tmp_path, c
     for name, old, new, procs in rounds:
         assert [code for code, _, _ in finish(procs)] == [0, 0]  # both moved it, and it is theirs
         assert registry.alias_version(client, name, "champion") == new
-        runs = mlflow.search_runs(experiment_names=[experiment], output_format="list",
-                                  filter_string=f"tags.`hyperflow.model_name` = '{name}'")
+        runs = mlflow.search_runs(
+            experiment_names=[experiment], output_format="list", filter_string=f"tags.`hyperflow.model_name` = '{name}'"
+        )
         assert sorted(r.data.tags["hyperflow.promoted"] for r in runs) == ["true", "true"]
         mv = client.get_model_version(name, new)
         lines = mv.description.splitlines()
@@ -128,5 +138,7 @@ def test_a_line_appended_at_the_same_moment_is_not_lost(base, client):
     mv = client.get_model_version(name, version)
     first, *lines = mv.description.splitlines()  # ours overwrote theirs, then its read-back put theirs back
     assert first == "trained on items.csv" and sorted(lines) == ["our line", "their line"]
-    assert {k: v for k, v in mv.tags.items() if k.startswith("promotion.")} == {"promotion.run-a": "our line",
-                                                                               "promotion.run-b": "their line"}
+    assert {k: v for k, v in mv.tags.items() if k.startswith("promotion.")} == {
+        "promotion.run-a": "our line",
+        "promotion.run-b": "their line",
+    }

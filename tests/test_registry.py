@@ -16,7 +16,7 @@ from hyperflow.cli import main
 from hyperflow.config import build_config
 from hyperflow.errors import UsageError
 from hyperflow.tracking.registry import alias_version
-from hyperflow.workflows.gate import Rule, Gate, build_gate
+from hyperflow.workflows.gate import Gate, Rule, build_gate
 from hyperflow.workflows.promote import ChampionConflict, PromoteConfig, promote
 from hyperflow.workflows.train import train
 
@@ -41,8 +41,7 @@ class Trained:
         name = f"m-{uuid.uuid4().hex[:8]}"
         client.create_registered_model(name)
         numbers = {"good": "1", "bad": "2"}
-        return name, [str(client.copy_model_version(f"models:/{self.base}/{numbers[k]}", name).version)
-                      for k in kinds]
+        return name, [str(client.copy_model_version(f"models:/{self.base}/{numbers[k]}", name).version) for k in kinds]
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +56,9 @@ def trained(tmp_path_factory) -> Trained:
 
 
 def promote_runs(experiment: str) -> list:
-    return mlflow.search_runs(experiment_names=[experiment], filter_string="tags.`hyperflow.role` = 'promote'",
-                              output_format="list")
+    return mlflow.search_runs(
+        experiment_names=[experiment], filter_string="tags.`hyperflow.role` = 'promote'", output_format="list"
+    )
 
 
 def test_first_version_passes_on_absolute_thresholds_alone(trained, client, experiment):
@@ -119,8 +119,10 @@ def test_a_champion_moved_mid_promotion_is_scored_again_not_overwritten(trained,
     def someone_promotes_rival() -> None:  # another job moves the champion between scoring and the move
         client.set_registered_model_alias(name, "champion", rival)
 
-    outcome = promote(PromoteConfig(model_name=name, version=good, gate="{accuracy: {min_absolute_change: 0.01}}"),
-                      before_move=someone_promotes_rival)
+    outcome = promote(
+        PromoteConfig(model_name=name, version=good, gate="{accuracy: {min_absolute_change: 0.01}}"),
+        before_move=someone_promotes_rival,
+    )
     assert not outcome.promoted and outcome.baseline_version == rival  # judged against the new champion
     assert alias_version(client, name, "champion") == rival
     assert client.get_model_version(name, good).tags["baseline_version"] == rival
@@ -132,15 +134,18 @@ def test_a_champion_that_keeps_moving_stops_the_promotion(trained, client, exper
     client.set_registered_model_alias(name, "champion", bad)
     flip = iter([other, bad, other])
     with pytest.raises(ChampionConflict, match="moved during each of 2 attempts"):
-        promote(PromoteConfig(model_name=name, version=good, max_attempts=2),
-                before_move=lambda: client.set_registered_model_alias(name, "champion", next(flip)))
+        promote(
+            PromoteConfig(model_name=name, version=good, max_attempts=2),
+            before_move=lambda: client.set_registered_model_alias(name, "champion", next(flip)),
+        )
     assert alias_version(client, name, "champion") != good
     assert promote_runs(experiment)[0].info.status == "FAILED"
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_as_the_champion_moves_waits_until_the_promotion_is_recorded(trained, client, experiment, signum,
-                                                                              capsys, cli_signals):
+def test_a_signal_as_the_champion_moves_waits_until_the_promotion_is_recorded(
+    trained, client, experiment, signum, capsys, cli_signals
+):
     """Ctrl-C or SIGTERM once the gate has passed: the move, the version's tags and the run's end happen all
     the same (no KILLED promote run that moved the champion), and the command's work ends there."""
     name, (bad, good) = trained.copy(client, "bad", "good")
@@ -165,18 +170,23 @@ def guarded(trained, tmp_path_factory):
     return {"name": name, "good": good, "orphan": str(orphan), "no_target": str(no_target)}
 
 
-@pytest.mark.parametrize("args, message", [
-    (["model_name=no-such-model"], "unknown model 'no-such-model'"),
-    (["model_name={name}"], "has no version with alias 'challenger'"),
-    (["model_name={name}", "version=99"], "has no version 99"),
-    (["model_name={name}", "version={orphan}"], "has no run"),
-    (["model_name={name}", "version={good}", "data={no_target}"], "target column 'kind' is not in"),
-    (["model_name={name}", "version={good}", "gate.rmse.threshold=1"], "unknown metric 'rmse'"),
-    (["model_name={name}", "version={good}", "gate={{accuracy: {{at_least: 1}}}}"], "needs a mapping with any of"),
-    (["model_name={name}", "version={good}", "gate.accuracy.min_relative_change=-0.5"],
-     "accuracy min_relative_change -0.5 is out of its range"),
-    (["version=1"], "model_name is required"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["model_name=no-such-model"], "unknown model 'no-such-model'"),
+        (["model_name={name}"], "has no version with alias 'challenger'"),
+        (["model_name={name}", "version=99"], "has no version 99"),
+        (["model_name={name}", "version={orphan}"], "has no run"),
+        (["model_name={name}", "version={good}", "data={no_target}"], "target column 'kind' is not in"),
+        (["model_name={name}", "version={good}", "gate.rmse.threshold=1"], "unknown metric 'rmse'"),
+        (["model_name={name}", "version={good}", "gate={{accuracy: {{at_least: 1}}}}"], "needs a mapping with any of"),
+        (
+            ["model_name={name}", "version={good}", "gate.accuracy.min_relative_change=-0.5"],
+            "accuracy min_relative_change -0.5 is out of its range",
+        ),
+        (["version=1"], "model_name is required"),
+    ],
+)
 def test_bad_input_is_one_line_and_moves_nothing(guarded, client, experiment, capsys, args, message):
     code = main(["promote", *(a.format(**guarded) for a in args)])
     err = capsys.readouterr().err.strip()
@@ -201,33 +211,47 @@ def test_gate_from_yaml_file_inline_and_dotted_rules(tmp_path):
     path = tmp_path / "gate.yaml"
     path.write_text("accuracy: {threshold: 0.9}\nlog_loss: {min_relative_change: 0.05}\n")
     gate = build_gate(str(path), "classification", {"gate.accuracy.min_absolute_change": "0.01"})
-    assert gate.to_dict() == {"accuracy": {"threshold": 0.9, "min_absolute_change": 0.01},
-                              "log_loss": {"min_relative_change": 0.05}}
+    assert gate.to_dict() == {
+        "accuracy": {"threshold": 0.9, "min_absolute_change": 0.01},
+        "log_loss": {"min_relative_change": 0.05},
+    }
     assert build_gate("{f1: {threshold: 0.5}}", "classification").to_dict() == {"f1": {"threshold": 0.5}}
-    for bad, message in [("missing.yaml", "not found"), ("{accuracy: [", "not valid YAML"),
-                         ("{accuracy: {threshold: high}}", "must be numbers"), ("[1, 2]", "must map metrics"),
-                         ("{accuracy: {threshold: 0.9}, accuracy: {threshold: 0.5}}", "'accuracy' appears twice"),
-                         ("{accuracy: {threshold: 1.5}}", "accuracy threshold 1.5 is out of its range"),
-                         ("{f1: {threshold: -0.1}}", "f1 is from 0 to 1")]:
+    for bad, message in [
+        ("missing.yaml", "not found"),
+        ("{accuracy: [", "not valid YAML"),
+        ("{accuracy: {threshold: high}}", "must be numbers"),
+        ("[1, 2]", "must map metrics"),
+        ("{accuracy: {threshold: 0.9}, accuracy: {threshold: 0.5}}", "'accuracy' appears twice"),
+        ("{accuracy: {threshold: 1.5}}", "accuracy threshold 1.5 is out of its range"),
+        ("{f1: {threshold: -0.1}}", "f1 is from 0 to 1"),
+    ]:
         with pytest.raises(UsageError, match=message):
             build_gate(bad, "classification")
 
 
-@pytest.mark.parametrize("spec, task, message", [
-    ("{accuracy: {min_relative_change: -0.5}}", "classification", "relative improvement over the champion is from 0"),
-    ("{log_loss: {min_relative_change: 1.5}}", "classification", "log_loss min_relative_change 1.5 is out of"),
-    ("{accuracy: {min_absolute_change: -0.1}}", "classification", "from 0 (not worse) to 1, the whole range of"),
-    ("{dice: {min_absolute_change: 1.5}}", "segmentation", "dice min_absolute_change 1.5 is out of its range"),
-    ("{rmse: {min_absolute_change: -1}}", "regression", "improvement over the champion is at least 0"),
-    ("{accuracy: {threshold: yes}}", "classification", "must be numbers"),  # YAML's yes: MLflow refuses it too
-])
+@pytest.mark.parametrize(
+    "spec, task, message",
+    [
+        (
+            "{accuracy: {min_relative_change: -0.5}}",
+            "classification",
+            "relative improvement over the champion is from 0",
+        ),
+        ("{log_loss: {min_relative_change: 1.5}}", "classification", "log_loss min_relative_change 1.5 is out of"),
+        ("{accuracy: {min_absolute_change: -0.1}}", "classification", "from 0 (not worse) to 1, the whole range of"),
+        ("{dice: {min_absolute_change: 1.5}}", "segmentation", "dice min_absolute_change 1.5 is out of its range"),
+        ("{rmse: {min_absolute_change: -1}}", "regression", "improvement over the champion is at least 0"),
+        ("{accuracy: {threshold: yes}}", "classification", "must be numbers"),  # YAML's yes: MLflow refuses it too
+    ],
+)
 def test_gate_rules_outside_what_they_can_mean_are_refused(spec, task, message):
     """Every rule kind within what MLflow's MetricThreshold accepts (a relative change 0-1, an improvement not
     below 0; 0 means "not worse" here) and within the metric's range; before, only thresholds were checked."""
     with pytest.raises(UsageError, match=re.escape(message)):
         build_gate(spec, task)
-    edges = build_gate("{accuracy: {min_absolute_change: 0, min_relative_change: 1}, f1: {min_absolute_change: 1}}",
-                       "classification")
+    edges = build_gate(
+        "{accuracy: {min_absolute_change: 0, min_relative_change: 1}, f1: {min_absolute_change: 1}}", "classification"
+    )
     assert edges.to_dict()["accuracy"] == {"min_absolute_change": 0.0, "min_relative_change": 1.0}
 
 
@@ -237,10 +261,18 @@ def test_a_search_challenger_is_promoted_on_its_trials_settings(trained, client,
 
     (tmp_path / "space.yaml").write_text("lr: {type: loguniform, low: 3.0e-3, high: 3.0e-2}\nepochs: 4\n")
     name = f"searched-{uuid.uuid4().hex[:8]}"
-    found = search(build_search_config({"max_evals": "2", "strategy": "random", "pruner": "none",
-                                        "space": str(tmp_path / "space.yaml"), "model_name": name}),
-                   build_config({"data": trained.data, "target": "kind", "width": "16", "test_size": "0.2",
-                                 "progress": "false"}))
+    found = search(
+        build_search_config(
+            {
+                "max_evals": "2",
+                "strategy": "random",
+                "pruner": "none",
+                "space": str(tmp_path / "space.yaml"),
+                "model_name": name,
+            }
+        ),
+        build_config({"data": trained.data, "target": "kind", "width": "16", "test_size": "0.2", "progress": "false"}),
+    )
     assert found.registered == (name, "1")
     assert main(["promote", f"model_name={name}", "allow_first=true"]) == 0  # no champion: nothing to compare
     assert alias_version(client, name, "champion") == "1"
@@ -248,8 +280,7 @@ def test_a_search_challenger_is_promoted_on_its_trials_settings(trained, client,
     assert run.data.params["eval_rows"].endswith("(seed 42, 48 rows)")  # test_size=0.2 of the search's base
 
 
-def test_promote_from_another_folder_finds_the_data_a_relative_path_named(tmp_path, monkeypatch, experiment,
-                                                                         client):
+def test_promote_from_another_folder_finds_the_data_a_relative_path_named(tmp_path, monkeypatch, experiment, client):
     """data=items.csv was relative to where the model was trained; promote (and retrain) from elsewhere, e.g.
     a scheduler's working directory, read the file the run read (its recorded absolute path)."""
     (tmp_path / "project").mkdir()
@@ -257,8 +288,19 @@ def test_promote_from_another_folder_finds_the_data_a_relative_path_named(tmp_pa
     items_csv(tmp_path / "project" / "items.csv")
     monkeypatch.chdir(tmp_path / "project")
     name = f"rel-{uuid.uuid4().hex[:8]}"
-    train(build_config({"data": "items.csv", "target": "kind", "width": "16", "epochs": "2", "progress": "false",
-                        "model_name": name, "experiment": experiment}))
+    train(
+        build_config(
+            {
+                "data": "items.csv",
+                "target": "kind",
+                "width": "16",
+                "epochs": "2",
+                "progress": "false",
+                "model_name": name,
+                "experiment": experiment,
+            }
+        )
+    )
     monkeypatch.chdir(tmp_path / "elsewhere")
     outcome = promote(PromoteConfig(model_name=name, version="1", allow_first=True, experiment=experiment))
     assert outcome.promoted and str(tmp_path / "project" / "items.csv") in outcome.rows
@@ -271,6 +313,6 @@ def test_gate_json_stays_json_when_the_champion_scores_zero():
     from hyperflow.workflows.promote import _json_safe
 
     gate = build_gate("{accuracy: {min_relative_change: 0.1}}", "classification")
-    check, = gate.check({"accuracy": 0.5}, {"accuracy": 0.0})
+    (check,) = gate.check({"accuracy": 0.5}, {"accuracy": 0.0})
     assert check.passed and not math.isfinite(check.value)
     assert json.loads(json.dumps(_json_safe(vars(check)), allow_nan=False))["value"] == "inf"

@@ -12,13 +12,13 @@ from urllib.parse import unquote, urlparse
 
 import mlflow
 import pytest
+from polling import wait_for
+from stores import ready_store
 
 from hyperflow.cli import main
 from hyperflow.config import build_config
 from hyperflow.config.search import build_search_config
 from hyperflow.search.runner import SearchFailed, SearchRunner
-from polling import wait_for
-from stores import ready_store
 
 TINY = {"width": "16", "progress": "false", "flush_secs": "5"}
 SPACE = """
@@ -57,12 +57,23 @@ def test_a_killed_search_resumes_with_the_suggestions_of_the_uninterrupted_one(t
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = ready_store(uri)
     space = write(tmp_path, SPACE.replace("epochs: 2", "epochs: 30"))
-    args = [f"space={space}", "strategy=random", "max_evals=6", "pruner=none", "register=false", "parallelism=1",
-            *[f"{k}={v}" for k, v in TINY.items()]]
+    args = [
+        f"space={space}",
+        "strategy=random",
+        "max_evals=6",
+        "pruner=none",
+        "register=false",
+        "parallelism=1",
+        *[f"{k}={v}" for k, v in TINY.items()],
+    ]
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")}
-    proc = subprocess.Popen([sys.executable, "-m", "hyperflow", "search", *args, "experiment=cut"],
-                            env={**env, "MLFLOW_TRACKING_URI": uri}, cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hyperflow", "search", *args, "experiment=cut"],
+        env={**env, "MLFLOW_TRACKING_URI": uri},
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
     def second_trial_running():
         assert proc.poll() is None, "the search ended before it could be killed"
@@ -85,20 +96,25 @@ def test_a_killed_search_resumes_with_the_suggestions_of_the_uninterrupted_one(t
         assert main(["search", *args, "experiment=whole"]) == 0
     finally:
         mlflow.set_tracking_uri(tracking_uri)
-    whole = next(r for r in client.search_runs([client.get_experiment_by_name("whole").experiment_id])
-                 if r.data.tags["hyperflow.role"] == "search").info.run_id
+    whole = next(
+        r
+        for r in client.search_runs([client.get_experiment_by_name("whole").experiment_id])
+        if r.data.tags["hyperflow.role"] == "search"
+    ).info.run_id
     resumed, uninterrupted = done(client, parent), done(client, whole)
     assert sorted(resumed) == sorted(uninterrupted) == list(range(6))
     assert all(resumed[n].info.run_id == run_id for n, run_id in before.items())  # nothing finished is run again
     for number in range(6):
-        assert (json.loads(resumed[number].data.tags["hyperflow.trial_params"])
-                == json.loads(uninterrupted[number].data.tags["hyperflow.trial_params"])), number
+        assert json.loads(resumed[number].data.tags["hyperflow.trial_params"]) == json.loads(
+            uninterrupted[number].data.tags["hyperflow.trial_params"]
+        ), number
     assert not [r for r in trials(client, parent) if r.info.status == "RUNNING"]
     assert client.get_run(parent).info.status == "FINISHED"
 
 
 def test_resumes_change_the_budget_any_number_of_times_and_keep_what_defines_the_trials(
-        tmp_path, experiment, client, capsys):
+    tmp_path, experiment, client, capsys
+):
     space = write(tmp_path, SPACE)
     first = search(experiment, space=space, max_evals="2", register="false")
     second = search(experiment, resume=first.run_id, max_evals="3", early_stop="5")
@@ -108,7 +124,10 @@ def test_resumes_change_the_budget_any_number_of_times_and_keep_what_defines_the
     assert run.info.status == "FINISHED"
     assert json.loads(run.data.tags["hyperflow.settings"])["max_evals"] == "5"
     assert {k: v for k, v in run.data.params.items() if k.startswith("resume.")} == {
-        "resume.1.max_evals": "3", "resume.1.early_stop": "5", "resume.2.max_evals": "5"}
+        "resume.1.max_evals": "3",
+        "resume.1.early_stop": "5",
+        "resume.2.max_evals": "5",
+    }
     assert run.data.params["max_evals"] == "2" and run.data.tags["hyperflow.resumes"] == "2"
     # a setting that defines the trials cannot change: one line, exit 2, the run untouched
     capsys.readouterr()
@@ -121,13 +140,26 @@ def test_resumes_change_the_budget_any_number_of_times_and_keep_what_defines_the
 
 
 def test_a_resume_with_an_edited_space_continues_without_feeding_old_points_to_tpe(tmp_path, experiment, client):
-    first = search(experiment, space=write(tmp_path, SPACE), strategy="tpe", max_evals="4", register="false",
-                   n_startup_jobs="2")
-    narrowed = SPACE.replace("values: [adam, adamw]", "values: [adamw]") + "batch_norm: {type: choice, values: [true, false]}\n"
-    runner = SearchRunner(build_search_config({"resume": first.run_id, "space": write(tmp_path, narrowed, "b.yaml"),
-                                               "strategy": "tpe", "max_evals": "7", "pruner": "none",
-                                               "n_startup_jobs": "2"}),
-                          build_config({**TINY, "experiment": experiment}))
+    first = search(
+        experiment, space=write(tmp_path, SPACE), strategy="tpe", max_evals="4", register="false", n_startup_jobs="2"
+    )
+    narrowed = (
+        SPACE.replace("values: [adam, adamw]", "values: [adamw]")
+        + "batch_norm: {type: choice, values: [true, false]}\n"
+    )
+    runner = SearchRunner(
+        build_search_config(
+            {
+                "resume": first.run_id,
+                "space": write(tmp_path, narrowed, "b.yaml"),
+                "strategy": "tpe",
+                "max_evals": "7",
+                "pruner": "none",
+                "n_startup_jobs": "2",
+            }
+        ),
+        build_config({**TINY, "experiment": experiment}),
+    )
     outcome = runner.run()
     assert [r.number for r in outcome.records] == list(range(7))
     new = outcome.records[4:]
@@ -140,7 +172,8 @@ def test_a_resume_with_an_edited_space_continues_without_feeding_old_points_to_t
 
 
 def test_model_logging_that_fails_keeps_the_best_trial_and_a_resume_logs_and_registers_it_once(
-        tmp_path, experiment, client, capsys):
+    tmp_path, experiment, client, capsys
+):
     name = f"{experiment}-model"
     exp = mlflow.get_experiment_by_name(experiment)
     blocker = Path(unquote(urlparse(exp.artifact_location).path)) / "models"
@@ -188,10 +221,19 @@ def test_a_trial_whose_results_reached_mlflow_is_kept_when_its_end_never_came(tm
 
 def test_pruned_trials_are_named_so_and_the_search_run_records_its_dataset(tmp_path, experiment, client):
     space = write(tmp_path, "lr: {type: choice, values: [0.003, 0.002, 0.004, 1.0e-7]}\nepochs: 4\n")
-    outcome = SearchRunner(build_search_config({"space": space, "strategy": "grid", "pruner": "median",
-                                                "min_epochs": "2", "prune_startup_trials": "2",
-                                                "register": "false"}),
-                           build_config({**TINY, "experiment": experiment})).run()
+    outcome = SearchRunner(
+        build_search_config(
+            {
+                "space": space,
+                "strategy": "grid",
+                "pruner": "median",
+                "min_epochs": "2",
+                "prune_startup_trials": "2",
+                "register": "false",
+            }
+        ),
+        build_config({**TINY, "experiment": experiment}),
+    ).run()
     names = {r.data.tags["hyperflow.trial_status"]: r.info.run_name for r in trials(client, outcome.run_id)}
     assert names["pruned"].endswith("-pruned") and not names["ok"].endswith("-pruned")
     assert client.get_run(outcome.run_id).inputs.dataset_inputs

@@ -18,11 +18,11 @@ import sys
 import time
 
 import pytest
+from stores import ready_store
 
 from hyperflow.config import build_config
 from hyperflow.config.search import build_search_config
 from hyperflow.search.runner import SearchRunner
-from stores import ready_store
 
 SPACE = """
 lr: {type: loguniform, low: 1.0e-3, high: 3.0e-2}
@@ -50,8 +50,10 @@ def _closing(db: str, proc, window: float = 0.3) -> bool:
         end = time.monotonic() + window
         while time.monotonic() < end:
             try:
-                row = con.execute("SELECT 1 FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid WHERE "
-                                  "r.status = 'RUNNING' AND t.key = 'hyperflow.trial_status' LIMIT 1").fetchone()
+                row = con.execute(
+                    "SELECT 1 FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid WHERE "
+                    "r.status = 'RUNNING' AND t.key = 'hyperflow.trial_status' LIMIT 1"
+                ).fetchone()
             except sqlite3.OperationalError:  # locked by a writer for a moment
                 continue
             if row:
@@ -105,11 +107,17 @@ def test_searches_killed_at_random_moments_finish_as_if_never_killed(tmp_path, t
     client = ready_store(uri)
     space = tmp_path / "space.yaml"
     space.write_text(SPACE)
-    settings = {"space": str(space), "strategy": "random", "max_evals": str(MAX_EVALS), "pruner": "none",
-                "parallelism": "1"}  # the points of an uninterrupted search: one trial at a time
+    settings = {
+        "space": str(space),
+        "strategy": "random",
+        "max_evals": str(MAX_EVALS),
+        "pruner": "none",
+        "parallelism": "1",
+    }  # the points of an uninterrupted search: one trial at a time
     train = {"progress": "false", "flush_secs": "5"}
-    reference = SearchRunner(build_search_config({**settings, "register": "false"}),
-                             build_config({**train, "experiment": experiment})).run()
+    reference = SearchRunner(
+        build_search_config({**settings, "register": "false"}), build_config({**train, "experiment": experiment})
+    ).run()
     expected = [r.params for r in reference.records]
     assert len({json.dumps(p, sort_keys=True) for p in expected}) == MAX_EVALS
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")}
@@ -123,18 +131,25 @@ def test_searches_killed_at_random_moments_finish_as_if_never_killed(tmp_path, t
         points = [f"trial:{k}" for k in plan[:1]] + ["closing"] + [f"trial:{k}" for k in plan[1:]] + ["model"]
         args = [f"{k}={v}" for k, v in {**settings, **train}.items()] + [f"experiment={name}", f"model_name={name}"]
         parent_id = None
-        for point in points + [None]:
+        for point in [*points, None]:
             command = args if parent_id is None else [f"resume={parent_id}"]
-            proc = subprocess.Popen([sys.executable, "-m", "hyperflow", "search", *command], env=env, cwd=tmp_path,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "hyperflow", "search", *command],
+                env=env,
+                cwd=tmp_path,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             if point is None:
                 _, err = proc.communicate(timeout=300)
                 assert proc.returncode == 0, f"seed {seed}: {err[-3000:]}"
                 break
             hit = _kill_when(proc, client, exp_id, point, rng, db=str(tmp_path / "mlflow.db"))
             parent, trials = _state(client, exp_id)
-            if hit == "closing" and any(t.info.status == "RUNNING" and t.data.tags.get("hyperflow.trial_status")
-                                        for t in trials):
+            if hit == "closing" and any(
+                t.info.status == "RUNNING" and t.data.tags.get("hyperflow.trial_status") for t in trials
+            ):
                 hit = "closing (results in, run left RUNNING)"
             log.append(f"{name}: {point} -> {hit}")
             if parent is not None:

@@ -8,15 +8,15 @@ import socket
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import mlflow
 import pytest
+from polling import wait_for
 
 from hyperflow.cli import main
-from polling import wait_for
 
 
 def _free_port() -> int:
@@ -37,10 +37,28 @@ class Server:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
         env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])  # its uvicorn
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{self.home}/server.db",
-             "--default-artifact-root", str(self.home / "artifacts"), "--host", "127.0.0.1",
-             "--port", str(self.port), "--workers", "1"], env=env, cwd=self.home, start_new_session=True,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "server",
+                "--backend-store-uri",
+                f"sqlite:///{self.home}/server.db",
+                "--default-artifact-root",
+                str(self.home / "artifacts"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                "1",
+            ],
+            env=env,
+            cwd=self.home,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
         def up():
             assert self.proc.poll() is None, "mlflow server exited"
@@ -48,6 +66,7 @@ class Server:
                 return urllib.request.urlopen(f"{self.uri}/health", timeout=1).status == 200
             except OSError:
                 return False
+
         wait_for(up, "mlflow server", 120)
         return self
 
@@ -73,21 +92,36 @@ def test_a_server_gone_mid_search_gives_one_line_and_the_resume_finishes(tmp_pat
         client.create_experiment("gone")  # so that the search prints nothing else (no "creating" note)
         env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")}
         env.update({"MLFLOW_TRACKING_URI": srv.uri, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"})
-        args = ["strategy=random", "max_evals=6", "pruner=none", "epochs=20", "width=16", "progress=false",
-                "experiment=gone", "model_name=gone-model"]
-        proc = subprocess.Popen([sys.executable, "-m", "hyperflow", "search", *args], env=env, cwd=tmp_path,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        args = [
+            "strategy=random",
+            "max_evals=6",
+            "pruner=none",
+            "epochs=20",
+            "width=16",
+            "progress=false",
+            "experiment=gone",
+            "model_name=gone-model",
+        ]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hyperflow", "search", *args],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         exp = client.get_experiment_by_name("gone").experiment_id
 
         def two_finished():
             assert proc.poll() is None, proc.communicate()[1][-2000:]
             runs = client.search_runs([exp])
             return sum(r.info.status == "FINISHED" for r in runs if r.data.tags["hyperflow.role"] == "trial") >= 2
+
         try:
             wait_for(two_finished, "two finished trials", 180)
         finally:
             srv.kill()
-        out, err = proc.communicate(timeout=120)
+        _out, err = proc.communicate(timeout=120)
         assert proc.returncode == 1, err[-3000:]
         lines = [line for line in err.splitlines() if line.strip()]
         assert len(lines) == 1, err[-3000:]
@@ -95,8 +129,11 @@ def test_a_server_gone_mid_search_gives_one_line_and_the_resume_finishes(tmp_pat
         parent = lines[0].split("resume=")[-1].strip()
 
         srv.start()
-        finished_before = {r.info.run_id for r in client.search_runs([exp])
-                           if r.data.tags.get("hyperflow.trial_status") in ("ok", "pruned")}
+        finished_before = {
+            r.info.run_id
+            for r in client.search_runs([exp])
+            if r.data.tags.get("hyperflow.trial_status") in ("ok", "pruned")
+        }
         assert len(finished_before) >= 2
         mlflow.set_tracking_uri(srv.uri)
         try:
@@ -120,11 +157,26 @@ def test_a_read_only_sqlite_store_gives_one_line_and_touches_nothing(tmp_path, t
     space.write_text("lr: {type: loguniform, low: 1.0e-3, high: 1.0e-2}\nepochs: 1\n")
     mlflow.set_tracking_uri(uri)
     try:
-        assert main(["search", f"space={space}", "strategy=random", "max_evals=2", "register=false",
-                     "progress=false", "experiment=ro"]) == 0
+        assert (
+            main(
+                [
+                    "search",
+                    f"space={space}",
+                    "strategy=random",
+                    "max_evals=2",
+                    "register=false",
+                    "progress=false",
+                    "experiment=ro",
+                ]
+            )
+            == 0
+        )
         client = mlflow.MlflowClient(uri)
-        parent = next(r for r in client.search_runs([client.get_experiment_by_name("ro").experiment_id])
-                      if r.data.tags["hyperflow.role"] == "search")
+        parent = next(
+            r
+            for r in client.search_runs([client.get_experiment_by_name("ro").experiment_id])
+            if r.data.tags["hyperflow.role"] == "search"
+        )
         mlflow.set_tracking_uri(f"sqlite:///file:{tmp_path}/mlflow.db?mode=ro&uri=true")  # reads work, writes fail
         capsys.readouterr()
         assert main(["search", f"resume={parent.info.run_id}", "max_evals=3"]) == 1

@@ -15,9 +15,12 @@ import time
 import uuid
 from pathlib import Path
 
+import held_model
 import mlflow
 import pytest
 import yaml
+from polling import wait_for
+from test_registry import items_csv
 
 from hyperflow.cli import main
 from hyperflow.config import build_config
@@ -27,9 +30,6 @@ from hyperflow.workflows.lock import LOCK_TAG, LockHeld, RegistryLock
 from hyperflow.workflows.promote import PromoteConfig, promote
 from hyperflow.workflows.retrain import RetrainConfig, newest_data, retrain
 from hyperflow.workflows.train import train
-import held_model
-from polling import wait_for
-from test_registry import items_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEDULE = ROOT / "deploy" / "schedule"
@@ -43,11 +43,28 @@ def champion(tmp_path_factory) -> dict:
     day1 = items_csv(folder / "day1.csv", seed=1)
     mlflow.set_experiment(EXPERIMENT)
     name = f"retrain-{uuid.uuid4().hex[:8]}"
-    outcome = train(build_config({"data": day1, "target": "kind", "width": "16", "epochs": "8", "lr": "0.01",
-                                  "progress": "false", "model_name": name, "experiment": EXPERIMENT}))
+    outcome = train(
+        build_config(
+            {
+                "data": day1,
+                "target": "kind",
+                "width": "16",
+                "epochs": "8",
+                "lr": "0.01",
+                "progress": "false",
+                "model_name": name,
+                "experiment": EXPERIMENT,
+            }
+        )
+    )
     promote(PromoteConfig(model_name=name, version=outcome.registered_version, allow_first=True, experiment=EXPERIMENT))
-    return {"name": name, "folder": folder, "day1": day1, "version": str(outcome.registered_version),
-            "run_id": outcome.run_id}
+    return {
+        "name": name,
+        "folder": folder,
+        "day1": day1,
+        "version": str(outcome.registered_version),
+        "run_id": outcome.run_id,
+    }
 
 
 def assert_gate_decided(client, name: str, outcome, champion_before: str | None) -> None:
@@ -65,9 +82,12 @@ def assert_gate_decided(client, name: str, outcome, champion_before: str | None)
 
 
 def retrain_runs(name: str) -> list:
-    return mlflow.search_runs(experiment_names=[EXPERIMENT], output_format="list", order_by=["start_time ASC"],
-                              filter_string=f"tags.`hyperflow.role` = 'retrain' and "
-                                            f"tags.`hyperflow.model_name` = '{name}'")
+    return mlflow.search_runs(
+        experiment_names=[EXPERIMENT],
+        output_format="list",
+        order_by=["start_time ASC"],
+        filter_string=f"tags.`hyperflow.role` = 'retrain' and tags.`hyperflow.model_name` = '{name}'",
+    )
 
 
 def test_retrain_is_skipped_on_the_same_data_and_runs_on_new_data(champion, capsys):
@@ -80,8 +100,10 @@ def test_retrain_is_skipped_on_the_same_data_and_runs_on_new_data(champion, caps
     assert mlflow.get_run(first.run_id).data.tags["hyperflow.skipped_for"] == champion["run_id"]
     assert alias_version(client, champion["name"], "champion") == champion["version"]
     assert len(client.search_model_versions(f"name = '{champion['name']}'")) == versions  # nothing trained
-    assert main(["retrain", f"model_name={champion['name']}", f"data={champion['folder']}",
-                 f"experiment={EXPERIMENT}"]) == 0
+    assert (
+        main(["retrain", f"model_name={champion['name']}", f"data={champion['folder']}", f"experiment={EXPERIMENT}"])
+        == 0
+    )
     assert f"the champion's own run {champion['run_id']} already did data" in capsys.readouterr().out
 
     day2 = items_csv(champion["folder"] / "day2.csv", seed=2)  # newer: it wins
@@ -92,8 +114,9 @@ def test_retrain_is_skipped_on_the_same_data_and_runs_on_new_data(champion, caps
     fresh = retrain(config, settle=0.1)
     assert fresh.data == day2 and fresh.key != first.key
     assert_gate_decided(client, champion["name"], fresh, champion_before)
-    children = mlflow.search_runs(experiment_names=[EXPERIMENT], output_format="list",
-                                  filter_string=f"tags.mlflow.parentRunId = '{fresh.run_id}'")
+    children = mlflow.search_runs(
+        experiment_names=[EXPERIMENT], output_format="list", filter_string=f"tags.mlflow.parentRunId = '{fresh.run_id}'"
+    )
     assert sorted(r.data.tags["hyperflow.role"] for r in children) == ["promote", "train"]
     versions = len(client.search_model_versions(f"name = '{champion['name']}'"))
 
@@ -153,8 +176,17 @@ def test_of_concurrent_lock_takers_exactly_one_wins(model):
 
 
 def _holder(**fields) -> str:
-    return json.dumps({"token": "someone-else", "run_id": None, "host": "other-host", "pid": 1,
-                       "acquired_at": time.time(), "expires_at": time.time() + 600, **fields})
+    return json.dumps(
+        {
+            "token": "someone-else",
+            "run_id": None,
+            "host": "other-host",
+            "pid": 1,
+            "acquired_at": time.time(),
+            "expires_at": time.time() + 600,
+            **fields,
+        }
+    )
 
 
 def _dead_pid() -> int:
@@ -167,9 +199,11 @@ def test_stale_locks_are_taken_over_and_live_ones_are_not(model, client, experim
     crashed = client.create_run(mlflow.get_experiment_by_name(experiment).experiment_id).info.run_id  # RUNNING
     finished = client.create_run(mlflow.get_experiment_by_name(experiment).experiment_id).info.run_id
     client.set_terminated(finished, "FINISHED")
-    stale = [_holder(expires_at=time.time() - 1, run_id=crashed),  # lease expired
-             _holder(host=socket.gethostname(), pid=_dead_pid()),  # this host, process gone
-             _holder(run_id=finished)]  # its run ended
+    stale = [
+        _holder(expires_at=time.time() - 1, run_id=crashed),  # lease expired
+        _holder(host=socket.gethostname(), pid=_dead_pid()),  # this host, process gone
+        _holder(run_id=finished),
+    ]  # its run ended
     for holder in stale:
         client.set_registered_model_tag(model, LOCK_TAG, holder)
         with RegistryLock(model, settle=0.1) as lock:
@@ -250,7 +284,7 @@ def test_two_retrains_at_once_one_runs_the_other_stands_aside(champion):
     finally:
         held_model.release.set()
         thread.join(300)
-    ran, = results
+    (ran,) = results
     assert not isinstance(ran, Exception), ran
     assert_gate_decided(client, name, ran, champion_before)
     assert len(retrain_runs(name)) == 1 and LOCK_TAG not in client.get_registered_model(name).tags
@@ -264,12 +298,17 @@ def test_retrain_by_search_runs_a_small_search_under_the_retrain_run(champion):
     outcome = retrain(config, {"epochs": 2}, settle=0.1)  # epochs given: it pins the shipped space's 20
     assert outcome.version == "2"
     assert_gate_decided(client, name, outcome, champion_before)
-    searched, = mlflow.search_runs(experiment_names=[EXPERIMENT], output_format="list",
-                                   filter_string=f"tags.mlflow.parentRunId = '{outcome.run_id}' and "
-                                                 f"tags.`hyperflow.role` = 'search'")
+    (searched,) = mlflow.search_runs(
+        experiment_names=[EXPERIMENT],
+        output_format="list",
+        filter_string=f"tags.mlflow.parentRunId = '{outcome.run_id}' and tags.`hyperflow.role` = 'search'",
+    )
     assert searched.data.params["max_evals"] == "2" and searched.info.status == "FINISHED"
-    trials = mlflow.search_runs(experiment_names=[EXPERIMENT], output_format="list",
-                                filter_string=f"tags.mlflow.parentRunId = '{searched.info.run_id}'")
+    trials = mlflow.search_runs(
+        experiment_names=[EXPERIMENT],
+        output_format="list",
+        filter_string=f"tags.mlflow.parentRunId = '{searched.info.run_id}'",
+    )
     assert len(trials) == 2 and all(t.data.metrics["epochs_run"] <= 2 for t in trials)
     assert client.get_model_version(name, "2").tags["search_run_id"] == searched.info.run_id
 
@@ -279,15 +318,31 @@ def test_sigterm_during_a_retrain_by_search_ends_every_run_killed(champion, trac
     """The search of mode=search stops as ``hyperflow search`` does: its trials, the search run and the
     retrain run end KILLED (before, the search ran in a thread of its own and its run stayed RUNNING)."""
     name = _copy_of_champion(champion)
-    proc = subprocess.Popen([sys.executable, "-m", "hyperflow", "retrain", f"model_name={name}",
-                             f"data={champion['day1']}", "mode=search", "max_evals=50", "epochs=40", "force=true",
-                             f"experiment={EXPERIMENT}"], env=_env(tracking_uri), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hyperflow",
+            "retrain",
+            f"model_name={name}",
+            f"data={champion['day1']}",
+            "mode=search",
+            "max_evals=50",
+            "epochs=40",
+            "force=true",
+            f"experiment={EXPERIMENT}",
+        ],
+        env=_env(tracking_uri),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     retrain_run = wait_for(lambda: next(iter(retrain_runs(name)), None), "the retrain run", timeout=120)
 
     def nested(run_id: str) -> list:
-        return mlflow.search_runs(experiment_names=[EXPERIMENT], output_format="list",
-                                  filter_string=f"tags.mlflow.parentRunId = '{run_id}'")
+        return mlflow.search_runs(
+            experiment_names=[EXPERIMENT], output_format="list", filter_string=f"tags.mlflow.parentRunId = '{run_id}'"
+        )
 
     def trial_running():
         searches = [r for r in nested(retrain_run.info.run_id) if r.data.tags.get("hyperflow.role") == "search"]
@@ -300,7 +355,7 @@ def test_sigterm_during_a_retrain_by_search_ends_every_run_killed(champion, trac
     finally:
         proc.kill()
     assert proc.returncode == 130, err[-2000:]
-    search, = [r for r in nested(retrain_run.info.run_id) if r.data.tags.get("hyperflow.role") == "search"]
+    (search,) = [r for r in nested(retrain_run.info.run_id) if r.data.tags.get("hyperflow.role") == "search"]
     trials = nested(search.info.run_id)
     assert trials and not [r for r in trials if r.info.status == "RUNNING"]
     assert search.info.status == "KILLED" and mlflow.get_run(retrain_run.info.run_id).info.status == "KILLED"
@@ -311,8 +366,15 @@ def test_retrain_while_another_holds_the_lock_exits_4(champion, capsys):
     client = mlflow.MlflowClient()
     before = len(retrain_runs(champion["name"]))
     with RegistryLock(champion["name"], settle=0.1):
-        code = main(["retrain", f"model_name={champion['name']}", f"data={champion['day1']}", "force=true",
-                     f"experiment={EXPERIMENT}"])
+        code = main(
+            [
+                "retrain",
+                f"model_name={champion['name']}",
+                f"data={champion['day1']}",
+                "force=true",
+                f"experiment={EXPERIMENT}",
+            ]
+        )
     err = capsys.readouterr().err
     assert code == 4 and f"pid {os.getpid()}" in err and socket.gethostname() in err
     assert len(retrain_runs(champion["name"])) == before  # the job stood aside: no run, no version
@@ -323,8 +385,19 @@ def test_retrain_of_a_champion_whose_files_are_gone_stops_before_training(champi
     """The gate must score the champion: when its model no longer loads, nothing is trained or registered."""
     client = mlflow.MlflowClient()
     name = f"retrain-{uuid.uuid4().hex[:8]}"
-    trained = train(build_config({"data": champion["day1"], "target": "kind", "width": "16", "epochs": "2",
-                                  "progress": "false", "model_name": name, "experiment": EXPERIMENT}))
+    trained = train(
+        build_config(
+            {
+                "data": champion["day1"],
+                "target": "kind",
+                "width": "16",
+                "epochs": "2",
+                "progress": "false",
+                "model_name": name,
+                "experiment": EXPERIMENT,
+            }
+        )
+    )
     client.set_registered_model_alias(name, "champion", trained.registered_version)
     model_id = client.get_model_version(name, trained.registered_version).source.split("/")[-1]
     shutil.rmtree(mlflow.get_logged_model(model_id).artifact_location.removeprefix("file://"))
@@ -334,29 +407,44 @@ def test_retrain_of_a_champion_whose_files_are_gone_stops_before_training(champi
     assert len(client.search_model_versions(f"name='{name}'")) == 1 and retrain_runs(name) == []
 
 
-@pytest.mark.parametrize("change, message", [
-    ("relabelled", "labels the model never learned ('BIG', 'SMALL'"),  # accuracy on them compares nothing
-    ("lost_column", "the model cannot score the rows of"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ("relabelled", "labels the model never learned ('BIG', 'SMALL'"),  # accuracy on them compares nothing
+        ("lost_column", "the model cannot score the rows of"),
+    ],
+)
 def test_promote_on_rows_the_model_cannot_score_is_refused(champion, tmp_path, capsys, change, message):
     """data= for another problem: one line, exit 2, no run (before: a traceback and exit 1)."""
     data = _changed_day(tmp_path, champion["day1"], change)
     before = len(mlflow.search_runs(experiment_names=[EXPERIMENT], output_format="list"))
-    code = main(["promote", f"model_name={champion['name']}", f"version={champion['version']}", f"data={data}",
-                 "target=kind", "dry_run=true", f"experiment={EXPERIMENT}"])
+    code = main(
+        [
+            "promote",
+            f"model_name={champion['name']}",
+            f"version={champion['version']}",
+            f"data={data}",
+            "target=kind",
+            "dry_run=true",
+            f"experiment={EXPERIMENT}",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and message in err, err
     assert len(mlflow.search_runs(experiment_names=[EXPERIMENT], output_format="list")) == before
 
 
-@pytest.mark.parametrize("args, message", [
-    (["model_name=no-such-model"], "unknown model 'no-such-model'"),
-    (["data=digits"], "model_name is required"),
-    (["model_name={name}", "mode=grid"], "unknown mode 'grid'"),
-    (["model_name={name}", "data=missing.csv"], "data 'missing.csv' not found"),
-    (["model_name={name}", "epochs=0"], "epochs must be positive"),
-    (["model_name={name}", "optimiser=sgd"], "unknown setting 'optimiser'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["model_name=no-such-model"], "unknown model 'no-such-model'"),
+        (["data=digits"], "model_name is required"),
+        (["model_name={name}", "mode=grid"], "unknown mode 'grid'"),
+        (["model_name={name}", "data=missing.csv"], "data 'missing.csv' not found"),
+        (["model_name={name}", "epochs=0"], "epochs must be positive"),
+        (["model_name={name}", "optimiser=sgd"], "unknown setting 'optimiser'"),
+    ],
+)
 def test_retrain_bad_input_is_one_line(champion, capsys, args, message):
     before = len(retrain_runs(champion["name"]))
     code = main(["retrain", *(a.format(**champion) for a in args)])
@@ -383,15 +471,17 @@ def _changed_day(folder: Path, day1: str, change: str) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize("change, args, message", [
-    ("lost_column", [], "its input columns differ from the champion's (lacks 'colour')"),
-    ("new_column", [], "its input columns differ from the champion's (adds 'weight')"),
-    ("numeric_target", [], "it is a regression model and the champion a classification model"),
-    ("same", ["target=colour"], "it predicts 'colour' and the champion 'kind'"),
-    ("relabelled", [], "its classes differ from the champion's (lacks 'big', 'small'; adds 'BIG', 'SMALL')"),
-])
-def test_retrain_on_data_for_another_problem_stops_before_training(champion, tmp_path, capsys, change, args,
-                                                                   message):
+@pytest.mark.parametrize(
+    "change, args, message",
+    [
+        ("lost_column", [], "its input columns differ from the champion's (lacks 'colour')"),
+        ("new_column", [], "its input columns differ from the champion's (adds 'weight')"),
+        ("numeric_target", [], "it is a regression model and the champion a classification model"),
+        ("same", ["target=colour"], "it predicts 'colour' and the champion 'kind'"),
+        ("relabelled", [], "its classes differ from the champion's (lacks 'big', 'small'; adds 'BIG', 'SMALL')"),
+    ],
+)
+def test_retrain_on_data_for_another_problem_stops_before_training(champion, tmp_path, capsys, change, args, message):
     """What the champion's model could never be compared with is refused before any run, lock or version."""
     client = mlflow.MlflowClient()
     versions = len(client.search_model_versions(f"name='{champion['name']}'"))
@@ -408,19 +498,27 @@ def test_retrain_on_data_for_another_problem_stops_before_training(champion, tmp
 
 # ------------------------------------------------------------------------------------ schedule files
 
+
 def scheduled_commands() -> dict[str, str]:
     """The retrain command each schedule file runs."""
+
     def find(text: str) -> str:
         return re.search(r"mlflow run \. -e retrain [^'\"\n]*", text).group(0).strip()
 
     dag = ast.parse((SCHEDULE / "airflow_dag.py").read_text())
-    command = next(ast.literal_eval(n.value) for n in ast.walk(dag)
-                   if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "COMMAND")
+    command = next(
+        ast.literal_eval(n.value)
+        for n in ast.walk(dag)
+        if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "COMMAND"
+    )
     cronjob = yaml.safe_load((SCHEDULE / "cronjob.yaml").read_text())
     container = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
-    return {"crontab": find((SCHEDULE / "crontab").read_text()),
-            "systemd": find((SCHEDULE / "hyperflow-retrain.service").read_text()),
-            "kubernetes": find(container["args"][0]), "airflow": find(command)}
+    return {
+        "crontab": find((SCHEDULE / "crontab").read_text()),
+        "systemd": find((SCHEDULE / "hyperflow-retrain.service").read_text()),
+        "kubernetes": find(container["args"][0]),
+        "airflow": find(command),
+    }
 
 
 def test_schedule_files_parse_and_run_the_same_command():
@@ -432,14 +530,23 @@ def test_schedule_files_parse_and_run_the_same_command():
     assert cronjob["kind"] == "CronJob" and cronjob["spec"]["concurrencyPolicy"] == "Forbid"
     compile((SCHEDULE / "airflow_dag.py").read_text(), "airflow_dag.py", "exec")
     if shutil.which("systemd-analyze"):
-        proc = subprocess.run(["systemd-analyze", "verify", "hyperflow-retrain.service", "hyperflow-retrain.timer"],
-                              cwd=SCHEDULE, capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            ["systemd-analyze", "verify", "hyperflow-retrain.service", "hyperflow-retrain.timer"],
+            cwd=SCHEDULE,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert proc.returncode == 0 and not (proc.stdout + proc.stderr).strip(), proc.stdout + proc.stderr
 
 
 def _env(tracking_uri: str, **extra: str) -> dict[str, str]:
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, **extra,  # `mlflow` and `python` of this venv
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        **extra,  # `mlflow` and `python` of this venv
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     for var in ("MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID"):
         env.pop(var, None)
     return env
@@ -456,7 +563,10 @@ def test_the_scheduled_command_retrains(champion, tracking_uri, tmp_path):
     env = _env(tracking_uri, HYPERFLOW_MODEL=name, HYPERFLOW_DATA=str(same_rows))
     proc = subprocess.run(["/bin/sh", "-c", command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    run, = mlflow.search_runs(experiment_names=["retrain"], output_format="list",
-                              filter_string=f"tags.`hyperflow.model_name` = '{name}' and tags.`hyperflow.role` = 'retrain'")
+    (run,) = mlflow.search_runs(
+        experiment_names=["retrain"],
+        output_format="list",
+        filter_string=f"tags.`hyperflow.model_name` = '{name}' and tags.`hyperflow.role` = 'retrain'",
+    )
     assert run.data.tags["hyperflow.outcome"] == "promoted" and run.info.status == "FINISHED"
     assert run.data.params["resolved_data"] == str(same_rows)

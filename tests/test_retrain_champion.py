@@ -8,6 +8,7 @@ import uuid
 
 import mlflow
 import pytest
+from test_registry import items_csv
 
 from hyperflow.cli import main
 from hyperflow.config import build_config
@@ -15,7 +16,6 @@ from hyperflow.tracking.registry import alias_version
 from hyperflow.workflows.promote import PromoteConfig, promote
 from hyperflow.workflows.retrain import RetrainConfig, retrain
 from hyperflow.workflows.train import train
-from test_registry import items_csv
 
 EXPERIMENT = "retrain-champion-tests"
 
@@ -38,10 +38,23 @@ def trained(day1) -> tuple[str, str]:
     """A model whose champion (version 1) ``train`` made on day1: (name, its run id)."""
     mlflow.set_experiment(EXPERIMENT)
     name = f"champion-{uuid.uuid4().hex[:8]}"
-    outcome = train(build_config({"data": day1, "target": "kind", "width": "16", "epochs": "4", "lr": "0.01",
-                                  "progress": "false", "model_name": name, "experiment": EXPERIMENT}))
-    promote(PromoteConfig(model_name=name, version=str(outcome.registered_version), allow_first=True,
-                          experiment=EXPERIMENT))
+    outcome = train(
+        build_config(
+            {
+                "data": day1,
+                "target": "kind",
+                "width": "16",
+                "epochs": "4",
+                "lr": "0.01",
+                "progress": "false",
+                "model_name": name,
+                "experiment": EXPERIMENT,
+            }
+        )
+    )
+    promote(
+        PromoteConfig(model_name=name, version=str(outcome.registered_version), allow_first=True, experiment=EXPERIMENT)
+    )
     return name, outcome.run_id
 
 
@@ -58,8 +71,9 @@ def test_a_champion_from_train_is_not_trained_again_unless_a_setting_changes(tra
 def test_a_champion_from_an_earlier_retrain_is_not_trained_again(trained, day1):
     name, _ = trained
     config = RetrainConfig(model_name=name, data=day1, experiment=EXPERIMENT)
-    forced = retrain(RetrainConfig(model_name=name, data=day1, experiment=EXPERIMENT, force=True), {"epochs": 4},
-                     settle=0.1)  # a copy, trained because it was asked for: it passes on the tie
+    forced = retrain(
+        RetrainConfig(model_name=name, data=day1, experiment=EXPERIMENT, force=True), {"epochs": 4}, settle=0.1
+    )  # a copy, trained because it was asked for: it passes on the tie
     assert forced.outcome == "promoted" and champion_of(name) == forced.version == "2"
     made_it = mlflow.MlflowClient().get_model_version(name, "2").run_id  # the train run under that retrain
     again = retrain(config, settle=0.1)  # no setting given: another key than the forced one's, same training
@@ -73,9 +87,24 @@ def test_a_champion_from_a_search_is_not_trained_again_unless_it_was_refit(day1,
     name = f"searched-{uuid.uuid4().hex[:8]}"
     space = tmp_path / "space.yaml"
     space.write_text("lr: {type: choice, values: [0.01, 0.03]}\n")
-    assert main(["search", f"data={day1}", "target=kind", f"space={space}", "max_evals=2", "epochs=3", "width=16",
-                 "parallelism=1", f"refit={str(refit).lower()}", f"model_name={name}",
-                 f"experiment={EXPERIMENT}"]) == 0
+    assert (
+        main(
+            [
+                "search",
+                f"data={day1}",
+                "target=kind",
+                f"space={space}",
+                "max_evals=2",
+                "epochs=3",
+                "width=16",
+                "parallelism=1",
+                f"refit={str(refit).lower()}",
+                f"model_name={name}",
+                f"experiment={EXPERIMENT}",
+            ]
+        )
+        == 0
+    )
     version = alias_version(client, name, "challenger")
     promote(PromoteConfig(model_name=name, version=version, allow_first=True, experiment=EXPERIMENT))
     best_trial = client.get_model_version(name, version).run_id

@@ -13,24 +13,34 @@ import uuid
 
 import mlflow
 import pytest
+from polling import wait_for
+from test_registry import items_csv
 
 from hyperflow.cli import main
 from hyperflow.config import build_config
 from hyperflow.workflows.lock import LOCK_TAG, RegistryLock
 from hyperflow.workflows.promote import PromoteConfig, promote
 from hyperflow.workflows.train import train
-from polling import wait_for
-from test_registry import items_csv
 
 
 @pytest.fixture
 def champion(tmp_path, experiment) -> str:
     name = f"takeover-{uuid.uuid4().hex[:8]}"
     data = items_csv(tmp_path / "items.csv", seed=3)
-    outcome = train(build_config({"data": data, "target": "kind", "width": "8", "epochs": "1", "progress": "false",
-                                  "model_name": name, "experiment": experiment}))
-    promote(PromoteConfig(model_name=name, version=outcome.registered_version, allow_first=True,
-                          experiment=experiment))
+    outcome = train(
+        build_config(
+            {
+                "data": data,
+                "target": "kind",
+                "width": "8",
+                "epochs": "1",
+                "progress": "false",
+                "model_name": name,
+                "experiment": experiment,
+            }
+        )
+    )
+    promote(PromoteConfig(model_name=name, version=outcome.registered_version, allow_first=True, experiment=experiment))
     return name
 
 
@@ -39,10 +49,23 @@ def _runs(experiment: str, query: str = "") -> list:
 
 
 def test_a_retrain_killed_mid_training_is_taken_over_with_its_child_runs(champion, experiment, capsys):
-    proc = subprocess.Popen([sys.executable, "-m", "hyperflow", "retrain", f"model_name={champion}", "force=true",
-                             f"experiment={experiment}", "epochs=1000000", "progress=false"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hyperflow",
+            "retrain",
+            f"model_name={champion}",
+            "force=true",
+            f"experiment={experiment}",
+            "epochs=1000000",
+            "progress=false",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
+
         def training() -> list:
             assert proc.poll() is None, proc.stderr.read().decode()  # the retrain must still be running
             return _runs(experiment, "tags.`hyperflow.role` = 'train' and attributes.status = 'RUNNING'")
@@ -62,8 +85,10 @@ def test_a_retrain_killed_mid_training_is_taken_over_with_its_child_runs(champio
     assert code in (0, 3), err  # promoted or rejected: it ran
     taken = [line for line in err.splitlines() if "took over" in line]
     assert len(taken) == 1, err
-    assert (f"took over the retrain lock from run {dead} on host {socket.gethostname()} pid {proc.pid}"
-            in taken[0] and "its process is gone" in taken[0]), taken
+    assert (
+        f"took over the retrain lock from run {dead} on host {socket.gethostname()} pid {proc.pid}" in taken[0]
+        and "its process is gone" in taken[0]
+    ), taken
     assert f"ended KILLED what it left RUNNING: run {dead} and 1 run nested under it" in taken[0]
     assert mlflow.get_run(dead).info.status == "KILLED"
     assert mlflow.get_run(child.info.run_id).info.status == "KILLED"
@@ -94,17 +119,35 @@ def test_a_takeover_ends_the_dead_holders_nested_runs_at_any_depth(client, exper
     client.set_terminated(promoted, "FINISHED")
     unrelated = run()
     unrelated_child = run(unrelated)
-    client.set_registered_model_tag(name, LOCK_TAG, json.dumps({
-        "token": "dead", "run_id": holder, "host": socket.gethostname(), "pid": _dead_pid(),
-        "acquired_at": time.time(), "expires_at": time.time() + 600}))
+    client.set_registered_model_tag(
+        name,
+        LOCK_TAG,
+        json.dumps(
+            {
+                "token": "dead",
+                "run_id": holder,
+                "host": socket.gethostname(),
+                "pid": _dead_pid(),
+                "acquired_at": time.time(),
+                "expires_at": time.time() + 600,
+            }
+        ),
+    )
     with RegistryLock(name, settle=0.1) as lock:
         assert sorted(lock.ended) == sorted([holder, trained, swept])
         message = lock.takeover_message()
     assert message.startswith(f"model '{name}': took over the retrain lock from run {holder}")
-    assert "(its process is gone); ended KILLED what it left RUNNING: " \
-           f"run {holder} and 2 runs nested under it" in message
+    assert (
+        f"(its process is gone); ended KILLED what it left RUNNING: run {holder} and 2 runs nested under it" in message
+    )
     status = {r: client.get_run(r).info.status for r in (holder, trained, swept, promoted, unrelated, unrelated_child)}
-    assert status == {holder: "KILLED", trained: "KILLED", swept: "KILLED", promoted: "FINISHED",
-                      unrelated: "RUNNING", unrelated_child: "RUNNING"}
+    assert status == {
+        holder: "KILLED",
+        trained: "KILLED",
+        swept: "KILLED",
+        promoted: "FINISHED",
+        unrelated: "RUNNING",
+        unrelated_child: "RUNNING",
+    }
     with RegistryLock(name, settle=0.1) as lock:  # a free lock: nothing taken over, nothing to say
         assert lock.takeover_message() is None and lock.ended == []

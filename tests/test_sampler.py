@@ -20,25 +20,41 @@ from hyperflow.search.runner import SearchRunner
 from hyperflow.search.space import contains, flatten, to_hyperopt, to_vals
 from hyperflow.search.trial import TrialRecord
 
-SPACE = {"lr": {"type": "loguniform", "low": 1e-4, "high": 1e-1},
-         "dropout": {"type": "uniform", "low": 0.0, "high": 0.5},
-         "depth": {"type": "int", "low": 1, "high": 3},
-         "width": {"type": "choice", "values": [16, 32, 64]},
-         "optimizer": {"type": "choice", "options": {"adam": {}, "sgd": {"momentum": {"type": "uniform", "low": 0.5,
-                                                                                    "high": 0.99}}}}}
+SPACE = {
+    "lr": {"type": "loguniform", "low": 1e-4, "high": 1e-1},
+    "dropout": {"type": "uniform", "low": 0.0, "high": 0.5},
+    "depth": {"type": "int", "low": 1, "high": 3},
+    "width": {"type": "choice", "values": [16, 32, 64]},
+    "optimizer": {
+        "type": "choice",
+        "options": {"adam": {}, "sgd": {"momentum": {"type": "uniform", "low": 0.5, "high": 0.99}}},
+    },
+}
 NEVER = records.algo("bayes", 5, 0.25, 0, lambda done: "")  # no stop rule
 
 
 def cost(p: dict) -> float:
     """A cheap function with its optimum at lr 1e-2, dropout 0.1, depth 2, width 32, sgd with momentum 0.9."""
-    return ((math.log10(p["lr"]) + 2) ** 2 + 4 * (p["dropout"] - 0.1) ** 2 + 0.1 * (p["depth"] - 2) ** 2
-            + 0.1 * (p["width"] != 32) + (0.3 if p["optimizer"] == "adam" else (p["momentum"] - 0.9) ** 2))
+    return (
+        (math.log10(p["lr"]) + 2) ** 2
+        + 4 * (p["dropout"] - 0.1) ** 2
+        + 0.1 * (p["depth"] - 2) ** 2
+        + 0.1 * (p["width"] != 32)
+        + (0.3 if p["optimizer"] == "adam" else (p["momentum"] - 0.9) ** 2)
+    )
 
 
 def run(algo, seed: int, n: int = 40) -> Trials:
     trials = Trials()
-    fmin(lambda s: {"status": STATUS_OK, "loss": cost(flatten(s))}, to_hyperopt(SPACE), algo=algo, max_evals=n,
-         trials=trials, rstate=np.random.default_rng(seed), show_progressbar=False)
+    fmin(
+        lambda s: {"status": STATUS_OK, "loss": cost(flatten(s))},
+        to_hyperopt(SPACE),
+        algo=algo,
+        max_evals=n,
+        trials=trials,
+        rstate=np.random.default_rng(seed),
+        show_progressbar=False,
+    )
     return trials
 
 
@@ -47,8 +63,10 @@ def point_of(doc: dict) -> dict:
 
 
 def done(points_losses: list[tuple[dict, float]], status: str = "ok") -> Trials:
-    history = [(i, to_vals(SPACE, p), TrialRecord(i, f"r{i}", p, status, loss, 3, [loss] * 3))
-               for i, (p, loss) in enumerate(points_losses)]
+    history = [
+        (i, to_vals(SPACE, p), TrialRecord(i, f"r{i}", p, status, loss, 3, [loss] * 3))
+        for i, (p, loss) in enumerate(points_losses)
+    ]
     return records.fill(Trials(), history, len(history))
 
 
@@ -97,8 +115,10 @@ def test_it_finds_the_optimum_better_than_random_search():
 
 
 def test_pruned_trials_rank_below_finished_ones_and_among_themselves_by_epochs():
-    adam, sgd = {"lr": 1e-3, "dropout": 0.1, "depth": 2, "width": 32, "optimizer": "adam"}, \
-        {"lr": 1e-2, "dropout": 0.1, "depth": 2, "width": 32, "optimizer": "sgd", "momentum": 0.9}
+    adam, sgd = (
+        {"lr": 1e-3, "dropout": 0.1, "depth": 2, "width": 32, "optimizer": "adam"},
+        {"lr": 1e-2, "dropout": 0.1, "depth": 2, "width": 32, "optimizer": "sgd", "momentum": 0.9},
+    )
     trials = done([(adam, 0.5), (sgd, 0.1), (adam, 0.2)])
     trials._dynamic_trials[1]["result"].update(trial_status="pruned", history=[0.3, 0.1])  # pruned at epoch 2
     trials._dynamic_trials[2]["result"].update(trial_status="pruned", history=[0.2])  # pruned at epoch 1
@@ -114,8 +134,12 @@ def test_pruned_trials_steer_the_model():
     for _ in range(24):  # good: lr near 1e-3; pruned: lr near 1e-1 (pruned trials report a *low* loss)
         good = len(history) % 2 == 0
         lr = 10 ** rng.uniform(-3.2, -2.8) if good else 10 ** rng.uniform(-1.3, -1.0)
-        history.append(({"lr": lr, "dropout": 0.2, "depth": 2, "width": 32, "optimizer": "adam"},
-                        0.3 + rng.random() * 0.01 if good else 0.1))
+        history.append(
+            (
+                {"lr": lr, "dropout": 0.2, "depth": 2, "width": 32, "optimizer": "adam"},
+                0.3 + rng.random() * 0.01 if good else 0.1,
+            )
+        )
     trials = done(history)
     for doc in trials.trials[1::2]:
         doc["result"].update(trial_status="pruned", history=[0.2, 0.1])
@@ -128,8 +152,14 @@ def test_a_resumed_search_proposes_what_the_uninterrupted_one_would_have():
     trials = run(NEVER, seed=7, n=12)
     domain = Domain(lambda s: 0, to_hyperopt(SPACE))
     expected = NEVER([12], domain, trials, 0)[0]["misc"]["vals"]
-    history = [(d["tid"], d["misc"]["vals"], TrialRecord(d["tid"], "", point_of(d), "ok", d["result"]["loss"], 1,
-                                                        [d["result"]["loss"]])) for d in trials.trials]
+    history = [
+        (
+            d["tid"],
+            d["misc"]["vals"],
+            TrialRecord(d["tid"], "", point_of(d), "ok", d["result"]["loss"], 1, [d["result"]["loss"]]),
+        )
+        for d in trials.trials
+    ]
     resumed = records.fill(Trials(), history, 12)  # as the runner rebuilds it from MLflow
     assert all(d["state"] == JOB_STATE_DONE for d in resumed.trials)
     assert NEVER([12], domain, resumed, 0)[0]["misc"]["vals"] == expected
@@ -138,15 +168,24 @@ def test_a_resumed_search_proposes_what_the_uninterrupted_one_would_have():
 def test_unsupported_distributions_are_named():
     from hyperopt import hp
 
-    with pytest.raises(ValueError, match="normal.*'x'.*strategy=tpe"):
+    with pytest.raises(ValueError, match=r"normal.*'x'.*strategy=tpe"):
         sampler.parameters(Domain(lambda s: 0, {"x": hp.normal("x", 0, 1)}).expr)
 
 
 def test_a_search_with_strategy_bayes(tmp_path: Path, experiment):
     space = tmp_path / "space.yaml"
     space.write_text("lr: {type: loguniform, low: 1.0e-3, high: 1.0e-1}\nwidth: {type: choice, values: [16, 32]}\n")
-    config = build_search_config({"space": str(space), "strategy": "bayes", "max_evals": "6", "n_startup_jobs": "2",
-                                  "register": "false", "seed_presets": "false", "parallelism": "1"})
+    config = build_search_config(
+        {
+            "space": str(space),
+            "strategy": "bayes",
+            "max_evals": "6",
+            "n_startup_jobs": "2",
+            "register": "false",
+            "seed_presets": "false",
+            "parallelism": "1",
+        }
+    )
     base = build_config({"epochs": "2", "width": "32", "progress": "false", "experiment": experiment})
     outcome = SearchRunner(config, base).run()
     assert len(outcome.records) == 6 and outcome.best is not None

@@ -10,16 +10,16 @@ from pathlib import Path
 import mlflow
 import pytest
 from hyperopt.pyll import stochastic
+from stores import ready_store
 
 from hyperflow.cli import main
 from hyperflow.config import build_config
-from hyperflow.core.assembly import load_data
-from hyperflow.errors import UsageError
-from hyperflow.core.pruning import ASHAPruner, MedianPruner
 from hyperflow.config.search import build_search_config
-from hyperflow.search.space import flatten, grid_points, load_space, to_hyperopt, to_vals
+from hyperflow.core.assembly import load_data
+from hyperflow.core.pruning import ASHAPruner, MedianPruner
+from hyperflow.errors import UsageError
 from hyperflow.search.runner import SearchRunner
-from stores import ready_store
+from hyperflow.search.space import flatten, grid_points, load_space, to_hyperopt, to_vals
 
 TINY = {"epochs": "3", "width": "32", "progress": "false", "flush_secs": "5"}
 
@@ -66,17 +66,20 @@ def test_samples_are_valid_values_not_indices(tmp_path):
         assert (vals["optimizer=sgd/momentum"] != []) == (point["optimizer"] == "sgd")
 
 
-@pytest.mark.parametrize("text, fragment", [
-    ("lr: {type: gaussian, low: 1, high: 2}", "unknown type 'gaussian'"),
-    ("lr: {type: uniform, low: 2, high: 1}", "needs low < high"),
-    ("lr: {type: loguniform, low: 0, high: 1}", "needs low > 0"),
-    ("learning_rate: {type: uniform, low: 0.1, high: 1}", "unknown parameter 'learning_rate'"),
-    ("width: {type: choice}", "needs either 'values"),
-    ("lr: {type: uniform, high: 1}", "needs numbers 'low' and 'high'"),
-    ("depth: {type: int, low: 1.5, high: 3}", "whole-number bounds"),
-    ("- just a list", "must map setting names"),
-    ("epochs: 2\nlr: {type: uniform, low: 0.1, high: 1}\nepochs: 3", "'epochs' appears twice \\(lines 1 and 3\\)"),
-])
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("lr: {type: gaussian, low: 1, high: 2}", "unknown type 'gaussian'"),
+        ("lr: {type: uniform, low: 2, high: 1}", "needs low < high"),
+        ("lr: {type: loguniform, low: 0, high: 1}", "needs low > 0"),
+        ("learning_rate: {type: uniform, low: 0.1, high: 1}", "unknown parameter 'learning_rate'"),
+        ("width: {type: choice}", "needs either 'values"),
+        ("lr: {type: uniform, high: 1}", "needs numbers 'low' and 'high'"),
+        ("depth: {type: int, low: 1.5, high: 3}", "whole-number bounds"),
+        ("- just a list", "must map setting names"),
+        ("epochs: 2\nlr: {type: uniform, low: 0.1, high: 1}\nepochs: 3", "'epochs' appears twice \\(lines 1 and 3\\)"),
+    ],
+)
 def test_bad_spaces_are_refused(tmp_path, text, fragment):
     with pytest.raises(UsageError, match=fragment):
         load_space(write(tmp_path, text))
@@ -103,8 +106,15 @@ def _children(client, parent_id):
 
 
 def test_nested_runs_tags_artifacts_and_challenger(experiment, client):
-    settings = build_search_config({"max_evals": "5", "strategy": "tpe", "pruner": "none",
-                                    "model_name": f"{experiment}-best", "n_startup_jobs": "3"})
+    settings = build_search_config(
+        {
+            "max_evals": "5",
+            "strategy": "tpe",
+            "pruner": "none",
+            "model_name": f"{experiment}-best",
+            "n_startup_jobs": "3",
+        }
+    )
     outcome = SearchRunner(settings, build_config({**TINY, "experiment": experiment})).run()
     parent = client.get_run(outcome.run_id)
     assert parent.info.status == "FINISHED" and parent.data.tags["hyperflow.role"] == "search"
@@ -135,8 +145,16 @@ def test_same_seed_gives_the_same_trial_sequence(experiment, tmp_path):
     space = write(tmp_path, CONDITIONAL.replace("epochs: 3", "epochs: 1"))
 
     def params():
-        settings = build_search_config({"max_evals": "4", "strategy": "random", "pruner": "none", "space": space,
-                                        "register": "false", "seed_presets": "false"})
+        settings = build_search_config(
+            {
+                "max_evals": "4",
+                "strategy": "random",
+                "pruner": "none",
+                "space": space,
+                "register": "false",
+                "seed_presets": "false",
+            }
+        )
         outcome = SearchRunner(settings, build_config({**TINY, "epochs": "1", "experiment": experiment})).run()
         return [r.params for r in outcome.records]
 
@@ -144,8 +162,9 @@ def test_same_seed_gives_the_same_trial_sequence(experiment, tmp_path):
 
 
 def test_a_diverging_trial_fails_and_the_search_goes_on(tmp_path, experiment, client):
-    space = write(tmp_path, "lr: {type: choice, values: [1.0e+6, 0.001]}\noptimizer: sgd\nmomentum: 0.0\n"
-                            "schedule: constant\n")
+    space = write(
+        tmp_path, "lr: {type: choice, values: [1.0e+6, 0.001]}\noptimizer: sgd\nmomentum: 0.0\nschedule: constant\n"
+    )
     settings = build_search_config({"space": space, "strategy": "grid", "pruner": "none", "register": "false"})
     outcome = SearchRunner(settings, build_config({**TINY, "experiment": experiment})).run()
     statuses = {r.params["lr"]: r.status for r in outcome.records}
@@ -180,8 +199,9 @@ def build(input_shape, output_size):
 
 
 @pytest.mark.parametrize("error", ["ValueError", "PermissionError", "ConnectionError"])
-def test_any_error_of_a_trials_training_fails_that_trial_and_the_search_goes_on(error, tmp_path, experiment, client,
-                                                                                 monkeypatch):
+def test_any_error_of_a_trials_training_fails_that_trial_and_the_search_goes_on(
+    error, tmp_path, experiment, client, monkeypatch
+):
     """Not only the errors hyperflow expects (a diverging loss, out of memory): a ValueError or any other
     error from torch or a user's model fails its trial, whose run ends FAILED with the reason; an OSError of
     the model's (a file it cannot read, a download it cannot make) too, not taken for the store failing."""
@@ -189,10 +209,10 @@ def test_any_error_of_a_trials_training_fails_that_trial_and_the_search_goes_on(
     (tmp_path / f"{module}.py").write_text(PICKY_MODEL.replace("ERROR = ValueError", f"ERROR = {error}"))
     monkeypatch.syspath_prepend(str(tmp_path))
     space = write(tmp_path, "batch_size: {type: choice, values: [8, 16]}\n")
-    settings = build_search_config({"space": space, "strategy": "grid", "pruner": "none", "register": "false",
-                                    "parallelism": "1"})
-    outcome = SearchRunner(settings, build_config({**TINY, "model": f"{module}:build",
-                                                   "experiment": experiment})).run()
+    settings = build_search_config(
+        {"space": space, "strategy": "grid", "pruner": "none", "register": "false", "parallelism": "1"}
+    )
+    outcome = SearchRunner(settings, build_config({**TINY, "model": f"{module}:build", "experiment": experiment})).run()
     assert {r.params["batch_size"]: r.status for r in outcome.records} == {8: "ok", 16: "failed"}
     failed = next(c for c in _children(client, outcome.run_id) if c.data.tags["hyperflow.trial_status"] == "failed")
     assert failed.info.status == "FAILED"
@@ -201,10 +221,13 @@ def test_any_error_of_a_trials_training_fails_that_trial_and_the_search_goes_on(
 
 
 def test_consecutive_failures_stop_the_search(tmp_path, experiment):
-    space = write(tmp_path, "lr: {type: choice, values: [1.0e+6, 1.0e+7, 1.0e+8]}\noptimizer: sgd\n"
-                            "momentum: 0.0\nschedule: constant\n")
-    settings = build_search_config({"space": space, "strategy": "grid", "max_consecutive_failures": "2",
-                                    "register": "false", "parallelism": "1"})  # in flight: tests/test_parallel.py
+    space = write(
+        tmp_path,
+        "lr: {type: choice, values: [1.0e+6, 1.0e+7, 1.0e+8]}\noptimizer: sgd\nmomentum: 0.0\nschedule: constant\n",
+    )
+    settings = build_search_config(
+        {"space": space, "strategy": "grid", "max_consecutive_failures": "2", "register": "false", "parallelism": "1"}
+    )  # in flight: tests/test_parallel.py
     outcome = SearchRunner(settings, build_config({**TINY, "experiment": experiment})).run()
     assert len(outcome.records) == 2 and "2 trials failed in a row" in outcome.stop_reason
     assert outcome.best is None
@@ -212,22 +235,34 @@ def test_consecutive_failures_stop_the_search(tmp_path, experiment):
 
 def test_pruning_stops_a_hopeless_trial(tmp_path, experiment):
     space = write(tmp_path, "lr: {type: choice, values: [0.003, 0.002, 0.004, 1.0e-7]}\nepochs: 6\n")
-    settings = build_search_config({"space": space, "strategy": "grid", "pruner": "median", "min_epochs": "2",
-                                    "prune_startup_trials": "2", "register": "false", "parallelism": "1"})
+    settings = build_search_config(
+        {
+            "space": space,
+            "strategy": "grid",
+            "pruner": "median",
+            "min_epochs": "2",
+            "prune_startup_trials": "2",
+            "register": "false",
+            "parallelism": "1",
+        }
+    )
     outcome = SearchRunner(settings, build_config({**TINY, "experiment": experiment})).run()
     hopeless = next(r for r in outcome.records if r.params["lr"] == 1e-7)
     assert hopeless.status == "pruned" and hopeless.epochs == 2
     assert all(r.status == "ok" and r.epochs == 6 for r in outcome.records if r is not hopeless)
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["strategy=bohb"], "unknown strategy 'bohb'"),
-    (["space=missing.yaml"], "space file 'missing.yaml' not found"),
-    (["resume=0123456789abcdef"], "resume=0123456789abcdef: no such run"),
-    (["max_evals=0"], "max_evals must be at least 1"),
-    (["pruner=hyperband"], "unknown pruner 'hyperband'"),
-    (["prune_patience=0"], "prune_patience must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["strategy=bohb"], "unknown strategy 'bohb'"),
+        (["space=missing.yaml"], "space file 'missing.yaml' not found"),
+        (["resume=0123456789abcdef"], "resume=0123456789abcdef: no such run"),
+        (["max_evals=0"], "max_evals must be at least 1"),
+        (["pruner=hyperband"], "unknown pruner 'hyperband'"),
+        (["prune_patience=0"], "prune_patience must be at least 1"),
+    ],
+)
 def test_search_bad_input(args, fragment, capsys, experiment, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     capsys.readouterr()
@@ -243,22 +278,26 @@ def test_a_model_without_trainable_parameters_is_refused_before_any_run(capsys, 
     with nothing to train is refused there, in one line, with no run written."""
     (tmp_path / "frozen_models.py").write_text(
         "import torch\n\ndef frozen(input_shape, output_size):\n"
-        "    return torch.nn.Linear(input_shape[0], output_size).requires_grad_(False)\n")
+        "    return torch.nn.Linear(input_shape[0], output_size).requires_grad_(False)\n"
+    )
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", list(sys.path))
     capsys.readouterr()
     assert main(["search", "model=frozen_models:frozen", "max_evals=2", f"experiment={experiment}"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == ("hyperflow: error: model frozen_models:frozen has no trainable parameters: its factory must "
-                   "return an nn.Module with at least one parameter that requires grad")
+    assert err == (
+        "hyperflow: error: model frozen_models:frozen has no trainable parameters: its factory must "
+        "return an nn.Module with at least one parameter that requires grad"
+    )
     exp = mlflow.get_experiment_by_name(experiment)
     assert exp is None or mlflow.search_runs([exp.experiment_id], output_format="list") == []
 
 
 def test_timeout_stops_the_trial_in_flight(tmp_path, experiment):
     space = write(tmp_path, "lr: {type: choice, values: [0.001, 0.002]}\nepochs: 100000\n")
-    settings = build_search_config({"space": space, "strategy": "random", "timeout": "3", "pruner": "none",
-                                    "register": "false", "max_evals": "5"})
+    settings = build_search_config(
+        {"space": space, "strategy": "random", "timeout": "3", "pruner": "none", "register": "false", "max_evals": "5"}
+    )
     started = time.monotonic()
     outcome = SearchRunner(settings, build_config({**TINY, "experiment": experiment})).run()
     assert time.monotonic() - started < 60
@@ -268,8 +307,9 @@ def test_timeout_stops_the_trial_in_flight(tmp_path, experiment):
 
 def test_refit_trains_the_best_on_train_and_val(tmp_path, experiment, client):
     space = write(tmp_path, "lr: {type: choice, values: [0.003]}\n")
-    settings = build_search_config({"space": space, "strategy": "grid", "refit": "true",
-                                    "model_name": f"{experiment}-refit"})
+    settings = build_search_config(
+        {"space": space, "strategy": "grid", "refit": "true", "model_name": f"{experiment}-refit"}
+    )
     outcome = SearchRunner(settings, build_config({**TINY, "experiment": experiment})).run()
     assert outcome.registered == (f"{experiment}-refit", "1") and outcome.test_metrics["test_accuracy"] > 0.8
 
@@ -279,18 +319,32 @@ def test_sigterm_ends_every_run_and_prints_the_resume_command(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")}
     env["MLFLOW_TRACKING_URI"] = uri
-    args = ["strategy=random", "max_evals=50", "pruner=none", "register=false", "experiment=term",
-            *[f"{k}={v}" for k, v in TINY.items()], "epochs=30"]
+    args = [
+        "strategy=random",
+        "max_evals=50",
+        "pruner=none",
+        "register=false",
+        "experiment=term",
+        *[f"{k}={v}" for k, v in TINY.items()],
+        "epochs=30",
+    ]
     client = ready_store(uri)
-    proc = subprocess.Popen([sys.executable, "-m", "hyperflow", "search", *args], env=env, cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hyperflow", "search", *args],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
     def trial_running():
         exp = client.get_experiment_by_name("term")
         runs = client.search_runs([exp.experiment_id]) if exp else []
         done = [r for r in runs if r.data.tags.get("hyperflow.role") == "trial" and r.info.status == "FINISHED"]
-        return len(done) >= 1 and any(r.info.status == "RUNNING" and r.data.tags.get("hyperflow.role") == "trial"
-                                      for r in runs)
+        return len(done) >= 1 and any(
+            r.info.status == "RUNNING" and r.data.tags.get("hyperflow.role") == "trial" for r in runs
+        )
 
     deadline = time.monotonic() + 180
     while not trial_running() and time.monotonic() < deadline and proc.poll() is None:
@@ -306,8 +360,11 @@ def test_sigterm_ends_every_run_and_prints_the_resume_command(tmp_path):
 
 
 def test_literature_presets_are_the_first_trials(tmp_path, experiment):
-    space = write(tmp_path, "lr: {type: loguniform, low: 1.0e-4, high: 3.0e-2}\n"
-                            "optimizer: {type: choice, values: [adam, adamw]}\nepochs: 1\n")
+    space = write(
+        tmp_path,
+        "lr: {type: loguniform, low: 1.0e-4, high: 3.0e-2}\n"
+        "optimizer: {type: choice, values: [adam, adamw]}\nepochs: 1\n",
+    )
     settings = build_search_config({"space": space, "max_evals": "3", "pruner": "none", "register": "false"})
     outcome = SearchRunner(settings, build_config({**TINY, "experiment": experiment})).run()
     first = [(r.params["optimizer"], r.params["lr"]) for r in outcome.records[:2]]
@@ -316,11 +373,15 @@ def test_literature_presets_are_the_first_trials(tmp_path, experiment):
 
 
 def test_a_budget_smaller_than_the_presets_still_runs_its_trials(tmp_path, experiment):
-    space = write(tmp_path, "lr: {type: loguniform, low: 1.0e-4, high: 3.0e-2}\n"
-                            "optimizer: {type: choice, values: [adam, adamw]}\nepochs: 1\n")
+    space = write(
+        tmp_path,
+        "lr: {type: loguniform, low: 1.0e-4, high: 3.0e-2}\n"
+        "optimizer: {type: choice, values: [adam, adamw]}\nepochs: 1\n",
+    )
     for budget in (1, 2):
-        settings = build_search_config({"space": space, "max_evals": str(budget), "pruner": "none",
-                                        "register": "false"})
+        settings = build_search_config(
+            {"space": space, "max_evals": str(budget), "pruner": "none", "register": "false"}
+        )
         outcome = SearchRunner(settings, build_config({**TINY, "experiment": experiment})).run()
         assert len(outcome.records) == budget and outcome.best is not None
 
@@ -340,17 +401,30 @@ BAD_SPACES = [
     ("lr: {type: uniform, lo: 0.001, high: 0.1}", "random", "unknown key(s) lo"),
     ("lr: 0.001\noptimizer: {type: choice, options: {adam: {lr: 0.01}}}", "random", "set both inside"),
     # invalid only for some points: past the first 50 grid points, and in one conditional branch only
-    (f"width: {{type: choice, values: [8, 16]}}\nlr: {{type: choice, values: [{LRS}, -1.0]}}", "grid",
-     "lr must be positive"),
-    ("optimizer:\n  type: choice\n  options:\n    adam: {}\n    sgd: {momentum: {type: uniform, low: 0.5, high: 1.5}}",
-     "tpe", "momentum, beta1 and beta2 must be in [0, 1)"),
+    (
+        f"width: {{type: choice, values: [8, 16]}}\nlr: {{type: choice, values: [{LRS}, -1.0]}}",
+        "grid",
+        "lr must be positive",
+    ),
+    (
+        "optimizer:\n  type: choice\n  options:\n    adam: {}\n"
+        "    sgd: {momentum: {type: uniform, low: 0.5, high: 1.5}}",
+        "tpe",
+        "momentum, beta1 and beta2 must be in [0, 1)",
+    ),
     (b"lr: {type: uniform, low: 0.001, high: 0.1}  # \xe9t\xe9\n", "random", "is not UTF-8"),
     # keys no trial can vary (the search's own settings, the data, the range test's), in a branch too
-    ("data: /etc/passwd\nlr: {type: uniform, low: 0.001, high: 0.1}", "random",
-     "'data' cannot vary per trial: the data are loaded and split once"),
+    (
+        "data: /etc/passwd\nlr: {type: uniform, low: 0.001, high: 0.1}",
+        "random",
+        "'data' cannot vary per trial: the data are loaded and split once",
+    ),
     ("target: {type: choice, values: [a, b]}", "grid", "'target' cannot vary per trial"),
-    ("optimizer:\n  type: choice\n  options:\n    adam: {experiment: other}\n    sgd: {}", "tpe",
-     "'optimizer=adam/experiment' cannot vary per trial"),
+    (
+        "optimizer:\n  type: choice\n  options:\n    adam: {experiment: other}\n    sgd: {}",
+        "tpe",
+        "'optimizer=adam/experiment' cannot vary per trial",
+    ),
     ("model_name: other\nprogress: true", "random", "registers the trials' runs itself; set model_name=..."),
     ("preset: adamw_cosine", "random", "'preset' cannot vary per trial"),
     ("num_iter: {type: int, low: 50, high: 100}", "random", "A space varies: model, width, depth"),
@@ -360,14 +434,27 @@ BAD_SPACES = [
 
 
 @pytest.mark.parametrize("text, strategy, fragment", BAD_SPACES, ids=[str(i) for i in range(len(BAD_SPACES))])
-def test_a_bad_space_is_refused_before_anything_is_written(text, strategy, fragment, tmp_path, experiment, client,
-                                                           capsys):
+def test_a_bad_space_is_refused_before_anything_is_written(
+    text, strategy, fragment, tmp_path, experiment, client, capsys
+):
     path = tmp_path / "space.yaml"
     path.write_bytes(text if isinstance(text, bytes) else text.encode())
     models = len(client.search_registered_models())
     capsys.readouterr()
-    assert main(["search", f"space={path}", f"strategy={strategy}", "max_evals=2", "epochs=1",
-                 f"experiment={experiment}", "progress=false"]) == 2
+    assert (
+        main(
+            [
+                "search",
+                f"space={path}",
+                f"strategy={strategy}",
+                "max_evals=2",
+                "epochs=1",
+                f"experiment={experiment}",
+                "progress=false",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert err.startswith("hyperflow: error:") and fragment in err and "\n" not in err, err
     exp = mlflow.get_experiment_by_name(experiment)
@@ -375,8 +462,11 @@ def test_a_bad_space_is_refused_before_anything_is_written(text, strategy, fragm
     assert len(client.search_registered_models()) == models
 
 
-AUTO_LR_SETTINGS = {"lr": ["lr=auto"], "max_lr": ["max_lr=auto"],
-                    "base_lr": ["schedule=cyclic", "base_lr=auto", "max_lr=0.01"]}
+AUTO_LR_SETTINGS = {
+    "lr": ["lr=auto"],
+    "max_lr": ["max_lr=auto"],
+    "base_lr": ["schedule=cyclic", "base_lr=auto", "max_lr=0.01"],
+}
 
 
 @pytest.mark.parametrize("name", sorted(AUTO_LR_SETTINGS))
@@ -385,14 +475,30 @@ def test_an_auto_lr_setting_is_refused_by_a_search_as_in_a_space(name: str, tmp_
     auto. Refused in one line pointing to lr_bounds=auto, from the command line and from Python alike."""
     models = len(client.search_registered_models())
     capsys.readouterr()
-    assert main(["search", "data=wine", *AUTO_LR_SETTINGS[name], "max_evals=1", "epochs=1", "parallelism=1",
-                 f"experiment={experiment}", "progress=false"]) == 2
+    assert (
+        main(
+            [
+                "search",
+                "data=wine",
+                *AUTO_LR_SETTINGS[name],
+                "max_evals=1",
+                "epochs=1",
+                "parallelism=1",
+                f"experiment={experiment}",
+                "progress=false",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
-    assert err.splitlines() == [f"hyperflow: error: {name}=auto needs the LR range test, which a search's trials "
-                                f"do not run: pass lr_bounds=auto to run it once and search lr within its range, "
-                                f"or give {name} a number"], err
-    base = build_config({"data": "wine", "epochs": "1", "experiment": experiment,
-                         **dict(a.split("=") for a in AUTO_LR_SETTINGS[name])})
+    assert err.splitlines() == [
+        f"hyperflow: error: {name}=auto needs the LR range test, which a search's trials "
+        f"do not run: pass lr_bounds=auto to run it once and search lr within its range, "
+        f"or give {name} a number"
+    ], err
+    base = build_config(
+        {"data": "wine", "epochs": "1", "experiment": experiment, **dict(a.split("=") for a in AUTO_LR_SETTINGS[name])}
+    )
     with pytest.raises(UsageError, match=f"^{name}=auto needs the LR range test"):
         SearchRunner(build_search_config({"max_evals": "1", "parallelism": "1"}), base).run()
     exp = mlflow.get_experiment_by_name(experiment)
@@ -405,14 +511,14 @@ def test_a_setting_given_pins_its_dimension_of_the_shipped_space(experiment):
     and optimizer=adam takes the optimizer (and sgd's momentum) out of the search; a space of your own is
     taken as written."""
     settings = build_search_config({"max_evals": "2", "pruner": "none", "register": "false", "parallelism": "1"})
-    base = build_config({"data": "digits", "epochs": "1", "optimizer": "adam", "progress": "false",
-                         "experiment": experiment})
+    base = build_config(
+        {"data": "digits", "epochs": "1", "optimizer": "adam", "progress": "false", "experiment": experiment}
+    )
     outcome = SearchRunner(settings, base, given={"epochs", "optimizer", "max_evals"}).run()
     assert [r.epochs for r in outcome.records] == [1, 1]
     assert all("optimizer" not in r.params and "momentum" not in r.params for r in outcome.records)
     assert mlflow.get_run(outcome.run_id).data.params["optimizer"] == "adam"  # the trials' base
     assert "width" in outcome.records[0].params  # the rest is still searched
-    every = {"lr", "weight_decay", "width", "depth", "dropout", "batch_size", "optimizer", "epochs",
-             "label_smoothing"}
+    every = {"lr", "weight_decay", "width", "depth", "dropout", "batch_size", "optimizer", "epochs", "label_smoothing"}
     with pytest.raises(UsageError, match="nothing is left to search"):
         SearchRunner(settings, base, given=every).run()

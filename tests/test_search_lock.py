@@ -14,6 +14,7 @@ import threading
 import time
 
 import pytest
+from polling import wait_for
 
 from hyperflow import names
 from hyperflow.cli import main
@@ -21,13 +22,14 @@ from hyperflow.config import build_config
 from hyperflow.config.search import build_search_config
 from hyperflow.search.lock import SearchLock, SearchLocked
 from hyperflow.search.runner import SearchRunner
-from polling import wait_for
 
 QUICK = {"data": "wine", "epochs": "1", "progress": "false", "flush_secs": "5"}
 SEARCH = {"strategy": "random", "pruner": "none", "register": "false", "parallelism": "1"}
 # a resume that waits for the barrier file once hyperflow is imported, so that both start their checks together
-AT_BARRIER = ("import os, sys, time\nfrom hyperflow.cli import main\n"
-              "while not os.path.exists(sys.argv[1]):\n    time.sleep(0.005)\nsys.exit(main(sys.argv[2:]))")
+AT_BARRIER = (
+    "import os, sys, time\nfrom hyperflow.cli import main\n"
+    "while not os.path.exists(sys.argv[1]):\n    time.sleep(0.005)\nsys.exit(main(sys.argv[2:]))"
+)
 
 
 def env() -> dict[str, str]:
@@ -60,9 +62,25 @@ def test_two_resumes_at_once_run_once_the_other_exits_4_naming_the_holder(experi
     for round_ in range(3):
         barrier = tmp_path / f"go-{round_}"
         max_evals = round_ + 2
-        procs = [subprocess.Popen([sys.executable, "-c", AT_BARRIER, str(barrier), "search", f"resume={parent}",
-                                   f"max_evals={max_evals}"], env=env(), cwd=tmp_path, text=True,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+        procs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    AT_BARRIER,
+                    str(barrier),
+                    "search",
+                    f"resume={parent}",
+                    f"max_evals={max_evals}",
+                ],
+                env=env(),
+                cwd=tmp_path,
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            for _ in range(2)
+        ]
         barrier.touch()
         results = [(p.pid, p.wait(timeout=300), *p.communicate()) for p in procs]
         codes = sorted(code for _, code, _, _ in results)
@@ -77,8 +95,13 @@ def test_two_resumes_at_once_run_once_the_other_exits_4_naming_the_holder(experi
 
 def test_a_running_search_refuses_a_resume_and_once_killed_is_taken_over(experiment, client, tmp_path, capsys):
     args = [f"{k}={v}" for k, v in {**QUICK, **SEARCH, "epochs": "3", "max_evals": "4"}.items()]
-    proc = subprocess.Popen([sys.executable, "-m", "hyperflow", "search", *args, f"experiment={experiment}"],
-                            env=env(), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hyperflow", "search", *args, f"experiment={experiment}"],
+        env=env(),
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     exp = wait_for(lambda: client.get_experiment_by_name(experiment), "the experiment")
 
     def a_trial_started():
@@ -93,10 +116,16 @@ def test_a_running_search_refuses_a_resume_and_once_killed_is_taken_over(experim
         before = client.get_run(parent)
         holder = json.loads(before.data.tags[names.SEARCH_LOCK])
         assert holder["pid"] == proc.pid and holder["run_id"] is None
-        refused = subprocess.run([sys.executable, "-m", "hyperflow", "search", f"resume={parent}"], env=env(),
-                                 cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        refused = subprocess.run(
+            [sys.executable, "-m", "hyperflow", "search", f"resume={parent}"],
+            env=env(),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert refused.returncode == 4, refused.stderr
-        line, = refused.stderr.strip().splitlines()
+        (line,) = refused.stderr.strip().splitlines()
         assert f"search run {parent} is being run by host" in line and f"pid {proc.pid} since" in line
         after = client.get_run(parent)
         assert after.data.tags == before.data.tags and after.data.params == before.data.params
@@ -118,7 +147,7 @@ def test_a_lock_from_another_host_holds_until_its_lease_ends(experiment, client,
     client.set_tag(parent, names.SEARCH_LOCK, json.dumps({**elsewhere, "expires_at": time.time() + 600}))
     capsys.readouterr()
     assert main(["search", f"resume={parent}", "max_evals=2"]) == 4
-    line, = capsys.readouterr().err.strip().splitlines()
+    (line,) = capsys.readouterr().err.strip().splitlines()
     assert f"search run {parent} is being run by host elsewhere pid 1 since" in line
     assert client.get_run(parent).info.end_time == ended and len(children(client, parent)) == 1
     client.set_tag(parent, names.SEARCH_LOCK, json.dumps({**elsewhere, "expires_at": time.time() - 1}))
@@ -126,7 +155,6 @@ def test_a_lock_from_another_host_holds_until_its_lease_ends(experiment, client,
     err = capsys.readouterr().err
     assert f"search run {parent}: took over from host elsewhere pid 1" in err and "its lease expired" in err
     assert_clean(client, parent, 2)
-
 
 
 def test_of_lock_takers_at_once_on_one_search_run_exactly_one_wins(experiment, client):

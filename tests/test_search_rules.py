@@ -27,8 +27,9 @@ def write(tmp_path: Path, text: str) -> str:
 
 
 def search(experiment: str, base: dict | None = None, **settings: str):
-    config = build_search_config({"pruner": "none", "register": "false", "seed_presets": "false", "parallelism": "1",
-                                  **settings})  # one trial at a time: the rules are checked in trial order
+    config = build_search_config(
+        {"pruner": "none", "register": "false", "seed_presets": "false", "parallelism": "1", **settings}
+    )  # one trial at a time: the rules are checked in trial order
     return SearchRunner(config, build_config({**TINY, "epochs": "1", **(base or {}), "experiment": experiment})).run()
 
 
@@ -44,6 +45,7 @@ def early_stop_holds(losses: list[float], patience: int) -> bool:
 
 
 # ------------------------------------------------------------------------------------------ stop rules
+
 
 def test_early_stop_ends_a_grid_after_that_many_trials_without_improvement(tmp_path, experiment, client):
     space = write(tmp_path, f"lr: {{type: choice, values: [{GOOD}, {SLOW}, 2.0e-6, 3.0e-6, 4.0e-6]}}\n")
@@ -85,11 +87,12 @@ def test_loss_threshold_ends_a_hyperopt_search_after_the_trial_that_met_it(strat
 
 # ------------------------------------------------------------------------------------------ lr_bounds=auto
 
+
 def test_lr_bounds_auto_searches_lr_within_the_range_test_s_range(tmp_path, experiment, client):
     space = write(tmp_path, "lr: {type: loguniform, low: 1.0e-7, high: 10.0}\n")
     outcome = search(experiment, space=space, strategy="random", lr_bounds="auto", max_evals="3")
     runs = children(client, outcome.run_id)
-    finder, = [r for r in runs if r.data.tags["hyperflow.role"] == "lr_find"]  # the range test, nested
+    (finder,) = [r for r in runs if r.data.tags["hyperflow.role"] == "lr_find"]  # the range test, nested
     params = client.get_run(outcome.run_id).data.params
     low, high = float(params["lr_bounds.low"]), float(params["lr_bounds.high"])
     # schedule=constant: the range itself (onecycle would widen the top)
@@ -102,7 +105,8 @@ def test_lr_bounds_auto_searches_lr_within_the_range_test_s_range(tmp_path, expe
 
 @pytest.mark.parametrize("error", ["ValueError", "PermissionError"])
 def test_a_model_failing_the_range_test_of_lr_bounds_auto_is_one_line_exit_1_and_no_run_left_running(
-        error, tmp_path, experiment, client, monkeypatch, capsys):
+    error, tmp_path, experiment, client, monkeypatch, capsys
+):
     """The range test that sets the bounds trains the user's model too: its error (an OSError of its own
     included, not taken for the store failing) is one line naming it and where it was raised, exit 1; the
     range test's run and the search's end FAILED with that reason."""
@@ -115,13 +119,26 @@ def test_a_model_failing_the_range_test_of_lr_bounds_auto_is_one_line_exit_1_and
     monkeypatch.syspath_prepend(str(tmp_path))
     space = write(tmp_path, "lr: {type: loguniform, low: 1.0e-7, high: 10.0}\n")
     capsys.readouterr()
-    code = main(["search", f"space={space}", "lr_bounds=auto", "max_evals=2", "register=false", "parallelism=1",
-                 f"model={module}:build", "batch_size=16", "progress=false", f"experiment={experiment}"])
+    code = main(
+        [
+            "search",
+            f"space={space}",
+            "lr_bounds=auto",
+            "max_evals=2",
+            "register=false",
+            "parallelism=1",
+            f"model={module}:build",
+            "batch_size=16",
+            "progress=false",
+            f"experiment={experiment}",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 1, err
     line = next(i for i, text in enumerate(PICKY_MODEL.splitlines(), 1) if "raise ERROR" in text)
-    reason = (f"the LR range test raised {error}: batches of more than 8 rows are refused "
-              f"(at {module}.py:{line} in forward)")
+    reason = (
+        f"the LR range test raised {error}: batches of more than 8 rows are refused (at {module}.py:{line} in forward)"
+    )
     assert err == f"hyperflow search: error: {reason}"
     runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
     assert sorted(r.data.tags["hyperflow.role"] for r in runs) == ["lr_find", "search"]
@@ -130,12 +147,12 @@ def test_a_model_failing_the_range_test_of_lr_bounds_auto_is_one_line_exit_1_and
 
 # ------------------------------------------------------------------------------------------ ASHA
 
+
 def test_asha_prunes_a_hopeless_trial_at_its_first_rung(tmp_path, experiment, client):
     """min_epochs=1, reduction_factor=2: rungs at epochs 1, 2, 4. The first two trials have no or one peer at
     each rung (fewer than 2: no ranking); the third, far behind both at epoch 1, stops there."""
     space = write(tmp_path, f"lr: {{type: choice, values: [{GOOD}, 0.002, 1.0e-7]}}\nepochs: 4\n")
-    outcome = search(experiment, space=space, strategy="grid", pruner="asha", min_epochs="1",
-                     reduction_factor="2")
+    outcome = search(experiment, space=space, strategy="grid", pruner="asha", min_epochs="1", reduction_factor="2")
     first, second, hopeless = outcome.records
     assert (first.status, first.epochs, second.status, second.epochs) == ("ok", 4, "ok", 4)
     assert (hopeless.status, hopeless.epochs) == ("pruned", 1) and "epoch 1" in hopeless.reason
@@ -148,14 +165,17 @@ def test_asha_prunes_a_hopeless_trial_at_its_first_rung(tmp_path, experiment, cl
 
 # ------------------------------------------------------------------------------------------ importance
 
+
 def test_parameter_importance_is_logged_and_ranks_the_parameter_that_matters(tmp_path, experiment, client):
     """lr spans five decades and decides the loss; a dropout of 0 or 1e-9 changes nothing."""
-    space = write(tmp_path, "lr: {type: loguniform, low: 1.0e-7, high: 1.0e-2}\n"
-                            "dropout: {type: choice, values: [0.0, 1.0e-9]}\n")
+    space = write(
+        tmp_path, "lr: {type: loguniform, low: 1.0e-7, high: 1.0e-2}\ndropout: {type: choice, values: [0.0, 1.0e-9]}\n"
+    )
     outcome = search(experiment, space=space, strategy="random", max_evals="8")
     assert sum(r.status == "ok" for r in outcome.records) >= 5
     paths = {a.path for a in client.list_artifacts(outcome.run_id)} | {
-        a.path for a in client.list_artifacts(outcome.run_id, "plots")}
+        a.path for a in client.list_artifacts(outcome.run_id, "plots")
+    }
     assert {"parameter_importance.csv", "plots/parameter_importance.png"} <= paths
     folder = tmp_path / "artifacts"
     folder.mkdir()
@@ -176,12 +196,14 @@ def test_importance_counts_a_choice_as_much_as_the_same_information_as_a_number(
     rng = np.random.default_rng(0)
     n = 60
     optimizer = rng.choice(["adam", "sgd"], n)
-    params = pd.DataFrame({"optimizer": optimizer, "lr": 10 ** rng.uniform(-4, -1, n),
-                           "flag": rng.choice([True, False], n)})
+    params = pd.DataFrame(
+        {"optimizer": optimizer, "lr": 10 ** rng.uniform(-4, -1, n), "flag": rng.choice([True, False], n)}
+    )
     losses = pd.Series(np.where(optimizer == "sgd", 1.0, 0.2) * np.exp(0.01 * rng.normal(size=n)))
     as_choice = parameter_importance(params, losses).set_index("parameter")["importance"]
-    as_number = parameter_importance(params.assign(optimizer=(optimizer == "sgd").astype(float)),
-                                     losses).set_index("parameter")["importance"]
+    as_number = parameter_importance(params.assign(optimizer=(optimizer == "sgd").astype(float)), losses).set_index(
+        "parameter"
+    )["importance"]
     assert as_choice.index[0] == "optimizer" and as_choice["optimizer"] > 0.3
     assert as_choice["optimizer"] == pytest.approx(as_number["optimizer"])
     assert (as_choice.drop("optimizer").abs() < 0.05).all()
@@ -191,20 +213,23 @@ def test_no_importance_with_fewer_than_five_finished_trials(tmp_path, experiment
     space = write(tmp_path, "lr: {type: loguniform, low: 1.0e-4, high: 1.0e-2}\n")
     outcome = search(experiment, space=space, strategy="random", max_evals="3")
     paths = {a.path for a in client.list_artifacts(outcome.run_id)} | {
-        a.path for a in client.list_artifacts(outcome.run_id, "plots")}
+        a.path for a in client.list_artifacts(outcome.run_id, "plots")
+    }
     assert "plots/search_progress.png" in paths and "trials.csv" in paths
     assert "parameter_importance.csv" not in paths and "plots/parameter_importance.png" not in paths
 
 
 # ------------------------------------------------------------------------------------------ TPE resume
 
+
 @pytest.mark.parametrize("strategy", ["tpe", "bayes"])
 def test_a_resumed_model_based_search_is_fed_the_restored_history(strategy, tmp_path, experiment, client):
     """n_startup_jobs=2: from the third trial on the model (bayes or TPE) uses the history. A search cut at two
     trials and resumed to four proposes the points the uninterrupted four-trial search proposed, which it can
     only do if the model sees the two restored trials (without them it would draw from the prior again)."""
-    space = write(tmp_path, "lr: {type: loguniform, low: 1.0e-5, high: 1.0e-1}\n"
-                            "width: {type: choice, values: [8, 16, 32]}\n")
+    space = write(
+        tmp_path, "lr: {type: loguniform, low: 1.0e-5, high: 1.0e-1}\nwidth: {type: choice, values: [8, 16, 32]}\n"
+    )
     common = {"space": space, "strategy": strategy, "n_startup_jobs": "2"}
     whole = search(experiment, **common, max_evals="4")
     cut = search(experiment, **common, max_evals="2")
@@ -212,8 +237,10 @@ def test_a_resumed_model_based_search_is_fed_the_restored_history(strategy, tmp_
     assert resumed.run_id == cut.run_id and [r.number for r in resumed.records] == [0, 1, 2, 3]
     assert [r.loss for r in resumed.records[:2]] == [r.loss for r in whole.records[:2]]  # same history
     assert [r.params for r in resumed.records] == [r.params for r in whole.records]
-    children_params = [json.loads(r.data.tags["hyperflow.trial_params"]) for r in
-                       sorted(children(client, cut.run_id), key=lambda r: int(r.data.tags["hyperflow.trial_number"]))]
+    children_params = [
+        json.loads(r.data.tags["hyperflow.trial_params"])
+        for r in sorted(children(client, cut.run_id), key=lambda r: int(r.data.tags["hyperflow.trial_number"]))
+    ]
     assert children_params == [r.params for r in whole.records]
     # the control: a draw from the prior for trial 2 (what the model does with no history) is another point,
     # so the equality above comes from the history
@@ -227,8 +254,11 @@ def test_a_local_resume_runs_a_trial_killed_in_flight_again_under_its_number(tmp
     space = write(tmp_path, "lr: {type: loguniform, low: 1.0e-4, high: 1.0e-2}\n")
     whole = search(experiment, space=space, strategy="random", max_evals="3")
     first = search(experiment, space=space, strategy="random", max_evals="2")
-    killed = client.create_run(first.experiment_id, run_name="trial-002", tags={
-        "mlflow.parentRunId": first.run_id, "hyperflow.role": "trial", "hyperflow.trial_number": "2"}).info.run_id
+    killed = client.create_run(
+        first.experiment_id,
+        run_name="trial-002",
+        tags={"mlflow.parentRunId": first.run_id, "hyperflow.role": "trial", "hyperflow.trial_number": "2"},
+    ).info.run_id
     resumed = search(experiment, resume=first.run_id, max_evals="3")
     assert [r.number for r in resumed.records] == [0, 1, 2] and resumed.records[2].run_id != killed
     assert resumed.records[2].params == whole.records[2].params

@@ -14,25 +14,33 @@ from pathlib import Path
 
 import mlflow
 import pytest
+from services import free_port, mlflow_server  # noqa: F401  (fixture)
 
 from hyperflow import tracking
 from hyperflow.core import library_logs
 from hyperflow.errors import without_credentials
 from hyperflow.search.outcome import store_failure
 from hyperflow.tracking import registry
-from services import free_port, mlflow_server  # noqa: F401  (fixture)
 
 PASSWORD = "s3cret-Pw-23"
 
 
-@pytest.mark.parametrize("text, shown", [
-    (f"http://alice:{PASSWORD}@127.0.0.1:5000", "http://127.0.0.1:5000"),
-    (f"API request to https://alice:{PASSWORD}@host.example/api/2.0/x failed", "API request to https://host.example/api/2.0/x failed"),
-    (f"postgresql+psycopg2://u:p@ss{PASSWORD}@db:5432/mlflow", "postgresql+psycopg2://db:5432/mlflow"),
-    (f"'http://token{PASSWORD}@h/x' and http://h/y?a=b@c", "'http://h/x' and http://h/y?a=b@c"),
-    ("sqlite:///mlflow.db", "sqlite:///mlflow.db"), ("sqlite:////abs/mlflow.db", "sqlite:////abs/mlflow.db"),
-    ("file:///data@2026/x.csv", "file:///data@2026/x.csv"), ("mail alice@example.org", "mail alice@example.org"),
-])
+@pytest.mark.parametrize(
+    "text, shown",
+    [
+        (f"http://alice:{PASSWORD}@127.0.0.1:5000", "http://127.0.0.1:5000"),
+        (
+            f"API request to https://alice:{PASSWORD}@host.example/api/2.0/x failed",
+            "API request to https://host.example/api/2.0/x failed",
+        ),
+        (f"postgresql+psycopg2://u:p@ss{PASSWORD}@db:5432/mlflow", "postgresql+psycopg2://db:5432/mlflow"),
+        (f"'http://token{PASSWORD}@h/x' and http://h/y?a=b@c", "'http://h/x' and http://h/y?a=b@c"),
+        ("sqlite:///mlflow.db", "sqlite:///mlflow.db"),
+        ("sqlite:////abs/mlflow.db", "sqlite:////abs/mlflow.db"),
+        ("file:///data@2026/x.csv", "file:///data@2026/x.csv"),
+        ("mail alice@example.org", "mail alice@example.org"),
+    ],
+)
 def test_credentials_are_cut_out_of_every_url_in_a_text(text, shown):
     assert without_credentials(text) == shown
 
@@ -52,8 +60,12 @@ def test_the_lines_for_a_failed_store_show_no_password(unreachable):
     with pytest.raises(Exception) as failed:
         mlflow.MlflowClient().get_experiment("0")
     assert PASSWORD in str(failed.value)  # MLflow's own message quotes the URI as given
-    for line in (store_failure(failed.value, "", None), store_failure(failed.value, "", "abc"),
-                 tracking.store_error_text(failed.value), tracking.one_line(failed.value)):
+    for line in (
+        store_failure(failed.value, "", None),
+        store_failure(failed.value, "", "abc"),
+        tracking.store_error_text(failed.value),
+        tracking.one_line(failed.value),
+    ):
         assert PASSWORD not in line and "alice" not in line, line
     assert unreachable in store_failure(failed.value, "", None)
     with pytest.raises(registry.RegistryError) as refused:
@@ -91,7 +103,7 @@ def test_verbose_shows_the_traceback_still_without_password(monkeypatch):
 
 
 @pytest.mark.slow
-def test_a_password_in_the_uri_reaches_no_output_run_or_version(mlflow_server, tmp_path):  # noqa: F811
+def test_a_password_in_the_uri_reaches_no_output_run_or_version(mlflow_server, tmp_path):
     """Against a real server with basic auth, the credentials given in the URI alone (MLflow sends them)."""
     user, password = mlflow_server.create_user(role="searcher", password=PASSWORD + "-srv")
     uri = mlflow_server.uri.replace("://", f"://{user}:{password}@")
@@ -99,11 +111,19 @@ def test_a_password_in_the_uri_reaches_no_output_run_or_version(mlflow_server, t
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "HYPERFLOW_"))}
     env.update(MLFLOW_TRACKING_URI=uri, MLFLOW_EXPERIMENT_NAME=experiment)
     output = ""
-    for args in (["train", "data=digits", "epochs=1", f"model_name={model}"],
-                 ["promote", f"model_name={model}", "version=1", "allow_first=true"],
-                 ["search", "data=digits", "max_evals=2", "epochs=1", f"model_name={model}"]):
-        proc = subprocess.run([sys.executable, "-m", "hyperflow", *args, *(["progress=false"] * (args[0] != "promote"))],
-                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    for args in (
+        ["train", "data=digits", "epochs=1", f"model_name={model}"],
+        ["promote", f"model_name={model}", "version=1", "allow_first=true"],
+        ["search", "data=digits", "max_evals=2", "epochs=1", f"model_name={model}"],
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "hyperflow", *args, *(["progress=false"] * (args[0] != "promote"))],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         output += proc.stdout + proc.stderr
     assert password not in output and mlflow_server.uri in output  # the URI is shown, without credentials
@@ -112,8 +132,11 @@ def test_a_password_in_the_uri_reaches_no_output_run_or_version(mlflow_server, t
     assert {r.data.tags["hyperflow.role"] for r in runs} == {"train", "promote", "search", "trial"}
     for run in runs:
         assert password not in repr(run.data.tags) + repr(run.data.params) + repr(run.info), run.info.run_name
-        folder = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, tracking_uri=uri,
-                                                         dst_path=str(tmp_path / run.info.run_id)))
+        folder = Path(
+            mlflow.artifacts.download_artifacts(
+                run_id=run.info.run_id, tracking_uri=uri, dst_path=str(tmp_path / run.info.run_id)
+            )
+        )
         for path in (p for p in folder.rglob("*") if p.is_file()):
             assert password.encode() not in path.read_bytes(), path
     versions = client.search_model_versions(f"name = '{model}'")

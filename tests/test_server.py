@@ -14,7 +14,6 @@ import pytest
 import requests
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-
 from services import SCRIPT, mlflow_server  # noqa: F401  (fixture)
 
 TINY = ["data=digits", "width=32", "progress=false", "flush_secs=5"]
@@ -23,9 +22,14 @@ TINY = ["data=digits", "width=32", "progress=false", "flush_secs=5"]
 def search(server, user: str, folder: Path, epochs: int, *settings: str, **popen) -> subprocess.Popen:
     space = folder / f"space-{epochs}.yaml"
     space.write_text(f"lr: {{type: loguniform, low: 1.0e-3, high: 1.0e-2}}\nepochs: {epochs}\n")
-    return subprocess.Popen([sys.executable, "-m", "hyperflow", "search", *TINY, f"space={space}", *settings],
-                            env={**server.env(user), **popen.pop("env", {})}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, **popen)
+    return subprocess.Popen(
+        [sys.executable, "-m", "hyperflow", "search", *TINY, f"space={space}", *settings],
+        env={**server.env(user), **popen.pop("env", {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **popen,
+    )
 
 
 def runs_of(client: MlflowClient, experiment: str) -> tuple[mlflow.entities.Run, list[mlflow.entities.Run]]:
@@ -57,15 +61,27 @@ def assert_complete(client: MlflowClient, experiment: str, trials: int, epochs: 
 
 
 @pytest.fixture(scope="module")
-def four_searches(mlflow_server, tmp_path_factory):  # noqa: F811
+def four_searches(mlflow_server, tmp_path_factory):
     """Four searches at once, as one searcher, against the same server."""
     started = time.monotonic()
     user, _ = mlflow_server.create_user(role="searcher")
     tag = os.urandom(3).hex()
     names = [f"four-{tag}-{i}" for i in range(4)]
     folder = tmp_path_factory.mktemp("four")
-    procs = [search(mlflow_server, user, folder, 2, "max_evals=3", "strategy=random", f"seed={i}",
-                    f"experiment={name}", f"model_name={name}") for i, name in enumerate(names)]
+    procs = [
+        search(
+            mlflow_server,
+            user,
+            folder,
+            2,
+            "max_evals=3",
+            "strategy=random",
+            f"seed={i}",
+            f"experiment={name}",
+            f"model_name={name}",
+        )
+        for i, name in enumerate(names)
+    ]
     for proc in procs:
         out, _ = proc.communicate(timeout=300)
         assert proc.returncode == 0, out[-3000:]
@@ -73,7 +89,7 @@ def four_searches(mlflow_server, tmp_path_factory):  # noqa: F811
     return names
 
 
-def test_four_searches_at_once_lose_nothing(mlflow_server, four_searches):  # noqa: F811
+def test_four_searches_at_once_lose_nothing(mlflow_server, four_searches):
     with mlflow_server.as_user():
         client = MlflowClient()
         for name in four_searches:
@@ -84,7 +100,7 @@ def test_four_searches_at_once_lose_nothing(mlflow_server, four_searches):  # no
             assert client.get_experiment_by_name(name).artifact_location.startswith("mlflow-artifacts:")
 
 
-def test_no_password_in_any_param_tag_or_artifact(mlflow_server, four_searches, tmp_path):  # noqa: F811
+def test_no_password_in_any_param_tag_or_artifact(mlflow_server, four_searches, tmp_path):
     secrets = [p.encode() for p in mlflow_server.passwords.values()]
     with mlflow_server.as_user():
         client = MlflowClient()
@@ -93,7 +109,11 @@ def test_no_password_in_any_param_tag_or_artifact(mlflow_server, four_searches, 
             for run in (parent, *children):
                 texts = [*run.data.params.values(), *run.data.tags.values(), *run.data.params, *run.data.tags]
                 assert not [t for t in texts if any(s.decode() in t for s in secrets)]
-                folder = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, dst_path=str(tmp_path / run.info.run_id)))
+                folder = Path(
+                    mlflow.artifacts.download_artifacts(
+                        run_id=run.info.run_id, dst_path=str(tmp_path / run.info.run_id)
+                    )
+                )
                 files = [f for f in folder.rglob("*") if f.is_file()]
                 assert run is not parent or files
                 assert not [f for f in files if any(s in f.read_bytes() for s in secrets)]
@@ -101,14 +121,16 @@ def test_no_password_in_any_param_tag_or_artifact(mlflow_server, four_searches, 
                 assert not [v for v in version.tags.values() if any(s.decode() in v for s in secrets)]
 
 
-def test_requests_without_valid_credentials_are_refused(mlflow_server):  # noqa: F811
+def test_requests_without_valid_credentials_are_refused(mlflow_server):
     url = f"{mlflow_server.uri}/api/2.0/mlflow/experiments/search"
     assert requests.post(url, json={"max_results": 1}, timeout=30).status_code == 401
-    assert requests.post(url, json={"max_results": 1}, auth=("admin", "not-the-password"), timeout=30).status_code == 401
+    assert (
+        requests.post(url, json={"max_results": 1}, auth=("admin", "not-the-password"), timeout=30).status_code == 401
+    )
     assert requests.post(url, json={"max_results": 1}, auth=mlflow_server.admin, timeout=30).status_code == 200
 
 
-def test_a_reader_reads_but_cannot_move_an_alias(mlflow_server, four_searches):  # noqa: F811
+def test_a_reader_reads_but_cannot_move_an_alias(mlflow_server, four_searches):
     reader, _ = mlflow_server.create_user(role="reader")
     searcher, _ = mlflow_server.create_user(role="searcher")
     name = four_searches[0]
@@ -116,9 +138,9 @@ def test_a_reader_reads_but_cannot_move_an_alias(mlflow_server, four_searches): 
         client = MlflowClient()
         version = client.get_model_version_by_alias(name, "challenger")
         assert client.get_run(version.tags["search_run_id"]).info.status == "FINISHED"
-        with pytest.raises(MlflowException, match="403|PERMISSION_DENIED|Permission denied"):
+        with pytest.raises(MlflowException, match=r"403|PERMISSION_DENIED|Permission denied"):
             client.set_registered_model_alias(name, "champion", version.version)
-        with pytest.raises(MlflowException, match="403|PERMISSION_DENIED|Permission denied"):
+        with pytest.raises(MlflowException, match=r"403|PERMISSION_DENIED|Permission denied"):
             client.create_run(client.get_experiment_by_name(name).experiment_id)
     with mlflow_server.as_user(searcher):  # another searcher may promote what the first one registered
         client = MlflowClient()
@@ -126,13 +148,23 @@ def test_a_reader_reads_but_cannot_move_an_alias(mlflow_server, four_searches): 
         assert client.get_model_version_by_alias(name, "champion").version == version.version
 
 
-def test_the_server_restarts_mid_search_and_nothing_is_lost(mlflow_server, tmp_path):  # noqa: F811
+def test_the_server_restarts_mid_search_and_nothing_is_lost(mlflow_server, tmp_path):
     user, _ = mlflow_server.create_user(role="searcher")
     experiment = f"restart-{os.urandom(3).hex()}"
     # retries at 0, 2, 6, 14, 30, 62, 126 s: an outage of up to ~2 min is ridden out
     retries = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "7", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
-    proc = search(mlflow_server, user, tmp_path, 3, "max_evals=4", "strategy=random", "pruner=none",
-                  "register=false", f"experiment={experiment}", env=retries)
+    proc = search(
+        mlflow_server,
+        user,
+        tmp_path,
+        3,
+        "max_evals=4",
+        "strategy=random",
+        "pruner=none",
+        "register=false",
+        f"experiment={experiment}",
+        env=retries,
+    )
     with mlflow_server.as_user():
         client = MlflowClient()
         deadline = time.monotonic() + 180
@@ -155,15 +187,25 @@ def test_the_server_restarts_mid_search_and_nothing_is_lost(mlflow_server, tmp_p
     print(f"search rode out a {outage:.0f} s outage")
 
 
-def test_the_script_refuses_bad_input_in_one_line(mlflow_server, tmp_path):  # noqa: F811
+def test_the_script_refuses_bad_input_in_one_line(mlflow_server, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_AUTH_ADMIN_PASSWORD"}
-    cases = [({}, ["--port", "1"], "MLFLOW_AUTH_ADMIN_PASSWORD is not set"),
-             ({"MLFLOW_AUTH_ADMIN_PASSWORD": "short"}, [], "too short"),
-             ({"MLFLOW_AUTH_ADMIN_PASSWORD": "long-enough-password"}, ["--port", str(mlflow_server.port)],
-              f"port 127.0.0.1:{mlflow_server.port} is not free")]
+    cases = [
+        ({}, ["--port", "1"], "MLFLOW_AUTH_ADMIN_PASSWORD is not set"),
+        ({"MLFLOW_AUTH_ADMIN_PASSWORD": "short"}, [], "too short"),
+        (
+            {"MLFLOW_AUTH_ADMIN_PASSWORD": "long-enough-password"},
+            ["--port", str(mlflow_server.port)],
+            f"port 127.0.0.1:{mlflow_server.port} is not free",
+        ),
+    ]
     for extra, args, fragment in cases:
-        done = subprocess.run([sys.executable, str(SCRIPT), "serve", "--home", str(tmp_path / "home"), *args],
-                              env={**env, **extra}, capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [sys.executable, str(SCRIPT), "serve", "--home", str(tmp_path / "home"), *args],
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         err = done.stderr.strip()
         assert done.returncode == 2 and fragment in err and "\n" not in err, err
     assert not (tmp_path / "home").exists()  # nothing half-made

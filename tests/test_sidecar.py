@@ -14,10 +14,10 @@ from concurrent.futures import Future
 
 import mlflow
 import pytest
+from polling import wait_for
 
 from hyperflow.tracking import SidecarCalls, log_results, search_store
 from hyperflow.tracking.runs import PendingRun, created_by_call
-from polling import wait_for
 
 MISSING_RUN = "0" * 32
 
@@ -99,8 +99,15 @@ def test_with_two_lanes_a_runs_calls_follow_it_while_the_other_lane_is_held(fifo
         calls.close()
 
 
-@pytest.mark.parametrize("uri, lanes", [("sqlite:///x.db", 1), ("postgresql://u@h/db", 1),
-                                         ("http://127.0.0.1:5000", 2), ("https://mlflow.example.com", 2)])
+@pytest.mark.parametrize(
+    "uri, lanes",
+    [
+        ("sqlite:///x.db", 1),
+        ("postgresql://u@h/db", 1),
+        ("http://127.0.0.1:5000", 2),
+        ("https://mlflow.example.com", 2),
+    ],
+)
 def test_a_tracking_server_gets_two_lanes_a_database_one(uri, lanes):
     calls = SidecarCalls({"MLFLOW_TRACKING_URI": uri})
     try:
@@ -129,14 +136,16 @@ def test_the_sidecar_ignores_ctrl_c(calls, experiment, client):
 
 def test_the_sidecar_exits_when_the_search_process_is_killed(tmp_path):
     script = tmp_path / "search.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import os, sys, mlflow
         from hyperflow.tracking import SidecarCalls, search_store
         mlflow.set_tracking_uri("sqlite:///{tmp_path}/mlflow.db")
         calls = SidecarCalls(search_store.executor_environment())
         print(calls.submit(os.getpid).result(), flush=True)
         sys.stdin.read()  # until killed
-    """))
+    """)
+    )
     search = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         sidecar = int(search.stdout.readline())
@@ -167,7 +176,9 @@ def test_a_sidecar_that_dies_is_a_store_failure_naming_it_not_a_traceback(calls)
     with pytest.raises(StoreFailure) as failure:
         wait_for(lambda: calls.submit(os.getpid).result(timeout=120) is None, "the dead sidecar noticed", 60)
     line = store_failure(failure.value, "file:///artifacts", "abc")
-    assert line.startswith("the process that sends the search's MLflow calls failed: it died (killed, e.g. by "
-                           "the out-of-memory killer) with the calls it had not sent yet; search run abc keeps")
+    assert line.startswith(
+        "the process that sends the search's MLflow calls failed: it died (killed, e.g. by "
+        "the out-of-memory killer) with the calls it had not sent yet; search run abc keeps"
+    )
     with pytest.raises(StoreFailure):
         calls.drain()

@@ -49,28 +49,38 @@ def test_a_second_signal_stops_at_once(cli_signals):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-@pytest.mark.parametrize("work, expected", [
-    ("exit_on_signals(3)\nos.kill(os.getpid(), signal.SIGINT)\ntime.sleep(60)\n", (3, "summary\n")),
-    # once the work is done (its last run ended) a signal is noted: what follows runs, then the command's code
-    ("own_process()\nwork_done()\nos.kill(os.getpid(), signal.SIGINT)\nprint('more')\nexit_on_signals(3)\n",
-     (3, "summary\nmore\n")),
-    ("own_process()\nwork_done()\nos.kill(os.getpid(), signal.SIGINT)\nos.kill(os.getpid(), signal.SIGTERM)\n",
-     (130, "summary\n")),  # a second one ends it at once
-])
+@pytest.mark.parametrize(
+    "work, expected",
+    [
+        ("exit_on_signals(3)\nos.kill(os.getpid(), signal.SIGINT)\ntime.sleep(60)\n", (3, "summary\n")),
+        # once the work is done (its last run ended) a signal is noted: what follows runs, then the command's code
+        (
+            "own_process()\nwork_done()\nos.kill(os.getpid(), signal.SIGINT)\nprint('more')\nexit_on_signals(3)\n",
+            (3, "summary\nmore\n"),
+        ),
+        (
+            "own_process()\nwork_done()\nos.kill(os.getpid(), signal.SIGINT)\nos.kill(os.getpid(), signal.SIGTERM)\n",
+            (130, "summary\n"),
+        ),  # a second one ends it at once
+    ],
+)
 def test_a_signal_after_the_command_returned_ends_the_process_with_its_code(work, expected):
-    code = ("import os, signal, sys, time\n"
-            "from hyperflow.core.process_exit import exit_on_signals, own_process, work_done\n"
-            "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
-            "print('summary', flush=True)\n"
-            f"{work}"
-            "print('went on')\n")
+    code = (
+        "import os, signal, sys, time\n"
+        "from hyperflow.core.process_exit import exit_on_signals, own_process, work_done\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        "print('summary', flush=True)\n"
+        f"{work}"
+        "print('went on')\n"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert (done.returncode, done.stdout, done.stderr) == (*expected, "")
 
 
 def test_stdout_closed_early_exits_141_without_a_traceback():
-    proc = subprocess.Popen([sys.executable, "-m", "hyperflow", "train", "--help"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hyperflow", "train", "--help"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     proc.stdout.close()  # the reader is gone before the command writes, as with `| head` or `| true`
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141 and err == ""
@@ -81,14 +91,27 @@ def test_output_closed_during_the_work_leaves_the_work_whole(tracking_uri, tmp_p
     still ends FINISHED with its version (before: BrokenPipeError mid-registration, run KILLED, version left)."""
     name = f"pipe-{os.getpid()}"
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")}
-    proc = subprocess.Popen([sys.executable, "-m", "hyperflow", "train", "data=digits", "epochs=1", "width=16",
-                             f"model_name={name}", "experiment=pipe"],
-                            env={**env, "MLFLOW_TRACKING_URI": tracking_uri}, cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hyperflow",
+            "train",
+            "data=digits",
+            "epochs=1",
+            "width=16",
+            f"model_name={name}",
+            "experiment=pipe",
+        ],
+        env={**env, "MLFLOW_TRACKING_URI": tracking_uri},
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     proc.stdout.close()
     assert proc.wait(timeout=300) == 141
-    run, = mlflow.search_runs(experiment_names=["pipe"], output_format="list")
-    version, = mlflow.MlflowClient().search_model_versions(f"name='{name}'")
+    (run,) = mlflow.search_runs(experiment_names=["pipe"], output_format="list")
+    (version,) = mlflow.MlflowClient().search_model_versions(f"name='{name}'")
     assert run.info.status == "FINISHED" and version.run_id == run.info.run_id
 
 
@@ -103,8 +126,14 @@ def paused(tmp_path, moment: str, *argv: str) -> subprocess.Popen:
     """``hyperflow <argv>`` (tests/paused_command.py) that stops at ``moment`` until the file ``go`` exists."""
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")}
     env.update(PAUSE_AT=moment, PAUSE_DIR=str(tmp_path))
-    return subprocess.Popen([sys.executable, str(Path(__file__).with_name("paused_command.py")), *argv], env=env,
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("paused_command.py")), *argv],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def signal_at(proc: subprocess.Popen, tmp_path, moment: str, signum: int) -> tuple[int, str, str]:
@@ -119,22 +148,23 @@ def signal_at(proc: subprocess.Popen, tmp_path, moment: str, signum: int) -> tup
     return proc.returncode, out, err
 
 
-@pytest.mark.parametrize("moment, signum", [("moved", signal.SIGINT), ("output", signal.SIGINT),
-                                            ("output", signal.SIGTERM), ("exit", signal.SIGINT)])
-def test_a_signal_once_the_champion_moved_ends_promote_with_its_own_code(tiny, tmp_path, experiment, moment,
-                                                                         signum):
+@pytest.mark.parametrize(
+    "moment, signum",
+    [("moved", signal.SIGINT), ("output", signal.SIGINT), ("output", signal.SIGTERM), ("exit", signal.SIGINT)],
+)
+def test_a_signal_once_the_champion_moved_ends_promote_with_its_own_code(tiny, tmp_path, experiment, moment, signum):
     """Ctrl-C or SIGTERM after the gate passed and the champion moved: exit 0, as promised, whether the run is
     still being recorded (held), the summary is being printed, or the interpreter is freeing its modules;
     before, the first gave 0, the second 130 ("interrupted"), the last died of the signal (exit -2, no line)."""
     from tiny_model import copies
 
-    name, (old, new) = copies(tiny, 2)
+    name, (_old, new) = copies(tiny, 2)
     proc = paused(tmp_path, moment, "promote", f"model_name={name}", f"version={new}", f"experiment={experiment}")
     code, out, err = signal_at(proc, tmp_path, moment, signum)
     assert (code, "Traceback" in err, "interrupted" in err) == (0, False, False), err
     assert f"{name} version {new} promoted to champion" in out
     assert mlflow.MlflowClient().get_model_version_by_alias(name, "champion").version in (new, int(new))
-    run, = mlflow.search_runs(experiment_names=[experiment], output_format="list")
+    (run,) = mlflow.search_runs(experiment_names=[experiment], output_format="list")
     assert run.info.status == "FINISHED" and run.data.tags["hyperflow.promoted"] == "true"
 
 
@@ -142,8 +172,18 @@ def test_a_signal_once_train_registered_its_model_ends_it_with_its_own_code(tmp_
     """SIGTERM while the interpreter frees its modules after a train that registered its model: exit 0."""
     from test_registry import items_csv
 
-    proc = paused(tmp_path, "exit", "train", f"data={items_csv(tmp_path / 'items.csv')}", "target=kind", "epochs=1",
-                  "width=8", "progress=false", f"model_name=sig-{os.getpid()}", f"experiment={experiment}")
+    proc = paused(
+        tmp_path,
+        "exit",
+        "train",
+        f"data={items_csv(tmp_path / 'items.csv')}",
+        "target=kind",
+        "epochs=1",
+        "width=8",
+        "progress=false",
+        f"model_name=sig-{os.getpid()}",
+        f"experiment={experiment}",
+    )
     code, out, err = signal_at(proc, tmp_path, "exit", signal.SIGTERM)
     assert (code, "Traceback" in err) == (0, False), err
     assert "registered version 1" in out
@@ -154,8 +194,16 @@ def test_a_signal_once_retrain_promoted_ends_it_with_its_own_code(tiny, tmp_path
     from tiny_model import copies
 
     name, _ = copies(tiny, 1)
-    proc = paused(tmp_path, "output", "retrain", f"model_name={name}", "epochs=1", "force=true",
-                  "gate.accuracy.threshold=0", f"experiment={experiment}")
+    proc = paused(
+        tmp_path,
+        "output",
+        "retrain",
+        f"model_name={name}",
+        "epochs=1",
+        "force=true",
+        "gate.accuracy.threshold=0",
+        f"experiment={experiment}",
+    )
     code, out, err = signal_at(proc, tmp_path, "output", signal.SIGINT)
     assert (code, "Traceback" in err, "interrupted" in err) == (0, False, False), err
     assert "hyperflow retrain: promoted: version 2" in out

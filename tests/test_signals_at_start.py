@@ -14,13 +14,21 @@ def test_sigterm_before_any_run_exits_130_with_one_line(tmp_path):
     """The command waits for a tracking server that accepted the connection and never answers (the moment
     it is waiting is the accepted connection, not a sleep); SIGTERM then ends it like Ctrl-C."""
     with socket.create_server(("127.0.0.1", 0)) as silent:
-        env = {**os.environ, "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{silent.getsockname()[1]}",
-               "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+        env = {
+            **os.environ,
+            "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{silent.getsockname()[1]}",
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+        }
         for var in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME"):
             env.pop(var, None)
-        proc = subprocess.Popen([sys.executable, "-m", "hyperflow", "train", "epochs=1", "experiment=term",
-                                 "progress=false"], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hyperflow", "train", "epochs=1", "experiment=term", "progress=false"],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             silent.settimeout(120)
             connection, _ = silent.accept()  # the command asks the store about its experiment
@@ -34,12 +42,14 @@ def test_sigterm_before_any_run_exits_130_with_one_line(tmp_path):
 
 
 def _interrupted_while_preloading(modules: list[str]) -> subprocess.CompletedProcess:
-    code = ("import importlib, os, signal, sys\n"
-            f"for name in {modules!r}:\n"
-            "    importlib.import_module(name)\n"
-            "os.kill(os.getpid(), signal.SIGINT)\n"
-            "import mlflow\n"  # a long import, during which the signal is handled
-            "print('went on')\n")
+    code = (
+        "import importlib, os, signal, sys\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        "os.kill(os.getpid(), signal.SIGINT)\n"
+        "import mlflow\n"  # a long import, during which the signal is handled
+        "print('went on')\n"
+    )
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
 
 

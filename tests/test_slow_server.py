@@ -6,23 +6,33 @@ leaving no trial marked wrongly."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
 import pytest
 import requests
 from mlflow import MlflowClient
-
 from services import mlflow_server  # noqa: F401  (fixture)
 from test_server import assert_complete, runs_of, search
 
-HOP_BY_HOP = {"host", "connection", "keep-alive", "content-length", "transfer-encoding", "content-encoding",
-              "proxy-connection", "te", "trailer", "upgrade"}
+HOP_BY_HOP = {
+    "host",
+    "connection",
+    "keep-alive",
+    "content-length",
+    "transfer-encoding",
+    "content-encoding",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+}
 # decides from (method, path, how many such requests so far) whether the proxy refuses a request
 Refuse = Callable[[str, str, int], bool]
 
@@ -44,7 +54,7 @@ class Proxy(ThreadingHTTPServer):
     def uri(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}"
 
-    def __enter__(self) -> "Proxy":
+    def __enter__(self) -> Proxy:
         threading.Thread(target=self.serve_forever, daemon=True).start()
         return self
 
@@ -81,8 +91,14 @@ class _Forward(BaseHTTPRequestHandler):
             content = json.dumps({"error_code": "PERMISSION_DENIED", "message": "refused by the test's proxy"}).encode()
         else:
             sent = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
-            answer = requests.request(self.command, proxy.upstream + self.path, data=body, timeout=300,
-                                      headers={**sent, "Accept-Encoding": "identity"}, allow_redirects=False)
+            answer = requests.request(
+                self.command,
+                proxy.upstream + self.path,
+                data=body,
+                timeout=300,
+                headers={**sent, "Accept-Encoding": "identity"},
+                allow_redirects=False,
+            )
             status, content = answer.status_code, answer.content
             headers = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_BY_HOP}
         self.send_response(status)
@@ -95,24 +111,35 @@ class _Forward(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _forward
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 
 @pytest.fixture
-def searcher(mlflow_server):  # noqa: F811
+def searcher(mlflow_server):
     return mlflow_server.create_user(role="searcher")[0]
 
 
 def proxied_search(server, user: str, proxy: Proxy, folder, experiment: str, *settings: str):
     """``hyperflow search`` as a process, tracking through ``proxy``; one trial at a time in that process,
     so that its trials' calls go out on the search's background thread."""
-    return search(server, user, folder, 3, "max_evals=4", "strategy=random", "pruner=none", "parallelism=1",
-                  f"experiment={experiment}", f"model_name={experiment}", *settings,
-                  env={"MLFLOW_TRACKING_URI": proxy.uri})
+    return search(
+        server,
+        user,
+        folder,
+        3,
+        "max_evals=4",
+        "strategy=random",
+        "pruner=none",
+        "parallelism=1",
+        f"experiment={experiment}",
+        f"model_name={experiment}",
+        *settings,
+        env={"MLFLOW_TRACKING_URI": proxy.uri},
+    )
 
 
-def test_every_trial_arrives_through_a_slow_server(mlflow_server, searcher, tmp_path):  # noqa: F811
+def test_every_trial_arrives_through_a_slow_server(mlflow_server, searcher, tmp_path):
     experiment = f"slow-{os.urandom(3).hex()}"
     with Proxy(mlflow_server.uri, delay=0.15) as proxy:
         proc = proxied_search(mlflow_server, searcher, proxy, tmp_path, experiment)
@@ -125,7 +152,7 @@ def test_every_trial_arrives_through_a_slow_server(mlflow_server, searcher, tmp_
         trials = sorted(children, key=lambda r: int(r.data.params["trial_number"]))
         for run in trials:  # start and end as they happened, though the calls went out later
             assert parent.info.start_time <= run.info.start_time < run.info.end_time <= parent.info.end_time
-        for earlier, later in zip(trials, trials[1:]):
+        for earlier, later in itertools.pairwise(trials):
             assert earlier.info.end_time <= later.info.start_time
         version = client.get_model_version_by_alias(experiment, "challenger")
         assert version.tags["search_run_id"] == parent.info.run_id
@@ -141,9 +168,11 @@ def trial_results_after(allowed: int) -> Refuse:
     return lambda method, path, n: path.endswith("/mlflow/runs/log-batch") and n > allowed
 
 
-@pytest.mark.parametrize("refuse, what", [(trial_creates_after(3), "creating the third trial's run"),
-                                          (trial_results_after(3), "a trial's results")])
-def test_a_refused_write_stops_the_search_in_one_line(mlflow_server, searcher, tmp_path, refuse, what):  # noqa: F811
+@pytest.mark.parametrize(
+    "refuse, what",
+    [(trial_creates_after(3), "creating the third trial's run"), (trial_results_after(3), "a trial's results")],
+)
+def test_a_refused_write_stops_the_search_in_one_line(mlflow_server, searcher, tmp_path, refuse, what):
     experiment = f"refused-{os.urandom(3).hex()}"
     with Proxy(mlflow_server.uri, refuse=refuse) as proxy:
         proc = proxied_search(mlflow_server, searcher, proxy, tmp_path, experiment, "register=false")
@@ -151,7 +180,9 @@ def test_a_refused_write_stops_the_search_in_one_line(mlflow_server, searcher, t
     assert proc.returncode == 1, out[-3000:]
     assert proxy.refused, f"nothing was refused ({what})"
     last = out.strip().splitlines()[-1]
-    assert last.startswith("hyperflow search: error:") and "PERMISSION_DENIED" in last and "resume=" in last, out[-3000:]
+    assert last.startswith("hyperflow search: error:") and "PERMISSION_DENIED" in last and "resume=" in last, out[
+        -3000:
+    ]
     assert "Traceback" not in out, out[-3000:]
     with mlflow_server.as_user():
         parent, children = runs_of(MlflowClient(), experiment)

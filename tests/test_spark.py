@@ -16,11 +16,12 @@ pyspark = pytest.importorskip("pyspark", reason="pyspark is the optional extra h
 if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
     pytest.skip("Spark needs Java 17 (.ci/run installs openjdk-17-jre-headless)", allow_module_level=True)
 
-from hyperflow.config import build_config  # noqa: E402
-from hyperflow.search import spark  # noqa: E402
-from hyperflow.config.search import build_search_config  # noqa: E402
-from hyperflow.search.runner import SearchRunner  # noqa: E402
 from services import mlflow_server  # noqa: E402,F401  (PostgreSQL-backed server with basic auth)
+
+from hyperflow.config import build_config  # noqa: E402
+from hyperflow.config.search import build_search_config  # noqa: E402
+from hyperflow.search import spark  # noqa: E402
+from hyperflow.search.runner import SearchRunner  # noqa: E402
 
 TINY = {"epochs": "3", "width": "32", "progress": "false", "flush_secs": "5"}
 SPACE = """
@@ -45,9 +46,19 @@ def _children(client, parent_id):
 def test_spark_search_links_every_trial_and_registers_the_best(session, tmp_path, experiment, client):
     space = tmp_path / "space.yaml"
     space.write_text(SPACE)
-    settings = build_search_config({"space": str(space), "backend": "spark", "parallelism": "2", "max_evals": "4",
-                                    "strategy": "random", "pruner": "median", "prune_startup_trials": "1",
-                                    "min_epochs": "1", "model_name": f"{experiment}-spark"})
+    settings = build_search_config(
+        {
+            "space": str(space),
+            "backend": "spark",
+            "parallelism": "2",
+            "max_evals": "4",
+            "strategy": "random",
+            "pruner": "median",
+            "prune_startup_trials": "1",
+            "min_epochs": "1",
+            "model_name": f"{experiment}-spark",
+        }
+    )
     outcome = SearchRunner(settings, build_config({**TINY, "experiment": experiment}), spark_session=session).run()
     children = _children(client, outcome.run_id)
     assert len(children) == 4 and len(outcome.records) == 4
@@ -71,13 +82,21 @@ def test_a_resumed_spark_search_never_proposes_a_point_again(session, tmp_path, 
     so a resume (here with a larger budget) draws new points, in parallel too."""
     space = tmp_path / "space.yaml"
     space.write_text(SPACE)
-    common = {"backend": "spark", "parallelism": "2", "strategy": "random", "pruner": "none", "register": "false",
-              "seed_presets": "false"}
+    common = {
+        "backend": "spark",
+        "parallelism": "2",
+        "strategy": "random",
+        "pruner": "none",
+        "register": "false",
+        "seed_presets": "false",
+    }
     base = build_config({**TINY, "epochs": "1", "experiment": experiment})
-    first = SearchRunner(build_search_config({**common, "space": str(space), "max_evals": "3"}), base,
-                         spark_session=session).run()
-    second = SearchRunner(build_search_config({**common, "resume": first.run_id, "max_evals": "5"}), base,
-                          spark_session=session).run()
+    first = SearchRunner(
+        build_search_config({**common, "space": str(space), "max_evals": "3"}), base, spark_session=session
+    ).run()
+    second = SearchRunner(
+        build_search_config({**common, "resume": first.run_id, "max_evals": "5"}), base, spark_session=session
+    ).run()
     children = _children(client, first.run_id)
     points = [(c.data.params["lr"], c.data.params["width"]) for c in children]
     assert len(children) == 5 and len(set(points)) == 5 and len(second.records) == 5
@@ -90,11 +109,23 @@ def test_spark_stop_rules_end_the_search_without_hanging(session, tmp_path, expe
     in the suggestion step; early_stop_fn would hang SparkTrials) and no child is left RUNNING."""
     space = tmp_path / "space.yaml"
     space.write_text(SPACE)
-    settings = build_search_config({"space": str(space), "backend": "spark", "parallelism": "2", "max_evals": "20",
-                                    "strategy": "tpe", "pruner": "none", "loss_threshold": "100",
-                                    "early_stop": "1", "register": "false", "seed_presets": "false"})
-    outcome = SearchRunner(settings, build_config({**TINY, "epochs": "1", "experiment": experiment}),
-                           spark_session=session).run()
+    settings = build_search_config(
+        {
+            "space": str(space),
+            "backend": "spark",
+            "parallelism": "2",
+            "max_evals": "20",
+            "strategy": "tpe",
+            "pruner": "none",
+            "loss_threshold": "100",
+            "early_stop": "1",
+            "register": "false",
+            "seed_presets": "false",
+        }
+    )
+    outcome = SearchRunner(
+        settings, build_config({**TINY, "epochs": "1", "experiment": experiment}), spark_session=session
+    ).run()
     children = _children(client, outcome.run_id)
     assert outcome.stop_reason == "loss_threshold"
     assert 1 <= len(children) <= 3 and all(c.info.status != "RUNNING" for c in children)
@@ -108,9 +139,17 @@ def test_spark_search_against_the_postgres_server(session, mlflow_server, tmp_pa
     user, password = mlflow_server.create_user(role="searcher")
     name = f"spark-{uuid.uuid4().hex[:6]}"
     with mlflow_server.as_user(user):
-        settings = build_search_config({"space": str(space), "backend": "spark", "parallelism": "2",
-                                        "max_evals": "3", "strategy": "random", "pruner": "none",
-                                        "model_name": name})
+        settings = build_search_config(
+            {
+                "space": str(space),
+                "backend": "spark",
+                "parallelism": "2",
+                "max_evals": "3",
+                "strategy": "random",
+                "pruner": "none",
+                "model_name": name,
+            }
+        )
         outcome = SearchRunner(settings, build_config({**TINY, "experiment": name}), spark_session=session).run()
         client = mlflow.MlflowClient()
         children = _children(client, outcome.run_id)
@@ -123,16 +162,24 @@ def test_spark_search_against_the_postgres_server(session, mlflow_server, tmp_pa
 
 
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hyperflow", "search", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "hyperflow", "search", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
 
 
-@pytest.mark.parametrize("args, env, fragment", [
-    (["backend=spark", "strategy=grid"], None, "backend=spark runs random or tpe"),
-    (["backend=spark", "parallelism=0"], None, "parallelism must be at least 1"),
-    (["backend=ray"], None, "unknown backend 'ray'"),
-    (["backend=spark", "max_evals=1", "epochs=1"], {"SPARK_REMOTE": "sc://127.0.0.1:15002"}, "Spark Connect"),
-])
+@pytest.mark.parametrize(
+    "args, env, fragment",
+    [
+        (["backend=spark", "strategy=grid"], None, "backend=spark runs random or tpe"),
+        (["backend=spark", "parallelism=0"], None, "parallelism must be at least 1"),
+        (["backend=ray"], None, "unknown backend 'ray'"),
+        (["backend=spark", "max_evals=1", "epochs=1"], {"SPARK_REMOTE": "sc://127.0.0.1:15002"}, "Spark Connect"),
+    ],
+)
 def test_bad_spark_settings_give_one_line_and_write_nothing(args, env, fragment, experiment, client):
     before = len(client.search_runs([client.get_experiment_by_name(experiment).experiment_id]))
     proc = _cli(*args, f"experiment={experiment}", env=env)

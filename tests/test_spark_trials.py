@@ -8,7 +8,6 @@ import os
 import shutil
 from pathlib import Path
 
-import mlflow
 import pytest
 import torch
 
@@ -16,11 +15,11 @@ pytest.importorskip("pyspark", reason="pyspark is the optional extra hyperflow[s
 if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
     pytest.skip("Spark needs Java 17 (.ci/run installs openjdk-17-jre-headless)", allow_module_level=True)
 
-from hyperflow import machine  # noqa: E402
-from hyperflow.config import build_config  # noqa: E402
-from hyperflow.config.search import build_search_config  # noqa: E402
-from hyperflow.search import spark  # noqa: E402
-from hyperflow.search.runner import SearchRunner  # noqa: E402
+from hyperflow import machine
+from hyperflow.config import build_config
+from hyperflow.config.search import build_search_config
+from hyperflow.search import spark
+from hyperflow.search.runner import SearchRunner
 
 TESTS = str(Path(__file__).resolve().parent)
 TINY = {"epochs": "1", "width": "16", "progress": "false", "flush_secs": "5"}
@@ -34,9 +33,15 @@ def session():
 
     os.environ.setdefault("PYSPARK_PYTHON", spark.sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", spark.sys.executable)
-    s = (SparkSession.builder.appName("hyperflow-tests").master("local[2]").config("spark.ui.enabled", "false")
-         .config("spark.python.daemon.module", spark.DAEMON_MODULE).config("spark.task.maxFailures", "1")
-         .config("spark.executorEnv.PYTHONPATH", TESTS).getOrCreate())
+    s = (
+        SparkSession.builder.appName("hyperflow-tests")
+        .master("local[2]")
+        .config("spark.ui.enabled", "false")
+        .config("spark.python.daemon.module", spark.DAEMON_MODULE)
+        .config("spark.task.maxFailures", "1")
+        .config("spark.executorEnv.PYTHONPATH", TESTS)
+        .getOrCreate()
+    )
     s.sparkContext.setLogLevel("ERROR")
     yield s
     s.stop()
@@ -48,7 +53,8 @@ def _children(client, parent_id):
 
 
 def test_trials_use_their_share_of_the_cores_and_numbers_skip_a_trial_killed_in_flight(
-        session, tmp_path, experiment, client):
+    session, tmp_path, experiment, client
+):
     """One Spark search, then a resume (a single test: each Spark search costs seconds).
     Cores: the search is given threads=3; each of the 2 parallel trials trains with its CPUs // 2 (at least 1),
     as the probe model records in the executor. Numbers: a number that a trial killed in flight used is never
@@ -59,21 +65,38 @@ def test_trials_use_their_share_of_the_cores_and_numbers_skip_a_trial_killed_in_
     space.write_text(SPACE)
     probes = tmp_path / "probes"
     probes.mkdir()
-    common = {"backend": "spark", "parallelism": "2", "strategy": "random", "pruner": "none", "register": "false",
-              "seed_presets": "false"}
-    base = build_config({**TINY, "threads": "3", "model": "thread_probe:build", "model_kwargs": {"out": str(probes)},
-                         "experiment": experiment})
+    common = {
+        "backend": "spark",
+        "parallelism": "2",
+        "strategy": "random",
+        "pruner": "none",
+        "register": "false",
+        "seed_presets": "false",
+    }
+    base = build_config(
+        {
+            **TINY,
+            "threads": "3",
+            "model": "thread_probe:build",
+            "model_kwargs": {"out": str(probes)},
+            "experiment": experiment,
+        }
+    )
     threads = torch.get_num_threads()
     try:
-        first = SearchRunner(build_search_config({**common, "space": str(space), "max_evals": "2"}), base,
-                             spark_session=session).run()
+        first = SearchRunner(
+            build_search_config({**common, "space": str(space), "max_evals": "2"}), base, spark_session=session
+        ).run()
         assert [r.number for r in first.records] == [0, 1]
         # what a kill leaves of trial 2 while it ran: its child run, RUNNING, numbered, without results
-        killed = client.create_run(first.experiment_id, run_name="trial-002", tags={
-            "mlflow.parentRunId": first.run_id, "hyperflow.role": "trial",
-            "hyperflow.trial_number": "2"}).info.run_id
-        second = SearchRunner(build_search_config({**common, "resume": first.run_id, "max_evals": "4"}), base,
-                              spark_session=session).run()
+        killed = client.create_run(
+            first.experiment_id,
+            run_name="trial-002",
+            tags={"mlflow.parentRunId": first.run_id, "hyperflow.role": "trial", "hyperflow.trial_number": "2"},
+        ).info.run_id
+        second = SearchRunner(
+            build_search_config({**common, "resume": first.run_id, "max_evals": "4"}), base, spark_session=session
+        ).run()
     finally:
         torch.set_num_threads(threads)  # the driver applied threads=3 while checking the space
     in_trials = [int(p.read_text()) for p in probes.iterdir() if not p.name.startswith(f"{os.getpid()}-")]

@@ -21,17 +21,25 @@ import pytest
 from hyperflow.cli import main
 
 LIMIT_S = 60  # a refusal at start takes seconds; a sqlite path that is a folder took ~115 s (MLflow retried)
-COMMANDS = {"train": ["train", "data=wine", "epochs=1", "progress=false"],
-            "search": ["search", "data=wine", "max_evals=2", "epochs=1", "register=false", "progress=false"],
-            "promote": ["promote", "model_name=m", "allow_first=true"],
-            "retrain": ["retrain", "model_name=m", "epochs=1"],
-            "predict": ["predict", "model=models:/m/1", "data=rows.csv", "out=out.csv"]}
+COMMANDS = {
+    "train": ["train", "data=wine", "epochs=1", "progress=false"],
+    "search": ["search", "data=wine", "max_evals=2", "epochs=1", "register=false", "progress=false"],
+    "promote": ["promote", "model_name=m", "allow_first=true"],
+    "retrain": ["retrain", "model_name=m", "epochs=1"],
+    "predict": ["predict", "model=models:/m/1", "data=rows.csv", "out=out.csv"],
+}
 
 
 def hyperflow(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "HYPERFLOW_"))}
-    return subprocess.run([sys.executable, "-m", "hyperflow", *args], cwd=cwd, env={**clean, **env},
-                          capture_output=True, text=True, timeout=LIMIT_S)
+    return subprocess.run(
+        [sys.executable, "-m", "hyperflow", *args],
+        cwd=cwd,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=LIMIT_S,
+    )
 
 
 def refused(proc: subprocess.CompletedProcess, *words: str) -> str:
@@ -46,8 +54,11 @@ def refused(proc: subprocess.CompletedProcess, *words: str) -> str:
 def made_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with a sqlite store made by a real command (one LR range test)."""
     folder = tmp_path_factory.mktemp("made")
-    proc = hyperflow(["lr-find", "data=wine", "num_iter=10", "progress=false"], folder,
-                     MLFLOW_TRACKING_URI=f"sqlite:///{folder}/mlflow.db")
+    proc = hyperflow(
+        ["lr-find", "data=wine", "num_iter=10", "progress=false"],
+        folder,
+        MLFLOW_TRACKING_URI=f"sqlite:///{folder}/mlflow.db",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return folder
 
@@ -61,18 +72,37 @@ def test_a_scheme_mlflow_has_no_store_for_is_one_line(command, tmp_path):
 @pytest.mark.parametrize("uri", ["databricks", "databricks://no-such-profile"])
 def test_a_databricks_uri_without_credentials_is_one_line(uri, tmp_path):
     """No DATABRICKS_* variables and no ~/.databrickscfg: MLflow fails at the first request with a traceback."""
-    proc = hyperflow(COMMANDS["train"], tmp_path, MLFLOW_TRACKING_URI=uri, HOME=str(tmp_path),
-                     **{k: "" for k in ("DATABRICKS_HOST", "DATABRICKS_TOKEN", "DATABRICKS_CONFIG_PROFILE")})
+    proc = hyperflow(
+        COMMANDS["train"],
+        tmp_path,
+        MLFLOW_TRACKING_URI=uri,
+        HOME=str(tmp_path),
+        **{k: "" for k in ("DATABRICKS_HOST", "DATABRICKS_TOKEN", "DATABRICKS_CONFIG_PROFILE")},
+    )
     refused(proc, f"'{uri}'", "no Databricks credentials", "DATABRICKS_HOST")
 
 
 def test_a_registry_uri_or_a_database_driver_that_cannot_be_used_is_one_line(tmp_path):
-    refused(hyperflow(COMMANDS["train"], tmp_path, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/mlflow.db",
-                      MLFLOW_REGISTRY_URI="foo://x"), "MLFLOW_REGISTRY_URI 'foo://x'", "model registry", "'foo'")
-    refused(hyperflow(COMMANDS["promote"], tmp_path, MLFLOW_TRACKING_URI="mysql+nosuchdriver://u:pw@127.0.0.1:1/d"),
-            "no driver 'mysql+nosuchdriver'")
-    refused(hyperflow(COMMANDS["train"], tmp_path, MLFLOW_TRACKING_URI="postgresql+pg8000://u:pw@127.0.0.1:1/d"),
-            "database driver is not installed", "'pg8000'")
+    refused(
+        hyperflow(
+            COMMANDS["train"],
+            tmp_path,
+            MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/mlflow.db",
+            MLFLOW_REGISTRY_URI="foo://x",
+        ),
+        "MLFLOW_REGISTRY_URI 'foo://x'",
+        "model registry",
+        "'foo'",
+    )
+    refused(
+        hyperflow(COMMANDS["promote"], tmp_path, MLFLOW_TRACKING_URI="mysql+nosuchdriver://u:pw@127.0.0.1:1/d"),
+        "no driver 'mysql+nosuchdriver'",
+    )
+    refused(
+        hyperflow(COMMANDS["train"], tmp_path, MLFLOW_TRACKING_URI="postgresql+pg8000://u:pw@127.0.0.1:1/d"),
+        "database driver is not installed",
+        "'pg8000'",
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
@@ -80,8 +110,12 @@ def test_a_registry_uri_or_a_database_driver_that_cannot_be_used_is_one_line(tmp
 def test_a_uri_without_a_scheme_is_a_file_store_refused_or_not_made(allow, tmp_path):
     """``http//host`` (a missing colon) is a folder to MLflow: its file store, which it uses only when allowed,
     and then, as a sqlite file, only in a folder that exists."""
-    proc = hyperflow(COMMANDS["train"], tmp_path, MLFLOW_TRACKING_URI="http//localhost:5000",
-                     **({"MLFLOW_ALLOW_FILE_STORE": allow} if allow else {}))
+    proc = hyperflow(
+        COMMANDS["train"],
+        tmp_path,
+        MLFLOW_TRACKING_URI="http//localhost:5000",
+        **({"MLFLOW_ALLOW_FILE_STORE": allow} if allow else {}),
+    )
     refused(proc, *(["does not exist"] if allow else ["MLFLOW_ALLOW_FILE_STORE=true", "sqlite:///"]))
     assert not (tmp_path / "http").exists()
 
@@ -111,8 +145,13 @@ def test_a_reading_command_on_a_store_that_does_not_exist_makes_none(command, tm
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("revision, words", [("ffffffffffff", ("ffffffffffff", "newer MLflow")),
-                                             ("0584bdc529eb", ("older schema", "mlflow db upgrade sqlite:///"))])
+@pytest.mark.parametrize(
+    "revision, words",
+    [
+        ("ffffffffffff", ("ffffffffffff", "newer MLflow")),
+        ("0584bdc529eb", ("older schema", "mlflow db upgrade sqlite:///")),
+    ],
+)
 @pytest.mark.parametrize("command", ["train", "promote"])
 def test_a_schema_revision_this_mlflow_cannot_use_says_what_to_do(command, revision, words, made_store, tmp_path):
     db = tmp_path / "mlflow.db"
@@ -149,17 +188,28 @@ def test_an_experiment_id_that_names_none_or_a_deleted_one_is_one_line(command, 
         mlflow.delete_experiment(gone)
     finally:
         mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
-    refused(hyperflow(COMMANDS[command], made_store, MLFLOW_TRACKING_URI=uri, MLFLOW_EXPERIMENT_ID="999"),
-            "MLFLOW_EXPERIMENT_ID=999", "no experiment of that id")
-    refused(hyperflow(COMMANDS[command], made_store, MLFLOW_TRACKING_URI=uri, MLFLOW_EXPERIMENT_ID=gone),
-            f"'gone-{command}' was deleted", f"--experiment-id {gone}")
+    refused(
+        hyperflow(COMMANDS[command], made_store, MLFLOW_TRACKING_URI=uri, MLFLOW_EXPERIMENT_ID="999"),
+        "MLFLOW_EXPERIMENT_ID=999",
+        "no experiment of that id",
+    )
+    refused(
+        hyperflow(COMMANDS[command], made_store, MLFLOW_TRACKING_URI=uri, MLFLOW_EXPERIMENT_ID=gone),
+        f"'gone-{command}' was deleted",
+        f"--experiment-id {gone}",
+    )
 
 
 def test_a_store_made_at_start_logs_no_info_lines(tmp_path):
     """A new store (an empty cache: MLflow makes the empty store and logs its INFO records) for an experiment
     id it lacks: hyperflow's line alone."""
-    proc = hyperflow(COMMANDS["train"], tmp_path, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/mlflow.db",
-                     MLFLOW_EXPERIMENT_ID="999", XDG_CACHE_HOME=str(tmp_path / "cache"))
+    proc = hyperflow(
+        COMMANDS["train"],
+        tmp_path,
+        MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/mlflow.db",
+        MLFLOW_EXPERIMENT_ID="999",
+        XDG_CACHE_HOME=str(tmp_path / "cache"),
+    )
     refused(proc, "no experiment of that id")
 
 

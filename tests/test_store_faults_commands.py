@@ -12,14 +12,14 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import mlflow
 import pytest
+from services import free_port
 
 from hyperflow.cli import main
-from services import free_port
 
 PASSWORD = "s3cret-Pw-23"
 # a store failure: 1 (the job failed); promote and retrain: 2, as when their registry cannot be read
@@ -27,19 +27,22 @@ CODES = {"train": 1, "lr-find": 1, "search": 1, "predict": 1, "promote": 2, "ret
 
 
 def commands(rows: Path) -> dict[str, list[str]]:
-    return {"train": ["train", "data=digits", "epochs=1", "progress=false"],
-            "lr-find": ["lr-find", "data=digits", "num_iter=20", "progress=false"],
-            "search": ["search", "data=digits", "max_evals=2", "epochs=1", "register=false", "progress=false"],
-            "promote": ["promote", "model_name=m", "version=1"],
-            "retrain": ["retrain", "model_name=m", "epochs=1", "force=true"],
-            "predict": ["predict", "model=models:/m@champion", f"data={rows}", f"out={rows.parent / 'out.csv'}"]}
+    return {
+        "train": ["train", "data=digits", "epochs=1", "progress=false"],
+        "lr-find": ["lr-find", "data=digits", "num_iter=20", "progress=false"],
+        "search": ["search", "data=digits", "max_evals=2", "epochs=1", "register=false", "progress=false"],
+        "promote": ["promote", "model_name=m", "version=1"],
+        "retrain": ["retrain", "model_name=m", "epochs=1", "force=true"],
+        "predict": ["predict", "model=models:/m@champion", f"data={rows}", f"out={rows.parent / 'out.csv'}"],
+    }
 
 
 def hyperflow(args: list[str], uri: str, cwd: Path, **extra: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "HYPERFLOW_"))}
     env.update(MLFLOW_TRACKING_URI=uri, MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", **extra)
-    return subprocess.run([sys.executable, "-m", "hyperflow", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "hyperflow", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +56,8 @@ def store(tmp_path_factory: pytest.TempPathFactory, tracking_uri: str) -> Path:
         assert main(["promote", "model_name=m", "version=1", "allow_first=true"]) == 0
     finally:
         mlflow.set_tracking_uri(tracking_uri)
-    from sklearn.datasets import load_digits
     import pandas as pd
+    from sklearn.datasets import load_digits
 
     digits = load_digits()
     pd.DataFrame(digits.data[:20], columns=digits.feature_names).to_csv(folder / "rows.csv", index=False)
@@ -92,8 +95,9 @@ def _one_line(proc: subprocess.CompletedProcess, command: str) -> str:
 def test_an_unreachable_server_with_a_password_gives_one_line_without_it(command, store, tmp_path):
     port = free_port()  # nothing listens there
     command, *more = command.split()  # experiment=: the experiment is looked up before anything else
-    proc = hyperflow(commands(store / "rows.csv")[command] + more, f"http://alice:{PASSWORD}@127.0.0.1:{port}",
-                     tmp_path)
+    proc = hyperflow(
+        commands(store / "rows.csv")[command] + more, f"http://alice:{PASSWORD}@127.0.0.1:{port}", tmp_path
+    )
     line = _one_line(proc, command)
     assert proc.returncode == CODES[command], proc.stderr[-3000:]
     assert f"http://127.0.0.1:{port}" in line and "Connection refused" in line and "nothing" in line, line
@@ -151,9 +155,24 @@ def test_a_store_turning_read_only_mid_search_gives_its_line_without_tracebacks(
     uri = f"sqlite:///{db}"
     mlflow.MlflowClient(uri).search_experiments()  # the tables exist before the search opens the store
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "HYPERFLOW_"))}
-    proc = subprocess.Popen([sys.executable, "-m", "hyperflow", "search", "data=digits", "max_evals=12", "epochs=3",
-                             "register=false", "progress=false"], cwd=tmp_path, env={**env, "MLFLOW_TRACKING_URI": uri},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hyperflow",
+            "search",
+            "data=digits",
+            "max_evals=12",
+            "epochs=3",
+            "register=false",
+            "progress=false",
+        ],
+        cwd=tmp_path,
+        env={**env, "MLFLOW_TRACKING_URI": uri},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 240
         while sqlite3.connect(db).execute("SELECT count(*) FROM runs WHERE status = 'FINISHED'").fetchone()[0] < 2:

@@ -14,12 +14,12 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from test_lifecycle import serve_model
 
 from hyperflow.cli import main
 from hyperflow.config import build_config
 from hyperflow.core.tables import column_kinds
 from hyperflow.workflows.train import train
-from test_lifecycle import serve_model
 
 N = 160
 
@@ -36,11 +36,11 @@ DTYPES = {
     "int64": lambda r: r.integers(1990, 2024, N).astype("int64"),
     "uint8": lambda r: r.integers(0, 200, N).astype("uint8"),
     "uint64": lambda r: r.integers(0, 1000, N).astype("uint64"),
-    "Int64": lambda r: pd.array(np.where(r.random(N) < .2, None, r.integers(0, 9, N)), dtype="Int64"),
-    "boolean": lambda r: pd.array(np.where(r.random(N) < .2, None, r.random(N) < .5), dtype="boolean"),
-    "bool": lambda r: r.random(N) < .5,
+    "Int64": lambda r: pd.array(np.where(r.random(N) < 0.2, None, r.integers(0, 9, N)), dtype="Int64"),
+    "boolean": lambda r: pd.array(np.where(r.random(N) < 0.2, None, r.random(N) < 0.5), dtype="boolean"),
+    "bool": lambda r: r.random(N) < 0.5,
     "float32": lambda r: r.normal(size=N).astype("float32"),
-    "float64": lambda r: np.where(r.random(N) < .1, np.nan, r.normal(size=N)),
+    "float64": lambda r: np.where(r.random(N) < 0.1, np.nan, r.normal(size=N)),
     "category": lambda r: pd.Categorical(r.choice(["a", "b", "c"], N)),
     "string": lambda r: r.choice(["red", "blue", None], N),
     "datetime": lambda r: pd.date_range("2020-01-01", periods=N, freq="37h"),
@@ -48,9 +48,24 @@ DTYPES = {
     "constant": lambda r: np.full(N, 7),
 }
 # what a JSON client may send for each column: numbers of the other kind, text, bools, null
-SENT = {"int8": 2.0, "int16": "17", "int32": True, "int64": 2001.5, "uint8": None, "uint64": "12",
-        "Int64": 3, "boolean": 1, "bool": "true", "float32": 1, "float64": "0.5", "category": "b",
-        "string": 3, "datetime": "2021-06-01T12:00:00", "id": "user-99999", "constant": 7.0}
+SENT = {
+    "int8": 2.0,
+    "int16": "17",
+    "int32": True,
+    "int64": 2001.5,
+    "uint8": None,
+    "uint64": "12",
+    "Int64": 3,
+    "boolean": 1,
+    "bool": "true",
+    "float32": 1,
+    "float64": "0.5",
+    "category": "b",
+    "string": 3,
+    "datetime": "2021-06-01T12:00:00",
+    "id": "user-99999",
+    "constant": 7.0,
+}
 
 
 def _table(tmp_path, dtype: str, fmt: str, seed: int = 0) -> str:
@@ -70,26 +85,62 @@ def test_column_kinds_cover_every_dtype():
     frame.loc[3, "numbers_as_text"] = "?"
     frame["dates_as_text"] = [str(d.date()) for d in pd.date_range("2019-05-01", periods=N)]
     kinds = column_kinds(frame)
-    assert kinds == {**{n: "numeric" for n in ("int8", "int16", "int32", "int64", "uint8", "uint64", "Int64",
-                                               "boolean", "bool", "float32", "float64", "constant",
-                                               "numbers_as_text")},
-                     "category": "categorical", "string": "categorical", "datetime": "datetime",
-                     "dates_as_text": "datetime", "id": "id"}
+    assert kinds == {
+        **{
+            n: "numeric"
+            for n in (
+                "int8",
+                "int16",
+                "int32",
+                "int64",
+                "uint8",
+                "uint64",
+                "Int64",
+                "boolean",
+                "bool",
+                "float32",
+                "float64",
+                "constant",
+                "numbers_as_text",
+            )
+        },
+        "category": "categorical",
+        "string": "categorical",
+        "datetime": "datetime",
+        "dates_as_text": "datetime",
+        "id": "id",
+    }
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 @pytest.mark.parametrize("dtype", list(DTYPES))
 def test_every_dtype_trains_registers_and_predicts_raw_rows(tmp_path, experiment, dtype, fmt):
     name = f"dtype-{uuid.uuid4().hex[:6]}"
-    outcome = train(build_config({"data": _table(tmp_path, dtype, fmt), "target": "kind", "epochs": "10",
-                                  "width": "8", "lr": "0.1", "progress": "false", "experiment": experiment,
-                                  "model_name": name}))
+    outcome = train(
+        build_config(
+            {
+                "data": _table(tmp_path, dtype, fmt),
+                "target": "kind",
+                "epochs": "10",
+                "width": "8",
+                "lr": "0.1",
+                "progress": "false",
+                "experiment": experiment,
+                "model_name": name,
+            }
+        )
+    )
     assert str(outcome.registered_version) == "1"
     model = mlflow.pyfunc.load_model(f"models:/{name}/1")
     expected = ["signal"] + ([] if dtype == "id" else [dtype])  # ID-like columns are left out
     assert model.metadata.signature.inputs.input_names() == expected
-    rows = pd.DataFrame([{"signal": 14.0, dtype: SENT[dtype]}, {"signal": "6", dtype: None},
-                         {"signal": 5, dtype: SENT[dtype], "unknown_extra": "x"}])
+    rows = pd.DataFrame(
+        [
+            {"signal": 14.0, dtype: SENT[dtype]},
+            {"signal": "6", dtype: None},
+            {"signal": 5, dtype: SENT[dtype], "unknown_extra": "x"},
+        ]
+    )
     out = model.predict(rows)
     assert out["prediction"].tolist() == ["big", "small", "small"]
     assert np.isfinite(out[["probability_big", "probability_small"]].to_numpy()).all()
@@ -107,14 +158,28 @@ def all_dtypes_model(tmp_path_factory) -> tuple[str, list[str]]:
     frame.to_parquet(path)
     mlflow.set_experiment("dtype-serving")
     name = f"everything-{uuid.uuid4().hex[:6]}"
-    train(build_config({"data": str(path), "target": "kind", "epochs": "20", "width": "16", "lr": "0.01",
-                        "progress": "false", "model_name": name}))
+    train(
+        build_config(
+            {
+                "data": str(path),
+                "target": "kind",
+                "epochs": "20",
+                "width": "16",
+                "lr": "0.01",
+                "progress": "false",
+                "model_name": name,
+            }
+        )
+    )
     return f"models:/{name}/1", [c for c in frame.columns if c not in ("kind", "id")]
 
 
 def _post(port: int, payload: dict) -> tuple[int, dict]:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=json.dumps(payload).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/invocations",
+        data=json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as answer:
             return answer.status, json.loads(answer.read())
@@ -135,7 +200,8 @@ def test_served_model_takes_any_json_types_and_names_missing_columns(all_dtypes_
         local = mlflow.pyfunc.load_model(uri).predict(pd.DataFrame(records))
         assert [p["prediction"] for p in body["predictions"]] == local["prediction"].tolist()
         assert [p["probability_big"] for p in body["predictions"]] == pytest.approx(
-            local["probability_big"].tolist(), abs=1e-6)
+            local["probability_big"].tolist(), abs=1e-6
+        )
         code, body = _post(port, {"dataframe_split": {"columns": list(sent), "data": [list(sent.values())]}})
         assert code == 200, body
         without = {k: v for k, v in sent.items() if k not in ("signal", "int64")}
@@ -161,6 +227,7 @@ def test_logged_signature_and_example_agree_with_predict(all_dtypes_model):
 
 # ------------------------------------------------------------------------------------------ bad tables
 
+
 def _csv(tmp_path, name: str, frame: pd.DataFrame) -> str:
     path = tmp_path / name
     frame.to_csv(path, index=False)
@@ -173,16 +240,31 @@ def _runs(experiment: str) -> list:
 
 
 BAD_VALUES = {
-    "inf_feature": ({"size": [1.0, np.inf, 3.0] * 20, "kind": ["a", "b", "a"] * 20}, "kind",
-                    "feature column(s) 'size' (20 rows) hold inf/-inf"),
-    "minus_inf_feature": ({"size": [1.0, -np.inf, 3.0] * 20, "kind": ["a", "b", "a"] * 20}, "kind",
-                          "'size' (20 rows) hold inf/-inf"),
-    "inf_target": ({"size": [1.0, 2.0, 3.0] * 20, "price": [1.5, np.inf, 2.5] * 20}, "price",
-                   "target 'price' holds inf/-inf in 20 rows"),
-    "huge_feature": ({"size": [1e308, -1e308, 3.0] * 20, "kind": ["a", "b", "a"] * 20}, "kind",
-                     "column(s) size hold values too large to train on"),
-    "huge_target": ({"size": [1.0, 2.0, 3.0] * 20, "price": [1e300, -1e300, 2.5] * 20}, "price",
-                    "target 'price' has values too large to train on"),
+    "inf_feature": (
+        {"size": [1.0, np.inf, 3.0] * 20, "kind": ["a", "b", "a"] * 20},
+        "kind",
+        "feature column(s) 'size' (20 rows) hold inf/-inf",
+    ),
+    "minus_inf_feature": (
+        {"size": [1.0, -np.inf, 3.0] * 20, "kind": ["a", "b", "a"] * 20},
+        "kind",
+        "'size' (20 rows) hold inf/-inf",
+    ),
+    "inf_target": (
+        {"size": [1.0, 2.0, 3.0] * 20, "price": [1.5, np.inf, 2.5] * 20},
+        "price",
+        "target 'price' holds inf/-inf in 20 rows",
+    ),
+    "huge_feature": (
+        {"size": [1e308, -1e308, 3.0] * 20, "kind": ["a", "b", "a"] * 20},
+        "kind",
+        "column(s) size hold values too large to train on",
+    ),
+    "huge_target": (
+        {"size": [1.0, 2.0, 3.0] * 20, "price": [1e300, -1e300, 2.5] * 20},
+        "price",
+        "target 'price' has values too large to train on",
+    ),
 }
 
 
@@ -201,8 +283,12 @@ def test_files_that_are_not_tables_are_refused_in_one_line(tmp_path, experiment,
     garbage.write_bytes(bytes(range(256)) * 40)
     fifo = tmp_path / "rows.csv"
     os.mkfifo(fifo)  # reading it would block forever: refused without opening it
-    for data, message in [(garbage, "is a binary file, not a CSV"), (fifo, "is not a regular file"),
-                          ("/dev/zero", "is not a regular file"), (tmp_path, "is a folder")]:
+    for data, message in [
+        (garbage, "is a binary file, not a CSV"),
+        (fifo, "is not a regular file"),
+        ("/dev/zero", "is not a regular file"),
+        (tmp_path, "is a folder"),
+    ]:
         code = main(["train", f"data={data}", "target=kind", f"experiment={experiment}"])
         err = capsys.readouterr().err.strip()
         assert code == 2 and message in err and len(err.splitlines()) == 1, err
@@ -210,28 +296,45 @@ def test_files_that_are_not_tables_are_refused_in_one_line(tmp_path, experiment,
 
 
 def test_a_cp1252_csv_is_read(tmp_path, experiment):
-    frame = pd.DataFrame({"city": ["Zürich", "Malmö", "Köln"] * 20, "size": np.arange(60.0),
-                          "kind": ["a", "b"] * 30})
+    frame = pd.DataFrame({"city": ["Zürich", "Malmö", "Köln"] * 20, "size": np.arange(60.0), "kind": ["a", "b"] * 30})
     path = tmp_path / "excel.csv"
     frame.to_csv(path, index=False, sep=";", encoding="cp1252")
-    outcome = train(build_config({"data": str(path), "target": "kind", "epochs": "1", "progress": "false",
-                                  "experiment": experiment, "log_model": "false", "batch_size": "16"}))
+    outcome = train(
+        build_config(
+            {
+                "data": str(path),
+                "target": "kind",
+                "epochs": "1",
+                "progress": "false",
+                "experiment": experiment,
+                "log_model": "false",
+                "batch_size": "16",
+            }
+        )
+    )
     assert outcome.result.epochs_run == 1
 
 
 # ------------------------------------------------------------------------------------------ predict
 
+
 @pytest.fixture(scope="module")
 def small_model(tmp_path_factory) -> str:
     rng = np.random.default_rng(4)
-    frame = pd.DataFrame({"size": rng.normal(10, 3, 120), "colour": rng.choice(["red", "blue"], 120),
-                          "year": rng.integers(1990, 2020, 120)})
+    frame = pd.DataFrame(
+        {
+            "size": rng.normal(10, 3, 120),
+            "colour": rng.choice(["red", "blue"], 120),
+            "year": rng.integers(1990, 2020, 120),
+        }
+    )
     frame["kind"] = np.where(frame["size"] > 10, "big", "small")
     path = tmp_path_factory.mktemp("predict") / "items.csv"
     frame.to_csv(path, index=False)
     mlflow.set_experiment("predict-contract")
-    outcome = train(build_config({"data": str(path), "target": "kind", "epochs": "2", "width": "8",
-                                  "progress": "false"}))
+    outcome = train(
+        build_config({"data": str(path), "target": "kind", "epochs": "2", "width": "8", "progress": "false"})
+    )
     return outcome.model_uri
 
 
@@ -269,9 +372,11 @@ def test_predict_bad_input_is_one_line_and_writes_nothing(small_model, tmp_path,
 
 # ------------------------------------------------------------------------------------------ names
 
+
 def test_run_names_are_unique_and_say_what_the_run_is(experiment):
-    config = build_config({"data": "wine", "epochs": "1", "progress": "false", "experiment": experiment,
-                           "log_model": "false"})
+    config = build_config(
+        {"data": "wine", "epochs": "1", "progress": "false", "experiment": experiment, "log_model": "false"}
+    )
     first, second = train(config), train(config)
     names = [mlflow.get_run(o.run_id).info.run_name for o in (first, second)]
     assert names[0] != names[1] and all(n.startswith("train-wine-") for n in names)

@@ -87,8 +87,11 @@ def _duplicated(kind: str, path: Path) -> Path:
 @pytest.mark.parametrize("kind", ["csv", "semicolon", "tsv", "parquet"])
 def test_duplicate_column_names_are_refused_for_training_and_predict(tmp_path: Path, kind: str):
     path = _duplicated(kind, tmp_path / "dup")
-    for read in (lambda: load_dataset(str(path), "y"), lambda: precheck_source(str(path), "y"),
-                 lambda: predict_file("models:/none/1", str(path), str(tmp_path / "out.csv"))):
+    for read in (
+        lambda: load_dataset(str(path), "y"),
+        lambda: precheck_source(str(path), "y"),
+        lambda: predict_file("models:/none/1", str(path), str(tmp_path / "out.csv")),
+    ):
         with pytest.raises(UsageError, match=r"duplicate column names: y: rename them$"):
             read()
 
@@ -141,12 +144,14 @@ def test_split_errors_speak_of_rows_and_name_classes(tmp_path: Path):
 
 def test_file_and_column_messages(tmp_path: Path):
     _frame()[["x1"]].to_csv(tmp_path / "one.csv", index=False)
-    for check in (lambda: load_dataset(str(tmp_path / "one.csv"), "x1"),
-                  lambda: precheck_source(str(tmp_path / "one.csv"), "x1")):
+    for check in (
+        lambda: load_dataset(str(tmp_path / "one.csv"), "x1"),
+        lambda: precheck_source(str(tmp_path / "one.csv"), "x1"),
+    ):
         with pytest.raises(UsageError, match=r"has 1 column\(s\) \(x1\): .* check the separator") as info:
             check()
         assert "rows" not in str(info.value)
-    with pytest.raises(UsageError, match="^data is empty: pass a built-in name"):
+    with pytest.raises(UsageError, match=r"^data is empty: pass a built-in name"):
         load_dataset("", "y")
     with pytest.raises(UsageError) as info:
         check_path("digits", ())  # predict: no built-in sets
@@ -168,15 +173,18 @@ def test_the_encoding_warning_comes_once_per_command(tmp_path: Path, caplog, exp
     assert code == 2 and len(err.splitlines()) == 1 and "data is empty" in err, err
 
 
-_UNUSABLE_CELLS = {"list": ([1, 0], "list"), "array_of_floats": ([0.5, 1.5, 2.5], "list"),
-                   "mapping": ({"a": 1}, "dict"), "struct": ({"a": 1, "b": "x"}, "dict"),
-                   "bytes_not_utf8": (b"\x00\xff", "not UTF-8 text")}
+_UNUSABLE_CELLS = {
+    "list": ([1, 0], "list"),
+    "array_of_floats": ([0.5, 1.5, 2.5], "list"),
+    "mapping": ({"a": 1}, "dict"),
+    "struct": ({"a": 1, "b": "x"}, "dict"),
+    "bytes_not_utf8": (b"\x00\xff", "not UTF-8 text"),
+}
 
 
 @pytest.mark.parametrize("where", ["feature", "target"])
 @pytest.mark.parametrize("case", sorted(_UNUSABLE_CELLS))
-def test_cells_a_column_cannot_be_made_of_are_one_line(tmp_path: Path, experiment: str, capsys, case: str,
-                                                       where: str):
+def test_cells_a_column_cannot_be_made_of_are_one_line(tmp_path: Path, experiment: str, capsys, case: str, where: str):
     cell, fragment = _UNUSABLE_CELLS[case]
     frame = _frame().head(60)
     frame["x2" if where == "feature" else "y"] = [cell] * len(frame)

@@ -13,8 +13,9 @@ from hyperflow.workflows.train import TrainingDiverged, train
 def people_csv(tmp_path_factory):
     rng = np.random.default_rng(1)
     n = 240
-    frame = pd.DataFrame({"age": rng.normal(40, 12, n), "city": rng.choice(["paris", "oslo", "rome"], n),
-                          "score": rng.normal(0, 1, n)})
+    frame = pd.DataFrame(
+        {"age": rng.normal(40, 12, n), "city": rng.choice(["paris", "oslo", "rome"], n), "score": rng.normal(0, 1, n)}
+    )
     frame["label"] = np.where(frame["score"] + (frame["city"] == "oslo") > 0.5, "yes", "no")
     frame.loc[::9, "age"] = np.nan
     path = tmp_path_factory.mktemp("data") / "people.csv"
@@ -47,8 +48,18 @@ def test_train_run_has_params_metrics_tags_artifacts(experiment, client):
 
 
 def test_model_takes_raw_rows_and_registers(experiment, client, people_csv):
-    outcome = train(build_config({"data": str(people_csv), "target": "label", "epochs": "3", "progress": "false",
-                                  "experiment": experiment, "model_name": f"{experiment}-model"}))
+    outcome = train(
+        build_config(
+            {
+                "data": str(people_csv),
+                "target": "label",
+                "epochs": "3",
+                "progress": "false",
+                "experiment": experiment,
+                "model_name": f"{experiment}-model",
+            }
+        )
+    )
     assert str(outcome.registered_version) == "1"
     version = client.get_model_version(f"{experiment}-model", "1")
     assert version.run_id == outcome.run_id
@@ -60,7 +71,7 @@ def test_model_takes_raw_rows_and_registers(experiment, client, people_csv):
     assert out.loc[0, "probability_yes"] > out.loc[1, "probability_yes"]
     sig = model.metadata.get_input_schema()
     assert {c.name for c in sig.inputs} == {"age", "city", "score"}
-    reqs = (mlflow.artifacts.download_artifacts(f"models:/{experiment}-model/1") + "/requirements.txt")
+    reqs = mlflow.artifacts.download_artifacts(f"models:/{experiment}-model/1") + "/requirements.txt"
     assert "torch==" in open(reqs).read()
 
 
@@ -76,8 +87,19 @@ def test_regression_model_predicts_in_target_units(experiment):
 
 
 def test_segmentation_model_returns_masks(experiment):
-    outcome = train(build_config({"data": "shapes", "model": "unet", "channels": "4", "epochs": "2",
-                                  "progress": "false", "experiment": experiment, "batch_size": "32"}))
+    outcome = train(
+        build_config(
+            {
+                "data": "shapes",
+                "model": "unet",
+                "channels": "4",
+                "epochs": "2",
+                "progress": "false",
+                "experiment": experiment,
+                "batch_size": "32",
+            }
+        )
+    )
     model = mlflow.pyfunc.load_model(outcome.model_uri)
     from hyperflow.core.data import make_shapes
 
@@ -88,8 +110,11 @@ def test_segmentation_model_returns_masks(experiment):
 
 
 def test_tensorboard_event_files_are_logged(experiment, client):
-    outcome = train(build_config({"epochs": "2", "tensorboard": "true", "log_model": "false", "progress": "false",
-                                  "experiment": experiment}))
+    outcome = train(
+        build_config(
+            {"epochs": "2", "tensorboard": "true", "log_model": "false", "progress": "false", "experiment": experiment}
+        )
+    )
     files = client.list_artifacts(outcome.run_id, "tensorboard")
     assert any("events.out.tfevents" in f.path for f in files)
     assert outcome.model_uri is None
@@ -97,8 +122,19 @@ def test_tensorboard_event_files_are_logged(experiment, client):
 
 def test_diverged_training_ends_failed_with_reason(experiment, client):
     with pytest.raises(TrainingDiverged, match="lower the learning rate"):
-        train(build_config({"optimizer": "sgd", "momentum": "0", "schedule": "constant", "lr": "1e6",
-                            "epochs": "3", "progress": "false", "experiment": experiment}))
+        train(
+            build_config(
+                {
+                    "optimizer": "sgd",
+                    "momentum": "0",
+                    "schedule": "constant",
+                    "lr": "1e6",
+                    "epochs": "3",
+                    "progress": "false",
+                    "experiment": experiment,
+                }
+            )
+        )
     run = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])[0]
     assert run.info.status == "FAILED"
     assert "non-finite loss" in run.data.tags["hyperflow.failure_reason"]
@@ -106,10 +142,12 @@ def test_diverged_training_ends_failed_with_reason(experiment, client):
 
 
 @pytest.mark.parametrize("error", ["ValueError", "PermissionError"])
-@pytest.mark.parametrize("command, what, settings", [("train", "training", ["epochs=1"]),
-                                                     ("lr-find", "the LR range test", ["num_iter=20"])])
-def test_an_error_raised_while_training_is_one_line_exit_1_and_the_run_failed(command, what, settings, error, tmp_path,
-                                                                             experiment, client, monkeypatch, capsys):
+@pytest.mark.parametrize(
+    "command, what, settings", [("train", "training", ["epochs=1"]), ("lr-find", "the LR range test", ["num_iter=20"])]
+)
+def test_an_error_raised_while_training_is_one_line_exit_1_and_the_run_failed(
+    command, what, settings, error, tmp_path, experiment, client, monkeypatch, capsys
+):
     """A user's model (or torch) raising during training or the range test: one line naming the error and
     where it was raised (the user's file, not torch's internals), exit 1, the run FAILED (train: with that
     reason as a tag). An OSError of the model's (PermissionError) too: not taken for the store failing."""
@@ -121,14 +159,17 @@ def test_an_error_raised_while_training_is_one_line_exit_1_and_the_run_failed(co
     (tmp_path / f"{module}.py").write_text(PICKY_MODEL.replace("ERROR = ValueError", f"ERROR = {error}"))
     monkeypatch.syspath_prepend(str(tmp_path))
     capsys.readouterr()
-    code = main([command, f"model={module}:build", "batch_size=16", *settings, f"experiment={experiment}",
-                 "progress=false"])
+    code = main(
+        [command, f"model={module}:build", "batch_size=16", *settings, f"experiment={experiment}", "progress=false"]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 1, err
     line = next(i for i, text in enumerate(PICKY_MODEL.splitlines(), 1) if "raise ERROR" in text)
-    assert err == (f"hyperflow {command}: error: {what} raised {error}: batches of more than 8 rows are refused "
-                   f"(at {module}.py:{line} in forward)")
-    run, = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    assert err == (
+        f"hyperflow {command}: error: {what} raised {error}: batches of more than 8 rows are refused "
+        f"(at {module}.py:{line} in forward)"
+    )
+    (run,) = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
     assert run.info.status == "FAILED"
     if command == "train":
         assert run.data.tags["hyperflow.failure_reason"] == err.removeprefix("hyperflow train: error: ")
@@ -147,8 +188,18 @@ def test_a_table_too_wide_for_mlflows_dataset_schema_trains_and_says_so(experime
     path = tmp_path / "wide.csv"
     frame.to_csv(path, index=False)
     started = time.monotonic()
-    outcome = train(build_config({"data": str(path), "target": "label", "epochs": "1", "width": "4",
-                                  "progress": "false", "experiment": experiment}))
+    outcome = train(
+        build_config(
+            {
+                "data": str(path),
+                "target": "label",
+                "epochs": "1",
+                "width": "4",
+                "progress": "false",
+                "experiment": experiment,
+            }
+        )
+    )
     seconds = time.monotonic() - started
     run = client.get_run(outcome.run_id)
     assert run.info.status == "FINISHED"

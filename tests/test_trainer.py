@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from hyperflow.config import build_config
-from hyperflow.errors import UsageError
-from hyperflow.core.trainer import Callback, steps_per_epoch
 from hyperflow.core.assembly import load_data, setup_training
+from hyperflow.core.trainer import Callback, steps_per_epoch
+from hyperflow.errors import UsageError
 
 
 class Recorder(Callback):
@@ -71,8 +71,19 @@ def test_divergence_is_caught_and_reported():
 
 
 def test_gradient_clipping_bounds_the_update():
-    setup = setup_training(build_config({"progress": "false", "epochs": "1", "grad_clip": "1e-6",
-                                         "optimizer": "sgd", "schedule": "constant", "lr": "1", "momentum": "0"}))
+    setup = setup_training(
+        build_config(
+            {
+                "progress": "false",
+                "epochs": "1",
+                "grad_clip": "1e-6",
+                "optimizer": "sgd",
+                "schedule": "constant",
+                "lr": "1",
+                "momentum": "0",
+            }
+        )
+    )
     before = [p.detach().clone() for p in setup.trainer.model.parameters()]
     d = setup.dataset
     setup.trainer.fit(d.X_train, d.y_train, d.X_val, d.y_val)
@@ -82,10 +93,10 @@ def test_gradient_clipping_bounds_the_update():
 
 
 def test_regression_and_segmentation_metrics():
-    setup, result = fit({"data": "diabetes", "epochs": "3", "batch_size": "32"})
+    _, result = fit({"data": "diabetes", "epochs": "3", "batch_size": "32"})
     assert {"val_rmse", "val_mae", "val_r2"} <= set(result.history[-1])
     assert result.history[-1]["val_rmse"] > 5  # in the target's units, not standardised ones
-    setup, result = fit({"data": "shapes", "model": "unet", "epochs": "1", "channels": "4", "batch_size": "32"})
+    _setup, result = fit({"data": "shapes", "model": "unet", "epochs": "1", "channels": "4", "batch_size": "32"})
     assert {"val_dice", "val_iou"} <= set(result.history[-1])
 
 
@@ -118,8 +129,10 @@ def test_trailing_batch_of_one_is_dropped():
 
 
 def test_core_does_not_import_mlflow():
-    code = ("import sys, hyperflow.core.trainer, hyperflow.core.assembly, hyperflow.core.data, hyperflow.config; "
-            "sys.exit('mlflow' in sys.modules)")
+    code = (
+        "import sys, hyperflow.core.trainer, hyperflow.core.assembly, hyperflow.core.data, hyperflow.config; "
+        "sys.exit('mlflow' in sys.modules)"
+    )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 

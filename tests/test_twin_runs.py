@@ -10,11 +10,13 @@ import subprocess
 import sys
 import urllib.request
 from contextlib import suppress
+from typing import ClassVar
 
 import mlflow
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from polling import wait_for
 
 from hyperflow import names, tracking
 from hyperflow.cli import main
@@ -22,11 +24,19 @@ from hyperflow.config import build_config
 from hyperflow.config.search import build_search_config
 from hyperflow.search.runner import SearchRunner
 from hyperflow.tracking import search_store
-from polling import wait_for
 
 TINY = {"width": "16", "epochs": "2", "progress": "false", "flush_secs": "5"}
-CREATED_WITH = (names.ROLE, names.VERSION, names.PARENT_RUN_ID, names.RUN_NAME, names.CREATE_ID, names.TRIAL_NUMBER,
-                names.TRIAL_PARAMS, names.SEARCH_RUN_ID, names.DATA_FINGERPRINT)
+CREATED_WITH = (
+    names.ROLE,
+    names.VERSION,
+    names.PARENT_RUN_ID,
+    names.RUN_NAME,
+    names.CREATE_ID,
+    names.TRIAL_NUMBER,
+    names.TRIAL_PARAMS,
+    names.SEARCH_RUN_ID,
+    names.DATA_FINGERPRINT,
+)
 
 
 def twin(client: MlflowClient, run_id: str) -> str:
@@ -34,8 +44,9 @@ def twin(client: MlflowClient, run_id: str) -> str:
     experiment with the same start and creating tags, left RUNNING (the client knows only the other one)."""
     run = client.get_run(run_id)
     tags = {k: v for k, v in run.data.tags.items() if k in CREATED_WITH}
-    return client.create_run(run.info.experiment_id, start_time=run.info.start_time, run_name=tags[names.RUN_NAME],
-                             tags=tags).info.run_id
+    return client.create_run(
+        run.info.experiment_id, start_time=run.info.start_time, run_name=tags[names.RUN_NAME], tags=tags
+    ).info.run_id
 
 
 def children(client: MlflowClient, parent: str) -> list:
@@ -73,20 +84,24 @@ class TwinMaking(SearchRunner):
     """A search during which the creating requests of the search run, of its LR range test and of trial 1 are
     sent twice (the twins appear once trial 1 has run)."""
 
-    made: dict[str, str] = {}
+    made: ClassVar[dict[str, str]] = {}
 
     def run_trial(self, point, number=None):
         record = super().run_trial(point, number)
         if record.number == 1:
             client = MlflowClient()
-            self.made = {twin(client, run_id): run_id
-                         for run_id in (self.parent_id, lr_find_run(client, self.parent_id), record.run_id)}
+            self.made = {
+                twin(client, run_id): run_id
+                for run_id in (self.parent_id, lr_find_run(client, self.parent_id), record.run_id)
+            }
         return record
 
 
 def test_the_search_end_ends_the_twins_of_its_runs_and_counts_them_as_no_trial(experiment, client, tmp_path):
-    runner = TwinMaking(build_search_config(search_settings(max_evals="3", lr_bounds="auto")),
-                        build_config({**TINY, "experiment": experiment}))
+    runner = TwinMaking(
+        build_search_config(search_settings(max_evals="3", lr_bounds="auto")),
+        build_config({**TINY, "experiment": experiment}),
+    )
     outcome = runner.run()
     assert len(runner.made) == 3
     assert_ended_as_twins(client, runner.made)
@@ -97,14 +112,14 @@ def test_the_search_end_ends_the_twins_of_its_runs_and_counts_them_as_no_trial(e
     assert client.get_run(outcome.run_id).data.tags[names.BEST_RUN_ID] not in runner.made
 
 
-def test_a_resume_ends_the_twins_a_stopped_search_left_and_a_twin_is_no_search_to_resume(experiment, client,
-                                                                                         capsys):
-    first = SearchRunner(build_search_config(search_settings(max_evals="2", lr_bounds="auto")),
-                         build_config({**TINY, "experiment": experiment})).run()
+def test_a_resume_ends_the_twins_a_stopped_search_left_and_a_twin_is_no_search_to_resume(experiment, client, capsys):
+    first = SearchRunner(
+        build_search_config(search_settings(max_evals="2", lr_bounds="auto")),
+        build_config({**TINY, "experiment": experiment}),
+    ).run()
     parent = first.run_id
     # the store as a search leaves it when it was stopped after its requests were sent twice
-    made = {twin(client, run_id): run_id
-            for run_id in (parent, lr_find_run(client, parent), first.records[0].run_id)}
+    made = {twin(client, run_id): run_id for run_id in (parent, lr_find_run(client, parent), first.records[0].run_id)}
     search_twin = next(t for t, original in made.items() if original == parent)
     capsys.readouterr()
     assert main(["search", f"resume={search_twin}"]) == 2  # found by its creating tag
@@ -123,12 +138,18 @@ def test_a_resume_ends_the_twins_a_stopped_search_left_and_a_twin_is_no_search_t
 
 def test_a_resume_ends_a_trial_killed_in_flight_with_the_reason(experiment, client):
     """A trial's run left RUNNING without results and without a twin (its search was killed mid-trial)."""
-    first = SearchRunner(build_search_config(search_settings(max_evals="2")),
-                         build_config({**TINY, "experiment": experiment})).run()
-    killed = client.create_run(first.experiment_id, run_name="trial-002", tags={
-        names.ROLE: names.ROLE_TRIAL, names.PARENT_RUN_ID: first.run_id, names.TRIAL_NUMBER: "2"}).info.run_id
-    SearchRunner(build_search_config(search_settings(resume=first.run_id, max_evals="3")),
-                 build_config({**TINY, "experiment": experiment})).run()
+    first = SearchRunner(
+        build_search_config(search_settings(max_evals="2")), build_config({**TINY, "experiment": experiment})
+    ).run()
+    killed = client.create_run(
+        first.experiment_id,
+        run_name="trial-002",
+        tags={names.ROLE: names.ROLE_TRIAL, names.PARENT_RUN_ID: first.run_id, names.TRIAL_NUMBER: "2"},
+    ).info.run_id
+    SearchRunner(
+        build_search_config(search_settings(resume=first.run_id, max_evals="3")),
+        build_config({**TINY, "experiment": experiment}),
+    ).run()
     run = client.get_run(killed)
     assert run.info.status == "KILLED" and "stopped before this trial had results" in run.data.tags[names.ORPHANED]
     assert names.DUPLICATE_OF not in run.data.tags and run.info.run_name == "trial-002"
@@ -138,9 +159,17 @@ def test_a_resume_ends_a_trial_killed_in_flight_with_the_reason(experiment, clie
 def test_a_trial_whose_worker_died_fails_once_and_its_twin_ends_as_a_duplicate(experiment, client):
     exp = client.get_experiment_by_name(experiment).experiment_id
     parent = client.create_run(exp, tags={names.ROLE: names.ROLE_SEARCH}).info.run_id
-    trial = client.create_run(exp, run_name="trial-003", tags={
-        names.ROLE: names.ROLE_TRIAL, names.PARENT_RUN_ID: parent, names.TRIAL_NUMBER: "3", names.RUN_NAME: "trial-003",
-        names.CREATE_ID: "c0ffee"}).info.run_id
+    trial = client.create_run(
+        exp,
+        run_name="trial-003",
+        tags={
+            names.ROLE: names.ROLE_TRIAL,
+            names.PARENT_RUN_ID: parent,
+            names.TRIAL_NUMBER: "3",
+            names.RUN_NAME: "trial-003",
+            names.CREATE_ID: "c0ffee",
+        },
+    ).info.run_id
     made = {twin(client, trial): trial}
     client.log_param(trial, "lr", "0.01")  # what the trial sent before its worker died
     assert search_store.end_lost_trial(exp, parent, 3, "killed by signal 9 during the trial") == trial
@@ -159,11 +188,14 @@ def test_a_version_registered_twice_by_one_request_is_registered_once(experiment
     name = f"twice-{run[:8]}"
     client.create_registered_model(name)
     source = f"runs:/{run}/model"
-    made = [client.create_model_version(name, source, run, tags=tags).version
-            for tags in ({names.CREATE_ID: "a"}, {names.CREATE_ID: "a"}, {names.CREATE_ID: "b"}, {})]
+    made = [
+        client.create_model_version(name, source, run, tags=tags).version
+        for tags in ({names.CREATE_ID: "a"}, {names.CREATE_ID: "a"}, {names.CREATE_ID: "b"}, {})
+    ]
     assert delete_twin_versions(name, run, str(made[1]), "a") == [str(made[0])]
-    assert sorted(int(v.version) for v in client.search_model_versions(f"name = '{name}'")) == \
-        sorted(int(v) for v in made[1:])
+    assert sorted(int(v.version) for v in client.search_model_versions(f"name = '{name}'")) == sorted(
+        int(v) for v in made[1:]
+    )
 
 
 @pytest.mark.parametrize("ending", ["finished", "failed"])
@@ -172,8 +204,9 @@ def test_every_commands_run_ends_its_twins(experiment, client, ending):
     nested one) made while the command ran ends with it, whether the command finished or failed."""
     with suppress(RuntimeError):
         with tracking.tracked_run(names.ROLE_RETRAIN, experiment=experiment, run_name="retrain-x") as outer:
-            with tracking.tracked_run(names.ROLE_PROMOTE, parent_run_id=outer.info.run_id,
-                                      run_name="promote-x") as inner:
+            with tracking.tracked_run(
+                names.ROLE_PROMOTE, parent_run_id=outer.info.run_id, run_name="promote-x"
+            ) as inner:
                 made = {twin(client, inner.info.run_id): inner.info.run_id}
             made[twin(client, outer.info.run_id)] = outer.info.run_id
             if ending == "failed":
@@ -186,10 +219,28 @@ def _server(home, port: int) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{home}/server.db",
-         "--default-artifact-root", str(home / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1"], env=env, cwd=home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{home}/server.db",
+            "--default-artifact-root",
+            str(home / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        env=env,
+        cwd=home,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
     def up():
         assert proc.poll() is None, "mlflow server exited"
@@ -197,13 +248,15 @@ def _server(home, port: int) -> subprocess.Popen:
             return urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).status == 200
         except OSError:
             return False
+
     wait_for(up, "mlflow server", 120, every=0.2)
     return proc
 
 
 @pytest.mark.slow
-def test_through_a_server_whose_answers_to_creations_are_lost_nothing_stays_running(tmp_path, tracking_uri,
-                                                                                   monkeypatch):
+def test_through_a_server_whose_answers_to_creations_are_lost_nothing_stays_running(
+    tmp_path, tracking_uri, monkeypatch
+):
     """A real `mlflow server` behind a proxy that loses the answer to the creation of the search run, of trial 1,
     of the best model's version and of a train run after the server wrote them: MLflow's client sends each
     again and the server makes twins. The commands end them: nothing stays RUNNING, one run per trial, one
@@ -230,8 +283,20 @@ def test_through_a_server_whose_answers_to_creations_are_lost_nothing_stays_runn
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
     mlflow.set_tracking_uri(proxy.uri)
     try:
-        assert main(["search", "experiment=lost", "max_evals=3", *(f"{k}={v}" for k, v in {**TINY,
-                     **search_settings(register="true", model_name="lost-model")}.items())]) == 0
+        assert (
+            main(
+                [
+                    "search",
+                    "experiment=lost",
+                    "max_evals=3",
+                    *(
+                        f"{k}={v}"
+                        for k, v in {**TINY, **search_settings(register="true", model_name="lost-model")}.items()
+                    ),
+                ]
+            )
+            == 0
+        )
         assert main(["train", "experiment=lost", *(f"{k}={v}" for k, v in TINY.items())]) == 0
     finally:
         mlflow.set_tracking_uri(tracking_uri)
@@ -241,15 +306,21 @@ def test_through_a_server_whose_answers_to_creations_are_lost_nothing_stays_runn
         assert lost == {"search", "trial1", "version", "train"} and len(proxy.dropped) == 4
         runs = client.search_runs([client.get_experiment_by_name("lost").experiment_id], max_results=100)
         assert not [r.info.run_name for r in runs if r.info.status == "RUNNING"]
-        twins = {r.data.tags[names.ROLE] + r.data.tags.get(names.TRIAL_NUMBER, "")
-                 for r in runs if names.DUPLICATE_OF in r.data.tags}
+        twins = {
+            r.data.tags[names.ROLE] + r.data.tags.get(names.TRIAL_NUMBER, "")
+            for r in runs
+            if names.DUPLICATE_OF in r.data.tags
+        }
         assert twins == {"search", "trial1", "train"}
-        parent = next(r.info.run_id for r in runs if r.data.tags[names.ROLE] == names.ROLE_SEARCH and
-                      r.info.status == "FINISHED")
+        parent = next(
+            r.info.run_id for r in runs if r.data.tags[names.ROLE] == names.ROLE_SEARCH and r.info.status == "FINISHED"
+        )
         assert_one_run_per_trial(client, parent, 3)
         versions = client.search_model_versions("name = 'lost-model'")
-        assert len(versions) == 1 and client.get_model_version_by_alias("lost-model", "challenger").version == \
-            versions[0].version
+        assert (
+            len(versions) == 1
+            and client.get_model_version_by_alias("lost-model", "challenger").version == versions[0].version
+        )
     finally:
         os.killpg(server.pid, signal.SIGKILL)  # the server and its worker: a session of its own
         server.wait()

@@ -4,18 +4,28 @@ promotion of one copy over another passes the default gate (a tie is "not worse"
 import uuid
 
 import mlflow
+from test_registry import items_csv
 
 from hyperflow.config import build_config
 from hyperflow.workflows.train import train
-from test_registry import items_csv
 
 
 def register_tiny(folder) -> str:
     """The name of a new registered model whose version 1 is a classifier of ``items_csv``'s ``kind``."""
     name = f"tiny-{uuid.uuid4().hex[:8]}"
     mlflow.set_experiment("tiny-models")
-    train(build_config({"data": items_csv(folder / "items.csv"), "target": "kind", "width": "8", "epochs": "2",
-                        "progress": "false", "model_name": name}))
+    train(
+        build_config(
+            {
+                "data": items_csv(folder / "items.csv"),
+                "target": "kind",
+                "width": "8",
+                "epochs": "2",
+                "progress": "false",
+                "model_name": name,
+            }
+        )
+    )
     return name
 
 

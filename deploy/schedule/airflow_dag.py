@@ -6,8 +6,10 @@ from datetime import datetime, timedelta
 from airflow import DAG
 from airflow.operators.bash import BashOperator
 
-COMMAND = ("mlflow run . -e retrain --env-manager local --experiment-name retrain "
-           "-P model_name=${HYPERFLOW_MODEL} -P data=${HYPERFLOW_DATA}")
+COMMAND = (
+    "mlflow run . -e retrain --env-manager local --experiment-name retrain "
+    "-P model_name=${HYPERFLOW_MODEL} -P data=${HYPERFLOW_DATA}"
+)
 
 with DAG(
     dag_id="hyperflow_retrain",
@@ -23,7 +25,10 @@ with DAG(
         bash_command=COMMAND,
         cwd="/opt/hyperflow",
         append_env=True,
-        env={"MLFLOW_TRACKING_URI": "http://mlflow.internal:5000", "HYPERFLOW_MODEL": "churn",
-             "HYPERFLOW_DATA": "/data/churn/incoming",
-             "PATH": "/opt/hyperflow/.venv/bin:/usr/local/bin:/usr/bin:/bin"},
+        env={
+            "MLFLOW_TRACKING_URI": "http://mlflow.internal:5000",
+            "HYPERFLOW_MODEL": "churn",
+            "HYPERFLOW_DATA": "/data/churn/incoming",
+            "PATH": "/opt/hyperflow/.venv/bin:/usr/local/bin:/usr/bin:/bin",
+        },
     )

@@ -16,16 +16,28 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Collection, Sequence
+from typing import Any
 
-from hyperflow.config import (PromoteConfig, RetrainConfig, TrainConfig, build_config, build_promote_config,
-                              build_retrain_config, coerce, field_defaults, field_help, load_yaml, unknown_setting)
 from hyperflow import names
+from hyperflow.config import (
+    PromoteConfig,
+    RetrainConfig,
+    TrainConfig,
+    build_config,
+    build_promote_config,
+    build_retrain_config,
+    coerce,
+    field_defaults,
+    field_help,
+    load_yaml,
+    unknown_setting,
+)
+from hyperflow.config.search import SEARCH_KEYS, SearchConfig, build_search_config
 from hyperflow.core import library_logs, process_exit, startup
 from hyperflow.core.process_exit import TolerantStream, exit_on_signals
 from hyperflow.errors import UsageError, raise_terminated, without_credentials
-from hyperflow.config.search import SEARCH_KEYS, SearchConfig, build_search_config
 
 USAGE = """usage: hyperflow <command> [key=value ...]
 
@@ -61,8 +73,12 @@ def parse_settings(tokens: Sequence[str]) -> dict[str, str]:
 
 # The config classes whose settings each command takes, in the order a key is looked up.
 CONFIGS: dict[str, tuple[type, ...]] = {
-    "train": (TrainConfig,), "lr-find": (TrainConfig,), "search": (SearchConfig, TrainConfig),
-    "promote": (PromoteConfig,), "retrain": (RetrainConfig, TrainConfig), "predict": (),
+    "train": (TrainConfig,),
+    "lr-find": (TrainConfig,),
+    "search": (SearchConfig, TrainConfig),
+    "promote": (PromoteConfig,),
+    "retrain": (RetrainConfig, TrainConfig),
+    "predict": (),
 }
 # Whose defaults an MLproject parameter left at its default is compared with. retrain's training settings
 # override the champion's, so no default stands for "unset" there: they are never dropped.
@@ -140,9 +156,12 @@ def configure(command: str, settings: dict[str, Any]) -> Invocation:
     if command in ("train", "lr-find"):
         return Invocation(command, train=build_config(merged))
     if command == "search":
-        return Invocation(command, given=frozenset(merged),
-                          search=build_search_config({k: v for k, v in merged.items() if k in SEARCH_KEYS}),
-                          train=build_config({k: v for k, v in merged.items() if k not in SEARCH_KEYS}))
+        return Invocation(
+            command,
+            given=frozenset(merged),
+            search=build_search_config({k: v for k, v in merged.items() if k in SEARCH_KEYS}),
+            train=build_config({k: v for k, v in merged.items() if k not in SEARCH_KEYS}),
+        )
     if command == "promote":
         return Invocation(command, promote=build_promote_config(merged))
     if command == "retrain":
@@ -297,16 +316,22 @@ def _summary(outcome: Any) -> str:
 
     r = outcome.result
     metrics = "  ".join(f"{k} {v:.4g}" for k, v in outcome.test_metrics.items())
-    lines = [f"hyperflow train: {r.status} after {r.epochs_run} epochs in {r.seconds:.1f} s "
-             f"(best epoch {r.best_epoch}, best_val_loss {r.best_val_loss:.4g})"]
+    lines = [
+        f"hyperflow train: {r.status} after {r.epochs_run} epochs in {r.seconds:.1f} s "
+        f"(best epoch {r.best_epoch}, best_val_loss {r.best_val_loss:.4g})"
+    ]
     if metrics:
         lines.append(f"  test: {metrics}")
     lines.append(f"  run {outcome.run_id} (experiment {outcome.experiment_id}) in {tracking.tracking_uri()}")
     if outcome.model_uri:
-        lines.append(f"  model: {outcome.model_uri}"
-                     + (f" (registered version {outcome.registered_version})" if outcome.registered_version else ""))
-    lines.append(f"  browse: mlflow ui --backend-store-uri {tracking.tracking_uri()}  then open "
-                 f"http://127.0.0.1:5000/#/experiments/{outcome.experiment_id}/runs/{outcome.run_id}")
+        lines.append(
+            f"  model: {outcome.model_uri}"
+            + (f" (registered version {outcome.registered_version})" if outcome.registered_version else "")
+        )
+    lines.append(
+        f"  browse: mlflow ui --backend-store-uri {tracking.tracking_uri()}  then open "
+        f"http://127.0.0.1:5000/#/experiments/{outcome.experiment_id}/runs/{outcome.run_id}"
+    )
     return "\n".join(lines)
 
 
@@ -326,15 +351,17 @@ def lr_find_summary(outcome: Any) -> str:
     from hyperflow import tracking
 
     f = outcome.finder
-    lines = [f"hyperflow lr-find: suggested lr {f.suggested_lr_:.3g} ({f.suggestion}), range "
-             f"{f.lr_range_[0]:.3g} – {f.lr_range_[1]:.3g}, status {f.status_}",
-             f"  {f.status_}: {f.status_help_}",
-             f"  sweep: {len(f.lrs_)} of {f.num_iter} mini-batches from {f.start_lr:g} to {f.lrs_[-1]:.3g}"
-             + (" (stopped where the loss diverged)" if f.stopped_early_ else "")
-             + (f"; {f.repeats} repeats, suggestions spread x{f.suggestion_spread_:.2f}" if f.repeats > 1 else ""),
-             f"  next: hyperflow train lr={f.suggested_lr_:.3g}   or   hyperflow train schedule=onecycle "
-             f"max_lr={f.lr_range_[1]:.3g}   or   lr=auto / max_lr=auto",
-             f"  run {outcome.run_id} (experiment {outcome.experiment_id}) in {tracking.tracking_uri()}"]
+    lines = [
+        f"hyperflow lr-find: suggested lr {f.suggested_lr_:.3g} ({f.suggestion}), range "
+        f"{f.lr_range_[0]:.3g} – {f.lr_range_[1]:.3g}, status {f.status_}",
+        f"  {f.status_}: {f.status_help_}",
+        f"  sweep: {len(f.lrs_)} of {f.num_iter} mini-batches from {f.start_lr:g} to {f.lrs_[-1]:.3g}"
+        + (" (stopped where the loss diverged)" if f.stopped_early_ else "")
+        + (f"; {f.repeats} repeats, suggestions spread x{f.suggestion_spread_:.2f}" if f.repeats > 1 else ""),
+        f"  next: hyperflow train lr={f.suggested_lr_:.3g}   or   hyperflow train schedule=onecycle "
+        f"max_lr={f.lr_range_[1]:.3g}   or   lr=auto / max_lr=auto",
+        f"  run {outcome.run_id} (experiment {outcome.experiment_id}) in {tracking.tracking_uri()}",
+    ]
     return "\n".join(lines)
 
 
@@ -344,17 +371,24 @@ def cmd_lr_find(inv: Invocation) -> int:
     outcome = lr_find(inv.train)
     print(lr_find_summary(outcome))
     if outcome.finder.status_ != "ok":  # the LR finder's own status (ok | flat | no_divergence | noisy)
-        print(f"hyperflow lr-find: warning: status {outcome.finder.status_}: {outcome.finder.status_help_}",
-              file=sys.stderr)
+        print(
+            f"hyperflow lr-find: warning: status {outcome.finder.status_}: {outcome.finder.status_help_}",
+            file=sys.stderr,
+        )
     return 0
 
 
 def search_help() -> str:
-    lines = ["usage: hyperflow search [search settings] [training settings] [config=settings.yaml]", "",
-             "search settings (default):"]
+    lines = [
+        "usage: hyperflow search [search settings] [training settings] [config=settings.yaml]",
+        "",
+        "search settings (default):",
+    ]
     lines += [f"  {n:<25} {t} ({d})" for n, d, t in field_help(SearchConfig)]
-    lines += ["", "every training setting (hyperflow train --help) sets the base of all trials; the space "
-              "file says what varies."]
+    lines += [
+        "",
+        "every training setting (hyperflow train --help) sets the base of all trials; the space file says what varies.",
+    ]
     return "\n".join(lines)
 
 
@@ -363,25 +397,32 @@ def search_summary(outcome: Any, seconds: float) -> str:
 
     records = outcome.records
     counts = {s: sum(r.status == s for r in records) for s in names.TRIAL_STATUSES}
-    lines = [f"hyperflow search: {len(records)} trials ({counts[names.TRIAL_OK]} ok, {counts[names.TRIAL_PRUNED]} "
-             f"pruned, {counts[names.TRIAL_FAILED]} failed; {outcome.at_once} at once) in {seconds:.0f} s; stopped by "
-             f"{outcome.stop_reason}"]
+    lines = [
+        f"hyperflow search: {len(records)} trials ({counts[names.TRIAL_OK]} ok, {counts[names.TRIAL_PRUNED]} "
+        f"pruned, {counts[names.TRIAL_FAILED]} failed; {outcome.at_once} at once) in {seconds:.0f} s; stopped by "
+        f"{outcome.stop_reason}"
+    ]
     best = outcome.best
     if best is None:
         lines.append(f"  no trial finished: see the failed trials' {names.TRIAL_REASON} tags")
     else:
         metrics = "  ".join(f"{k} {v:.4g}" for k, v in outcome.test_metrics.items())
         lines.append(f"  best: trial {best.number} (run {best.run_id}) best_val_loss {best.loss:.4g}; {metrics}")
-        lines.append("  best params: " + " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                                                  for k, v in best.params.items()))
+        lines.append(
+            "  best params: "
+            + " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.params.items())
+        )
         if outcome.registered:
-            lines.append(f"  model: registered {outcome.registered[0]} version {outcome.registered[1]}, "
-                         f"alias challenger")
+            lines.append(
+                f"  model: registered {outcome.registered[0]} version {outcome.registered[1]}, alias challenger"
+            )
         top = sorted((r for r in records if r.loss is not None), key=lambda r: r.loss)[:5]
         lines.append(f"  {'trial':>5}  {'status':<7} {'val_loss':>9} {'epochs':>6}")
         lines += [f"  {r.number:>5}  {r.status:<7} {r.loss:>9.4g} {r.epochs:>6}" for r in top]
-    lines.append(f"  run {outcome.run_id} (experiment {outcome.experiment_id}) in {tracking.tracking_uri()}; "
-                 f"open http://127.0.0.1:5000/#/experiments/{outcome.experiment_id}/runs")
+    lines.append(
+        f"  run {outcome.run_id} (experiment {outcome.experiment_id}) in {tracking.tracking_uri()}; "
+        f"open http://127.0.0.1:5000/#/experiments/{outcome.experiment_id}/runs"
+    )
     return "\n".join(lines)
 
 
@@ -400,8 +441,10 @@ def cmd_search(inv: Invocation) -> int:
         outcome = runner.run()
     except KeyboardInterrupt as exc:
         if runner.parent_id and not isinstance(exc, Interrupted):  # main prints this one line, and only it
-            raise Interrupted(f"hyperflow search: interrupted; {_runs_ended()}. Resume with: hyperflow "
-                              f"search resume={runner.parent_id}") from None
+            raise Interrupted(
+                f"hyperflow search: interrupted; {_runs_ended()}. Resume with: hyperflow "
+                f"search resume={runner.parent_id}"
+            ) from None
         raise
     print(search_summary(outcome, time.monotonic() - started))
     return 0 if outcome.best is not None else 1
@@ -413,15 +456,19 @@ def _settings_help(command: str, cls: type, codes: str, extra: str = "") -> str:
     return "\n".join(lines + ([extra] if extra else []) + ["", f"exit codes: {codes}"])
 
 
-PROMOTE_CODES = ("0 passed (champion moved; or dry run; or already champion), 1 failed, 2 bad input (also: no champion "
-                 "and neither a threshold nor allow_first, a candidate for another task/target/columns, a registry "
-                 "or tracking store that fails; nothing moved), "
-                 "3 rejected by the gate (alias unchanged), 5 the champion kept moving (nothing moved) or another promotion "
-                 "moved it on right after (it names the champion), 130 interrupted")
-RETRAIN_CODES = ("0 promoted or skipped (same data and code already done), 1 failed, 2 bad input (or a registry or "
-                 "store that fails; nothing moved), 3 rejected "
-                 "by the gate, 4 another retrain holds the lock (or took it over from this one), 5 the champion kept moving, "
-                 "130 interrupted")
+PROMOTE_CODES = (
+    "0 passed (champion moved; or dry run; or already champion), 1 failed, 2 bad input (also: no champion "
+    "and neither a threshold nor allow_first, a candidate for another task/target/columns, a registry "
+    "or tracking store that fails; nothing moved), "
+    "3 rejected by the gate (alias unchanged), 5 the champion kept moving (nothing moved) or another promotion "
+    "moved it on right after (it names the champion), 130 interrupted"
+)
+RETRAIN_CODES = (
+    "0 promoted or skipped (same data and code already done), 1 failed, 2 bad input (or a registry or "
+    "store that fails; nothing moved), 3 rejected "
+    "by the gate, 4 another retrain holds the lock (or took it over from this one), 5 the champion kept moving, "
+    "130 interrupted"
+)
 
 
 def promote_help() -> str:
@@ -429,18 +476,33 @@ def promote_help() -> str:
 
 
 def retrain_help() -> str:
-    return _settings_help("retrain", RetrainConfig, RETRAIN_CODES,
-                          "  any training setting (hyperflow train --help) overrides the champion's, e.g. epochs=50")
+    return _settings_help(
+        "retrain",
+        RetrainConfig,
+        RETRAIN_CODES,
+        "  any training setting (hyperflow train --help) overrides the champion's, e.g. epochs=50",
+    )
 
 
 def promotion_summary(o: Any) -> str:
-    verdict = ("promoted to champion" if o.promoted else "passed (already the champion)" if o.already_champion
-               else "passed (dry run: nothing moved)" if o.passed else "REJECTED by the gate")
-    lines = [f"hyperflow promote: {o.name} version {o.version} {verdict}; baseline: "
-             + (f"champion version {o.baseline_version}" if o.baseline_version else "no champion"),
-             f"  rows: {o.rows}"]
-    lines += [f"  {name}: candidate {value:.4g}" + (f", champion {o.champion[name]:.4g}" if o.champion else "")
-              for name, value in o.candidate.items()]
+    verdict = (
+        "promoted to champion"
+        if o.promoted
+        else "passed (already the champion)"
+        if o.already_champion
+        else "passed (dry run: nothing moved)"
+        if o.passed
+        else "REJECTED by the gate"
+    )
+    lines = [
+        f"hyperflow promote: {o.name} version {o.version} {verdict}; baseline: "
+        + (f"champion version {o.baseline_version}" if o.baseline_version else "no champion"),
+        f"  rows: {o.rows}",
+    ]
+    lines += [
+        f"  {name}: candidate {value:.4g}" + (f", champion {o.champion[name]:.4g}" if o.champion else "")
+        for name, value in o.candidate.items()
+    ]
     lines += [f"  gate {c}" for c in o.checks] + [f"  note: {n}" for n in o.notes] + [f"  run {o.run_id}"]
     return "\n".join(lines)
 
@@ -473,21 +535,27 @@ def cmd_retrain(inv: Invocation) -> int:
         return 1
     if outcome.outcome == names.OUTCOME_SKIPPED:
         done_by = "the champion's own run" if outcome.by_champion else "retrain run"
-        print(f"hyperflow retrain: skipped: {done_by} {outcome.previous_run_id} already did data "
-              f"{outcome.data} with this code (force=true to retrain); run {outcome.run_id}")
+        print(
+            f"hyperflow retrain: skipped: {done_by} {outcome.previous_run_id} already did data "
+            f"{outcome.data} with this code (force=true to retrain); run {outcome.run_id}"
+        )
         return 0
-    print(f"hyperflow retrain: {outcome.outcome}: version {outcome.version} trained on {outcome.data}; "
-          f"run {outcome.run_id}")
+    print(
+        f"hyperflow retrain: {outcome.outcome}: version {outcome.version} trained on {outcome.data}; "
+        f"run {outcome.run_id}"
+    )
     print(promotion_summary(outcome.promotion))
     return 0 if outcome.outcome == names.OUTCOME_PROMOTED else 3
 
 
 def predict_help() -> str:
-    return ("usage: hyperflow predict model=<model URI> data=<rows.csv|.parquet> [out=predictions.csv]\n\n"
-            "  model   models:/<name>@champion, models:/<name>/<version> or runs:/<run id>/model\n"
-            "  data    rows to score (raw columns, any order, missing values allowed)\n"
-            "  out     output file (.csv or .parquet): the rows plus prediction (and probability_<class> columns)\n"
-            "  allow_missing_columns  true = impute feature columns the file lacks (default false: refuse, naming them)")
+    return (
+        "usage: hyperflow predict model=<model URI> data=<rows.csv|.parquet> [out=predictions.csv]\n\n"
+        "  model   models:/<name>@champion, models:/<name>/<version> or runs:/<run id>/model\n"
+        "  data    rows to score (raw columns, any order, missing values allowed)\n"
+        "  out     output file (.csv or .parquet): the rows plus prediction (and probability_<class> columns)\n"
+        "  allow_missing_columns  true = impute feature columns the file lacks (default false: refuse, naming them)"
+    )
 
 
 def cmd_predict(inv: Invocation) -> int:
@@ -499,9 +567,13 @@ def cmd_predict(inv: Invocation) -> int:
 
 
 COMMANDS: dict[str, tuple[Callable[[Invocation], int], Callable[[], str]]] = {
-    "train": (cmd_train, train_help), "lr-find": (cmd_lr_find, lambda: train_help("lr-find")),
-    "search": (cmd_search, search_help), "promote": (cmd_promote, promote_help),
-    "retrain": (cmd_retrain, retrain_help), "predict": (cmd_predict, predict_help)}
+    "train": (cmd_train, train_help),
+    "lr-find": (cmd_lr_find, lambda: train_help("lr-find")),
+    "search": (cmd_search, search_help),
+    "promote": (cmd_promote, promote_help),
+    "retrain": (cmd_retrain, retrain_help),
+    "predict": (cmd_predict, predict_help),
+}
 
 
 def main(argv: Sequence[str] | None = None, *, from_mlproject: bool = False) -> int:
@@ -536,8 +608,7 @@ def _main(argv: Sequence[str] | None, *, from_mlproject: bool) -> int:
         return 0
     command, rest = command_name(argv[0]), argv[1:]
     if command is None:
-        print(f"hyperflow: error: unknown command '{argv[0]}': choose one of {', '.join(COMMANDS)}",
-              file=sys.stderr)
+        print(f"hyperflow: error: unknown command '{argv[0]}': choose one of {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     run, helper = COMMANDS[command]
     if any(a in ("-h", "--help") for a in rest):
@@ -558,8 +629,10 @@ def _main(argv: Sequence[str] | None, *, from_mlproject: bool) -> int:
         print(f"hyperflow: error: {without_credentials(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt as exc:
-        print(str(exc) if isinstance(exc, Interrupted) else
-              f"hyperflow {command}: interrupted; {_runs_ended()}", file=sys.stderr)
+        print(
+            str(exc) if isinstance(exc, Interrupted) else f"hyperflow {command}: interrupted; {_runs_ended()}",
+            file=sys.stderr,
+        )
         return 130
     except Exception as exc:  # one line: hyperflow's own outcomes with an exit code (RegistryError), a store's failure
         code, text = getattr(exc, "exit_code", None), str(exc)

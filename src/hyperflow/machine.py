@@ -115,17 +115,19 @@ def _number(text: str | None) -> int | None:
     return int(text) if text is not None and text.isdigit() else None
 
 
-def available_memory(root: Path | None = None, self_cgroup: Path | None = None,
-                     meminfo: Path | None = None) -> tuple[int | None, str]:
+def available_memory(
+    root: Path | None = None, self_cgroup: Path | None = None, meminfo: Path | None = None
+) -> tuple[int | None, str]:
     """The bytes this process may still take and what sets it: the host's MemAvailable, or less where a cgroup
     memory limit leaves less (its limit less its usage, the inactive file cache counted free as the kernel
     reclaims it first). ``(None, "")`` when nothing can be read (not Linux)."""
     host = _stat(_read(meminfo or MEMINFO), "MemAvailable") * 1024
     known = [(host, "available memory")] if host > 0 else []
     for folder in cgroup_dirs("memory", root, self_cgroup):
-        for limit_file, usage_file, inactive in (("memory.max", "memory.current", "inactive_file"),
-                                                 ("memory.limit_in_bytes", "memory.usage_in_bytes",
-                                                  "total_inactive_file")):
+        for limit_file, usage_file, inactive in (
+            ("memory.max", "memory.current", "inactive_file"),
+            ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file"),
+        ):
             limit = _number(_read(folder / limit_file))
             if limit is None or limit >= NO_LIMIT:
                 continue
@@ -141,8 +143,13 @@ def auto_trials(cpu_count: int, gpus: int = 0) -> int:
     return max(1, gpus if gpus > 0 else cpu_count)
 
 
-def memory_cap(at_once: int, available: int | None, data_bytes: int, source: str = "available memory",
-               overhead: int = WORKER_OVERHEAD) -> tuple[int, str]:
+def memory_cap(
+    at_once: int,
+    available: int | None,
+    data_bytes: int,
+    source: str = "available memory",
+    overhead: int = WORKER_OVERHEAD,
+) -> tuple[int, str]:
     """At most as many workers as ``available`` bytes hold, each ``overhead`` plus ``DATA_COPIES`` times the
     data; and the line that says so when that caps ``at_once`` ("" when it does not). One trial at a time
     needs no worker (it trains in the search's own process), so the cap never goes below 1."""
@@ -152,9 +159,11 @@ def memory_cap(at_once: int, available: int | None, data_bytes: int, source: str
     fits = max(1, available // each)
     if fits >= at_once:
         return at_once, ""
-    return fits, (f"{fits} trial{'s' if fits > 1 else ''} at once, not {at_once}: each worker needs about "
-                  f"{_size(each)} ({_size(overhead)} + {DATA_COPIES} x the data's {_size(data_bytes)} in memory) "
-                  f"and this process may take {_size(available)} more ({source})")
+    return fits, (
+        f"{fits} trial{'s' if fits > 1 else ''} at once, not {at_once}: each worker needs about "
+        f"{_size(each)} ({_size(overhead)} + {DATA_COPIES} x the data's {_size(data_bytes)} in memory) "
+        f"and this process may take {_size(available)} more ({source})"
+    )
 
 
 def _size(n: int) -> str:

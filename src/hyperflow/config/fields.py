@@ -25,8 +25,7 @@ def setting(default: Any, help: str, **kw: Any) -> Any:
     return field(default=default, metadata={"help": help, **kw})
 
 
-_COMMAND_OF = {"TrainConfig": "train", "SearchConfig": "search", "PromoteConfig": "promote",
-               "RetrainConfig": "retrain"}
+_COMMAND_OF = {"TrainConfig": "train", "SearchConfig": "search", "PromoteConfig": "promote", "RetrainConfig": "retrain"}
 _EMPTY_WORDS = {"", "''", '""'}  # an empty value given; for a setting that names something (names=...), refused
 _NONE_WORDS = {*_EMPTY_WORDS, "none", "null"}
 _TRUE_WORDS = {"true", "1", "yes", "on"}
@@ -106,8 +105,10 @@ def coerce(key: str, value: Any, cls: type) -> Any:
         if base == "float":
             number = value if type(value) is float else float(value)
             if not math.isfinite(number):
-                raise UsageError(f"{key}={value!r} is not valid: expected a finite number{_auto_word(key)} "
-                                 f"(nan and inf mean nothing here)")
+                raise UsageError(
+                    f"{key}={value!r} is not valid: expected a finite number{_auto_word(key)} "
+                    f"(nan and inf mean nothing here)"
+                )
             return number
         if base == "dict":
             parsed = yaml.safe_load(value) if isinstance(value, str) else value
@@ -117,8 +118,12 @@ def coerce(key: str, value: Any, cls: type) -> Any:
         return value if type(value) is str else str(value)
     except (TypeError, ValueError, OverflowError):
         auto = _auto_word(key)
-        kind = {"bool": "true or false", "int": f"a whole number{auto}", "float": f"a number{auto}",
-                "dict": "a YAML mapping like {a: 1}"}.get(base, base)
+        kind = {
+            "bool": "true or false",
+            "int": f"a whole number{auto}",
+            "float": f"a number{auto}",
+            "dict": "a YAML mapping like {a: 1}",
+        }.get(base, base)
         raise UsageError(f"{key}={value!r} is not valid: expected {kind}") from None
 
 
@@ -179,8 +184,9 @@ def read_text(path: Path, what: str) -> str:
     try:
         return path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise UsageError(f"{what} '{path}' is not UTF-8 text (byte {exc.start} cannot be read): pass a YAML file "
-                         f"saved as UTF-8") from None
+        raise UsageError(
+            f"{what} '{path}' is not UTF-8 text (byte {exc.start} cannot be read): pass a YAML file saved as UTF-8"
+        ) from None
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -213,15 +219,21 @@ def check_model_name(value: str | None) -> None:
     if not value.strip():
         raise UsageError("model_name is empty: give the registered model a name, e.g. model_name=churn")
     if len(value) > MAX_MODEL_NAME:
-        raise UsageError(f"model_name is {len(value)} characters long: a registered model name has at most "
-                         f"{MAX_MODEL_NAME} (MLflow's SQL stores), pick a shorter one")
+        raise UsageError(
+            f"model_name is {len(value)} characters long: a registered model name has at most "
+            f"{MAX_MODEL_NAME} (MLflow's SQL stores), pick a shorter one"
+        )
     if "/" in value or ":" in value:
-        raise UsageError(f"model_name '{value}' cannot be a registered model name: it must not contain '/' or "
-                         f"':' (e.g. model_name={value.replace('/', '-').replace(':', '-')})")
+        raise UsageError(
+            f"model_name '{value}' cannot be a registered model name: it must not contain '/' or "
+            f"':' (e.g. model_name={value.replace('/', '-').replace(':', '-')})"
+        )
     norm = posixpath.normpath(value)
     if norm != value or norm == "." or norm.startswith(".."):
-        raise UsageError(f"model_name '{value}' cannot be a registered model name: MLflow may store it as a "
-                         f"path, and it would resolve to '{norm}'; pick a plain name")
+        raise UsageError(
+            f"model_name '{value}' cannot be a registered model name: MLflow may store it as a "
+            f"path, and it would resolve to '{norm}'; pick a plain name"
+        )
 
 
 def check_choice(key: str, value: str | None, allowed: tuple[str, ...]) -> None:

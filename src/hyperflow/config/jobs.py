@@ -3,22 +3,34 @@ retrain), coerced and validated on construction like every config."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
-from hyperflow.config.fields import (_COMMAND_OF, check_choice, check_model_name, coerce, coerce_fields, fields_of,
-                                     setting, unknown_setting)
+from hyperflow.config.fields import (
+    _COMMAND_OF,
+    check_choice,
+    check_model_name,
+    coerce,
+    coerce_fields,
+    fields_of,
+    setting,
+    unknown_setting,
+)
 from hyperflow.config.search import MAX_EVALS
 from hyperflow.config.train import TrainConfig, build_config
 from hyperflow.errors import UsageError
 
-
-GATE_HELP = ("gate: YAML file or inline YAML {metric: {threshold, min_absolute_change, min_relative_change}} "
-             "(default: not worse than the champion on the task's main metric); single rules as "
-             "gate.<metric>.<rule>=value")
-ALLOW_FIRST_HELP = ("with no champion yet there is nothing to compare with: the first promotion needs an absolute "
-                    "threshold in the gate (gate.accuracy.threshold=0.9) or allow_first=true, which promotes it "
-                    "unchecked")
+GATE_HELP = (
+    "gate: YAML file or inline YAML {metric: {threshold, min_absolute_change, min_relative_change}} "
+    "(default: not worse than the champion on the task's main metric); single rules as "
+    "gate.<metric>.<rule>=value"
+)
+ALLOW_FIRST_HELP = (
+    "with no champion yet there is nothing to compare with: the first promotion needs an absolute "
+    "threshold in the gate (gate.accuracy.threshold=0.9) or allow_first=true, which promotes it "
+    "unchecked"
+)
 RETRAIN_MODES = ("champion", "search")
 
 
@@ -33,19 +45,26 @@ class PromoteConfig:
     """What ``hyperflow promote`` needs. Coerced and validated on construction."""
 
     model_name: str | None = setting(None, "registered model (required)", names="a registered model")
-    version: str | None = setting(None, "version number or alias to validate (default: the one with alias challenger)",
-                                  names="a version number or alias")
-    data: str | None = setting(None, "evaluation rows: a file with the target column or a built-in name "
-                                "(default: the test split of the data the version was trained on)",
-                               names="a file or a built-in name")
+    version: str | None = setting(
+        None,
+        "version number or alias to validate (default: the one with alias challenger)",
+        names="a version number or alias",
+    )
+    data: str | None = setting(
+        None,
+        "evaluation rows: a file with the target column or a built-in name "
+        "(default: the test split of the data the version was trained on)",
+        names="a file or a built-in name",
+    )
     target: str | None = setting(None, "target column of data= (default: the version's training target)")
     gate: str | None = setting(None, GATE_HELP)
     gate_rules: dict = setting({}, "gate.<metric>.<rule> values collected from the command line")
     allow_first: bool = setting(False, ALLOW_FIRST_HELP)
     dry_run: bool = setting(False, "decide and log, but move no alias and set no version tags")
     max_attempts: int = setting(3, "times to re-score when the champion moves during the promotion")
-    experiment: str | None = setting(None, "MLflow experiment of the promote run (default: MLflow's current one)",
-                                     names="an experiment name")
+    experiment: str | None = setting(
+        None, "MLflow experiment of the promote run (default: MLflow's current one)", names="an experiment name"
+    )
 
     def __post_init__(self) -> None:
         coerce_fields(self)
@@ -59,20 +78,25 @@ class RetrainConfig:
     """What ``hyperflow retrain`` needs (training settings that override the champion's travel apart)."""
 
     model_name: str | None = setting(None, "registered model to retrain (required)", names="a registered model")
-    data: str | None = setting(None, "new data: a file, a folder or a glob (the newest file wins), or a built-in name "
-                                "(default: the champion's data)",
-                               names="a file, folder, glob or built-in name")
+    data: str | None = setting(
+        None,
+        "new data: a file, a folder or a glob (the newest file wins), or a built-in name "
+        "(default: the champion's data)",
+        names="a file, folder, glob or built-in name",
+    )
     target: str | None = setting(None, "target column (default: the champion's)")
     mode: str = setting("champion", "champion (train with the champion's settings) | search (a small search)")
     max_evals: int = setting(10, "mode=search: trials")
     force: bool = setting(False, "retrain even if a retrain of the same data and code already finished")
     gate: str | None = setting(None, GATE_HELP)
     gate_rules: dict = setting({}, "gate.<metric>.<rule> values collected from the command line")
-    allow_first: bool = setting(False, ALLOW_FIRST_HELP + " (mode=search on a model with no champion); checked "
-                                  "before anything is trained")
+    allow_first: bool = setting(
+        False, ALLOW_FIRST_HELP + " (mode=search on a model with no champion); checked before anything is trained"
+    )
     lease: float = setting(600.0, "lock lease in seconds; the holder renews it every lease/3")
-    experiment: str | None = setting(None, "MLflow experiment (default: MLflow's current one)",
-                                     names="an experiment name")
+    experiment: str | None = setting(
+        None, "MLflow experiment (default: MLflow's current one)", names="an experiment name"
+    )
 
     def __post_init__(self) -> None:
         coerce_fields(self)

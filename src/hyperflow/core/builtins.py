@@ -37,7 +37,7 @@ def make_shapes(n: int = 512, size: int = 32, seed: int = 0) -> tuple[np.ndarray
             cy, cx = rng.uniform(4, size - 4, 2)
             if rng.random() < 0.5:
                 r = rng.uniform(3, size / 5)
-                shape = (yy - cy) ** 2 + (xx - cx) ** 2 <= r ** 2
+                shape = (yy - cy) ** 2 + (xx - cx) ** 2 <= r**2
             else:
                 h, w = rng.uniform(3, size / 4, 2)
                 shape = (abs(yy - cy) <= h) & (abs(xx - cx) <= w)

@@ -17,12 +17,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from hyperflow.errors import UsageError
 from hyperflow.core.arrays import check_layout, finite_images
-from hyperflow.core.builtins import BUILTINS, SHAPES_VERSION, builtin_frame, make_shapes  # noqa: F401 (BUILTINS, make_shapes: API)
+from hyperflow.core.builtins import BUILTINS, SHAPES_VERSION, builtin_frame, make_shapes
 from hyperflow.core.preprocessing import Preprocessor, check_finite_features, fit_preprocessor, json_rows
-from hyperflow.core.tables import (bounded, check_path, check_target, check_task, columns_text, precheck,
-                                   read_table)
+from hyperflow.core.tables import bounded, check_path, check_target, check_task, columns_text, precheck, read_table
+from hyperflow.errors import UsageError
 
 if TYPE_CHECKING:  # torch is imported when data is loaded, not when a command starts
     import torch
@@ -30,8 +29,14 @@ if TYPE_CHECKING:  # torch is imported when data is loaded, not when a command s
 log = logging.getLogger(__name__)
 
 MAX_CLASSES_FOR_INT_TARGET = 20
-_SPLIT_WORDS = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
-                "test": "test"}
+_SPLIT_WORDS = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "test": "test",
+}
 
 
 @dataclass
@@ -90,8 +95,16 @@ def precheck_source(data: str, target: str | None, task: str | None = None) -> N
     precheck(data, target, BUILTINS, task)
 
 
-def load_dataset(data: str, target: str | None = None, task: str | None = None, *, seed: int = 42,
-                 val_size: float = 0.15, test_size: float = 0.15, split_column: str | None = None) -> Dataset:
+def load_dataset(
+    data: str,
+    target: str | None = None,
+    task: str | None = None,
+    *,
+    seed: int = 42,
+    val_size: float = 0.15,
+    test_size: float = 0.15,
+    split_column: str | None = None,
+) -> Dataset:
     """Load a built-in set or a file, split it (seeded; stratified for classes) and preprocess it."""
     path = check_path(data, BUILTINS)
     if path is None:
@@ -99,24 +112,37 @@ def load_dataset(data: str, target: str | None = None, task: str | None = None, 
             log.info("target is ignored for the built-in dataset %s", data)
         if data == "shapes":
             X, y = make_shapes()
-            return _from_arrays("shapes", X, y, task, f"builtin:shapes:v{SHAPES_VERSION}", "builtin:shapes",
-                                seed, val_size, test_size)
+            return _from_arrays(
+                "shapes", X, y, task, f"builtin:shapes:v{SHAPES_VERSION}", "builtin:shapes", seed, val_size, test_size
+            )
         import sklearn
 
         frame, target = builtin_frame(data)
-        return _from_frame(data, frame, target, task, f"builtin:{data}:sklearn-{sklearn.__version__}",
-                           f"builtin:{data}", seed, val_size, test_size, split_column,
-                           image_shape=(1, 8, 8) if data == "digits" else None)
+        return _from_frame(
+            data,
+            frame,
+            target,
+            task,
+            f"builtin:{data}:sklearn-{sklearn.__version__}",
+            f"builtin:{data}",
+            seed,
+            val_size,
+            test_size,
+            split_column,
+            image_shape=(1, 8, 8) if data == "digits" else None,
+        )
     fingerprint = "sha256:" + _file_hash(path)
     if path.suffix.lower() == ".npz":
         X, y = _read_npz(path)
         return _from_arrays(path.stem, X, y, task, fingerprint, str(path.resolve()), seed, val_size, test_size)
     frame = read_table(path)
-    return _from_frame(path.stem, frame, target, task, fingerprint, str(path.resolve()), seed, val_size,
-                       test_size, split_column)
+    return _from_frame(
+        path.stem, frame, target, task, fingerprint, str(path.resolve()), seed, val_size, test_size, split_column
+    )
 
 
 # ---------------------------------------------------------------------------------------------- sources
+
 
 def _file_hash(path: Path) -> str:
     digest = hashlib.sha256()
@@ -135,11 +161,11 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     except UsageError:
         raise
     except Exception as exc:
-        raise UsageError(f"cannot read '{path}' as NPZ ({exc}): save it with numpy.savez(path, X=..., y=...)") \
-            from None
+        raise UsageError(f"cannot read '{path}' as NPZ ({exc}): save it with numpy.savez(path, X=..., y=...)") from None
 
 
 # ---------------------------------------------------------------------------------------------- tables
+
 
 def infer_task(y: pd.Series) -> str:
     """classification for string/bool/category or few-valued integer targets, regression otherwise."""
@@ -156,14 +182,24 @@ def whole_numbers_as_int(y: pd.Series) -> pd.Series:
     if not pd.api.types.is_float_dtype(y):
         return y
     values = y.to_numpy(dtype=np.float64, na_value=np.nan)
-    if len(values) and np.isfinite(values).all() and (values % 1 == 0).all() and np.abs(values).max() < 2 ** 53:
+    if len(values) and np.isfinite(values).all() and (values % 1 == 0).all() and np.abs(values).max() < 2**53:
         return y.astype(np.int64)
     return y
 
 
-def _from_frame(name: str, frame: pd.DataFrame, target: str, task: str | None, fingerprint: str, source: str,
-                seed: int, val_size: float, test_size: float, split_column: str | None,
-                image_shape: tuple[int, ...] | None = None) -> Dataset:
+def _from_frame(
+    name: str,
+    frame: pd.DataFrame,
+    target: str,
+    task: str | None,
+    fingerprint: str,
+    source: str,
+    seed: int,
+    val_size: float,
+    test_size: float,
+    split_column: str | None,
+    image_shape: tuple[int, ...] | None = None,
+) -> Dataset:
     frame.columns = [str(c) for c in frame.columns]
     check_target(frame, target, name)
     if split_column is not None and split_column not in frame.columns:
@@ -194,11 +230,12 @@ def _from_frame(name: str, frame: pd.DataFrame, target: str, task: str | None, f
         if not len(parts["train"]) or not len(parts["val"]):
             raise UsageError(f"split_column '{split_column}' needs rows marked train and val")
         if not len(parts["test"]) and test_size:
-            raise UsageError(f"split_column '{split_column}' marks no rows test: mark some (they score the final "
-                             f"model, and promote scores them), or pass test_size=0 to train without a test set")
+            raise UsageError(
+                f"split_column '{split_column}' marks no rows test: mark some (they score the final "
+                f"model, and promote scores them), or pass test_size=0 to train without a test set"
+            )
     else:
-        parts = _split(index, codes if task == "classification" else None, seed, val_size, test_size, target,
-                       classes)
+        parts = _split(index, codes if task == "classification" else None, seed, val_size, test_size, target, classes)
     with np.errstate(all="ignore"), warnings.catch_warnings():  # overflow is checked right after, by column
         warnings.simplefilter("ignore", RuntimeWarning)
         pre = fit_preprocessor(features, parts["train"], image_shape)
@@ -210,22 +247,37 @@ def _from_frame(name: str, frame: pd.DataFrame, target: str, task: str | None, f
             y_mean, y_std = float(train_y.mean()), float(train_y.std()) or 1.0
             y = ((codes - y_mean) / y_std).astype(np.float32)
             if not (np.isfinite(y_mean) and np.isfinite(y_std) and np.isfinite(y).all()):
-                raise UsageError(f"target '{target}' has values too large to train on (largest magnitude "
-                                 f"{np.abs(codes).max():.3g}): rescale it (e.g. divide by 1e6 or take a log)")
+                raise UsageError(
+                    f"target '{target}' has values too large to train on (largest magnitude "
+                    f"{np.abs(codes).max():.3g}): rescale it (e.g. divide by 1e6 or take a log)"
+                )
         else:
             y = codes
     import torch
 
     tensors = {p: (torch.from_numpy(X[i]), torch.from_numpy(y[i])) for p, i in parts.items()}
     return Dataset(
-        name=name, task=task,
-        X_train=tensors["train"][0], y_train=tensors["train"][1],
-        X_val=tensors["val"][0], y_val=tensors["val"][1],
-        X_test=tensors["test"][0], y_test=tensors["test"][1],
-        input_shape=(X.shape[1],), output_size=len(classes) if classes else 1, preprocessor=pre,
-        fingerprint=fingerprint, source=source, classes=classes, target=target, target_mean=y_mean,
-        target_std=y_std, image_shape=image_shape, raw_example=json_rows(features[pre.columns].head(5)),
-        raw_all=frame, split_index=parts,
+        name=name,
+        task=task,
+        X_train=tensors["train"][0],
+        y_train=tensors["train"][1],
+        X_val=tensors["val"][0],
+        y_val=tensors["val"][1],
+        X_test=tensors["test"][0],
+        y_test=tensors["test"][1],
+        input_shape=(X.shape[1],),
+        output_size=len(classes) if classes else 1,
+        preprocessor=pre,
+        fingerprint=fingerprint,
+        source=source,
+        classes=classes,
+        target=target,
+        target_mean=y_mean,
+        target_std=y_std,
+        image_shape=image_shape,
+        raw_example=json_rows(features[pre.columns].head(5)),
+        raw_all=frame,
+        split_index=parts,
     )
 
 
@@ -235,18 +287,29 @@ def _target_codes(y: pd.Series, task: str, target: str) -> tuple[list | None, np
     if task == "classification":
         classes = sorted(y.unique().tolist(), key=lambda v: (str(type(v)), v))
         if len(classes) < 2:
-            raise UsageError(f"target '{target}' has a single class ({classes[0]!r}): classification needs at "
-                             f"least two; check the target column or use task=regression")
+            raise UsageError(
+                f"target '{target}' has a single class ({classes[0]!r}): classification needs at "
+                f"least two; check the target column or use task=regression"
+            )
         return classes, y.map({c: i for i, c in enumerate(classes)}).to_numpy(np.int64)
     values = y.astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan)
     if np.isinf(values).any():
-        raise UsageError(f"target '{target}' holds inf/-inf in {int(np.isinf(values).sum())} rows: replace them "
-                         f"with finite values or drop those rows")
+        raise UsageError(
+            f"target '{target}' holds inf/-inf in {int(np.isinf(values).sum())} rows: replace them "
+            f"with finite values or drop those rows"
+        )
     return None, values
 
 
-def _split(index: np.ndarray, labels: np.ndarray | None, seed: int, val_size: float, test_size: float,
-           target: str | None, classes: list | None = None) -> dict[str, np.ndarray]:
+def _split(
+    index: np.ndarray,
+    labels: np.ndarray | None,
+    seed: int,
+    val_size: float,
+    test_size: float,
+    target: str | None,
+    classes: list | None = None,
+) -> dict[str, np.ndarray]:
     """Seeded train/val/test split, stratified when labels (codes of ``classes``) are given."""
     from sklearn.model_selection import train_test_split
 
@@ -254,11 +317,13 @@ def _split(index: np.ndarray, labels: np.ndarray | None, seed: int, val_size: fl
         parts: dict[str, np.ndarray] = {"test": index[:0]}
         rest = index
         if test_size > 0:
-            rest, parts["test"] = train_test_split(index, test_size=test_size, random_state=seed,
-                                                   stratify=None if labels is None else labels)
+            rest, parts["test"] = train_test_split(
+                index, test_size=test_size, random_state=seed, stratify=None if labels is None else labels
+            )
         val_share = val_size / (1 - test_size)
         parts["train"], parts["val"] = train_test_split(
-            rest, test_size=val_share, random_state=seed + 1, stratify=None if labels is None else labels[rest])
+            rest, test_size=val_share, random_state=seed + 1, stratify=None if labels is None else labels[rest]
+        )
     except ValueError:
         raise UsageError(_split_error(len(index), labels, target, classes)) from None
     return parts
@@ -271,18 +336,34 @@ def _split_error(rows: int, labels: np.ndarray | None, target: str | None, class
     counts = pd.Series(labels).value_counts().sort_values(kind="stable")
     names = classes or range(int(labels.max()) + 1)
     rare = [f"{names[c]!r}" if isinstance(names[c], str) else str(names[c]) for c, n in counts.items() if n < 3]
-    why = (f"{len(rare)} of its {len(counts)} classes {'has' if len(rare) == 1 else 'have'} fewer than 3 rows "
-           f"({bounded(rare)})" if rare else
-           f"{len(counts)} classes need more rows in each split")
-    fix = ("its values look continuous or unique: use task=regression for a number, or another target"
-           if len(counts) > rows / 3 else "add rows, merge rare classes or set split_column")
+    why = (
+        f"{len(rare)} of its {len(counts)} classes {'has' if len(rare) == 1 else 'have'} fewer than 3 rows "
+        f"({bounded(rare)})"
+        if rare
+        else f"{len(counts)} classes need more rows in each split"
+    )
+    fix = (
+        "its values look continuous or unique: use task=regression for a number, or another target"
+        if len(counts) > rows / 3
+        else "add rows, merge rare classes or set split_column"
+    )
     return f"cannot split {rows} rows stratified by target '{target}': {why}; {fix}"
 
 
 # ---------------------------------------------------------------------------------------------- arrays
 
-def _from_arrays(name: str, X: np.ndarray, y: np.ndarray, task: str | None, fingerprint: str, source: str,
-                 seed: int, val_size: float, test_size: float) -> Dataset:
+
+def _from_arrays(
+    name: str,
+    X: np.ndarray,
+    y: np.ndarray,
+    task: str | None,
+    fingerprint: str,
+    source: str,
+    seed: int,
+    val_size: float,
+    test_size: float,
+) -> Dataset:
     X, y = np.asarray(X), np.asarray(y)
     kind = check_layout(name, X.shape, X.dtype, y.shape, y.dtype, task)
     if kind == "table":  # features: treat as a table with columns x0..xn
@@ -310,21 +391,26 @@ def _from_arrays(name: str, X: np.ndarray, y: np.ndarray, task: str | None, fing
         series = pd.Series(y.reshape(len(y)))
         task = task or infer_task(whole_numbers_as_int(series))
         if task == "regression" and series.dtype.kind not in "iuf":
-            raise UsageError(f"{name}: task=regression needs numbers in y, but it holds {y.dtype} values: use "
-                             f"task=classification")
+            raise UsageError(
+                f"{name}: task=regression needs numbers in y, but it holds {y.dtype} values: use task=classification"
+            )
         if task == "regression":
             _target_codes(series, task, "y")  # none infinite
         series = whole_numbers_as_int(series) if task == "classification" else series
         classes = sorted(series.unique().tolist()) if task == "classification" else None
         if classes is not None and len(classes) < 2:
             raise UsageError(f"{name}: y has a single class ({classes[0]!r}); classification needs at least two")
-        y = (series.map({c: i for i, c in enumerate(classes)}).to_numpy(np.int64) if classes
-             else series.to_numpy(np.float32))
+        y = (
+            series.map({c: i for i, c in enumerate(classes)}).to_numpy(np.int64)
+            if classes
+            else series.to_numpy(np.float32)
+        )
         labels = y if classes else None
     parts = _split(np.arange(len(X)), labels, seed, val_size, test_size, "y", classes)
     train = X[parts["train"]]
-    pre = Preprocessor("image", pixel_mean=float(train.mean()), pixel_std=float(train.std()) or 1.0,
-                       image_shape=tuple(X.shape[1:]))
+    pre = Preprocessor(
+        "image", pixel_mean=float(train.mean()), pixel_std=float(train.std()) or 1.0, image_shape=tuple(X.shape[1:])
+    )
     Xs = pre.transform(X)
     y_mean, y_std = 0.0, 1.0
     if task == "regression":
@@ -334,9 +420,24 @@ def _from_arrays(name: str, X: np.ndarray, y: np.ndarray, task: str | None, fing
 
     t = {p: (torch.from_numpy(Xs[i]), torch.from_numpy(y[i])) for p, i in parts.items()}
     return Dataset(
-        name=name, task=task, X_train=t["train"][0], y_train=t["train"][1], X_val=t["val"][0], y_val=t["val"][1],
-        X_test=t["test"][0], y_test=t["test"][1], input_shape=tuple(X.shape[1:]),
-        output_size=len(classes) if classes else 1, preprocessor=pre, fingerprint=fingerprint, source=source,
-        classes=classes, target_mean=y_mean, target_std=y_std, image_shape=tuple(X.shape[1:]),
-        raw_example=X[:2], raw_all=(X, np.asarray(y)), split_index=parts,
+        name=name,
+        task=task,
+        X_train=t["train"][0],
+        y_train=t["train"][1],
+        X_val=t["val"][0],
+        y_val=t["val"][1],
+        X_test=t["test"][0],
+        y_test=t["test"][1],
+        input_shape=tuple(X.shape[1:]),
+        output_size=len(classes) if classes else 1,
+        preprocessor=pre,
+        fingerprint=fingerprint,
+        source=source,
+        classes=classes,
+        target_mean=y_mean,
+        target_std=y_std,
+        image_shape=tuple(X.shape[1:]),
+        raw_example=X[:2],
+        raw_all=(X, np.asarray(y)),
+        split_index=parts,
     )

@@ -6,7 +6,8 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from hyperflow.errors import UsageError
 
@@ -21,8 +22,10 @@ def import_factory(spec: str) -> Callable[..., Any]:
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # ImportError, or anything the user's module raises on import
-        raise UsageError(f"model '{spec}': cannot import module '{module_name}' ({type(exc).__name__}: {exc}); "
-                         f"make sure it is importable from the current directory or PYTHONPATH") from None
+        raise UsageError(
+            f"model '{spec}': cannot import module '{module_name}' ({type(exc).__name__}: {exc}); "
+            f"make sure it is importable from the current directory or PYTHONPATH"
+        ) from None
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise UsageError(f"model '{spec}': module '{module_name}' has no function '{attr}'")

@@ -51,8 +51,10 @@ def build_loss(name: str | None, task: str, label_smoothing: float = 0.0) -> nn.
     """The named loss (default: the task's), refused when it does not fit the task."""
     name = name or DEFAULT_LOSS[task]
     if name not in LOSSES_FOR_TASK[task]:
-        raise UsageError(f"loss={name} does not fit a {task} task: use "
-                         f"{' or '.join(LOSSES_FOR_TASK[task])} (default {DEFAULT_LOSS[task]})")
+        raise UsageError(
+            f"loss={name} does not fit a {task} task: use "
+            f"{' or '.join(LOSSES_FOR_TASK[task])} (default {DEFAULT_LOSS[task]})"
+        )
     if label_smoothing and name != "cross_entropy":
         raise UsageError("label_smoothing applies to loss=cross_entropy only: set label_smoothing=0")
     if name == "cross_entropy":

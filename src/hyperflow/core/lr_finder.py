@@ -30,7 +30,7 @@ STATUS_HELP = {
     "flat": "the loss barely moved over the sweep: check the data/model, or raise end_lr / num_iter",
     "no_divergence": "the loss never blew up, so the upper end of the range is unknown: raise end_lr",
     "noisy": "the suggestion is unstable (noisy curve or repeats disagree): use repeats=3, a larger "
-             "batch_size or more num_iter, and prefer the lower end of the range",
+    "batch_size or more num_iter, and prefer the lower end of the range",
 }
 
 
@@ -65,10 +65,11 @@ def read_curve(lrs: np.ndarray, losses: np.ndarray, stopped_early: bool, window:
     """A sweep's points up to its first non-finite loss, and their smoothed losses."""
     bad = np.nonzero(~np.isfinite(losses))[0]
     if len(bad):
-        lrs, losses, stopped_early = lrs[:bad[0]], losses[:bad[0]], True
+        lrs, losses, stopped_early = lrs[: bad[0]], losses[: bad[0]], True
     if len(losses) < 3:
-        raise FloatingPointError("the loss was not finite from the start of the sweep: lower start_lr, or "
-                                 "check the data and the model")
+        raise FloatingPointError(
+            "the loss was not finite from the start of the sweep: lower start_lr, or check the data and the model"
+        )
     return Curve(lrs, losses, smooth(np.log10(lrs), losses, window), stopped_early)
 
 
@@ -81,7 +82,7 @@ def lr_schedule(start_lr: float, end_lr: float, num_iter: int, mode: str) -> np.
 def _descent_start(smoothed: np.ndarray, lowest: int, fraction: float = 0.1) -> int:
     """First point where the smoothed loss has fallen by ``fraction`` of its total descent."""
     descent = smoothed[0] - smoothed[lowest]
-    moving = np.nonzero(smoothed[:lowest + 1] <= smoothed[0] - fraction * descent)[0]
+    moving = np.nonzero(smoothed[: lowest + 1] <= smoothed[0] - fraction * descent)[0]
     return int(moving[0]) if len(moving) else 0
 
 
@@ -92,14 +93,14 @@ def _valley(log_lrs: np.ndarray, smoothed: np.ndarray, lowest: int) -> int:
     stretch, does not pull it to low lrs."""
     start = _descent_start(smoothed, lowest)
     middle = (log_lrs[start] + log_lrs[lowest]) / 2
-    return int(np.argmin(np.abs(log_lrs[:lowest + 1] - middle)))
+    return int(np.argmin(np.abs(log_lrs[: lowest + 1] - middle)))
 
 
 def _steep(log_lrs: np.ndarray, smoothed: np.ndarray, upto: int) -> int:
     """The steepest descent of the smoothed loss w.r.t. log10(lr), before its minimum."""
     if upto < 2:
         return 0
-    slope = np.gradient(smoothed[:upto + 1], log_lrs[:upto + 1])
+    slope = np.gradient(smoothed[: upto + 1], log_lrs[: upto + 1])
     return int(np.argmin(slope))
 
 
@@ -155,11 +156,25 @@ class LRFinder:
     """LR range test on a model, optimizer and loss; scikit-learn style: ``fit`` returns self and sets
     ``suggested_lr_``, ``lr_range_``, ``status_``, ``curves_`` (one per repeat), ``suggestions_``."""
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: nn.Module, *,
-                 start_lr: float = 1e-7, end_lr: float = 1.0, num_iter: int = 100, mode: str = "exp",
-                 batch_size: int = 64, suggestion: str = "descent", repeats: int = 1, smooth_window: float = 1.0,
-                 diverge_factor: float = 1.0, ema_beta: float = 0.9, seed: int = 0,
-                 device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        loss_fn: nn.Module,
+        *,
+        start_lr: float = 1e-7,
+        end_lr: float = 1.0,
+        num_iter: int = 100,
+        mode: str = "exp",
+        batch_size: int = 64,
+        suggestion: str = "descent",
+        repeats: int = 1,
+        smooth_window: float = 1.0,
+        diverge_factor: float = 1.0,
+        ema_beta: float = 0.9,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+    ) -> None:
         if not 0 < start_lr < end_lr:
             raise ValueError(f"need 0 < start_lr < end_lr, got {start_lr}, {end_lr}")
         if suggestion not in SUGGESTIONS:
@@ -176,9 +191,14 @@ class LRFinder:
 
     # ----------------------------------------------------------------------------------------- state
     def _snapshot(self) -> dict[str, Any]:
-        state = {"model": copy.deepcopy(self.model.state_dict()), "training": self.model.training,
-                 "optimizer": copy.deepcopy(self.optimizer.state_dict()), "python": random.getstate(),
-                 "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+        state = {
+            "model": copy.deepcopy(self.model.state_dict()),
+            "training": self.model.training,
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "python": random.getstate(),
+            "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state(),
+        }
         if torch.cuda.is_available():
             state["cuda"] = torch.cuda.get_rng_state_all()
         return state
@@ -195,8 +215,9 @@ class LRFinder:
             torch.cuda.set_rng_state_all(state["cuda"])
 
     # ----------------------------------------------------------------------------------------- sweep
-    def _sweep(self, X: torch.Tensor, y: torch.Tensor, seed: int,
-               val: tuple[torch.Tensor, torch.Tensor] | None) -> Curve:
+    def _sweep(
+        self, X: torch.Tensor, y: torch.Tensor, seed: int, val: tuple[torch.Tensor, torch.Tensor] | None
+    ) -> Curve:
         """One sweep. The lr is set on the optimizer directly at each step: a torch scheduler would add
         nothing here and would leave its own keys ('initial_lr') on the user's optimizer."""
         model, opt, loss_fn = self.model, self.optimizer, self.loss_fn
@@ -210,7 +231,7 @@ class LRFinder:
         for step, lr in enumerate(planned):
             if cursor + bs > n:  # an epoch is shorter than the sweep: cycle through the data again
                 perm, cursor = torch.randperm(n, generator=order), 0
-            idx = perm[cursor:cursor + bs].to(self.device)
+            idx = perm[cursor : cursor + bs].to(self.device)
             cursor += bs
             for group in opt.param_groups:
                 group["lr"] = float(lr)
@@ -242,8 +263,14 @@ class LRFinder:
                 break
         return read_curve(np.array(lrs), np.array(losses), stopped, self.smooth_window)
 
-    def fit(self, X: torch.Tensor, y: torch.Tensor, X_val: torch.Tensor | None = None,
-            y_val: torch.Tensor | None = None, val_rows: int = 256) -> "LRFinder":
+    def fit(
+        self,
+        X: torch.Tensor,
+        y: torch.Tensor,
+        X_val: torch.Tensor | None = None,
+        y_val: torch.Tensor | None = None,
+        val_rows: int = 256,
+    ) -> LRFinder:
         """Run ``repeats`` sweeps from the same initial state (different batch orders); with ``X_val``,
         record the loss of a fixed validation batch of ``val_rows`` rows instead of the training loss."""
         startup.end()  # a command's start-up is over: see hyperflow.core.startup
@@ -274,14 +301,15 @@ class LRFinder:
         self.losses_ = curves[0].losses[:length]
         self.band_ = (stack.min(axis=0), stack.max(axis=0)) if len(curves) > 1 else None
         self.suggestions_ = [suggest(c.lrs, c.smoothed, self.suggestion) for c in curves]
-        combined = Curve(lrs, np.stack([c.losses[:length] for c in curves]).mean(axis=0), mean,
-                         any(c.stopped_early for c in curves))
+        combined = Curve(
+            lrs, np.stack([c.losses[:length] for c in curves]).mean(axis=0), mean, any(c.stopped_early for c in curves)
+        )
         self.suggested_lr_ = suggest(lrs, mean, self.suggestion)
         self.lr_range_ = lr_range(lrs, mean)
         status = curve_status(combined)
         spread = max(self.suggestions_) / min(self.suggestions_)
         self.suggestion_spread_ = float(spread)
-        if status == "ok" and spread > 10 ** 0.5:  # repeats disagree by more than half a decade
+        if status == "ok" and spread > 10**0.5:  # repeats disagree by more than half a decade
             status = "noisy"
         self.status_ = status
         self.stopped_early_ = combined.stopped_early
@@ -294,8 +322,9 @@ class LRFinder:
         """The curve as a table: step, lr, raw loss (first repeat), smoothed loss (mean over repeats)."""
         import pandas as pd
 
-        frame = pd.DataFrame({"step": np.arange(len(self.lrs_)), "lr": self.lrs_, "loss": self.losses_,
-                              "smoothed_loss": self.smoothed_})
+        frame = pd.DataFrame(
+            {"step": np.arange(len(self.lrs_)), "lr": self.lrs_, "loss": self.losses_, "smoothed_loss": self.smoothed_}
+        )
         if self.band_ is not None:
             frame["band_low"], frame["band_high"] = self.band_
         return frame

@@ -25,7 +25,7 @@ def classification_metrics(predicted: Any, truth: Any) -> dict[str, float]:
         k = int(max(truth.max(), predicted.max())) + 1
     else:
         labels, codes = np.unique(np.concatenate([truth, predicted]), return_inverse=True)
-        t, p, k = codes[:len(truth)], codes[len(truth):], len(labels)
+        t, p, k = codes[: len(truth)], codes[len(truth) :], len(labels)
     confusion = np.bincount(t * k + p, minlength=k * k).reshape(k, k)
     tp = np.diag(confusion).astype(np.float64)
     both = (confusion.sum(1) + confusion.sum(0)).astype(np.float64)
@@ -45,9 +45,12 @@ def regression_metrics(pred: Any, target: Any, scale: float = 1.0) -> dict[str, 
     target = np.asarray(target, dtype=np.float64)
     err = np.asarray(pred, dtype=np.float64).reshape(target.shape) - target
     ss_tot = float(((target - target.mean()) ** 2).sum())
-    r2 = 1 - float((err ** 2).sum()) / ss_tot if ss_tot > 0 else math.nan
-    return {names.RMSE: float(np.sqrt((err ** 2).mean())) * scale, names.MAE: float(np.abs(err).mean()) * scale,
-            names.R2: r2}
+    r2 = 1 - float((err**2).sum()) / ss_tot if ss_tot > 0 else math.nan
+    return {
+        names.RMSE: float(np.sqrt((err**2).mean())) * scale,
+        names.MAE: float(np.abs(err).mean()) * scale,
+        names.R2: r2,
+    }
 
 
 def segmentation_metrics(predicted: Any, masks: Any) -> dict[str, float]:
@@ -74,4 +77,4 @@ def task_metrics(task: str, output: Any, target: Any, target_std: float = 1.0) -
     return segmentation_metrics(output > 0, target)
 
 
-__all__ = ["task_metrics", "classification_metrics", "log_loss", "regression_metrics", "segmentation_metrics"]
+__all__ = ["classification_metrics", "log_loss", "regression_metrics", "segmentation_metrics", "task_metrics"]

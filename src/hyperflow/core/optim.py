@@ -6,7 +6,7 @@ Every schedule is stepped once per mini-batch, so lengths are given in epochs an
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch.optim import lr_scheduler
@@ -70,19 +70,31 @@ def has_momentum(optimizer: torch.optim.Optimizer) -> bool:
     return defaults.get("momentum", 0) > 0 or "betas" in defaults
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, c: TrainConfig,
-                    steps_per_epoch: int) -> lr_scheduler.LRScheduler | None:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, c: TrainConfig, steps_per_epoch: int
+) -> lr_scheduler.LRScheduler | None:
     """The configured schedule, stepped per batch; None for a constant lr without warm-up."""
     total = c.epochs * steps_per_epoch
     if c.schedule == "onecycle":
         return lr_scheduler.OneCycleLR(
-            optimizer, max_lr=peak_lr(c), total_steps=total, pct_start=c.pct_start, div_factor=c.div_factor,
-            final_div_factor=c.final_div_factor, cycle_momentum=has_momentum(optimizer))
+            optimizer,
+            max_lr=peak_lr(c),
+            total_steps=total,
+            pct_start=c.pct_start,
+            div_factor=c.div_factor,
+            final_div_factor=c.final_div_factor,
+            cycle_momentum=has_momentum(optimizer),
+        )
     if c.schedule == "cyclic":
         return lr_scheduler.CyclicLR(
-            optimizer, base_lr=cyclic_base_lr(c), max_lr=peak_lr(c),
-            step_size_up=max(1, round(c.cycle_epochs * steps_per_epoch / 2)), mode=c.cycle_mode,
-            gamma=c.cycle_gamma, cycle_momentum=has_momentum(optimizer))
+            optimizer,
+            base_lr=cyclic_base_lr(c),
+            max_lr=peak_lr(c),
+            step_size_up=max(1, round(c.cycle_epochs * steps_per_epoch / 2)),
+            mode=c.cycle_mode,
+            gamma=c.cycle_gamma,
+            cycle_momentum=has_momentum(optimizer),
+        )
     warmup = math.ceil(c.warmup_epochs * steps_per_epoch)
     main: lr_scheduler.LRScheduler | None = None
     if c.schedule == "cosine":

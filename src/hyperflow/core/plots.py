@@ -7,8 +7,8 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 
 
 def learning_curve(history: list[dict[str, float]], title: str = "learning curve") -> Figure:
@@ -32,16 +32,25 @@ def learning_curve(history: list[dict[str, float]], title: str = "learning curve
     return fig
 
 
-def lr_finder_curve(lrs: Any, losses: Any, smoothed: Any, suggested_lr: float, lr_range: tuple[float, float],
-                    status: str, band: tuple[Any, Any] | None = None, rule: str = "valley") -> Figure:
+def lr_finder_curve(
+    lrs: Any,
+    losses: Any,
+    smoothed: Any,
+    suggested_lr: float,
+    lr_range: tuple[float, float],
+    status: str,
+    band: tuple[Any, Any] | None = None,
+    rule: str = "valley",
+) -> Figure:
     """Loss vs lr (log x): raw points, the smoothed curve, the band over repeats, the suggestion and range."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.scatter(lrs, losses, s=8, alpha=0.35, color="tab:blue", label="raw loss")
     ax.plot(lrs, smoothed, color="tab:blue", linewidth=2, label="smoothed")
     if band is not None:
         ax.fill_between(lrs, band[0], band[1], color="tab:blue", alpha=0.15, label="band over repeats")
-    ax.axvspan(lr_range[0], lr_range[1], color="tab:green", alpha=0.12,
-               label=f"range {lr_range[0]:.2g} – {lr_range[1]:.2g}")
+    ax.axvspan(
+        lr_range[0], lr_range[1], color="tab:green", alpha=0.12, label=f"range {lr_range[0]:.2g} – {lr_range[1]:.2g}"
+    )
     ax.axvline(suggested_lr, color="tab:red", linestyle="--", label=f"{rule}: {suggested_lr:.2g}")
     ax.set_xscale("log")
     low, high = float(min(smoothed)), float(max(smoothed[: max(3, len(smoothed) // 10)]))
@@ -80,9 +89,7 @@ def importance(names: list[str], values: list[float], errors: list[float]) -> Fi
     """Horizontal bars: permutation importance of each parameter for the trials' val_loss."""
     fig, ax = plt.subplots(figsize=(7, 0.4 * len(names) + 1.5))
     order = sorted(range(len(names)), key=lambda i: values[i])
-    ax.barh([names[i] for i in order], [values[i] for i in order], xerr=[errors[i] for i in order],
-            color="tab:blue")
-    ax.set(xlabel="permutation importance (drop in R² of a random forest on the trials)",
-           title="parameter importance")
+    ax.barh([names[i] for i in order], [values[i] for i in order], xerr=[errors[i] for i in order], color="tab:blue")
+    ax.set(xlabel="permutation importance (drop in R² of a random forest on the trials)", title="parameter importance")
     fig.tight_layout()
     return fig

@@ -12,8 +12,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from hyperflow.core.tables import (MAX_CATEGORIES, MissingColumns, bounded, column_kinds, nonfinite_columns,
-                                   normalize_columns, select_columns)
+from hyperflow.core.tables import (
+    MAX_CATEGORIES,
+    MissingColumns,
+    bounded,
+    column_kinds,
+    nonfinite_columns,
+    normalize_columns,
+    select_columns,
+)
 from hyperflow.errors import UsageError
 
 if TYPE_CHECKING:  # scikit-learn is imported when a preprocessor is fitted, not when a command starts
@@ -65,9 +72,11 @@ class Preprocessor:
         would make the prediction NaN."""
         frame = raw if isinstance(raw, pd.DataFrame) else pd.DataFrame(raw)
         if not any(str(c) in self.columns for c in frame.columns):
-            raise MissingColumns(f"the input has none of the model's feature columns (it expects "
-                                 f"{bounded(self.columns)}): send rows with the columns the model was "
-                                 f"trained on (extra columns are ignored)")
+            raise MissingColumns(
+                f"the input has none of the model's feature columns (it expects "
+                f"{bounded(self.columns)}): send rows with the columns the model was "
+                f"trained on (extra columns are ignored)"
+            )
         frame = select_columns(frame, self.columns, allow_missing_columns)
         if frame.empty:
             return np.zeros((0, len(self.transformer.get_feature_names_out())), dtype=np.float32)
@@ -75,17 +84,21 @@ class Preprocessor:
         values = normalize_columns(frame, kinds)
         out = self._scaled(values)
         numeric = [c for c in self.columns if kinds[c] != "categorical"]  # the transformer's first outputs
-        too_large = ~(np.abs(out[:, :len(numeric)]) <= np.finfo(np.float32).max)
+        too_large = ~(np.abs(out[:, : len(numeric)]) <= np.finfo(np.float32).max)
         lost = values[numeric].isna().to_numpy(dtype=bool) | too_large  # missing after conversion: given or not?
         for j in np.flatnonzero(lost.any(axis=0)):  # a look at each column would take minutes on a wide table
             name = numeric[j]
             unusable = _given(frame[name]) & lost[:, j]
             if unusable.any():
                 example = frame[name].to_numpy()[unusable.argmax()]
-                log.warning("column '%s': %d row(s) hold values that cannot be used as %s (e.g. %r); they are "
-                            "treated as missing (imputed)", name, unusable.sum(),
-                            "dates" if kinds[name] == "datetime" else "numbers",
-                            example.item() if isinstance(example, np.generic) else example)
+                log.warning(
+                    "column '%s': %d row(s) hold values that cannot be used as %s (e.g. %r); they are "
+                    "treated as missing (imputed)",
+                    name,
+                    unusable.sum(),
+                    "dates" if kinds[name] == "datetime" else "numbers",
+                    example.item() if isinstance(example, np.generic) else example,
+                )
         if too_large.any():
             values[numeric] = values[numeric].mask(too_large)
             out = self._scaled(values)
@@ -102,31 +115,46 @@ def _given(col: pd.Series) -> np.ndarray:
     return (col.notna() & ~blank).to_numpy(dtype=bool)
 
 
-def fit_preprocessor(features: pd.DataFrame, train_rows: np.ndarray,
-                     image_shape: tuple[int, ...] | None = None) -> Preprocessor:
+def fit_preprocessor(
+    features: pd.DataFrame, train_rows: np.ndarray, image_shape: tuple[int, ...] | None = None
+) -> Preprocessor:
     """Decide each column's kind, refuse infinite values, and fit the transformer on the training rows."""
     kinds = column_kinds(features)
     dropped = [c for c, k in kinds.items() if k == "id"]
     if dropped:
-        log.warning("leaving out ID-like column(s) %s: almost every value is distinct, so they cannot "
-                    "generalise (hash or group them into a column with fewer values to use them)",
-                    ", ".join(dropped))
+        log.warning(
+            "leaving out ID-like column(s) %s: almost every value is distinct, so they cannot "
+            "generalise (hash or group them into a column with fewer values to use them)",
+            ", ".join(dropped),
+        )
     kinds = {c: k for c, k in kinds.items() if k != "id"}
     if not kinds:
-        raise UsageError(f"no usable feature columns: {', '.join(dropped)} look like IDs (almost every value "
-                         f"distinct); add feature columns")
+        raise UsageError(
+            f"no usable feature columns: {', '.join(dropped)} look like IDs (almost every value "
+            f"distinct); add feature columns"
+        )
     infinite = nonfinite_columns(features, kinds)
     if infinite:
         listed = ", ".join(f"'{c}' ({n} rows)" for c, n in infinite.items())
-        raise UsageError(f"feature column(s) {listed} hold inf/-inf: replace them with finite values, or leave "
-                         f"the cells empty (missing values are imputed)")
+        raise UsageError(
+            f"feature column(s) {listed} hold inf/-inf: replace them with finite values, or leave "
+            f"the cells empty (missing values are imputed)"
+        )
     columns = list(kinds)
     numeric = [c for c in columns if kinds[c] != "categorical"]
     categorical = [c for c in columns if kinds[c] == "categorical"]
     transformer = _table_transformer(numeric, categorical)
     transformer.fit(normalize_columns(features.iloc[train_rows], kinds))  # training split only
-    return Preprocessor("table", columns, categorical, transformer, image_shape=image_shape, kinds=kinds,
-                        dtypes={c: str(features[c].dtype) for c in columns}, dropped=dropped)
+    return Preprocessor(
+        "table",
+        columns,
+        categorical,
+        transformer,
+        image_shape=image_shape,
+        kinds=kinds,
+        dtypes={c: str(features[c].dtype) for c in columns},
+        dropped=dropped,
+    )
 
 
 def check_finite_features(X: np.ndarray, pre: Preprocessor, name: str) -> None:
@@ -136,8 +164,10 @@ def check_finite_features(X: np.ndarray, pre: Preprocessor, name: str) -> None:
     numeric = [c for c in pre.columns if pre.kinds.get(c) != "categorical"]
     bad_positions = np.flatnonzero(~np.isfinite(X).all(axis=0))
     columns = [numeric[i] for i in bad_positions if i < len(numeric)] or ["(one-hot columns)"]
-    raise UsageError(f"{name}: column(s) {', '.join(columns)} hold values too large to train on (they overflow "
-                     f"after scaling): rescale them (e.g. divide by a power of ten or take a log)")
+    raise UsageError(
+        f"{name}: column(s) {', '.join(columns)} hold values too large to train on (they overflow "
+        f"after scaling): rescale them (e.g. divide by a power of ten or take a log)"
+    )
 
 
 def json_rows(frame: pd.DataFrame) -> pd.DataFrame:
@@ -156,10 +186,23 @@ def _table_transformer(numeric: list[str], categorical: list[str]) -> ColumnTran
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
     return ColumnTransformer(
-        [("numeric", make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler()),
-          numeric),
-         ("categorical", make_pipeline(SimpleImputer(strategy="most_frequent", keep_empty_features=True),
-                                       OneHotEncoder(handle_unknown="infrequent_if_exist", sparse_output=False,
-                                                     max_categories=MAX_CATEGORIES)), categorical)],
-        remainder="drop", sparse_threshold=0.0,
+        [
+            (
+                "numeric",
+                make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler()),
+                numeric,
+            ),
+            (
+                "categorical",
+                make_pipeline(
+                    SimpleImputer(strategy="most_frequent", keep_empty_features=True),
+                    OneHotEncoder(
+                        handle_unknown="infrequent_if_exist", sparse_output=False, max_categories=MAX_CATEGORIES
+                    ),
+                ),
+                categorical,
+            ),
+        ],
+        remainder="drop",
+        sparse_threshold=0.0,
     )

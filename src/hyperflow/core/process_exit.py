@@ -32,7 +32,7 @@ class TolerantStream:
         self._stream, self.lost = stream, False
 
     @classmethod
-    def wrap(cls, name: str) -> "TolerantStream":
+    def wrap(cls, name: str) -> TolerantStream:
         tolerant = cls(getattr(sys, name))
         setattr(sys, name, tolerant)
         return tolerant

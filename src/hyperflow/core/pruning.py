@@ -85,8 +85,7 @@ def peer_statuses(name: str) -> tuple[str, ...]:
     return ("ok",) if name == "median" else ("ok", "pruned")
 
 
-def make_pruner(name: str, min_epochs: int, reduction_factor: int, startup_trials: int,
-                patience: int) -> Pruner:
+def make_pruner(name: str, min_epochs: int, reduction_factor: int, startup_trials: int, patience: int) -> Pruner:
     if name == "median":
         return MedianPruner(min_epochs, startup_trials, patience)
     if name == "asha":

@@ -43,8 +43,12 @@ NUMERIC_TEXT_SHARE = 0.95  # a text column whose values are at least this share 
 _TRUE = {"true", "yes", "y", "t"}
 _FALSE = {"false", "no", "n", "f"}
 _EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
-_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"),
-         (codecs.BOM_UTF16_BE, "utf-16"))  # UTF-32 first: its little-endian mark starts like UTF-16's
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)  # UTF-32 first: its little-endian mark starts like UTF-16's
 _NESTED_CELLS = (list, tuple, dict, set, np.ndarray)  # Parquet list, map and struct cells, as pandas reads them
 _WARNED: set[Path] = set()  # files already warned about (not UTF-8): a command reads a file more than once
 
@@ -54,6 +58,7 @@ class MissingColumns(ValueError):
 
 
 # ---------------------------------------------------------------------------------------------- files
+
 
 def check_path(data: str, builtins: tuple[str, ...], formats: str = "CSV, Parquet or NPZ") -> Path | None:
     """The file behind ``data`` (None for a built-in name), refused with one line unless it is a regular,
@@ -70,8 +75,10 @@ def check_path(data: str, builtins: tuple[str, ...], formats: str = "CSV, Parque
     if path.is_dir():
         raise UsageError(f"data '{data}' is a folder: pass one {formats} file")
     if not path.is_file():
-        raise UsageError(f"data '{data}' is not a regular file (a pipe, socket or device): save the rows to a "
-                         f"{formats} file and pass its path")
+        raise UsageError(
+            f"data '{data}' is not a regular file (a pipe, socket or device): save the rows to a "
+            f"{formats} file and pass its path"
+        )
     if path.suffix.lower() not in DATA_SUFFIXES:
         raise UsageError(f"data '{data}': unsupported file type '{path.suffix}': use .csv, .tsv, .parquet or .npz")
     try:
@@ -103,16 +110,20 @@ def read_table(path: Path, nrows: int | None = None, min_columns: int = 2) -> pd
         raise
     except Exception as exc:  # pandas and pyarrow raise many types: parser, encoding, empty, arrow
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"cannot read '{path}' as a table ({reason}): check that it is a valid "
-                         f"{'Parquet' if is_parquet else 'CSV'} file") from None
+        raise UsageError(
+            f"cannot read '{path}' as a table ({reason}): check that it is a valid "
+            f"{'Parquet' if is_parquet else 'CSV'} file"
+        ) from None
     frame.columns = [str(c) for c in frame.columns]
     _refuse_duplicates(path, frame.columns)
     frame = _plain_cells(frame, path)
     if frame.shape[1] < min_columns:
         needs = "a target column and at least one feature column" if min_columns > 1 else "feature columns"
         found = f" ({columns_text(frame)})" if frame.shape[1] else ""
-        raise UsageError(f"'{path}' has {frame.shape[1]} column(s){found}: it needs a header row, {needs}; "
-                         f"check the separator (, ; tab |)")
+        raise UsageError(
+            f"'{path}' has {frame.shape[1]} column(s){found}: it needs a header row, {needs}; "
+            f"check the separator (, ; tab |)"
+        )
     if frame.empty:
         raise UsageError(f"'{path}' has a header but no rows: add at least one row")
     return frame
@@ -129,20 +140,23 @@ def _plain_cells(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     """Cells a column can be made of: bytes become text when they are UTF-8; lists, arrays, mappings and
     nested records (Parquet's list, map and struct types) are refused with one line naming the column."""
     decoded = {}
-    for name in frame.columns[frame.dtypes == object]:
+    for name in frame.columns[frame.dtypes == "object"]:
         types = {type(v) for v in frame[name]}
         nested = sorted({"ndarray": "list"}.get(t.__name__, t.__name__) for t in types if issubclass(t, _NESTED_CELLS))
         if nested:
-            raise UsageError(f"'{path}' column '{name}' holds {'/'.join(nested)} values (lists or nested records), "
-                             f"which cannot be a feature or a target: flatten them into one column per value, or "
-                             f"drop the column")
+            raise UsageError(
+                f"'{path}' column '{name}' holds {'/'.join(nested)} values (lists or nested records), "
+                f"which cannot be a feature or a target: flatten them into one column per value, or "
+                f"drop the column"
+            )
         if any(issubclass(t, (bytes, bytearray)) for t in types):
             try:
-                decoded[name] = frame[name].map(lambda v: v.decode("utf-8") if isinstance(v, (bytes, bytearray))
-                                                else v)
+                decoded[name] = frame[name].map(lambda v: v.decode("utf-8") if isinstance(v, (bytes, bytearray)) else v)
             except UnicodeDecodeError:
-                raise UsageError(f"'{path}' column '{name}' holds binary values that are not UTF-8 text: store it "
-                                 f"as text or numbers, or drop the column") from None
+                raise UsageError(
+                    f"'{path}' column '{name}' holds binary values that are not UTF-8 text: store it "
+                    f"as text or numbers, or drop the column"
+                ) from None
     return frame.assign(**decoded) if decoded else frame
 
 
@@ -169,16 +183,16 @@ def _encoding(path: Path, head: bytes) -> str:
         if head.startswith(bom):
             return encoding
     if b"\x00" in head:
-        raise UsageError(f"'{path}' is a binary file, not a CSV or Parquet table: export the table as CSV (UTF-8) "
-                         f"or Parquet")
+        raise UsageError(
+            f"'{path}' is a binary file, not a CSV or Parquet table: export the table as CSV (UTF-8) or Parquet"
+        )
     try:
         head.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         if exc.start < len(head) - 4:  # not just a character cut at the end of the sample
             if path.resolve() not in _WARNED:
                 _WARNED.add(path.resolve())
-                log.warning("'%s' is not UTF-8; reading it as Windows-1252 (cp1252): save it as UTF-8 to be sure",
-                            path)
+                log.warning("'%s' is not UTF-8; reading it as Windows-1252 (cp1252): save it as UTF-8 to be sure", path)
             return "cp1252"
     return "utf-8-sig"
 
@@ -196,8 +210,10 @@ def _decimal_commas(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
         return frame
     points = [c for c in frame.select_dtypes(include="floating").columns if (frame[c].dropna() % 1 != 0).any()]
     if points:
-        raise UsageError(f"'{path}' mixes decimal commas (in {bounded(list(commas))}) and decimal points (in "
-                         f"{bounded(points)}): save every number with one decimal mark")
+        raise UsageError(
+            f"'{path}' mixes decimal commas (in {bounded(list(commas))}) and decimal points (in "
+            f"{bounded(points)}): save every number with one decimal mark"
+        )
     return frame.assign(**commas)
 
 
@@ -223,12 +239,18 @@ def check_task(y: pd.Series | None, task: str | None, target: str, name: str) ->
     """Refuse a ``task=`` that a table's target column ``y`` cannot have: segmentation (it needs images and
     masks), regression of a column that holds no numbers (not checked without ``y``)."""
     if task == "segmentation":
-        raise UsageError(f"task=segmentation needs images and masks (an .npz with X and y), but {name} is a table: "
-                         f"use task=classification or regression")
-    if task == "regression" and y is not None and (pd.api.types.is_bool_dtype(y)
-                                                   or not pd.api.types.is_numeric_dtype(y)):
-        raise UsageError(f"task=regression needs a numeric target, but '{target}' holds {y.dtype} values: "
-                         f"use task=classification")
+        raise UsageError(
+            f"task=segmentation needs images and masks (an .npz with X and y), but {name} is a table: "
+            f"use task=classification or regression"
+        )
+    if (
+        task == "regression"
+        and y is not None
+        and (pd.api.types.is_bool_dtype(y) or not pd.api.types.is_numeric_dtype(y))
+    ):
+        raise UsageError(
+            f"task=regression needs a numeric target, but '{target}' holds {y.dtype} values: use task=classification"
+        )
 
 
 def precheck(data: str, target: str | None, builtins: tuple[str, ...], task: str | None = None) -> None:
@@ -237,12 +259,16 @@ def precheck(data: str, target: str | None, builtins: tuple[str, ...], task: str
     mistake is reported in a fraction of a second."""
     path = check_path(data, builtins)
     if path is None and target not in (None, BUILTIN_TARGET if data != "shapes" else None):
-        raise UsageError(f"data '{data}' is built in and brings its own target: drop target={target} (it names "
-                         f"a column of your own file: data=<file.csv> target={target})")
+        raise UsageError(
+            f"data '{data}' is built in and brings its own target: drop target={target} (it names "
+            f"a column of your own file: data=<file.csv> target={target})"
+        )
     if path is None and task is not None:
         if data == "shapes" and task != "segmentation":
-            raise UsageError(f"task={task} needs one label per sample, but shapes holds images and masks: use "
-                             f"task=segmentation (or leave task out)")
+            raise UsageError(
+                f"task={task} needs one label per sample, but shapes holds images and masks: use "
+                f"task=segmentation (or leave task out)"
+            )
         if data != "shapes":  # a table: its labels are read (scikit-learn) only to check a regression
             y = builtin_frame(data)[0][BUILTIN_TARGET] if task == "regression" else None
             check_task(y, task, BUILTIN_TARGET, data)
@@ -256,6 +282,7 @@ def precheck(data: str, target: str | None, builtins: tuple[str, ...], task: str
 
 
 # ---------------------------------------------------------------------------------------------- columns
+
 
 def _plain_numbers(frame: pd.DataFrame, names: Any) -> list[str]:
     """The columns of ``names`` held as numpy bool, int or float (not pandas' nullable types): converted in one
@@ -296,8 +323,7 @@ def _text_kind(col: pd.Series) -> str:
     if text.str.lower().isin(_TRUE | _FALSE).all():
         return "numeric"
     sample = text.head(200)
-    if sample.str.contains(r"\d", regex=True).all() and \
-            _to_datetime(sample).notna().mean() >= NUMERIC_TEXT_SHARE:
+    if sample.str.contains(r"\d", regex=True).all() and _to_datetime(sample).notna().mean() >= NUMERIC_TEXT_SHARE:
         return "datetime"
     distinct = text.nunique()
     if distinct >= ID_MIN_DISTINCT and distinct > ID_DISTINCT_SHARE * len(text):
@@ -401,6 +427,8 @@ def select_columns(raw: Any, columns: list[str], allow_missing: bool) -> pd.Data
     if missing and not allow_missing:
         shown = ", ".join(missing[:20]) + (f" … ({len(missing)} in all)" if len(missing) > 20 else "")
         what = "none of the model's feature columns" if len(missing) == len(columns) else "missing feature columns"
-        raise MissingColumns(f"the input has {what}: {shown}. Send every column the model was trained on "
-                             f"(extra columns are ignored), or set allow_missing_columns=true to impute them")
+        raise MissingColumns(
+            f"the input has {what}: {shown}. Send every column the model was trained on "
+            f"(extra columns are ignored), or set allow_missing_columns=true to impute them"
+        )
     return frame.reindex(columns=columns)

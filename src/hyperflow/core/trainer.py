@@ -10,8 +10,8 @@ import math
 import os
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -27,11 +27,11 @@ EVAL_CHUNK = 4096
 class Callback:
     """Hooks called by :class:`Trainer`; override what you need."""
 
-    def on_train_start(self, trainer: "Trainer") -> None: ...
+    def on_train_start(self, trainer: Trainer) -> None: ...
 
-    def on_epoch_end(self, trainer: "Trainer", epoch: int, metrics: dict[str, float]) -> None: ...
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None: ...
 
-    def on_train_end(self, trainer: "Trainer", result: "TrainResult") -> None: ...
+    def on_train_end(self, trainer: Trainer, result: TrainResult) -> None: ...
 
 
 @dataclass
@@ -55,8 +55,10 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.backends.cudnn.benchmark = False
-    if (torch.are_deterministic_algorithms_enabled() != deterministic
-            or torch.is_deterministic_algorithms_warn_only_enabled()):
+    if (
+        torch.are_deterministic_algorithms_enabled() != deterministic
+        or torch.is_deterministic_algorithms_warn_only_enabled()
+    ):
         # only on a change: the call imports torch._inductor's config (and with it torch._dynamo, ~1.5 s)
         torch.use_deterministic_algorithms(deterministic, warn_only=False)
 
@@ -80,15 +82,15 @@ class ProgressBar(Callback):
         self.description = description
         self.bar: tqdm | None = None
 
-    def on_train_start(self, trainer: "Trainer") -> None:
+    def on_train_start(self, trainer: Trainer) -> None:
         self.bar = tqdm(total=trainer.epochs, desc=self.description, unit="epoch", disable=None, leave=False)
 
-    def on_epoch_end(self, trainer: "Trainer", epoch: int, metrics: dict[str, float]) -> None:
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
         if self.bar is not None:
             self.bar.set_postfix(train_loss=f"{metrics['train_loss']:.4g}", val_loss=f"{metrics['val_loss']:.4g}")
             self.bar.update()
 
-    def on_train_end(self, trainer: "Trainer", result: TrainResult) -> None:
+    def on_train_end(self, trainer: Trainer, result: TrainResult) -> None:
         if self.bar is not None:
             self.bar.close()
 
@@ -97,11 +99,25 @@ class Trainer:
     """Mini-batch training with per-epoch validation, early stopping, best-weights restore and a
     divergence guard. ``fit`` returns a :class:`TrainResult`; ``evaluate`` scores any split."""
 
-    def __init__(self, model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer | None,
-                 scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, *, task: str, epochs: int,
-                 batch_size: int, patience: int = 0, min_delta: float = 0.0, restore_best: bool = True,
-                 grad_clip: float = 0.0, seed: int = 0, device: torch.device | str = "cpu",
-                 target_std: float = 1.0, callbacks: Sequence[Callback] = ()) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: nn.Module,
+        optimizer: torch.optim.Optimizer | None,
+        scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+        *,
+        task: str,
+        epochs: int,
+        batch_size: int,
+        patience: int = 0,
+        min_delta: float = 0.0,
+        restore_best: bool = True,
+        grad_clip: float = 0.0,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+        target_std: float = 1.0,
+        callbacks: Sequence[Callback] = (),
+    ) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device)
         self.loss_fn, self.optimizer, self.scheduler = loss_fn, optimizer, scheduler
@@ -115,11 +131,13 @@ class Trainer:
         for callback in self.callbacks:
             getattr(callback, hook)(self, *args)
 
-    def fit(self, X_train: torch.Tensor, y_train: torch.Tensor, X_val: torch.Tensor,
-            y_val: torch.Tensor) -> TrainResult:
+    def fit(
+        self, X_train: torch.Tensor, y_train: torch.Tensor, X_val: torch.Tensor, y_val: torch.Tensor
+    ) -> TrainResult:
         if self.optimizer is None:
-            raise ValueError("this trainer only evaluates (built with train=False); build it with "
-                             "setup_training(config) to fit")
+            raise ValueError(
+                "this trainer only evaluates (built with train=False); build it with setup_training(config) to fit"
+            )
         startup.end()  # a command's start-up is over: see hyperflow.core.startup
         model, opt, sched, loss_fn = self.model, self.optimizer, self.scheduler, self.loss_fn
         X, y = X_train.to(self.device), y_train.to(self.device)
@@ -136,7 +154,7 @@ class Trainer:
             total = torch.zeros((), device=self.device)
             lr = opt.param_groups[0]["lr"]
             for step in range(n_steps):
-                idx = perm[step * bs:(step + 1) * bs]
+                idx = perm[step * bs : (step + 1) * bs]
                 opt.zero_grad(set_to_none=True)
                 loss = loss_fn(model(X[idx]), y[idx])
                 loss.backward()
@@ -153,8 +171,10 @@ class Trainer:
             result.epochs_run = epoch
             if not (math.isfinite(train_loss) and math.isfinite(val["val_loss"])):
                 result.status = "diverged"
-                result.reason = f"non-finite loss at epoch {epoch} (train_loss={train_loss}, " \
-                                f"val_loss={val['val_loss']}): lower the learning rate or clip gradients"
+                result.reason = (
+                    f"non-finite loss at epoch {epoch} (train_loss={train_loss}, "
+                    f"val_loss={val['val_loss']}): lower the learning rate or clip gradients"
+                )
                 self._emit("on_epoch_end", epoch, metrics)
                 break
             if val["val_loss"] < best_loss - self.min_delta:
@@ -182,7 +202,7 @@ class Trainer:
         """Raw model outputs (logits / values) for a whole split, in eval mode, in chunks."""
         self.model.eval()
         with torch.inference_mode():
-            outputs = [self.model(X[i:i + EVAL_CHUNK].to(self.device)) for i in range(0, len(X), EVAL_CHUNK)]
+            outputs = [self.model(X[i : i + EVAL_CHUNK].to(self.device)) for i in range(0, len(X), EVAL_CHUNK)]
         return torch.cat(outputs) if outputs else torch.empty(0)
 
     def evaluate(self, X: torch.Tensor, y: torch.Tensor, prefix: str = "") -> dict[str, float]:

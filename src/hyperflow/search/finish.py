@@ -5,8 +5,9 @@ registers it again)."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 import torch
@@ -33,8 +34,14 @@ class Kept:
     state: dict[str, Any]
 
 
-def finish(outcome: SearchOutcome, search: SearchConfig, dataset: Dataset, seed: int,
-           config_of: Callable[[dict[str, Any]], TrainConfig], kept: Kept | None) -> SearchOutcome:
+def finish(
+    outcome: SearchOutcome,
+    search: SearchConfig,
+    dataset: Dataset,
+    seed: int,
+    config_of: Callable[[dict[str, Any]], TrainConfig],
+    kept: Kept | None,
+) -> SearchOutcome:
     """Complete ``outcome`` (records and stop reason set): table, plots, best trial, model, registration. The
     search's child runs still RUNNING that no trial owns (twins of runs whose creating request was sent twice)
     end KILLED first: no trial runs now, and the trials are ``outcome.records`` alone."""
@@ -60,13 +67,15 @@ def finish(outcome: SearchOutcome, search: SearchConfig, dataset: Dataset, seed:
             f"the search's {len(records)} trials are done (best: trial {best.number}, run {best.run_id}, "
             f"val_loss {best.loss:.4g}) but {what} failed: {tracking.one_line(exc)}; the trials stay as they "
             f"finished. Once that is fixed, log the model without running the trials again: "
-            f"hyperflow search resume={outcome.run_id}") from None
+            f"hyperflow search resume={outcome.run_id}"
+        ) from None
     search_store.set_model_status("logged" if name is None else f"registered {name}/{outcome.registered[1]}")
     return outcome
 
 
-def _log_best_model(best: TrialRecord, name: str | None, outcome: SearchOutcome,
-                    best_setup: Callable[[], Setup], fresh: bool = False) -> None:
+def _log_best_model(
+    best: TrialRecord, name: str | None, outcome: SearchOutcome, best_setup: Callable[[], Setup], fresh: bool = False
+) -> None:
     """Log the best trial's model into its run (once: a resume finds the model a cut-short search logged)
     and register it (once per trial run: a resume never registers it again nor moves ``challenger``
     again once the version carries its tags). ``fresh``: the best trial ran in this session, so nothing
@@ -87,13 +96,19 @@ def _log_best_model(best: TrialRecord, name: str | None, outcome: SearchOutcome,
     about = {"trial_run_id": best.run_id, "val_loss": str(best.loss)}  # sent with the version when it is created
     version, created = tracking.register_once(model.model_uri, name, best.run_id, look_up=not fresh, tags=about)
     if created or "search_run_id" not in version.tags:  # the marker tag comes last: without it, it was cut short
-        tracking.tag_challenger(name, str(version.version),
-                                {**({} if created else about), "search_run_id": outcome.run_id})
+        tracking.tag_challenger(
+            name, str(version.version), {**({} if created else about), "search_run_id": outcome.run_id}
+        )
     outcome.registered = (name, str(version.version))
 
 
-def _best_setup(best: TrialRecord, refit: bool, dataset: Dataset, config_of: Callable[[dict[str, Any]], TrainConfig],
-                kept: Kept | None) -> Setup:
+def _best_setup(
+    best: TrialRecord,
+    refit: bool,
+    dataset: Dataset,
+    config_of: Callable[[dict[str, Any]], TrainConfig],
+    kept: Kept | None,
+) -> Setup:
     """The best trial's trained model: kept in memory when it ran in this session, else trained again
     from its settings (seeded, so the same model); with ``refit``, trained on train+val."""
     config = config_of(best.params)
@@ -112,18 +127,32 @@ def _best_setup(best: TrialRecord, refit: bool, dataset: Dataset, config_of: Cal
 
 
 def _log_table(records: list[TrialRecord], seed: int) -> None:
-    rows = [{"trial": r.number, "status": r.status, "best_val_loss": r.loss, "epochs": r.epochs,
-             "run_id": r.run_id, "reason": r.reason, **r.params} for r in records]
+    rows = [
+        {
+            "trial": r.number,
+            "status": r.status,
+            "best_val_loss": r.loss,
+            "epochs": r.epochs,
+            "run_id": r.run_id,
+            "reason": r.reason,
+            **r.params,
+        }
+        for r in records
+    ]
     table = pd.DataFrame(rows)
     search_store.log_trials_table(table)
     if not rows:
         return
-    tracking.log_figure(search_progress([r.number for r in records], [r.loss for r in records],
-                                        [r.status for r in records]), "plots/search_progress.png")
+    tracking.log_figure(
+        search_progress([r.number for r in records], [r.loss for r in records], [r.status for r in records]),
+        "plots/search_progress.png",
+    )
     ok = table[table["status"] == names.TRIAL_OK]
     params = [c for c in ok.columns if c in {k for r in records for k in r.params}]
     scores = parameter_importance(ok[params], ok["best_val_loss"].astype(float), seed) if len(ok) else None
     if scores is not None:
-        tracking.log_figure(importance_plot(scores["parameter"].tolist(), scores["importance"].tolist(),
-                                            scores["std"].tolist()), "plots/parameter_importance.png")
+        tracking.log_figure(
+            importance_plot(scores["parameter"].tolist(), scores["importance"].tolist(), scores["std"].tolist()),
+            "plots/parameter_importance.png",
+        )
         search_store.log_text(scores.to_csv(index=False), "parameter_importance.csv")

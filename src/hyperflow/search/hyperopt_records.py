@@ -12,8 +12,9 @@ the uninterrupted search had it, so a resumed search proposes what that search w
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from hyperopt import JOB_STATE_DONE, JOB_STATE_RUNNING, STATUS_FAIL, STATUS_OK, Trials, fmin, rand, tpe
@@ -36,8 +37,13 @@ def trial_seed(seed: int, tid: int) -> int:
 
 def trial_doc(trials: Trials, tid: int, vals: dict[str, list], result: dict[str, Any]) -> dict[str, Any]:
     """A trial document for id ``tid`` at ``vals`` (label -> [value], or [] where a conditional leaves it out)."""
-    misc = {"tid": tid, "cmd": ("domain_attachment", "FMinIter_Domain"), "workdir": None,
-            "idxs": {k: [tid] if v else [] for k, v in vals.items()}, "vals": vals}
+    misc = {
+        "tid": tid,
+        "cmd": ("domain_attachment", "FMinIter_Domain"),
+        "workdir": None,
+        "idxs": {k: [tid] if v else [] for k, v in vals.items()},
+        "vals": vals,
+    }
     return trials.new_trial_docs([tid], [None], [result], [misc])[0]
 
 
@@ -89,22 +95,28 @@ def running_tid(trials: Trials | None) -> int | None:
 
 def finished(results: Iterable[dict[str, Any]]) -> list[Finished]:
     """The finished trials among hyperopt's results (``trials.results``), in trial order."""
-    return [Finished(r["status"] == STATUS_FAIL, r.get("loss"), r.get("failure", ""))
-            for r in results if r.get("status") in (STATUS_OK, STATUS_FAIL)]
+    return [
+        Finished(r["status"] == STATUS_FAIL, r.get("loss"), r.get("failure", ""))
+        for r in results
+        if r.get("status") in (STATUS_OK, STATUS_FAIL)
+    ]
 
 
-def algo(strategy: str, n_startup_jobs: int, gamma: float, seed: int,
-         stop: Callable[[list[Finished]], str]) -> Callable[..., list]:
+def algo(
+    strategy: str, n_startup_jobs: int, gamma: float, seed: int, stop: Callable[[list[Finished]], str]
+) -> Callable[..., list]:
     """hyperopt's ``algo``: ``stop`` first (on the whole history, a resumed search's too: a reason ends fmin
     cleanly after the trials in flight, hyperopt's protocol; ``early_stop_fn`` would hang SparkTrials), then one
     suggestion per new trial id, seeded by :func:`trial_seed`: ``bayes`` (:mod:`hyperflow.search.sampler`, the
     ids of one call proposed in turn, each earlier one pending), hyperopt's ``tpe`` or ``random``."""
     if strategy == "bayes":
+
         def suggest(new_ids: list, domain: Any, trials: Any) -> list:
             seeds = [trial_seed(seed, tid) for tid in new_ids]
-            return [trial_doc(trials, tid, vals, {"status": "new"})
-                    for tid, vals in sampler.suggest(new_ids, domain.expr, trials._dynamic_trials, seeds,
-                                                     n_startup_jobs)]
+            return [
+                trial_doc(trials, tid, vals, {"status": "new"})
+                for tid, vals in sampler.suggest(new_ids, domain.expr, trials._dynamic_trials, seeds, n_startup_jobs)
+            ]
     else:
         one = partial(tpe.suggest, n_startup_jobs=n_startup_jobs, gamma=gamma) if strategy == "tpe" else rand.suggest
 
@@ -119,12 +131,28 @@ def algo(strategy: str, n_startup_jobs: int, gamma: float, seed: int,
     return suggest_points
 
 
-def minimize(objective: Callable[[dict[str, Any]], dict[str, Any]], space: Any, trials: Trials,
-             suggest: Callable[..., list], max_evals: int, seed: int, progressbar: bool) -> None:
+def minimize(
+    objective: Callable[[dict[str, Any]], dict[str, Any]],
+    space: Any,
+    trials: Trials,
+    suggest: Callable[..., list],
+    max_evals: int,
+    seed: int,
+    progressbar: bool,
+) -> None:
     """``fmin`` up to ``max_evals`` trials in ``trials`` (those already in it count)."""
     try:
-        fmin(objective, space, algo=suggest, max_evals=max_evals, trials=trials, rstate=np.random.default_rng(seed),
-             show_progressbar=progressbar, verbose=False, return_argmin=False)
+        fmin(
+            objective,
+            space,
+            algo=suggest,
+            max_evals=max_evals,
+            trials=trials,
+            rstate=np.random.default_rng(seed),
+            show_progressbar=progressbar,
+            verbose=False,
+            return_argmin=False,
+        )
     except AllTrialsFailed:  # hyperopt's way to say no trial finished; the records say why
         pass
 

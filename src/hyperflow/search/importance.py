@@ -30,5 +30,6 @@ def parameter_importance(params: pd.DataFrame, losses: pd.Series, seed: int = 0)
     target = np.log(losses.clip(lower=1e-12)) if (losses > 0).all() else losses
     forest = RandomForestRegressor(n_estimators=50, min_samples_leaf=2, random_state=seed).fit(frame, target)
     result = permutation_importance(forest, frame, target, n_repeats=5, random_state=seed)
-    return pd.DataFrame({"parameter": varying, "importance": result.importances_mean,
-                         "std": result.importances_std}).sort_values("importance", ascending=False)
+    return pd.DataFrame(
+        {"parameter": varying, "importance": result.importances_mean, "std": result.importances_std}
+    ).sort_values("importance", ascending=False)

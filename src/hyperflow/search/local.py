@@ -10,7 +10,8 @@ trials in flight (trial documents in state RUNNING, which a sampler can treat as
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from hyperopt import JOB_STATE_DONE, JOB_STATE_NEW, JOB_STATE_RUNNING, Trials, space_eval
@@ -27,8 +28,14 @@ def new_trials() -> Trials:
     return Trials()
 
 
-def search_locally(run_point: Callable[[dict[str, Any], int | None], TrialRecord], space: dict[str, Any],
-                   trials: Trials, suggest: Callable[..., list], max_evals: int, seed: int) -> None:
+def search_locally(
+    run_point: Callable[[dict[str, Any], int | None], TrialRecord],
+    space: dict[str, Any],
+    trials: Trials,
+    suggest: Callable[..., list],
+    max_evals: int,
+    seed: int,
+) -> None:
     """fmin over ``space`` in ``trials`` (filled and queued by the runner); ``run_point(point, number)`` runs
     and records one trial."""
 
@@ -43,8 +50,13 @@ class Dispatch:
     """What the parallel loop needs from the runner: whether a worker is free, starting a trial (number,
     point), and the trials finished since the last call (``block``: wait for one first) as (number, record)."""
 
-    def __init__(self, free: Callable[[], bool], start: Callable[[int, dict[str, Any]], None],
-                 collect: Callable[[bool], list[tuple[int, TrialRecord]]], running: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        free: Callable[[], bool],
+        start: Callable[[int, dict[str, Any]], None],
+        collect: Callable[[bool], list[tuple[int, TrialRecord]]],
+        running: Callable[[], int],
+    ) -> None:
         self.free, self.start, self.collect, self.running = free, start, collect, running
 
 
@@ -78,13 +90,22 @@ class _ParallelIter(FMinIter):
             self.collect(block=True)
 
 
-def search_in_parallel(dispatch: Dispatch, space: dict[str, Any], trials: Trials, suggest: Callable[..., list],
-                       max_evals: int, seed: int) -> None:
+def search_in_parallel(
+    dispatch: Dispatch, space: dict[str, Any], trials: Trials, suggest: Callable[..., list], max_evals: int, seed: int
+) -> None:
     """fmin over ``space`` in ``trials`` with trials on workers, until ``max_evals`` trials (those in
     ``trials`` included) or the stop rule (in ``suggest``) ends it; returns when no trial is in flight."""
     hp_space = to_hyperopt(space)
-    loop = _ParallelIter(dispatch, hp_space, suggest, Domain(lambda _: None, hp_space), trials,
-                         rstate=np.random.default_rng(seed), asynchronous=False, max_evals=max_evals,
-                         show_progressbar=False)
+    loop = _ParallelIter(
+        dispatch,
+        hp_space,
+        suggest,
+        Domain(lambda _: None, hp_space),
+        trials,
+        rstate=np.random.default_rng(seed),
+        asynchronous=False,
+        max_evals=max_evals,
+        show_progressbar=False,
+    )
     loop.exhaust()
     loop.drain()  # on an exception the runner stops the workers instead

@@ -28,11 +28,16 @@ class SearchLocked(LeaseHeld):
     """Another process works on the search run (exit code 4); ``holder`` says who."""
 
     def __init__(self, run_id: str, holder: dict[str, Any], lost: bool = False) -> None:
-        who = (f"host {holder.get('host')} pid {holder.get('pid')} since {_clock(holder.get('acquired_at'))} "
-               f"(lease until {_clock(holder.get('expires_at'))})")
-        text = (f"search run {run_id}: lost to {who}, which took it over" if lost else
-                f"search run {run_id} is being run by {who}: one process at a time; resume it once that one ends "
-                f"(a process that died is taken over when its lease ends, at once on the same host)")
+        who = (
+            f"host {holder.get('host')} pid {holder.get('pid')} since {_clock(holder.get('acquired_at'))} "
+            f"(lease until {_clock(holder.get('expires_at'))})"
+        )
+        text = (
+            f"search run {run_id}: lost to {who}, which took it over"
+            if lost
+            else f"search run {run_id} is being run by {who}: one process at a time; resume it once that one ends "
+            f"(a process that died is taken over when its lease ends, at once on the same host)"
+        )
         super().__init__(text, holder)
 
 
@@ -57,8 +62,10 @@ class SearchLock(Lease):
         if not self.taken_over:
             return None
         h = self.taken_over
-        return (f"search run {self.run_id}: took over from host {h.get('host')} pid {h.get('pid')} "
-                f"(since {_clock(h.get('acquired_at'))}): {self.takeover_reason}")
+        return (
+            f"search run {self.run_id}: took over from host {h.get('host')} pid {h.get('pid')} "
+            f"(since {_clock(h.get('acquired_at'))}): {self.takeover_reason}"
+        )
 
 
 def check_free(run: Any) -> None:

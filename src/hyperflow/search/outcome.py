@@ -35,11 +35,15 @@ def store_failure(exc: BaseException, artifact_uri: str, parent: str | None) -> 
     """The one line for a store that failed during the search ``parent`` (None: before anything was written)."""
     store = tracking.failed_store(exc)
     tracking_store = f"the tracking store {tracking.tracking_uri()}"
-    where = {"tracking": tracking_store,
-             "artifacts": f"the artifact store {artifact_uri}" if artifact_uri else tracking_store}.get(store, store)
+    where = {
+        "tracking": tracking_store,
+        "artifacts": f"the artifact store {artifact_uri}" if artifact_uri else tracking_store,
+    }.get(store, store)
     message = f"{where} failed: {tracking.store_error_text(exc)}"
     if not parent:
         return message + "; nothing was written: run the search again once the store works"
-    return (f"{message}; search run {parent} keeps the trials whose results reached the store (runs that could "
-            f"not be marked stay RUNNING until the resume ends them); once the store works, continue with: "
-            f"hyperflow search resume={parent}")
+    return (
+        f"{message}; search run {parent} keeps the trials whose results reached the store (runs that could "
+        f"not be marked stay RUNNING until the resume ends them); once the store works, continue with: "
+        f"hyperflow search resume={parent}"
+    )

@@ -20,10 +20,11 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Collection, Iterator
+from typing import Any
 
 import torch
 import yaml
@@ -39,13 +40,24 @@ from hyperflow.search import finish, hyperopt_records, local, resume, workers
 from hyperflow.search.lock import SearchLock
 from hyperflow.search.outcome import SearchFailed, SearchOutcome, store_failure
 from hyperflow.search.resume import RESUMABLE_SEARCH, RESUMABLE_TRAIN
-from hyperflow.search.space import (check_auto_lrs, check_grid, complete_point, config_at, contains, default_space_path,
-                                    grid_points, load_space, probe_points, to_vals, validate_space)
+from hyperflow.search.space import (
+    check_auto_lrs,
+    check_grid,
+    complete_point,
+    config_at,
+    contains,
+    default_space_path,
+    grid_points,
+    load_space,
+    probe_points,
+    to_vals,
+    validate_space,
+)
 from hyperflow.search.stopping import Finished, StopRule
 from hyperflow.search.trial import TrialRecord, TrialTask, lost_trial, run_trial
 from hyperflow.tracking import new_store, search_store
 
-__all__ = ["SearchRunner", "SearchOutcome", "SearchFailed", "TrialRecord"]
+__all__ = ["SearchFailed", "SearchOutcome", "SearchRunner", "TrialRecord"]
 
 FULL_CHECK_POINTS = 5_000  # a grid up to this size has every combination checked before the first trial
 
@@ -55,8 +67,14 @@ class SearchRunner:
 
     artifact_uri = ""
 
-    def __init__(self, search: SearchConfig, base: TrainConfig, spark_session: Any = None,
-                 given: Collection[str] | None = None, parent_run_id: str | None = None) -> None:
+    def __init__(
+        self,
+        search: SearchConfig,
+        base: TrainConfig,
+        spark_session: Any = None,
+        given: Collection[str] | None = None,
+        parent_run_id: str | None = None,
+    ) -> None:
         """``given``: the settings the user set (command line, config file); a resume takes every other one
         from the search it resumes. Without it, a setting counts as given when it differs from its default.
         ``parent_run_id``: the active run a new search's run nests under (a retrain's)."""
@@ -93,8 +111,9 @@ class SearchRunner:
             spark.check_available(self.spark_session)
         if self.search.resume:
             self.resumed = resume.search_run(self.search.resume)
-            self.search, self.base, self.changed = resume.recorded_settings(self.resumed, self.search, self.base,
-                                                                            self.given)
+            self.search, self.base, self.changed = resume.recorded_settings(
+                self.resumed, self.search, self.base, self.given
+            )
         check_auto_lrs(self.base)
         if self.search.backend == "local" and processes.available():
             processes.prestart()  # the child processes' imports overlap the checks below
@@ -149,8 +168,10 @@ class SearchRunner:
             given = {k for k in self.given or () if k in TrainConfig.__dataclass_fields__}
             space = {k: v for k, v in load_space(self.space_path).items() if k not in given}
             if not space:
-                raise UsageError(f"every dimension of the shipped search space is set ({', '.join(sorted(given))}): "
-                                 f"nothing is left to search; drop one, or run hyperflow train")
+                raise UsageError(
+                    f"every dimension of the shipped search space is set ({', '.join(sorted(given))}): "
+                    f"nothing is left to search; drop one, or run hyperflow train"
+                )
         self.space_text = yaml.safe_dump(space, sort_keys=False)
         if recorded and yaml.safe_load(recorded) != space:
             self.space_edited = True
@@ -184,8 +205,9 @@ class SearchRunner:
                 if isinstance(exc, (SearchFailed, UsageError)) or not tracking.is_store_error(exc):
                     raise
                 store_failed = True
-                raise SearchFailed(store_failure(exc, self.artifact_uri,
-                                                 self.parent_id or self.search.resume)) from None
+                raise SearchFailed(
+                    store_failure(exc, self.artifact_uri, self.parent_id or self.search.resume)
+                ) from None
         finally:
             if not store_failed:  # a store that failed is not asked again (a server gone: retries for minutes)
                 self._unlock()
@@ -198,8 +220,7 @@ class SearchRunner:
         try:
             self.lock.release()
         except Exception as exc:  # the store failed: the search's own line says so, once
-            logging.getLogger(__name__).debug("could not release the lock of search run %s: %s", self.lock.run_id,
-                                              exc)
+            logging.getLogger(__name__).debug("could not release the lock of search run %s: %s", self.lock.run_id, exc)
 
     def _run(self) -> SearchOutcome:
         try:
@@ -211,12 +232,17 @@ class SearchRunner:
                 self.pool = None
 
     def _run_tracked(self, fresh: bool) -> SearchOutcome:
-        with tracking.tracked_run(names.ROLE_SEARCH, experiment=self.base.experiment, run_id=self.search.resume,
-                                  parent_run_id=self.parent_run_id if self.search.resume is None else None,
-                                  run_name=tracking.unique_run_name("search", self.dataset.name) if fresh else None,
-                                  tags={**tracking.run_tags(self.dataset),
-                                        **({names.SEARCH_LOCK: self.lock.value()} if fresh and self.lock else {})}
-                                  ) as parent:
+        with tracking.tracked_run(
+            names.ROLE_SEARCH,
+            experiment=self.base.experiment,
+            run_id=self.search.resume,
+            parent_run_id=self.parent_run_id if self.search.resume is None else None,
+            run_name=tracking.unique_run_name("search", self.dataset.name) if fresh else None,
+            tags={
+                **tracking.run_tags(self.dataset),
+                **({names.SEARCH_LOCK: self.lock.value()} if fresh and self.lock else {}),
+            },
+        ) as parent:
             self.parent_id, self.experiment_id = parent.info.run_id, parent.info.experiment_id
             if fresh and self.lock is not None:
                 self.lock.bind(self.parent_id)
@@ -253,8 +279,9 @@ class SearchRunner:
             self.records.sort(key=lambda r: r.number)  # trials run at once finish out of order
             stop_reason = self.stop.final(timed_out)
             search_store.set_stop_reason(stop_reason)
-            outcome = SearchOutcome(self.parent_id, self.experiment_id, self.records, None, stop_reason,
-                                    at_once=self.at_once)
+            outcome = SearchOutcome(
+                self.parent_id, self.experiment_id, self.records, None, stop_reason, at_once=self.at_once
+            )
             return finish.finish(outcome, s, self.dataset, self.base.seed, self._config, self.kept)
 
     def _record_settings(self, fresh: bool) -> None:
@@ -262,8 +289,10 @@ class SearchRunner:
         resume may change live in tag ``hyperflow.settings`` (their current values), and each change is kept
         as param ``resume.<n>.<key>``, so that any number of resumes can change them."""
         s = self.search
-        settings = {**{k: str(getattr(s, k)) for k in RESUMABLE_SEARCH},
-                    **{k: str(getattr(self.base, k)) for k in RESUMABLE_TRAIN}}
+        settings = {
+            **{k: str(getattr(s, k)) for k in RESUMABLE_SEARCH},
+            **{k: str(getattr(self.base, k)) for k in RESUMABLE_TRAIN},
+        }
         tags = {names.SETTINGS: json.dumps(settings)}
         if len(self.space_text) <= 7000:
             tags[names.SPACE] = self.space_text
@@ -318,9 +347,15 @@ class SearchRunner:
         s = self.search
         keep = peer_statuses(s.pruner)
         pruner = (s.pruner, s.min_epochs, s.reduction_factor, s.prune_startup_trials, s.prune_patience)
-        return TrialTask(base or self.base, pruner,
-                         self.experiment_id, self.parent_id, number,
-                         [r.history for r in self.records if r.status in keep], self.deadline)
+        return TrialTask(
+            base or self.base,
+            pruner,
+            self.experiment_id,
+            self.parent_id,
+            number,
+            [r.history for r in self.records if r.status in keep],
+            self.deadline,
+        )
 
     def run_trial(self, point: dict[str, Any], number: int | None = None) -> TrialRecord:
         """Run one point in this process (its results and end queued on the background calls) and record it."""
@@ -369,8 +404,14 @@ class SearchRunner:
                 except BaseException as exc:  # a store failure, or a trial stopped by an interrupt
                     failures.append(exc)
                     continue
-                self._record(record, lambda: None if state is None else (
-                    setup_training(self._config(record.params), dataset=self.dataset, train=False), state))
+                self._record(
+                    record,
+                    lambda record=record, state=state: (
+                        None
+                        if state is None
+                        else (setup_training(self._config(record.params), dataset=self.dataset, train=False), state)
+                    ),
+                )
                 if record.status in keep:
                     pool.add_curve(record.history)
                 done.append((number, record))
@@ -411,7 +452,9 @@ class SearchRunner:
 
     def _run_grid(self) -> None:
         done = [r.params for r in self.records]
-        todo = [p for p in grid_points(self.space) if p not in done][: max(0, self.search.max_evals - len(self.records))]
+        todo = [p for p in grid_points(self.space) if p not in done][
+            : max(0, self.search.max_evals - len(self.records))
+        ]
         if self.at_once == 1:
             for point in todo:
                 if self.stop.check(self._finished()):
@@ -449,12 +492,14 @@ class SearchRunner:
     def _run_local(self) -> None:
         trials, outside = self._hyperopt_trials(local.new_trials())
         if self.at_once == 1:
-            local.search_locally(self.run_trial, self.space, trials, self._suggest(),
-                                 self.search.max_evals - outside, self.base.seed)
+            local.search_locally(
+                self.run_trial, self.space, trials, self._suggest(), self.search.max_evals - outside, self.base.seed
+            )
             return
         with self._workers() as dispatch:
-            local.search_in_parallel(dispatch, self.space, trials, self._suggest(), self.search.max_evals - outside,
-                                     self.base.seed)
+            local.search_in_parallel(
+                dispatch, self.space, trials, self._suggest(), self.search.max_evals - outside, self.base.seed
+            )
 
     def _run_spark(self) -> bool:
         """Trials as Spark tasks; the records are then read back from MLflow (children still RUNNING, i.e.
@@ -466,8 +511,16 @@ class SearchRunner:
         trials, outside = self._hyperopt_trials(backend.new_trials())
         template = self._task(0, self.base.replace(threads=backend.threads))
         try:
-            return backend.search(template, self._next_number(), self.space, trials, self._suggest(),
-                                  s.max_evals - outside, self.base.seed, self.base.progress)
+            return backend.search(
+                template,
+                self._next_number(),
+                self.space,
+                trials,
+                self._suggest(),
+                s.max_evals - outside,
+                self.base.seed,
+                self.base.progress,
+            )
         finally:
             known = {r.run_id for r in self.records}
             self._read_children()
@@ -475,4 +528,3 @@ class SearchRunner:
 
     def _preset_points(self) -> list[dict[str, list]]:
         return hyperopt_records.preset_points(self.space, self.records if self.search.seed_presets else None)
-

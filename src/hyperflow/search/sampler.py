@@ -42,8 +42,9 @@ returns hyperopt ``vals`` (label -> [value], [] when a conditional leaves it out
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from hyperopt import JOB_STATE_DONE, JOB_STATE_NEW, JOB_STATE_RUNNING, STATUS_FAIL, STATUS_OK
@@ -73,8 +74,11 @@ class Param:
 
     @property
     def bins(self) -> int:
-        return self.n if self.kind == "cat" else (int(round(self.high / self.q - self.low / self.q)) + 1
-                                                  if self.kind == "step" else 0)
+        return (
+            self.n
+            if self.kind == "cat"
+            else (round(self.high / self.q - self.low / self.q) + 1 if self.kind == "step" else 0)
+        )
 
     def to_unit(self, value: float) -> float:
         """The value in model coordinates: [0, 1] (a bin's centre for steps), a choice's index."""
@@ -128,12 +132,15 @@ def parameters(expr: Any) -> list[Param]:
                 kmin = kmax = round((low + high) / 2 / q)
             out.append(Param(label, "step", kmin * q, kmax * q, q=q, conditions=conds))
         else:
-            raise ValueError(f"strategy=bayes models uniform, loguniform, quniform and choice, not {node.name} "
-                             f"('{label}'): use strategy=tpe")
+            raise ValueError(
+                f"strategy=bayes models uniform, loguniform, quniform and choice, not {node.name} "
+                f"('{label}'): use strategy=tpe"
+            )
     return out
 
 
 # ------------------------------------------------------------------------------------------ the history
+
 
 @dataclass
 class Observed:
@@ -170,6 +177,7 @@ def split(ranked: list[Observed], unranked: list[Observed]) -> tuple[list[Observ
 
 # ------------------------------------------------------------------------------------------ the densities
 
+
 class Mixture:
     """A Parzen estimator over ``params``: one product kernel per observation plus the prior's."""
 
@@ -198,7 +206,7 @@ class Mixture:
         """[m, kernels]: each kernel's log density at ``points`` ([m, len(params)]) over ``params`` only."""
         out = np.zeros((points.shape[0], len(self.logw)))
         for j, p in enumerate(params):
-            x = points[:, j:j + 1]
+            x = points[:, j : j + 1]
             if p.kind == "cat":
                 out += np.log(self.table[p.label][:, x[:, 0].astype(int)].T)
                 continue
@@ -251,8 +259,15 @@ def truncated_normal(rng: np.random.Generator, mu: np.ndarray, sigma: np.ndarray
 
 # ------------------------------------------------------------------------------------------ suggestions
 
-def propose(params: Sequence[Param], good: list[Observed], bad: list[Observed], rng: np.random.Generator,
-            startup: bool, candidates: int = N_CANDIDATES) -> dict[str, Any]:
+
+def propose(
+    params: Sequence[Param],
+    good: list[Observed],
+    bad: list[Observed],
+    rng: np.random.Generator,
+    startup: bool,
+    candidates: int = N_CANDIDATES,
+) -> dict[str, Any]:
     """One point (label -> value, the active labels only), level by level through the conditionals."""
     chosen: dict[str, Any] = {}  # label -> model coordinate
     done: set[str] = set()
@@ -273,8 +288,15 @@ def propose(params: Sequence[Param], good: list[Observed], bad: list[Observed], 
     return {label: by_label[label].from_unit(u) for label, u in chosen.items()}
 
 
-def _best_candidate(params: Sequence[Param], group: list[Param], chosen: dict[str, float], good: list[Observed],
-                    bad: list[Observed], rng: np.random.Generator, candidates: int) -> np.ndarray:
+def _best_candidate(
+    params: Sequence[Param],
+    group: list[Param],
+    chosen: dict[str, float],
+    good: list[Observed],
+    bad: list[Observed],
+    rng: np.random.Generator,
+    candidates: int,
+) -> np.ndarray:
     labels = {p.label for p in group}
     models = []
     for obs in (good, bad):
@@ -285,13 +307,15 @@ def _best_candidate(params: Sequence[Param], group: list[Param], chosen: dict[st
         models.append((mixture, mixture.log_kernels(at, context)[0]))
     (lm, lctx), (gm, gctx) = models
     draws = lm.sample(rng, candidates, lctx, group)
-    score = (logsumexp(lm.logw + lctx + lm.log_kernels(draws, group), axis=1)
-             - logsumexp(gm.logw + gctx + gm.log_kernels(draws, group), axis=1))
+    score = logsumexp(lm.logw + lctx + lm.log_kernels(draws, group), axis=1) - logsumexp(
+        gm.logw + gctx + gm.log_kernels(draws, group), axis=1
+    )
     return draws[int(np.argmax(score))]
 
 
-def suggest(new_ids: Sequence[int], expr: Any, docs: Sequence[dict[str, Any]], seeds: Sequence[int],
-            n_startup_jobs: int) -> list[tuple[int, dict[str, list]]]:
+def suggest(
+    new_ids: Sequence[int], expr: Any, docs: Sequence[dict[str, Any]], seeds: Sequence[int], n_startup_jobs: int
+) -> list[tuple[int, dict[str, list]]]:
     """(tid, hyperopt ``vals``) for each new id, the one before it counted as pending (constant liar);
     ``seeds[i]`` seeds the draw for ``new_ids[i]``."""
     params = parameters(expr)
@@ -302,6 +326,10 @@ def suggest(new_ids: Sequence[int], expr: Any, docs: Sequence[dict[str, Any]], s
         point = propose(params, good, bad, np.random.default_rng(seed), startup=len(ranked) < n_startup_jobs)
         vals = {p.label: [point[p.label]] if p.label in point else [] for p in params}
         out.append((tid, vals))
-        unranked = unranked + [Observed(tid, {p.label: p.to_unit(v) for p, v in
-                                              ((q, point[q.label]) for q in params if q.label in point)})]
+        unranked = [
+            *unranked,
+            Observed(
+                tid, {p.label: p.to_unit(v) for p, v in ((q, point[q.label]) for q in params if q.label in point)}
+            ),
+        ]
     return out

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import yaml
@@ -38,14 +39,24 @@ _SETTINGS = set(TrainConfig.__dataclass_fields__)
 # Settings a trial cannot vary, and why: the search loads the data once, names and records the trials' runs
 # itself, and builds each trial's config as the search's settings with the point applied (so a preset's values
 # never reach it, and no trial runs the LR range test). A space that sets one is refused, not ignored.
-FIXED_PER_SEARCH = dict.fromkeys(("data", "target", "task", "split_column", "val_size", "test_size"),
-                                 "the data are loaded and split once for the whole search") | dict.fromkeys(
-    ("experiment", "run_name", "model_name", "log_model", "tensorboard", "flush_secs", "progress"),
-    "the search names, records and registers the trials' runs itself") | dict.fromkeys(
-    ("start_lr", "end_lr", "num_iter", "sweep", "suggestion", "repeats", "sweep_loss"),
-    "no trial runs the LR range test; lr_bounds=auto runs it once, with the search's settings") | {
-    "preset": "a trial's settings are the search's with the point applied, so a preset's values never reach it "
-              "(put its settings in the space: optimizer, schedule, ...)"}
+FIXED_PER_SEARCH = (
+    dict.fromkeys(
+        ("data", "target", "task", "split_column", "val_size", "test_size"),
+        "the data are loaded and split once for the whole search",
+    )
+    | dict.fromkeys(
+        ("experiment", "run_name", "model_name", "log_model", "tensorboard", "flush_secs", "progress"),
+        "the search names, records and registers the trials' runs itself",
+    )
+    | dict.fromkeys(
+        ("start_lr", "end_lr", "num_iter", "sweep", "suggestion", "repeats", "sweep_loss"),
+        "no trial runs the LR range test; lr_bounds=auto runs it once, with the search's settings",
+    )
+    | {
+        "preset": "a trial's settings are the search's with the point applied, so a preset's values never reach it "
+        "(put its settings in the space: optimizer, schedule, ...)"
+    }
+)
 VARIED = [n for n in TrainConfig.__dataclass_fields__ if n not in FIXED_PER_SEARCH]
 AUTO_LRS = ("lr", "max_lr", "base_lr")  # 'auto' needs the LR range test, which a trial does not run
 
@@ -54,13 +65,17 @@ def check_trial_key(name: str, label: str, value: Any) -> None:
     """Refuse (one line) a space key no trial can vary (:data:`FIXED_PER_SEARCH`), naming those it can, and an
     ``auto`` learning rate (a fixed value or a choice's): needs only the parsed YAML, so it can run first."""
     if name in FIXED_PER_SEARCH:
-        raise UsageError(f"search space: '{label}' cannot vary per trial: {FIXED_PER_SEARCH[name]}; set {name}=... "
-                         f"for the whole search instead. A space varies: {', '.join(VARIED)}")
+        raise UsageError(
+            f"search space: '{label}' cannot vary per trial: {FIXED_PER_SEARCH[name]}; set {name}=... "
+            f"for the whole search instead. A space varies: {', '.join(VARIED)}"
+        )
     choices = value.get("values") or list(value.get("options") or ()) if _is_dimension(value) else [value]
     if name in AUTO_LRS and any(isinstance(v, str) and v.strip().lower() == "auto" for v in choices):
-        raise UsageError(f"search space: '{label}: auto' needs the LR range test, which a trial does not run: "
-                         f"search lr within a range (lr: {{type: loguniform, low: 1.0e-4, high: 1.0e-1}}) and pass "
-                         f"lr_bounds=auto to fit that range with one range test")
+        raise UsageError(
+            f"search space: '{label}: auto' needs the LR range test, which a trial does not run: "
+            f"search lr within a range (lr: {{type: loguniform, low: 1.0e-4, high: 1.0e-1}}) and pass "
+            f"lr_bounds=auto to fit that range with one range test"
+        )
 
 
 def check_auto_lrs(base: TrainConfig) -> None:
@@ -68,9 +83,11 @@ def check_auto_lrs(base: TrainConfig) -> None:
     in a space, it needs the LR range test, which a trial does not run (each would train at a placeholder)."""
     for name in AUTO_LRS:
         if getattr(base, name) == "auto":
-            raise UsageError(f"{name}=auto needs the LR range test, which a search's trials do not run: pass "
-                             f"lr_bounds=auto to run it once and search lr within its range, or give {name} a "
-                             f"number")
+            raise UsageError(
+                f"{name}=auto needs the LR range test, which a search's trials do not run: pass "
+                f"lr_bounds=auto to run it once and search lr within its range, or give {name} a "
+                f"number"
+            )
 
 
 def default_space_path(task: str) -> Path:
@@ -81,8 +98,9 @@ def load_space(path: str | Path) -> dict[str, Any]:
     """Read and validate a space file; one-line errors that name the key and the fix."""
     path = Path(path)
     if not path.is_file():
-        raise UsageError(f"space file '{path}' not found: pass a YAML search space with space=PATH "
-                         f"(defaults live in {SPACES_DIR})")
+        raise UsageError(
+            f"space file '{path}' not found: pass a YAML search space with space=PATH (defaults live in {SPACES_DIR})"
+        )
     try:
         text = read_text(path, "space file")
     except OSError as exc:
@@ -94,8 +112,10 @@ def load_space(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError:
         raise UsageError(f"space file '{path}' is not valid YAML: fix its syntax") from None
     if not isinstance(spec, dict) or not spec:
-        raise UsageError(f"space file '{path}' must map setting names to dimensions, e.g. "
-                         f"'lr: {{type: loguniform, low: 1.0e-4, high: 1.0e-1}}'")
+        raise UsageError(
+            f"space file '{path}' must map setting names to dimensions, e.g. "
+            f"'lr: {{type: loguniform, low: 1.0e-4, high: 1.0e-1}}'"
+        )
     validate_space(spec)
     return spec
 
@@ -124,9 +144,13 @@ def _is_dimension(value: Any) -> bool:
     return isinstance(value, dict) and "type" in value
 
 
-DIMENSION_KEYS = {"choice": {"type", "values", "options"}, "int": {"type", "low", "high"},
-                  "quniform": {"type", "low", "high", "q", "grid"}, "uniform": {"type", "low", "high", "grid"},
-                  "loguniform": {"type", "low", "high", "grid"}}
+DIMENSION_KEYS = {
+    "choice": {"type", "values", "options"},
+    "int": {"type", "low", "high"},
+    "quniform": {"type", "low", "high", "q", "grid"},
+    "uniform": {"type", "low", "high", "grid"},
+    "loguniform": {"type", "low", "high", "grid"},
+}
 MAX_GRID_AXIS = 10_000  # ``grid: N`` points of one continuous dimension
 MAX_GRID_POINTS = 100_000  # a grid search larger than this is refused before anything runs
 
@@ -150,8 +174,9 @@ def validate_space(spec: dict[str, Any], where: str = "", outer: frozenset[str] 
     for name, value in spec.items():
         label = f"{where}{name}"
         if name not in _SETTINGS:
-            raise UsageError(f"search space: unknown parameter '{label}': use a training setting "
-                             f"(see 'hyperflow train --help')")
+            raise UsageError(
+                f"search space: unknown parameter '{label}': use a training setting (see 'hyperflow train --help')"
+            )
         if name in outer:
             raise UsageError(f"search space: '{label}' is set both inside a conditional and around it: keep one")
         check_trial_key(name, label, value)
@@ -165,8 +190,10 @@ def validate_space(spec: dict[str, Any], where: str = "", outer: frozenset[str] 
             raise UsageError(f"search space: '{label}' has unknown type '{kind}': use one of {', '.join(TYPES)}")
         unknown = sorted(str(k) for k in value if k not in DIMENSION_KEYS[kind])
         if unknown:
-            raise UsageError(f"search space: {kind} '{label}' has unknown key(s) {', '.join(unknown)}: it takes "
-                             f"{', '.join(sorted(DIMENSION_KEYS[kind] - {'type'}))}")
+            raise UsageError(
+                f"search space: {kind} '{label}' has unknown key(s) {', '.join(unknown)}: it takes "
+                f"{', '.join(sorted(DIMENSION_KEYS[kind] - {'type'}))}"
+            )
         if kind == "choice":
             _validate_choice(name, label, value, names)
             continue
@@ -180,8 +207,9 @@ def validate_space(spec: dict[str, Any], where: str = "", outer: frozenset[str] 
         if kind == "quniform":
             q = _number(value.get("q"))
             if q is None or q <= 0:
-                raise UsageError(f"search space: quniform '{label}' needs a step q, a number > 0 "
-                                 f"(got {value.get('q')!r})")
+                raise UsageError(
+                    f"search space: quniform '{label}' needs a step q, a number > 0 (got {value.get('q')!r})"
+                )
         if kind == "int" and (low != int(low) or high != int(high)):
             raise UsageError(f"search space: int '{label}' needs whole-number bounds, got {low}..{high}")
         value["low"], value["high"] = (int(low), int(high)) if kind == "int" else (low, high)
@@ -190,39 +218,46 @@ def validate_space(spec: dict[str, Any], where: str = "", outer: frozenset[str] 
         if "grid" in value:
             grid = _number(value["grid"])
             if grid is None or grid != int(grid) or not 1 <= grid <= MAX_GRID_AXIS:
-                raise UsageError(f"search space: '{label}' has grid: {value['grid']!r}: give the number of grid "
-                                 f"points, a whole number from 1 to {MAX_GRID_AXIS}")
+                raise UsageError(
+                    f"search space: '{label}' has grid: {value['grid']!r}: give the number of grid "
+                    f"points, a whole number from 1 to {MAX_GRID_AXIS}"
+                )
 
 
 def _validate_choice(name: str, label: str, value: dict[str, Any], names: frozenset[str]) -> None:
     options, values = value.get("options"), value.get("values")
     if (options is None) == (values is None):
-        raise UsageError(f"search space: choice '{label}' needs either 'values: [...]' or "
-                         f"'options: {{value: {{sub-space}}}}'")
+        raise UsageError(
+            f"search space: choice '{label}' needs either 'values: [...]' or 'options: {{value: {{sub-space}}}}'"
+        )
     if values is not None:
         if not isinstance(values, list) or not values:
-            raise UsageError(f"search space: choice '{label}' needs a non-empty list of values, "
-                             f"e.g. 'values: [64, 128]'")
+            raise UsageError(
+                f"search space: choice '{label}' needs a non-empty list of values, e.g. 'values: [64, 128]'"
+            )
         value["values"] = [coerce(name, v, TrainConfig) for v in values]
         return
     if not isinstance(options, dict) or not options:
-        raise UsageError(f"search space: choice '{label}' needs 'options' as a mapping of each value to its "
-                         f"sub-space, e.g. 'options: {{adam: {{}}, sgd: {{momentum: 0.9}}}}' (a list of plain "
-                         f"values goes under 'values:')")
+        raise UsageError(
+            f"search space: choice '{label}' needs 'options' as a mapping of each value to its "
+            f"sub-space, e.g. 'options: {{adam: {{}}, sgd: {{momentum: 0.9}}}}' (a list of plain "
+            f"values goes under 'values:')"
+        )
     for option, sub in options.items():
         coerce(name, option, TrainConfig)
         if sub is None:
             options[option] = sub = {}
         if not isinstance(sub, dict) or _is_dimension(sub):
-            raise UsageError(f"search space: option '{option}' of '{label}' must map to a sub-space "
-                             f"(use {{}} for none)")
+            raise UsageError(
+                f"search space: option '{option}' of '{label}' must map to a sub-space (use {{}} for none)"
+            )
         validate_space(sub, f"{label}={option}/", names)
 
 
 def grid_size(spec: dict[str, Any]) -> int:
     """How many points ``iter_grid`` would give, computed without enumerating them."""
     size = 1
-    for name, value in spec.items():
+    for value in spec.values():
         if not _is_dimension(value):
             continue
         if value["type"] == "choice" and "options" in value:
@@ -241,7 +276,7 @@ def _axis_size(value: dict[str, Any]) -> int:
         return int(high - low) + 1
     if kind == "quniform":
         q = float(value["q"])
-        return max(0, int(math.floor((high + q / 2 - math.ceil(low / q) * q) / q)) + 1)
+        return max(0, math.floor((high + q / 2 - math.ceil(low / q) * q) / q) + 1)
     return int(value.get("grid", 3))
 
 
@@ -249,15 +284,20 @@ def check_grid(spec: dict[str, Any]) -> int:
     """The grid's size, or a one-line error when a grid search over ``spec`` cannot be enumerated."""
     size = grid_size(spec)
     if size > MAX_GRID_POINTS:
-        widest = max(((n, _axis_size(v)) for n, v in _dimensions(spec) if not (v["type"] == "choice"
-                                                                           and "options" in v)),
-                     key=lambda item: item[1], default=("", 0))
-        raise UsageError(f"strategy=grid: the space has {size:.3g} grid points (more than {MAX_GRID_POINTS}; "
-                         f"'{widest[0]}' alone has {widest[1]:.3g}): narrow the ranges, lower 'grid:', or use "
-                         f"strategy=random or tpe")
+        widest = max(
+            ((n, _axis_size(v)) for n, v in _dimensions(spec) if not (v["type"] == "choice" and "options" in v)),
+            key=lambda item: item[1],
+            default=("", 0),
+        )
+        raise UsageError(
+            f"strategy=grid: the space has {size:.3g} grid points (more than {MAX_GRID_POINTS}; "
+            f"'{widest[0]}' alone has {widest[1]:.3g}): narrow the ranges, lower 'grid:', or use "
+            f"strategy=random or tpe"
+        )
     if size == 0:
-        raise UsageError("strategy=grid: the space has no grid point (a quniform range holds no multiple of q): "
-                         "widen it or change q")
+        raise UsageError(
+            "strategy=grid: the space has no grid point (a quniform range holds no multiple of q): widen it or change q"
+        )
     return size
 
 
@@ -370,6 +410,7 @@ def _equal(a: Any, b: Any) -> bool:
 
 # ------------------------------------------------------------------------------------------ hyperopt
 
+
 def to_hyperopt(spec: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """The hyperopt expression of a space: a dict whose sampled value is a (nested) dict of settings."""
     from hyperopt import hp  # here: a space file is read and checked before hyperopt is imported
@@ -383,8 +424,10 @@ def to_hyperopt(spec: dict[str, Any], prefix: str = "") -> dict[str, Any]:
             continue
         kind = value["type"]
         if kind == "choice" and "options" in value:
-            out[f"__choice__{name}"] = hp.choice(label, [
-                {name: option, **to_hyperopt(sub, f"{label}={option}/")} for option, sub in value["options"].items()])
+            out[f"__choice__{name}"] = hp.choice(
+                label,
+                [{name: option, **to_hyperopt(sub, f"{label}={option}/")} for option, sub in value["options"].items()],
+            )
         elif kind == "choice":
             out[name] = hp.choice(label, list(value["values"]))
         elif kind == "uniform":
@@ -415,6 +458,7 @@ def _is_int(key: str) -> bool:
 
 # ------------------------------------------------------------------------------------------ grid
 
+
 def _grid_values(name: str, value: Any) -> list[Any]:
     kind = value["type"]
     low, high = float(value.get("low", 0)), float(value.get("high", 0))
@@ -439,8 +483,13 @@ def iter_grid(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
         if not _is_dimension(value):
             axes.append([{name: value}])
         elif value["type"] == "choice" and "options" in value:
-            axes.append([{name: option, **sub_point} for option, sub in value["options"].items()
-                         for sub_point in iter_grid(sub)])
+            axes.append(
+                [
+                    {name: option, **sub_point}
+                    for option, sub in value["options"].items()
+                    for sub_point in iter_grid(sub)
+                ]
+            )
         else:
             axes.append([{name: v} for v in _grid_values(name, value)])
     for combo in itertools.product(*axes):
@@ -452,6 +501,7 @@ def grid_points(spec: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------------------------ hyperopt docs
+
 
 def to_vals(spec: dict[str, Any], flat: dict[str, Any], prefix: str = "", active: bool = True) -> dict[str, list]:
     """hyperopt's ``misc.vals`` for a flat point: label -> [value] (choice: [index]) when the label is
@@ -486,7 +536,7 @@ def _default_value(value: dict[str, Any]) -> Any:
     if kind == "loguniform":
         return math.sqrt(low * high)
     if kind == "int":
-        return int(round((low + high) / 2))
+        return round((low + high) / 2)
     if kind == "quniform":
         q = float(value["q"])
         return round((low + high) / 2 / q) * q

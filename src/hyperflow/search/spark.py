@@ -14,8 +14,8 @@ import os
 import shutil
 import sys
 import time
-from typing import Any, Callable
-
+from collections.abc import Callable
+from typing import Any
 
 from hyperflow import machine
 from hyperflow.core.pruning import peer_statuses
@@ -37,17 +37,22 @@ def check_available(session: Any = None) -> None:
     except ImportError:
         raise UsageError(f"backend=spark needs pyspark: {INSTALL_HINT} (and Java 17)") from None
     if os.environ.get("SPARK_REMOTE") or os.environ.get("SPARK_CONNECT_MODE_ENABLED") == "1":
-        raise UsageError("backend=spark cannot use Spark Connect (SPARK_REMOTE is set): hyperopt's SparkTrials "
-                         "needs a classic SparkSession; unset SPARK_REMOTE and give spark_master=<master URL>")
+        raise UsageError(
+            "backend=spark cannot use Spark Connect (SPARK_REMOTE is set): hyperopt's SparkTrials "
+            "needs a classic SparkSession; unset SPARK_REMOTE and give spark_master=<master URL>"
+        )
     if session is not None and is_connect(session):
-        raise UsageError("backend=spark cannot use a Spark Connect session: hyperopt's SparkTrials needs a classic "
-                         "SparkSession (pyspark.sql.SparkSession with a SparkContext)")
+        raise UsageError(
+            "backend=spark cannot use a Spark Connect session: hyperopt's SparkTrials needs a classic "
+            "SparkSession (pyspark.sql.SparkSession with a SparkContext)"
+        )
     if session is not None:
         return
     java_home = os.environ.get("JAVA_HOME")
     if not (java_home and os.path.exists(os.path.join(java_home, "bin", "java"))) and not shutil.which("java"):
-        raise UsageError("backend=spark needs Java 17: install it (e.g. apt-get install openjdk-17-jre-headless) "
-                         "or set JAVA_HOME")
+        raise UsageError(
+            "backend=spark needs Java 17: install it (e.g. apt-get install openjdk-17-jre-headless) or set JAVA_HOME"
+        )
 
 
 def is_connect(session: Any) -> bool:
@@ -64,9 +69,13 @@ def session_for(master: str | None, parallelism: int, session: Any = None) -> An
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
         from pyspark.sql import SparkSession
 
-        builder = (SparkSession.builder.appName("hyperflow-search").master(master or f"local[{parallelism}]")
-                   .config("spark.ui.enabled", "false").config("spark.python.daemon.module", DAEMON_MODULE)
-                   .config("spark.task.maxFailures", "1"))
+        builder = (
+            SparkSession.builder.appName("hyperflow-search")
+            .master(master or f"local[{parallelism}]")
+            .config("spark.ui.enabled", "false")
+            .config("spark.python.daemon.module", DAEMON_MODULE)
+            .config("spark.task.maxFailures", "1")
+        )
         session = builder.getOrCreate()
         session.sparkContext.setLogLevel("ERROR")
     return session
@@ -124,8 +133,17 @@ class SparkBackend:
         remaining = None if self.deadline is None else max(1.0, self.deadline - time.time()) + 60
         return SparkTrials(parallelism=self.parallelism, timeout=remaining, spark_session=self.session)
 
-    def search(self, template: TrialTask, first_number: int, space: dict[str, Any], trials: Any,
-               suggest: Callable[..., list], max_evals: int, seed: int, progressbar: bool) -> bool:
+    def search(
+        self,
+        template: TrialTask,
+        first_number: int,
+        space: dict[str, Any],
+        trials: Any,
+        suggest: Callable[..., list],
+        max_evals: int,
+        seed: int,
+        progressbar: bool,
+    ) -> bool:
         """fmin over ``space`` in ``trials`` (filled and queued by the runner); trial numbers from
         ``first_number`` on. True when SparkTrials cancelled the search at its own timeout."""
         objective = SparkObjective(template, first_number, trials)

@@ -8,9 +8,9 @@ trial those seconds of imports.
 
 import hyperopt  # noqa: F401
 import torch  # noqa: F401
+from pyspark.daemon import manager
 
 import hyperflow.search.runner  # noqa: F401
-from pyspark.daemon import manager
 
 if __name__ == "__main__":
     manager()

@@ -9,8 +9,9 @@ Spark search cancelled by its own timeout with ``timeout``. Every stop reason a 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -23,8 +24,14 @@ class Finished:
 
 
 class StopRule:
-    def __init__(self, loss_threshold: float | None = None, early_stop: int = 0, max_consecutive_failures: int = 0,
-                 deadline: float | None = None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        loss_threshold: float | None = None,
+        early_stop: int = 0,
+        max_consecutive_failures: int = 0,
+        deadline: float | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         """``deadline``: wall clock (``clock()``, ``time.time`` by default); 0 for a count means no rule."""
         self.loss_threshold, self.early_stop = loss_threshold, early_stop
         self.max_failures, self.deadline, self.clock = max_consecutive_failures, deadline, clock
@@ -53,8 +60,10 @@ class StopRule:
             failures += 1
         if not self.max_failures or failures < self.max_failures:
             return ""
-        return (f"{failures} trials failed in a row (last: {done[-1].reason if done else ''}); check the space "
-                f"(e.g. lower the lr bounds) or raise max_consecutive_failures")
+        return (
+            f"{failures} trials failed in a row (last: {done[-1].reason if done else ''}); check the space "
+            f"(e.g. lower the lr bounds) or raise max_consecutive_failures"
+        )
 
     def _rules(self, done: Sequence[Finished]) -> str:
         losses = [t.loss for t in done if not t.failed and t.loss is not None]

@@ -12,8 +12,9 @@ record: the search goes on.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from hyperflow import names, tracking
 from hyperflow.config import TrainConfig
@@ -51,8 +52,9 @@ class TrialTask:
     deadline: float | None = None  # wall clock (time.time()): it holds on other processes too
 
 
-def run_trial(task: TrialTask, point: dict[str, Any], dataset: Dataset,
-              send: Callable[..., Any] = tracking.call_now) -> tuple[TrialRecord, Setup | None]:
+def run_trial(
+    task: TrialTask, point: dict[str, Any], dataset: Dataset, send: Callable[..., Any] = tracking.call_now
+) -> tuple[TrialRecord, Setup | None]:
     """Train ``point`` in its own child run; returns its record and, unless it failed, its trained setup."""
     try:
         return _train(task, point, dataset, send)
@@ -83,21 +85,30 @@ class _Failed(Exception):
         self.record = record
 
 
-def _train(task: TrialTask, point: dict[str, Any], dataset: Dataset,
-           send: Callable[..., Any]) -> tuple[TrialRecord, Setup | None]:
+def _train(
+    task: TrialTask, point: dict[str, Any], dataset: Dataset, send: Callable[..., Any]
+) -> tuple[TrialRecord, Setup | None]:
     number = task.number
     pruning = PruningCallback(make_pruner(*task.pruner), task.history, task.deadline)
-    tags = {names.TRIAL_NUMBER: str(number), names.TRIAL_PARAMS: json.dumps(point, default=str),
-            names.SEARCH_RUN_ID: task.parent_id}
+    tags = {
+        names.TRIAL_NUMBER: str(number),
+        names.TRIAL_PARAMS: json.dumps(point, default=str),
+        names.SEARCH_RUN_ID: task.parent_id,
+    }
     record = TrialRecord(number, "", point, names.TRIAL_FAILED, None, 0)
     setup = None
-    with tracking.child_run(names.ROLE_TRIAL, task.experiment_id, task.parent_id, f"trial-{number:03d}", tags,
-                            send) as run:
+    with tracking.child_run(
+        names.ROLE_TRIAL, task.experiment_id, task.parent_id, f"trial-{number:03d}", tags, send
+    ) as run:
         # params ride with the first metrics call, the last epochs' metrics with the results: 3 calls a trial
-        params = {**{k: str(v) for k, v in point.items()}, "trial_number": str(number),
-                  "seed": str(point.get("seed", task.base.seed))}
-        metrics = tracking.MlflowMetrics(run, max(task.base.flush_secs, TRIAL_FLUSH_SECS), flush_at_end=False,
-                                         params=params, send=send)
+        params = {
+            **{k: str(v) for k, v in point.items()},
+            "trial_number": str(number),
+            "seed": str(point.get("seed", task.base.seed)),
+        }
+        metrics = tracking.MlflowMetrics(
+            run, max(task.base.flush_secs, TRIAL_FLUSH_SECS), flush_at_end=False, params=params, send=send
+        )
         final: dict[str, float] = {}
         try:
             try:
@@ -116,17 +127,25 @@ def _train(task: TrialTask, point: dict[str, Any], dataset: Dataset,
                 record.status = names.TRIAL_PRUNED if pruning.reason else names.TRIAL_OK
                 record.reason = pruning.reason
                 record.loss = result.best_val_loss
-                final = {names.BEST_VAL_LOSS: result.best_val_loss, names.BEST_EPOCH: result.best_epoch,
-                         "epochs_run": result.epochs_run}
+                final = {
+                    names.BEST_VAL_LOSS: result.best_val_loss,
+                    names.BEST_EPOCH: result.best_epoch,
+                    "epochs_run": result.epochs_run,
+                }
         except Exception as exc:  # whatever the trial's training raised fails the trial: the search goes on
             if _stops_the_search(exc):
                 raise
             record.reason = f"{type(exc).__name__}: {exc}"[:500]
         record.run_id = run.id  # waits for the creating call, and raises what it raised
         failed = record.status == names.TRIAL_FAILED
-        send(tracking.log_results, run, {} if failed else final,
-             search_store.trial_end_tags(number, record.status, record.reason, record.history),
-             pending=metrics.pending, params=metrics.pending_params)
+        send(
+            tracking.log_results,
+            run,
+            {} if failed else final,
+            search_store.trial_end_tags(number, record.status, record.reason, record.history),
+            pending=metrics.pending,
+            params=metrics.pending_params,
+        )
         if failed:
             raise _Failed(record)
     return record, setup

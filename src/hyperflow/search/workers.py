@@ -7,7 +7,8 @@ time. This module imports nothing heavy until a pool is made.
 A worker runs :func:`hyperflow.search.trial.run_trial` as a Spark executor does (its own MLflow client, the
 tracking settings handed over in memory), with its calls on its own background thread, as the serial path
 does: creating a trial's run overlaps its training, and its results and end overlap the next trial's start
-(the worker waits for them before it trains again, and before it exits). It ignores Ctrl-C (the search relays it once, as SIGTERM, which ends
+(the worker waits for them before it trains again, and before it exits). It ignores Ctrl-C (the search relays it
+once, as SIGTERM, which ends
 the trial's run KILLED) and stops itself when the search process is gone. The val_loss curves of trials
 finished elsewhere reach the pruner of a trial in flight through :class:`PeerCurves`.
 """
@@ -21,10 +22,11 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from hyperflow.core.processes import context, main_module_hidden, process_identity, watch_parent
 
@@ -106,8 +108,9 @@ def _exit() -> None:
     os._exit(0)
 
 
-def _start_worker(env: dict[str, str], search: tuple[int, str | None], path: list[str], cwd: str,
-                  failures: str) -> None:
+def _start_worker(
+    env: dict[str, str], search: tuple[int, str | None], path: list[str], cwd: str, failures: str
+) -> None:
     """A worker's set-up: the search process's tracking settings, import path and working directory as they
     are now (the fork server keeps those of its start: relative data paths and ``model=module:fn`` must mean
     the same here), Ctrl-C left to the search (which relays it as SIGTERM), and a watch that stops the
@@ -157,7 +160,6 @@ def _run(task: Any, point: dict[str, Any], keep_below: float) -> tuple[Any, dict
     best when it was dispatched), so the search can log the best model without training it again."""
     from hyperflow import names
     from hyperflow.search.trial import run_trial
-
     from hyperflow.tracking import Terminated, search_store
     from hyperflow.tracking.faults import portable
 

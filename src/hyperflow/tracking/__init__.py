@@ -17,36 +17,133 @@ holds (``resume=`` an unknown run, a deleted experiment) reads it without import
 import importlib
 from typing import Any
 
-from hyperflow.tracking.artifacts import (check_writable, log_artifact, log_artifacts, log_dataset, log_dict, log_figure,
-                                          log_lr_finder, log_text, lr_range_test_run)
-from hyperflow.tracking.experiments import (check_experiment_id, current_experiment_id, deleted_experiment,
-                                            experiment_state, tracking_uri, use_experiment)
-from hyperflow.tracking.faults import (STORE_ERROR_CODES, StoreFailure, failed_store, is_store_error, one_line,
-                                      schema_refusal, store_error_text)
-from hyperflow.tracking.registry import RegistryError, registry_error
-from hyperflow.tracking.runs import (PACKAGE_DIR, ROLE_TAG, BackgroundCalls, MlflowError, call_now,
-                                     child_run, end_run, end_run_quietly, log_metrics, log_params, log_results,
-                                     reopened_run, run_tags, runs_tagged, set_tag, set_tags, store_failure,
-                                     tracked_run, unique_run_name)
-from hyperflow.tracking.sidecar import SidecarCalls
 from hyperflow.errors import Terminated
+from hyperflow.tracking.artifacts import (
+    check_writable,
+    log_artifact,
+    log_artifacts,
+    log_dataset,
+    log_dict,
+    log_figure,
+    log_lr_finder,
+    log_text,
+    lr_range_test_run,
+)
+from hyperflow.tracking.experiments import (
+    check_experiment_id,
+    current_experiment_id,
+    deleted_experiment,
+    experiment_state,
+    tracking_uri,
+    use_experiment,
+)
+from hyperflow.tracking.faults import (
+    STORE_ERROR_CODES,
+    StoreFailure,
+    failed_store,
+    is_store_error,
+    one_line,
+    schema_refusal,
+    store_error_text,
+)
+from hyperflow.tracking.registry import RegistryError, registry_error
+from hyperflow.tracking.runs import (
+    PACKAGE_DIR,
+    ROLE_TAG,
+    BackgroundCalls,
+    MlflowError,
+    call_now,
+    child_run,
+    end_run,
+    end_run_quietly,
+    log_metrics,
+    log_params,
+    log_results,
+    reopened_run,
+    run_tags,
+    runs_tagged,
+    set_tag,
+    set_tags,
+    store_failure,
+    tracked_run,
+    unique_run_name,
+)
+from hyperflow.tracking.sidecar import SidecarCalls
 
-__all__ = ["check_writable", "lr_range_test_run", "log_artifact", "log_artifacts", "log_dataset", "log_dict", "log_figure", "log_lr_finder", "log_text",
-           "MlflowMetrics", "TensorBoardLogger",
-           "STORE_ERROR_CODES", "StoreFailure", "failed_store", "is_store_error", "one_line", "schema_refusal",
-           "store_error_text",
-           "finished_model", "load_pyfunc", "load_version", "log_model", "pip_requirements", "register_once",
-           "tag_challenger", "version_of_run",
-           "RegistryError", "registry_error",
-           "PACKAGE_DIR", "ROLE_TAG", "BackgroundCalls", "SidecarCalls", "MlflowError", "Terminated", "call_now", "child_run",
-           "check_experiment_id", "current_experiment_id", "deleted_experiment", "end_run", "end_run_quietly",
-           "experiment_state",
-           "log_metrics", "log_params", "log_results", "reopened_run", "run_tags", "runs_tagged",
-           "set_tag", "set_tags", "store_failure", "tracked_run", "tracking_uri", "unique_run_name", "use_experiment"]
+__all__ = [
+    "PACKAGE_DIR",
+    "ROLE_TAG",
+    "STORE_ERROR_CODES",
+    "BackgroundCalls",
+    "MlflowError",
+    "MlflowMetrics",
+    "RegistryError",
+    "SidecarCalls",
+    "StoreFailure",
+    "TensorBoardLogger",
+    "Terminated",
+    "call_now",
+    "check_experiment_id",
+    "check_writable",
+    "child_run",
+    "current_experiment_id",
+    "deleted_experiment",
+    "end_run",
+    "end_run_quietly",
+    "experiment_state",
+    "failed_store",
+    "finished_model",
+    "is_store_error",
+    "load_pyfunc",
+    "load_version",
+    "log_artifact",
+    "log_artifacts",
+    "log_dataset",
+    "log_dict",
+    "log_figure",
+    "log_lr_finder",
+    "log_metrics",
+    "log_model",
+    "log_params",
+    "log_results",
+    "log_text",
+    "lr_range_test_run",
+    "one_line",
+    "pip_requirements",
+    "register_once",
+    "registry_error",
+    "reopened_run",
+    "run_tags",
+    "runs_tagged",
+    "schema_refusal",
+    "set_tag",
+    "set_tags",
+    "store_error_text",
+    "store_failure",
+    "tag_challenger",
+    "tracked_run",
+    "tracking_uri",
+    "unique_run_name",
+    "use_experiment",
+    "version_of_run",
+]
 
-_ON_FIRST_USE = {**dict.fromkeys(("MlflowMetrics", "TensorBoardLogger"), "callbacks"),
-                 **dict.fromkeys(("finished_model", "load_pyfunc", "load_version", "log_model", "pip_requirements",
-                                  "register_once", "tag_challenger", "version_of_run"), "model")}
+_ON_FIRST_USE = {
+    **dict.fromkeys(("MlflowMetrics", "TensorBoardLogger"), "callbacks"),
+    **dict.fromkeys(
+        (
+            "finished_model",
+            "load_pyfunc",
+            "load_version",
+            "log_model",
+            "pip_requirements",
+            "register_once",
+            "tag_challenger",
+            "version_of_run",
+        ),
+        "model",
+    ),
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -9,9 +9,10 @@ import os
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import mlflow
 import pandas as pd
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------------ the artifact store's faults
+
 
 class ArtifactStoreError(RuntimeError):
     """The artifact store refused a write during a run (a full disk, a permission, a file where a folder must
@@ -53,12 +55,19 @@ class ArtifactStoreUnusable(UsageError):
     """The artifact location cannot be written, found before any run was created (exit 2, no run left)."""
 
 
-_HINTS = {errno.ENOSPC: "free disk space there", errno.EDQUOT: "free space within the disk quota there",
-          errno.EACCES: "make it writable for this user", errno.EPERM: "make it writable for this user",
-          errno.EROFS: "it is on a read-only file system", errno.ENOTDIR: "a file stands where a folder must be: "
-          "move that file away", errno.EEXIST: "a file stands where a folder must be: move that file away"}
-_ELSEWHERE = ("or send the artifacts elsewhere: mlflow experiments create --experiment-name NAME "
-              "--artifact-location DIR, then experiment=NAME")
+_HINTS = {
+    errno.ENOSPC: "free disk space there",
+    errno.EDQUOT: "free space within the disk quota there",
+    errno.EACCES: "make it writable for this user",
+    errno.EPERM: "make it writable for this user",
+    errno.EROFS: "it is on a read-only file system",
+    errno.ENOTDIR: "a file stands where a folder must be: move that file away",
+    errno.EEXIST: "a file stands where a folder must be: move that file away",
+}
+_ELSEWHERE = (
+    "or send the artifacts elsewhere: mlflow experiments create --experiment-name NAME "
+    "--artifact-location DIR, then experiment=NAME"
+)
 
 
 def local_folder(uri: str) -> str | None:
@@ -89,8 +98,10 @@ def _hint(exc: BaseException, path: str | None = None) -> str:
         return f"the file {blocking} stands where a folder must be: move it away, {_ELSEWHERE}"
     status = getattr(getattr(exc, "response", None), "status_code", None)
     if status is not None:
-        return (f"the server refused the upload (HTTP {status}): check the server's artifact storage "
-                f"(--artifacts-destination: space, permissions) and your access")
+        return (
+            f"the server refused the upload (HTTP {status}): check the server's artifact storage "
+            f"(--artifacts-destination: space, permissions) and your access"
+        )
     return _HINTS.get(code, "check that it is a folder this user can write, with space left") + f", {_ELSEWHERE}"
 
 
@@ -138,8 +149,9 @@ def check_writable(experiment: str | None = None, run_id: str | None = None) -> 
             probe.flush()
             os.fsync(probe.fileno())
     except OSError as exc:
-        raise ArtifactStoreUnusable(f"the artifact location {path} ({where}) cannot be written: {one_line(exc)}; "
-                                    f"{_hint(exc, path)}") from None
+        raise ArtifactStoreUnusable(
+            f"the artifact location {path} ({where}) cannot be written: {one_line(exc)}; {_hint(exc, path)}"
+        ) from None
 
 
 @contextmanager
@@ -162,8 +174,10 @@ def artifact_write(what: str, run_id: str | None = None) -> Iterator[None]:
         log.debug("artifact write failed", exc_info=True)
         uri = info.artifact_uri
         where = local_folder(uri) or uri
-        message = (f"run {info.run_id} could not save {what} to its artifact store {where}: {one_line(exc)}; "
-                   f"{_hint(exc, local_folder(uri))}")
+        message = (
+            f"run {info.run_id} could not save {what} to its artifact store {where}: {one_line(exc)}; "
+            f"{_hint(exc, local_folder(uri))}"
+        )
         try:
             MlflowClient().set_tag(info.run_id, names.FAILURE_REASON, message[:5000])
         except Exception as tag_failure:  # the message still says it all
@@ -184,8 +198,7 @@ def log_dataset(dataset: Dataset) -> None:
         # local path matches two of its (identical) source types
         warnings.filterwarnings("ignore", message=".*(integer column|interpreted in multiple ways).*")
         if isinstance(dataset.raw_all, pd.DataFrame):
-            data = mlflow.data.from_pandas(dataset.raw_all, source=source, targets=dataset.target,
-                                           name=dataset.name)
+            data = mlflow.data.from_pandas(dataset.raw_all, source=source, targets=dataset.target, name=dataset.name)
             columns = dataset.raw_all.columns
         else:
             X, y = dataset.raw_all
@@ -193,8 +206,10 @@ def log_dataset(dataset: Dataset) -> None:
             columns = ()
         # each column takes at least '{"type": "long", "name": "", "required": true}, ' in the schema's text:
         # a table surely too wide is not inferred (seconds for thousands of columns)
-        if sum(len(str(c)) + 46 for c in columns) > MAX_DATASET_SCHEMA_SIZE or \
-                len(data.to_dict().get("schema") or "") > MAX_DATASET_SCHEMA_SIZE:
+        if (
+            sum(len(str(c)) + 46 for c in columns) > MAX_DATASET_SCHEMA_SIZE
+            or len(data.to_dict().get("schema") or "") > MAX_DATASET_SCHEMA_SIZE
+        ):
             vars(data)["schema"] = None  # a cached property, set
             tags["schema"] = f"left out: {len(columns)} columns make it longer than MLflow stores"
         mlflow.log_input(data, context="training", tags=tags)
@@ -219,16 +234,26 @@ def log_lr_finder(run_id: str, finder: Any, rule: str) -> None:
     metrics = [Metric(names.LR_FIND_LOSS, float(v), stamp, i) for i, v in enumerate(finder.losses_)]
     metrics += [Metric(names.LR_FIND_SMOOTHED_LOSS, float(v), stamp, i) for i, v in enumerate(finder.smoothed_)]
     metrics += [Metric(names.LR_FIND_LR, float(v), stamp, i) for i, v in enumerate(finder.lrs_)]
-    metrics += [Metric(names.SUGGESTED_LR, finder.suggested_lr_, stamp, 0),
-                Metric(names.LR_RANGE_MIN, finder.lr_range_[0], stamp, 0),
-                Metric(names.LR_RANGE_MAX, finder.lr_range_[1], stamp, 0),
-                Metric(names.LR_FIND_SUGGESTION_SPREAD, finder.suggestion_spread_, stamp, 0)]
+    metrics += [
+        Metric(names.SUGGESTED_LR, finder.suggested_lr_, stamp, 0),
+        Metric(names.LR_RANGE_MIN, finder.lr_range_[0], stamp, 0),
+        Metric(names.LR_RANGE_MAX, finder.lr_range_[1], stamp, 0),
+        Metric(names.LR_FIND_SUGGESTION_SPREAD, finder.suggestion_spread_, stamp, 0),
+    ]
     client = MlflowClient()
     client.log_batch(run_id, metrics=metrics)
     client.set_tag(run_id, names.LR_FIND_STATUS, finder.status_)
     client.set_tag(run_id, names.LR_FIND_STATUS_HELP, STATUS_HELP[finder.status_])
-    figure = lr_finder_curve(finder.lrs_, finder.losses_, finder.smoothed_, finder.suggested_lr_, finder.lr_range_,
-                             finder.status_, finder.band_, rule)
+    figure = lr_finder_curve(
+        finder.lrs_,
+        finder.losses_,
+        finder.smoothed_,
+        finder.suggested_lr_,
+        finder.lr_range_,
+        finder.status_,
+        finder.band_,
+        rule,
+    )
     log_figure(figure, "plots/lr_find.png")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp, "lr_find.csv")
@@ -268,8 +293,13 @@ def lr_range_test_run(setup: Any, parent_run_id: str | None = None) -> tuple[Any
 
     c = setup.config
     name = "lr_find" if parent_run_id else c.run_name or unique_run_name(names.ROLE_LR_FIND, setup.dataset.name)
-    with tracked_run(names.ROLE_LR_FIND, experiment=c.experiment, parent_run_id=parent_run_id,
-                     tags=run_tags(setup.dataset), run_name=name) as run:
+    with tracked_run(
+        names.ROLE_LR_FIND,
+        experiment=c.experiment,
+        parent_run_id=parent_run_id,
+        tags=run_tags(setup.dataset),
+        run_name=name,
+    ) as run:
         log_params(run.info.run_id, c.to_params())
         with raised_in_training("the LR range test", also_tag=parent_run_id):
             finder = run_lr_finder(setup)

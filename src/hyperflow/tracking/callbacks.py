@@ -4,7 +4,8 @@ the core's trainer reaches tracking."""
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
@@ -20,8 +21,15 @@ class MlflowMetrics(Callback):
     default 1 s flush 1.03x (bench/tracking.py). ``params`` ride along with the first call; ``send`` (e.g.
     ``BackgroundCalls.submit``) decides when a call goes out, and ``run_id`` may be a run still being created."""
 
-    def __init__(self, run_id: str | PendingRun, flush_secs: float = 1.0, prefix: str = "", flush_at_end: bool = True,
-                 params: dict[str, str] | None = None, send: Callable[..., Any] = call_now) -> None:
+    def __init__(
+        self,
+        run_id: str | PendingRun,
+        flush_secs: float = 1.0,
+        prefix: str = "",
+        flush_at_end: bool = True,
+        params: dict[str, str] | None = None,
+        send: Callable[..., Any] = call_now,
+    ) -> None:
         self.run_id, self.flush_secs, self.prefix = run_id, flush_secs, prefix
         self.send = send
         self.flush_at_end = flush_at_end  # False: the caller sends ``pending`` with its own last call
@@ -45,8 +53,9 @@ class MlflowMetrics(Callback):
     def flush(self) -> None:
         if self.pending or self.pending_params:
             # the client chunks large batches; new lists, so a call still queued keeps what it was given
-            self.send(_log_batch, self.run_id, self.pending,
-                      [Param(k, str(v)[:6000]) for k, v in self.pending_params.items()])
+            self.send(
+                _log_batch, self.run_id, self.pending, [Param(k, str(v)[:6000]) for k, v in self.pending_params.items()]
+            )
             self.pending, self.pending_params = [], {}
         self.last_flush = time.monotonic()
 

@@ -35,16 +35,20 @@ def check_experiment_id(experiment_id: str) -> None:
     except MlflowException as exc:
         if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             raise
-        raise UsageError(f"MLFLOW_EXPERIMENT_ID={experiment_id}: the tracking store {tracking_uri()} has no "
-                         f"experiment of that id: unset it, set it to an existing one, or name one with "
-                         f"experiment=NAME (created when missing)") from None
+        raise UsageError(
+            f"MLFLOW_EXPERIMENT_ID={experiment_id}: the tracking store {tracking_uri()} has no "
+            f"experiment of that id: unset it, set it to an existing one, or name one with "
+            f"experiment=NAME (created when missing)"
+        ) from None
     if experiment.lifecycle_stage == "deleted":
         raise deleted_experiment(experiment.name, experiment.experiment_id)
 
 
 def deleted_experiment(name: str, experiment_id: str) -> UsageError:
-    return UsageError(f"experiment '{name}' was deleted: restore it with 'mlflow experiments restore "
-                      f"--experiment-id {experiment_id}' (same tracking URI) or pick another name with experiment=NAME")
+    return UsageError(
+        f"experiment '{name}' was deleted: restore it with 'mlflow experiments restore "
+        f"--experiment-id {experiment_id}' (same tracking URI) or pick another name with experiment=NAME"
+    )
 
 
 def raise_if_deleted(exc: BaseException, name: str | None) -> None:

@@ -7,9 +7,18 @@ from __future__ import annotations
 
 from hyperflow.errors import without_credentials
 
-STORE_ERROR_CODES = {"TEMPORARILY_UNAVAILABLE", "INTERNAL_ERROR", "REQUEST_LIMIT_EXCEEDED", "ENDPOINT_NOT_FOUND",
-                     "IO_ERROR", "DEADLINE_EXCEEDED", "SERVICE_UNDER_MAINTENANCE", "PERMISSION_DENIED",
-                     "UNAUTHENTICATED", "CUSTOMER_UNAUTHORIZED"}
+STORE_ERROR_CODES = {
+    "TEMPORARILY_UNAVAILABLE",
+    "INTERNAL_ERROR",
+    "REQUEST_LIMIT_EXCEEDED",
+    "ENDPOINT_NOT_FOUND",
+    "IO_ERROR",
+    "DEADLINE_EXCEEDED",
+    "SERVICE_UNDER_MAINTENANCE",
+    "PERMISSION_DENIED",
+    "UNAUTHENTICATED",
+    "CUSTOMER_UNAUTHORIZED",
+}
 
 
 class StoreFailure(OSError):
@@ -43,6 +52,7 @@ def is_store_error(exc: BaseException, os_errors: bool = True) -> bool:
 
     try:
         from sqlalchemy.exc import DBAPIError, OperationalError
+
         db_errors: tuple[type, ...] = (DBAPIError, OperationalError, sqlite3.Error)
     except ImportError:  # pragma: no cover - sqlalchemy comes with mlflow
         db_errors = (sqlite3.Error,)

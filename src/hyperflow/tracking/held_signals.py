@@ -44,8 +44,7 @@ class HeldSignals:
         if self.held is not None:
             _stop(signum)  # a second signal: stop now
         self.held = signum
-        print(f"hyperflow: {self.what}; stopping once that is done (again to stop now)", file=sys.stderr,
-              flush=True)
+        print(f"hyperflow: {self.what}; stopping once that is done (again to stop now)", file=sys.stderr, flush=True)
 
     def release(self, *, failed: bool = False) -> None:
         """Handlers back as they were; a held signal stops the caller if a run is still open around it

@@ -103,12 +103,18 @@ class LeaseHeld(RuntimeError):
 class Lease:
     """``with Lease(store):`` holds the lease kept in ``store``, or raises what :meth:`held` makes (LeaseHeld)."""
 
-    def __init__(self, store: TagStore, *, lease: float = 600.0, settle: float = 1.0,
-                 client: Client | None = None) -> None:
+    def __init__(
+        self, store: TagStore, *, lease: float = 600.0, settle: float = 1.0, client: Client | None = None
+    ) -> None:
         self.store, self.lease, self.settle = store, lease, settle
         self.client = client or registry.default_client()
-        self.holder: dict[str, Any] = {"token": uuid.uuid4().hex, "run_id": None, "host": socket.gethostname(),
-                                       "pid": os.getpid(), "acquired_at": time.time()}
+        self.holder: dict[str, Any] = {
+            "token": uuid.uuid4().hex,
+            "run_id": None,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "acquired_at": time.time(),
+        }
         self.lost = False
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
@@ -147,8 +153,9 @@ class Lease:
             except Exception as exc:  # only a run that is really gone frees the lock
                 if is_not_found(exc):
                     return "its run no longer exists"
-                raise registry_error(exc, f"reading the lock holder's run {holder['run_id']}",
-                                     store="tracking store") from None
+                raise registry_error(
+                    exc, f"reading the lock holder's run {holder['run_id']}", store="tracking store"
+                ) from None
             if status != "RUNNING":
                 return f"its run ended {status}"
         return None
@@ -162,7 +169,7 @@ class Lease:
             self.taken_over, self.takeover_reason = current, reason
 
     # ------------------------------------------------------------------ life cycle
-    def acquire(self) -> "Lease":
+    def acquire(self) -> Lease:
         self.check_free(self.read())
         failed: MlflowError | None = None
         try:
@@ -252,7 +259,7 @@ class Lease:
         if not self.lost and self._ours(self.read()):
             self.store.delete()
 
-    def __enter__(self) -> "Lease":
+    def __enter__(self) -> Lease:
         return self.acquire()
 
     def __exit__(self, *exc: Any) -> None:

@@ -17,9 +17,10 @@ import logging
 import pickle
 import tempfile
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import mlflow
 import mlflow.pyfunc
@@ -105,9 +106,12 @@ def _finite(numbers: np.ndarray) -> np.ndarray:
     that the network overflows): never NaN in place of a prediction."""
     bad = np.flatnonzero(~np.isfinite(numbers).all(axis=tuple(range(1, numbers.ndim))))
     if len(bad):
-        raise MlflowException(f"{len(bad)} row(s) (e.g. row {bad[0]}, counting from 0) have no finite prediction: "
-                              f"their values are too large for this model (far outside its training data); "
-                              f"check them for unit or entry errors", error_code=INVALID_PARAMETER_VALUE)
+        raise MlflowException(
+            f"{len(bad)} row(s) (e.g. row {bad[0]}, counting from 0) have no finite prediction: "
+            f"their values are too large for this model (far outside its training data); "
+            f"check them for unit or entry errors",
+            error_code=INVALID_PARAMETER_VALUE,
+        )
     return numbers
 
 
@@ -156,29 +160,52 @@ def pip_requirements() -> list[str]:
     """Pinned to what trained the model; explicit so that MLflow does not spend seconds inferring them."""
     import cloudpickle
 
-    return [f"mlflow=={mlflow.__version__}", f"torch=={torch.__version__.split('+')[0]}",
-            f"scikit-learn=={sklearn.__version__}", f"pandas=={pd.__version__}", f"numpy=={np.__version__}",
-            f"cloudpickle=={cloudpickle.__version__}", "pyyaml", "tqdm", "matplotlib"]
+    return [
+        f"mlflow=={mlflow.__version__}",
+        f"torch=={torch.__version__.split('+')[0]}",
+        f"scikit-learn=={sklearn.__version__}",
+        f"pandas=={pd.__version__}",
+        f"numpy=={np.__version__}",
+        f"cloudpickle=={cloudpickle.__version__}",
+        "pyyaml",
+        "tqdm",
+        "matplotlib",
+    ]
 
 
-def log_model(model: torch.nn.Module, model_spec: dict[str, Any], dataset: Dataset,
-              registered_model_name: str | None = None, user_code: list[str] | None = None,
-              run_id: str | None = None) -> Any:
+def log_model(
+    model: torch.nn.Module,
+    model_spec: dict[str, Any],
+    dataset: Dataset,
+    registered_model_name: str | None = None,
+    user_code: list[str] | None = None,
+    run_id: str | None = None,
+) -> Any:
     """Log the model with its preprocessing as a pyfunc (signature, input example, explicit pip
     requirements, hyperflow's code bundled) into run ``run_id`` (default: the active run) and register it
     when a name is given. A finished run gets it without being reopened: it keeps its status and end time,
     and the store is spared the reopening and closing calls."""
-    bundle = {"model_spec": model_spec, "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
-              "preprocessor": dataset.preprocessor, "task": dataset.task, "classes": dataset.classes,
-              "target_mean": dataset.target_mean, "target_std": dataset.target_std,
-              "hyperflow_version": hyperflow.__version__}
+    bundle = {
+        "model_spec": model_spec,
+        "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+        "preprocessor": dataset.preprocessor,
+        "task": dataset.task,
+        "classes": dataset.classes,
+        "target_mean": dataset.target_mean,
+        "target_std": dataset.target_std,
+        "hyperflow_version": hyperflow.__version__,
+    }
     example = dataset.raw_example
     output = predict_bundle(bundle, model.cpu().eval(), example)  # the model takes its example: checked here
     if len(dataset.preprocessor.columns) > EXAMPLE_MAX_COLUMNS:
         example = None  # MLflow would check it again column by column (a minute for 20,000 columns)
     # no "Downloading artifacts" bar while MLflow checks the input example against the saved model
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(), _quiet("mlflow.pyfunc"), \
-            _env("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"):
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        warnings.catch_warnings(),
+        _quiet("mlflow.pyfunc"),
+        _env("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"),
+    ):
         warnings.simplefilter("ignore")  # MLflow's generic advice on pickled models and type hints
         path = Path(tmp, "bundle.pkl")
         with path.open("wb") as fh:
@@ -188,11 +215,19 @@ def log_model(model: torch.nn.Module, model_spec: dict[str, Any], dataset: Datas
         active = mlflow.active_run()
         with concurrent_round_trips(run_id or (active.info.run_id if active else None)):
             return Model.log(
-                artifact_path=None, name="model", flavor=mlflow.pyfunc, flavor_name="pyfunc.CustomPythonModel",
-                run_id=run_id, python_model=HyperflowModel(), artifacts={BUNDLE: str(path)},
-                code_paths=[str(PACKAGE_DIR), *(user_code or [])], signature=_signature(dataset, output),
-                input_example=example, pip_requirements=pip_requirements(),
-                registered_model_name=registered_model_name)
+                artifact_path=None,
+                name="model",
+                flavor=mlflow.pyfunc,
+                flavor_name="pyfunc.CustomPythonModel",
+                run_id=run_id,
+                python_model=HyperflowModel(),
+                artifacts={BUNDLE: str(path)},
+                code_paths=[str(PACKAGE_DIR), *(user_code or [])],
+                signature=_signature(dataset, output),
+                input_example=example,
+                pip_requirements=pip_requirements(),
+                registered_model_name=registered_model_name,
+            )
 
 
 def tag_challenger(name: str, version: str, tags: dict[str, str]) -> None:
@@ -209,8 +244,11 @@ def finished_model(run_id: str, name: str = "model") -> Any | None:
     from mlflow.entities import LoggedModelStatus
 
     experiment_id = MlflowClient().get_run(run_id).info.experiment_id
-    models = mlflow.search_logged_models(experiment_ids=[experiment_id], output_format="list",
-                                         filter_string=f"source_run_id = '{run_id}' AND name = '{name}'")
+    models = mlflow.search_logged_models(
+        experiment_ids=[experiment_id],
+        output_format="list",
+        filter_string=f"source_run_id = '{run_id}' AND name = '{name}'",
+    )
     ready = [m for m in models if m.status == LoggedModelStatus.READY]
     return max(ready, key=lambda m: m.creation_timestamp) if ready else None
 
@@ -228,8 +266,9 @@ def version_of_run(name: str, run_id: str) -> Any | None:
     return min(versions, key=lambda v: int(v.version)) if versions else None
 
 
-def register_once(model_uri: str, name: str, run_id: str, look_up: bool = True,
-                  tags: dict[str, str] | None = None) -> tuple[Any, bool]:
+def register_once(
+    model_uri: str, name: str, run_id: str, look_up: bool = True, tags: dict[str, str] | None = None
+) -> tuple[Any, bool]:
     """(version, created): the version of ``name`` that run ``run_id`` already registered, else a new one,
     created with ``tags`` (in the same call; ``look_up=False``: the caller knows that the run has none). A
     twin of the new version (its creating request sent twice, see :func:`delete_twin_versions`) is deleted."""
@@ -251,8 +290,11 @@ def delete_twin_versions(name: str, run_id: str, version: str, create_id: str) -
     effort; returns the versions deleted."""
     client = MlflowClient()
     try:
-        twins = [v for v in client.search_model_versions(f"name = '{name}' AND run_id = '{run_id}'")
-                 if str(v.version) != version and v.tags.get(names.CREATE_ID) == create_id]
+        twins = [
+            v
+            for v in client.search_model_versions(f"name = '{name}' AND run_id = '{run_id}'")
+            if str(v.version) != version and v.tags.get(names.CREATE_ID) == create_id
+        ]
         for twin in twins:
             client.delete_model_version(name, str(twin.version))
         return [str(t.version) for t in twins]
@@ -274,5 +316,6 @@ def load_version(name: str, version: str) -> Any:
     try:
         return mlflow.pyfunc.load_model(f"models:/{name}/{version}")
     except Exception as exc:
-        raise RegistryError(f"cannot load version {version} of model '{name}' from {store_uri()}: "
-                            f"{one_line(exc)}; nothing was moved") from None
+        raise RegistryError(
+            f"cannot load version {version} of model '{name}' from {store_uri()}: {one_line(exc)}; nothing was moved"
+        ) from None

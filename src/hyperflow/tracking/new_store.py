@@ -32,8 +32,10 @@ from hyperflow.errors import UsageError, without_credentials
 
 log = logging.getLogger(__name__)
 SQLITE_MAGIC = b"SQLite format 3\x00"
-STORE_EXAMPLES = ("sqlite:///path/mlflow.db, http(s)://host:port (an mlflow server), postgresql://, mysql://, "
-                  "mssql://, databricks, or file:///folder with MLFLOW_ALLOW_FILE_STORE=true")
+STORE_EXAMPLES = (
+    "sqlite:///path/mlflow.db, http(s)://host:port (an mlflow server), postgresql://, mysql://, "
+    "mssql://, databricks, or file:///folder with MLFLOW_ALLOW_FILE_STORE=true"
+)
 
 
 def check(reads_only: bool = False, uri: str | None = None) -> None:
@@ -43,22 +45,24 @@ def check(reads_only: bool = False, uri: str | None = None) -> None:
     a sqlite store whose schema revision this MLflow does not know or is older than its own. ``reads_only``
     (promote, retrain, predict of a registered model): a sqlite file that does not exist yet is refused too,
     rather than made empty to find nothing in it."""
+    from mlflow.tracking._model_registry.utils import _get_store_registry
     from mlflow.tracking._tracking_service.utils import _tracking_store_registry
     from mlflow.tracking.registry import UnsupportedModelRegistryStoreURIException
-
-    from mlflow.tracking._model_registry.utils import _get_store_registry
 
     uri = uri or mlflow.get_tracking_uri()
     shown = without_credentials(uri)
     registry_name = "MLFLOW_REGISTRY_URI" if os.environ.get("MLFLOW_REGISTRY_URI") else "the model registry's URI"
     for name, kind, registry, address in (
-            ("MLFLOW_TRACKING_URI", "tracking", _tracking_store_registry, uri),
-            (registry_name, "model registry", _get_store_registry(), mlflow.get_registry_uri())):
+        ("MLFLOW_TRACKING_URI", "tracking", _tracking_store_registry, uri),
+        (registry_name, "model registry", _get_store_registry(), mlflow.get_registry_uri()),
+    ):
         try:
             registry.get_store_builder(address)
         except UnsupportedModelRegistryStoreURIException:
-            raise UsageError(f"{name} '{without_credentials(address)}': MLflow {mlflow.__version__} has no {kind} "
-                             f"store for scheme '{urlsplit(address).scheme}': set it to {STORE_EXAMPLES}") from None
+            raise UsageError(
+                f"{name} '{without_credentials(address)}': MLflow {mlflow.__version__} has no {kind} "
+                f"store for scheme '{urlsplit(address).scheme}': set it to {STORE_EXAMPLES}"
+            ) from None
     if uri not in ("databricks", "databricks-uc", "uc") and urlsplit(uri).scheme in ("", "file"):
         _check_file_store(uri, shown, reads_only)
     _check_driver(uri, shown)
@@ -67,8 +71,10 @@ def check(reads_only: bool = False, uri: str | None = None) -> None:
     if path is None:
         return
     if path.is_dir():
-        raise UsageError(f"tracking URI '{shown}': '{path}' is a folder, not a sqlite file: name a file in it, "
-                         f"e.g. sqlite:///{(path / 'mlflow.db').absolute()}")
+        raise UsageError(
+            f"tracking URI '{shown}': '{path}' is a folder, not a sqlite file: name a file in it, "
+            f"e.g. sqlite:///{(path / 'mlflow.db').absolute()}"
+        )
     _check_place(path, shown, reads_only)
     if path.exists():
         _check_revision(path, shown)
@@ -85,9 +91,11 @@ def _check_databricks(uri: str, shown: str) -> None:
         return
     if Path(os.environ.get("DATABRICKS_CONFIG_FILE") or Path.home() / ".databrickscfg").expanduser().exists():
         return
-    raise UsageError(f"tracking URI '{shown}': no Databricks credentials are configured for it: set "
-                     f"DATABRICKS_HOST and DATABRICKS_TOKEN, log in with 'databricks auth login', or pick "
-                     f"another store with MLFLOW_TRACKING_URI")
+    raise UsageError(
+        f"tracking URI '{shown}': no Databricks credentials are configured for it: set "
+        f"DATABRICKS_HOST and DATABRICKS_TOKEN, log in with 'databricks auth login', or pick "
+        f"another store with MLFLOW_TRACKING_URI"
+    )
 
 
 def _check_driver(uri: str, shown: str) -> None:
@@ -101,12 +109,16 @@ def _check_driver(uri: str, shown: str) -> None:
     try:
         make_url(uri).get_dialect().import_dbapi()
     except NoSuchModuleError:
-        raise UsageError(f"tracking URI '{shown}': SQLAlchemy has no driver '{urlsplit(uri).scheme}': name one "
-                         f"it has, e.g. postgresql://, mysql+pymysql://, mssql+pyodbc://") from None
+        raise UsageError(
+            f"tracking URI '{shown}': SQLAlchemy has no driver '{urlsplit(uri).scheme}': name one "
+            f"it has, e.g. postgresql://, mysql+pymysql://, mssql+pyodbc://"
+        ) from None
     except ImportError as exc:
-        raise UsageError(f"tracking URI '{shown}': its database driver is not installed (no module "
-                         f"'{exc.name}'): install the package that provides it (e.g. psycopg[binary], "
-                         f"mysqlclient, pyodbc) in this environment") from None
+        raise UsageError(
+            f"tracking URI '{shown}': its database driver is not installed (no module "
+            f"'{exc.name}'): install the package that provides it (e.g. psycopg[binary], "
+            f"mysqlclient, pyodbc) in this environment"
+        ) from None
     except Exception:  # a URI SQLAlchemy cannot read: left to MLflow and the store's own line
         return
 
@@ -116,11 +128,15 @@ def _check_place(path: Path, shown: str, reads_only: bool) -> None:
     a command that only reads, the store itself."""
     if not path.parent.is_dir():
         what = "is not a folder" if path.parent.exists() else "does not exist"
-        raise UsageError(f"tracking URI '{shown}': '{path.parent}' {what} (a mistyped URI?): create the folder, "
-                         f"or fix MLFLOW_TRACKING_URI; nothing was created")
+        raise UsageError(
+            f"tracking URI '{shown}': '{path.parent}' {what} (a mistyped URI?): create the folder, "
+            f"or fix MLFLOW_TRACKING_URI; nothing was created"
+        )
     if reads_only and not path.exists():
-        raise UsageError(f"there is no tracking store at '{path}' ({shown}): nothing to read there; set "
-                         f"MLFLOW_TRACKING_URI to the store your runs and models are in")
+        raise UsageError(
+            f"there is no tracking store at '{path}' ({shown}): nothing to read there; set "
+            f"MLFLOW_TRACKING_URI to the store your runs and models are in"
+        )
 
 
 def _check_file_store(uri: str, shown: str, reads_only: bool) -> None:
@@ -129,9 +145,11 @@ def _check_file_store(uri: str, shown: str, reads_only: bool) -> None:
     from mlflow.environment_variables import MLFLOW_ALLOW_FILE_STORE
 
     if not MLFLOW_ALLOW_FILE_STORE.get():
-        raise UsageError(f"tracking URI '{shown}' names a folder (MLflow's file store), which MLflow "
-                         f"{mlflow.__version__} uses only with MLFLOW_ALLOW_FILE_STORE=true: set "
-                         f"MLFLOW_TRACKING_URI to {STORE_EXAMPLES}")
+        raise UsageError(
+            f"tracking URI '{shown}' names a folder (MLflow's file store), which MLflow "
+            f"{mlflow.__version__} uses only with MLFLOW_ALLOW_FILE_STORE=true: set "
+            f"MLFLOW_TRACKING_URI to {STORE_EXAMPLES}"
+        )
     parts = urlsplit(uri)
     _check_place(Path(parts.path if parts.scheme else uri).absolute(), shown, reads_only)
 
@@ -158,11 +176,15 @@ def schema_refusal(shown: str, current: str | None) -> UsageError | None:
     if current is None or head is None or current == head:
         return None
     if current not in known:
-        return UsageError(f"the tracking store {shown} has schema revision {current}, unknown to MLflow "
-                          f"{mlflow.__version__} (a newer MLflow made it): use that MLflow version (or newer) "
-                          f"with this store, or another store")
-    return UsageError(f"the tracking store {shown} has an older schema (revision {current}; MLflow "
-                      f"{mlflow.__version__} needs {head}): back it up, then run 'mlflow db upgrade {shown}'")
+        return UsageError(
+            f"the tracking store {shown} has schema revision {current}, unknown to MLflow "
+            f"{mlflow.__version__} (a newer MLflow made it): use that MLflow version (or newer) "
+            f"with this store, or another store"
+        )
+    return UsageError(
+        f"the tracking store {shown} has an older schema (revision {current}; MLflow "
+        f"{mlflow.__version__} needs {head}): back it up, then run 'mlflow db upgrade {shown}'"
+    )
 
 
 def schema_revisions() -> tuple[set[str], str | None]:

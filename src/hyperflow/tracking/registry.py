@@ -67,14 +67,17 @@ def one_line(exc: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-def registry_error(exc: BaseException, doing: str, store: str = "model registry",
-                   client: MlflowClient | None = None) -> RegistryError:
+def registry_error(
+    exc: BaseException, doing: str, store: str = "model registry", client: MlflowClient | None = None
+) -> RegistryError:
     if store == "tracking store":
         uri = mlflow.get_tracking_uri()
     else:
         uri = getattr(client, "_registry_uri", None) or mlflow.get_registry_uri()
-    return RegistryError(f"the {store} {store_uri(uri)} failed while {doing}: {one_line(exc)}; "
-                         f"nothing was moved: try again once it answers")
+    return RegistryError(
+        f"the {store} {store_uri(uri)} failed while {doing}: {one_line(exc)}; "
+        f"nothing was moved: try again once it answers"
+    )
 
 
 def is_not_found(exc: BaseException) -> bool:
@@ -88,8 +91,9 @@ def registered_model(client: MlflowClient, name: str) -> Any:
         return client.get_registered_model(name)
     except Exception as exc:
         if is_not_found(exc):
-            raise UsageError(f"unknown model '{name}': no registered model of that name in "
-                             f"{store_uri()} (check model_name)") from None
+            raise UsageError(
+                f"unknown model '{name}': no registered model of that name in {store_uri()} (check model_name)"
+            ) from None
         raise registry_error(exc, f"reading model '{name}'", client=client) from None
 
 
@@ -129,8 +133,10 @@ def resolve_version(client: MlflowClient, name: str, version: str | None) -> Mod
         return model_version(client, name, ref)
     number = alias_version(client, name, ref)
     if number is None:
-        raise UsageError(f"model '{name}' has no version with alias '{ref}': pass version=<number> or set "
-                         f"the alias (a search sets '{CHALLENGER}')")
+        raise UsageError(
+            f"model '{name}' has no version with alias '{ref}': pass version=<number> or set "
+            f"the alias (a search sets '{CHALLENGER}')"
+        )
     return model_version(client, name, number)
 
 
@@ -146,16 +152,20 @@ def model_version(client: MlflowClient, name: str, number: str) -> ModelVersion:
 def version_run(client: MlflowClient, mv: ModelVersion) -> Any:
     """The run that logged a version; a UsageError when it has none (e.g. registered from a path)."""
     if not mv.run_id:
-        raise UsageError(f"model '{mv.name}' version {mv.version} has no run: its training data and settings "
-                         f"are unknown, so pass data=<file with the target column> and target=<column>")
+        raise UsageError(
+            f"model '{mv.name}' version {mv.version} has no run: its training data and settings "
+            f"are unknown, so pass data=<file with the target column> and target=<column>"
+        )
     try:
         return client.get_run(mv.run_id)
     except Exception as exc:
         if is_not_found(exc):
-            raise UsageError(f"model '{mv.name}' version {mv.version}: its run {mv.run_id} no longer exists; "
-                             f"pass data= and target=") from None
-        raise registry_error(exc, f"reading the run of version {mv.version} of model '{mv.name}'",
-                             store="tracking store") from None
+            raise UsageError(
+                f"model '{mv.name}' version {mv.version}: its run {mv.run_id} no longer exists; pass data= and target="
+            ) from None
+        raise registry_error(
+            exc, f"reading the run of version {mv.version} of model '{mv.name}'", store="tracking store"
+        ) from None
 
 
 def run_config(client: MlflowClient, run: Any) -> TrainConfig:
@@ -165,8 +175,11 @@ def run_config(client: MlflowClient, run: Any) -> TrainConfig:
     parent = run.data.tags.get(names.PARENT_RUN_ID)
     if run.data.tags.get(names.ROLE) == names.ROLE_TRIAL and parent:
         search = client.get_run(parent)
-        params = {**search.data.params, **params,
-                  **{k: str(v) for k, v in json.loads(run.data.tags.get(names.TRIAL_PARAMS, "{}")).items()}}
+        params = {
+            **search.data.params,
+            **params,
+            **{k: str(v) for k, v in json.loads(run.data.tags.get(names.TRIAL_PARAMS, "{}")).items()},
+        }
         source = source or search.data.tags.get(names.DATA_SOURCE)
     values: dict[str, Any] = {k: v for k, v in params.items() if k in _TRAIN_FIELDS}
     data = values.get("data")
@@ -212,8 +225,9 @@ def version_identity(client: MlflowClient, mv: ModelVersion, config: TrainConfig
                 task = client.get_run(parent).data.tags.get(names.TASK) or UNKNOWN
             except Exception as exc:
                 if not is_not_found(exc):
-                    raise registry_error(exc, f"reading the search run of version {mv.version}",
-                                         store="tracking store") from None
+                    raise registry_error(
+                        exc, f"reading the search run of version {mv.version}", store="tracking store"
+                    ) from None
         if config is None:
             try:
                 target = run_config(client, run).target
@@ -243,7 +257,7 @@ def _signature_io(mv: ModelVersion) -> tuple[Any, Any]:
     outputs = signature.outputs if signature is not None else None
     names_out = outputs.input_names() if outputs is not None and outputs.has_input_names() else []
     prefix = names.PROBABILITY_PREFIX
-    classes = tuple(sorted(n[len(prefix):] for n in names_out if n.startswith(prefix))) or UNKNOWN
+    classes = tuple(sorted(n[len(prefix) :] for n in names_out if n.startswith(prefix))) or UNKNOWN
     return features, classes
 
 
@@ -251,11 +265,13 @@ def move_alias(client: MlflowClient, name: str, alias: str, version: str) -> Non
     try:
         client.set_registered_model_alias(name, alias, version)
     except Exception as exc:
-        raise registry_error(exc, f"moving alias '{alias}' of model '{name}' to version {version}",
-                             client=client) from None
+        raise registry_error(
+            exc, f"moving alias '{alias}' of model '{name}' to version {version}", client=client
+        ) from None
 
 
 # ------------------------------------------------------------------------------------------ writes
+
 
 def create_model(client: MlflowClient, name: str) -> None:
     try:
@@ -277,7 +293,7 @@ def set_version_tags(client: MlflowClient, name: str, version: str, tags: dict[s
     """Tags of a model version, one call each, in the order given. A tag first written by two jobs at once
     makes one insert fail (sqlite: UNIQUE constraint): it is sent again, and then updates the tag."""
     for key, value in tags.items():
-        _again(lambda: client.set_model_version_tag(name, version, key, value))
+        _again(lambda key=key, value=value: client.set_model_version_tag(name, version, key, value))
 
 
 def _again(call: Any) -> Any:
@@ -306,7 +322,8 @@ def add_to_description(client: MlflowClient, name: str, version: str, line: str,
         missing = sorted({v for k, v in mv.tags.items() if k.startswith(prefix)} - set(text.splitlines()))
         if not missing:
             return
-        _again(lambda: client.update_model_version(name, version, description="\n".join([text, *missing]).strip()))
+        description = "\n".join([text, *missing]).strip()
+        _again(lambda description=description: client.update_model_version(name, version, description=description))
 
 
 def model_tag(client: MlflowClient, name: str, key: str) -> str | None:

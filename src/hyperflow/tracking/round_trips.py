@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import os
 import posixpath
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import mlflow
 from mlflow.store.artifact.http_artifact_repo import HttpArtifactRepository
@@ -45,8 +46,10 @@ def concurrent_round_trips(run_id: str | None) -> Iterator[None]:
             return future.result() if future is not None else read_history(self, run, key)
 
         def log_artifacts(self: HttpArtifactRepository, local_dir: str, artifact_path: str | None = None) -> None:
-            uploads = [pool.submit(self.log_artifact, path, folder)
-                       for path, folder in _files(os.path.abspath(local_dir), artifact_path)]
+            uploads = [
+                pool.submit(self.log_artifact, path, folder)
+                for path, folder in _files(os.path.abspath(local_dir), artifact_path)
+            ]
             for upload in uploads:
                 upload.result()  # raises what the upload raised
 

@@ -13,10 +13,11 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import mlflow
 from mlflow.entities import Metric, Param, RunTag
@@ -40,9 +41,15 @@ PACKAGE_DIR = Path(hyperflow.__file__).parent
 
 
 @contextmanager
-def tracked_run(role: str, *, experiment: str | None = None, run_name: str | None = None,
-                parent_run_id: str | None = None, tags: dict[str, str] | None = None,
-                run_id: str | None = None) -> Iterator[mlflow.ActiveRun]:
+def tracked_run(
+    role: str,
+    *,
+    experiment: str | None = None,
+    run_name: str | None = None,
+    parent_run_id: str | None = None,
+    tags: dict[str, str] | None = None,
+    run_id: str | None = None,
+) -> Iterator[mlflow.ActiveRun]:
     """Start (or, under ``mlflow run`` or with ``run_id``, reopen) a run tagged with its role; always end
     it in a defined state: FINISHED, FAILED on an exception, KILLED on Ctrl-C or SIGTERM."""
     if run_id is not None and mlflow.active_run() is None:  # reopening: MLflow insists on its experiment
@@ -57,8 +64,9 @@ def tracked_run(role: str, *, experiment: str | None = None, run_name: str | Non
     created = creation_tag() if run_id is None and not os.environ.get("MLFLOW_RUN_ID") else {}  # else a reopen
     tags = {ROLE_TAG: role, names.VERSION: hyperflow.__version__, **created, **(tags or {})}
     try:
-        run = mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name, parent_run_id=parent_run_id,
-                               nested=nested, tags=tags)
+        run = mlflow.start_run(
+            run_id=run_id, run_name=None if run_id else run_name, parent_run_id=parent_run_id, nested=nested, tags=tags
+        )
     except BaseException as exc:
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
@@ -166,18 +174,28 @@ def log_params(run_id: str, params: dict[str, str], tags: dict[str, str] | None 
         elif not same_param_value(existing[key], value):
             fresh[f"resolved.{key}"] = value
     if fresh or tags:
-        client.log_batch(run_id, params=[Param(k, v) for k, v in fresh.items()],
-                         tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()])
+        client.log_batch(
+            run_id,
+            params=[Param(k, v) for k, v in fresh.items()],
+            tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
+        )
 
 
-def log_results(run_id: str | PendingRun, metrics: dict[str, float], tags: dict[str, str],
-                pending: list[Metric] | None = None, params: dict[str, str] | None = None) -> None:
+def log_results(
+    run_id: str | PendingRun,
+    metrics: dict[str, float],
+    tags: dict[str, str],
+    pending: list[Metric] | None = None,
+    params: dict[str, str] | None = None,
+) -> None:
     """Final metrics and tags of a run, and any per-epoch metrics (and params) still buffered, in one call."""
     stamp = int(time.time() * 1000)
-    MlflowClient().log_batch(run_id_of(run_id), metrics=[*(pending or []), *(Metric(k, float(v), stamp, 0)
-                                                                              for k, v in metrics.items())],
-                             params=[Param(k, str(v)[:6000]) for k, v in (params or {}).items()],
-                             tags=[RunTag(k, str(v)) for k, v in tags.items()])
+    MlflowClient().log_batch(
+        run_id_of(run_id),
+        metrics=[*(pending or []), *(Metric(k, float(v), stamp, 0) for k, v in metrics.items())],
+        params=[Param(k, str(v)[:6000]) for k, v in (params or {}).items()],
+        tags=[RunTag(k, str(v)) for k, v in tags.items()],
+    )
 
 
 def call_now(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -264,8 +282,10 @@ def end_orphan(run: Any, reason: str, duplicate_of: str | None = None, client: A
 
 
 def duplicate_reason(original: str) -> str:
-    return (f"a duplicate of run {original}: the request that created that run was sent twice (retried after "
-            f"its answer was lost, e.g. across a tracking-server restart)")
+    return (
+        f"a duplicate of run {original}: the request that created that run was sent twice (retried after "
+        f"its answer was lost, e.g. across a tracking-server restart)"
+    )
 
 
 def end_twins(run: Any) -> list[str]:
@@ -296,8 +316,14 @@ def _env(name: str, value: str) -> Iterator[None]:
 
 
 @contextmanager
-def child_run(role: str, experiment_id: str, parent_run_id: str, run_name: str, tags: dict[str, str],
-              send: Callable[..., Any] = call_now) -> Iterator[PendingRun]:
+def child_run(
+    role: str,
+    experiment_id: str,
+    parent_run_id: str,
+    run_name: str,
+    tags: dict[str, str],
+    send: Callable[..., Any] = call_now,
+) -> Iterator[PendingRun]:
     """A child run made with the client, not the fluent API: no thread-local active run (safe in threads and
     on Spark executors) and none of the fluent start's context providers (a trial is cheap to open). Ends
     FINISHED, FAILED on an exception, KILLED on Ctrl-C or SIGTERM.
@@ -306,9 +332,20 @@ def child_run(role: str, experiment_id: str, parent_run_id: str, run_name: str, 
     run and ending it overlap training; it returns the call's result or a Future of it. Start and end times
     are taken here, so a call sent later still records when the run started and ended."""
     client = MlflowClient()
-    created = send(client.create_run, experiment_id, start_time=int(time.time() * 1000), run_name=run_name,
-                   tags={ROLE_TAG: role, names.VERSION: hyperflow.__version__, names.PARENT_RUN_ID: parent_run_id,
-                         names.RUN_NAME: run_name, **creation_tag(), **tags})
+    created = send(
+        client.create_run,
+        experiment_id,
+        start_time=int(time.time() * 1000),
+        run_name=run_name,
+        tags={
+            ROLE_TAG: role,
+            names.VERSION: hyperflow.__version__,
+            names.PARENT_RUN_ID: parent_run_id,
+            names.RUN_NAME: run_name,
+            **creation_tag(),
+            **tags,
+        },
+    )
     if created is None:
         raise TypeError("child_run's send must return the call's result or a Future of it")
     run = PendingRun(created)
@@ -443,9 +480,8 @@ def reopened_run(run_id: str) -> Iterator[mlflow.ActiveRun]:
     end()
 
 
-
-
 # ------------------------------------------------------------------------------ the active run, and others
+
 
 def set_tag(key: str, value: Any) -> None:
     """A tag of the active run."""
@@ -467,8 +503,9 @@ def end_run(run_id: str, status: str, client: Any = None) -> None:
     (client or MlflowClient()).set_terminated(run_id, status)
 
 
-def runs_tagged(experiment_id: str, tag: str, value: str, *, finished: bool = False, max_results: int = 20,
-                client: Any = None) -> list[Any]:
+def runs_tagged(
+    experiment_id: str, tag: str, value: str, *, finished: bool = False, max_results: int = 20, client: Any = None
+) -> list[Any]:
     """Runs of an experiment whose tag ``tag`` is ``value`` (only FINISHED ones when ``finished``)."""
     query = f"tags.`{tag}` = '{value}'" + (" and attributes.status = 'FINISHED'" if finished else "")
     return (client or MlflowClient()).search_runs([experiment_id], query, max_results=max_results)

@@ -4,7 +4,8 @@ reaches the tracking store beyond the general run API of ``hyperflow.tracking``.
 What it does: read a search run and its trials back (the source of truth for resume), write the search run's
 settings, progress curve, stop reason, best trial and artifacts, record the best trial's test metrics, and
 hand a Spark executor what it needs to log. The LR range test for ``lr_bounds=auto`` is
-``tracking.lr_range_test_run``, the same run the lr_find workflow makes. Trial runs themselves open and close through ``tracking.child_run`` / ``tracking.log_results``.
+``tracking.lr_range_test_run``, the same run the lr_find workflow makes. Trial runs themselves open and close
+through ``tracking.child_run`` / ``tracking.log_results``.
 
 Writes to the search run go to the active run (the search opens it with ``tracking.tracked_run`` in the
 calling thread), as before the move; everything else names its run explicitly.
@@ -17,9 +18,10 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import mlflow
 from mlflow.entities import Metric
@@ -86,8 +88,10 @@ def read_trials(experiment_id: str, parent_id: str) -> tuple[list[dict[str, Any]
     older resume keeps its latest run that ended as it should."""
     client = MlflowClient()
     children = client.search_runs(
-        [experiment_id], f"tags.{names.PARENT_RUN_ID} = '{parent_id}' and tags.`{names.ROLE}` = '{names.ROLE_TRIAL}'",
-        max_results=50000)
+        [experiment_id],
+        f"tags.{names.PARENT_RUN_ID} = '{parent_id}' and tags.`{names.ROLE}` = '{names.ROLE_TRIAL}'",
+        max_results=50000,
+    )
     highest, candidates = -1, []
     for run in children:
         tags = run.data.tags
@@ -113,12 +117,22 @@ def read_trials(experiment_id: str, parent_id: str) -> tuple[list[dict[str, Any]
         if names.VAL_LOSS_HISTORY in tags:
             history = [float(v) for v in json.loads(tags[names.VAL_LOSS_HISTORY])]
         else:  # written before the tag existed, or too long for a tag
-            history = [m.value for m in sorted(client.get_metric_history(run.info.run_id, names.VAL_LOSS),
-                                               key=lambda m: m.step)]
-        records.append({"number": number, "run_id": run.info.run_id,
-                        "params": json.loads(tags.get(names.TRIAL_PARAMS, "{}")), "status": status,
-                        "loss": loss if status != names.TRIAL_FAILED else None, "epochs": len(history),
-                        "history": history, "reason": tags.get(names.TRIAL_REASON, "")})
+            history = [
+                m.value
+                for m in sorted(client.get_metric_history(run.info.run_id, names.VAL_LOSS), key=lambda m: m.step)
+            ]
+        records.append(
+            {
+                "number": number,
+                "run_id": run.info.run_id,
+                "params": json.loads(tags.get(names.TRIAL_PARAMS, "{}")),
+                "status": status,
+                "loss": loss if status != names.TRIAL_FAILED else None,
+                "epochs": len(history),
+                "history": history,
+                "reason": tags.get(names.TRIAL_REASON, ""),
+            }
+        )
     return sorted(records, key=lambda r: r["number"]), highest
 
 
@@ -140,8 +154,11 @@ def end_lost_trial(experiment_id: str, parent_id: str, number: int, reason: str)
     """End the run of trial ``number`` whose process died mid-trial FAILED, tagged as a failed trial with
     ``reason``; returns its id ('' when the process died before the run was created)."""
     client = MlflowClient()
-    runs = client.search_runs([experiment_id], f"tags.{names.PARENT_RUN_ID} = '{parent_id}' and "
-                                               f"tags.`{names.TRIAL_NUMBER}` = '{number}' and attributes.status = 'RUNNING'")
+    runs = client.search_runs(
+        [experiment_id],
+        f"tags.{names.PARENT_RUN_ID} = '{parent_id}' and "
+        f"tags.`{names.TRIAL_NUMBER}` = '{number}' and attributes.status = 'RUNNING'",
+    )
     if not runs:
         return ""
     # twins of its run (its creating request sent twice): the one with what the trial logged is the trial
@@ -160,8 +177,11 @@ def end_orphans(experiment_id: str, parent_id: str) -> list[str]:
     test's twin, made when MLflow's HTTP client sent the creating request again (a server restart between the
     write and its answer). Runs without a role (not hyperflow's) are left alone. Returns their ids."""
     client = MlflowClient()
-    runs = client.search_runs([experiment_id], f"tags.{names.PARENT_RUN_ID} = '{parent_id}' and "
-                                               f"attributes.status = 'RUNNING'", max_results=50000)
+    runs = client.search_runs(
+        [experiment_id],
+        f"tags.{names.PARENT_RUN_ID} = '{parent_id}' and attributes.status = 'RUNNING'",
+        max_results=50000,
+    )
     ended = []
     for run in runs:
         if names.ROLE in run.data.tags and names.TRIAL_STATUS not in run.data.tags:
@@ -174,8 +194,14 @@ def _end_orphan(run: Any, others: list[Any], reason: str, client: Any) -> None:
     """End ``run`` as an orphan: a duplicate when one of ``others`` is its twin that its command went on with
     (same ``hyperflow.create_id``; ended, or holding the trial's results), else for ``reason``."""
     token = run.data.tags.get(names.CREATE_ID)
-    kept = [r for r in others if token and r.data.tags.get(names.CREATE_ID) == token and r.info.run_id !=
-            run.info.run_id and (r.info.status != "RUNNING" or names.TRIAL_STATUS in r.data.tags)]
+    kept = [
+        r
+        for r in others
+        if token
+        and r.data.tags.get(names.CREATE_ID) == token
+        and r.info.run_id != run.info.run_id
+        and (r.info.status != "RUNNING" or names.TRIAL_STATUS in r.data.tags)
+    ]
     if kept:
         end_orphan(run, duplicate_reason(kept[0].info.run_id), duplicate_of=kept[0].info.run_id, client=client)
     else:
@@ -198,18 +224,21 @@ def end_unended_trials(experiment_id: str, parent_id: str, records: list[Any]) -
     the closing calls of its last one. Their results (less per-epoch metrics still buffered) are logged from
     the search's records and the runs ended as they finished; returns their ids."""
     by_run = {r.run_id: r for r in records if r.run_id}
-    runs = MlflowClient().search_runs([experiment_id], f"tags.{names.PARENT_RUN_ID} = '{parent_id}' and "
-                                                       f"attributes.status = 'RUNNING'")
+    runs = MlflowClient().search_runs(
+        [experiment_id], f"tags.{names.PARENT_RUN_ID} = '{parent_id}' and attributes.status = 'RUNNING'"
+    )
     ended = []
     for run in runs:
         record = by_run.get(run.info.run_id)
         if record is None:
             continue
         failed = record.status == names.TRIAL_FAILED
-        metrics = {} if failed or record.loss is None else {names.BEST_VAL_LOSS: record.loss,
-                                                             "epochs_run": record.epochs}
-        tracking.log_results(run.info.run_id, metrics,
-                             trial_end_tags(record.number, record.status, record.reason, record.history))
+        metrics = (
+            {} if failed or record.loss is None else {names.BEST_VAL_LOSS: record.loss, "epochs_run": record.epochs}
+        )
+        tracking.log_results(
+            run.info.run_id, metrics, trial_end_tags(record.number, record.status, record.reason, record.history)
+        )
         tracking.end_run(run.info.run_id, "FAILED" if failed else "FINISHED")
         ended.append(run.info.run_id)
     return ended
@@ -235,8 +264,9 @@ class Progress:
 
 
 # ------------------------------------------------------------------------------ the search run (active)
-def record_new_search(run_id: str, params: dict[str, str], tags: dict[str, str], space_path: Path | None,
-                      dataset: Dataset) -> None:
+def record_new_search(
+    run_id: str, params: dict[str, str], tags: dict[str, str], space_path: Path | None, dataset: Dataset
+) -> None:
     """A new search: every setting as a param and the settings and space tags (one call, after one look-up:
     under ``mlflow run`` the run already holds the ``-P`` values), the space file, the dataset."""
     tracking.log_params(run_id, params, tags=tags)
@@ -245,8 +275,7 @@ def record_new_search(run_id: str, params: dict[str, str], tags: dict[str, str],
     tracking.log_dataset(dataset)
 
 
-def record_resume(run_id: str, n: int, tags: dict[str, str], params: dict[str, str],
-                  space_text: str | None) -> None:
+def record_resume(run_id: str, n: int, tags: dict[str, str], params: dict[str, str], space_text: str | None) -> None:
     """Resume ``n``: the count first (a resume cut short never leaves ``n`` to the next), then what changed."""
     mlflow.set_tags({**tags, names.RESUMES: str(n)})
     if space_text is not None:
@@ -272,7 +301,7 @@ def record_best(run_id: str, number: int, loss: float, params: dict[str, Any]) -
 def best_test_metrics(search_run_id: str) -> dict[str, float]:
     """The best trial's test metrics as a search (perhaps cut short) logged them: ``test_*`` -> value."""
     metrics = MlflowClient().get_run(search_run_id).data.metrics
-    return {k[len("best_"):]: v for k, v in metrics.items() if k.startswith(f"best_{names.TEST_PREFIX}")}
+    return {k[len("best_") :]: v for k, v in metrics.items() if k.startswith(f"best_{names.TEST_PREFIX}")}
 
 
 def log_test_metrics(best_run_id: str, test: dict[str, float]) -> None:
@@ -299,7 +328,7 @@ def executor_environment() -> dict[str, str]:
     driver's MLFLOW_* settings (credentials, retries). It travels in memory, never into a run."""
     uri = mlflow.get_tracking_uri()
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        uri = "sqlite:///" + os.path.abspath(uri[len("sqlite:///"):])
+        uri = "sqlite:///" + os.path.abspath(uri[len("sqlite:///") :])
     env = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_") and k not in ("MLFLOW_RUN_ID",)}
     return {**env, "MLFLOW_TRACKING_URI": uri}
 

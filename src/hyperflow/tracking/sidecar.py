@@ -4,9 +4,11 @@
 training but not their CPU: MLflow's store code (SQLAlchemy on sqlite, ~27 ms of Python a trial) holds the
 GIL, and the one-thread training loop waits for it (bench/search_overhead.py). The sidecar is the same
 contract in child processes, so that work runs on another core: :meth:`SidecarCalls.submit` returns a
-Future, calls go out in the order submitted (per run, with more than one lane), the first failure stops every call behind it and is raised by
+Future, calls go out in the order submitted (per run, with more than one lane), the first failure stops every call
+behind it and is raised by
 the next ``submit`` or by ``drain``. A run whose creating call is still queued travels as the number of that
-call (:func:`~hyperflow.tracking.runs.created_by_call`), resolved in the sidecar, which ran it before. The sidecar ignores Ctrl-C and
+call (:func:`~hyperflow.tracking.runs.created_by_call`), resolved in the sidecar, which ran it before. The sidecar
+ignores Ctrl-C and
 SIGTERM (the search sends what they interrupt, then closes it) and exits once the search process is gone.
 """
 
@@ -16,10 +18,11 @@ import itertools
 import os
 import signal
 import sys
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from hyperflow.core.processes import context, main_module_hidden, process_identity, watch_parent
 from hyperflow.tracking.faults import StoreFailure, portable
@@ -61,8 +64,10 @@ def _call(number: int, fn: Callable[..., Any], args: tuple, kwargs: dict[str, An
 def _death() -> StoreFailure:
     """A sidecar that died (the out-of-memory killer, ``kill -9``) took the calls it had not sent with it: the
     search stops as on any store failure (its runs end KILLED; a resume runs the lost trials again)."""
-    return StoreFailure("it died (killed, e.g. by the out-of-memory killer) with the calls it had not sent yet",
-                        source="the process that sends the search's MLflow calls")
+    return StoreFailure(
+        "it died (killed, e.g. by the out-of-memory killer) with the calls it had not sent yet",
+        source="the process that sends the search's MLflow calls",
+    )
 
 
 def _relayed(inner: Future) -> Future:
@@ -98,8 +103,10 @@ class SidecarCalls(QueuedCalls):
         if lanes is None:
             lanes = 1 if env["MLFLOW_TRACKING_URI"].startswith(DATABASE_SCHEMES) else 2
         start = (env, process_identity(os.getpid()), list(sys.path), os.getcwd())
-        self.lanes = [ProcessPoolExecutor(1, mp_context=context(), initializer=_start, initargs=start)
-                      for _ in range(max(1, lanes))]
+        self.lanes = [
+            ProcessPoolExecutor(1, mp_context=context(), initializer=_start, initargs=start)
+            for _ in range(max(1, lanes))
+        ]
         self.numbers = itertools.count()
         self.turns = itertools.count()  # the lanes of calls that name no run, in turn
 
@@ -107,8 +114,14 @@ class SidecarCalls(QueuedCalls):
         """Queue ``fn(*args, **kwargs)`` (all picklable); returns its Future."""
         self._raise_failures(wait=False)
         number = next(self.numbers)
-        lane = next((a.created.lane for a in (*args, *kwargs.values())
-                     if isinstance(a, PendingRun) and hasattr(a.created, "lane")), None)
+        lane = next(
+            (
+                a.created.lane
+                for a in (*args, *kwargs.values())
+                if isinstance(a, PendingRun) and hasattr(a.created, "lane")
+            ),
+            None,
+        )
         if lane is None:
             lane = next(self.turns) % len(self.lanes)
         with main_module_hidden(), self._died():  # the first submit to a lane starts its process

@@ -5,9 +5,9 @@ CLI prints one line (exit 1) instead of a traceback."""
 from __future__ import annotations
 
 import traceback
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import mlflow
 from mlflow.exceptions import MlflowException

@@ -15,20 +15,34 @@ import yaml
 from hyperflow import names
 from hyperflow.config import TrainConfig
 from hyperflow.config.fields import DuplicateKey, read_text, safe_load
-from hyperflow.errors import UsageError
 from hyperflow.core.data import Dataset
-from hyperflow.tracking.registry import (UNKNOWN, Client, Identity, ModelVersion, model_version,
-                                         version_identity)
+from hyperflow.errors import UsageError
+from hyperflow.tracking.registry import UNKNOWN, Client, Identity, ModelVersion, model_version, version_identity
 
 # metric -> greater is better
-DIRECTIONS = {names.ACCURACY: True, names.F1: True, names.LOG_LOSS: False, names.RMSE: False, names.MAE: False,
-              names.R2: True, names.DICE: True}
-METRIC_RANGES = {names.ACCURACY: (0.0, 1.0), names.F1: (0.0, 1.0), names.DICE: (0.0, 1.0),
-                 names.LOG_LOSS: (0.0, math.inf), names.RMSE: (0.0, math.inf), names.MAE: (0.0, math.inf),
-                 names.R2: (-math.inf, 1.0)}
-TASK_METRICS = {"classification": (names.ACCURACY, names.F1, names.LOG_LOSS),
-                "regression": (names.RMSE, names.MAE, names.R2),
-                "segmentation": (names.DICE,)}  # the first one is the default gate's metric
+DIRECTIONS = {
+    names.ACCURACY: True,
+    names.F1: True,
+    names.LOG_LOSS: False,
+    names.RMSE: False,
+    names.MAE: False,
+    names.R2: True,
+    names.DICE: True,
+}
+METRIC_RANGES = {
+    names.ACCURACY: (0.0, 1.0),
+    names.F1: (0.0, 1.0),
+    names.DICE: (0.0, 1.0),
+    names.LOG_LOSS: (0.0, math.inf),
+    names.RMSE: (0.0, math.inf),
+    names.MAE: (0.0, math.inf),
+    names.R2: (-math.inf, 1.0),
+}
+TASK_METRICS = {
+    "classification": (names.ACCURACY, names.F1, names.LOG_LOSS),
+    "regression": (names.RMSE, names.MAE, names.R2),
+    "segmentation": (names.DICE,),
+}  # the first one is the default gate's metric
 
 
 def quoted_list(items: set[str]) -> str:
@@ -40,19 +54,25 @@ def quoted_list(items: set[str]) -> str:
 def _difference(old: tuple, new: tuple) -> str:
     """What ``new`` lacks and adds against ``old``."""
     missing, extra = set(old) - set(new), set(new) - set(old)
-    return "; ".join(([f"lacks {quoted_list(missing)}"] if missing else [])
-                     + ([f"adds {quoted_list(extra)}"] if extra else []))
+    return "; ".join(
+        ([f"lacks {quoted_list(missing)}"] if missing else []) + ([f"adds {quoted_list(extra)}"] if extra else [])
+    )
 
 
-def check_replaceable(client: Client, candidate: ModelVersion, champion: str,
-                      config: TrainConfig | None = None) -> None:
+def check_replaceable(
+    client: Client, candidate: ModelVersion, champion: str, config: TrainConfig | None = None
+) -> None:
     """Refuse (UsageError) a candidate whose task, target or input columns differ from the champion's:
     scoring one against the other would compare different problems."""
-    problems = identity_problems(version_identity(client, candidate, config),
-                                 version_identity(client, model_version(client, candidate.name, champion)))
+    problems = identity_problems(
+        version_identity(client, candidate, config),
+        version_identity(client, model_version(client, candidate.name, champion)),
+    )
     if problems:
-        raise UsageError(f"version {candidate.version} of '{candidate.name}' cannot replace champion version "
-                         f"{champion}: {'; '.join(problems)}; register it under another model_name")
+        raise UsageError(
+            f"version {candidate.version} of '{candidate.name}' cannot replace champion version "
+            f"{champion}: {'; '.join(problems)}; register it under another model_name"
+        )
 
 
 def check_data_fits(client: Client, name: str, champion: str, dataset: Dataset, target: str | None) -> None:
@@ -63,9 +83,11 @@ def check_data_fits(client: Client, name: str, champion: str, dataset: Dataset, 
     new = Identity(dataset.task, target, tuple(sorted(pre.columns)) if pre.kind == "table" else UNKNOWN, classes)
     problems = identity_problems(new, version_identity(client, model_version(client, name, champion)))
     if problems:
-        raise UsageError(f"a model of data '{dataset.source}' could not replace champion version {champion} of "
-                         f"'{name}': {'; '.join(problems)}; give data with the champion's columns and target, or "
-                         f"train it under another model_name")
+        raise UsageError(
+            f"a model of data '{dataset.source}' could not replace champion version {champion} of "
+            f"'{name}': {'; '.join(problems)}; give data with the champion's columns and target, or "
+            f"train it under another model_name"
+        )
 
 
 def identity_problems(new: Identity, old: Identity) -> list[str]:
@@ -137,18 +159,39 @@ class Gate:
             sign = 1 if r.greater_is_better else -1
             value = candidate[r.metric]
             if r.threshold is not None:
-                checks.append(Check(r.metric, "threshold", r.threshold, value,
-                                    math.isfinite(value) and sign * (value - r.threshold) >= 0))
+                checks.append(
+                    Check(
+                        r.metric,
+                        "threshold",
+                        r.threshold,
+                        value,
+                        math.isfinite(value) and sign * (value - r.threshold) >= 0,
+                    )
+                )
             if champion is None:
                 continue
             gain = sign * (value - champion[r.metric])
             if r.min_absolute_change is not None:
-                checks.append(Check(r.metric, "min_absolute_change", r.min_absolute_change, gain,
-                                    math.isfinite(gain) and gain >= r.min_absolute_change - 1e-12))
+                checks.append(
+                    Check(
+                        r.metric,
+                        "min_absolute_change",
+                        r.min_absolute_change,
+                        gain,
+                        math.isfinite(gain) and gain >= r.min_absolute_change - 1e-12,
+                    )
+                )
             if r.min_relative_change is not None:
                 rel = gain / abs(champion[r.metric]) if champion[r.metric] else (math.inf if gain > 0 else 0.0)
-                checks.append(Check(r.metric, "min_relative_change", r.min_relative_change, rel,
-                                    not math.isnan(rel) and rel >= r.min_relative_change - 1e-12))
+                checks.append(
+                    Check(
+                        r.metric,
+                        "min_relative_change",
+                        r.min_relative_change,
+                        rel,
+                        not math.isnan(rel) and rel >= r.min_relative_change - 1e-12,
+                    )
+                )
         return checks
 
 
@@ -165,8 +208,7 @@ def build_gate(spec: str | dict | None, task: str, overrides: dict[str, str] | N
         except OSError:
             raise UsageError(f"gate file '{spec}' not found: pass a YAML file or inline YAML") from None
         except yaml.YAMLError:
-            raise UsageError(f"gate '{spec}' is not valid YAML: e.g. gate='{{accuracy: {{threshold: 0.9}}}}'") \
-                from None
+            raise UsageError(f"gate '{spec}' is not valid YAML: e.g. gate='{{accuracy: {{threshold: 0.9}}}}'") from None
     table: dict[str, Any] = dict(spec) if isinstance(spec, dict) else {}
     if spec not in (None, "") and not isinstance(spec, dict):
         raise UsageError("gate must map metrics to rules, e.g. {accuracy: {threshold: 0.9, min_absolute_change: 0}}")
@@ -178,8 +220,7 @@ def build_gate(spec: str | dict | None, task: str, overrides: dict[str, str] | N
     rules = []
     for metric, bars in table.items():
         if metric not in TASK_METRICS[task]:
-            raise UsageError(f"gate: unknown metric '{metric}' for a {task} model: use "
-                             f"{', '.join(TASK_METRICS[task])}")
+            raise UsageError(f"gate: unknown metric '{metric}' for a {task} model: use {', '.join(TASK_METRICS[task])}")
         if not isinstance(bars, dict) or set(bars) - set(_RULE_KEYS) or not bars:
             raise UsageError(f"gate: {metric} needs a mapping with any of {', '.join(_RULE_KEYS)}, got {bars!r}")
         try:
@@ -197,8 +238,13 @@ def build_gate(spec: str | dict | None, task: str, overrides: dict[str, str] | N
 
 
 def _span(low: float, high: float) -> str:
-    return (f"at least {low:g}" if not math.isfinite(high) else f"at most {high:g}" if not math.isfinite(low)
-            else f"from {low:g} to {high:g}")
+    return (
+        f"at least {low:g}"
+        if not math.isfinite(high)
+        else f"at most {high:g}"
+        if not math.isfinite(low)
+        else f"from {low:g} to {high:g}"
+    )
 
 
 def _check_range(metric: str, kind: str, value: float) -> None:
@@ -212,8 +258,10 @@ def _check_range(metric: str, kind: str, value: float) -> None:
     elif kind == "min_absolute_change":
         allowed = (0.0, high - low)
         what = "an improvement over the champion is " + (
-            f"from 0 (not worse) to {high - low:g}, the whole range of {metric}" if math.isfinite(high - low)
-            else "at least 0 (0: not worse)")
+            f"from 0 (not worse) to {high - low:g}, the whole range of {metric}"
+            if math.isfinite(high - low)
+            else "at least 0 (0: not worse)"
+        )
     else:
         allowed, what = (0.0, 1.0), "a relative improvement over the champion is from 0 to 1 (0.02: 2% better)"
     if not allowed[0] <= value <= allowed[1]:

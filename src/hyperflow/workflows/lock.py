@@ -24,8 +24,10 @@ LOCK_TAG = names.RETRAIN_LOCK
 
 def describe(holder: dict[str, Any]) -> str:
     until = time.strftime("%H:%M:%S UTC", time.gmtime(holder.get("expires_at", 0)))
-    return (f"run {holder.get('run_id') or '(starting)'} on host {holder.get('host')} pid {holder.get('pid')}, "
-            f"lease until {until}")
+    return (
+        f"run {holder.get('run_id') or '(starting)'} on host {holder.get('host')} pid {holder.get('pid')}, "
+        f"lease until {until}"
+    )
 
 
 class LockHeld(LeaseHeld):
@@ -39,8 +41,7 @@ class LockHeld(LeaseHeld):
 class RegistryLock(Lease):
     """``with RegistryLock(name):`` holds the retrain lock of one registered model, or raises LockHeld."""
 
-    def __init__(self, name: str, *, lease: float = 600.0, settle: float = 1.0,
-                 client: Client | None = None) -> None:
+    def __init__(self, name: str, *, lease: float = 600.0, settle: float = 1.0, client: Client | None = None) -> None:
         client = client or registry.default_client()
         super().__init__(ModelTag(client, name, LOCK_TAG), lease=lease, settle=settle, client=client)
         self.name = name
@@ -53,8 +54,9 @@ class RegistryLock(Lease):
         free."""
         if not self.taken_over:
             return None
-        line = (f"model '{self.name}': took over the retrain lock from {describe(self.taken_over)} "
-                f"({self.takeover_reason})")
+        line = (
+            f"model '{self.name}': took over the retrain lock from {describe(self.taken_over)} ({self.takeover_reason})"
+        )
         if self.ended:
             holder = self.taken_over.get("run_id")
             nested = [r for r in self.ended if r != holder]

@@ -16,8 +16,12 @@ from hyperflow.errors import UsageError, without_credentials
 
 OUT_SUFFIXES = (".csv", ".parquet")
 MODEL_URIS = "pass models:/<name>@champion, models:/<name>/<version> or runs:/<run id>/model"
-_CLIENTS = {"botocore": "boto3", "boto3": "boto3", "google": "google-cloud-storage",
-            "azure": "azure-storage-blob"}  # the module MLflow's artifact store imports -> the package to install
+_CLIENTS = {
+    "botocore": "boto3",
+    "boto3": "boto3",
+    "google": "google-cloud-storage",
+    "azure": "azure-storage-blob",
+}  # the module MLflow's artifact store imports -> the package to install
 
 
 def check_out(out: str, data: str | None = None) -> Path:
@@ -31,13 +35,16 @@ def check_out(out: str, data: str | None = None) -> Path:
     if target.exists() and not target.is_file():
         raise UsageError(f"out '{out}' is not a regular file (a pipe, socket or device): pass a file path")
     if data is not None and target.exists() and Path(data).exists() and os.path.samefile(target, data):
-        raise UsageError(f"out '{out}' is the input file '{data}': writing it would replace the rows; pass another "
-                         f"out= path")
+        raise UsageError(
+            f"out '{out}' is the input file '{data}': writing it would replace the rows; pass another out= path"
+        )
     folder = target.parent
     if not folder.is_dir():
         what = "is a file, not a folder" if folder.exists() else "does not exist"
-        raise UsageError(f"cannot write out '{out}': folder '{folder}' {what}; create the folder first or pass "
-                         f"out= in an existing one")
+        raise UsageError(
+            f"cannot write out '{out}': folder '{folder}' {what}; create the folder first or pass "
+            f"out= in an existing one"
+        )
     if not os.access(folder, os.W_OK | os.X_OK):
         raise UsageError(f"cannot write out '{out}': folder '{folder}' is not writable; pass another out= path")
     return target
@@ -48,9 +55,11 @@ def check_model_uri(model: str) -> None:
     is read through an MLflow server's artifact API (its path holds ``/mlflow-artifacts/artifacts/``)."""
     scheme = model.split("://", 1)[0].lower() if "://" in model else ""
     if scheme in ("http", "https") and "/mlflow-artifacts/artifacts" not in model:
-        raise UsageError(f"model '{without_credentials(model)}': an {scheme}:// model URI must name a path in an "
-                         f"MLflow server's artifacts ({scheme}://<host>/api/2.0/mlflow-artifacts/artifacts/<path>); "
-                         f"else set MLFLOW_TRACKING_URI={scheme}://<host> and {MODEL_URIS}")
+        raise UsageError(
+            f"model '{without_credentials(model)}': an {scheme}:// model URI must name a path in an "
+            f"MLflow server's artifacts ({scheme}://<host>/api/2.0/mlflow-artifacts/artifacts/<path>); "
+            f"else set MLFLOW_TRACKING_URI={scheme}://<host> and {MODEL_URIS}"
+        )
 
 
 def predict_file(model: str, data: str, out: str = "predictions.csv", allow_missing_columns: bool | str = False) -> int:
@@ -78,8 +87,10 @@ def predict_file(model: str, data: str, out: str = "predictions.csv", allow_miss
     expected, returned = signature_columns(loaded)
     _refuse_clashes(rows, returned, data)
     if expected and not set(expected) & set(rows.columns):
-        raise UsageError(f"'{data}' has none of the columns of model '{model}' (it expects {bounded(expected)}): "
-                         f"pass a file with the columns the model was trained on")
+        raise UsageError(
+            f"'{data}' has none of the columns of model '{model}' (it expects {bounded(expected)}): "
+            f"pass a file with the columns the model was trained on"
+        )
     params = {"allow_missing_columns": True} if allow_missing_columns else None
     startup.end()  # the model is loaded: scoring is the work proper (see hyperflow.core.startup)
     try:
@@ -87,8 +98,10 @@ def predict_file(model: str, data: str, out: str = "predictions.csv", allow_miss
     except tracking.MlflowError as exc:  # the model's own input checks (missing columns, schema)
         raise UsageError(f"cannot score '{data}' with '{model}': {_first_line(exc)}") from None
     if not isinstance(scored, pd.DataFrame):
-        raise UsageError(f"model '{model}' returns {type(scored).__name__}, not a table: predict scores table "
-                         f"models (classification, regression)")
+        raise UsageError(
+            f"model '{model}' returns {type(scored).__name__}, not a table: predict scores table "
+            f"models (classification, regression)"
+        )
     _refuse_clashes(rows, scored.columns, data)
     result = pd.concat([rows.reset_index(drop=True), scored.reset_index(drop=True)], axis=1)
     try:
@@ -102,8 +115,10 @@ def _refuse_clashes(rows: pd.DataFrame, written: Any, data: str) -> None:
     """The output holds the input columns and the model's: never overwrite an input column."""
     clashing = [c for c in written if c in rows.columns]
     if clashing:
-        raise UsageError(f"'{data}' already has column(s) {', '.join(clashing)}, which predict writes: rename or "
-                         f"drop them (e.g. pass the rows without an earlier run's predictions)")
+        raise UsageError(
+            f"'{data}' already has column(s) {', '.join(clashing)}, which predict writes: rename or "
+            f"drop them (e.g. pass the rows without an earlier run's predictions)"
+        )
 
 
 def _write_atomically(result: pd.DataFrame, target: Path) -> None:
@@ -143,8 +158,10 @@ def _load_error(model: str, exc: Exception) -> str:
     shown = without_credentials(model)
     if isinstance(exc, ImportError):
         package = _CLIENTS.get((exc.name or "").split(".")[0], exc.name)
-        return (f"cannot load model '{shown}': reading it needs the Python package {package}, which is not "
-                f"installed: pip install {package}")
+        return (
+            f"cannot load model '{shown}': reading it needs the Python package {package}, which is not "
+            f"installed: pip install {package}"
+        )
     from hyperflow.tracking.registry import one_line  # a refused connection as its errno line
 
     reason = one_line(exc) if type(exc).__module__.startswith("mlflow") else f"{type(exc).__name__}: {one_line(exc)}"

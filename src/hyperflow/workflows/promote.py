@@ -19,16 +19,25 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from hyperflow import names, tracking
 from hyperflow.config import GATE_HELP, PromoteConfig, TrainConfig, build_promote_config  # noqa: F401 (re-exported)
 from hyperflow.errors import UsageError
 from hyperflow.tracking import artifacts, registry
 from hyperflow.tracking.held_signals import HeldSignals
-from hyperflow.tracking.registry import (CHAMPION, Client, ModelVersion, alias_version, move_alias, resolve_version,
-                                         run_config, version_run)
+from hyperflow.tracking.registry import (
+    CHAMPION,
+    Client,
+    ModelVersion,
+    alias_version,
+    move_alias,
+    resolve_version,
+    run_config,
+    version_run,
+)
 from hyperflow.workflows.gate import Check, Gate, build_gate, check_replaceable
 from hyperflow.workflows.scoring import EvalRows, evaluation_rows, score
 
@@ -67,9 +76,11 @@ class PromoteOutcome:
 
     def lost_message(self) -> str:
         now = f"version {self.champion_after} is" if self.champion_after else "no version is"
-        return (f"version {self.version} of '{self.name}' passed the gate and was moved to champion, but another "
-                f"promotion moved the champion on right after: {now} the champion now (promote run "
-                f"{self.run_id} records it); promote version {self.version} again to compare it with that one")
+        return (
+            f"version {self.version} of '{self.name}' passed the gate and was moved to champion, but another "
+            f"promotion moved the champion on right after: {now} the champion now (promote run "
+            f"{self.run_id} records it); promote version {self.version} again to compare it with that one"
+        )
 
 
 @dataclass
@@ -84,9 +95,11 @@ class _Prepared:
 
 
 def first_promotion_refused(name: str, gate: Gate, task_metric: str) -> UsageError:
-    return UsageError(f"model '{name}' has no champion yet, so the gate {gate.to_dict()} has nothing to compare "
-                      f"with and would check nothing: add an absolute threshold (e.g. "
-                      f"gate.{task_metric}.threshold=0.9) or pass allow_first=true to promote it unchecked")
+    return UsageError(
+        f"model '{name}' has no champion yet, so the gate {gate.to_dict()} has nothing to compare "
+        f"with and would check nothing: add an absolute threshold (e.g. "
+        f"gate.{task_metric}.threshold=0.9) or pass allow_first=true to promote it unchecked"
+    )
 
 
 def prepare(config: PromoteConfig, client: Client) -> _Prepared:
@@ -108,8 +121,13 @@ def prepare(config: PromoteConfig, client: Client) -> _Prepared:
     return _Prepared(config.model_name, str(mv.version), rows, gate, baseline, mv, train_config)
 
 
-def promote(config: PromoteConfig, *, parent_run_id: str | None = None,
-            before_move: Callable[[], None] | None = None, settle: float = MOVE_SETTLE_S) -> PromoteOutcome:
+def promote(
+    config: PromoteConfig,
+    *,
+    parent_run_id: str | None = None,
+    before_move: Callable[[], None] | None = None,
+    settle: float = MOVE_SETTLE_S,
+) -> PromoteOutcome:
     """Score, gate, log a ``promote`` run and (unless dry run or failed) move ``champion``.
     ``before_move`` runs after the decision and before the champion is re-read (a lock check, or a test);
     ``settle`` seconds after the move the champion is read back. A lost race raises ChampionConflict once the
@@ -138,26 +156,56 @@ def _move(client: Client, p: _Prepared, settle: float) -> str | None:
     return alias_version(client, p.name, CHAMPION)
 
 
-def _promote_run(config: PromoteConfig, client: Client, p: _Prepared, candidate: dict[str, float],
-                 parent_run_id: str | None, before_move: Callable[[], None] | None,
-                 held: HeldSignals, settle: float) -> PromoteOutcome:
-    with tracking.tracked_run(names.ROLE_PROMOTE, experiment=config.experiment, parent_run_id=parent_run_id,
-                              run_name=tracking.unique_run_name(names.ROLE_PROMOTE, f"{p.name}-v{p.version}"),
-                              tags={names.MODEL_NAME: p.name, names.CANDIDATE_VERSION: p.version}) as run:
+def _promote_run(
+    config: PromoteConfig,
+    client: Client,
+    p: _Prepared,
+    candidate: dict[str, float],
+    parent_run_id: str | None,
+    before_move: Callable[[], None] | None,
+    held: HeldSignals,
+    settle: float,
+) -> PromoteOutcome:
+    with tracking.tracked_run(
+        names.ROLE_PROMOTE,
+        experiment=config.experiment,
+        parent_run_id=parent_run_id,
+        run_name=tracking.unique_run_name(names.ROLE_PROMOTE, f"{p.name}-v{p.version}"),
+        tags={names.MODEL_NAME: p.name, names.CANDIDATE_VERSION: p.version},
+    ) as run:
         run_id = run.info.run_id
-        tracking.log_params(run_id, {"model_name": p.name, "version": p.version, "eval_rows": p.rows.source,
-                                     "gate": str(p.gate.to_dict()), "dry_run": str(config.dry_run),
-                                     "allow_first": str(config.allow_first)})
+        tracking.log_params(
+            run_id,
+            {
+                "model_name": p.name,
+                "version": p.version,
+                "eval_rows": p.rows.source,
+                "gate": str(p.gate.to_dict()),
+                "dry_run": str(config.dry_run),
+                "allow_first": str(config.allow_first),
+            },
+        )
         tracking.log_metrics({f"{names.CANDIDATE_PREFIX}{k}": v for k, v in candidate.items()})
         outcome = _decide(config, client, p, candidate, run_id, before_move, held, settle)
         if outcome.champion:
             tracking.log_metrics({f"{names.CHAMPION_PREFIX}{k}": v for k, v in outcome.champion.items()})
-        tracking.set_tags({names.DECISION: names.PASSED if outcome.passed else names.FAILED,
-                           names.PROMOTED: str(outcome.promoted).lower(),
-                           names.PROMOTE_BASELINE_VERSION: outcome.baseline_version or "none"})
-        tracking.log_dict({"gate": p.gate.to_dict(), "checks": [_json_safe(vars(c)) for c in outcome.checks],
-                         "passed": outcome.passed, "promoted": outcome.promoted, "notes": outcome.notes},
-                        "gate.json")
+        tracking.set_tags(
+            {
+                names.DECISION: names.PASSED if outcome.passed else names.FAILED,
+                names.PROMOTED: str(outcome.promoted).lower(),
+                names.PROMOTE_BASELINE_VERSION: outcome.baseline_version or "none",
+            }
+        )
+        tracking.log_dict(
+            {
+                "gate": p.gate.to_dict(),
+                "checks": [_json_safe(vars(c)) for c in outcome.checks],
+                "passed": outcome.passed,
+                "promoted": outcome.promoted,
+                "notes": outcome.notes,
+            },
+            "gate.json",
+        )
         if not config.dry_run and not outcome.already_champion:  # a no-op writes nothing to the version
             _tag_version(client, outcome)
     return outcome
@@ -168,8 +216,16 @@ def _json_safe(values: dict[str, Any]) -> dict[str, Any]:
     return {k: str(v) if isinstance(v, float) and not math.isfinite(v) else v for k, v in values.items()}
 
 
-def _decide(config: PromoteConfig, client: Client, p: _Prepared, candidate: dict[str, float], run_id: str,
-            before_move: Callable[[], None] | None, held: HeldSignals, settle: float) -> PromoteOutcome:
+def _decide(
+    config: PromoteConfig,
+    client: Client,
+    p: _Prepared,
+    candidate: dict[str, float],
+    run_id: str,
+    before_move: Callable[[], None] | None,
+    held: HeldSignals,
+    settle: float,
+) -> PromoteOutcome:
     baseline, compared = p.baseline, p.baseline
     for _ in range(config.max_attempts):
         same = baseline == p.version
@@ -180,17 +236,34 @@ def _decide(config: PromoteConfig, client: Client, p: _Prepared, candidate: dict
         checks = p.gate.check(candidate, champion)
         unchecked = not checks and not same  # no champion and no absolute threshold
         passed = all(c.passed for c in checks) and (not unchecked or config.allow_first)
-        outcome = PromoteOutcome(run_id, p.name, p.version, passed, False,
-                                 None if same else baseline, checks, candidate, champion, p.rows.source,
-                                 already_champion=same)
+        outcome = PromoteOutcome(
+            run_id,
+            p.name,
+            p.version,
+            passed,
+            False,
+            None if same else baseline,
+            checks,
+            candidate,
+            champion,
+            p.rows.source,
+            already_champion=same,
+        )
         if same:
-            outcome.notes.append(f"version {p.version} is already the champion"
-                                 + ("" if p.baseline == p.version else " (another promotion moved it there meanwhile)")
-                                 + ": nothing was written to the version")
+            outcome.notes.append(
+                f"version {p.version} is already the champion"
+                + ("" if p.baseline == p.version else " (another promotion moved it there meanwhile)")
+                + ": nothing was written to the version"
+            )
         elif unchecked:
-            outcome.notes.append("no champion and no absolute threshold: nothing was checked; "
-                                 + ("allow_first=true lets it pass" if config.allow_first
-                                    else "refused (add a threshold or allow_first=true)"))
+            outcome.notes.append(
+                "no champion and no absolute threshold: nothing was checked; "
+                + (
+                    "allow_first=true lets it pass"
+                    if config.allow_first
+                    else "refused (add a threshold or allow_first=true)"
+                )
+            )
         if not outcome.passed or config.dry_run or same:
             return outcome
         held.hold()  # the lock check, the re-read and the move, then the run's end
@@ -206,21 +279,40 @@ def _decide(config: PromoteConfig, client: Client, p: _Prepared, candidate: dict
             return outcome
         tracking.set_tag(names.CHAMPION_CHANGED, f"{baseline} -> {now}")
         baseline = now
-    raise ChampionConflict(f"the champion of '{p.name}' moved during each of {config.max_attempts} attempts "
-                           f"(now version {baseline}); nothing was moved: run promote again")
+    raise ChampionConflict(
+        f"the champion of '{p.name}' moved during each of {config.max_attempts} attempts "
+        f"(now version {baseline}); nothing was moved: run promote again"
+    )
 
 
 def _tag_version(client: Client, o: PromoteOutcome) -> None:
     status = names.PASSED if o.passed else names.FAILED
-    registry.set_version_tags(client, o.name, o.version, {names.VALIDATION_STATUS: status,
-                                                          names.BASELINE_VERSION: o.baseline_version or "none",
-                                                          names.VERSION_PROMOTE_RUN_ID: o.run_id})
+    registry.set_version_tags(
+        client,
+        o.name,
+        o.version,
+        {
+            names.VALIDATION_STATUS: status,
+            names.BASELINE_VERSION: o.baseline_version or "none",
+            names.VERSION_PROMOTE_RUN_ID: o.run_id,
+        },
+    )
     main = o.checks[0].metric if o.checks else next(iter(o.candidate))
-    against = (f"champion v{o.baseline_version} ({main} {o.champion[main]:.4g})" if o.champion
-               else "no champion (absolute thresholds only)")
-    moved = (", promoted to champion" if o.promoted else
-             f", moved to champion but replaced at once by another promotion (champion: "
-             f"{'v' + o.champion_after if o.champion_after else 'none'})" if o.lost else "")
-    line = (f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC: validation {status}{moved}: "
-            f"{main} {o.candidate[main]:.4g} vs {against} on {o.rows}; promote run {o.run_id}")
+    against = (
+        f"champion v{o.baseline_version} ({main} {o.champion[main]:.4g})"
+        if o.champion
+        else "no champion (absolute thresholds only)"
+    )
+    moved = (
+        ", promoted to champion"
+        if o.promoted
+        else f", moved to champion but replaced at once by another promotion (champion: "
+        f"{'v' + o.champion_after if o.champion_after else 'none'})"
+        if o.lost
+        else ""
+    )
+    line = (
+        f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC: validation {status}{moved}: "
+        f"{main} {o.candidate[main]:.4g} vs {against} on {o.rows}; promote run {o.run_id}"
+    )
     registry.add_to_description(client, o.name, o.version, line, names.VERSION_PROMOTION_PREFIX, o.run_id)

@@ -9,20 +9,30 @@ import glob
 import hashlib
 import json
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from hyperflow import names, tracking
-from hyperflow.config import (PromoteConfig, RetrainConfig, TrainConfig, build_config,  # noqa: F401 (re-exported)
-                              build_retrain_config)
+from hyperflow.config import PromoteConfig, RetrainConfig, TrainConfig, build_config, build_retrain_config  # noqa: F401 (re-exported)
+from hyperflow.core.assembly import load_data
 from hyperflow.core.data import BUILTINS
 from hyperflow.errors import UsageError
 from hyperflow.tracking import artifacts, registry
-from hyperflow.tracking.registry import (CHALLENGER, CHAMPION, Client, alias_version, model_exists, model_version,
-                                         registered_model, registry_error, run_config, version_run)
+from hyperflow.tracking.registry import (
+    CHALLENGER,
+    CHAMPION,
+    Client,
+    alias_version,
+    model_exists,
+    model_version,
+    registered_model,
+    registry_error,
+    run_config,
+    version_run,
+)
 from hyperflow.tracking.runs import code_version
-from hyperflow.core.assembly import load_data
 from hyperflow.workflows.gate import build_gate, check_data_fits
 from hyperflow.workflows.lock import RegistryLock
 from hyperflow.workflows.promote import PromoteOutcome, first_promotion_refused, promote
@@ -62,8 +72,16 @@ def newest_data(spec: str) -> str:
 
 
 def retrain_key(name: str, fingerprint: str, mode: str, settings: Mapping[str, Any]) -> str:
-    payload = json.dumps({"model": name, "data": fingerprint, "code": code_version(), "mode": mode,
-                          "settings": {k: str(v) for k, v in sorted(settings.items())}}, sort_keys=True)
+    payload = json.dumps(
+        {
+            "model": name,
+            "data": fingerprint,
+            "code": code_version(),
+            "mode": mode,
+            "settings": {k: str(v) for k, v in sorted(settings.items())},
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
@@ -72,8 +90,9 @@ def finished_retrain(client: Client, experiment_id: str, key: str) -> str | None
     try:
         runs = tracking.runs_tagged(experiment_id, KEY_TAG, key, finished=True, max_results=20, client=client)
     except Exception as exc:  # fails closed: an unreadable store is not "never retrained"
-        raise registry_error(exc, "looking for a finished retrain of the same data and code",
-                             store="tracking store") from None
+        raise registry_error(
+            exc, "looking for a finished retrain of the same data and code", store="tracking store"
+        ) from None
     done = (names.OUTCOME_PROMOTED, names.OUTCOME_REJECTED)
     return next((r.info.run_id for r in runs if r.data.tags.get(OUTCOME_TAG) in done), None)
 
@@ -82,8 +101,9 @@ def finished_retrain(client: Client, experiment_id: str, key: str) -> str | None
 NOT_THE_MODEL = ("data", "experiment", "run_name", "model_name", "log_model", "progress", "tensorboard", "flush_secs")
 
 
-def champion_trained(client: Client, config: RetrainConfig, champion: str | None, base: TrainConfig,
-                     fingerprint: str) -> str | None:
+def champion_trained(
+    client: Client, config: RetrainConfig, champion: str | None, base: TrainConfig, fingerprint: str
+) -> str | None:
     """The champion's own run when it trained what this retrain would (mode=champion): the same data (by
     fingerprint), the same code, the same settings (no override changed one) and, for a search's best trial,
     no refit on train+val. A copy of the champion would only pass the gate on a tie."""
@@ -107,15 +127,19 @@ def champion_trained(client: Client, config: RetrainConfig, champion: str | None
     return run.info.run_id if same else None
 
 
-def _base_config(client: Client, config: RetrainConfig, overrides: dict[str, Any],
-                 champion: str | None) -> TrainConfig:
+def _base_config(client: Client, config: RetrainConfig, overrides: dict[str, Any], champion: str | None) -> TrainConfig:
     """The champion's training settings with the new data and the overrides (mode=search may start
     from defaults when there is no champion yet)."""
     if champion is None and config.mode == "champion":
-        raise UsageError(f"model '{config.model_name}' has no champion to take settings from: promote a version "
-                         f"first (hyperflow promote) or use mode=search")
-    base = (run_config(client, version_run(client, model_version(client, config.model_name, champion)))
-            if champion else build_config({}))
+        raise UsageError(
+            f"model '{config.model_name}' has no champion to take settings from: promote a version "
+            f"first (hyperflow promote) or use mode=search"
+        )
+    base = (
+        run_config(client, version_run(client, model_version(client, config.model_name, champion)))
+        if champion
+        else build_config({})
+    )
     changes: dict[str, Any] = {"experiment": config.experiment, "progress": False}
     if config.data:
         changes["data"] = newest_data(config.data)
@@ -124,8 +148,9 @@ def _base_config(client: Client, config: RetrainConfig, overrides: dict[str, Any
     return base.replace(**{**changes, **overrides})  # a setting given (e.g. progress=false) wins, once
 
 
-def retrain(config: RetrainConfig, overrides: Mapping[str, Any] | None = None, *,
-            settle: float = 1.0) -> RetrainOutcome:
+def retrain(
+    config: RetrainConfig, overrides: Mapping[str, Any] | None = None, *, settle: float = 1.0
+) -> RetrainOutcome:
     """Skip, or lock, train (or search), register as challenger and promote through the gate."""
     client = registry.default_client()
     overrides = dict(overrides or {})
@@ -148,8 +173,7 @@ def retrain(config: RetrainConfig, overrides: Mapping[str, Any] | None = None, *
     previous = None if config.force else finished_retrain(client, experiment_id, key)
     if previous:
         return _skipped(config, base, key, tags, previous)
-    done_by_champion = None if config.force else champion_trained(client, config, champion, base,
-                                                                   dataset.fingerprint)
+    done_by_champion = None if config.force else champion_trained(client, config, champion, base, dataset.fingerprint)
     if done_by_champion:
         return _skipped(config, base, key, tags, done_by_champion, by_champion=True)
     artifacts.check_writable(config.experiment)  # an unwritable artifact folder: exit 2 before any run or lock
@@ -162,25 +186,52 @@ def retrain(config: RetrainConfig, overrides: Mapping[str, Any] | None = None, *
         previous = None if config.force else finished_retrain(client, experiment_id, key)
         if previous:  # finished while we waited for the lock
             return _skipped(config, base, key, tags, previous)
-        with tracking.tracked_run(names.ROLE_RETRAIN, experiment=config.experiment, tags=tags,
-                                  run_name=tracking.unique_run_name(names.ROLE_RETRAIN, config.model_name)) as run:
+        with tracking.tracked_run(
+            names.ROLE_RETRAIN,
+            experiment=config.experiment,
+            tags=tags,
+            run_name=tracking.unique_run_name(names.ROLE_RETRAIN, config.model_name),
+        ) as run:
             run_id = run.info.run_id
             lock.attach(run_id)
-            tracking.log_params(run_id, {"model_name": config.model_name, "mode": config.mode,
-                                         "resolved_data": base.data, "force": str(config.force),
-                                         **({"max_evals": str(config.max_evals)} if config.mode == "search" else {})})
-            version = (_search(config, base, run_id, set(overrides)) if config.mode == "search"
-                       else _train(config, base, run_id))
-            registry.set_version_tags(client, config.model_name, version,
-                                      {names.VERSION_RETRAIN_RUN_ID: run_id, names.VERSION_RETRAIN_KEY: key})
+            tracking.log_params(
+                run_id,
+                {
+                    "model_name": config.model_name,
+                    "mode": config.mode,
+                    "resolved_data": base.data,
+                    "force": str(config.force),
+                    **({"max_evals": str(config.max_evals)} if config.mode == "search" else {}),
+                },
+            )
+            version = (
+                _search(config, base, run_id, set(overrides))
+                if config.mode == "search"
+                else _train(config, base, run_id)
+            )
+            registry.set_version_tags(
+                client,
+                config.model_name,
+                version,
+                {names.VERSION_RETRAIN_RUN_ID: run_id, names.VERSION_RETRAIN_KEY: key},
+            )
             lock.check()
-            promotion = promote(PromoteConfig(model_name=config.model_name, version=version, gate=config.gate,
-                                              gate_rules=config.gate_rules, allow_first=config.allow_first,
-                                              experiment=config.experiment),
-                                parent_run_id=run_id, before_move=lock.check)
+            promotion = promote(
+                PromoteConfig(
+                    model_name=config.model_name,
+                    version=version,
+                    gate=config.gate,
+                    gate_rules=config.gate_rules,
+                    allow_first=config.allow_first,
+                    experiment=config.experiment,
+                ),
+                parent_run_id=run_id,
+                before_move=lock.check,
+            )
             outcome = names.OUTCOME_PROMOTED if promotion.promoted else names.OUTCOME_REJECTED
-            tracking.set_tags({OUTCOME_TAG: outcome, names.VERSION_TRAINED: version,
-                               names.PROMOTE_RUN_ID: promotion.run_id})
+            tracking.set_tags(
+                {OUTCOME_TAG: outcome, names.VERSION_TRAINED: version, names.PROMOTE_RUN_ID: promotion.run_id}
+            )
     return RetrainOutcome(run_id, outcome, base.data, key, version, promotion)
 
 
@@ -193,15 +244,21 @@ def _experiment_id(name: str | None) -> str:
         raise registry_error(exc, f"opening experiment '{name or 'the default'}'", store="tracking store") from None
 
 
-def _skipped(config: RetrainConfig, base: TrainConfig, key: str, tags: dict[str, str],
-             previous: str, by_champion: bool = False) -> RetrainOutcome:
-    with tracking.tracked_run(names.ROLE_RETRAIN, experiment=config.experiment,
-                              run_name=tracking.unique_run_name(names.ROLE_RETRAIN, config.model_name),
-                              tags={**tags, OUTCOME_TAG: names.OUTCOME_SKIPPED, names.SKIPPED_FOR: previous}) as run:
-        tracking.log_params(run.info.run_id, {"model_name": config.model_name, "mode": config.mode,
-                                              "resolved_data": base.data})
-    return RetrainOutcome(run.info.run_id, names.OUTCOME_SKIPPED, base.data, key, previous_run_id=previous,
-                          by_champion=by_champion)
+def _skipped(
+    config: RetrainConfig, base: TrainConfig, key: str, tags: dict[str, str], previous: str, by_champion: bool = False
+) -> RetrainOutcome:
+    with tracking.tracked_run(
+        names.ROLE_RETRAIN,
+        experiment=config.experiment,
+        run_name=tracking.unique_run_name(names.ROLE_RETRAIN, config.model_name),
+        tags={**tags, OUTCOME_TAG: names.OUTCOME_SKIPPED, names.SKIPPED_FOR: previous},
+    ) as run:
+        tracking.log_params(
+            run.info.run_id, {"model_name": config.model_name, "mode": config.mode, "resolved_data": base.data}
+        )
+    return RetrainOutcome(
+        run.info.run_id, names.OUTCOME_SKIPPED, base.data, key, previous_run_id=previous, by_champion=by_champion
+    )
 
 
 def _train(config: RetrainConfig, base: TrainConfig, run_id: str) -> str:

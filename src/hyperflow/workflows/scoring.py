@@ -68,12 +68,14 @@ def score(model: Any, rows: EvalRows) -> dict[str, float]:
         truth, pred = y.astype(str), out["prediction"].to_numpy().astype(str)
         prefix = names.PROBABILITY_PREFIX
         cols = [c for c in out.columns if c.startswith(prefix)]
-        position = {c[len(prefix):]: i for i, c in enumerate(cols)}
+        position = {c[len(prefix) :]: i for i, c in enumerate(cols)}
         unknown = set(truth) - set(position)
         if unknown:  # accuracy on labels the model cannot say would compare nothing
-            raise UsageError(f"the rows of {rows.source} have labels the model never learned "
-                             f"({quoted_list(unknown)}; its classes: {', '.join(sorted(position))}): score it on "
-                             f"data labelled as it was trained")
+            raise UsageError(
+                f"the rows of {rows.source} have labels the model never learned "
+                f"({quoted_list(unknown)}; its classes: {', '.join(sorted(position))}): score it on "
+                f"data labelled as it was trained"
+            )
         probs = out[cols].to_numpy(dtype=float)
         p_true = np.array([probs[i, position[t]] for i, t in enumerate(truth)])
         return {**metrics.classification_metrics(pred, truth), names.LOG_LOSS: metrics.log_loss(p_true)}

@@ -6,16 +6,15 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
-from hyperflow import names
+from hyperflow import names, tracking
 from hyperflow.config import TrainConfig
-from hyperflow.errors import UsageError
-from hyperflow.core.trainer import ProgressBar, TrainResult
 from hyperflow.core.assembly import Setup, setup_training, use_config, with_found_lrs
-from hyperflow.workflows.lr_find import lr_find_in_run
-from hyperflow import tracking
+from hyperflow.core.trainer import ProgressBar, TrainResult
+from hyperflow.errors import UsageError
 from hyperflow.tracking import artifacts, new_store
 from hyperflow.tracking.held_signals import HeldSignals
 from hyperflow.tracking.training_errors import raised_in_training
+from hyperflow.workflows.lr_find import lr_find_in_run
 
 
 @dataclass
@@ -36,12 +35,19 @@ def _tensorboard_callback(logdir: str) -> Any:
     try:
         return tracking.TensorBoardLogger(logdir)
     except ImportError:
-        raise UsageError("tensorboard=true needs the tensorboard package: pip install tensorboard "
-                         "(or pip install 'hyperflow[tensorboard]')") from None
+        raise UsageError(
+            "tensorboard=true needs the tensorboard package: pip install tensorboard "
+            "(or pip install 'hyperflow[tensorboard]')"
+        ) from None
 
 
-def train(config: TrainConfig, *, role: str = names.ROLE_TRAIN, parent_run_id: str | None = None,
-          extra_tags: dict[str, str] | None = None) -> TrainOutcome:
+def train(
+    config: TrainConfig,
+    *,
+    role: str = names.ROLE_TRAIN,
+    parent_run_id: str | None = None,
+    extra_tags: dict[str, str] | None = None,
+) -> TrainOutcome:
     """Validate and set up everything first (bad input raises UsageError before a run exists, and so does
     an artifact folder that cannot be written), then train inside a run that ends FINISHED, FAILED (diverged,
     error, or the artifact store refusing a write: ArtifactStoreError) or KILLED. A nested run
@@ -60,15 +66,22 @@ def train(config: TrainConfig, *, role: str = names.ROLE_TRAIN, parent_run_id: s
     return outcome
 
 
-def _train_run(config: TrainConfig, setup: Setup, role: str, parent_run_id: str | None,
-               extra_tags: dict[str, str] | None, held: HeldSignals) -> TrainOutcome:
+def _train_run(
+    config: TrainConfig,
+    setup: Setup,
+    role: str,
+    parent_run_id: str | None,
+    extra_tags: dict[str, str] | None,
+    held: HeldSignals,
+) -> TrainOutcome:
     dataset, trainer = setup.dataset, setup.trainer
     with tempfile.TemporaryDirectory() as tb_dir:
         tensorboard = _tensorboard_callback(tb_dir) if config.tensorboard else None
         tags = {**tracking.run_tags(dataset), **(extra_tags or {})}
         run_name = config.run_name or tracking.unique_run_name(role, dataset.name)
-        with tracking.tracked_run(role, experiment=config.experiment, run_name=run_name,
-                                  parent_run_id=parent_run_id, tags=tags) as run:
+        with tracking.tracked_run(
+            role, experiment=config.experiment, run_name=run_name, parent_run_id=parent_run_id, tags=tags
+        ) as run:
             run_id = run.info.run_id
             tracking.log_params(run_id, {**config.to_params(), **{f"n_{k}": str(v) for k, v in dataset.sizes.items()}})
             tracking.log_dataset(dataset)
@@ -89,8 +102,9 @@ def _train_run(config: TrainConfig, setup: Setup, role: str, parent_run_id: str 
             if result.history:
                 from hyperflow.core.plots import learning_curve  # matplotlib: only when there is a curve
 
-                tracking.log_figure(learning_curve(result.history, f"{dataset.name} · {config.model}"),
-                                    "plots/learning_curve.png")
+                tracking.log_figure(
+                    learning_curve(result.history, f"{dataset.name} · {config.model}"), "plots/learning_curve.png"
+                )
             if tensorboard is not None:
                 tracking.log_artifacts(tb_dir, "tensorboard")
             if result.status == "diverged":
@@ -98,9 +112,15 @@ def _train_run(config: TrainConfig, setup: Setup, role: str, parent_run_id: str 
                 if result.best_epoch == 0:
                     raise TrainingDiverged(result.reason)
             test = trainer.evaluate(dataset.X_test, dataset.y_test, prefix=names.TEST_PREFIX)
-            tracking.log_metrics({**test, names.BEST_VAL_LOSS: result.best_val_loss,
-                                  names.BEST_EPOCH: result.best_epoch, names.EPOCHS_RUN: result.epochs_run,
-                                  names.TRAIN_SECONDS: result.seconds})
+            tracking.log_metrics(
+                {
+                    **test,
+                    names.BEST_VAL_LOSS: result.best_val_loss,
+                    names.BEST_EPOCH: result.best_epoch,
+                    names.EPOCHS_RUN: result.epochs_run,
+                    names.TRAIN_SECONDS: result.seconds,
+                }
+            )
             outcome = TrainOutcome(run_id, run.info.experiment_id, result, test)
             if config.log_model:
                 with artifacts.artifact_write("the model"):
