@@ -208,8 +208,6 @@ def code_key(spec: str, n_trials: int) -> str:
     for obj in runner:
         h.update(inspect.getsource(obj).encode())
     skip = set(NOT_SEARCH_QUALITY) | (set(NOT_OPTUNA) if kind == "optuna" else set())
-    if kind == "hyperflow" and settings.get("strategy", default_strategy()) != "bayes":
-        skip.add("search/sampler.py")  # imported, never run by hyperopt's strategies
     for folder in CODE[kind]:
         for path in sorted((PACKAGE / folder).glob("*.py")):
             if path.relative_to(PACKAGE).as_posix() not in skip:

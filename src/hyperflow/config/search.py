@@ -13,7 +13,7 @@ from hyperflow import machine
 from hyperflow.config.fields import check_choice, check_model_name, coerce_fields, setting, unknown_setting
 from hyperflow.errors import UsageError
 
-STRATEGIES = ("tpe", "bayes", "random", "grid")
+STRATEGIES = ("tpe", "random", "grid")
 PRUNERS = ("none", "median", "asha")
 BACKENDS = ("local", "spark")
 MAX_PARALLELISM = 4_096
@@ -23,23 +23,13 @@ MAX_EVALS = 1_000_000  # trials, and every count of trials
 @dataclass(frozen=True)
 class SearchConfig:
     space: str | None = setting(None, "YAML search space (default: the one shipped for the task)", names="a space file")
-    strategy: str = setting(
-        "tpe",
-        "tpe (hyperopt's; measured best, docs/benchmarks.md) | bayes (multivariate TPE "
-        "with constant liar, hyperflow.search.sampler) | random | grid",
-    )
+    strategy: str = setting("tpe", "tpe (hyperopt's; measured best, docs/benchmarks.md) | random | grid")
     max_evals: int = setting(30, "trials in all, those of a resumed search included (grid: at most the grid size)")
     timeout: float = setting(0.0, "wall-clock seconds for the whole search, the trial in flight included (0 = none)")
     early_stop: int = setting(0, "stop after this many trials without a better val_loss (0 = off)")
     loss_threshold: float | None = setting(None, "stop as soon as a trial's best val_loss is at or below this")
-    n_startup_jobs: int = setting(
-        8, "bayes, tpe: random trials before the model takes over (hyperopt's 20 suits big budgets)"
-    )
-    gamma: float = setting(
-        0.5,
-        "tpe only: how many trials count as good, ceil(gamma * sqrt(trials)), hyperopt's "
-        "rule (bayes: ceil(0.1 * trials), at most 25)",
-    )
+    n_startup_jobs: int = setting(8, "tpe: random trials before the model takes over (hyperopt's 20 suits big budgets)")
+    gamma: float = setting(0.5, "tpe: how many trials count as good, ceil(gamma * sqrt(trials)), hyperopt's rule")
     pruner: str = setting("median", "none | median (median stopping rule) | asha (successive halving)")
     min_epochs: int = setting(3, "pruning: epochs every trial trains before it can be pruned (asha: first rung)")
     reduction_factor: int = setting(3, "asha: keep the best 1/reduction_factor of trials at each rung")
@@ -117,9 +107,7 @@ def validate_search(c: SearchConfig) -> None:
     if not 0 < c.gamma < 1:
         raise UsageError(f"gamma must be between 0 and 1, got {c.gamma}")
     if c.backend == "spark" and c.strategy == "grid":
-        raise UsageError(
-            "backend=spark runs random or tpe or bayes searches: use strategy=tpe (or backend=local for grid)"
-        )
+        raise UsageError("backend=spark runs random or tpe searches: use strategy=tpe (or backend=local for grid)")
 
 
 def trials_at_once(c: SearchConfig, cores: int | None = None, gpus: int = 0) -> int:

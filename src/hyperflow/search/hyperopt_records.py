@@ -1,13 +1,13 @@
 """Everything that knows hyperopt's trial records and its ``algo`` protocol (hyperopt 0.3.0; the round trip is
 pinned by tests/test_hyperopt_records.py): trial documents, a ``Trials`` filled from a search's history,
 points queued as trials (the literature presets among them), the id of the trial in flight, results as hyperopt
-wants them, the suggestion step (stop rule first, then one seeded suggestion per new id: ``bayes`` from
-:mod:`hyperflow.search.sampler`, hyperopt's ``tpe`` or ``rand``) and ``fmin`` itself.
+wants them, the suggestion step (stop rule first, then one seeded suggestion per new id: hyperopt's ``tpe``
+or ``rand``) and ``fmin`` itself.
 
 A trial's hyperopt id is its trial number, and the suggestion for id ``t`` is drawn with a seed derived from
 (``seed``, ``t``) alone (:func:`trial_seed`): a history rebuilt from MLflow puts the generator exactly where
 the uninterrupted search had it, so a resumed search proposes what that search would have proposed next
-(for random search, always; for bayes and TPE, given the same results).
+(for random search, always; for TPE, given the same results).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from hyperopt import JOB_STATE_DONE, JOB_STATE_RUNNING, STATUS_FAIL, STATUS_OK, 
 from hyperopt.exceptions import AllTrialsFailed
 
 from hyperflow.config import PRESETS
-from hyperflow.search import sampler
 from hyperflow.search.space import complete_point, contains, to_vals
 from hyperflow.search.stopping import Finished
 
@@ -59,7 +58,7 @@ def result(loss: float | None, reason: str = "", **extra: Any) -> dict[str, Any]
 def trial_result(record: Any) -> dict[str, Any]:
     """hyperopt's result of a finished :class:`~hyperflow.search.trial.TrialRecord`: :func:`result`, plus (when
     it did not fail) its per-epoch val_loss ``history`` and ``trial_status`` (ok or pruned), which pruning
-    and a multi-fidelity sampler read."""
+    reads."""
     if record.status == "failed" or record.loss is None:
         return result(None, record.reason, run_id=record.run_id)
     return result(record.loss, history=list(record.history), trial_status=record.status, run_id=record.run_id)
@@ -107,21 +106,11 @@ def algo(
 ) -> Callable[..., list]:
     """hyperopt's ``algo``: ``stop`` first (on the whole history, a resumed search's too: a reason ends fmin
     cleanly after the trials in flight, hyperopt's protocol; ``early_stop_fn`` would hang SparkTrials), then one
-    suggestion per new trial id, seeded by :func:`trial_seed`: ``bayes`` (:mod:`hyperflow.search.sampler`, the
-    ids of one call proposed in turn, each earlier one pending), hyperopt's ``tpe`` or ``random``."""
-    if strategy == "bayes":
+    suggestion per new trial id, seeded by :func:`trial_seed`: hyperopt's ``tpe`` or ``random``."""
+    one = partial(tpe.suggest, n_startup_jobs=n_startup_jobs, gamma=gamma) if strategy == "tpe" else rand.suggest
 
-        def suggest(new_ids: list, domain: Any, trials: Any) -> list:
-            seeds = [trial_seed(seed, tid) for tid in new_ids]
-            return [
-                trial_doc(trials, tid, vals, {"status": "new"})
-                for tid, vals in sampler.suggest(new_ids, domain.expr, trials._dynamic_trials, seeds, n_startup_jobs)
-            ]
-    else:
-        one = partial(tpe.suggest, n_startup_jobs=n_startup_jobs, gamma=gamma) if strategy == "tpe" else rand.suggest
-
-        def suggest(new_ids: list, domain: Any, trials: Any) -> list:
-            return [doc for tid in new_ids for doc in one([tid], domain, trials, trial_seed(seed, tid))]
+    def suggest(new_ids: list, domain: Any, trials: Any) -> list:
+        return [doc for tid in new_ids for doc in one([tid], domain, trials, trial_seed(seed, tid))]
 
     def suggest_points(new_ids: list, domain: Any, trials: Any, _seed: int) -> list:
         if stop(finished(trials.results)):
