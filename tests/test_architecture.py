@@ -1,7 +1,8 @@
 """The architecture as CI checks it: the import-linter contracts in pyproject.toml (layers cli > workflows >
-search > tracking > core > config > errors | names | machine, no cycles, mlflow imported by hyperflow.tracking
-only, core and config free of mlflow and hyperopt) hold for the package, and each of them catches the violation it is
-there for (run on a copy of the package with one planted)."""
+search > tracking > runtime | core > config > errors | names | machine, no cycles, mlflow imported by
+hyperflow.tracking only, core and config free of mlflow and hyperopt, runtime free of mlflow, hyperopt and
+torch) hold for the package, and each of them catches the violation it is there for (run on a copy of the
+package with one planted)."""
 
 from __future__ import annotations
 
@@ -52,7 +53,13 @@ def test_the_package_keeps_every_import_contract():
 
 
 def test_each_contract_catches_what_it_forbids(tmp_path):
-    assert {c["id"] for c in contracts()} == {"layers", "acyclic", "mlflow-in-tracking-only", "pure-core"}
+    assert {c["id"] for c in contracts()} == {
+        "layers",
+        "acyclic",
+        "mlflow-in-tracking-only",
+        "pure-core",
+        "plain-runtime",
+    }
     package = tmp_path / "src" / "hyperflow"
     shutil.copytree(ROOT / "src" / "hyperflow", package, ignore=shutil.ignore_patterns("__pycache__"))
     planted = {
@@ -62,6 +69,7 @@ def test_each_contract_catches_what_it_forbids(tmp_path):
         "core/planted_b.py": "from hyperflow.core import planted_a\n",
         "workflows/planted.py": "import mlflow\n",  # mlflow outside tracking
         "config/planted.py": "import hyperopt\n",  # hyperopt in config
+        "runtime/planted.py": "import torch\n",  # torch in runtime
     }
     for path, text in planted.items():
         (package / path).write_text(text)
@@ -73,3 +81,4 @@ def test_each_contract_catches_what_it_forbids(tmp_path):
     assert ".planted_a -> .planted_b" in out or ".planted_b -> .planted_a" in out
     assert "hyperflow.workflows.planted -> mlflow" in out
     assert "hyperflow.config.planted -> hyperopt" in out
+    assert "hyperflow.runtime.planted -> torch" in out

@@ -16,7 +16,7 @@ import mlflow
 import pytest
 from polling import wait_for
 
-from hyperflow.core import startup
+from hyperflow.runtime import startup
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 HEAVY = ("torch", "mlflow", "sklearn", "matplotlib", "torch._dynamo", "torch._inductor")
@@ -108,7 +108,7 @@ def collector():
     """The collector's state, restored after the test whatever it does."""
     enabled, frozen = gc.isenabled(), gc.get_freeze_count()
     yield
-    startup.finish()
+    startup.restore()
     if not frozen:
         gc.unfreeze()
     (gc.enable if enabled else gc.disable)()
@@ -120,7 +120,7 @@ def test_startup_phase_pauses_collection_then_freezes_what_was_imported(collecto
     assert not gc.isenabled()
     startup.end()
     assert gc.isenabled() and gc.get_freeze_count() > 0
-    startup.finish()
+    startup.restore()
     assert gc.isenabled() and gc.get_freeze_count() == 0
 
 

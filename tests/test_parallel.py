@@ -199,14 +199,14 @@ def _modules():
 
 
 def test_children_come_from_a_fork_server_that_exits_at_once(tmp_path):
-    """The fork server's last preload (hyperflow.core.fork_server) froze its heap, which its children
+    """The fork server's last preload (hyperflow.runtime.fork_server) froze its heap, which its children
     inherit, and made its own exit skip the interpreter's teardown (it holds the command's stdout open)."""
     import gc
 
     pool = workers.WorkerPool(1, {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"})
     try:
         assert pool.lanes[0].submit(gc.get_freeze_count).result(timeout=120) > 100_000
-        assert "hyperflow.core.fork_server" in pool.lanes[0].submit(_modules).result(timeout=120)
+        assert "hyperflow.runtime.fork_server" in pool.lanes[0].submit(_modules).result(timeout=120)
     finally:
         pool.close()
 

@@ -17,8 +17,8 @@ import pytest
 from services import free_port, mlflow_server  # noqa: F401  (fixture)
 
 from hyperflow import tracking
-from hyperflow.core import library_logs
 from hyperflow.errors import without_credentials
+from hyperflow.runtime import library_logs
 from hyperflow.search.outcome import store_failure
 from hyperflow.tracking import registry
 

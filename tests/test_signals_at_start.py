@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 
-from hyperflow.core.processes import PRELOAD
+from hyperflow.runtime.processes import PRELOAD
 
 
 def test_sigterm_before_any_run_exits_130_with_one_line(tmp_path):
@@ -54,7 +54,7 @@ def _interrupted_while_preloading(modules: list[str]) -> subprocess.CompletedPro
 
 
 def test_a_ctrl_c_while_the_fork_server_imports_ends_it_silently():
-    assert PRELOAD[0] == "hyperflow.core.fork_server_start" and PRELOAD[-1] == "hyperflow.core.fork_server"
+    assert PRELOAD[0] == "hyperflow.runtime.fork_server_start" and PRELOAD[-1] == "hyperflow.runtime.fork_server"
     quiet = _interrupted_while_preloading(PRELOAD[:1])
     assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "", "")
     # after the last preload module, Ctrl-C is Python's again (multiprocessing then ignores it in the server,

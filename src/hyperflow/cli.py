@@ -35,9 +35,9 @@ from hyperflow.config import (
     unknown_setting,
 )
 from hyperflow.config.search import SEARCH_KEYS, SearchConfig, build_search_config
-from hyperflow.core import library_logs, process_exit, startup
-from hyperflow.core.process_exit import TolerantStream, exit_on_signals
 from hyperflow.errors import UsageError, raise_terminated, without_credentials
+from hyperflow.runtime import library_logs, process_exit, startup
+from hyperflow.runtime.process_exit import TolerantStream, exit_on_signals
 
 USAGE = """usage: hyperflow <command> [key=value ...]
 
@@ -429,7 +429,7 @@ def search_summary(outcome: Any, seconds: float) -> str:
 def cmd_search(inv: Invocation) -> int:
     import time
 
-    from hyperflow.core import processes
+    from hyperflow.runtime import processes
 
     if inv.search.backend == "local" and processes.available():  # child processes import torch and MLflow now
         processes.prestart()
@@ -579,7 +579,7 @@ COMMANDS: dict[str, tuple[Callable[[Invocation], int], Callable[[], str]]] = {
 def main(argv: Sequence[str] | None = None, *, from_mlproject: bool = False) -> int:
     """Run one command; its exit code. As the process's entry (the ``hyperflow`` script, ``steps/*.py``), a
     signal once the command's work is done (its last run has ended) ends the process with that code and no
-    traceback (core.process_exit); stdout closed early (``| head``) gives 141, as for a tool killed by SIGPIPE."""
+    traceback (runtime.process_exit); stdout closed early (``| head``) gives 141, as for a tool killed by SIGPIPE."""
     process = argv is None or from_mlproject
     streams = [TolerantStream.wrap("stdout"), TolerantStream.wrap("stderr")] if process else []
     if process:
@@ -648,4 +648,4 @@ def _main(argv: Sequence[str] | None, *, from_mlproject: bool) -> int:
             signal.signal(signal.SIGTERM, previous)
         for ended in ("STARTED", "UNENDED", "ENDED"):  # this command's only
             getattr(sys.modules.get("hyperflow.tracking.runs"), ended, []).clear()
-        startup.finish()
+        startup.restore()

@@ -22,8 +22,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from hyperflow.core import startup
-
 SUGGESTIONS = ("descent", "valley", "steep", "minimum")
 STATUS_HELP = {
     "ok": "the curve has a clear descent and a cliff; the suggestion is trustworthy",
@@ -273,7 +271,6 @@ class LRFinder:
     ) -> LRFinder:
         """Run ``repeats`` sweeps from the same initial state (different batch orders); with ``X_val``,
         record the loss of a fixed validation batch of ``val_rows`` rows instead of the training loss."""
-        startup.end()  # a command's start-up is over: see hyperflow.core.startup
         X, y = X.to(self.device), y.to(self.device)
         val = None
         if X_val is not None and y_val is not None and len(X_val):

@@ -18,7 +18,6 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from hyperflow.core import startup
 from hyperflow.core.metrics import task_metrics
 
 EVAL_CHUNK = 4096
@@ -138,7 +137,6 @@ class Trainer:
             raise ValueError(
                 "this trainer only evaluates (built with train=False); build it with setup_training(config) to fit"
             )
-        startup.end()  # a command's start-up is over: see hyperflow.core.startup
         model, opt, sched, loss_fn = self.model, self.optimizer, self.scheduler, self.loss_fn
         X, y = X_train.to(self.device), y_train.to(self.device)
         n, bs = len(X), self.batch_size

@@ -18,6 +18,7 @@ from hyperflow.core.assembly import Setup, setup_training
 from hyperflow.core.data import Dataset
 from hyperflow.core.plots import importance as importance_plot
 from hyperflow.core.plots import search_progress
+from hyperflow.runtime import startup
 from hyperflow.search.importance import parameter_importance
 from hyperflow.search.outcome import SearchFailed, SearchOutcome
 from hyperflow.search.trial import TrialRecord
@@ -122,6 +123,7 @@ def _best_setup(
         kept.setup.trainer.model.load_state_dict(kept.state)
         return kept.setup
     setup = setup_training(config, dataset=train)
+    startup.end()  # a command's start-up is over: see hyperflow.runtime.startup
     setup.trainer.fit(train.X_train, train.y_train, dataset.X_val, dataset.y_val)
     return setup
 

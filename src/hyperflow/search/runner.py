@@ -32,10 +32,10 @@ import yaml
 from hyperflow import machine, names, tracking
 from hyperflow.config import SearchConfig, TrainConfig
 from hyperflow.config.search import trials_at_once
-from hyperflow.core import processes
 from hyperflow.core.assembly import Setup, load_data, setup_training
 from hyperflow.core.pruning import peer_statuses
 from hyperflow.errors import UsageError
+from hyperflow.runtime import processes
 from hyperflow.search import finish, hyperopt_records, local, resume, workers
 from hyperflow.search.lock import SearchLock
 from hyperflow.search.outcome import SearchFailed, SearchOutcome, store_failure

@@ -22,6 +22,7 @@ from hyperflow.core.assembly import Setup, setup_training
 from hyperflow.core.data import Dataset
 from hyperflow.core.pruning import PruningCallback, make_pruner
 from hyperflow.errors import UsageError
+from hyperflow.runtime import startup
 from hyperflow.tracking import search_store
 
 TRIAL_FLUSH_SECS = 5.0  # a trial's per-epoch metrics are sent this often at most: most trials log in one call
@@ -117,6 +118,7 @@ def _train(
                 raise UsageError(f"invalid combination of settings: {exc}") from None
             setup = setup_training(config, dataset=dataset)
             setup.trainer.callbacks += [metrics, pruning]
+            startup.end()  # a command's start-up is over: see hyperflow.runtime.startup
             result = setup.trainer.fit(dataset.X_train, dataset.y_train, dataset.X_val, dataset.y_val)
             record.history, record.epochs = pruning.values, result.epochs_run
             if result.status == "diverged":

@@ -1,6 +1,6 @@
 """Worker processes for trials run at once on this machine (``backend=local parallelism=N``).
 
-The workers come from the fork server of :mod:`hyperflow.core.processes` (torch, MLflow and hyperflow
+The workers come from the fork server of :mod:`hyperflow.runtime.processes` (torch, MLflow and hyperflow
 imported once, while the command imports its own), so on a machine with idle cores they cost no start-up
 time. This module imports nothing heavy until a pool is made.
 
@@ -28,7 +28,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
-from hyperflow.core.processes import context, main_module_hidden, process_identity, watch_parent
+from hyperflow.runtime.processes import context, main_module_hidden, process_identity, watch_parent
 
 STOP_GRACE_SECS = 60.0  # how long trials get to end their runs KILLED after an interrupt
 _datasets: dict[tuple, Any] = {}  # per worker process (or Spark Python worker): one search's trials share the data

@@ -24,6 +24,7 @@ from mlflow.utils.validation import MAX_DATASET_SCHEMA_SIZE  # 1 MiB - 1 charact
 from hyperflow import names
 from hyperflow.core.data import Dataset
 from hyperflow.errors import UsageError
+from hyperflow.runtime import startup
 from hyperflow.tracking.faults import one_line
 from hyperflow.tracking.runs import log_params, run_tags, tracked_run, unique_run_name
 from hyperflow.tracking.training_errors import raised_in_training
@@ -302,6 +303,7 @@ def lr_range_test_run(setup: Any, parent_run_id: str | None = None) -> tuple[Any
     ) as run:
         log_params(run.info.run_id, c.to_params())
         with raised_in_training("the LR range test", also_tag=parent_run_id):
+            startup.end()  # a command's start-up is over: see hyperflow.runtime.startup
             finder = run_lr_finder(setup)
         log_lr_finder(run.info.run_id, finder, c.suggestion)
     return run, finder

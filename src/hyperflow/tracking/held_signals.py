@@ -3,7 +3,7 @@ never comes from a run that then ends KILLED, nor a command report KILLED for a 
 
 The first signal is held (one line says so); a second one stops at once, as before. When the hold ends, a
 held signal stops what the caller does next if a run is still open around it (a retrain's), and is dropped
-when the command's work is done: the process then ends with the command's code (``core.process_exit``,
+when the command's work is done: the process then ends with the command's code (``runtime.process_exit``,
 which takes the signals over once the command's last run has ended). Only the main thread receives
 signals; elsewhere, and for a signal ignored before (a job started in the background ignores Ctrl-C),
 nothing changes.
@@ -18,8 +18,8 @@ from typing import Any
 
 import mlflow
 
-from hyperflow.core import process_exit
 from hyperflow.errors import raise_terminated
+from hyperflow.runtime import process_exit
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 

@@ -27,9 +27,9 @@ from mlflow.utils.git_utils import get_git_commit
 
 import hyperflow
 from hyperflow import names
-from hyperflow.core import process_exit
 from hyperflow.core.data import Dataset
 from hyperflow.errors import raise_terminated
+from hyperflow.runtime import process_exit
 from hyperflow.tracking.experiments import raise_if_deleted, tracking_uri, use_experiment
 from hyperflow.tracking.faults import is_store_error, one_line, store_error_text
 

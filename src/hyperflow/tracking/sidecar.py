@@ -24,7 +24,7 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from typing import Any
 
-from hyperflow.core.processes import context, main_module_hidden, process_identity, watch_parent
+from hyperflow.runtime.processes import context, main_module_hidden, process_identity, watch_parent
 from hyperflow.tracking.faults import StoreFailure, portable
 from hyperflow.tracking.runs import CREATED_BY_CALL, PendingRun, QueuedCalls
 

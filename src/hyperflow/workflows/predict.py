@@ -10,9 +10,9 @@ from typing import Any
 import pandas as pd
 
 from hyperflow.config.fields import parse_bool
-from hyperflow.core import startup
 from hyperflow.core.tables import TABLE_SUFFIXES, bounded, check_path, read_table
 from hyperflow.errors import UsageError, without_credentials
+from hyperflow.runtime import startup
 
 OUT_SUFFIXES = (".csv", ".parquet")
 MODEL_URIS = "pass models:/<name>@champion, models:/<name>/<version> or runs:/<run id>/model"
@@ -92,7 +92,7 @@ def predict_file(model: str, data: str, out: str = "predictions.csv", allow_miss
             f"pass a file with the columns the model was trained on"
         )
     params = {"allow_missing_columns": True} if allow_missing_columns else None
-    startup.end()  # the model is loaded: scoring is the work proper (see hyperflow.core.startup)
+    startup.end()  # the model is loaded: scoring is the work proper (see hyperflow.runtime.startup)
     try:
         scored = loaded.predict(rows, params=params) if params else loaded.predict(rows)
     except tracking.MlflowError as exc:  # the model's own input checks (missing columns, schema)

@@ -11,6 +11,7 @@ from hyperflow.config import TrainConfig
 from hyperflow.core.assembly import Setup, setup_training, use_config, with_found_lrs
 from hyperflow.core.trainer import ProgressBar, TrainResult
 from hyperflow.errors import UsageError
+from hyperflow.runtime import startup
 from hyperflow.tracking import artifacts, new_store
 from hyperflow.tracking.held_signals import HeldSignals
 from hyperflow.tracking.training_errors import raised_in_training
@@ -96,6 +97,7 @@ def _train_run(
                 use_config(setup, resolved)
                 tracking.log_params(run_id, resolved.to_params())  # as resolved.lr etc.: params never change
                 tracking.set_tag(names.LR_FIND_STATUS, found.status_)
+            startup.end()  # a command's start-up is over: see hyperflow.runtime.startup
             with raised_in_training("training"):
                 result = trainer.fit(dataset.X_train, dataset.y_train, dataset.X_val, dataset.y_val)
             tracking.set_tag(names.TRAIN_STATUS, result.status)

@@ -19,17 +19,17 @@ from contextlib import contextmanager
 # what the children of a search run, imported once by the fork server (names only: nothing is imported here);
 # hyperflow.tracking's model and callbacks, which the package imports on first use only; MLflow's database
 # store too (SQLAlchemy, alembic), which a child's first call on sqlite would import; first,
-# hyperflow.core.fork_server_start (Ctrl-C while importing: no traceback), last hyperflow.core.fork_server,
+# hyperflow.runtime.fork_server_start (Ctrl-C while importing: no traceback), last hyperflow.runtime.fork_server,
 # which makes the fork server's own exit instant
 PRELOAD = [
-    "hyperflow.core.fork_server_start",
+    "hyperflow.runtime.fork_server_start",
     "hyperflow.search.trial",
     "hyperflow.core.assembly",
     "hyperflow.tracking",
     "hyperflow.tracking.model",
     "hyperflow.tracking.callbacks",
     "mlflow.store.tracking.sqlalchemy_store",
-    "hyperflow.core.fork_server",
+    "hyperflow.runtime.fork_server",
 ]
 
 

@@ -7,11 +7,12 @@ collections at exit took 2-3 s more (bench/cold_start.py). The command line ther
 of ``gc.freeze``'s documentation:
 
 - ``begin``: no automatic collection while the command starts (imports, store, data, model);
-- ``end``: when its work proper begins (the trainer's or the LR finder's ``fit``, predict's scoring), or
-  after ``STARTUP_LIMIT_S`` at the latest (a command whose process never fits, e.g. a search whose trials
-  run in worker processes), the objects alive then move to the permanent generation (``gc.freeze``) and
-  collection is on again: later collections walk only what the work creates;
-- ``finish``: when the command returns, both are undone (a process that calls the CLI more than once, e.g.
+- ``end``: when its work proper begins (its callers call it just before the trainer's or the LR finder's
+  ``fit``, which know no process, and before predict's scoring), or after ``STARTUP_LIMIT_S`` at the latest
+  (a command whose process never fits, e.g. a search whose trials run in worker processes), the objects
+  alive then move to the permanent generation (``gc.freeze``) and collection is on again: later
+  collections walk only what the work creates;
+- ``restore``: when the command returns, both are undone (a process that calls the CLI more than once, e.g.
   a test run, gets its collector back as it was);
 - at exit, after every other atexit handler (MLflow's run end and flushes, logging's, torch's), the heap is
   frozen again: the interpreter then frees the modules without searching them for cycles first.
@@ -61,7 +62,7 @@ def end() -> None:
             _state["starting"] = False
 
 
-def finish() -> None:
+def restore() -> None:
     """The command returned: the collector as it was before :func:`begin` (the exit hook stays)."""
     end()
     with _lock:
