@@ -1,6 +1,9 @@
 """Tracking overhead of a search: the same trials with MLflow tracking (the search workflow: parent and
 child runs, batched metrics, pruning bookkeeping, the best model logged) vs without (the bare core:
 setup_training + fit on the same points), one trial at a time on both sides (``parallelism=1``).
+The tracked side is the command line (``hyperflow.cli.main``, what ``hyperflow search`` runs, start-up
+checks and summary included), so the bench needs no private name of the search and runs against any
+version of the package (``bench/before_after.py`` runs it with ``PYTHONPATH`` naming the version).
 
 Rounds alternate which side goes first; every round is printed, then the medians, the spread (min–max
 and interquartile range) and, last, the median of the per-round ratios (adjacent runs share the load).
@@ -9,12 +12,17 @@ move less than wall time, and their difference is the work tracking adds.
 
     python bench/search_overhead.py --trials 30 --rounds 6
     python bench/search_overhead.py --trials 30 --rounds 1 --phases   # where a tracked search's time goes
+    python bench/search_overhead.py --rounds 1 --json out.json       # also every number, machine-readable
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
+import importlib
+import io
+import json
 import os
 import statistics
 import tempfile
@@ -26,18 +34,25 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
 
+import hyperflow
+from hyperflow.cli import main as hyperflow_command
 from hyperflow.config import build_config
-from hyperflow.config.search import build_search_config
 from hyperflow.core.assembly import load_data, setup_training
-from hyperflow.search.runner import SearchRunner
-from hyperflow.search.space import grid_points, load_space
 
-SPACE = """
-lr: {type: loguniform, low: 3.0e-4, high: 1.0e-2, grid: %d}
-width: {type: choice, values: [128, 256]}
-epochs: 20
+LR_LOW, LR_HIGH, WIDTHS, EPOCHS = 3.0e-4, 1.0e-2, (128, 256), 20
+SPACE = f"""
+lr: {{type: loguniform, low: {LR_LOW}, high: {LR_HIGH}, grid: %d}}
+width: {{type: choice, values: [{", ".join(map(str, WIDTHS))}]}}
+epochs: {EPOCHS}
 """
+
+
+def grid(trials: int) -> list[dict]:
+    """The points of SPACE's grid search, in its order (lr log-spaced, each with every width)."""
+    lrs = [float(v) for v in np.geomspace(LR_LOW, LR_HIGH, trials // 2)]
+    return [{"lr": lr, "width": width, "epochs": EPOCHS} for lr in lrs for width in WIDTHS][:trials]
 
 
 def untracked(points: list[dict], base) -> tuple[float, float]:
@@ -50,50 +65,61 @@ def untracked(points: list[dict], base) -> tuple[float, float]:
     return time.perf_counter() - start, time.process_time() - cpu
 
 
-def tracked(space: str, base, trials: int) -> tuple[float, float]:
-    """Wall and CPU seconds of the search over the same points."""
-    settings = build_search_config(
-        {
-            "space": space,
-            "strategy": "grid",
-            "pruner": "none",
-            "max_evals": str(trials),
-            "register": "false",
-            "seed_presets": "false",
-            "parallelism": "1",
-        }
-    )
+def tracked(space: str, trials: int) -> tuple[float, float]:
+    """Wall and CPU seconds of ``hyperflow search`` over the same points (its output kept out of sight)."""
+    argv = ["search", f"space={space}", "strategy=grid", "pruner=none", f"max_evals={trials}", "register=false"]
+    argv += ["seed_presets=false", "parallelism=1", "progress=false", "experiment=overhead"]
+    output = io.StringIO()
     start, cpu = time.perf_counter(), time.process_time()
-    SearchRunner(settings, base).run()
-    return time.perf_counter() - start, time.process_time() - cpu
+    with contextlib.redirect_stdout(output):
+        code = hyperflow_command(argv)
+    wall, used = time.perf_counter() - start, time.process_time() - cpu
+    if code != 0:
+        raise SystemExit(f"hyperflow {' '.join(argv)}: exit {code}\n{output.getvalue()[-3000:]}")
+    return wall, used
+
+
+# the parts --phases times, as module:attribute.path; parts a version of the package lacks are left out
+PHASES = [
+    "hyperflow.search.runner:SearchRunner.prepare",
+    "hyperflow.search.runner:SearchRunner._record_settings",
+    "hyperflow.core.trainer:Trainer.fit",
+    "hyperflow.tracking:BackgroundCalls.close",
+    "hyperflow.search.finish:_log_table",
+    "hyperflow.search.finish:_log_best_model",
+    "hyperflow.search.finish:parameter_importance",
+    "hyperflow.tracking:log_figure",
+    "hyperflow.tracking:log_model",
+    "hyperflow.tracking:log_dataset",
+    "mlflow.tracking:MlflowClient.create_run",
+    "mlflow.tracking:MlflowClient.log_batch",
+    "mlflow.tracking:MlflowClient.set_terminated",
+]
+
+
+def phase_targets() -> list[tuple[Any, str]]:
+    """(owner, attribute name) of each PHASES entry this version of the package has."""
+    targets = []
+    for entry in PHASES:
+        module, _, path = entry.partition(":")
+        *owners, name = path.split(".")
+        try:
+            owner: Any = importlib.import_module(module)
+            for part in owners:
+                owner = getattr(owner, part)
+            getattr(owner, name)
+        except (ImportError, AttributeError):
+            print(f"  (--phases: {entry} not in this version, not timed)")
+            continue
+        targets.append((owner, name))
+    return targets
 
 
 @contextmanager
 def phases() -> Iterator[dict[str, list[float]]]:
     """Wall seconds spent in the search's parts and MLflow calls (any thread), by name."""
-    from mlflow.tracking import MlflowClient
-
-    from hyperflow.core.trainer import Trainer
-    from hyperflow.search import finish, runner
-    from hyperflow.tracking import search_store
-
     spent: dict[str, list[float]] = defaultdict(list)
-    targets = [
-        (runner.SearchRunner, "prepare"),
-        (runner.SearchRunner, "_record_settings"),
-        (Trainer, "fit"),
-        (runner.tracking.BackgroundCalls, "close"),
-        (finish, "_log_table"),
-        (finish, "_log_best_model"),
-        (finish, "parameter_importance"),
-        (finish.tracking, "log_figure"),
-        (finish.tracking, "log_model"),
-        (search_store.tracking, "log_dataset"),
-        (MlflowClient, "create_run"),
-        (MlflowClient, "log_batch"),
-        (MlflowClient, "set_terminated"),
-    ]
-    saved = [(owner, name, getattr(owner, name)) for owner, name in targets]
+    saved = [(owner, name, getattr(owner, name)) for owner, name in phase_targets()]
 
     def timed(label: str, fn: Any) -> Any:
         @functools.wraps(fn)
@@ -126,18 +152,20 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=30, help="trials per search (an even number)")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--phases", action="store_true", help="also time the parts of one more tracked search")
+    parser.add_argument("--json", type=Path, help="also write every round's numbers to this file")
     args = parser.parse_args()
-    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {hyperflow.__file__}", flush=True)
     on: list[float] = []
     off: list[float] = []
     cpu: dict[str, list[float]] = {"tracked": [], "untracked": []}
     with tempfile.TemporaryDirectory() as tmp:
-        mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
+        mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
         space = Path(tmp, "space.yaml")
         space.write_text(SPACE % (args.trials // 2))
-        points = grid_points(load_space(space))[: args.trials]
+        points = grid(args.trials)
         base = build_config({"progress": False, "experiment": "overhead"})
-        tracked(str(space), base, 2)  # warm-up: database schema, imports
+        tracked(str(space), 2)  # warm-up: database schema, imports
         for i in range(args.rounds):
             sides = ("untracked", "tracked") if i % 2 == 0 else ("tracked", "untracked")
             for side in sides:
@@ -145,7 +173,7 @@ def main() -> None:
                     wall, used = untracked(points, base.replace(log_model=False))
                     off.append(wall)
                 else:
-                    wall, used = tracked(str(space), base, args.trials)
+                    wall, used = tracked(str(space), args.trials)
                     on.append(wall)
                 cpu[side].append(used)
             print(
@@ -156,7 +184,7 @@ def main() -> None:
             )
         if args.phases:
             with phases() as spent:
-                wall, _ = tracked(str(space), base, args.trials)
+                wall, _ = tracked(str(space), args.trials)
             print(
                 f"one more tracked search, {wall:.2f} s; wall seconds by part (calls on the background thread "
                 f"overlap the others):"
@@ -177,6 +205,10 @@ def main() -> None:
         f"{statistics.median(cpu['untracked']):.2f}; per-round ratios {', '.join(f'{r:.3f}' for r in cpu_ratios)}"
     )
     print(f"ratio tracked / untracked: {statistics.median(ratios):.3f}  (median of the rounds; target <= 1.10)")
+    if args.json:
+        numbers = {"tracked_s": on, "untracked_s": off, "ratio": ratios}
+        numbers |= {"cpu_tracked_s": cpu["tracked"], "cpu_untracked_s": cpu["untracked"]}
+        args.json.write_text(json.dumps({"hyperflow": hyperflow.__file__, "trials": args.trials, **numbers}))
 
 
 if __name__ == "__main__":

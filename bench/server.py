@@ -2,14 +2,22 @@
 artifacts, 2 workers, on this machine) vs to a local sqlite file: wall time of the same search,
 alternating stores; every round, the medians, the spread and the median ratio. Also the CPU seconds the
 server's processes (MLflow and PostgreSQL, read from /proc) spent during each server search: they share
-the cores with the search. ``--profile`` also counts and times every REST call by endpoint.
+the cores with the search. ``--profile`` also counts and times every REST call by endpoint. A search is
+the command line (``hyperflow.cli.main``, what ``hyperflow search`` runs), so the bench needs no private name
+of the package and runs against any version of it (``bench/before_after.py`` runs it with ``PYTHONPATH``
+naming the version, on one server it starts for both: ``--uri``, the credentials in
+MLFLOW_TRACKING_USERNAME/PASSWORD).
 
     python bench/server.py --max-evals 10 --rounds 3 --profile
+    python bench/server.py --rounds 1 --json out.json      # also every number, machine-readable
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import json
 import os
 import statistics
 import sys
@@ -25,22 +33,40 @@ import mlflow
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from services import MlflowServer
 
-from hyperflow.config import build_config
-from hyperflow.config.search import build_search_config
-from hyperflow.search.runner import SearchRunner
+import hyperflow
+from hyperflow.cli import main as hyperflow_command
 
 CALLS: dict[str, list[float]] = defaultdict(list)
 
 
 def search(max_evals: int, experiment: str, parallelism: str | None = None) -> float:
-    """``hyperflow search max_evals=N`` with every other setting at its default (best model registered)."""
-    settings = build_search_config(
-        {"max_evals": str(max_evals), "model_name": experiment, **({"parallelism": parallelism} if parallelism else {})}
-    )
-    base = build_config({"progress": "false", "experiment": experiment})
+    """``hyperflow search max_evals=N`` with every other setting at its default (best model registered); its
+    output kept out of sight."""
+    argv = ["search", f"max_evals={max_evals}", f"model_name={experiment}", "progress=false"]
+    argv += [f"experiment={experiment}", *([f"parallelism={parallelism}"] if parallelism else [])]
+    output = io.StringIO()
     start = time.perf_counter()
-    SearchRunner(settings, base).run()
-    return time.perf_counter() - start
+    with contextlib.redirect_stdout(output):
+        code = hyperflow_command(argv)
+    wall = time.perf_counter() - start
+    if code != 0:
+        raise SystemExit(f"hyperflow {' '.join(argv)}: exit {code}\n{output.getvalue()[-3000:]}")
+    return wall
+
+
+@contextmanager
+def tracking_to(uri: str) -> Iterator[None]:
+    """This process tracks to ``uri`` (the credentials stay as the environment has them)."""
+    saved = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = saved
 
 
 @contextmanager
@@ -115,31 +141,41 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternations of sqlite and server")
     parser.add_argument("--parallelism", default=None, help="the search's parallelism (default: its default)")
     parser.add_argument("--profile", action="store_true", help="count and time each REST call by endpoint")
+    parser.add_argument("--uri", help="a running server to use (credentials: MLFLOW_TRACKING_USERNAME/PASSWORD)")
+    parser.add_argument("--server-pid", type=int, help="with --uri: the server's process, for its CPU seconds")
+    parser.add_argument("--prefix", default="", help="before every experiment and model name (a shared server)")
+    parser.add_argument("--json", type=Path, help="also write every round's numbers to this file")
     args = parser.parse_args()
-    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
-    server = MlflowServer(workers=2)
-    server.start()
-    print(f"server {server.uri} up; {args.rounds} rounds of a {args.max_evals}-trial default search", flush=True)
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {hyperflow.__file__}", flush=True)
+    server = None
+    if args.uri:
+        uri, pid = args.uri, args.server_pid
+    else:
+        server = MlflowServer(workers=2).start()
+        uri, pid = server.uri, server.proc.pid
+        user, password = server.admin
+        os.environ.update({"MLFLOW_TRACKING_USERNAME": user, "MLFLOW_TRACKING_PASSWORD": password})
+    print(f"server {uri} up; {args.rounds} rounds of a {args.max_evals}-trial default search", flush=True)
     times: dict[str, list[float]] = {"sqlite": [], "server": []}
     server_cpu: list[float] = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
             sqlite = f"sqlite:///{tmp}/mlflow.db"
-            mlflow.set_tracking_uri(sqlite)
-            search(2, "warmup", args.parallelism)  # imports, schema
-            with server.as_user():
-                search(2, "warmup", args.parallelism)
+            for store in (sqlite, uri):  # imports, schema
+                with tracking_to(store):
+                    search(2, f"{args.prefix}warmup", args.parallelism)
             for i in range(args.rounds):
                 order = ("sqlite", "server") if i % 2 == 0 else ("server", "sqlite")
+                name = f"{args.prefix}bench-{i}"
                 for store in order:
                     if store == "sqlite":
-                        mlflow.set_tracking_uri(sqlite)
-                        times[store].append(search(args.max_evals, f"bench-{i}", args.parallelism))
+                        with tracking_to(sqlite):
+                            times[store].append(search(args.max_evals, name, args.parallelism))
                     else:
-                        cpu = tree_cpu_seconds(server.proc.pid)
-                        with server.as_user(), timed_requests() if args.profile else _nothing():
-                            times[store].append(search(args.max_evals, f"bench-{i}", args.parallelism))
-                        server_cpu.append(tree_cpu_seconds(server.proc.pid) - cpu)
+                        cpu = tree_cpu_seconds(pid) if pid else float("nan")
+                        with tracking_to(uri), timed_requests() if args.profile else _nothing():
+                            times[store].append(search(args.max_evals, name, args.parallelism))
+                        server_cpu.append(tree_cpu_seconds(pid) - cpu if pid else float("nan"))
                 print(
                     f"round {i + 1} ({order[0]} first): sqlite {times['sqlite'][-1]:.2f} s, server "
                     f"{times['server'][-1]:.2f} s (server processes' CPU {server_cpu[-1]:.2f} s), ratio "
@@ -147,7 +183,8 @@ def main() -> None:
                     flush=True,
                 )
     finally:
-        server.close()
+        if server is not None:
+            server.close()
     ratios = [b / a for a, b in zip(times["sqlite"], times["server"])]
     print(f"\nload average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     for store, values in times.items():
@@ -160,6 +197,10 @@ def main() -> None:
     print(f"ratio server / sqlite: {statistics.median(ratios):.3f}  (median of the rounds)")
     if args.profile:
         report_calls(args.rounds)
+    if args.json:
+        numbers = {"sqlite_s": times["sqlite"], "server_s": times["server"], "ratio": ratios}
+        numbers |= {"server_cpu_s": server_cpu}
+        args.json.write_text(json.dumps({"hyperflow": hyperflow.__file__, "max_evals": args.max_evals, **numbers}))
 
 
 @contextmanager
