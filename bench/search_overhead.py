@@ -37,6 +37,9 @@ import mlflow
 import numpy as np
 
 import hyperflow
+
+# the command line, not the search's classes: bench/before_after.py runs this file against earlier
+# versions of the package too (issue 24's base, db84cf3), where those classes differ
 from hyperflow.cli import main as hyperflow_command
 from hyperflow.config import build_config
 from hyperflow.core.assembly import load_data, setup_training

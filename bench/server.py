@@ -34,6 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from services import MlflowServer
 
 import hyperflow
+
+# the command line, not the search's classes: bench/before_after.py runs this file against earlier
+# versions of the package too (issue 24's base, db84cf3), where those classes differ
 from hyperflow.cli import main as hyperflow_command
 
 CALLS: dict[str, list[float]] = defaultdict(list)
