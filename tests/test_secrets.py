@@ -17,7 +17,7 @@ import pytest
 from services import free_port, mlflow_server  # noqa: F401  (fixture)
 
 from hyperflow import tracking
-from hyperflow.errors import without_credentials
+from hyperflow.errors import one_line, whole_message, without_credentials
 from hyperflow.runtime import library_logs
 from hyperflow.search.outcome import store_failure
 from hyperflow.tracking import registry
@@ -64,7 +64,8 @@ def test_the_lines_for_a_failed_store_show_no_password(unreachable):
         store_failure(failed.value, "", None),
         store_failure(failed.value, "", "abc"),
         tracking.store_error_text(failed.value),
-        tracking.one_line(failed.value),
+        one_line(failed.value),
+        whole_message(failed.value),
     ):
         assert PASSWORD not in line and "alice" not in line, line
     assert unreachable in store_failure(failed.value, "", None)

@@ -1,5 +1,12 @@
-"""The exception types the command line turns into exit codes: ``UsageError`` (bad input: one line, exit 2)
-and ``Terminated`` (SIGTERM, which ends runs KILLED and the command with 130, as Ctrl-C does)."""
+"""hyperflow's exception types and how an error is told in one line.
+
+The types the command line turns into exit codes: ``UsageError`` (bad input: one line, exit 2),
+``TrainingFailed`` (the model's training raised: exit 1) and ``Terminated`` (SIGTERM, which ends runs KILLED
+and the command with 130, as Ctrl-C does); ``StoreFailure`` carries a store's failure between processes.
+The text helpers: ``without_credentials`` (the one function that cuts user names and passwords out of URLs)
+and the one-line forms of an error (``one_line``, ``first_line``, ``whole_message``). Which failures are the
+store's is decided in :mod:`hyperflow.tracking.faults`, the module that knows MLflow's exception types.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +19,23 @@ class UsageError(Exception):
     exit_code = 2
 
 
+class TrainingFailed(RuntimeError):
+    """Training or the range test raised (torch refusing a shape or a dtype, a user's model): one line naming
+    the error and where it was raised; the run ends FAILED with it as ``hyperflow.failure_reason``."""
+
+    exit_code = 1
+
+
+class StoreFailure(OSError):
+    """A store failure met in another process (a worker's trial, the tracking sidecar): its cause does not
+    survive pickling, so the one line that says what the store did travels as the message, and ``source``
+    says which store failed ("" when the message says it: the reports name the tracking or artifact store)."""
+
+    def __init__(self, text: str, source: str = "") -> None:
+        super().__init__(text)
+        self.source = source
+
+
 class Terminated(KeyboardInterrupt):
     """Raised by the SIGTERM handler so that open runs end as KILLED, like on Ctrl-C."""
 
@@ -21,7 +45,10 @@ def raise_terminated(signum: int, frame: object) -> None:
     raise Terminated(f"received signal {signum}")
 
 
+# ------------------------------------------------------------------------------------------ error text
+
 _USERINFO = re.compile(r"(?<=://)[^\s/?#'\"<>@]*(?:@[^\s/?#'\"<>@]*)*@")
+_ERRNO = re.compile(r"\[Errno -?\d+\] [^'\")]+")
 
 
 def without_credentials(text: str) -> str:
@@ -31,3 +58,36 @@ def without_credentials(text: str) -> str:
     changes: the URI is never taken apart and put back together (``sqlite:///mlflow.db`` keeps its three
     slashes)."""
     return _USERINFO.sub("", text) if "@" in text else text
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _message_start(exc: BaseException) -> str:
+    """The first non-blank line of ``exc``'s message, without credentials ("" when it has none)."""
+    return without_credentials(next((line.strip() for line in str(exc).splitlines() if line.strip()), ""))
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first non-blank line of ``exc``'s message (its type's name when the message is empty), at most
+    ``limit`` characters, without credentials: a library's error quoted inside a message of ours."""
+    return _cut(_message_start(exc) or type(exc).__name__, limit)
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """``Type: first line of the message`` (:func:`first_line` named by its type), at most ``limit``
+    characters, without credentials: for a one-line error report."""
+    text = _message_start(exc)
+    return _cut(f"{type(exc).__name__}: {text}" if text else type(exc).__name__, limit)
+
+
+def whole_message(exc: BaseException, limit: int = 300) -> str:
+    """``exc``'s whole message with its lines and spaces run together into one line (its type's name when
+    empty), a refused connection cut to its errno line (not urllib3's whole repr), at most ``limit``
+    characters and an ellipsis, without credentials: a store's failure quoted inside a message of ours."""
+    text = without_credentials(" ".join(str(exc).split())) or type(exc).__name__
+    errno = _ERRNO.search(text)
+    if errno and " failed with exception " in text:
+        text = f"{text.split(' failed with exception ')[0]} failed: {errno.group(0).strip()}"
+    return text if len(text) <= limit else text[:limit] + "…"

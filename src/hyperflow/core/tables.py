@@ -30,7 +30,7 @@ import pandas as pd
 
 from hyperflow.core.arrays import check_npz
 from hyperflow.core.builtins import BUILTIN_TARGET, builtin_frame
-from hyperflow.errors import UsageError
+from hyperflow.errors import UsageError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -109,9 +109,8 @@ def read_table(path: Path, nrows: int | None = None, min_columns: int = 2) -> pd
     except UsageError:
         raise
     except Exception as exc:  # pandas and pyarrow raise many types: parser, encoding, empty, arrow
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise UsageError(
-            f"cannot read '{path}' as a table ({reason}): check that it is a valid "
+            f"cannot read '{path}' as a table ({first_line(exc, 200)}): check that it is a valid "
             f"{'Parquet' if is_parquet else 'CSV'} file"
         ) from None
     frame.columns = [str(c) for c in frame.columns]

@@ -21,7 +21,7 @@ import yaml
 from hyperflow import names, tracking
 from hyperflow.config import SearchConfig, TrainConfig, coerce
 from hyperflow.core.data import Dataset
-from hyperflow.errors import UsageError
+from hyperflow.errors import UsageError, one_line
 from hyperflow.search import lock
 from hyperflow.search.outcome import SearchFailed
 from hyperflow.tracking import search_store
@@ -56,7 +56,7 @@ def search_run(run_id: str) -> Any:
                 f"the tracking store {tracking.tracking_uri()} failed while reading run "
                 f"{run_id}: {tracking.store_error_text(exc.cause)}"
             ) from None
-        raise UsageError(f"resume={run_id}: cannot read that run: {tracking.one_line(exc.cause)}") from None
+        raise UsageError(f"resume={run_id}: cannot read that run: {one_line(exc.cause)}") from None
     if run is None:
         raise UsageError(f"resume={run_id}: no such run in {tracking.tracking_uri()}")
     role = run.data.tags.get(names.ROLE)

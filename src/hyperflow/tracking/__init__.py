@@ -3,7 +3,7 @@
 - ``runs``: parent and child runs that always end in a defined state, params, results, tags, background
   calls, run names;
 - ``experiments``: which experiment a run goes to; a deleted one as a one-line error;
-- ``faults``: which failures are the store's, and the one line that says so;
+- ``faults``: which failures are the store's and which the training's;
 - ``callbacks``: the trainer's way in (per-epoch metrics in batches, TensorBoard);
 - ``artifacts``: figures, JSON, folders, the dataset input, the LR range test;
 - ``model``: the pyfunc model, its logging, registration and loading;
@@ -17,7 +17,7 @@ holds (``resume=`` an unknown run, a deleted experiment) reads it without import
 import importlib
 from typing import Any
 
-from hyperflow.errors import Terminated
+from hyperflow.errors import StoreFailure, Terminated, one_line
 from hyperflow.tracking.artifacts import (
     check_writable,
     log_artifact,
@@ -39,10 +39,8 @@ from hyperflow.tracking.experiments import (
 )
 from hyperflow.tracking.faults import (
     STORE_ERROR_CODES,
-    StoreFailure,
     failed_store,
     is_store_error,
-    one_line,
     schema_refusal,
     store_error_text,
 )

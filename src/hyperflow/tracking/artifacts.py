@@ -23,11 +23,10 @@ from mlflow.utils.validation import MAX_DATASET_SCHEMA_SIZE  # 1 MiB - 1 charact
 
 from hyperflow import names
 from hyperflow.core.data import Dataset
-from hyperflow.errors import UsageError
+from hyperflow.errors import UsageError, one_line
 from hyperflow.runtime import startup
-from hyperflow.tracking.faults import one_line
+from hyperflow.tracking.faults import raised_in_training
 from hyperflow.tracking.runs import log_params, run_tags, tracked_run, unique_run_name
-from hyperflow.tracking.training_errors import raised_in_training
 
 log = logging.getLogger(__name__)
 

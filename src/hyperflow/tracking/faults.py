@@ -1,11 +1,24 @@
-"""Store faults: whether a failure is the tracking or artifact store's (a database error, an unreachable
-or failing server, a file system refusing a write) rather than the calling code's, and how to say it in
-one line. Runs end KILLED (not FAILED) on such faults, and the CLI prints the one line.
+"""Which failures are the store's and which the training's: the one module that knows MLflow's exception types
+for that. A store fault (a database error, an unreachable or failing server, a file system refusing a write) is
+not the calling code's: runs end KILLED (not FAILED) on it, and the CLI prints its one line. An error a model's
+training raises is told apart from it: the one line that names it and where it was raised is tagged on the run,
+so that the run ends FAILED and the CLI prints one line (exit 1) instead of a traceback. The exception types
+and the one-line texts are in :mod:`hyperflow.errors`.
 """
 
 from __future__ import annotations
 
-from hyperflow.errors import without_credentials
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from hyperflow import names
+from hyperflow.errors import StoreFailure, TrainingFailed, UsageError, one_line, without_credentials
 
 STORE_ERROR_CODES = {
     "TEMPORARILY_UNAVAILABLE",
@@ -19,16 +32,6 @@ STORE_ERROR_CODES = {
     "UNAUTHENTICATED",
     "CUSTOMER_UNAUTHORIZED",
 }
-
-
-class StoreFailure(OSError):
-    """A store failure met in another process (a worker's trial, the tracking sidecar): its cause does not
-    survive pickling, so the one line that says what the store did travels as the message, and ``source``
-    says which store failed ("" when the message says it: the reports name the tracking or artifact store)."""
-
-    def __init__(self, text: str, source: str = "") -> None:
-        super().__init__(text)
-        self.source = source
 
 
 def failed_store(exc: BaseException) -> str:
@@ -48,7 +51,7 @@ def is_store_error(exc: BaseException, os_errors: bool = True) -> bool:
     import sqlite3
 
     import requests
-    from mlflow.exceptions import MlflowException, RestException
+    from mlflow.exceptions import RestException
 
     try:
         from sqlalchemy.exc import DBAPIError, OperationalError
@@ -76,8 +79,6 @@ def schema_refusal(exc: BaseException) -> Exception | None:
     sqlite URI with options, which the start-up check does not read) as one line saying what to do (a
     UsageError), else None."""
     import re
-
-    import mlflow
 
     from hyperflow.tracking import new_store
 
@@ -107,14 +108,6 @@ def store_error_text(exc: BaseException) -> str:
     return one_line(found)
 
 
-def one_line(exc: BaseException, limit: int = 300) -> str:
-    """``Type: first line of the message``, at most ``limit`` characters, without credentials: for a one-line
-    error report."""
-    text = without_credentials(next((line.strip() for line in str(exc).splitlines() if line.strip()), ""))
-    text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def portable(exc: BaseException) -> BaseException:
     """``exc`` as it can travel to another process: a store failure as :class:`StoreFailure` (one line: its
     cause does not survive pickling), another error as it is if it pickles, else as a RuntimeError."""
@@ -127,3 +120,30 @@ def portable(exc: BaseException) -> BaseException:
         return exc
     except Exception:
         return RuntimeError(f"{type(exc).__name__}: {one_line(exc)}")
+
+
+@contextmanager
+def raised_in_training(what: str, also_tag: str | None = None) -> Iterator[None]:
+    """An error the model's training raises (an ``OSError`` of its own included) becomes :class:`TrainingFailed`
+    (store failures, MLflow refusals, bad settings and hyperflow's own one-line errors pass as they are); the
+    active run, and run ``also_tag`` (e.g. its parent), are tagged with it."""
+    try:
+        yield
+    except Exception as exc:
+        ours = hasattr(exc, "exit_code") and type(exc).__module__.startswith("hyperflow.")  # e.g. ArtifactStoreError
+        if ours or isinstance(exc, (UsageError, MlflowException)) or is_store_error(exc, os_errors=False):
+            raise
+        reason = f"{what} raised {one_line(exc)} (at {_where(exc)})"
+        active = mlflow.active_run()
+        for run_id in {active.info.run_id if active else None, also_tag} - {None}:
+            MlflowClient().set_tag(run_id, names.FAILURE_REASON, reason[:5000])
+        raise TrainingFailed(reason) from None
+
+
+def _where(exc: BaseException) -> str:
+    """The innermost frame of ``exc`` in code of the user's or hyperflow's (not in installed libraries),
+    as ``file:line in function``: where to look first."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    ours = [f for f in frames if "site-packages" not in f.filename and "/lib/python" not in f.filename]
+    frame = (ours or frames)[-1]
+    return f"{Path(frame.filename).name}:{frame.lineno} in {frame.name}"

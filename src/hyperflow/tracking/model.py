@@ -38,7 +38,8 @@ from mlflow.types.schema import AnyType
 import hyperflow
 from hyperflow import names
 from hyperflow.core.data import Dataset
-from hyperflow.tracking.registry import RegistryError, one_line, store_uri
+from hyperflow.errors import whole_message
+from hyperflow.tracking.registry import RegistryError, store_uri
 from hyperflow.tracking.round_trips import concurrent_round_trips
 from hyperflow.tracking.runs import PACKAGE_DIR, _env, creation_tag
 
@@ -317,5 +318,6 @@ def load_version(name: str, version: str) -> Any:
         return mlflow.pyfunc.load_model(f"models:/{name}/{version}")
     except Exception as exc:
         raise RegistryError(
-            f"cannot load version {version} of model '{name}' from {store_uri()}: {one_line(exc)}; nothing was moved"
+            f"cannot load version {version} of model '{name}' from {store_uri()}: {whole_message(exc)}; "
+            "nothing was moved"
         ) from None

@@ -9,7 +9,6 @@ to the version it scored, never to "the latest". Scoring and the gate live in ``
 from __future__ import annotations
 
 import json
-import re
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -23,7 +22,7 @@ from mlflow.tracking import MlflowClient
 
 from hyperflow import names
 from hyperflow.config import TrainConfig, build_config
-from hyperflow.errors import UsageError, without_credentials
+from hyperflow.errors import UsageError, whole_message, without_credentials
 
 Client = MlflowClient  # the registry client type, for the layers above (they never import mlflow)
 CHAMPION, CHALLENGER = names.CHAMPION, names.CHALLENGER
@@ -57,16 +56,6 @@ def store_uri(uri: str | None = None) -> str:
     return without_credentials(uri or mlflow.get_registry_uri())
 
 
-def one_line(exc: BaseException, limit: int = 300) -> str:
-    """An error as one short line (a refused connection as its errno line, not urllib3's whole repr), without
-    credentials."""
-    text = without_credentials(" ".join(str(exc).split())) or type(exc).__name__
-    errno = re.search(r"\[Errno -?\d+\] [^'\")]+", text)
-    if errno and " failed with exception " in text:
-        text = f"{text.split(' failed with exception ')[0]} failed: {errno.group(0).strip()}"
-    return text if len(text) <= limit else text[:limit] + "…"
-
-
 def registry_error(
     exc: BaseException, doing: str, store: str = "model registry", client: MlflowClient | None = None
 ) -> RegistryError:
@@ -75,7 +64,7 @@ def registry_error(
     else:
         uri = getattr(client, "_registry_uri", None) or mlflow.get_registry_uri()
     return RegistryError(
-        f"the {store} {store_uri(uri)} failed while {doing}: {one_line(exc)}; "
+        f"the {store} {store_uri(uri)} failed while {doing}: {whole_message(exc)}; "
         f"nothing was moved: try again once it answers"
     )
 

@@ -28,10 +28,10 @@ from mlflow.utils.git_utils import get_git_commit
 import hyperflow
 from hyperflow import names
 from hyperflow.core.data import Dataset
-from hyperflow.errors import raise_terminated
+from hyperflow.errors import one_line, raise_terminated
 from hyperflow.runtime import process_exit
 from hyperflow.tracking.experiments import raise_if_deleted, tracking_uri, use_experiment
-from hyperflow.tracking.faults import is_store_error, one_line, store_error_text
+from hyperflow.tracking.faults import is_store_error, store_error_text
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,9 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from typing import Any
 
+from hyperflow.errors import StoreFailure
 from hyperflow.runtime.processes import context, main_module_hidden, process_identity, watch_parent
-from hyperflow.tracking.faults import StoreFailure, portable
+from hyperflow.tracking.faults import portable
 from hyperflow.tracking.runs import CREATED_BY_CALL, PendingRun, QueuedCalls
 
 _failure: BaseException | None = None  # in the sidecar: the first call that failed

@@ -11,7 +11,7 @@ import pandas as pd
 
 from hyperflow.config.fields import parse_bool
 from hyperflow.core.tables import TABLE_SUFFIXES, bounded, check_path, read_table
-from hyperflow.errors import UsageError, without_credentials
+from hyperflow.errors import UsageError, first_line, whole_message, without_credentials
 from hyperflow.runtime import startup
 
 OUT_SUFFIXES = (".csv", ".parquet")
@@ -96,7 +96,7 @@ def predict_file(model: str, data: str, out: str = "predictions.csv", allow_miss
     try:
         scored = loaded.predict(rows, params=params) if params else loaded.predict(rows)
     except tracking.MlflowError as exc:  # the model's own input checks (missing columns, schema)
-        raise UsageError(f"cannot score '{data}' with '{model}': {_first_line(exc)}") from None
+        raise UsageError(f"cannot score '{data}' with '{model}': {first_line(exc)}") from None
     if not isinstance(scored, pd.DataFrame):
         raise UsageError(
             f"model '{model}' returns {type(scored).__name__}, not a table: predict scores table "
@@ -162,12 +162,6 @@ def _load_error(model: str, exc: Exception) -> str:
             f"cannot load model '{shown}': reading it needs the Python package {package}, which is not "
             f"installed: pip install {package}"
         )
-    from hyperflow.tracking.registry import one_line  # a refused connection as its errno line
-
-    reason = one_line(exc) if type(exc).__module__.startswith("mlflow") else f"{type(exc).__name__}: {one_line(exc)}"
-    return f"cannot load model '{shown}' ({without_credentials(reason)}): {MODEL_URIS}"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
+    reason = whole_message(exc)  # a refused connection as its errno line
+    reason = reason if type(exc).__module__.startswith("mlflow") else f"{type(exc).__name__}: {reason}"
+    return f"cannot load model '{shown}' ({reason}): {MODEL_URIS}"

@@ -15,8 +15,7 @@ from hyperflow.config import TrainConfig
 from hyperflow.core import metrics
 from hyperflow.core.assembly import load_data
 from hyperflow.core.data import load_dataset
-from hyperflow.errors import UsageError
-from hyperflow.tracking.faults import one_line
+from hyperflow.errors import UsageError, one_line
 from hyperflow.workflows.gate import quoted_list
 
 

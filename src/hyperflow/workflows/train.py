@@ -13,8 +13,8 @@ from hyperflow.core.trainer import ProgressBar, TrainResult
 from hyperflow.errors import UsageError
 from hyperflow.runtime import startup
 from hyperflow.tracking import artifacts, new_store
+from hyperflow.tracking.faults import raised_in_training
 from hyperflow.tracking.held_signals import HeldSignals
-from hyperflow.tracking.training_errors import raised_in_training
 from hyperflow.workflows.lr_find import lr_find_in_run
 
 
