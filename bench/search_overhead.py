@@ -13,6 +13,17 @@ move less than wall time, and their difference is the work tracking adds.
     python bench/search_overhead.py --trials 30 --rounds 6
     python bench/search_overhead.py --trials 30 --rounds 1 --phases   # where a tracked search's time goes
     python bench/search_overhead.py --rounds 1 --json out.json       # also every number, machine-readable
+
+``--ab VARIANT ...`` compares ways of sending a one-at-a-time search's MLflow calls instead: each search is
+``hyperflow search parallelism=1 max_evals=<trials>`` with every other setting at its default (what users
+run), a fresh process in a fresh folder with its own sqlite store; each round runs every variant once, the
+order rotating from round to round. Printed: every search's whole-process wall time and the search run's
+own duration (from the store), then per variant the medians and spread, and the per-round ratios against
+the first variant. The variants (:data:`VARIANTS`): ``shipped`` (the code as it is), ``thread`` (the calls
+on one background thread of the search's process, no fork server started), ``async`` (each call made at
+once, with MLflow's own ``mlflow.config.enable_async_logging()``, no fork server).
+
+    python bench/search_overhead.py --ab shipped thread async --trials 30 --rounds 10
 """
 
 from __future__ import annotations
@@ -25,6 +36,8 @@ import io
 import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -150,13 +163,127 @@ def spread(values: list[float]) -> str:
     return f"min-max {min(values):.2f}-{max(values):.2f}, IQR {q[0]:.2f}-{q[2]:.2f}"
 
 
+class SyncCalls:
+    """The search's call queue's interface, each call made at once (the ``async`` variant)."""
+
+    def __init__(self, *args: Any) -> None:
+        pass
+
+    def submit(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        from concurrent.futures import Future
+
+        future: Future = Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+    def open_store(self, experiment_id: str) -> None:
+        pass
+
+    def drain(self) -> None:
+        pass
+
+    def close(self) -> None:
+        from mlflow.tracking import MlflowClient
+
+        MlflowClient()._tracking_client.store.flush_async_logging()
+
+
+def use_variant(name: str) -> None:
+    """In a search's process, before the command runs: send its calls as variant ``name`` does."""
+    if name == "shipped":
+        return
+    from hyperflow import tracking
+    from hyperflow.runtime import processes
+
+    processes.prestart = lambda: None  # no child process needs the fork server
+    if name == "thread":
+
+        class ThreadCalls(tracking.BackgroundCalls):
+            def __init__(self, *args: Any) -> None:
+                super().__init__()
+
+            def open_store(self, experiment_id: str) -> None:
+                pass
+
+        tracking.SidecarCalls = ThreadCalls
+    elif name == "async":
+        mlflow.config.enable_async_logging(True)
+        tracking.SidecarCalls = tracking.BackgroundCalls = SyncCalls
+
+
+VARIANTS = ("shipped", "thread", "async")
+
+
+def one_search(variant: str, trials: int) -> tuple[float, float, int]:
+    """Whole-process wall seconds of ``hyperflow search parallelism=1`` as ``variant``, the search run's
+    duration from the store, and its trials."""
+    with tempfile.TemporaryDirectory() as tmp:
+        uri = f"sqlite:///{tmp}/mlflow.db"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+        env["MLFLOW_TRACKING_URI"] = uri
+        command = [sys.executable, __file__, "--as", variant, "search", "parallelism=1", f"max_evals={trials}"]
+        start = time.perf_counter()
+        done = subprocess.run(command, env=env, cwd=tmp, capture_output=True, text=True)
+        wall = time.perf_counter() - start
+        if done.returncode != 0:
+            raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+        client = mlflow.MlflowClient(uri)
+        runs = client.search_runs([e.experiment_id for e in client.search_experiments()], max_results=5000)
+        search = next(r for r in runs if r.data.tags.get("hyperflow.role") == "search")
+        done_trials = [r for r in runs if r.data.tags.get("hyperflow.role") == "trial"]
+        if any(r.info.status != "FINISHED" or "hyperflow.trial_status" not in r.data.tags for r in done_trials):
+            raise SystemExit(f"{variant}: a trial run was not recorded in full")
+        return wall, (search.info.end_time - search.info.start_time) / 1000, len(done_trials)
+
+
+def ab(variants: list[str], trials: int, rounds: int) -> None:
+    walls: dict[str, list[float]] = {v: [] for v in variants}
+    runs: dict[str, list[float]] = {v: [] for v in variants}
+    for i in range(rounds):
+        order = variants[i % len(variants) :] + variants[: i % len(variants)]
+        line = []
+        for variant in order:
+            wall, run, count = one_search(variant, trials)
+            walls[variant].append(wall)
+            runs[variant].append(run)
+            line.append(f"{variant} {wall:.2f} s (search run {run:.2f} s, {count} trials)")
+        print(f"round {i + 1}: {'; '.join(line)}; load {os.getloadavg()[0]:.2f}", flush=True)
+    print(
+        f"hyperflow search parallelism=1 max_evals={trials}, {rounds} rounds, load average at end: "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
+    first = variants[0]
+    for variant in variants:
+        print(
+            f"  {variant:8s} wall median {statistics.median(walls[variant]):6.2f} s ({spread(walls[variant])}); "
+            f"search run median {statistics.median(runs[variant]):6.2f} s ({spread(runs[variant])})"
+        )
+        if variant != first:
+            ratios = [a / b for a, b in zip(walls[variant], walls[first])]
+            print(
+                f"    wall / {first} per round: {', '.join(f'{r:.3f}' for r in ratios)}; "
+                f"median {statistics.median(ratios):.3f} ({spread(ratios)})"
+            )
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--as"]:  # one search's process (--ab)
+        from hyperflow import cli
+
+        use_variant(sys.argv[2])
+        sys.argv = ["hyperflow", *sys.argv[3:]]
+        sys.exit(cli.main())  # as the hyperflow script runs it
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=30, help="trials per search (an even number)")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--phases", action="store_true", help="also time the parts of one more tracked search")
     parser.add_argument("--json", type=Path, help="also write every round's numbers to this file")
+    parser.add_argument("--ab", nargs="+", choices=VARIANTS, help="compare these variants instead (see above)")
     args = parser.parse_args()
+    if args.ab:
+        print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+        ab(args.ab, args.trials, args.rounds)
+        return
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {hyperflow.__file__}", flush=True)
     on: list[float] = []
     off: list[float] = []
