@@ -229,17 +229,59 @@ def summarize(name: str, times: list[float], floor: list[float]) -> str:
     )
 
 
+def new_store_ab(rounds: int) -> None:
+    """A new sqlite store opened by MLflow's ``SqlAlchemyStore`` in this process, made by MLflow (its tables
+    and every schema migration) vs as a copy of the cached empty one (``hyperflow.tracking.new_store.prepare``,
+    what a command does), alternating which goes first; wall and CPU seconds of every store."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    from hyperflow.tracking import new_store
+
+    times: dict[str, list[tuple[float, float]]] = {"mlflow": [], "copy": []}
+    with tempfile.TemporaryDirectory() as tmp:
+
+        def open_new(name: str, copy: bool) -> tuple[float, float]:
+            uri = f"sqlite:///{tmp}/{name}.db"
+            wall, cpu = time.perf_counter(), time.process_time()
+            if copy:
+                new_store.prepare(uri)
+            SqlAlchemyStore(uri, tmp).engine.dispose()
+            return time.perf_counter() - wall, time.process_time() - cpu
+
+        open_new("warm-mlflow", False)  # imports, the cached empty store made
+        open_new("warm-copy", True)
+        for i in range(rounds):
+            order = ("mlflow", "copy") if i % 2 == 0 else ("copy", "mlflow")
+            for side in order:
+                times[side].append(open_new(f"{i}-{side}", side == "copy"))
+            print(
+                f"round {i + 1} ({order[0]} first): made by MLflow {times['mlflow'][-1][0]:.3f} s "
+                f"(CPU {times['mlflow'][-1][1]:.3f}), copy {times['copy'][-1][0]:.3f} s "
+                f"(CPU {times['copy'][-1][1]:.3f})",
+                flush=True,
+            )
+    for side, values in times.items():
+        walls = [w for w, _ in values]
+        print(
+            f"  {side:6s} wall median {statistics.median(walls):.3f} s ({min(walls):.3f}-{max(walls):.3f}), "
+            f"CPU median {statistics.median(c for _, c in values):.3f} s"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--before", help="also time this commit (checked out in a temporary git worktree)")
     parser.add_argument("--commands", nargs="*", help="substrings of the command names to run (default: all)")
     parser.add_argument("--breakdown", action="store_true", help="then one probed process per command and side")
+    parser.add_argument("--new-store-ab", action="store_true", help="only a new store: MLflow's vs the copy")
     parser.add_argument("--probe", nargs=2, metavar=("OUT", "T0"), help=argparse.SUPPRESS)
     parser.add_argument("rest", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.probe:
         return probe(args.probe[0], float(args.probe[1]), args.rest)
+    if args.new_store_ab:
+        return new_store_ab(args.rounds)
     print(f"load average {os.getloadavg()}; python {sys.version.split()[0]}")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
