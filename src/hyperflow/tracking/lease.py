@@ -72,7 +72,7 @@ class RunTag:
         self.client.delete_tag(self.run_id, self.key)
 
 
-def parse(raw: str | None) -> dict[str, Any] | None:
+def parse_holder(raw: str | None) -> dict[str, Any] | None:
     """A holder as the tag keeps it; None when free (or unreadable: treated as free)."""
     try:
         return json.loads(raw) if raw else None
@@ -128,7 +128,7 @@ class Lease:
 
     # ------------------------------------------------------------------ store
     def read(self) -> dict[str, Any] | None:
-        return parse(self.store.read())
+        return parse_holder(self.store.read())
 
     def value(self) -> str:
         """The tag's value for this holder, its lease starting now."""

@@ -102,7 +102,7 @@ def first_promotion_refused(name: str, gate: Gate, task_metric: str) -> UsageErr
     )
 
 
-def prepare(config: PromoteConfig, client: Client) -> _Prepared:
+def prepare_promotion(config: PromoteConfig, client: Client) -> _Prepared:
     """Everything that can fail on bad input or an unreadable registry, before any run is written."""
     mv = resolve_version(client, config.model_name, config.version)
     train_config = None
@@ -133,7 +133,7 @@ def promote(
     ``settle`` seconds after the move the champion is read back. A lost race raises ChampionConflict once the
     run has ended (recorded)."""
     client = registry.default_client()
-    p = prepare(config, client)
+    p = prepare_promotion(config, client)
     if parent_run_id is None:  # gate.json must be writable before an alias moves (a retrain checked already)
         artifacts.check_writable(config.experiment)
     candidate = score(tracking.load_version(p.name, p.version), p.rows)
