@@ -508,7 +508,8 @@ def promotion_summary(o: Any) -> str:
 
 
 def cmd_promote(inv: Invocation) -> int:
-    from hyperflow.workflows.promote import ChampionConflict, promote
+    from hyperflow.errors import ChampionConflict
+    from hyperflow.workflows.promote import promote
 
     try:
         outcome = promote(inv.promote)
@@ -520,8 +521,8 @@ def cmd_promote(inv: Invocation) -> int:
 
 
 def cmd_retrain(inv: Invocation) -> int:
+    from hyperflow.errors import ChampionConflict
     from hyperflow.workflows.lock import LockHeld
-    from hyperflow.workflows.promote import ChampionConflict
     from hyperflow.workflows.retrain import retrain
     from hyperflow.workflows.train import TrainingDiverged
 

@@ -14,8 +14,9 @@ import time
 from typing import Any
 
 from hyperflow import names
+from hyperflow.errors import LeaseHeld
 from hyperflow.tracking import registry
-from hyperflow.tracking.lease import Lease, LeaseHeld, RunTag, parse_holder
+from hyperflow.tracking.lease import Lease, RunTag, parse_holder
 
 LEASE = 600.0  # seconds; the holder renews it every LEASE / 3
 

@@ -23,6 +23,7 @@ import time
 import uuid
 from typing import Any, Protocol
 
+from hyperflow.errors import LeaseHeld
 from hyperflow.tracking import registry
 from hyperflow.tracking.registry import Client, is_not_found, registry_error
 from hyperflow.tracking.runs import MlflowError, end_run
@@ -88,16 +89,6 @@ def _process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-class LeaseHeld(RuntimeError):
-    """Another job holds the lease (exit code 4); ``holder`` says who."""
-
-    exit_code = 4
-
-    def __init__(self, message: str, holder: dict[str, Any]) -> None:
-        self.holder = holder
-        super().__init__(message)
 
 
 class Lease:

@@ -38,8 +38,8 @@ from mlflow.types.schema import AnyType
 import hyperflow
 from hyperflow import names
 from hyperflow.core.data import Dataset
-from hyperflow.errors import whole_message
-from hyperflow.tracking.registry import RegistryError, store_uri
+from hyperflow.errors import RegistryError, whole_message
+from hyperflow.tracking.registry import store_uri
 from hyperflow.tracking.round_trips import concurrent_round_trips
 from hyperflow.tracking.runs import PACKAGE_DIR, _env, creation_tag
 
