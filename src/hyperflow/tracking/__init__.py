@@ -26,7 +26,6 @@ from hyperflow.tracking.artifacts import (
     log_dict,
     log_figure,
     log_lr_finder,
-    log_text,
     lr_range_test_run,
 )
 from hyperflow.tracking.experiments import (
@@ -104,7 +103,6 @@ __all__ = [
     "log_model",
     "log_params",
     "log_results",
-    "log_text",
     "lr_range_test_run",
     "one_line",
     "pip_requirements",

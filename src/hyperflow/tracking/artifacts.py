@@ -247,11 +247,6 @@ def log_dict(data: Any, path: str) -> None:
         mlflow.log_dict(data, path)
 
 
-def log_text(text: str, path: str) -> None:
-    with artifact_write(path):
-        mlflow.log_text(text, path)
-
-
 def log_artifact(local_path: str, folder: str | None = None) -> None:
     """A file as an artifact of the active run (under ``folder``)."""
     with artifact_write(f"{folder}/{os.path.basename(local_path)}" if folder else os.path.basename(local_path)):
