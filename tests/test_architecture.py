@@ -82,3 +82,14 @@ def test_each_contract_catches_what_it_forbids(tmp_path):
     assert "hyperflow.workflows.planted -> mlflow" in out
     assert "hyperflow.config.planted -> hyperopt" in out
     assert "hyperflow.runtime.planted -> torch" in out
+
+
+def test_only_runtime_signals_installs_signal_handlers_or_ends_the_process_at_once():
+    """One owner of the process's signal handlers and of its immediate exit: the other modules say what a signal
+    should do through hyperflow.runtime.signals."""
+    package = ROOT / "src" / "hyperflow"
+    owner = package / "runtime" / "signals.py"
+    calls = re.compile(r"\bsignal\.signal\(|\bos\._exit\b(?!``)")
+    others = [str(p.relative_to(package)) for p in package.rglob("*.py") if p != owner and calls.search(p.read_text())]
+    assert others == []
+    assert calls.search(owner.read_text())

@@ -151,7 +151,7 @@ def _queue_a_failing_call():
     """In a worker: what a trial's end calls do when the store fails after the trial has returned."""
     import sqlite3
 
-    workers._calls.submit(_raise, sqlite3.OperationalError("disk I/O error"))
+    workers._here.calls.submit(_raise, sqlite3.OperationalError("disk I/O error"))
 
 
 @pytest.mark.parametrize("after", ["next trial", "last trial"])

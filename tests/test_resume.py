@@ -18,8 +18,7 @@ from stores import ready_store
 from hyperflow.cli import main
 from hyperflow.config import build_config
 from hyperflow.config.search import build_search_config
-from hyperflow.errors import SearchFailed
-from hyperflow.search.runner import SearchRunner
+from hyperflow.search.runner import SearchFailed, SearchRunner
 
 TINY = {"width": "16", "progress": "false", "flush_secs": "5"}
 SPACE = """

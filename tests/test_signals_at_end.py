@@ -67,7 +67,7 @@ def test_a_second_signal_stops_at_once(cli_signals):
 def test_a_signal_after_the_command_returned_ends_the_process_with_its_code(work, expected):
     code = (
         "import os, signal, sys, time\n"
-        "from hyperflow.runtime.process_exit import exit_on_signals, own_process, work_done\n"
+        "from hyperflow.runtime.signals import exit_on_signals, own_process, work_done\n"
         "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "print('summary', flush=True)\n"
         f"{work}"

@@ -13,11 +13,9 @@ from __future__ import annotations
 import inspect
 import logging
 import os
-import signal
 import sys
-import threading
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 from hyperflow import names
@@ -30,15 +28,14 @@ from hyperflow.config import (
     build_retrain_config,
     coerce,
     field_defaults,
+    field_help,
     load_yaml,
     unknown_setting,
 )
-from hyperflow.config.help import settings_lines
 from hyperflow.config.search import SEARCH_KEYS, SearchConfig, build_search_config
-from hyperflow.config.train import DATA_SETTINGS
-from hyperflow.errors import UsageError, raise_terminated, without_credentials
-from hyperflow.runtime import library_logs, process_exit, startup
-from hyperflow.runtime.process_exit import TolerantStream, exit_on_signals
+from hyperflow.errors import UsageError, without_credentials
+from hyperflow.runtime import library_logs, signals, startup
+from hyperflow.runtime.streams import TolerantStream
 
 USAGE = """usage: hyperflow <command> [key=value ...]
 
@@ -271,15 +268,16 @@ def check_experiment(name: str | None) -> None:
         raise tracking.deleted_experiment(name, state[1])
 
 
+def _tracking() -> Any:
+    """hyperflow.tracking where the command imported it (it reached a store), else None: MLflow's import is not
+    paid to learn that no run was started."""
+    return sys.modules.get("hyperflow.tracking")
+
+
 def _runs_ended() -> str:
     """How an interrupt left the command's runs: ended KILLED, unless the store refused to end one."""
-    runs = sys.modules.get("hyperflow.tracking.runs")  # not imported: no run was started
-    unended, ended = getattr(runs, "UNENDED", []), getattr(runs, "ENDED", [])
-    if unended:
-        return f"a run could not be ended ({unended[-1]}) and stays RUNNING (a resume ends it)"
-    if ended and "KILLED" not in ended:  # the signal came after the work: nothing was cut short
-        return f"its runs had ended ({', '.join(sorted(set(ended)))}) and stay as they are"
-    return "its runs were ended as KILLED"
+    tracking = _tracking()
+    return tracking.interrupted_runs() if tracking is not None else "its runs were ended as KILLED"
 
 
 # A store that fails: 1 (the job failed), as for a search; promote and retrain say 2, as when their registry
@@ -290,7 +288,7 @@ STORE_FAILURE_CODES = {"promote": 2, "retrain": 2}
 def _store_refusal(exc: BaseException, command: str) -> tuple[str, int] | None:
     """The one line and exit code for a store that refused or failed under the command: a schema revision to
     upgrade (2), or a store's failure (:data:`STORE_FAILURE_CODES`); None when ``exc`` is no store's."""
-    tracking = sys.modules.get("hyperflow.tracking")  # not imported: no store was reached
+    tracking = _tracking()
     if tracking is None:
         return None
     refusal = tracking.schema_refusal(exc)
@@ -307,7 +305,9 @@ class Interrupted(KeyboardInterrupt):
 
 def train_help(command: str = "train") -> str:
     lines = [f"usage: hyperflow {command} [key=value ...] [config=settings.yaml]", "", "settings (default):"]
-    return "\n".join(lines + settings_lines(TrainConfig))
+    for name, default, text in field_help(TrainConfig):
+        lines.append(f"  {name:<17} {text} ({default})")
+    return "\n".join(lines)
 
 
 def _summary(outcome: Any) -> str:
@@ -383,8 +383,7 @@ def search_help() -> str:
         "",
         "search settings (default):",
     ]
-    lines += settings_lines(SearchConfig)
-    lines += ["", "data settings (default):", *settings_lines(TrainConfig, DATA_SETTINGS)]
+    lines += [f"  {n:<25} {t} ({d})" for n, d, t in field_help(SearchConfig)]
     lines += [
         "",
         "every training setting (hyperflow train --help) sets the base of all trials; the space file says what varies.",
@@ -452,7 +451,7 @@ def cmd_search(inv: Invocation) -> int:
 
 def _settings_help(command: str, cls: type, codes: str, extra: str = "") -> str:
     lines = [f"usage: hyperflow {command} [key=value ...] [config=settings.yaml]", "", "settings (default):"]
-    lines += settings_lines(cls, [f.name for f in fields(cls) if f.name != "gate_rules"])
+    lines += [f"  {n:<13} {t} ({d})" for n, d, t in field_help(cls) if n != "gate_rules"]
     return "\n".join(lines + ([extra] if extra else []) + ["", f"exit codes: {codes}"])
 
 
@@ -508,8 +507,7 @@ def promotion_summary(o: Any) -> str:
 
 
 def cmd_promote(inv: Invocation) -> int:
-    from hyperflow.errors import ChampionConflict
-    from hyperflow.workflows.promote import promote
+    from hyperflow.workflows.promote import ChampionConflict, promote
 
     try:
         outcome = promote(inv.promote)
@@ -521,8 +519,8 @@ def cmd_promote(inv: Invocation) -> int:
 
 
 def cmd_retrain(inv: Invocation) -> int:
-    from hyperflow.errors import ChampionConflict
     from hyperflow.workflows.lock import LockHeld
+    from hyperflow.workflows.promote import ChampionConflict
     from hyperflow.workflows.retrain import retrain
     from hyperflow.workflows.train import TrainingDiverged
 
@@ -580,11 +578,11 @@ COMMANDS: dict[str, tuple[Callable[[Invocation], int], Callable[[], str]]] = {
 def main(argv: Sequence[str] | None = None, *, from_mlproject: bool = False) -> int:
     """Run one command; its exit code. As the process's entry (the ``hyperflow`` script, ``steps/*.py``), a
     signal once the command's work is done (its last run has ended) ends the process with that code and no
-    traceback (runtime.process_exit); stdout closed early (``| head``) gives 141, as for a tool killed by SIGPIPE."""
+    traceback (runtime.signals); stdout closed early (``| head``) gives 141, as for a tool killed by SIGPIPE."""
     process = argv is None or from_mlproject
     streams = [TolerantStream.wrap("stdout"), TolerantStream.wrap("stderr")] if process else []
     if process:
-        process_exit.own_process()
+        signals.own_process()
     code = 1
     try:
         code = _main(argv, from_mlproject=from_mlproject)
@@ -593,7 +591,7 @@ def main(argv: Sequence[str] | None = None, *, from_mlproject: bool = False) -> 
         code = 141
     finally:
         if process:
-            exit_on_signals(code)
+            signals.exit_on_signals(code)
     return 141 if code == 0 and any(s.lost for s in streams) else code
 
 
@@ -619,9 +617,18 @@ def _main(argv: Sequence[str] | None, *, from_mlproject: bool) -> int:
     library_logs.configure()  # the libraries' records in one line each (HYPERFLOW_VERBOSE=1: in full)
     startup.begin()
     # SIGTERM stops the command as Ctrl-C does from its first moment (exit 130, one line), not only once a
-    # run is open (tracking.tracked_run ends that run KILLED)
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, raise_terminated) if in_main_thread else None
+    # run is open (tracking.tracked_run ends that run KILLED); once its work is done, a signal ends it with its code
+    try:
+        with signals.sigterm_stops():
+            return _command(run, command, rest, from_mlproject)
+    finally:
+        if _tracking() is not None:
+            _tracking().forget_runs()  # the runs of this command only
+        startup.restore()
+
+
+def _command(run: Callable[[Invocation], int], command: str, rest: list[str], from_mlproject: bool) -> int:
+    """Parse, check and run one command: its exit code, with one line for what stopped it."""
     try:
         invocation = parse([command, *rest], from_mlproject=from_mlproject)
         check_start(invocation)
@@ -644,9 +651,3 @@ def _main(argv: Sequence[str] | None, *, from_mlproject: bool) -> int:
             text, code = refused
         print(f"hyperflow {command}: error: {without_credentials(text)}", file=sys.stderr)
         return code
-    finally:
-        if in_main_thread and not process_exit.is_done():  # once done, a signal ends it with the code
-            signal.signal(signal.SIGTERM, previous)
-        for ended in ("STARTED", "UNENDED", "ENDED"):  # this command's only
-            getattr(sys.modules.get("hyperflow.tracking.runs"), ended, []).clear()
-        startup.restore()

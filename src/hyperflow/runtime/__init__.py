@@ -1,3 +1,5 @@
-"""The OS process a command runs in: its start-up (the garbage collector's phases, the libraries' log records),
-the fork server and the processes it forks, signals and the process's exit. Imports neither MLflow, hyperopt
-nor torch; the ML lives in ``hyperflow.core``, the MLflow calls in ``hyperflow.tracking``."""
+"""The OS process a command runs in, beside ``hyperflow.core`` (the ML), neither knowing the other: ``startup``
+(the garbage collector's phases), ``library_logs`` (the libraries' records in one line), ``processes`` and
+``fork_server*`` (the fork server and its children), ``workers`` (worker processes in lanes), ``signals`` (the
+one owner of signal handlers and of the process's exit) and ``streams`` (output whose reader went away). Imports
+neither MLflow, hyperopt nor torch."""

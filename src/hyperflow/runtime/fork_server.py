@@ -10,14 +10,10 @@ Python's own handler back (:mod:`hyperflow.runtime.fork_server_start` made it en
 children log as the command does (:mod:`hyperflow.runtime.library_logs`: a library's record in one line).
 """
 
-import atexit
 import gc
-import os
-import signal
 
-from hyperflow.runtime import library_logs
+from hyperflow.runtime import library_logs, signals
 
 library_logs.configure(worker=True)
-signal.signal(signal.SIGINT, signal.default_int_handler)
 gc.freeze()
-atexit.register(os._exit, 0)
+signals.fork_server_ready()

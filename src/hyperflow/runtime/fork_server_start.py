@@ -7,7 +7,6 @@ an import, under the command's own one-line report. It holds nothing yet, so it 
 multiprocessing shields the fork server from it (the children it forks start with that handler).
 """
 
-import os
-import signal
+from hyperflow.runtime import signals
 
-signal.signal(signal.SIGINT, lambda signum, frame: os._exit(0))
+signals.fork_server_importing()

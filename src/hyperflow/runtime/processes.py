@@ -83,20 +83,23 @@ def process_identity(pid: int) -> tuple[int, str | None]:
         return pid, None
 
 
-def alive(identity: tuple[int, str | None]) -> bool:
-    pid, started = identity
+def alive(pid: int, started: str | None = None) -> bool:
+    """Whether process ``pid`` runs (a zombie does not); with ``started`` (its start time, from
+    :func:`process_identity`), also that the pid is not used again by another process (Linux)."""
     try:
         with open(f"/proc/{pid}/stat") as fh:
             fields = fh.read().rsplit(")", 1)[1].split()
-        return fields[0] not in ("Z", "X") and fields[19] == started
+        return fields[0] not in ("Z", "X") and started in (None, fields[19])
     except FileNotFoundError:
         return False
     except OSError:  # no /proc: whether the pid exists
         try:
             os.kill(pid, 0)
-            return True
         except ProcessLookupError:
             return False
+        except PermissionError:  # another user's process
+            return True
+        return True
 
 
 def watch_parent(parent: tuple[int, str | None], on_gone: Callable[[], None]) -> None:
@@ -106,7 +109,7 @@ def watch_parent(parent: tuple[int, str | None], on_gone: Callable[[], None]) ->
     def watch() -> None:
         tick = threading.Event()
         while not tick.wait(0.5):
-            if not alive(parent):
+            if not alive(*parent):
                 on_gone()
                 return
 

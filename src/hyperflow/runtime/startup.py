@@ -27,45 +27,58 @@ from __future__ import annotations
 import atexit
 import gc
 import threading
+from dataclasses import dataclass, field
 
 STARTUP_LIMIT_S = 60.0
-_state = {"starting": False, "was_enabled": True, "froze": False, "exit_hook": False}
-_lock = threading.Lock()
-_timer: list[threading.Timer] = []
+
+
+@dataclass
+class _Phase:
+    """This process's start-up phase: whether it is on, and what :func:`restore` undoes."""
+
+    starting: bool = False
+    was_enabled: bool = True  # the collector before begin
+    froze: bool = False  # the freeze is ours to undo
+    exit_hook: bool = False
+    timer: threading.Timer | None = None  # ends the phase after STARTUP_LIMIT_S
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_phase = _Phase()
 
 
 def begin() -> None:
     """The command is starting: no automatic collection until :func:`end`; a frozen heap at exit."""
-    with _lock:
-        if not _state["starting"]:
-            _state.update(starting=True, was_enabled=gc.isenabled())
+    with _phase.lock:
+        if not _phase.starting:
+            _phase.starting, _phase.was_enabled = True, gc.isenabled()
             gc.disable()
-            timer = threading.Timer(STARTUP_LIMIT_S, end)
-            timer.daemon = True
-            timer.start()
-            _timer.append(timer)
-    if not _state["exit_hook"]:  # registered before MLflow's and torch's handlers: runs after them
+            _phase.timer = threading.Timer(STARTUP_LIMIT_S, end)
+            _phase.timer.daemon = True
+            _phase.timer.start()
+    if not _phase.exit_hook:  # registered before MLflow's and torch's handlers: runs after them
         atexit.register(gc.freeze)
-        _state["exit_hook"] = True
+        _phase.exit_hook = True
 
 
 def end() -> None:
     """The command's work begins: what exists now is treated as permanent; collection is on again."""
-    with _lock:
-        while _timer:
-            _timer.pop().cancel()
-        if _state["starting"]:
-            _state["froze"] = _state["froze"] or not gc.get_freeze_count()  # only undo a freeze of our own
+    with _phase.lock:
+        if _phase.timer is not None:
+            _phase.timer.cancel()
+            _phase.timer = None
+        if _phase.starting:
+            _phase.froze = _phase.froze or not gc.get_freeze_count()  # only undo a freeze of our own
             gc.freeze()
-            if _state["was_enabled"]:
+            if _phase.was_enabled:
                 gc.enable()
-            _state["starting"] = False
+            _phase.starting = False
 
 
 def restore() -> None:
     """The command returned: the collector as it was before :func:`begin` (the exit hook stays)."""
     end()
-    with _lock:
-        if _state["froze"]:
+    with _phase.lock:
+        if _phase.froze:
             gc.unfreeze()
-            _state["froze"] = False
+            _phase.froze = False

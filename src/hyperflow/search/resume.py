@@ -19,10 +19,11 @@ from typing import Any
 import yaml
 
 from hyperflow import names, tracking
-from hyperflow.config import SearchConfig, TrainConfig, coerce, field_defaults
+from hyperflow.config import SearchConfig, TrainConfig, coerce
 from hyperflow.core.data import Dataset
-from hyperflow.errors import SearchFailed, UsageError, one_line
+from hyperflow.errors import UsageError, one_line
 from hyperflow.search import lock
+from hyperflow.search.outcome import SearchFailed
 from hyperflow.tracking import search_store
 from hyperflow.tracking.runs import same_param_value  # the rule log_params uses to keep or re-log a value
 
@@ -109,7 +110,7 @@ def recorded_settings(
         for f in dataclasses.fields(cls):
             if f.name in skip:
                 continue
-            default = field_defaults(cls)[f.name]
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
             value = getattr(obj, f.name)
             is_given = f.name in given if given is not None else value != default
             if isinstance(default, dict):

@@ -23,7 +23,7 @@ import time
 import uuid
 from typing import Any, Protocol
 
-from hyperflow.errors import LeaseHeld
+from hyperflow.runtime.processes import alive
 from hyperflow.tracking import registry
 from hyperflow.tracking.registry import Client, is_not_found, registry_error
 from hyperflow.tracking.runs import MlflowError, end_run
@@ -73,7 +73,7 @@ class RunTag:
         self.client.delete_tag(self.run_id, self.key)
 
 
-def parse_holder(raw: str | None) -> dict[str, Any] | None:
+def parse(raw: str | None) -> dict[str, Any] | None:
     """A holder as the tag keeps it; None when free (or unreadable: treated as free)."""
     try:
         return json.loads(raw) if raw else None
@@ -81,14 +81,14 @@ def parse_holder(raw: str | None) -> dict[str, Any] | None:
         return None
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+class LeaseHeld(RuntimeError):
+    """Another job holds the lease (exit code 4); ``holder`` says who."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, holder: dict[str, Any]) -> None:
+        self.holder = holder
+        super().__init__(message)
 
 
 class Lease:
@@ -119,7 +119,7 @@ class Lease:
 
     # ------------------------------------------------------------------ store
     def read(self) -> dict[str, Any] | None:
-        return parse_holder(self.store.read())
+        return parse(self.store.read())
 
     def value(self) -> str:
         """The tag's value for this holder, its lease starting now."""
@@ -136,7 +136,8 @@ class Lease:
         """Why a holder no longer counts, or None while it does."""
         if time.time() > float(holder.get("expires_at", 0)):
             return "its lease expired"
-        if holder.get("host") == socket.gethostname() and not _process_alive(int(holder.get("pid", 0))):
+        pid = int(holder.get("pid", 0))  # no start time in the tag: a process that reuses the pid counts as it
+        if holder.get("host") == socket.gethostname() and pid and not alive(pid):
             return "its process is gone"
         if holder.get("run_id"):
             try:

@@ -11,11 +11,11 @@ import functools
 import hashlib
 import logging
 import os
-import signal
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +28,8 @@ from mlflow.utils.git_utils import get_git_commit
 import hyperflow
 from hyperflow import names
 from hyperflow.core.data import Dataset
-from hyperflow.errors import one_line, raise_terminated
-from hyperflow.runtime import process_exit
+from hyperflow.errors import one_line
+from hyperflow.runtime import signals
 from hyperflow.tracking.experiments import raise_if_deleted, tracking_uri, use_experiment
 from hyperflow.tracking.faults import is_store_error, store_error_text
 
@@ -56,37 +56,34 @@ def tracked_run(
         mlflow.set_experiment(experiment_id=MlflowClient().get_run(run_id).info.experiment_id)
     elif experiment and not os.environ.get("MLFLOW_RUN_ID") and parent_run_id is None and run_id is None:
         use_experiment(experiment)
-    previous = signal.getsignal(signal.SIGTERM)
-    in_main_thread = previous is not None and _is_main_thread()
-    if in_main_thread:
-        signal.signal(signal.SIGTERM, raise_terminated)
-    nested = parent_run_id is not None or (run_id is not None and mlflow.active_run() is not None)
-    created = creation_tag() if run_id is None and not os.environ.get("MLFLOW_RUN_ID") else {}  # else a reopen
-    tags = {ROLE_TAG: role, names.VERSION: hyperflow.__version__, **created, **(tags or {})}
-    try:
-        run = mlflow.start_run(
-            run_id=run_id, run_name=None if run_id else run_name, parent_run_id=parent_run_id, nested=nested, tags=tags
-        )
-    except BaseException as exc:
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous)
-        raise_if_deleted(exc, experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME"))
-        raise
-    STARTED.append(run.info.run_id)
+    with signals.sigterm_stops():  # a SIGTERM ends the run KILLED, as Ctrl-C does
+        nested = parent_run_id is not None or (run_id is not None and mlflow.active_run() is not None)
+        created = creation_tag() if run_id is None and not os.environ.get("MLFLOW_RUN_ID") else {}  # else a reopen
+        tags = {ROLE_TAG: role, names.VERSION: hyperflow.__version__, **created, **(tags or {})}
+        try:
+            run = mlflow.start_run(
+                run_id=run_id,
+                run_name=None if run_id else run_name,
+                parent_run_id=parent_run_id,
+                nested=nested,
+                tags=tags,
+            )
+        except BaseException as exc:
+            raise_if_deleted(exc, experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME"))
+            raise
+        _RUNS.started.append(run.info.run_id)
 
-    def end(status: str) -> None:
-        active = mlflow.active_run()
-        if active is not None and active.info.run_id == run.info.run_id:  # unless the caller ended it already
-            if status != "KILLED":  # not on an interrupt or a store failure: the user wants out, the store is down
-                end_twins(run)
-            mlflow.end_run(status)
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous)
+        def end(status: str) -> None:
+            active = mlflow.active_run()
+            if active is not None and active.info.run_id == run.info.run_id:  # unless the caller ended it already
+                if status != "KILLED":  # not on an interrupt or a store failure: the user wants out, the store is down
+                    end_twins(run)
+                mlflow.end_run(status)
             if mlflow.active_run() is None:  # the command's last run: a signal now ends it with its code
-                process_exit.work_done()
+                signals.work_done()
 
-    with _ended_as(end):
-        yield run
+        with _ended_as(end):
+            yield run
 
 
 @contextmanager
@@ -105,31 +102,55 @@ def _ended_as(end: Any) -> Iterator[None]:
     finally:
         if status == "FINISHED":
             end(status)
-            ENDED.append(status)
+            _RUNS.ended.append(status)
         else:
             try:
                 end(status)
-                ENDED.append(status)
+                _RUNS.ended.append(status)
             except Exception as exc:  # e.g. the store is down: the exception in flight is the one to report
                 log.debug("could not end a run as %s: %s", status, exc)
-                UNENDED.append(f"{status}: {one_line(exc, 200)}")
+                _RUNS.unended.append(f"{status}: {one_line(exc, 200)}")
 
 
-STARTED: list[str] = []  # the ids of the runs started (or reopened), first first
-UNENDED: list[str] = []  # why runs could not be ended after an interrupt or a failure (the CLI says so)
-ENDED: list[str] = []  # the statuses runs were ended with (an interrupt after they all finished is said so)
+@dataclass
+class _CommandRuns:
+    """The runs of the command under way, for the one line that ends it (:func:`forget_runs` between commands)."""
+
+    started: list[str] = field(default_factory=list)  # the ids of the runs started (or reopened), first first
+    ended: list[str] = field(default_factory=list)  # the statuses runs were ended with
+    unended: list[str] = field(default_factory=list)  # why runs could not be ended after an interrupt or a failure
+
+
+_RUNS = _CommandRuns()
+
+
+def forget_runs() -> None:
+    """The command has returned: the next one starts with no runs of its own."""
+    _RUNS.started.clear()
+    _RUNS.ended.clear()
+    _RUNS.unended.clear()
+
+
+def interrupted_runs() -> str:
+    """How an interrupt left the command's runs: ended KILLED, unless the store refused to end one."""
+    if _RUNS.unended:
+        return f"a run could not be ended ({_RUNS.unended[-1]}) and stays RUNNING (a resume ends it)"
+    if _RUNS.ended and "KILLED" not in _RUNS.ended:  # the signal came after the work: nothing was cut short
+        return f"its runs had ended ({', '.join(sorted(set(_RUNS.ended)))}) and stay as they are"
+    return "its runs were ended as KILLED"
 
 
 def store_failure(exc: BaseException) -> str:
     """The one line for a tracking store that failed under a command: the store (without credentials), what
     it did, and what was written: nothing, or the command's runs and how they were left."""
     text = f"the tracking store {tracking_uri()} failed: {store_error_text(exc)}"
-    if not STARTED:
+    started, unended = _RUNS.started, _RUNS.unended
+    if not started:
         return f"{text}; nothing was written: run the command again once the store works"
-    runs = f"run{'s' if len(STARTED) > 1 else ''} {', '.join(STARTED)}"
-    if UNENDED:
-        return f"{text}; {runs} could not be ended and stay{'' if len(STARTED) > 1 else 's'} RUNNING ({UNENDED[-1]})"
-    return f"{text}; {runs} ended {'/'.join(sorted(set(ENDED)))} with what reached the store"
+    runs = f"run{'s' if len(started) > 1 else ''} {', '.join(started)}"
+    if unended:
+        return f"{text}; {runs} could not be ended and stay{'' if len(started) > 1 else 's'} RUNNING ({unended[-1]})"
+    return f"{text}; {runs} ended {'/'.join(sorted(set(_RUNS.ended)))} with what reached the store"
 
 
 def _let_go(interrupt: BaseException) -> None:
@@ -142,12 +163,6 @@ def _let_go(interrupt: BaseException) -> None:
 
     traceback.clear_frames(interrupt.__traceback__)
     gc.collect()
-
-
-def _is_main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
 
 
 def same_param_value(a: str, b: str) -> bool:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import signal
 import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -25,6 +24,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from hyperflow.errors import StoreFailure
+from hyperflow.runtime import signals
 from hyperflow.runtime.processes import context, main_module_hidden, process_identity, watch_parent
 from hyperflow.tracking.faults import portable
 from hyperflow.tracking.runs import CREATED_BY_CALL, PendingRun, QueuedCalls
@@ -38,9 +38,8 @@ def _start(env: dict[str, str], search: tuple[int, str | None], path: list[str],
     sys.path[:] = path
     os.chdir(cwd)
     search_store.use_environment(env)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    watch_parent(search, lambda: os._exit(0))
+    signals.ignore_interrupts()
+    watch_parent(search, lambda: signals.leave(0))
 
 
 def _call(number: int, fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> Any:
