@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
+import sys
 import threading
 import uuid
+from collections.abc import Callable
+from multiprocessing.process import BaseProcess
 
 import mlflow
 import pytest
@@ -55,3 +59,85 @@ def cli_signals():
     yield
     signal.signal(signal.SIGINT, previous[0])
     signal.signal(signal.SIGTERM, previous[1])
+
+
+# The two tiers (README, "Tests"): a test that starts a process (a subprocess, a worker, a server, Spark's JVM)
+# carries @pytest.mark.integration; `python -m pytest -m "not integration"` runs the rest, the inner loop.
+# Checked at run time: an unmarked test whose set-up or body starts a process fails, naming what it started.
+_PROCESS_EVENTS = frozenset({"subprocess.Popen", "os.fork", "os.forkpty", "os.posix_spawn", "os.spawn", "os.system"})
+_started: list[str] | None = None  # what the running unmarked test started; None while no such test runs
+
+
+def _audit(event: str, args: tuple) -> None:
+    if _started is None or event not in _PROCESS_EVENTS:
+        return
+    what = event
+    if event == "subprocess.Popen":  # (executable, args, cwd, env): args a list, or one line for a shell
+        command = args[1] if isinstance(args[1], str | bytes) else args[1][0]
+        what = os.path.basename(os.fsdecode(args[0] or str(command).split()[0]))
+        if what == "git":  # MLflow's source-version lookup at a run's start: milliseconds, not a tier's worth
+            return
+    _started.append(what)
+
+
+def _process_start(start: Callable[[BaseProcess], None]) -> Callable[[BaseProcess], None]:
+    """multiprocessing's fork server forks the children itself, so their start raises no audit event here."""
+
+    @functools.wraps(start)
+    def recorded(process: BaseProcess) -> None:
+        if _started is not None:
+            _started.append(f"multiprocessing {process.name}")
+        start(process)
+
+    return recorded
+
+
+sys.addaudithook(_audit)
+BaseProcess.start = _process_start(BaseProcess.start)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item):
+    return (yield from _watched(item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    return (yield from _watched(item))
+
+
+def _watched(item: pytest.Item):
+    global _started
+    if item.get_closest_marker("integration"):
+        return (yield)
+    _started = []
+    try:
+        result = yield
+    finally:
+        started, _started = _started, None
+    if started:
+        pytest.fail(
+            f"{item.nodeid} starts a process but is not marked @pytest.mark.integration: {started[0]}"
+            + (f" (and {len(started) - 1} more)" if len(started) > 1 else ""),
+            pytrace=False,
+        )
+    return result
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The units of work of pytest-xdist (`--dist loadgroup`, pyproject.toml): a test file, so that its module's
+    fixtures are set up once, unless its tests name an ``xdist_group`` (the shared tracking server's tests, in
+    several files, share one server). The units with the most integration tests run first (they are the long
+    ones; the short ones fill the end), each unit's tests in their order."""
+    for item in items:
+        if not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group(item.path.name))
+    unit = {id(item): item.get_closest_marker("xdist_group").args[0] for item in items}
+    weight: dict[str, int] = {}
+    first: dict[str, int] = {}
+    for index, item in enumerate(items):
+        name = unit[id(item)]
+        first.setdefault(name, index)
+        weight[name] = weight.get(name, 0) + bool(item.get_closest_marker("integration"))
+    items.sort(key=lambda item: (-weight[unit[id(item)]], first[unit[id(item)]]))

@@ -46,6 +46,7 @@ def values(client: mlflow.MlflowClient, run_id: str) -> list[float]:
     return [m.value for m in sorted(client.get_metric_history(run_id, "m"), key=lambda m: m.step)]
 
 
+@pytest.mark.integration
 def test_calls_run_in_order_and_drain_waits_for_them(calls, experiment, client):
     run_id = client.create_run(mlflow.get_experiment_by_name(experiment).experiment_id).info.run_id
     go = held(calls)

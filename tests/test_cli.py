@@ -98,6 +98,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_no_run(args, fragment, files, c
     assert mlflow.search_runs([exp.experiment_id], output_format="list") == []
 
 
+@pytest.mark.integration
 def test_real_process_exit_code_and_no_traceback(tmp_path: Path, tracking_uri):
     proc = subprocess.run(
         [sys.executable, "-m", "hyperflow", "train", "lr=-1"], capture_output=True, text=True, cwd=tmp_path
@@ -123,6 +124,7 @@ def test_setting_syntaxes():
         parse_settings(["--epochs"])
 
 
+@pytest.mark.integration
 def test_train_command_prints_a_summary(capsys, experiment):
     assert main(["train", "epochs=2", "log_model=false", "progress=false", f"experiment={experiment}"]) == 0
     out = capsys.readouterr().out
@@ -187,6 +189,7 @@ def test_a_deleted_experiment_is_refused_with_how_to_restore_it(capsys, command)
     assert client.search_runs([experiment_id], run_view_type=mlflow.entities.ViewType.ALL) == []
 
 
+@pytest.mark.integration
 def test_an_interrupted_search_says_so_once_with_the_resume_command(tmp_path, capsys, monkeypatch, experiment):
     """Ctrl-C inside a trial (here raised by the model factory): the runs end KILLED, and stderr holds
     exactly one line, the one that says how to resume."""

@@ -32,10 +32,12 @@ def loaded_after(code: str, cwd: Path | None = None) -> list[str]:
     return json.loads(out.strip().splitlines()[-1])
 
 
+@pytest.mark.integration
 def test_importing_the_cli_imports_no_heavy_library():
     assert loaded_after("import hyperflow.cli") == []
 
 
+@pytest.mark.integration
 def test_parsing_and_checking_a_train_command_imports_no_heavy_library(tmp_path):
     table = tmp_path / "houses.csv"
     table.write_text("rooms,price\n" + "".join(f"{i % 5},{100 + i}\n" for i in range(50)))
@@ -47,11 +49,13 @@ def test_parsing_and_checking_a_train_command_imports_no_heavy_library(tmp_path)
     assert loaded_after(code) == []
 
 
+@pytest.mark.integration
 def test_a_bad_data_setting_is_reported_before_heavy_imports(tmp_path):
     code = f"from hyperflow.cli import main\nassert main(['train', 'data={tmp_path / 'missing.csv'}']) == 2"
     assert loaded_after(code) == []
 
 
+@pytest.mark.integration
 def test_setting_torch_up_does_not_import_dynamo():
     """Seeds, threads and the determinism flag (left as it is unless it changes: torch's setter imports
     torch._inductor's config, and with it torch._dynamo). torch.optim's optimizers import torch._dynamo
@@ -74,6 +78,7 @@ def test_determinism_is_switched_on_and_off_again():
     assert not torch.are_deterministic_algorithms_enabled()
 
 
+@pytest.mark.integration
 def test_a_command_process_ends_its_run_finished_with_everything_logged(experiment, client):
     """A whole `hyperflow train` process (fast exit included) on the session's store, then its run read back."""
     env = {**os.environ, "PYTHONPATH": SRC}
@@ -199,6 +204,7 @@ mlflow.MlflowClient(sys.argv[1]).create_experiment(sys.argv[2])
 """
 
 
+@pytest.mark.integration
 def test_commands_started_together_in_a_new_folder_share_one_whole_store(tmp_path):
     """No cached store yet and one new store file for three processes released together: none sees a store
     half made (MLflow migrating one file twice fails with "duplicate column name")."""

@@ -117,6 +117,7 @@ def refusals(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("case", list(CASES))
 def test_refused_in_one_line_before_torch_and_workers(refusals, case):
     got = refusals[case]
@@ -126,6 +127,7 @@ def test_refused_in_one_line_before_torch_and_workers(refusals, case):
     assert not got["workers"], f"{case}: the worker processes' fork server was started before the refusal"
 
 
+@pytest.mark.integration
 def test_a_whole_process_refuses_an_unknown_resume_without_torch_or_a_new_store(tmp_path):
     """``python -X importtime -m hyperflow``: every module the process imported is listed; a folder without a
     store gets none made for a mistyped run id."""

@@ -56,6 +56,7 @@ COMMANDS = {"train": ["train", "epochs=1"], "lr-find": ["lr-find", "num_iter=30"
 BEFORE_ANY_RUN = {**COMMANDS, "search": ["search", "max_evals=2", "register=false"]}
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("command", BEFORE_ANY_RUN)
 def test_a_file_named_mlruns_stops_the_command_before_any_run(tmp_path, command):
     """The tester's case: MLflow's default store in a fresh folder, with a file where ./mlruns should be."""
@@ -112,6 +113,7 @@ def full_disk(tmp_path) -> Path:
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+@pytest.mark.integration
 def test_a_full_disk_mid_run_fails_the_run_in_one_line(full_disk, experiment, capsys):
     def to_full_disk() -> None:
         folder = _active_artifact_folder()
@@ -142,6 +144,7 @@ def test_a_full_disk_mid_run_fails_the_run_in_one_line(full_disk, experiment, ca
     assert run.info.status == "FAILED" and "No space left" in run.data.tags["hyperflow.failure_reason"]
 
 
+@pytest.mark.integration
 def test_promote_refuses_an_unwritable_artifact_folder_before_moving_anything(tmp_path, client, capsys):
     """gate.json is written after the alias moves: the folder is checked before the promote run exists."""
     good = f"good-{uuid.uuid4().hex[:8]}"

@@ -20,7 +20,7 @@ from hyperflow.config import build_config
 from hyperflow.workflows.train import train
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_sigterm_ends_the_run_killed(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
@@ -129,7 +129,7 @@ def invoke(port: int, records: list[dict]) -> list[dict]:
     return json.loads(urllib.request.urlopen(request, timeout=30).read())["predictions"]
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_served_model_answers_raw_rows(tmp_path, experiment, tracking_uri):
     rng = np.random.default_rng(2)
     frame = pd.DataFrame({"size": rng.normal(10, 3, 200), "colour": rng.choice(["red", "blue"], 200)})

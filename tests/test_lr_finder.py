@@ -218,6 +218,7 @@ def _final_val_loss(lr, seed=0):
     return setup.trainer.fit(d.X_train, d.y_train, d.X_val, d.y_val).history[-1]["val_loss"]
 
 
+@pytest.mark.integration
 def test_regret_on_digits_is_small():
     """Training with the suggestion gets within 1.5x of the best of a 9-point lr grid, same budget."""
     grid = np.geomspace(1e-5, 1, 9)
@@ -254,6 +255,7 @@ def test_lr_find_entry_point_on_sqlite(experiment, client, capsys):
     assert "lr_find.csv" in paths and "plots/lr_find.png" in paths
 
 
+@pytest.mark.integration
 def test_train_with_lr_auto_nests_the_range_test(experiment, client):
     from hyperflow.workflows.train import train
 

@@ -79,6 +79,7 @@ def summary(proc: subprocess.CompletedProcess) -> str:
 
 
 # ------------------------------------------------------------------------------------- through a search
+@pytest.mark.integration
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="CPU affinity is a Linux call")
 def test_a_process_pinned_to_one_cpu_runs_one_trial_at_a_time_with_one_thread(tmp_path, experiment):
     """Before, parallelism=auto counted the host's CPUs (os.cpu_count) whatever the process was pinned to."""
@@ -88,6 +89,7 @@ def test_a_process_pinned_to_one_cpu_runs_one_trial_at_a_time_with_one_thread(tm
     assert len(threads) >= 2 and set(threads) == {1}  # each trial's model (and the space check's, the best's)
 
 
+@pytest.mark.integration
 def test_a_cgroup_quota_of_one_cpu_gives_one_trial_and_torch_one_thread(tmp_path, experiment):
     """cpu.max of 1 CPU: auto is 1 trial, and threads=0 (torch's default, which counts the host's cores) is
     capped at 1. Before, the search ran a worker per host core and torch took every core."""
@@ -98,6 +100,7 @@ def test_a_cgroup_quota_of_one_cpu_gives_one_trial_and_torch_one_thread(tmp_path
     assert len(threads) >= 2 and set(threads) == {1}  # each trial's model (and the space check's, the best's)
 
 
+@pytest.mark.integration
 def test_a_cgroup_memory_limit_caps_the_workers_and_says_so(tmp_path, experiment):
     """memory.max leaves room for one worker (256 MiB + 4 x the data): parallelism=2 runs one trial at a time
     and one line on stderr says why, with the numbers. Before, two workers started whatever the memory."""

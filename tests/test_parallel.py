@@ -56,6 +56,7 @@ def test_parallelism_auto_is_the_cores_capped_by_the_budget():
         build_search_config({"parallelism": "many"})
 
 
+@pytest.mark.integration
 def test_trials_run_at_once_in_workers_nested_under_the_search(tmp_path, experiment, client):
     settings = build_search_config(
         {"space": write(tmp_path, SPACE), "max_evals": "6", "parallelism": "2", "pruner": "none", "register": "false"}
@@ -73,6 +74,7 @@ def test_trials_run_at_once_in_workers_nested_under_the_search(tmp_path, experim
     assert steps == sorted(steps, reverse=True) and steps[-1] == pytest.approx(best.loss)
 
 
+@pytest.mark.integration
 def test_a_failing_trial_is_recorded_and_the_search_goes_on(tmp_path, experiment, client):
     space = write(tmp_path, "lr: {type: choice, values: [0.001, 1.0e+6]}\noptimizer: {type: choice, values: [sgd]}\n")
     settings = build_search_config(
@@ -92,6 +94,7 @@ def test_a_failing_trial_is_recorded_and_the_search_goes_on(tmp_path, experiment
     assert runs == {0.001: "FINISHED", 1e6: "FAILED"}
 
 
+@pytest.mark.integration
 def test_stop_rules_end_a_parallel_search(tmp_path, experiment):
     settings = build_search_config(
         {
@@ -107,6 +110,7 @@ def test_stop_rules_end_a_parallel_search(tmp_path, experiment):
     assert len(outcome.records) <= 3  # the first result stops it; at most the trials then in flight finish
 
 
+@pytest.mark.integration
 def test_ctrl_c_raised_inside_a_worker_stops_the_search(tmp_path, experiment, client, monkeypatch, capsys):
     """A KeyboardInterrupt from the trial's own code in a worker stops the search as Ctrl-C would: exit 130,
     every run KILLED, nothing left waiting."""
@@ -154,6 +158,7 @@ def _queue_a_failing_call():
     workers._here.calls.submit(_raise, sqlite3.OperationalError("disk I/O error"))
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("after", ["next trial", "last trial"])
 def test_a_worker_call_that_fails_after_its_trial_returned_still_surfaces(tmp_path, after):
     """A worker sends a trial's results and end on its background thread while the search goes on: their
@@ -176,6 +181,7 @@ def test_a_worker_call_that_fails_after_its_trial_returned_still_surfaces(tmp_pa
             pool.close()
 
 
+@pytest.mark.integration
 def test_workers_started_early_stop_when_the_search_fails_before_its_trials(tmp_path, experiment, monkeypatch):
     """The workers start (and load the data) while the search records its settings; a failure there leaves
     no worker process behind."""
@@ -198,6 +204,7 @@ def _modules():
     return sorted(sys.modules)
 
 
+@pytest.mark.integration
 def test_children_come_from_a_fork_server_that_exits_at_once(tmp_path):
     """The fork server's last preload (hyperflow.runtime.fork_server) froze its heap, which its children
     inherit, and made its own exit skip the interpreter's teardown (it holds the command's stdout open)."""
@@ -223,6 +230,7 @@ def test_pruner_sees_curves_that_arrive_while_a_trial_runs(tmp_path):
     assert list(peers) == [[0.5, 0.4], [0.3, 0.2], [0.9, 0.8]]
 
 
+@pytest.mark.integration
 def test_a_script_without_a_main_guard_runs_a_parallel_search(tmp_path):
     """The workers never re-run the caller's script (which would start the search again in each). The
     search's own process builds no optimizer (its space check and the best model need none), so it never
@@ -318,7 +326,7 @@ def _alive(pids):
     return alive
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 @pytest.mark.parametrize("sig", [signal.SIGINT])  # SIGTERM: tests/test_search.py, with the default parallelism
 def test_an_interrupt_ends_every_run_killed_and_stops_the_workers(tmp_path, sig):
     proc, client = _search_process(tmp_path)
@@ -344,7 +352,7 @@ def test_an_interrupt_ends_every_run_killed_and_stops_the_workers(tmp_path, sig)
     wait_for(lambda: not _alive(pids), "the worker processes to exit", 60)
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_a_search_killed_with_9_leaves_no_worker_and_resumes(tmp_path):
     proc, client = _search_process(tmp_path)
     try:
@@ -371,7 +379,7 @@ def test_a_search_killed_with_9_leaves_no_worker_and_resumes(tmp_path):
     assert len(ok) >= 4 and not [r for r in _runs(client) if r.info.status == "RUNNING"]
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_a_worker_killed_mid_trial_fails_only_its_trial_and_the_search_goes_on(tmp_path, experiment, client):
     """The out-of-memory killer (or a crash in native code) ends one worker: its trial fails with the reason
     and its run ends FAILED, the other worker's trial finishes, a new worker takes the next trial."""

@@ -45,6 +45,7 @@ RAW = [
 ]  # any column order, numbers as text, missing values, an unseen category, a missing column
 
 
+@pytest.mark.integration
 def test_batch_predictions_append_labels_and_probabilities(champion, tmp_path, capsys):
     pd.DataFrame(RAW).to_csv(tmp_path / "new.csv", index=False)
     out = tmp_path / "scored" / "preds.csv"
@@ -76,7 +77,7 @@ def test_predict_bad_input_is_one_line_and_writes_nothing(champion, tmp_path, mo
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new.csv"]
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_the_champion_serves_raw_rows_by_alias(champion, tracking_uri):
     with serve_model(champion, tracking_uri) as port:
         answer = invoke(port, RAW)

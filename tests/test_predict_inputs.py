@@ -139,6 +139,7 @@ def test_unusable_values_are_imputed_like_missing_ones_and_named(churn, caplog):
     assert any("'joined': 1 row(s)" in t and "dates" in t and "'garbage'" in t for t in told)
 
 
+@pytest.mark.integration
 def test_batch_predictions_warn_on_stderr_about_unusable_values(churn, tmp_path, tracking_uri):
     rows = good_rows()
     rows["income"] = UNUSABLE["income"]

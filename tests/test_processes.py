@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from hyperflow.runtime.processes import alive, process_identity
 
 
@@ -13,6 +15,7 @@ def test_a_running_process_is_alive_by_pid_and_by_identity():
     assert alive(*process_identity(os.getpid()))
 
 
+@pytest.mark.integration
 def test_a_process_that_exited_is_not_alive():
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     identity = process_identity(child.pid)

@@ -119,7 +119,7 @@ def test_steps_stay_thin():
         assert len(step.read_text().splitlines()) <= 30, step
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_mlflow_run_train_end_to_end(tmp_path, tracking_uri):
     env = {
         **os.environ,
@@ -168,6 +168,7 @@ def test_mlflow_run_train_end_to_end(tmp_path, tracking_uri):
         mlflow.set_tracking_uri(tracking_uri)
 
 
+@pytest.mark.integration
 def test_mlflow_run_search_end_to_end(tmp_path, tracking_uri):
     """The main job as users start it: the run `mlflow run` made holds the -P values, the search logs the rest
     into it, and its trials (run at once by default) nest under it."""

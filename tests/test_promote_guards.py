@@ -73,6 +73,7 @@ def free_port() -> int:
 # ------------------------------------------------------------------------------------ first promotion
 
 
+@pytest.mark.integration
 def test_a_first_promotion_needs_a_threshold_or_allow_first(trained, client, experiment, capsys):
     name, (good,) = copy(client, trained, "good")
     code, _, err = cli(capsys, "promote", f"model_name={name}", f"version={good}")
@@ -172,7 +173,7 @@ class Server:
         self.uri, self.proc = f"http://127.0.0.1:{self.port}", None
 
     def start(self) -> "Server":
-        """Start the process and return at once (it starts while other tests run); ``ready`` waits."""
+        """Start the process and return at once; ``ready`` waits until it answers."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
         self.proc = subprocess.Popen(
             [
@@ -217,7 +218,7 @@ class Server:
             self.proc.wait(timeout=60)
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(scope="module")
 def server(tracking_uri, tmp_path_factory):
     MlflowClient().search_experiments(max_results=1)  # the schema exists before a second process opens it
     running = Server(tracking_uri, tmp_path_factory.mktemp("server")).start()
@@ -225,6 +226,7 @@ def server(tracking_uri, tmp_path_factory):
     running.stop()
 
 
+@pytest.mark.integration
 def test_a_registry_that_fails_at_the_reread_moves_nothing(
     trained, client, experiment, server, monkeypatch, no_retries
 ):

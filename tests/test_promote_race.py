@@ -62,7 +62,7 @@ def promote_run(experiment: str, name: str, version: str):
     return run
 
 
-@pytest.mark.slow  # real processes, two or three pairs at once (30-120 s)
+@pytest.mark.integration  # real processes, two or three pairs at once (30-120 s)
 def test_two_promotions_of_two_versions_at_once_one_wins_and_the_other_says_it_lost(base, tmp_path, client, experiment):
     rounds = []
     for i in range(ROUNDS):  # every round's pair at once: the barrier makes each pair's moves meet
@@ -88,7 +88,7 @@ def test_two_promotions_of_two_versions_at_once_one_wins_and_the_other_says_it_l
             assert said in line and run.info.run_id in line
 
 
-@pytest.mark.slow  # real processes, two or three pairs at once (30-120 s)
+@pytest.mark.integration  # real processes, two or three pairs at once (30-120 s)
 def test_two_promotions_of_one_version_at_once_keep_both_lines(base, tmp_path, client, experiment):
     rounds = []
     for i in range(ROUNDS - 1):
@@ -107,6 +107,7 @@ def test_two_promotions_of_one_version_at_once_keep_both_lines(base, tmp_path, c
         assert mv.tags["promote_run_id"] in {r.info.run_id for r in runs} and mv.tags["baseline_version"] == old
 
 
+@pytest.mark.integration
 def test_promoting_the_champion_again_writes_nothing_to_the_version(base, client, experiment, capsys):
     name, (first,) = copies(base, 1, champion=False)
     assert main(["promote", f"model_name={name}", f"version={first}", "allow_first=true"]) == 0

@@ -61,6 +61,7 @@ def promote_runs(experiment: str) -> list:
     )
 
 
+@pytest.mark.integration
 def test_first_version_passes_on_absolute_thresholds_alone(trained, client, experiment):
     name, (good, bad) = trained.copy(client, "good", "bad")
     gate = "{accuracy: {threshold: 0.8, min_absolute_change: 0.05}}"
@@ -255,6 +256,7 @@ def test_gate_rules_outside_what_they_can_mean_are_refused(spec, task, message):
     assert edges.to_dict()["accuracy"] == {"min_absolute_change": 0.0, "min_relative_change": 1.0}
 
 
+@pytest.mark.integration
 def test_a_search_challenger_is_promoted_on_its_trials_settings(trained, client, experiment, tmp_path):
     from hyperflow.config.search import build_search_config
     from hyperflow.workflows.search import search

@@ -20,6 +20,8 @@ from hyperflow.config import build_config
 from hyperflow.config.search import build_search_config
 from hyperflow.search.runner import SearchFailed, SearchRunner
 
+pytestmark = pytest.mark.integration  # every test here starts processes
+
 TINY = {"width": "16", "progress": "false", "flush_secs": "5"}
 SPACE = """
 lr: {type: loguniform, low: 1.0e-4, high: 3.0e-2}

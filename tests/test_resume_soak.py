@@ -24,6 +24,8 @@ from hyperflow.config import build_config
 from hyperflow.config.search import build_search_config
 from hyperflow.search.runner import SearchRunner
 
+pytestmark = pytest.mark.integration  # every test here starts processes
+
 SPACE = """
 lr: {type: loguniform, low: 1.0e-3, high: 3.0e-2}
 optimizer: {type: choice, values: [adam, adamw]}
@@ -98,7 +100,6 @@ def _kill_when(proc, client, exp_id, point: str, rng: random.Random, timeout: fl
     raise AssertionError(f"kill point {point} not reached in {timeout} s")
 
 
-@pytest.mark.slow
 def test_searches_killed_at_random_moments_finish_as_if_never_killed(tmp_path, tracking_uri, experiment):
     seed = int(os.environ.get("HYPERFLOW_SOAK_SEED", random.randrange(10**6)))
     rng = random.Random(seed)

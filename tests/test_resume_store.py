@@ -85,7 +85,7 @@ def server(home: Path) -> Iterator[Server]:
         s.kill()
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_a_server_gone_mid_search_gives_one_line_and_the_resume_finishes(tmp_path, tracking_uri):
     with server(tmp_path) as srv:
         client = mlflow.MlflowClient(srv.uri)
@@ -151,6 +151,7 @@ def test_a_server_gone_mid_search_gives_one_line_and_the_resume_finishes(tmp_pat
         assert len(client.search_model_versions("name = 'gone-model'")) == 1
 
 
+@pytest.mark.integration
 def test_a_read_only_sqlite_store_gives_one_line_and_touches_nothing(tmp_path, tracking_uri, capsys):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     space = tmp_path / "space.yaml"

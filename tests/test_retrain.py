@@ -90,6 +90,7 @@ def retrain_runs(name: str) -> list:
     )
 
 
+@pytest.mark.integration
 def test_retrain_is_skipped_on_the_same_data_and_runs_on_new_data(champion, capsys):
     client = mlflow.MlflowClient()
     versions = len(client.search_model_versions(f"name = '{champion['name']}'"))
@@ -195,6 +196,7 @@ def _dead_pid() -> int:
     return proc.pid
 
 
+@pytest.mark.integration
 def test_stale_locks_are_taken_over_and_live_ones_are_not(model, client, experiment):
     crashed = client.create_run(mlflow.get_experiment_by_name(experiment).experiment_id).info.run_id  # RUNNING
     finished = client.create_run(mlflow.get_experiment_by_name(experiment).experiment_id).info.run_id
@@ -256,6 +258,7 @@ def _copy_of_champion(champion: dict) -> str:
     return name
 
 
+@pytest.mark.integration
 def test_two_retrains_at_once_one_runs_the_other_stands_aside(champion):
     """The first retrain is held inside the lock (its model factory waits for the test) while the second
     tries: the second stands aside with LockHeld and writes nothing; the first then finishes."""
@@ -290,6 +293,7 @@ def test_two_retrains_at_once_one_runs_the_other_stands_aside(champion):
     assert len(retrain_runs(name)) == 1 and LOCK_TAG not in client.get_registered_model(name).tags
 
 
+@pytest.mark.integration
 def test_retrain_by_search_runs_a_small_search_under_the_retrain_run(champion):
     client = mlflow.MlflowClient()
     name = _copy_of_champion(champion)
@@ -313,7 +317,7 @@ def test_retrain_by_search_runs_a_small_search_under_the_retrain_run(champion):
     assert client.get_model_version(name, "2").tags["search_run_id"] == searched.info.run_id
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_sigterm_during_a_retrain_by_search_ends_every_run_killed(champion, tracking_uri):
     """The search of mode=search stops as ``hyperflow search`` does: its trials, the search run and the
     retrain run end KILLED (before, the search ran in a thread of its own and its run stayed RUNNING)."""
@@ -521,6 +525,7 @@ def scheduled_commands() -> dict[str, str]:
     }
 
 
+@pytest.mark.integration
 def test_schedule_files_parse_and_run_the_same_command():
     commands = scheduled_commands()
     assert len(set(commands.values())) == 1, commands
@@ -552,7 +557,7 @@ def _env(tracking_uri: str, **extra: str) -> dict[str, str]:
     return env
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_the_scheduled_command_retrains(champion, tracking_uri, tmp_path):
     """What cron, systemd, Kubernetes and Airflow run, on the champion's rows in a new file: an equal model
     passes (the champion's own file would be skipped: its run trained that already)."""

@@ -58,6 +58,7 @@ def trained(day1) -> tuple[str, str]:
     return name, outcome.run_id
 
 
+@pytest.mark.integration
 def test_a_champion_from_train_is_not_trained_again_unless_a_setting_changes(trained, day1):
     name, run_id = trained
     config = RetrainConfig(model_name=name, data=day1, experiment=EXPERIMENT)
@@ -68,6 +69,7 @@ def test_a_champion_from_train_is_not_trained_again_unless_a_setting_changes(tra
     assert other.outcome in ("promoted", "rejected") and other.version == "2" and versions(name) == 2
 
 
+@pytest.mark.integration
 def test_a_champion_from_an_earlier_retrain_is_not_trained_again(trained, day1):
     name, _ = trained
     config = RetrainConfig(model_name=name, data=day1, experiment=EXPERIMENT)
@@ -81,6 +83,7 @@ def test_a_champion_from_an_earlier_retrain_is_not_trained_again(trained, day1):
     assert versions(name) == 2 and champion_of(name) == "2"
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("refit", [False, True])
 def test_a_champion_from_a_search_is_not_trained_again_unless_it_was_refit(day1, tmp_path, capsys, refit):
     client = mlflow.MlflowClient()

@@ -48,6 +48,7 @@ def _runs(experiment: str, query: str = "") -> list:
     return mlflow.search_runs(experiment_names=[experiment], output_format="list", filter_string=query)
 
 
+@pytest.mark.integration
 def test_a_retrain_killed_mid_training_is_taken_over_with_its_child_runs(champion, experiment, capsys):
     proc = subprocess.Popen(
         [
@@ -102,6 +103,7 @@ def _dead_pid() -> int:
     return proc.pid
 
 
+@pytest.mark.integration
 def test_a_takeover_ends_the_dead_holders_nested_runs_at_any_depth(client, experiment):
     """retrain -> train -> lr_find left RUNNING, with a finished sibling and an unrelated run: only the dead
     holder's RUNNING runs are ended, whatever their depth."""

@@ -105,6 +105,7 @@ def _children(client, parent_id):
     return client.search_runs([exp], f"tags.mlflow.parentRunId = '{parent_id}'", max_results=500)
 
 
+@pytest.mark.integration
 def test_nested_runs_tags_artifacts_and_challenger(experiment, client):
     settings = build_search_config(
         {
@@ -141,6 +142,7 @@ def test_nested_runs_tags_artifacts_and_challenger(experiment, client):
     assert accuracy == pytest.approx(parent.data.metrics["best_test_accuracy"], abs=1e-6) and accuracy > 0.5
 
 
+@pytest.mark.integration
 def test_same_seed_gives_the_same_trial_sequence(experiment, tmp_path):
     space = write(tmp_path, CONDITIONAL.replace("epochs: 3", "epochs: 1"))
 
@@ -161,6 +163,7 @@ def test_same_seed_gives_the_same_trial_sequence(experiment, tmp_path):
     assert params() == params()
 
 
+@pytest.mark.integration
 def test_a_diverging_trial_fails_and_the_search_goes_on(tmp_path, experiment, client):
     space = write(
         tmp_path, "lr: {type: choice, values: [1.0e+6, 0.001]}\noptimizer: sgd\nmomentum: 0.0\nschedule: constant\n"
@@ -198,6 +201,7 @@ def build(input_shape, output_size):
 """
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("error", ["ValueError", "PermissionError", "ConnectionError"])
 def test_any_error_of_a_trials_training_fails_that_trial_and_the_search_goes_on(
     error, tmp_path, experiment, client, monkeypatch
@@ -220,6 +224,7 @@ def test_any_error_of_a_trials_training_fails_that_trial_and_the_search_goes_on(
     assert client.get_run(outcome.run_id).info.status == "FINISHED"
 
 
+@pytest.mark.integration
 def test_consecutive_failures_stop_the_search(tmp_path, experiment):
     space = write(
         tmp_path,
@@ -233,6 +238,7 @@ def test_consecutive_failures_stop_the_search(tmp_path, experiment):
     assert outcome.best is None
 
 
+@pytest.mark.integration
 def test_pruning_stops_a_hopeless_trial(tmp_path, experiment):
     space = write(tmp_path, "lr: {type: choice, values: [0.003, 0.002, 0.004, 1.0e-7]}\nepochs: 6\n")
     settings = build_search_config(
@@ -293,6 +299,7 @@ def test_a_model_without_trainable_parameters_is_refused_before_any_run(capsys, 
     assert exp is None or mlflow.search_runs([exp.experiment_id], output_format="list") == []
 
 
+@pytest.mark.integration
 def test_timeout_stops_the_trial_in_flight(tmp_path, experiment):
     space = write(tmp_path, "lr: {type: choice, values: [0.001, 0.002]}\nepochs: 100000\n")
     settings = build_search_config(
@@ -305,6 +312,7 @@ def test_timeout_stops_the_trial_in_flight(tmp_path, experiment):
     assert outcome.records[0].status == "pruned" and outcome.records[0].reason == "timeout"
 
 
+@pytest.mark.integration
 def test_refit_trains_the_best_on_train_and_val(tmp_path, experiment, client):
     space = write(tmp_path, "lr: {type: choice, values: [0.003]}\n")
     settings = build_search_config(
@@ -314,7 +322,7 @@ def test_refit_trains_the_best_on_train_and_val(tmp_path, experiment, client):
     assert outcome.registered == (f"{experiment}-refit", "1") and outcome.test_metrics["test_accuracy"] > 0.8
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_sigterm_ends_every_run_and_prints_the_resume_command(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")}
@@ -359,6 +367,7 @@ def test_sigterm_ends_every_run_and_prints_the_resume_command(tmp_path):
     assert parent.info.status == "KILLED"
 
 
+@pytest.mark.integration
 def test_literature_presets_are_the_first_trials(tmp_path, experiment):
     space = write(
         tmp_path,
@@ -372,6 +381,7 @@ def test_literature_presets_are_the_first_trials(tmp_path, experiment):
     assert len(outcome.records) == 3
 
 
+@pytest.mark.integration
 def test_a_budget_smaller_than_the_presets_still_runs_its_trials(tmp_path, experiment):
     space = write(
         tmp_path,
@@ -506,6 +516,7 @@ def test_an_auto_lr_setting_is_refused_by_a_search_as_in_a_space(name: str, tmp_
     assert len(client.search_registered_models()) == models
 
 
+@pytest.mark.integration
 def test_a_setting_given_pins_its_dimension_of_the_shipped_space(experiment):
     """epochs=1 on the command line: every trial trains 1 epoch (the shipped space's fixed 20 no longer wins),
     and optimizer=adam takes the optimizer (and sgd's momentum) out of the search; a space of your own is

@@ -23,6 +23,8 @@ from hyperflow.config.search import build_search_config
 from hyperflow.search.lock import SearchLock, SearchLocked
 from hyperflow.search.runner import SearchRunner
 
+pytestmark = pytest.mark.integration  # every test here starts processes
+
 QUICK = {"data": "wine", "epochs": "1", "progress": "false", "flush_secs": "5"}
 SEARCH = {"strategy": "random", "pruner": "none", "register": "false", "parallelism": "1"}
 # a resume that waits for the barrier file once hyperflow is imported, so that both start their checks together
@@ -55,7 +57,6 @@ def assert_clean(client, parent: str, trials: int) -> None:
     assert names.SEARCH_LOCK not in client.get_run(parent).data.tags
 
 
-@pytest.mark.slow  # 3 rounds of two processes (~80 s on a loaded 2-core machine)
 def test_two_resumes_at_once_run_once_the_other_exits_4_naming_the_holder(experiment, client, tmp_path):
     parent = new_search(experiment, 1)
     assert names.SEARCH_LOCK not in client.get_run(parent).data.tags  # released at the search's end

@@ -15,6 +15,8 @@ from hyperflow.config import build_config
 from hyperflow.config.search import build_search_config
 from hyperflow.search.runner import SearchRunner
 
+pytestmark = pytest.mark.integration  # every test here starts processes
+
 TINY = {"width": "32", "progress": "false", "flush_secs": "5", "schedule": "constant"}
 # after one epoch at width 32 (constant schedule): lr 1e-6 leaves val_loss at ~2.30, lr 3e-3 brings it to ~1.6
 SLOW, GOOD = 1.0e-6, 0.003

@@ -19,6 +19,8 @@ from polling import wait_for
 from hyperflow.tracking import SidecarCalls, log_results, search_store
 from hyperflow.tracking.runs import PendingRun, created_by_call
 
+pytestmark = pytest.mark.integration  # every test here starts processes
+
 MISSING_RUN = "0" * 32
 
 

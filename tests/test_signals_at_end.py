@@ -49,6 +49,7 @@ def test_a_second_signal_stops_at_once(cli_signals):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     "work, expected",
     [
@@ -77,6 +78,7 @@ def test_a_signal_after_the_command_returned_ends_the_process_with_its_code(work
     assert (done.returncode, done.stdout, done.stderr) == (*expected, "")
 
 
+@pytest.mark.integration
 def test_stdout_closed_early_exits_141_without_a_traceback():
     proc = subprocess.Popen(
         [sys.executable, "-m", "hyperflow", "train", "--help"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
@@ -86,6 +88,7 @@ def test_stdout_closed_early_exits_141_without_a_traceback():
     assert proc.wait(timeout=120) == 141 and err == ""
 
 
+@pytest.mark.integration
 def test_output_closed_during_the_work_leaves_the_work_whole(tracking_uri, tmp_path):
     """`hyperflow train ... 2>&1 | head -1`: the reader goes away before MLflow's registration line; the run
     still ends FINISHED with its version (before: BrokenPipeError mid-registration, run KILLED, version left)."""
@@ -148,6 +151,7 @@ def signal_at(proc: subprocess.Popen, tmp_path, moment: str, signum: int) -> tup
     return proc.returncode, out, err
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     "moment, signum",
     [("moved", signal.SIGINT), ("output", signal.SIGINT), ("output", signal.SIGTERM), ("exit", signal.SIGINT)],
@@ -168,6 +172,7 @@ def test_a_signal_once_the_champion_moved_ends_promote_with_its_own_code(tiny, t
     assert run.info.status == "FINISHED" and run.data.tags["hyperflow.promoted"] == "true"
 
 
+@pytest.mark.integration
 def test_a_signal_once_train_registered_its_model_ends_it_with_its_own_code(tmp_path, experiment):
     """SIGTERM while the interpreter frees its modules after a train that registered its model: exit 0."""
     from test_registry import items_csv
@@ -189,6 +194,7 @@ def test_a_signal_once_train_registered_its_model_ends_it_with_its_own_code(tmp_
     assert "registered version 1" in out
 
 
+@pytest.mark.integration
 def test_a_signal_once_retrain_promoted_ends_it_with_its_own_code(tiny, tmp_path, experiment):
     """Ctrl-C while retrain prints its outcome (its runs have ended, the champion moved): exit 0, not 130."""
     from tiny_model import copies

@@ -7,9 +7,12 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 from hyperflow.runtime.processes import PRELOAD
 
 
+@pytest.mark.integration
 def test_sigterm_before_any_run_exits_130_with_one_line(tmp_path):
     """The command waits for a tracking server that accepted the connection and never answers (the moment
     it is waiting is the accepted connection, not a sleep); SIGTERM then ends it like Ctrl-C."""
@@ -53,6 +56,7 @@ def _interrupted_while_preloading(modules: list[str]) -> subprocess.CompletedPro
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.integration
 def test_a_ctrl_c_while_the_fork_server_imports_ends_it_silently():
     assert PRELOAD[0] == "hyperflow.runtime.fork_server_start" and PRELOAD[-1] == "hyperflow.runtime.fork_server"
     quiet = _interrupted_while_preloading(PRELOAD[:1])

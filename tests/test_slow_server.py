@@ -21,6 +21,9 @@ from mlflow import MlflowClient
 from services import mlflow_server  # noqa: F401  (fixture)
 from test_server import assert_complete, runs_of, search
 
+# every test here starts processes; the tests of the shared tracking server run in one test process (one server)
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("mlflow_server")]
+
 HOP_BY_HOP = {
     "host",
     "connection",

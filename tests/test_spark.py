@@ -23,6 +23,9 @@ from hyperflow.config.search import build_search_config  # noqa: E402
 from hyperflow.search import spark  # noqa: E402
 from hyperflow.search.runner import SearchRunner  # noqa: E402
 
+# every test here starts processes; the tests of the shared tracking server run in one test process (one server)
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("mlflow_server")]
+
 TINY = {"epochs": "3", "width": "32", "progress": "false", "flush_secs": "5"}
 SPACE = """
 lr: {type: loguniform, low: 1.0e-3, high: 1.0e-2}
@@ -131,7 +134,6 @@ def test_spark_stop_rules_end_the_search_without_hanging(session, tmp_path, expe
     assert 1 <= len(children) <= 3 and all(c.info.status != "RUNNING" for c in children)
 
 
-@pytest.mark.slow
 def test_spark_search_against_the_postgres_server(session, mlflow_server, tmp_path):
     """Executors log to the shared server with the driver's credentials (which no run records)."""
     space = tmp_path / "space.yaml"

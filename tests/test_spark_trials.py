@@ -21,6 +21,8 @@ from hyperflow.config.search import build_search_config
 from hyperflow.search import spark
 from hyperflow.search.runner import SearchRunner
 
+pytestmark = pytest.mark.integration  # every test here starts processes
+
 TESTS = str(Path(__file__).resolve().parent)
 TINY = {"epochs": "1", "width": "16", "progress": "false", "flush_secs": "5"}
 SPACE = "lr: {type: loguniform, low: 1.0e-3, high: 1.0e-2}\nepochs: 1\n"

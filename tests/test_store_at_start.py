@@ -20,6 +20,8 @@ import pytest
 
 from hyperflow.cli import main
 
+pytestmark = pytest.mark.integration  # every test here starts processes
+
 LIMIT_S = 60  # a refusal at start takes seconds; a sqlite path that is a folder took ~115 s (MLflow retried)
 COMMANDS = {
     "train": ["train", "data=wine", "epochs=1", "progress=false"],

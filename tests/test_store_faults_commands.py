@@ -21,6 +21,8 @@ from services import free_port
 
 from hyperflow.cli import main
 
+pytestmark = pytest.mark.integration  # every test here starts processes
+
 PASSWORD = "s3cret-Pw-23"
 # a store failure: 1 (the job failed); promote and retrain: 2, as when their registry cannot be read
 CODES = {"train": 1, "lr-find": 1, "search": 1, "predict": 1, "promote": 2, "retrain": 2}
@@ -146,7 +148,6 @@ def test_verbose_shows_the_libraries_tracebacks(read_only):
     assert proc.stderr.strip().splitlines()[-1].startswith("hyperflow train: error: the tracking store")
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(not shutil.which("chattr"), reason="chattr is needed to make a store read-only mid-search")
 def test_a_store_turning_read_only_mid_search_gives_its_line_without_tracebacks(tmp_path):
     db = tmp_path / "mlflow.db"

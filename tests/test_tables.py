@@ -112,6 +112,7 @@ def test_column_kinds_cover_every_dtype():
     }
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 @pytest.mark.parametrize("dtype", list(DTYPES))
 def test_every_dtype_trains_registers_and_predicts_raw_rows(tmp_path, experiment, dtype, fmt):
@@ -187,7 +188,7 @@ def _post(port: int, payload: dict) -> tuple[int, dict]:
         return exc.code, json.loads(exc.read())
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_served_model_takes_any_json_types_and_names_missing_columns(all_dtypes_model, tracking_uri):
     uri, columns = all_dtypes_model
     sent = {"signal": 14, **{c: SENT[c] for c in columns if c != "signal"}}

@@ -75,6 +75,7 @@ def test_model_takes_raw_rows_and_registers(experiment, client, people_csv):
     assert "torch==" in open(reqs).read()
 
 
+@pytest.mark.integration
 def test_regression_model_predicts_in_target_units(experiment):
     outcome = train(build_config({"data": "diabetes", "epochs": "20", "progress": "false", "experiment": experiment}))
     model = mlflow.pyfunc.load_model(outcome.model_uri)
@@ -86,6 +87,7 @@ def test_regression_model_predicts_in_target_units(experiment):
     assert outcome.test_metrics["test_r2"] > 0.2
 
 
+@pytest.mark.integration
 def test_segmentation_model_returns_masks(experiment):
     outcome = train(
         build_config(
@@ -175,6 +177,7 @@ def test_an_error_raised_while_training_is_one_line_exit_1_and_the_run_failed(
         assert run.data.tags["hyperflow.failure_reason"] == err.removeprefix("hyperflow train: error: ")
 
 
+@pytest.mark.integration
 def test_a_table_too_wide_for_mlflows_dataset_schema_trains_and_says_so(experiment, client, tmp_path):
     """1,100 columns of 1,000-character names make a schema text past MLflow's 1,048,575 characters (as
     20,000 short names do): the dataset is recorded without it (input tag ``schema`` says why), the model

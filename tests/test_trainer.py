@@ -128,6 +128,7 @@ def test_trailing_batch_of_one_is_dropped():
     assert steps_per_epoch(129, 64) == 2 and steps_per_epoch(130, 64) == 3 and steps_per_epoch(64, 64) == 1
 
 
+@pytest.mark.integration
 def test_core_does_not_import_mlflow():
     code = (
         "import sys, hyperflow.core.trainer, hyperflow.core.assembly, hyperflow.core.data, hyperflow.config; "

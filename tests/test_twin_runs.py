@@ -97,6 +97,7 @@ class TwinMaking(SearchRunner):
         return record
 
 
+@pytest.mark.integration
 def test_the_search_end_ends_the_twins_of_its_runs_and_counts_them_as_no_trial(experiment, client, tmp_path):
     runner = TwinMaking(
         build_search_config(search_settings(max_evals="3", lr_bounds="auto")),
@@ -112,6 +113,7 @@ def test_the_search_end_ends_the_twins_of_its_runs_and_counts_them_as_no_trial(e
     assert client.get_run(outcome.run_id).data.tags[names.BEST_RUN_ID] not in runner.made
 
 
+@pytest.mark.integration
 def test_a_resume_ends_the_twins_a_stopped_search_left_and_a_twin_is_no_search_to_resume(experiment, client, capsys):
     first = SearchRunner(
         build_search_config(search_settings(max_evals="2", lr_bounds="auto")),
@@ -136,6 +138,7 @@ def test_a_resume_ends_the_twins_a_stopped_search_left_and_a_twin_is_no_search_t
     assert f"hyperflow search resume={parent}" in capsys.readouterr().err
 
 
+@pytest.mark.integration
 def test_a_resume_ends_a_trial_killed_in_flight_with_the_reason(experiment, client):
     """A trial's run left RUNNING without results and without a twin (its search was killed mid-trial)."""
     first = SearchRunner(
@@ -253,7 +256,7 @@ def _server(home, port: int) -> subprocess.Popen:
     return proc
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_through_a_server_whose_answers_to_creations_are_lost_nothing_stays_running(
     tmp_path, tracking_uri, monkeypatch
 ):
