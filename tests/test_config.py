@@ -270,7 +270,12 @@ def test_a_binary_config_file_is_one_line_exit_2(tmp_path: Path, capsys):
 
 
 def _naming_fields() -> list[tuple[type, str]]:
-    return [(cls, f.name) for cls in _config_classes() for f in dataclasses.fields(cls) if f.metadata.get("names")]
+    return [
+        (cls, name)
+        for cls in _config_classes()
+        for name, info in cls.__pydantic_fields__.items()
+        if (info.json_schema_extra or {}).get("names")
+    ]
 
 
 def test_the_settings_that_name_something_are_found():
@@ -321,7 +326,7 @@ def test_an_empty_resume_is_one_line_but_mlprojects_empty_default_is_unset(capsy
 
 @pytest.mark.parametrize("model", ["mlp", "cnn", "unet"])
 def test_model_kwargs_for_a_built_in_model_are_refused_naming_its_settings(model: str):
-    from hyperflow.config.train import MODEL_SETTINGS
+    from hyperflow.config.train_rules import MODEL_SETTINGS
 
     task = {"task": "segmentation"} if model == "unet" else {}
     with pytest.raises(
@@ -335,7 +340,7 @@ def test_model_kwargs_for_a_built_in_model_are_refused_naming_its_settings(model
 def test_the_settings_of_each_built_in_model_are_its_factorys_parameters():
     import inspect
 
-    from hyperflow.config.train import MODEL_SETTINGS
+    from hyperflow.config.train_rules import MODEL_SETTINGS
     from hyperflow.core import models
 
     for name, settings in MODEL_SETTINGS.items():

@@ -420,7 +420,7 @@ BAD_SPACES = [
         "optimizer:\n  type: choice\n  options:\n    adam: {}\n"
         "    sgd: {momentum: {type: uniform, low: 0.5, high: 1.5}}",
         "tpe",
-        "momentum, beta1 and beta2 must be in [0, 1)",
+        "momentum must be in [0, 1)",
     ),
     (b"lr: {type: uniform, low: 0.001, high: 0.1}  # \xe9t\xe9\n", "random", "is not UTF-8"),
     # keys no trial can vary (the search's own settings, the data, the range test's), in a branch too

@@ -1,8 +1,16 @@
 """hyperflow: train PyTorch networks with sound hyperparameters, every experiment tracked in MLflow."""
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-try:
-    __version__ = version("hyperflow")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.1.0"
+
+def __getattr__(name: str) -> str:
+    """``hyperflow.__version__``, read from the installed package when asked: importlib.metadata takes ~50 ms to
+    import, which every command would otherwise pay before its first line (a bad input's refusal included)."""
+    if name != "__version__":
+        raise AttributeError(f"module 'hyperflow' has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("hyperflow")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "0.1.0"

@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from hyperflow import names
@@ -28,11 +28,12 @@ from hyperflow.config import (
     build_retrain_config,
     coerce,
     field_defaults,
-    field_help,
     load_yaml,
     unknown_setting,
 )
+from hyperflow.config.help import settings_lines
 from hyperflow.config.search import SEARCH_KEYS, SearchConfig, build_search_config
+from hyperflow.config.train import DATA_SETTINGS
 from hyperflow.errors import UsageError, without_credentials
 from hyperflow.runtime import library_logs, signals, startup
 from hyperflow.runtime.streams import TolerantStream
@@ -305,9 +306,7 @@ class Interrupted(KeyboardInterrupt):
 
 def train_help(command: str = "train") -> str:
     lines = [f"usage: hyperflow {command} [key=value ...] [config=settings.yaml]", "", "settings (default):"]
-    for name, default, text in field_help(TrainConfig):
-        lines.append(f"  {name:<17} {text} ({default})")
-    return "\n".join(lines)
+    return "\n".join(lines + settings_lines(TrainConfig))
 
 
 def _summary(outcome: Any) -> str:
@@ -383,7 +382,8 @@ def search_help() -> str:
         "",
         "search settings (default):",
     ]
-    lines += [f"  {n:<25} {t} ({d})" for n, d, t in field_help(SearchConfig)]
+    lines += settings_lines(SearchConfig)
+    lines += ["", "data settings (default):", *settings_lines(TrainConfig, DATA_SETTINGS)]
     lines += [
         "",
         "every training setting (hyperflow train --help) sets the base of all trials; the space file says what varies.",
@@ -451,7 +451,7 @@ def cmd_search(inv: Invocation) -> int:
 
 def _settings_help(command: str, cls: type, codes: str, extra: str = "") -> str:
     lines = [f"usage: hyperflow {command} [key=value ...] [config=settings.yaml]", "", "settings (default):"]
-    lines += [f"  {n:<13} {t} ({d})" for n, d, t in field_help(cls) if n != "gate_rules"]
+    lines += settings_lines(cls, [f.name for f in fields(cls) if f.name != "gate_rules"])
     return "\n".join(lines + ([extra] if extra else []) + ["", f"exit codes: {codes}"])
 
 

@@ -1,18 +1,13 @@
-"""Typed, frozen configurations, one per command, that coerce and validate themselves on construction:
-``train`` (TrainConfig, presets), ``search`` (SearchConfig), ``jobs`` (PromoteConfig, RetrainConfig), and
-``fields`` (the ``setting`` field helper, coercion of raw values, YAML files, help texts)."""
+"""Typed, frozen configurations, one pydantic dataclass per command, that validate themselves on construction:
+``train`` (TrainConfig, presets; ``train_rules`` between its settings), ``search`` (SearchConfig), ``jobs``
+(PromoteConfig, RetrainConfig); ``fields`` (what every config is built on, ``coerce`` of one raw value),
+``messages`` (pydantic's errors as one line), ``help`` (the --help text from the fields), ``files`` (YAML)."""
 
-from hyperflow.config.fields import (
-    coerce,
-    coerce_fields,
-    field_defaults,
-    field_help,
-    load_yaml,
-    setting,
-    unknown_setting,
-)
+from hyperflow.config.fields import field_defaults, unknown_setting
+from hyperflow.config.files import load_yaml
 from hyperflow.config.jobs import GATE_HELP, PromoteConfig, RetrainConfig, build_promote_config, build_retrain_config
 from hyperflow.config.search import SEARCH_KEYS, SearchConfig, build_search_config
+from hyperflow.config.settings import coerce
 from hyperflow.config.train import PRESETS, TrainConfig, build_config
 
 __all__ = [
@@ -28,10 +23,7 @@ __all__ = [
     "build_retrain_config",
     "build_search_config",
     "coerce",
-    "coerce_fields",
     "field_defaults",
-    "field_help",
     "load_yaml",
-    "setting",
     "unknown_setting",
 ]

@@ -1,24 +1,18 @@
 """Settings of the registry jobs: ``PromoteConfig`` (hyperflow promote) and ``RetrainConfig`` (hyperflow
-retrain), coerced and validated on construction like every config."""
+retrain), typed and checked on construction like every config."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from hyperflow.config.fields import (
-    _COMMAND_OF,
-    check_choice,
-    check_model_name,
-    coerce,
-    coerce_fields,
-    fields_of,
-    setting,
-    unknown_setting,
-)
+from pydantic import Field, model_validator
+from pydantic.dataclasses import dataclass
+
+from hyperflow.config.fields import SETTINGS_CONFIG, fields_of, unknown_setting
 from hyperflow.config.search import MAX_EVALS
-from hyperflow.config.train import TrainConfig, build_config
+from hyperflow.config.settings import Settings, coerce
+from hyperflow.config.train import ModelName, TrainConfig, build_config
 from hyperflow.errors import UsageError
 
 GATE_HELP = (
@@ -37,84 +31,102 @@ RETRAIN_MODES = ("champion", "search")
 def _required_name(c: Any, what: str) -> None:
     if not c.model_name:
         raise UsageError(f"model_name is required: the registered model to {what}")
-    check_model_name(c.model_name)
 
 
-@dataclass(frozen=True)
-class PromoteConfig:
-    """What ``hyperflow promote`` needs. Coerced and validated on construction."""
+@dataclass(frozen=True, config=SETTINGS_CONFIG)
+class PromoteConfig(Settings):
+    """What ``hyperflow promote`` needs."""
 
-    model_name: str | None = setting(None, "registered model (required)", names="a registered model")
-    version: str | None = setting(
-        None,
-        "version number or alias to validate (default: the one with alias challenger)",
-        names="a version number or alias",
+    model_name: ModelName = Field(
+        None, description="registered model (required)", json_schema_extra={"names": "a registered model"}
     )
-    data: str | None = setting(
+    version: str | None = Field(
         None,
-        "evaluation rows: a file with the target column or a built-in name "
+        description="version number or alias to validate (default: the one with alias challenger)",
+        json_schema_extra={"names": "a version number or alias"},
+    )
+    data: str | None = Field(
+        None,
+        description="evaluation rows: a file with the target column or a built-in name "
         "(default: the test split of the data the version was trained on)",
-        names="a file or a built-in name",
+        json_schema_extra={"names": "a file or a built-in name"},
     )
-    target: str | None = setting(None, "target column of data= (default: the version's training target)")
-    gate: str | None = setting(None, GATE_HELP)
-    gate_rules: dict = setting({}, "gate.<metric>.<rule> values collected from the command line")
-    allow_first: bool = setting(False, ALLOW_FIRST_HELP)
-    dry_run: bool = setting(False, "decide and log, but move no alias and set no version tags")
-    max_attempts: int = setting(3, "times to re-score when the champion moves during the promotion")
-    experiment: str | None = setting(
-        None, "MLflow experiment of the promote run (default: MLflow's current one)", names="an experiment name"
+    target: str | None = Field(None, description="target column of data= (default: the version's training target)")
+    gate: str | None = Field(None, description=GATE_HELP)
+    gate_rules: dict = Field(
+        default_factory=dict, description="gate.<metric>.<rule> values collected from the command line"
+    )
+    allow_first: bool = Field(False, description=ALLOW_FIRST_HELP)
+    dry_run: bool = Field(False, description="decide and log, but move no alias and set no version tags")
+    max_attempts: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="times to re-score when the champion moves during the promotion",
+        json_schema_extra={"range": "from 1 to 100"},
+    )
+    experiment: str | None = Field(
+        None,
+        description="MLflow experiment of the promote run (default: MLflow's current one)",
+        json_schema_extra={"names": "an experiment name"},
     )
 
-    def __post_init__(self) -> None:
-        coerce_fields(self)
+    @model_validator(mode="after")
+    def _rules(self) -> PromoteConfig:
         _required_name(self, "promote into")
-        if not 1 <= self.max_attempts <= 100:
-            raise UsageError(f"max_attempts must be from 1 to 100, got {self.max_attempts}")
+        return self
 
 
-@dataclass(frozen=True)
-class RetrainConfig:
+@dataclass(frozen=True, config=SETTINGS_CONFIG)
+class RetrainConfig(Settings):
     """What ``hyperflow retrain`` needs (training settings that override the champion's travel apart)."""
 
-    model_name: str | None = setting(None, "registered model to retrain (required)", names="a registered model")
-    data: str | None = setting(
+    model_name: ModelName = Field(
+        None, description="registered model to retrain (required)", json_schema_extra={"names": "a registered model"}
+    )
+    data: str | None = Field(
         None,
-        "new data: a file, a folder or a glob (the newest file wins), or a built-in name "
+        description="new data: a file, a folder or a glob (the newest file wins), or a built-in name "
         "(default: the champion's data)",
-        names="a file, folder, glob or built-in name",
+        json_schema_extra={"names": "a file, folder, glob or built-in name"},
     )
-    target: str | None = setting(None, "target column (default: the champion's)")
-    mode: str = setting("champion", "champion (train with the champion's settings) | search (a small search)")
-    max_evals: int = setting(10, "mode=search: trials")
-    force: bool = setting(False, "retrain even if a retrain of the same data and code already finished")
-    gate: str | None = setting(None, GATE_HELP)
-    gate_rules: dict = setting({}, "gate.<metric>.<rule> values collected from the command line")
-    allow_first: bool = setting(
-        False, ALLOW_FIRST_HELP + " (mode=search on a model with no champion); checked before anything is trained"
+    target: str | None = Field(None, description="target column (default: the champion's)")
+    mode: Literal[RETRAIN_MODES] = Field(
+        "champion", description="champion = train with the champion's settings, search = a small search"
     )
-    lease: float = setting(600.0, "lock lease in seconds; the holder renews it every lease/3")
-    experiment: str | None = setting(
-        None, "MLflow experiment (default: MLflow's current one)", names="an experiment name"
+    max_evals: int = Field(10, ge=1, le=MAX_EVALS, description="mode=search: trials")
+    force: bool = Field(False, description="retrain even if a retrain of the same data and code already finished")
+    gate: str | None = Field(None, description=GATE_HELP)
+    gate_rules: dict = Field(
+        default_factory=dict, description="gate.<metric>.<rule> values collected from the command line"
+    )
+    allow_first: bool = Field(
+        False,
+        description=ALLOW_FIRST_HELP + " (mode=search on a model with no champion); checked before anything is trained",
+    )
+    lease: float = Field(
+        600.0,
+        ge=10,
+        le=7 * 86400,
+        description="lock lease in seconds; the holder renews it every lease/3",
+        json_schema_extra={"range": "from 10 seconds to 7 days (604800)"},
+    )
+    experiment: str | None = Field(
+        None,
+        description="MLflow experiment (default: MLflow's current one)",
+        json_schema_extra={"names": "an experiment name"},
     )
 
-    def __post_init__(self) -> None:
-        coerce_fields(self)
+    @model_validator(mode="after")
+    def _rules(self) -> RetrainConfig:
         _required_name(self, "retrain")
-        check_choice("mode", self.mode, RETRAIN_MODES)
-        if not 1 <= self.max_evals <= MAX_EVALS:
-            raise UsageError(f"max_evals must be from 1 to {MAX_EVALS}, got {self.max_evals}")
-        if not (10 <= self.lease <= 7 * 86400):
-            raise UsageError(f"lease must be from 10 seconds to 7 days (604800), got {self.lease}")
+        return self
 
 
 def _with_gate_rules(cls: type, values: Mapping[str, Any]) -> dict[str, Any]:
     """``gate.<metric>.<rule>=value`` keys gathered into ``gate_rules``; the rest as they are."""
     rules = {k: str(v) for k, v in values.items() if k.startswith("gate.")}
     plain = {k: v for k, v in values.items() if not k.startswith("gate.")}
-    for key in plain:
-        if key not in fields_of(cls):
-            raise unknown_setting(key, fields_of(cls), _COMMAND_OF[cls.__name__])
     gate_rules = coerce("gate_rules", plain.get("gate_rules", {}), cls)
     return {**plain, "gate_rules": {**gate_rules, **rules}}
 

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from hyperflow import names, tracking
-from hyperflow.config import SearchConfig, TrainConfig, coerce
+from hyperflow.config import SearchConfig, TrainConfig, coerce, field_defaults
 from hyperflow.core.data import Dataset
 from hyperflow.errors import UsageError, one_line
 from hyperflow.search import lock
@@ -110,7 +110,7 @@ def recorded_settings(
         for f in dataclasses.fields(cls):
             if f.name in skip:
                 continue
-            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            default = field_defaults(cls)[f.name]
             value = getattr(obj, f.name)
             is_given = f.name in given if given is not None else value != default
             if isinstance(default, dict):

@@ -30,7 +30,7 @@ import numpy as np
 import yaml
 
 from hyperflow.config import TrainConfig, coerce
-from hyperflow.config.fields import DuplicateKey, read_text, safe_load
+from hyperflow.config.files import DuplicateKey, read_text, safe_load
 from hyperflow.errors import UsageError
 
 TYPES = ("uniform", "loguniform", "quniform", "int", "choice")

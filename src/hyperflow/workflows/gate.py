@@ -14,7 +14,7 @@ import yaml
 
 from hyperflow import names
 from hyperflow.config import TrainConfig
-from hyperflow.config.fields import DuplicateKey, read_text, safe_load
+from hyperflow.config.files import DuplicateKey, read_text, safe_load
 from hyperflow.core.data import Dataset
 from hyperflow.errors import UsageError
 from hyperflow.tracking.registry import UNKNOWN, Client, Identity, ModelVersion, model_version, version_identity
