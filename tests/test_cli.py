@@ -9,7 +9,8 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from hyperflow.cli import main, parse, parse_settings
+from hyperflow.cli import main
+from hyperflow.cli.parsing import parse, parse_settings
 from hyperflow.errors import UsageError
 
 

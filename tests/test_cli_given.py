@@ -1,7 +1,7 @@
 """The search is told which settings the user gave (command line or config file), so that a resume takes
 every other one from the search it continues — an explicit default (register=true) included."""
 
-from hyperflow.cli import parse
+from hyperflow.cli.parsing import parse
 
 
 def test_search_invocation_names_the_settings_given(tmp_path):

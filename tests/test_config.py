@@ -312,7 +312,8 @@ def test_strategy_bayes_is_refused_as_any_unknown_choice(capsys):
 
 
 def test_an_empty_resume_is_one_line_but_mlprojects_empty_default_is_unset(capsys):
-    from hyperflow.cli import main, parse
+    from hyperflow.cli import main
+    from hyperflow.cli.parsing import parse
 
     assert main(["search", "resume=", "max_evals=1"]) == 2
     err = capsys.readouterr().err.strip()

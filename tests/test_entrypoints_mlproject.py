@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from mlflow.projects._project_spec import load_project
 
-from hyperflow.cli import CONFIGS, Invocation, parse
+from hyperflow.cli.parsing import CONFIGS, Invocation, parse
 from hyperflow.config import PromoteConfig, RetrainConfig, TrainConfig, coerce, field_defaults
 from hyperflow.config.search import SearchConfig
 

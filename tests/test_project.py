@@ -13,7 +13,7 @@ import tomllib
 import yaml
 from packaging.requirements import Requirement
 
-from hyperflow.cli import CONFIGS, command_name, drop_defaults
+from hyperflow.cli.parsing import CONFIGS, command_name, drop_defaults
 from hyperflow.config import coerce, field_defaults
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -52,7 +52,13 @@ def field_shape(cls: type, key: str) -> Shape:
     return shape_of(fields_of(cls)[key].annotation)
 
 
-COMMANDS = {"TrainConfig": "train", "SearchConfig": "search", "PromoteConfig": "promote", "RetrainConfig": "retrain"}
+COMMANDS = {
+    "TrainConfig": "train",
+    "SearchConfig": "search",
+    "PromoteConfig": "promote",
+    "RetrainConfig": "retrain",
+    "PredictConfig": "predict",
+}
 
 
 def command_of(cls: type) -> str:

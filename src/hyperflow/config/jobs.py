@@ -123,6 +123,29 @@ class RetrainConfig(Settings):
         return self
 
 
+@dataclass(frozen=True, config=SETTINGS_CONFIG)
+class PredictConfig(Settings):
+    """What ``hyperflow predict`` needs."""
+
+    model: str | None = Field(
+        None, description="models:/<name>@champion, models:/<name>/<version> or runs:/<run id>/model (required)"
+    )
+    data: str | None = Field(None, description="rows to score (raw columns, any order, missing values allowed)")
+    out: str = Field(
+        "predictions.csv",
+        description="output file (.csv or .parquet): the rows plus prediction (and probability_<class> columns)",
+    )
+    allow_missing_columns: bool = Field(
+        False, description="true = impute feature columns the file lacks (false: refuse, naming them)"
+    )
+
+    @model_validator(mode="after")
+    def _rules(self) -> PredictConfig:
+        if not self.model or not self.data:
+            raise UsageError("predict needs model=<URI> and data=<file> (and optionally out=<file>)")
+        return self
+
+
 def _with_gate_rules(cls: type, values: Mapping[str, Any]) -> dict[str, Any]:
     """``gate.<metric>.<rule>=value`` keys gathered into ``gate_rules``; the rest as they are."""
     rules = {k: str(v) for k, v in values.items() if k.startswith("gate.")}

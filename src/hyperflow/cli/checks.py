@@ -1,0 +1,98 @@
+"""The checks a command makes before it works, cheapest first: the files it reads (``data=``, ``target=``,
+``task=``, a model function, a search's space file; no torch, no MLflow), its tracking store, the experiment
+its runs go to. Each mistake is one line and exit 2, in seconds."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Collection
+
+from hyperflow.cli.parsing import Invocation
+from hyperflow.config import SearchConfig, TrainConfig
+
+
+def check_data(inv: Invocation) -> None:
+    """Every mistake that needs only a file, the space or the store is reported before torch is imported and
+    before a worker starts (seconds): ``data=``, ``target=``, ``task=``, ``model=package.module:function``, and
+    for a search its space file and the run ``resume=`` names (read from the store: MLflow, not torch)."""
+    if inv.command not in ("train", "lr-find", "search") or inv.train is None:
+        return
+    base = inv.train
+    if inv.search is not None:
+        base = check_search(inv.search, base, inv.given)
+    from hyperflow.core.data import precheck_source
+
+    precheck_source(base.data, base.target, base.task)
+    if ":" in base.model:
+        from hyperflow.core.factory import import_factory
+
+        import_factory(base.model)
+
+
+def check_search(search: SearchConfig, base: TrainConfig, given: Collection[str]) -> TrainConfig:
+    """The run ``resume=`` names (and the settings it keeps) and the space file, before anything heavy; the
+    training settings the search will run with."""
+    from hyperflow.search import space
+
+    if search.resume:
+        from hyperflow.search import resume
+
+        search, base, _ = resume.recorded_settings(resume.search_run(search.resume), search, base, given)
+    space.check_auto_lrs(base)
+    if search.space:
+        space.check_space_file(search.space, base, grid=search.strategy == "grid")
+    return base
+
+
+def check_start(inv: Invocation) -> None:
+    """Every check made before a command works, cheapest first: the files it reads (no MLflow, no torch), its
+    tracking store, then the experiment its runs go to; a search's ``resume=`` run is read from the store, so
+    there the store comes first."""
+    store_first = inv.search is not None and bool(inv.search.resume)
+    if store_first:
+        check_store(inv)
+    check_data(inv)
+    if not store_first:
+        check_store(inv)
+    if inv.command != "predict":
+        check_experiment(inv.experiment)
+
+
+def check_store(inv: Invocation) -> None:
+    """The start-up checks of the tracking store, together and before anything reads it (seconds, no torch):
+    its URI (a scheme MLflow has no store for, a sqlite file that is a folder or in a folder that does not
+    exist, a schema revision this MLflow does not know or has moved past; promote, retrain and predict of a
+    models:/ or runs:/ URI only read, so a store that does not exist yet is refused too). One line, exit 2."""
+    model = str(inv.predict.get("model", ""))
+    if inv.command == "predict" and not model.startswith(("models:/", "runs:/")):
+        return  # a model folder or file URI: no store is read
+    from hyperflow.tracking import new_store
+
+    new_store.check(reads_only=inv.command in ("promote", "retrain", "predict"))
+
+
+def check_experiment(name: str | None) -> None:
+    """Refuse a deleted experiment, or an ``MLFLOW_EXPERIMENT_ID`` that names none, before any run is created
+    (MLflow would raise deep inside)."""
+    if os.environ.get("MLFLOW_RUN_ID"):  # under `mlflow run`: the run, and its experiment, exist already
+        return
+    name = name or os.environ.get("MLFLOW_EXPERIMENT_NAME")
+    experiment_id = os.environ.get("MLFLOW_EXPERIMENT_ID", "").strip()
+    if not (name or experiment_id):
+        return
+    from hyperflow import tracking
+    from hyperflow.tracking import new_store
+
+    new_store.prepare()  # a store to be made is made from the cached empty one, as the command would
+    if not name:
+        tracking.check_experiment_id(experiment_id)
+        return
+
+    try:
+        state = tracking.experiment_state(name)
+    except Exception as exc:
+        if tracking.is_store_error(exc, os_errors=False):
+            raise  # the one line and the command's code for a store that fails (_store_refusal)
+        raise tracking.registry_error(exc, f"reading experiment '{name}'", store="tracking store") from None
+    if state is not None and state[0] == "deleted":
+        raise tracking.deleted_experiment(name, state[1])
