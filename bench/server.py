@@ -10,13 +10,6 @@ MLFLOW_TRACKING_USERNAME/PASSWORD).
 
     python bench/server.py --max-evals 10 --rounds 3 --profile
     python bench/server.py --rounds 1 --json out.json      # also every number, machine-readable
-
-``--ab-round-trips`` compares instead, against the server only, the search as shipped with the same search
-without :func:`hyperflow.tracking.round_trips.concurrent_round_trips` (the metric histories read and the
-model's files uploaded one after another, as MLflow does), alternating rounds: every round's search wall time
-and the seconds the best model's logging took (``tracking.model.log_model``).
-
-    python bench/server.py --max-evals 10 --rounds 8 --ab-round-trips
 """
 
 from __future__ import annotations
@@ -145,62 +138,6 @@ def report_calls(searches: int) -> None:
         )
 
 
-MODEL_LOGGING: list[float] = []
-
-
-@contextmanager
-def round_trips(concurrent: bool) -> Iterator[None]:
-    """The search's model logging timed; with ``concurrent`` False, without concurrent_round_trips."""
-    from hyperflow.tracking import model
-
-    log_model, overlapped = model.log_model, model.concurrent_round_trips
-
-    def timed(*args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return log_model(*args, **kwargs)
-        finally:
-            MODEL_LOGGING.append(time.perf_counter() - start)
-
-    model.log_model = timed
-    if not concurrent:
-        model.concurrent_round_trips = lambda run_id: _nothing()
-    try:
-        yield
-    finally:
-        model.log_model, model.concurrent_round_trips = log_model, overlapped
-
-
-def ab_round_trips(uri: str, max_evals: int, rounds: int, parallelism: str | None) -> None:
-    walls: dict[str, list[float]] = {"shipped": [], "plain": []}
-    logging_s: dict[str, list[float]] = {"shipped": [], "plain": []}
-    with tracking_to(uri):
-        search(2, "warmup", parallelism)
-        for i in range(rounds):
-            order = ("shipped", "plain") if i % 2 == 0 else ("plain", "shipped")
-            for variant in order:
-                with round_trips(concurrent=variant == "shipped"):
-                    walls[variant].append(search(max_evals, f"ab-{i}-{variant}", parallelism))
-                logging_s[variant].append(MODEL_LOGGING[-1])
-            print(
-                f"round {i + 1} ({order[0]} first): "
-                + "; ".join(f"{v} {walls[v][-1]:.2f} s (model logged in {logging_s[v][-1]:.2f} s)" for v in order)
-                + f"; load {os.getloadavg()[0]:.2f}",
-                flush=True,
-            )
-    print(f"\nload average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    for variant in walls:
-        print(
-            f"  {variant:7s} search median {statistics.median(walls[variant]):6.2f} s ({spread(walls[variant])}); "
-            f"model logging median {statistics.median(logging_s[variant]):5.2f} s ({spread(logging_s[variant])})"
-        )
-    saved = [p - s for s, p in zip(logging_s["shipped"], logging_s["plain"])]
-    ratios = [s / p for s, p in zip(walls["shipped"], walls["plain"])]
-    print(f"  model logging, plain - shipped per round: {', '.join(f'{x:.2f}' for x in saved)} s ({spread(saved)})")
-    print(f"  search wall, shipped / plain per round: {', '.join(f'{r:.3f}' for r in ratios)} ({spread(ratios)})")
-    print(f"shipped / plain: {statistics.median(ratios):.3f} (median of the rounds)")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--max-evals", type=int, default=10)
@@ -211,7 +148,6 @@ def main() -> None:
     parser.add_argument("--server-pid", type=int, help="with --uri: the server's process, for its CPU seconds")
     parser.add_argument("--prefix", default="", help="before every experiment and model name (a shared server)")
     parser.add_argument("--json", type=Path, help="also write every round's numbers to this file")
-    parser.add_argument("--ab-round-trips", action="store_true", help="with and without concurrent round trips")
     args = parser.parse_args()
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {hyperflow.__file__}", flush=True)
     server = None
@@ -223,13 +159,6 @@ def main() -> None:
         user, password = server.admin
         os.environ.update({"MLFLOW_TRACKING_USERNAME": user, "MLFLOW_TRACKING_PASSWORD": password})
     print(f"server {uri} up; {args.rounds} rounds of a {args.max_evals}-trial default search", flush=True)
-    if args.ab_round_trips:
-        try:
-            ab_round_trips(uri, args.max_evals, args.rounds, args.parallelism)
-        finally:
-            if server is not None:
-                server.close()
-        return
     times: dict[str, list[float]] = {"sqlite": [], "server": []}
     server_cpu: list[float] = []
     try:

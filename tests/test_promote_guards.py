@@ -20,7 +20,8 @@ from test_registry import items_csv
 
 from hyperflow.cli import main
 from hyperflow.config import build_config
-from hyperflow.tracking.registry import RegistryError, alias_version, model_exists
+from hyperflow.errors import RegistryError
+from hyperflow.tracking.registry import alias_version, model_exists
 from hyperflow.workflows.promote import PromoteConfig, promote
 from hyperflow.workflows.train import train
 

@@ -14,10 +14,10 @@ import pytest
 
 from hyperflow.cli import main
 from hyperflow.config import build_config
-from hyperflow.errors import UsageError
+from hyperflow.errors import ChampionConflict, UsageError
 from hyperflow.tracking.registry import alias_version
 from hyperflow.workflows.gate import Gate, Rule, build_gate
-from hyperflow.workflows.promote import ChampionConflict, PromoteConfig, promote
+from hyperflow.workflows.promote import PromoteConfig, promote
 from hyperflow.workflows.train import train
 
 

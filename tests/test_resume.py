@@ -18,7 +18,8 @@ from stores import ready_store
 from hyperflow.cli import main
 from hyperflow.config import build_config
 from hyperflow.config.search import build_search_config
-from hyperflow.search.runner import SearchFailed, SearchRunner
+from hyperflow.errors import SearchFailed
+from hyperflow.search.runner import SearchRunner
 
 pytestmark = pytest.mark.integration  # every test here starts processes
 

@@ -17,7 +17,7 @@ import pytest
 from services import free_port, mlflow_server  # noqa: F401  (fixture)
 
 from hyperflow import tracking
-from hyperflow.errors import one_line, whole_message, without_credentials
+from hyperflow.errors import RegistryError, one_line, whole_message, without_credentials
 from hyperflow.runtime import library_logs
 from hyperflow.search.outcome import store_failure
 from hyperflow.tracking import registry
@@ -69,7 +69,7 @@ def test_the_lines_for_a_failed_store_show_no_password(unreachable):
     ):
         assert PASSWORD not in line and "alice" not in line, line
     assert unreachable in store_failure(failed.value, "", None)
-    with pytest.raises(registry.RegistryError) as refused:
+    with pytest.raises(RegistryError) as refused:
         registry.registered_model(mlflow.MlflowClient(), "m")
     assert PASSWORD not in str(refused.value) and f"the model registry {unreachable} failed" in str(refused.value)
 

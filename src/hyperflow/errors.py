@@ -1,20 +1,33 @@
 """hyperflow's exception types and how an error is told in one line.
 
-The types the command line turns into exit codes: ``UsageError`` (bad input: one line, exit 2),
-``TrainingFailed`` (the model's training raised: exit 1) and ``Terminated`` (SIGTERM, which ends runs KILLED
-and the command with 130, as Ctrl-C does); ``StoreFailure`` carries a store's failure between processes.
-The text helpers: ``without_credentials`` (the one function that cuts user names and passwords out of URLs)
-and the one-line forms of an error (``one_line``, ``first_line``, ``whole_message``). Which failures are the
-store's is decided in :mod:`hyperflow.tracking.faults`, the module that knows MLflow's exception types.
+The types the command line turns into exit codes (README, "Exit codes"): 1 the job failed (``TrainingFailed``,
+``ArtifactStoreError``, ``SearchFailed``), 2 bad input or a registry that cannot answer (``UsageError``,
+``RegistryError``), 4 locked (``LeaseHeld``), 5 the champion moved during a promotion (``ChampionConflict``),
+130 ``Terminated`` (SIGTERM, which ends runs KILLED, as Ctrl-C does); ``StoreFailure`` carries a store's
+failure between processes. The text helpers: ``without_credentials`` (the one function that cuts user names
+and passwords out of URLs) and the one-line forms of an error (``one_line``, ``first_line``,
+``whole_message``). Which failures are the store's is decided in :mod:`hyperflow.tracking.faults`, the module
+that knows MLflow's exception types.
 """
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 
 class UsageError(Exception):
     """Bad input from the user (config, data, names). The message says what is wrong and how to fix it."""
+
+    exit_code = 2
+
+
+class ArtifactStoreUnusable(UsageError):
+    """The artifact location cannot be written, found before any run was created (exit 2, no run left)."""
+
+
+class RegistryError(RuntimeError):
+    """The registry (or tracking store) failed while we needed an answer; nothing was moved. Exit code 2."""
 
     exit_code = 2
 
@@ -24,6 +37,47 @@ class TrainingFailed(RuntimeError):
     the error and where it was raised; the run ends FAILED with it as ``hyperflow.failure_reason``."""
 
     exit_code = 1
+
+
+class ArtifactStoreError(RuntimeError):
+    """The artifact store refused a write during a run (a full disk, a permission, a file where a folder must
+    be, a server's artifact endpoint answering with an error). The run ends FAILED (tag
+    ``hyperflow.failure_reason``); the CLI prints the message on one line and exits 1. Raised without its
+    cause in the exception chain, so that the run is not taken for one the store cut short (KILLED): the
+    tracking store still answers; the original error is kept as ``cause``."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+    def __reduce__(self) -> tuple:  # travels between processes as its message
+        return ArtifactStoreError, (str(self),)
+
+
+class SearchFailed(Exception):
+    """The search could not finish its job (the store failed, the model could not be logged): the message is
+    one line that says what failed, what is kept and the command that continues. The CLI prints it, exit 1."""
+
+    exit_code = 1
+
+
+class LeaseHeld(RuntimeError):
+    """Another job holds the lease (exit code 4); ``holder`` says who."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, holder: dict[str, Any]) -> None:
+        self.holder = holder
+        super().__init__(message)
+
+
+class ChampionConflict(RuntimeError):
+    """The champion kept moving during the promotion (nothing was moved), or another promotion moved it right
+    after this one did (a lost race: the other one's version is the champion). Exit code 5."""
+
+    exit_code = 5
 
 
 class StoreFailure(OSError):

@@ -111,7 +111,8 @@ def _stat(text: str | None, key: str) -> int:
     return 0
 
 
-def _number(text: str | None) -> int | None:
+def _byte_count(text: str | None) -> int | None:
+    """A cgroup file's count of bytes (``max``, anything else or nothing: None)."""
     return int(text) if text is not None and text.isdigit() else None
 
 
@@ -128,10 +129,10 @@ def available_memory(
             ("memory.max", "memory.current", "inactive_file"),
             ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file"),
         ):
-            limit = _number(_read(folder / limit_file))
+            limit = _byte_count(_read(folder / limit_file))
             if limit is None or limit >= NO_LIMIT:
                 continue
-            used = (_number(_read(folder / usage_file)) or 0) - _stat(_read(folder / "memory.stat"), inactive)
+            used = (_byte_count(_read(folder / usage_file)) or 0) - _stat(_read(folder / "memory.stat"), inactive)
             known.append((max(0, limit - max(0, used)), "cgroup memory limit"))
     return min(known, key=lambda k: k[0], default=(None, ""))
 

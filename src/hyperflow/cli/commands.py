@@ -63,7 +63,8 @@ def cmd_search(inv: Invocation) -> int:
 
 
 def cmd_promote(inv: Invocation) -> int:
-    from hyperflow.workflows.promote import ChampionConflict, promote
+    from hyperflow.errors import ChampionConflict
+    from hyperflow.workflows.promote import promote
 
     try:
         outcome = promote(inv.promote)
@@ -75,8 +76,8 @@ def cmd_promote(inv: Invocation) -> int:
 
 
 def cmd_retrain(inv: Invocation) -> int:
+    from hyperflow.errors import ChampionConflict
     from hyperflow.workflows.lock import LockHeld
-    from hyperflow.workflows.promote import ChampionConflict
     from hyperflow.workflows.retrain import retrain
     from hyperflow.workflows.train import TrainingDiverged
 

@@ -339,7 +339,7 @@ def _to_datetime(col: pd.Series) -> pd.Series:
     return pd.to_datetime(col.astype(object).where(col.notna(), None), errors="coerce", utc=True, format="mixed")
 
 
-def _number(value: Any) -> float:
+def _cell_number(value: Any) -> float:
     """One raw value as a float: numbers, bools, numbers and true/false as text; anything else is missing."""
     if value is None or value is pd.NA or value is pd.NaT:
         return np.nan
@@ -362,7 +362,7 @@ def to_numbers(col: pd.Series) -> np.ndarray:
     """A numeric column of any dtype (nullable, bool, object) as float64, missing as NaN."""
     if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
         return col.astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan)
-    return np.fromiter((_number(v) for v in col), dtype=np.float64, count=len(col))
+    return np.fromiter((_cell_number(v) for v in col), dtype=np.float64, count=len(col))
 
 
 def _category(value: Any) -> Any:

@@ -18,9 +18,10 @@ from hyperflow.core.assembly import Setup, setup_training
 from hyperflow.core.data import Dataset
 from hyperflow.core.plots import importance as importance_plot
 from hyperflow.core.plots import search_progress
+from hyperflow.errors import SearchFailed
 from hyperflow.runtime import startup
 from hyperflow.search.importance import parameter_importance
-from hyperflow.search.outcome import SearchFailed, SearchOutcome
+from hyperflow.search.outcome import SearchOutcome
 from hyperflow.search.trial import TrialRecord
 from hyperflow.tracking import search_store
 

@@ -14,8 +14,9 @@ import time
 from typing import Any
 
 from hyperflow import names
+from hyperflow.errors import LeaseHeld
 from hyperflow.tracking import registry
-from hyperflow.tracking.lease import Lease, LeaseHeld, RunTag, parse
+from hyperflow.tracking.lease import Lease, RunTag, parse_holder
 
 LEASE = 600.0  # seconds; the holder renews it every LEASE / 3
 
@@ -70,6 +71,6 @@ class SearchLock(Lease):
 
 def check_free(run: Any) -> None:
     """Refuse a search run another live process works on (its tag as read with the run: no extra call)."""
-    holder = parse(run.data.tags.get(names.SEARCH_LOCK))
+    holder = parse_holder(run.data.tags.get(names.SEARCH_LOCK))
     if holder:
         SearchLock(run.info.run_id).check_free(holder)

@@ -24,13 +24,6 @@ class SearchOutcome:
     at_once: int = 1  # trials run at once (parallelism, resolved for this machine)
 
 
-class SearchFailed(Exception):
-    """The search could not finish its job (the store failed, the model could not be logged): the message is
-    one line that says what failed, what is kept and the command that continues. The CLI prints it, exit 1."""
-
-    exit_code = 1
-
-
 def store_failure(exc: BaseException, artifact_uri: str, parent: str | None) -> str:
     """The one line for a store that failed during the search ``parent`` (None: before anything was written)."""
     store = tracking.failed_store(exc)

@@ -21,9 +21,8 @@ import yaml
 from hyperflow import names, tracking
 from hyperflow.config import SearchConfig, TrainConfig, coerce, field_defaults
 from hyperflow.core.data import Dataset
-from hyperflow.errors import UsageError, one_line
+from hyperflow.errors import SearchFailed, UsageError, one_line
 from hyperflow.search import lock
-from hyperflow.search.outcome import SearchFailed
 from hyperflow.tracking import search_store
 from hyperflow.tracking.runs import same_param_value  # the rule log_params uses to keep or re-log a value
 

@@ -34,11 +34,11 @@ from hyperflow.config import SearchConfig, TrainConfig
 from hyperflow.config.search import trials_at_once
 from hyperflow.core.assembly import Setup, load_data, setup_training
 from hyperflow.core.pruning import peer_statuses
-from hyperflow.errors import UsageError
+from hyperflow.errors import SearchFailed, UsageError
 from hyperflow.runtime import processes
 from hyperflow.search import finish, hyperopt_records, local, resume, workers
 from hyperflow.search.lock import SearchLock
-from hyperflow.search.outcome import SearchFailed, SearchOutcome, store_failure
+from hyperflow.search.outcome import SearchOutcome, store_failure
 from hyperflow.search.resume import RESUMABLE_SEARCH, RESUMABLE_TRAIN
 from hyperflow.search.space import (
     check_auto_lrs,

@@ -155,7 +155,7 @@ MAX_GRID_AXIS = 10_000  # ``grid: N`` points of one continuous dimension
 MAX_GRID_POINTS = 100_000  # a grid search larger than this is refused before anything runs
 
 
-def _number(value: Any) -> float | None:
+def _finite_number(value: Any) -> float | None:
     """A finite number from YAML (also a numeric string: PyYAML reads ``1e-4`` as one), not a bool, NaN or
     infinity; else None."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
@@ -197,7 +197,7 @@ def validate_space(spec: dict[str, Any], where: str = "", outer: frozenset[str] 
         if kind == "choice":
             _validate_choice(name, label, value, names)
             continue
-        low, high = _number(value.get("low")), _number(value.get("high"))
+        low, high = _finite_number(value.get("low")), _finite_number(value.get("high"))
         if low is None or high is None:
             raise UsageError(f"search space: '{label}' ({kind}) needs numbers 'low' and 'high' (finite ones)")
         if low >= high:
@@ -205,7 +205,7 @@ def validate_space(spec: dict[str, Any], where: str = "", outer: frozenset[str] 
         if kind == "loguniform" and low <= 0:
             raise UsageError(f"search space: loguniform '{label}' needs low > 0 (a log range), got low={low}")
         if kind == "quniform":
-            q = _number(value.get("q"))
+            q = _finite_number(value.get("q"))
             if q is None or q <= 0:
                 raise UsageError(
                     f"search space: quniform '{label}' needs a step q, a number > 0 (got {value.get('q')!r})"
@@ -214,9 +214,9 @@ def validate_space(spec: dict[str, Any], where: str = "", outer: frozenset[str] 
             raise UsageError(f"search space: int '{label}' needs whole-number bounds, got {low}..{high}")
         value["low"], value["high"] = (int(low), int(high)) if kind == "int" else (low, high)
         if kind == "quniform":
-            value["q"] = _number(value["q"])
+            value["q"] = _finite_number(value["q"])
         if "grid" in value:
-            grid = _number(value["grid"])
+            grid = _finite_number(value["grid"])
             if grid is None or grid != int(grid) or not 1 <= grid <= MAX_GRID_AXIS:
                 raise UsageError(
                     f"search space: '{label}' has grid: {value['grid']!r}: give the number of grid "
@@ -387,7 +387,7 @@ def _contains(spec: dict[str, Any], point: dict[str, Any], seen: set[str]) -> bo
             if "options" in value and not _contains(value["options"][match], point, seen):
                 return False
             continue
-        number = _number(v)
+        number = _finite_number(v)
         if number is None:
             return False
         low, high = float(value["low"]), float(value["high"])

@@ -7,7 +7,7 @@
 - ``callbacks``: the trainer's way in (per-epoch metrics in batches, TensorBoard);
 - ``artifacts``: figures, JSON, folders, the dataset input, the LR range test;
 - ``model``: the pyfunc model, its logging, registration and loading;
-- ``registry``: version, alias and run look-ups, tags and aliases of versions, RegistryError.
+- ``registry``: version, alias and run look-ups, tags and aliases of versions.
 
 The names below are its API for the layers above (``hyperflow.tracking.registry`` is used as a module). Those of
 ``callbacks`` and ``model``, which import torch, are imported on first use: a command refused on what the store
@@ -17,7 +17,7 @@ holds (``resume=`` an unknown run, a deleted experiment) reads it without import
 import importlib
 from typing import Any
 
-from hyperflow.errors import StoreFailure, Terminated, one_line
+from hyperflow.errors import RegistryError, StoreFailure, Terminated, one_line
 from hyperflow.tracking.artifacts import (
     check_writable,
     log_artifact,
@@ -26,7 +26,6 @@ from hyperflow.tracking.artifacts import (
     log_dict,
     log_figure,
     log_lr_finder,
-    log_text,
     lr_range_test_run,
 )
 from hyperflow.tracking.experiments import (
@@ -44,7 +43,7 @@ from hyperflow.tracking.faults import (
     schema_refusal,
     store_error_text,
 )
-from hyperflow.tracking.registry import RegistryError, registry_error
+from hyperflow.tracking.registry import registry_error
 from hyperflow.tracking.runs import (
     PACKAGE_DIR,
     ROLE_TAG,
@@ -108,7 +107,6 @@ __all__ = [
     "log_model",
     "log_params",
     "log_results",
-    "log_text",
     "lr_range_test_run",
     "one_line",
     "pip_requirements",

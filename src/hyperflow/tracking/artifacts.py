@@ -23,7 +23,7 @@ from mlflow.utils.validation import MAX_DATASET_SCHEMA_SIZE  # 1 MiB - 1 charact
 
 from hyperflow import names
 from hyperflow.core.data import Dataset
-from hyperflow.errors import UsageError, one_line
+from hyperflow.errors import ArtifactStoreError, ArtifactStoreUnusable, one_line
 from hyperflow.runtime import startup
 from hyperflow.tracking.faults import raised_in_training
 from hyperflow.tracking.runs import log_params, run_tags, tracked_run, unique_run_name
@@ -32,27 +32,6 @@ log = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------------ the artifact store's faults
-
-
-class ArtifactStoreError(RuntimeError):
-    """The artifact store refused a write during a run (a full disk, a permission, a file where a folder must
-    be, a server's artifact endpoint answering with an error). The run ends FAILED (tag
-    ``hyperflow.failure_reason``); the CLI prints the message on one line and exits 1. Raised without its
-    cause in the exception chain, so that the run is not taken for one the store cut short (KILLED): the
-    tracking store still answers; the original error is kept as ``cause``."""
-
-    exit_code = 1
-
-    def __init__(self, message: str, cause: BaseException | None = None) -> None:
-        super().__init__(message)
-        self.cause = cause
-
-    def __reduce__(self) -> tuple:  # travels between processes as its message
-        return ArtifactStoreError, (str(self),)
-
-
-class ArtifactStoreUnusable(UsageError):
-    """The artifact location cannot be written, found before any run was created (exit 2, no run left)."""
 
 
 _HINTS = {
@@ -266,11 +245,6 @@ def log_dict(data: Any, path: str) -> None:
     """A dict as a JSON (or YAML, by suffix) artifact of the active run."""
     with artifact_write(path):
         mlflow.log_dict(data, path)
-
-
-def log_text(text: str, path: str) -> None:
-    with artifact_write(path):
-        mlflow.log_text(text, path)
 
 
 def log_artifact(local_path: str, folder: str | None = None) -> None:

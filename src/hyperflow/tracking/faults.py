@@ -85,7 +85,7 @@ def schema_refusal(exc: BaseException) -> Exception | None:
     found = re.match(r"Detected out-of-date database schema \(found version (\w+)", str(exc))
     if found is None or type(exc).__module__.split(".")[0] != "mlflow":
         return None
-    return new_store.schema_refusal(without_credentials(mlflow.get_tracking_uri()), found.group(1))
+    return new_store.revision_refusal(without_credentials(mlflow.get_tracking_uri()), found.group(1))
 
 
 def store_error_text(exc: BaseException) -> str:

@@ -23,6 +23,7 @@ import time
 import uuid
 from typing import Any, Protocol
 
+from hyperflow.errors import LeaseHeld
 from hyperflow.runtime.processes import alive
 from hyperflow.tracking import registry
 from hyperflow.tracking.registry import Client, is_not_found, registry_error
@@ -73,22 +74,12 @@ class RunTag:
         self.client.delete_tag(self.run_id, self.key)
 
 
-def parse(raw: str | None) -> dict[str, Any] | None:
+def parse_holder(raw: str | None) -> dict[str, Any] | None:
     """A holder as the tag keeps it; None when free (or unreadable: treated as free)."""
     try:
         return json.loads(raw) if raw else None
     except json.JSONDecodeError:
         return None
-
-
-class LeaseHeld(RuntimeError):
-    """Another job holds the lease (exit code 4); ``holder`` says who."""
-
-    exit_code = 4
-
-    def __init__(self, message: str, holder: dict[str, Any]) -> None:
-        self.holder = holder
-        super().__init__(message)
 
 
 class Lease:
@@ -119,7 +110,7 @@ class Lease:
 
     # ------------------------------------------------------------------ store
     def read(self) -> dict[str, Any] | None:
-        return parse(self.store.read())
+        return parse_holder(self.store.read())
 
     def value(self) -> str:
         """The tag's value for this holder, its lease starting now."""

@@ -38,9 +38,8 @@ from mlflow.types.schema import AnyType
 import hyperflow
 from hyperflow import names
 from hyperflow.core.data import Dataset
-from hyperflow.errors import whole_message
-from hyperflow.tracking.registry import RegistryError, store_uri
-from hyperflow.tracking.round_trips import concurrent_round_trips
+from hyperflow.errors import RegistryError, whole_message
+from hyperflow.tracking.registry import store_uri
 from hyperflow.tracking.runs import PACKAGE_DIR, _env, creation_tag
 
 BUNDLE = "bundle"  # artifact key: pickled dict with model spec, weights, preprocessor and target codec
@@ -213,22 +212,20 @@ def log_model(
             pickle.dump(bundle, fh)
         # what mlflow.pyfunc.log_model does, with the run named (it only takes the active run); flavor_name
         # is the one pyfunc.log_model gives a PythonModel
-        active = mlflow.active_run()
-        with concurrent_round_trips(run_id or (active.info.run_id if active else None)):
-            return Model.log(
-                artifact_path=None,
-                name="model",
-                flavor=mlflow.pyfunc,
-                flavor_name="pyfunc.CustomPythonModel",
-                run_id=run_id,
-                python_model=HyperflowModel(),
-                artifacts={BUNDLE: str(path)},
-                code_paths=[str(PACKAGE_DIR), *(user_code or [])],
-                signature=_signature(dataset, output),
-                input_example=example,
-                pip_requirements=pip_requirements(),
-                registered_model_name=registered_model_name,
-            )
+        return Model.log(
+            artifact_path=None,
+            name="model",
+            flavor=mlflow.pyfunc,
+            flavor_name="pyfunc.CustomPythonModel",
+            run_id=run_id,
+            python_model=HyperflowModel(),
+            artifacts={BUNDLE: str(path)},
+            code_paths=[str(PACKAGE_DIR), *(user_code or [])],
+            signature=_signature(dataset, output),
+            input_example=example,
+            pip_requirements=pip_requirements(),
+            registered_model_name=registered_model_name,
+        )
 
 
 def tag_challenger(name: str, version: str, tags: dict[str, str]) -> None:

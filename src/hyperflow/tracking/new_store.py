@@ -164,12 +164,12 @@ def _check_revision(path: Path, shown: str) -> None:
             row = db.execute("SELECT version_num FROM alembic_version").fetchone()
     except (OSError, sqlite3.Error):
         return
-    refusal = schema_refusal(shown, row[0] if row else None)
+    refusal = revision_refusal(shown, row[0] if row else None)
     if refusal is not None:
         raise refusal
 
 
-def schema_refusal(shown: str, current: str | None) -> UsageError | None:
+def revision_refusal(shown: str, current: str | None) -> UsageError | None:
     """What to do with a store of schema revision ``current`` (None: not known) when it is not this MLflow's
     newest: use the newer MLflow that made it, or upgrade it (``mlflow db upgrade``)."""
     known, head = schema_revisions()

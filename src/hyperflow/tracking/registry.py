@@ -22,7 +22,7 @@ from mlflow.tracking import MlflowClient
 
 from hyperflow import names
 from hyperflow.config import TrainConfig, build_config
-from hyperflow.errors import UsageError, whole_message, without_credentials
+from hyperflow.errors import RegistryError, UsageError, whole_message, without_credentials
 
 Client = MlflowClient  # the registry client type, for the layers above (they never import mlflow)
 CHAMPION, CHALLENGER = names.CHAMPION, names.CHALLENGER
@@ -42,12 +42,6 @@ def default_client() -> MlflowClient:
 # alias is INVALID_PARAMETER_VALUE ("Registered model alias ... not found"), the same code as a malformed
 # name, so that case is confirmed against the model's alias list.
 NOT_FOUND = "RESOURCE_DOES_NOT_EXIST"
-
-
-class RegistryError(RuntimeError):
-    """The registry (or tracking store) failed while we needed an answer; nothing was moved. Exit code 2."""
-
-    exit_code = 2
 
 
 def store_uri(uri: str | None = None) -> str:

@@ -15,8 +15,9 @@ import time
 from typing import Any
 
 from hyperflow import names
+from hyperflow.errors import LeaseHeld
 from hyperflow.tracking import registry
-from hyperflow.tracking.lease import Lease, LeaseHeld, ModelTag
+from hyperflow.tracking.lease import Lease, ModelTag
 from hyperflow.tracking.registry import Client
 
 LOCK_TAG = names.RETRAIN_LOCK

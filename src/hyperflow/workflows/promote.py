@@ -25,7 +25,7 @@ from typing import Any
 
 from hyperflow import names, tracking
 from hyperflow.config import GATE_HELP, PromoteConfig, TrainConfig, build_promote_config  # noqa: F401 (re-exported)
-from hyperflow.errors import UsageError
+from hyperflow.errors import ChampionConflict, UsageError
 from hyperflow.tracking import artifacts, registry
 from hyperflow.tracking.held_signals import HeldSignals
 from hyperflow.tracking.registry import (
@@ -40,14 +40,6 @@ from hyperflow.tracking.registry import (
 )
 from hyperflow.workflows.gate import Check, Gate, build_gate, check_replaceable
 from hyperflow.workflows.scoring import EvalRows, evaluation_rows, score
-
-
-class ChampionConflict(RuntimeError):
-    """The champion kept moving during the promotion (nothing was moved), or another promotion moved it right
-    after this one did (a lost race: the other one's version is the champion). Exit code 5."""
-
-    exit_code = 5
-
 
 MOVE_SETTLE_S = 1.0  # from the move to the read-back: a move made in the same moment lands within it
 
@@ -102,7 +94,7 @@ def first_promotion_refused(name: str, gate: Gate, task_metric: str) -> UsageErr
     )
 
 
-def prepare(config: PromoteConfig, client: Client) -> _Prepared:
+def prepare_promotion(config: PromoteConfig, client: Client) -> _Prepared:
     """Everything that can fail on bad input or an unreadable registry, before any run is written."""
     mv = resolve_version(client, config.model_name, config.version)
     train_config = None
@@ -133,7 +125,7 @@ def promote(
     ``settle`` seconds after the move the champion is read back. A lost race raises ChampionConflict once the
     run has ended (recorded)."""
     client = registry.default_client()
-    p = prepare(config, client)
+    p = prepare_promotion(config, client)
     if parent_run_id is None:  # gate.json must be writable before an alias moves (a retrain checked already)
         artifacts.check_writable(config.experiment)
     candidate = score(tracking.load_version(p.name, p.version), p.rows)

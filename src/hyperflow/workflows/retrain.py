@@ -207,7 +207,7 @@ def retrain(
             version = (
                 _search(config, base, run_id, set(overrides))
                 if config.mode == "search"
-                else _train(config, base, run_id)
+                else _train_new_version(config, base, run_id)
             )
             registry.set_version_tags(
                 client,
@@ -261,7 +261,7 @@ def _skipped(
     )
 
 
-def _train(config: RetrainConfig, base: TrainConfig, run_id: str) -> str:
+def _train_new_version(config: RetrainConfig, base: TrainConfig, run_id: str) -> str:
     from hyperflow.workflows.train import train
 
     outcome = train(base.replace(model_name=config.model_name, log_model=True), parent_run_id=run_id)
