@@ -18,10 +18,10 @@ from hyperflow.config import (
     build_retrain_config,
     coerce,
     field_defaults,
-    load_yaml,
     unknown_setting,
 )
 from hyperflow.config.search import SEARCH_KEYS, SearchConfig, build_search_config
+from hyperflow.config.train import read_config_file
 from hyperflow.errors import UsageError
 
 
@@ -116,7 +116,7 @@ def configure(command: str, settings: dict[str, Any]) -> Invocation:
     place a config file is merged: every command's configs are built from ``merged``."""
     settings = dict(settings)
     config_file = settings.pop("config", None) or None
-    from_file = load_yaml(config_file) if config_file else {}
+    from_file = read_config_file(config_file) if config_file else {}
     merged = {**from_file, **settings}
     check_keys(command, merged)
     if command in ("train", "lr-find"):

@@ -4,7 +4,6 @@
 ``messages`` (pydantic's errors as one line), ``help`` (the --help text from the fields), ``files`` (YAML)."""
 
 from hyperflow.config.fields import field_defaults, unknown_setting
-from hyperflow.config.files import load_yaml
 from hyperflow.config.jobs import (
     GATE_HELP,
     PredictConfig,
@@ -32,6 +31,5 @@ __all__ = [
     "build_search_config",
     "coerce",
     "field_defaults",
-    "load_yaml",
     "unknown_setting",
 ]

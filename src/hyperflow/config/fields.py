@@ -3,14 +3,12 @@ what a setting names), and the command line's words for a value (``none``, ``aut
 
 from __future__ import annotations
 
-import difflib
 import functools
 import posixpath
 import types
 import typing
 from typing import Any, Literal
 
-import yaml
 from pydantic import ConfigDict
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
@@ -114,6 +112,8 @@ def prepare(cls: type, key: str, value: Any) -> Any:
     if shape.base is int:
         return _whole_number(word)
     if shape.base is dict:
+        import yaml  # only for a mapping given as text: PyYAML's import is not paid by every command
+
         try:
             return yaml.safe_load(value)
         except yaml.YAMLError:
@@ -123,12 +123,16 @@ def prepare(cls: type, key: str, value: Any) -> Any:
 
 def unknown_setting(key: str, known: Any, command: str = "train") -> UsageError:
     """The error for a setting no config of ``command`` has, suggesting the closest one of THAT command."""
+    import difflib  # only to refuse: not paid by a command that runs
+
     close = difflib.get_close_matches(key, sorted(known), n=1)
     hint = f"did you mean '{close[0]}'?" if close else f"see 'hyperflow {command} --help' for the settings"
     return UsageError(f"unknown setting '{key}': {hint}")
 
 
 def unknown_choice(key: str, value: Any, allowed: typing.Sequence[str]) -> UsageError:
+    import difflib
+
     close = difflib.get_close_matches(str(value), allowed, n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     return UsageError(f"unknown {key} '{value}'{hint}: choose one of {', '.join(allowed)}")

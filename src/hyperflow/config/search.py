@@ -10,7 +10,6 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 from pydantic.dataclasses import dataclass
 
-from hyperflow import machine
 from hyperflow.config.fields import SETTINGS_CONFIG, Auto
 from hyperflow.config.settings import Settings
 from hyperflow.config.train import ModelName
@@ -116,6 +115,8 @@ def trials_at_once(c: SearchConfig, cores: int | None = None, gpus: int = 0) -> 
     """How many trials run at once: ``parallelism``, where ``auto`` is the CPUs this process may use (or one per
     GPU the trials train on: :func:`hyperflow.machine.auto_trials`); never more than ``max_evals``. The search
     then caps it to what memory holds (:func:`hyperflow.machine.memory_cap`)."""
+    from hyperflow import machine
+
     wanted = machine.auto_trials(cores or machine.cpus(), gpus) if c.parallelism == "auto" else c.parallelism
     return max(1, min(wanted, c.max_evals))
 

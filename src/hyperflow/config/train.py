@@ -19,7 +19,6 @@ from pydantic import AfterValidator, Field, model_validator
 from pydantic.dataclasses import dataclass
 
 from hyperflow.config.fields import SETTINGS_CONFIG, Auto, check_model_name
-from hyperflow.config.files import load_yaml
 from hyperflow.config.settings import Settings, coerce
 from hyperflow.config.train_rules import check_rules
 
@@ -228,9 +227,16 @@ class TrainConfig(Settings):
         return out
 
 
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A config= YAML file's settings (PyYAML is imported only when a command reads one)."""
+    from hyperflow.config.files import load_yaml
+
+    return load_yaml(path)
+
+
 def build_config(overrides: Mapping[str, Any] | None = None, config_file: str | Path | None = None) -> TrainConfig:
     """Resolve defaults < preset < YAML file < overrides into a validated TrainConfig."""
-    from_file = load_yaml(config_file) if config_file else {}
+    from_file = read_config_file(config_file) if config_file else {}
     raw = {**from_file, **dict(overrides or {})}
     preset = coerce("preset", raw["preset"], TrainConfig) if "preset" in raw else None
     values = {**PRESETS.get(preset or "", {}), **raw}
