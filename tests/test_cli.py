@@ -115,6 +115,24 @@ def test_help_lists_every_setting(capsys):
     assert main(["fly"]) == 2
 
 
+@pytest.mark.parametrize("command", ["train", "lr-find", "search", "promote", "retrain", "predict"])
+def test_the_help_of_every_command_is_made_from_its_settings(capsys, command):
+    """One source for each setting: --help lists every field of the command's configs with its choices,
+    range and default, as the fields declare them."""
+    from hyperflow.cli.parsing import CONFIGS
+    from hyperflow.config.help import setting_help
+
+    assert main([command, "--help"]) == 0
+    out = capsys.readouterr().out
+    own = CONFIGS[command][0]
+    for name in own.__pydantic_fields__:
+        if name != "gate_rules":  # filled from gate.<metric>.<rule>=value, not a setting of its own
+            assert f"  {name} " in out and setting_help(own, name) in out, (command, name)
+    if command == "search":
+        assert "  data " in out and "  target " in out  # the data a search's trials are trained on
+        assert "tpe | random | grid" in out and "at least 1, at most 1000000" in out
+
+
 def test_setting_syntaxes():
     assert parse_settings(["lr=0.1", "--epochs", "3", "--batch-size=8"]) == {
         "lr": "0.1",

@@ -33,6 +33,8 @@ def usage_error(cls: type, exc: ValidationError) -> UsageError:
     key = str(first["loc"][0]) if first["loc"] else ""
     if first["type"] == "unexpected_keyword_argument":
         return unknown_setting(key, fields_of(cls), command_of(cls))
+    if key not in fields_of(cls):  # not one setting's (e.g. a positional argument too many): pydantic's words
+        return UsageError(f"{cls.__name__}: {first['msg']}")
     return field_error(cls, key, first["input"], [e for e in errors if e["loc"][:1] == (key,)])
 
 
