@@ -59,7 +59,7 @@ def test_a_killed_search_resumes_with_the_suggestions_of_the_uninterrupted_one(t
     the presets, then exactly the random points an uninterrupted search draws."""
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = ready_store(uri)
-    space = write(tmp_path, SPACE.replace("epochs: 2", "epochs: 30"))
+    space = write(tmp_path, SPACE.replace("epochs: 2", "epochs: 10"))
     args = [
         f"space={space}",
         "strategy=random",

@@ -32,7 +32,7 @@ optimizer: {type: choice, values: [adam, adamw]}
 width: {type: choice, values: [8, 16]}
 epochs: 6
 """
-MAX_EVALS = 7
+MAX_EVALS = 5
 SEARCHES = 1  # a new random plan every run: the kill points vary from run to run
 KILLS_PER_SEARCH = 3
 

@@ -94,7 +94,7 @@ def test_a_server_gone_mid_search_gives_one_line_and_the_resume_finishes(tmp_pat
         env.update({"MLFLOW_TRACKING_URI": srv.uri, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"})
         args = [
             "strategy=random",
-            "max_evals=6",
+            "max_evals=4",
             "pruner=none",
             "epochs=20",
             "width=16",
@@ -144,7 +144,7 @@ def test_a_server_gone_mid_search_gives_one_line_and_the_resume_finishes(tmp_pat
         assert not [r for r in runs if r.info.status == "RUNNING"]
         done = [r for r in runs if r.data.tags.get("hyperflow.trial_status")]
         numbers = [int(r.data.tags["hyperflow.trial_number"]) for r in done]
-        assert len(numbers) == len(set(numbers)) == 6  # trials at once: a number cut short is not used again
+        assert len(numbers) == len(set(numbers)) == 4  # trials at once: a number cut short is not used again
         assert finished_before <= {r.info.run_id for r in done}
         assert all(r.info.status == "FINISHED" for r in done if r.data.tags["hyperflow.trial_status"] != "failed")
         assert client.get_run(parent).info.status == "FINISHED"

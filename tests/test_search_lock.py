@@ -60,38 +60,38 @@ def assert_clean(client, parent: str, trials: int) -> None:
 def test_two_resumes_at_once_run_once_the_other_exits_4_naming_the_holder(experiment, client, tmp_path):
     parent = new_search(experiment, 1)
     assert names.SEARCH_LOCK not in client.get_run(parent).data.tags  # released at the search's end
-    for round_ in range(3):
-        barrier = tmp_path / f"go-{round_}"
-        max_evals = round_ + 2
-        procs = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-c",
-                    AT_BARRIER,
-                    str(barrier),
-                    "search",
-                    f"resume={parent}",
-                    f"max_evals={max_evals}",
-                ],
-                env=env(),
-                cwd=tmp_path,
-                text=True,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-            )
-            for _ in range(2)
-        ]
-        barrier.touch()
-        results = [(p.pid, p.wait(timeout=300), *p.communicate()) for p in procs]
-        codes = sorted(code for _, code, _, _ in results)
-        assert codes == [0, 4], results
-        (winner, *_), (_, _, _, refused) = sorted(results, key=lambda r: r[1])
-        lines = refused.strip().splitlines()
-        assert len(lines) == 1 and f"search run {parent} is being run by host" in lines[0], refused
-        assert f"pid {winner} since " in lines[0]
-        assert_clean(client, parent, max_evals)
-    assert client.get_run(parent).data.tags[names.RESUMES] == "3"  # the refused ones recorded no resume
+    # one race of two processes (three takers race in-process: test_of_lock_takers_at_once_...)
+    barrier = tmp_path / "go"
+    max_evals = 2
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                AT_BARRIER,
+                str(barrier),
+                "search",
+                f"resume={parent}",
+                f"max_evals={max_evals}",
+            ],
+            env=env(),
+            cwd=tmp_path,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(2)
+    ]
+    barrier.touch()
+    results = [(p.pid, p.wait(timeout=300), *p.communicate()) for p in procs]
+    codes = sorted(code for _, code, _, _ in results)
+    assert codes == [0, 4], results
+    (winner, *_), (_, _, _, refused) = sorted(results, key=lambda r: r[1])
+    lines = refused.strip().splitlines()
+    assert len(lines) == 1 and f"search run {parent} is being run by host" in lines[0], refused
+    assert f"pid {winner} since " in lines[0]
+    assert_clean(client, parent, max_evals)
+    assert client.get_run(parent).data.tags[names.RESUMES] == "1"  # the refused one recorded no resume
 
 
 def test_a_running_search_refuses_a_resume_and_once_killed_is_taken_over(experiment, client, tmp_path, capsys):
