@@ -271,7 +271,7 @@ def _search_process(tmp_path, *extra):
         "parallelism=2",
         f"space={write(tmp_path, SPACE)}",
         *[f"{k}={v}" for k, v in TINY.items()],
-        "epochs=40",
+        "epochs=20",  # long enough to be caught training; a resume trains its trials with it too
         *extra,
     ]
     # as from a terminal: a test runner started in the background (nohup, `&`) passes SIGINT on ignored
