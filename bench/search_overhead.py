@@ -19,11 +19,13 @@ move less than wall time, and their difference is the work tracking adds.
 run), a fresh process in a fresh folder with its own sqlite store; each round runs every variant once, the
 order rotating from round to round. Printed: every search's whole-process wall time and the search run's
 own duration (from the store), then per variant the medians and spread, and the per-round ratios against
-the first variant. The variants (:data:`VARIANTS`): ``shipped`` (the code as it is), ``thread`` (the calls
-on one background thread of the search's process, no fork server started), ``async`` (each call made at
-once, with MLflow's own ``mlflow.config.enable_async_logging()``, no fork server).
+the first variant. The variants (:data:`VARIANTS`): ``shipped`` (the code as it is: the calls on one
+background thread of the search's process) and ``async`` (each call made at once, with MLflow's own
+``mlflow.config.enable_async_logging()``). Before issue 24 the search sent them from a separate process
+(``tracking/sidecar.py``): this bench at edc54e3 compared that (``shipped`` there) with ``thread`` (today's
+``shipped``); docs/benchmarks.md has the rounds.
 
-    python bench/search_overhead.py --ab shipped thread async --trials 30 --rounds 10
+    python bench/search_overhead.py --ab shipped async --trials 30 --rounds 10
 """
 
 from __future__ import annotations
@@ -176,9 +178,6 @@ class SyncCalls:
         future.set_result(fn(*args, **kwargs))
         return future
 
-    def open_store(self, experiment_id: str) -> None:
-        pass
-
     def drain(self) -> None:
         pass
 
@@ -190,28 +189,14 @@ class SyncCalls:
 
 def use_variant(name: str) -> None:
     """In a search's process, before the command runs: send its calls as variant ``name`` does."""
-    if name == "shipped":
-        return
-    from hyperflow import tracking
-    from hyperflow.runtime import processes
+    if name == "async":
+        from hyperflow import tracking
 
-    processes.prestart = lambda: None  # no child process needs the fork server
-    if name == "thread":
-
-        class ThreadCalls(tracking.BackgroundCalls):
-            def __init__(self, *args: Any) -> None:
-                super().__init__()
-
-            def open_store(self, experiment_id: str) -> None:
-                pass
-
-        tracking.SidecarCalls = ThreadCalls
-    elif name == "async":
         mlflow.config.enable_async_logging(True)
-        tracking.SidecarCalls = tracking.BackgroundCalls = SyncCalls
+        tracking.BackgroundCalls = SyncCalls
 
 
-VARIANTS = ("shipped", "thread", "async")
+VARIANTS = ("shipped", "async")
 
 
 def one_search(variant: str, trials: int) -> tuple[float, float, int]:

@@ -81,7 +81,7 @@ class ChampionConflict(RuntimeError):
 
 
 class StoreFailure(OSError):
-    """A store failure met in another process (a worker's trial, the tracking sidecar): its cause does not
+    """A store failure met in another process (a worker's trial): its cause does not
     survive pickling, so the one line that says what the store did travels as the message, and ``source``
     says which store failed ("" when the message says it: the reports name the tracking or artifact store)."""
 

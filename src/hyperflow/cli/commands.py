@@ -43,7 +43,7 @@ def cmd_search(inv: Invocation) -> int:
 
     from hyperflow.runtime import processes
 
-    if inv.search.backend == "local" and processes.available():  # child processes import torch and MLflow now
+    if inv.search.backend == "local" and inv.search.parallelism != 1 and processes.available():  # workers' imports
         processes.prestart()
     from hyperflow.search.runner import SearchRunner
 

@@ -28,7 +28,7 @@ def verbose() -> bool:
 
 def configure(worker: bool = False) -> None:
     """Make every log record created from now on pass through :func:`shown` (once per process). ``worker``: the
-    fork server of a command's processes (trials, the tracking sidecar), whose failures reach the command, which
+    fork server of a command's processes (trial workers), whose failures reach the command, which
     reports them: there a library's record that carries a traceback is not shown at all (each process would add
     its line); the handlers that exist then (the imported libraries' own, Python's last resort) drop it."""
     if not verbose():  # MLflow's INFO records ("Creating initial MLflow database tables...") stay out of sight,

@@ -1,7 +1,7 @@
 """Child processes of a command: one fork server, processes that never re-run the caller's script, and a
 watch that ends a child once the process that started it is gone.
 
-The children (trial workers, the tracking sidecar) are forked from a ``forkserver`` that imports torch,
+The children (trial workers) are forked from a ``forkserver`` that imports torch,
 MLflow and hyperflow once, in the background, while the command imports its own; each child is a fork of a
 clean process that never trained, opened a store or started a thread (forking the command itself would copy
 its open database connections and its torch thread pool). Imports nothing heavy.

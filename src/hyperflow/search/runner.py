@@ -87,7 +87,7 @@ class SearchRunner:
         self.experiment_id = ""
         self.deadline: float | None = None  # wall clock
         self.stop = StopRule.of(search, None)
-        self.calls: tracking.BackgroundCalls | tracking.SidecarCalls = tracking.BackgroundCalls()
+        self.calls = tracking.BackgroundCalls()  # trials run in this process: their calls, on a thread
         self.progress: search_store.Progress | None = None
         self.resumed: Any = None  # the search run a resume continues (as read before it is reopened)
         self.changed: dict[str, str] = {}  # settings a resume changed: key -> new value
@@ -115,7 +115,7 @@ class SearchRunner:
                 self.resumed, self.search, self.base, self.given
             )
         check_auto_lrs(self.base)
-        if self.search.backend == "local" and processes.available():
+        if self.search.backend == "local" and self.search.parallelism != 1 and processes.available():
             processes.prestart()  # the child processes' imports overlap the checks below
         self.dataset = load_data(self.base)
         if self.resumed is not None:
@@ -247,10 +247,6 @@ class SearchRunner:
             if fresh and self.lock is not None:
                 self.lock.bind(self.parent_id)
             self.artifact_uri = parent.info.artifact_uri
-            if self.search.backend == "local" and self.at_once == 1 and processes.available():
-                # the trials train in this process: their calls go to another core
-                self.calls = tracking.SidecarCalls(search_store.executor_environment())
-                self.calls.open_store(self.experiment_id)  # starts it while the settings are recorded
             self.progress = search_store.Progress(self.parent_id, self.calls.submit)
             if self.search.backend == "local" and self.at_once > 1:  # workers start while the settings are recorded
                 self.pool = workers.WorkerPool(self.at_once, search_store.executor_environment())

@@ -67,7 +67,6 @@ from hyperflow.tracking.runs import (
     tracked_run,
     unique_run_name,
 )
-from hyperflow.tracking.sidecar import SidecarCalls
 
 __all__ = [
     "PACKAGE_DIR",
@@ -77,7 +76,6 @@ __all__ = [
     "MlflowError",
     "MlflowMetrics",
     "RegistryError",
-    "SidecarCalls",
     "StoreFailure",
     "TensorBoardLogger",
     "Terminated",

@@ -232,25 +232,6 @@ class PendingRun:
             raise RuntimeError("the call that was to create this run failed")
         return created.info.run_id
 
-    def __reduce__(self) -> tuple:
-        """Pickled for the tracking sidecar: the Run once created, else the number of the call creating it."""
-        created = self.created
-        if isinstance(created, Future):
-            if created.done() and created.exception() is None:
-                created = created.result()
-            else:
-                return created_by_call, (created.call_number,)  # type: ignore[attr-defined]
-        return PendingRun, (created,)
-
-
-CREATED_BY_CALL: dict[int, Any] = {}  # in the tracking sidecar: call number -> the Run that call created
-
-
-def created_by_call(number: int) -> PendingRun:
-    """In the sidecar: the run that call ``number`` created (it ran before any call that names the run; if it
-    failed, the sidecar raises that failure before a later call uses the run)."""
-    return PendingRun(CREATED_BY_CALL.get(number))
-
 
 def run_id_of(run: str | PendingRun) -> str:
     return run if isinstance(run, str) else run.id
@@ -378,36 +359,7 @@ def child_run(
         yield run
 
 
-class QueuedCalls:
-    """What the search's call queues share: the Futures of the calls sent, an earlier failure raised at the
-    next ``submit`` or at ``drain``, and ``close`` = drain, then stop whatever sends them (``_stop``)."""
-
-    def __init__(self) -> None:
-        self.futures: list[Future] = []
-
-    def drain(self) -> None:
-        self._raise_failures(wait=True)
-
-    def _raise_failures(self, wait: bool) -> None:
-        pending = []
-        for future in self.futures:
-            if wait or future.done():
-                future.result()  # raises what the call raised
-            else:
-                pending.append(future)
-        self.futures = pending
-
-    def close(self) -> None:
-        try:
-            self.drain()
-        finally:
-            self._stop()
-
-    def _stop(self) -> None:
-        raise NotImplementedError
-
-
-class BackgroundCalls(QueuedCalls):
+class BackgroundCalls:
     """MLflow calls sent in order by one background thread, so that a trial's calls (creating its run,
     results, end) overlap training instead of adding to it. ``drain`` waits for all of them (and re-raises
     the first failure); ``submit`` re-raises a failure of an earlier call, so an unreachable server stops the
@@ -416,7 +368,7 @@ class BackgroundCalls(QueuedCalls):
     most the calls still queued: those trials stay RUNNING and a resume ends them KILLED and runs them again."""
 
     def __init__(self) -> None:
-        super().__init__()
+        self.futures: list[Future] = []
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hyperflow-mlflow")
         self.failure: BaseException | None = None  # the first call that failed (set on the worker thread)
 
@@ -436,8 +388,24 @@ class BackgroundCalls(QueuedCalls):
             self.failure = exc
             raise
 
-    def _stop(self) -> None:
-        self.pool.shutdown(wait=True)
+    def drain(self) -> None:
+        self._raise_failures(wait=True)
+
+    def _raise_failures(self, wait: bool) -> None:
+        pending = []
+        for future in self.futures:
+            if wait or future.done():
+                future.result()  # raises what the call raised
+            else:
+                pending.append(future)
+        self.futures = pending
+
+    def close(self) -> None:
+        """Drain, then stop the thread."""
+        try:
+            self.drain()
+        finally:
+            self.pool.shutdown(wait=True)
 
 
 def unique_run_name(role: str, data_name: str) -> str:
