@@ -20,12 +20,15 @@ run), a fresh process in a fresh folder with its own sqlite store; each round ru
 order rotating from round to round. Printed: every search's whole-process wall time and the search run's
 own duration (from the store), then per variant the medians and spread, and the per-round ratios against
 the first variant. The variants (:data:`VARIANTS`): ``shipped`` (the code as it is: the calls on one
-background thread of the search's process) and ``async`` (each call made at once, with MLflow's own
-``mlflow.config.enable_async_logging()``). Before issue 24 the search sent them from a separate process
+background thread of the search's process, or of each trial worker), ``async`` (each call made at once,
+with MLflow's own ``mlflow.config.enable_async_logging()``) and ``sync`` (each call made at once, in the
+search's process and in the workers: no background thread). ``--parallelism N`` runs the searches with N
+trials at once (default 1). Before issue 24 the search sent them from a separate process
 (``tracking/sidecar.py``): this bench at edc54e3 compared that (``shipped`` there) with ``thread`` (today's
 ``shipped``); docs/benchmarks.md has the rounds.
 
     python bench/search_overhead.py --ab shipped async --trials 30 --rounds 10
+    python bench/search_overhead.py --ab shipped sync --trials 30 --rounds 6 --parallelism 2
 """
 
 from __future__ import annotations
@@ -178,6 +181,8 @@ class SyncCalls:
         future.set_result(fn(*args, **kwargs))
         return future
 
+    failure = None
+
     def drain(self) -> None:
         pass
 
@@ -187,26 +192,37 @@ class SyncCalls:
         MlflowClient()._tracking_client.store.flush_async_logging()
 
 
+VARIANT = "HYPERFLOW_BENCH_VARIANT"  # the variant, for the trial workers' fork server (which imports this file)
+
+
 def use_variant(name: str) -> None:
     """In a search's process, before the command runs: send its calls as variant ``name`` does."""
-    if name == "async":
-        from hyperflow import tracking
+    from hyperflow import tracking
 
+    if name == "async":
         mlflow.config.enable_async_logging(True)
         tracking.BackgroundCalls = SyncCalls
+    elif name == "sync":
+        from hyperflow.runtime import processes
+
+        tracking.BackgroundCalls = SyncCalls
+        os.environ[VARIANT] = name
+        if __name__ == "__main__":  # the workers are forked from a fork server that imports this file too
+            processes.PRELOAD.insert(-1, Path(__file__).stem)
 
 
-VARIANTS = ("shipped", "async")
+VARIANTS = ("shipped", "async", "sync")
 
 
-def one_search(variant: str, trials: int) -> tuple[float, float, int]:
+def one_search(variant: str, trials: int, parallelism: int = 1) -> tuple[float, float, int]:
     """Whole-process wall seconds of ``hyperflow search parallelism=1`` as ``variant``, the search run's
     duration from the store, and its trials."""
     with tempfile.TemporaryDirectory() as tmp:
         uri = f"sqlite:///{tmp}/mlflow.db"
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
         env["MLFLOW_TRACKING_URI"] = uri
-        command = [sys.executable, __file__, "--as", variant, "search", "parallelism=1", f"max_evals={trials}"]
+        command = [sys.executable, __file__, "--as", variant, "search", f"parallelism={parallelism}"]
+        command.append(f"max_evals={trials}")
         start = time.perf_counter()
         done = subprocess.run(command, env=env, cwd=tmp, capture_output=True, text=True)
         wall = time.perf_counter() - start
@@ -221,20 +237,20 @@ def one_search(variant: str, trials: int) -> tuple[float, float, int]:
         return wall, (search.info.end_time - search.info.start_time) / 1000, len(done_trials)
 
 
-def ab(variants: list[str], trials: int, rounds: int) -> None:
+def ab(variants: list[str], trials: int, rounds: int, parallelism: int = 1) -> None:
     walls: dict[str, list[float]] = {v: [] for v in variants}
     runs: dict[str, list[float]] = {v: [] for v in variants}
     for i in range(rounds):
         order = variants[i % len(variants) :] + variants[: i % len(variants)]
         line = []
         for variant in order:
-            wall, run, count = one_search(variant, trials)
+            wall, run, count = one_search(variant, trials, parallelism)
             walls[variant].append(wall)
             runs[variant].append(run)
             line.append(f"{variant} {wall:.2f} s (search run {run:.2f} s, {count} trials)")
         print(f"round {i + 1}: {'; '.join(line)}; load {os.getloadavg()[0]:.2f}", flush=True)
     print(
-        f"hyperflow search parallelism=1 max_evals={trials}, {rounds} rounds, load average at end: "
+        f"hyperflow search parallelism={parallelism} max_evals={trials}, {rounds} rounds, load average at end: "
         f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}"
     )
     first = variants[0]
@@ -264,10 +280,11 @@ def main() -> None:
     parser.add_argument("--phases", action="store_true", help="also time the parts of one more tracked search")
     parser.add_argument("--json", type=Path, help="also write every round's numbers to this file")
     parser.add_argument("--ab", nargs="+", choices=VARIANTS, help="compare these variants instead (see above)")
+    parser.add_argument("--parallelism", type=int, default=1, help="with --ab: trials at once")
     args = parser.parse_args()
     if args.ab:
         print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
-        ab(args.ab, args.trials, args.rounds)
+        ab(args.ab, args.trials, args.rounds, args.parallelism)
         return
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {hyperflow.__file__}", flush=True)
     on: list[float] = []
@@ -328,3 +345,5 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+elif os.environ.get(VARIANT):  # imported by the trial workers' fork server
+    use_variant(os.environ[VARIANT])
