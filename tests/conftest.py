@@ -124,20 +124,36 @@ def _watched(item: pytest.Item):
     return result
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+# The files whose tests use the shared tracking server (tests/services.py): one unit of work, so that the server
+# starts once in the session, not once in each test process.
+SHARED_SERVER_FILES = frozenset({"test_server.py", "test_slow_server.py", "test_spark.py", "test_secrets.py"})
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """pytest-xdist's units of work (`--dist loadfile` in pyproject.toml): a test file, so that its module's
+    fixtures are set up once, or the files of the shared tracking server together; each process takes the next
+    unit in the order of ``pytest_collection_modifyitems`` (`--no-loadscope-reorder`). (`--dist loadgroup` would
+    name the groups with markers, but pytest 9 no longer lets pytest-xdist 3.8 rename its tests' ids for it.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileOrSharedServer(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = nodeid.split("::", 1)[0]
+            return "shared tracking server" if os.path.basename(file) in SHARED_SERVER_FILES else file
+
+    return FileOrSharedServer(config, log)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The units of work of pytest-xdist (`--dist loadgroup`, pyproject.toml): a test file, so that its module's
-    fixtures are set up once, unless its tests name an ``xdist_group`` (the shared tracking server's tests, in
-    several files, share one server). The units with the most integration tests run first (they are the long
-    ones; the short ones fill the end), each unit's tests in their order."""
-    for item in items:
-        if not item.get_closest_marker("xdist_group"):
-            item.add_marker(pytest.mark.xdist_group(item.path.name))
-    unit = {id(item): item.get_closest_marker("xdist_group").args[0] for item in items}
+    """The units with the most integration tests run first (they are the long ones; the short ones fill the end),
+    each unit's tests in their order."""
+
+    def unit(item: pytest.Item) -> str:
+        return "shared tracking server" if item.path.name in SHARED_SERVER_FILES else str(item.path)
+
     weight: dict[str, int] = {}
     first: dict[str, int] = {}
     for index, item in enumerate(items):
-        name = unit[id(item)]
-        first.setdefault(name, index)
-        weight[name] = weight.get(name, 0) + bool(item.get_closest_marker("integration"))
-    items.sort(key=lambda item: (-weight[unit[id(item)]], first[unit[id(item)]]))
+        first.setdefault(unit(item), index)
+        weight[unit(item)] = weight.get(unit(item), 0) + bool(item.get_closest_marker("integration"))
+    items.sort(key=lambda item: (-weight[unit(item)], first[unit(item)]))

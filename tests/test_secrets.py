@@ -104,7 +104,6 @@ def test_verbose_shows_the_traceback_still_without_password(monkeypatch):
 
 
 @pytest.mark.integration
-@pytest.mark.xdist_group("mlflow_server")  # the shared tracking server's tests run in one test process
 def test_a_password_in_the_uri_reaches_no_output_run_or_version(mlflow_server, tmp_path):
     """Against a real server with basic auth, the credentials given in the URI alone (MLflow sends them)."""
     user, password = mlflow_server.create_user(role="searcher", password=PASSWORD + "-srv")

@@ -16,8 +16,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from services import SCRIPT, mlflow_server  # noqa: F401  (fixture)
 
-# every test here starts processes; the tests of the shared tracking server run in one test process (one server)
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("mlflow_server")]
+pytestmark = pytest.mark.integration  # every test here starts processes
 
 TINY = ["data=digits", "width=32", "progress=false", "flush_secs=5"]
 

@@ -21,8 +21,7 @@ from mlflow import MlflowClient
 from services import mlflow_server  # noqa: F401  (fixture)
 from test_server import assert_complete, runs_of, search
 
-# every test here starts processes; the tests of the shared tracking server run in one test process (one server)
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("mlflow_server")]
+pytestmark = pytest.mark.integration  # every test here starts processes
 
 HOP_BY_HOP = {
     "host",

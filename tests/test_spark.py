@@ -23,8 +23,7 @@ from hyperflow.config.search import build_search_config  # noqa: E402
 from hyperflow.search import spark  # noqa: E402
 from hyperflow.search.runner import SearchRunner  # noqa: E402
 
-# every test here starts processes; the tests of the shared tracking server run in one test process (one server)
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("mlflow_server")]
+pytestmark = pytest.mark.integration  # every test here starts processes
 
 TINY = {"epochs": "3", "width": "32", "progress": "false", "flush_secs": "5"}
 SPACE = """
