@@ -94,15 +94,15 @@ def test_a_resumed_spark_search_never_proposes_a_point_again(session, tmp_path, 
     }
     base = build_config({**TINY, "epochs": "1", "experiment": experiment})
     first = SearchRunner(
-        build_search_config({**common, "space": str(space), "max_evals": "3"}), base, spark_session=session
+        build_search_config({**common, "space": str(space), "max_evals": "2"}), base, spark_session=session
     ).run()
     second = SearchRunner(
-        build_search_config({**common, "resume": first.run_id, "max_evals": "5"}), base, spark_session=session
+        build_search_config({**common, "resume": first.run_id, "max_evals": "4"}), base, spark_session=session
     ).run()
     children = _children(client, first.run_id)
     points = [(c.data.params["lr"], c.data.params["width"]) for c in children]
-    assert len(children) == 5 and len(set(points)) == 5 and len(second.records) == 5
-    assert sorted(int(c.data.params["trial_number"]) for c in children) == [0, 1, 2, 3, 4]
+    assert len(children) == 4 and len(set(points)) == 4 and len(second.records) == 4
+    assert sorted(int(c.data.params["trial_number"]) for c in children) == [0, 1, 2, 3]
     assert all(c.info.status == "FINISHED" for c in children)
 
 
