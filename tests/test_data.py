@@ -247,7 +247,7 @@ BAD_ARRAYS = {  # name: (X, y, task, fragment, seen from the headers alone)
 def test_arrays_that_do_not_fit_are_one_line(tmp_path: Path, case: str):
     """Every mismatch of X and y (shapes, ranks, lengths, types, values) is a one-line UsageError; those of
     shape and type already from the file's headers, before torch is imported."""
-    from hyperflow.core.tables import precheck
+    from hyperflow.core.table_files import precheck
 
     X, y, task, fragment, from_headers = BAD_ARRAYS[case]
     path = tmp_path / f"{case}.npz"

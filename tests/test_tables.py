@@ -18,7 +18,7 @@ from test_lifecycle import serve_model
 
 from hyperflow.cli import main
 from hyperflow.config import build_config
-from hyperflow.core.tables import column_kinds
+from hyperflow.core.column_kinds import column_kinds
 from hyperflow.workflows.train import train
 
 N = 160

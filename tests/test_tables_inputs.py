@@ -15,7 +15,7 @@ import pytest
 
 from hyperflow.cli import main
 from hyperflow.core.data import load_dataset, precheck_source
-from hyperflow.core.tables import check_path, read_table
+from hyperflow.core.table_files import check_path, read_table
 from hyperflow.errors import UsageError
 from hyperflow.workflows.predict import predict_file
 

@@ -20,7 +20,7 @@ import pandas as pd
 from hyperflow.core.arrays import check_layout, finite_images
 from hyperflow.core.builtins import BUILTINS, SHAPES_VERSION, builtin_frame, make_shapes
 from hyperflow.core.preprocessing import Preprocessor, check_finite_features, fit_preprocessor, json_rows
-from hyperflow.core.tables import bounded, check_path, check_target, check_task, columns_text, precheck, read_table
+from hyperflow.core.table_files import bounded, check_path, check_target, check_task, columns_text, precheck, read_table
 from hyperflow.errors import UsageError
 
 if TYPE_CHECKING:  # torch is imported when data is loaded, not when a command starts

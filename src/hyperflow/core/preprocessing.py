@@ -1,6 +1,6 @@
 """Preprocessing of tables and images: what a model fitted on the training split does to raw input, and
-carries inside the logged model so that it takes raw rows (see :mod:`hyperflow.core.tables` for the
-column kinds and the normalisation shared by fitting and serving)."""
+carries inside the logged model so that it takes raw rows (see :mod:`hyperflow.core.column_kinds` for the
+column kinds, :mod:`hyperflow.core.tables` for the normalisation shared by fitting and serving)."""
 
 from __future__ import annotations
 
@@ -12,15 +12,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from hyperflow.core.tables import (
-    MAX_CATEGORIES,
-    MissingColumns,
-    bounded,
-    column_kinds,
-    nonfinite_columns,
-    normalize_columns,
-    select_columns,
-)
+from hyperflow.core.column_kinds import MAX_CATEGORIES, column_kinds
+from hyperflow.core.table_files import bounded
+from hyperflow.core.tables import MissingColumns, nonfinite_columns, normalize_columns, select_columns
 from hyperflow.errors import UsageError
 
 if TYPE_CHECKING:  # scikit-learn is imported when a preprocessor is fitted, not when a command starts

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from hyperflow.config.settings import parse_bool
-from hyperflow.core.tables import TABLE_SUFFIXES, bounded, check_path, read_table
+from hyperflow.core.table_files import TABLE_SUFFIXES, bounded, check_path, read_table
 from hyperflow.errors import UsageError, first_line, whole_message, without_credentials
 from hyperflow.runtime import startup
 
