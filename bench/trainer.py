@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from hyperflow.core.data import load_dataset
+from hyperflow.core.loading import load_dataset
 from hyperflow.core.losses import build_loss
 from hyperflow.core.models import build_model, mlp
 from hyperflow.core.trainer import Trainer, steps_per_epoch

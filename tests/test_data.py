@@ -4,7 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hyperflow.core.data import BUILTINS, infer_task, load_dataset, make_shapes
+from hyperflow.core.builtins import BUILTINS, make_shapes
+from hyperflow.core.loading import load_dataset
+from hyperflow.core.targets import infer_task
 from hyperflow.errors import UsageError
 
 

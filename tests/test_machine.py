@@ -14,7 +14,7 @@ import pytest
 
 from hyperflow import machine
 from hyperflow.config.search import build_search_config, trials_at_once
-from hyperflow.core.data import load_dataset
+from hyperflow.core.loading import load_dataset
 
 MiB, GiB = 2**20, 2**30
 TESTS = str(Path(__file__).parent)

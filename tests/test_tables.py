@@ -384,7 +384,7 @@ def test_run_names_are_unique_and_say_what_the_run_is(experiment):
 
 
 def test_default_registered_name_carries_the_target_for_files(tmp_path):
-    from hyperflow.core.data import load_dataset
+    from hyperflow.core.loading import load_dataset
 
     path = _table(tmp_path, "int64", "csv")
     assert load_dataset(path, "kind").default_model_name == "hyperflow-int64-kind"

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from hyperflow.cli import main
-from hyperflow.core.data import load_dataset, precheck_source
+from hyperflow.core.loading import load_dataset, precheck_source
 from hyperflow.core.table_files import check_path, read_table
 from hyperflow.errors import UsageError
 from hyperflow.workflows.predict import predict_file

@@ -103,7 +103,7 @@ def test_segmentation_model_returns_masks(experiment):
         )
     )
     model = mlflow.pyfunc.load_model(outcome.model_uri)
-    from hyperflow.core.data import make_shapes
+    from hyperflow.core.builtins import make_shapes
 
     X, _ = make_shapes(n=3)
     out = model.predict(X)

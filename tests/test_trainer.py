@@ -131,7 +131,7 @@ def test_trailing_batch_of_one_is_dropped():
 @pytest.mark.integration
 def test_core_does_not_import_mlflow():
     code = (
-        "import sys, hyperflow.core.trainer, hyperflow.core.assembly, hyperflow.core.data, hyperflow.config; "
+        "import sys, hyperflow.core.trainer, hyperflow.core.assembly, hyperflow.core.loading, hyperflow.config; "
         "sys.exit('mlflow' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

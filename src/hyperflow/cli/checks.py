@@ -20,7 +20,7 @@ def check_data(inv: Invocation) -> None:
     base = inv.train
     if inv.search is not None:
         base = check_search(inv.search, base, inv.given)
-    from hyperflow.core.data import precheck_source
+    from hyperflow.core.loading import precheck_source
 
     precheck_source(base.data, base.target, base.task)
     if ":" in base.model:

@@ -16,7 +16,8 @@ import torch
 
 from hyperflow import machine
 from hyperflow.config import TrainConfig
-from hyperflow.core.data import Dataset, load_dataset
+from hyperflow.core.data import Dataset
+from hyperflow.core.loading import load_dataset
 from hyperflow.core.losses import build_loss
 from hyperflow.core.lr_finder import LRFinder
 from hyperflow.core.models import build_model

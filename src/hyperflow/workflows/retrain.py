@@ -17,7 +17,7 @@ from typing import Any
 from hyperflow import names, tracking
 from hyperflow.config import PromoteConfig, RetrainConfig, TrainConfig, build_config, build_retrain_config  # noqa: F401 (re-exported)
 from hyperflow.core.assembly import load_data
-from hyperflow.core.data import BUILTINS
+from hyperflow.core.builtins import BUILTINS
 from hyperflow.errors import UsageError
 from hyperflow.tracking import artifacts, registry
 from hyperflow.tracking.registry import (

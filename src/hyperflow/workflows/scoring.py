@@ -14,7 +14,7 @@ from hyperflow import names
 from hyperflow.config import TrainConfig
 from hyperflow.core import metrics
 from hyperflow.core.assembly import load_data
-from hyperflow.core.data import load_dataset
+from hyperflow.core.loading import load_dataset
 from hyperflow.errors import UsageError, one_line
 from hyperflow.workflows.gate import quoted_list
 
