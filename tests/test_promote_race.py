@@ -14,7 +14,7 @@ import pytest
 from tiny_model import copies, register_tiny
 
 from hyperflow.cli import main
-from hyperflow.tracking import registry
+from hyperflow.tracking import registry, registry_writes
 
 PAUSED = str(Path(__file__).with_name("paused_command.py"))
 ROUNDS = 2
@@ -132,10 +132,10 @@ def test_a_line_appended_at_the_same_moment_is_not_lost(base, client):
             found = super().get_model_version(*args)
             if not self.other_done:  # the other job's whole append lands after this read
                 self.other_done = True
-                registry.add_to_description(client, name, version, "their line", "promotion.", "run-b")
+                registry_writes.add_to_description(client, name, version, "their line", "promotion.", "run-b")
             return found
 
-    registry.add_to_description(Interleaved(), name, version, "our line", "promotion.", "run-a")
+    registry_writes.add_to_description(Interleaved(), name, version, "our line", "promotion.", "run-a")
     mv = client.get_model_version(name, version)
     first, *lines = mv.description.splitlines()  # ours overwrote theirs, then its read-back put theirs back
     assert first == "trained on items.csv" and sorted(lines) == ["our line", "their line"]

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from hyperflow.errors import LeaseHeld
 from hyperflow.runtime.processes import alive
-from hyperflow.tracking import registry
+from hyperflow.tracking import registry, registry_writes
 from hyperflow.tracking.registry import Client, is_not_found, registry_error
 from hyperflow.tracking.runs import MlflowError, end_run
 
@@ -52,10 +52,10 @@ class ModelTag:
         return registry.model_tag(self.client, self.name, self.key)
 
     def write(self, value: str) -> None:
-        registry.set_model_tag(self.client, self.name, self.key, value)
+        registry_writes.set_model_tag(self.client, self.name, self.key, value)
 
     def delete(self) -> None:
-        registry.delete_model_tag(self.client, self.name, self.key)
+        registry_writes.delete_model_tag(self.client, self.name, self.key)
 
 
 class RunTag:

@@ -1,6 +1,7 @@
-"""The model registry, read and written the MLflow way: which version is meant (by number or alias),
-the run behind a version and its training settings, what a version predicts from what, aliases and
-version tags. Fails closed: only "not found" means absent; any other store failure is a RegistryError.
+"""The model registry read the MLflow way: which version is meant (by number or alias), the run behind a
+version and its training settings, registered models' tags, runs' states. Fails closed: only "not found" means
+absent; any other store failure is a RegistryError (:func:`registry_error`, also for the writes of
+:mod:`hyperflow.tracking.registry_writes`).
 
 Versions are always resolved to a number before anything else happens, so a promotion moves the alias
 to the version it scored, never to "the latest". Scoring and the gate live in ``hyperflow.workflows``.
@@ -9,8 +10,7 @@ to the version it scored, never to "the latest". Scoring and the gate live in ``
 from __future__ import annotations
 
 import json
-import time
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +33,6 @@ def default_client() -> MlflowClient:
     """A client of the registry and tracking store that MLflow's environment names."""
     return MlflowClient()
 
-
-# ------------------------------------------------------------------------------------------ versions
 
 # Only these mean "there is no such thing". Everything else (a server's 5xx, PERMISSION_DENIED, a refused
 # connection, a locked or unreadable database) is an error of the store, and the registry fails closed.
@@ -176,150 +174,9 @@ def run_config(client: MlflowClient, run: Any) -> TrainConfig:
     return build_config(values)
 
 
-# ------------------------------------------------------------------------------------------ identity
-
-UNKNOWN = object()
-
-
-@dataclass(frozen=True)
-class Identity:
-    """What a version predicts from what: compared before a version may replace the champion."""
-
-    task: Any = UNKNOWN  # classification | regression | segmentation
-    target: Any = UNKNOWN  # the target column (None for a built-in data set)
-    features: Any = UNKNOWN  # input column names (a sorted tuple), or the tensor input spec as JSON
-    classes: Any = UNKNOWN  # a classifier's class labels as text (a sorted tuple)
-
-
-def version_identity(client: MlflowClient, mv: ModelVersion, config: TrainConfig | None = None) -> Identity:
-    """Task (run tag ``hyperflow.task``, or its search's for a trial), target (the run's settings) and
-    input columns (the logged signature) of a version; what cannot be read stays unknown."""
-    task: Any = UNKNOWN
-    target: Any = UNKNOWN if config is None else config.target
-    try:
-        run = version_run(client, mv)
-    except UsageError:  # no run, or it was deleted: only the signature can speak
-        run = None
-    if run is not None:
-        task = run.data.tags.get(names.TASK) or UNKNOWN
-        parent = run.data.tags.get(names.PARENT_RUN_ID)
-        if task is UNKNOWN and parent:
-            try:
-                task = client.get_run(parent).data.tags.get(names.TASK) or UNKNOWN
-            except Exception as exc:
-                if not is_not_found(exc):
-                    raise registry_error(
-                        exc, f"reading the search run of version {mv.version}", store="tracking store"
-                    ) from None
-        if config is None:
-            try:
-                target = run_config(client, run).target
-            except UsageError:
-                pass
-    return Identity(task, target, *_signature_io(mv))
-
-
-def _signature_io(mv: ModelVersion) -> tuple[Any, Any]:
-    """(input columns, class labels) of a version, by its logged signature; UNKNOWN where it does not say."""
-    from mlflow.models import get_model_info
-
-    try:
-        info = get_model_info(f"models:/{mv.name}/{mv.version}")
-    except Exception as exc:
-        if is_not_found(exc) or isinstance(exc, (OSError, FileNotFoundError)):
-            return UNKNOWN, UNKNOWN
-        raise registry_error(exc, f"reading the signature of version {mv.version} of model '{mv.name}'") from None
-    signature = info.signature
-    inputs = signature.inputs if signature is not None else None
-    if inputs is None:
-        features = UNKNOWN
-    elif inputs.is_tensor_spec() or not inputs.has_input_names():
-        features = inputs.to_json()
-    else:
-        features = tuple(sorted(inputs.input_names()))
-    outputs = signature.outputs if signature is not None else None
-    names_out = outputs.input_names() if outputs is not None and outputs.has_input_names() else []
-    prefix = names.PROBABILITY_PREFIX
-    classes = tuple(sorted(n[len(prefix) :] for n in names_out if n.startswith(prefix))) or UNKNOWN
-    return features, classes
-
-
-def move_alias(client: MlflowClient, name: str, alias: str, version: str) -> None:
-    try:
-        client.set_registered_model_alias(name, alias, version)
-    except Exception as exc:
-        raise registry_error(
-            exc, f"moving alias '{alias}' of model '{name}' to version {version}", client=client
-        ) from None
-
-
-# ------------------------------------------------------------------------------------------ writes
-
-
-def create_model(client: MlflowClient, name: str) -> None:
-    try:
-        client.create_registered_model(name)
-    except Exception as exc:
-        raise registry_error(exc, f"creating model '{name}'", client=client) from None
-
-
-def set_alias(client: MlflowClient, name: str, alias: str, version: str) -> None:
-    """Point ``alias`` at ``version``; MLflow's error as it is (see :func:`move_alias` for the guarded move)."""
-    client.set_registered_model_alias(name, alias, version)
-
-
-WRITE_ATTEMPTS = 5  # a version written by two jobs at once: a write refused by the other's is sent again
-_CLASHES = ("BAD_REQUEST", "TEMPORARILY_UNAVAILABLE")  # how sqlite's UNIQUE constraint and lock errors come back
-
-
-def set_version_tags(client: MlflowClient, name: str, version: str, tags: dict[str, str]) -> None:
-    """Tags of a model version, one call each, in the order given. A tag first written by two jobs at once
-    makes one insert fail (sqlite: UNIQUE constraint): it is sent again, and then updates the tag."""
-    for key, value in tags.items():
-        _again(lambda key=key, value=value: client.set_model_version_tag(name, version, key, value))
-
-
-def _again(call: Any) -> Any:
-    """``call()``, sent again (up to WRITE_ATTEMPTS times) when the store refuses it for another job's write at
-    the same moment; any other error at once."""
-    for attempt in range(WRITE_ATTEMPTS):
-        try:
-            return call()
-        except MlflowException as exc:
-            if exc.error_code not in _CLASHES or attempt == WRITE_ATTEMPTS - 1:
-                raise
-            time.sleep(0.05 * (attempt + 1))
-
-
-def add_to_description(client: MlflowClient, name: str, version: str, line: str, prefix: str, line_id: str) -> None:
-    """Append one line to a version's description without losing another job's line. MLflow can only replace
-    a description, so two jobs appending at once would each write what they read plus their own line, and one
-    line would be lost. Each line is therefore kept first in a version tag of its own (``<prefix><line_id>``:
-    tags of different keys never overwrite each other), then the description is written with every such tag's
-    line it lacks, and read back until it holds them all: the last job to write it reads back after every
-    other job wrote its tag, so it adds any line that another write dropped."""
-    _again(lambda: client.set_model_version_tag(name, version, prefix + line_id, line))
-    for _ in range(WRITE_ATTEMPTS):
-        mv = _again(lambda: client.get_model_version(name, version))
-        text = mv.description or ""
-        missing = sorted({v for k, v in mv.tags.items() if k.startswith(prefix)} - set(text.splitlines()))
-        if not missing:
-            return
-        description = "\n".join([text, *missing]).strip()
-        _again(lambda description=description: client.update_model_version(name, version, description=description))
-
-
 def model_tag(client: MlflowClient, name: str, key: str) -> str | None:
     """A registered model's tag (UsageError when there is no such model, RegistryError when unreadable)."""
     return registered_model(client, name).tags.get(key)
-
-
-def set_model_tag(client: MlflowClient, name: str, key: str, value: str) -> None:
-    client.set_registered_model_tag(name, key, value)
-
-
-def delete_model_tag(client: MlflowClient, name: str, key: str) -> None:
-    client.delete_registered_model_tag(name, key)
 
 
 def run_status(client: MlflowClient, run_id: str) -> str:

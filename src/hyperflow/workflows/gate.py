@@ -17,7 +17,8 @@ from hyperflow.config import TrainConfig
 from hyperflow.config.files import DuplicateKey, read_text, safe_load
 from hyperflow.core.data import Dataset
 from hyperflow.errors import UsageError
-from hyperflow.tracking.registry import UNKNOWN, Client, Identity, ModelVersion, model_version, version_identity
+from hyperflow.tracking.registry import Client, ModelVersion, model_version
+from hyperflow.tracking.version_identity import UNKNOWN, Identity, version_identity
 
 # metric -> greater is better
 DIRECTIONS = {

@@ -26,18 +26,18 @@ from typing import Any
 from hyperflow import names, tracking
 from hyperflow.config import GATE_HELP, PromoteConfig, TrainConfig, build_promote_config  # noqa: F401 (re-exported)
 from hyperflow.errors import ChampionConflict, UsageError
-from hyperflow.tracking import artifacts, registry
+from hyperflow.tracking import artifacts, registry, registry_writes
 from hyperflow.tracking.held_signals import HeldSignals
 from hyperflow.tracking.registry import (
     CHAMPION,
     Client,
     ModelVersion,
     alias_version,
-    move_alias,
     resolve_version,
     run_config,
     version_run,
 )
+from hyperflow.tracking.registry_writes import move_alias
 from hyperflow.workflows.gate import Check, Gate, build_gate, check_replaceable
 from hyperflow.workflows.scoring import EvalRows, evaluation_rows, score
 
@@ -279,7 +279,7 @@ def _decide(
 
 def _tag_version(client: Client, o: PromoteOutcome) -> None:
     status = names.PASSED if o.passed else names.FAILED
-    registry.set_version_tags(
+    registry_writes.set_version_tags(
         client,
         o.name,
         o.version,
@@ -307,4 +307,4 @@ def _tag_version(client: Client, o: PromoteOutcome) -> None:
         f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC: validation {status}{moved}: "
         f"{main} {o.candidate[main]:.4g} vs {against} on {o.rows}; promote run {o.run_id}"
     )
-    registry.add_to_description(client, o.name, o.version, line, names.VERSION_PROMOTION_PREFIX, o.run_id)
+    registry_writes.add_to_description(client, o.name, o.version, line, names.VERSION_PROMOTION_PREFIX, o.run_id)

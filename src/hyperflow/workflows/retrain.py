@@ -19,7 +19,7 @@ from hyperflow.config import PromoteConfig, RetrainConfig, TrainConfig, build_co
 from hyperflow.core.assembly import load_data
 from hyperflow.core.builtins import BUILTINS
 from hyperflow.errors import UsageError
-from hyperflow.tracking import artifacts, registry
+from hyperflow.tracking import artifacts, registry, registry_writes
 from hyperflow.tracking.registry import (
     CHALLENGER,
     CHAMPION,
@@ -178,7 +178,7 @@ def retrain(
         return _skipped(config, base, key, tags, done_by_champion, by_champion=True)
     artifacts.check_writable(config.experiment)  # an unwritable artifact folder: exit 2 before any run or lock
     if not exists:
-        registry.create_model(client, config.model_name)
+        registry_writes.create_model(client, config.model_name)
     with RegistryLock(config.model_name, lease=config.lease, settle=settle, client=client) as lock:
         taken = lock.takeover_message()
         if taken:  # a dead job's lock: say whose, and which of its runs were ended KILLED
@@ -209,7 +209,7 @@ def retrain(
                 if config.mode == "search"
                 else _train_new_version(config, base, run_id)
             )
-            registry.set_version_tags(
+            registry_writes.set_version_tags(
                 client,
                 config.model_name,
                 version,
@@ -266,7 +266,7 @@ def _train_new_version(config: RetrainConfig, base: TrainConfig, run_id: str) ->
 
     outcome = train(base.replace(model_name=config.model_name, log_model=True), parent_run_id=run_id)
     version = str(outcome.registered_version)
-    registry.set_alias(registry.default_client(), config.model_name, CHALLENGER, version)
+    registry_writes.set_alias(registry.default_client(), config.model_name, CHALLENGER, version)
     return version
 
 
