@@ -20,97 +20,21 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from hyperflow import names, tracking
-from hyperflow.config import GATE_HELP, PromoteConfig, TrainConfig, build_promote_config  # noqa: F401 (re-exported)
-from hyperflow.errors import ChampionConflict, UsageError
-from hyperflow.tracking import artifacts, registry, registry_writes
+from hyperflow.config import GATE_HELP, PromoteConfig, build_promote_config  # noqa: F401 (re-exported)
+from hyperflow.errors import ChampionConflict
+from hyperflow.tracking import artifacts, registry
 from hyperflow.tracking.held_signals import HeldSignals
-from hyperflow.tracking.registry import (
-    CHAMPION,
-    Client,
-    ModelVersion,
-    alias_version,
-    resolve_version,
-    run_config,
-    version_run,
-)
+from hyperflow.tracking.registry import CHAMPION, Client, alias_version
 from hyperflow.tracking.registry_writes import move_alias
-from hyperflow.workflows.gate import Check, Gate, build_gate, check_replaceable
-from hyperflow.workflows.scoring import EvalRows, evaluation_rows, score
+from hyperflow.workflows.gate import check_replaceable
+from hyperflow.workflows.promotion_checks import Prepared, prepare_promotion
+from hyperflow.workflows.promotion_record import PromoteOutcome, tag_version
+from hyperflow.workflows.scoring import score
 
 MOVE_SETTLE_S = 1.0  # from the move to the read-back: a move made in the same moment lands within it
-
-
-@dataclass
-class PromoteOutcome:
-    run_id: str
-    name: str
-    version: str
-    passed: bool
-    promoted: bool
-    baseline_version: str | None
-    checks: list[Check]
-    candidate: dict[str, float]
-    champion: dict[str, float] | None
-    rows: str
-    notes: list[str] = field(default_factory=list)
-    already_champion: bool = False  # nothing to move: nothing is written to the version
-    moved: bool = False  # this promotion moved the champion to its version
-    champion_after: str | None = None  # the champion read back after that move
-
-    @property
-    def lost(self) -> bool:
-        """Moved the champion, and another promotion moved it on before the read-back."""
-        return self.moved and not self.promoted
-
-    def lost_message(self) -> str:
-        now = f"version {self.champion_after} is" if self.champion_after else "no version is"
-        return (
-            f"version {self.version} of '{self.name}' passed the gate and was moved to champion, but another "
-            f"promotion moved the champion on right after: {now} the champion now (promote run "
-            f"{self.run_id} records it); promote version {self.version} again to compare it with that one"
-        )
-
-
-@dataclass
-class _Prepared:
-    name: str
-    version: str
-    rows: EvalRows
-    gate: Gate
-    baseline: str | None  # the champion's version when we looked, None when there is none
-    mv: ModelVersion
-    train_config: TrainConfig | None
-
-
-def first_promotion_refused(name: str, gate: Gate, task_metric: str) -> UsageError:
-    return UsageError(
-        f"model '{name}' has no champion yet, so the gate {gate.to_dict()} has nothing to compare "
-        f"with and would check nothing: add an absolute threshold (e.g. "
-        f"gate.{task_metric}.threshold=0.9) or pass allow_first=true to promote it unchecked"
-    )
-
-
-def prepare_promotion(config: PromoteConfig, client: Client) -> _Prepared:
-    """Everything that can fail on bad input or an unreadable registry, before any run is written."""
-    mv = resolve_version(client, config.model_name, config.version)
-    train_config = None
-    try:  # the version's training settings: its rows by default, else the target and task of data=
-        train_config = run_config(client, version_run(client, mv))
-    except UsageError:
-        if config.data is None:
-            raise
-    rows = evaluation_rows(train_config, config.data, config.target)
-    baseline = alias_version(client, config.model_name, CHAMPION)
-    if baseline is not None and baseline != str(mv.version):
-        check_replaceable(client, mv, baseline, train_config)  # before the gate: its metrics follow the task
-    gate = build_gate(config.gate, rows.task, config.gate_rules)
-    if baseline is None and not gate.has_threshold and not config.allow_first:
-        raise first_promotion_refused(config.model_name, gate, gate.rules[0].metric)
-    return _Prepared(config.model_name, str(mv.version), rows, gate, baseline, mv, train_config)
 
 
 def promote(
@@ -141,7 +65,7 @@ def promote(
     return outcome
 
 
-def _move(client: Client, p: _Prepared, settle: float) -> str | None:
+def _move(client: Client, p: Prepared, settle: float) -> str | None:
     """Move the champion to the candidate; the champion read back ``settle`` seconds later."""
     move_alias(client, p.name, CHAMPION, p.version)
     time.sleep(settle)
@@ -151,7 +75,7 @@ def _move(client: Client, p: _Prepared, settle: float) -> str | None:
 def _promote_run(
     config: PromoteConfig,
     client: Client,
-    p: _Prepared,
+    p: Prepared,
     candidate: dict[str, float],
     parent_run_id: str | None,
     before_move: Callable[[], None] | None,
@@ -199,7 +123,7 @@ def _promote_run(
             "gate.json",
         )
         if not config.dry_run and not outcome.already_champion:  # a no-op writes nothing to the version
-            _tag_version(client, outcome)
+            tag_version(client, outcome)
     return outcome
 
 
@@ -211,7 +135,7 @@ def _json_safe(values: dict[str, Any]) -> dict[str, Any]:
 def _decide(
     config: PromoteConfig,
     client: Client,
-    p: _Prepared,
+    p: Prepared,
     candidate: dict[str, float],
     run_id: str,
     before_move: Callable[[], None] | None,
@@ -275,36 +199,3 @@ def _decide(
         f"the champion of '{p.name}' moved during each of {config.max_attempts} attempts "
         f"(now version {baseline}); nothing was moved: run promote again"
     )
-
-
-def _tag_version(client: Client, o: PromoteOutcome) -> None:
-    status = names.PASSED if o.passed else names.FAILED
-    registry_writes.set_version_tags(
-        client,
-        o.name,
-        o.version,
-        {
-            names.VALIDATION_STATUS: status,
-            names.BASELINE_VERSION: o.baseline_version or "none",
-            names.VERSION_PROMOTE_RUN_ID: o.run_id,
-        },
-    )
-    main = o.checks[0].metric if o.checks else next(iter(o.candidate))
-    against = (
-        f"champion v{o.baseline_version} ({main} {o.champion[main]:.4g})"
-        if o.champion
-        else "no champion (absolute thresholds only)"
-    )
-    moved = (
-        ", promoted to champion"
-        if o.promoted
-        else f", moved to champion but replaced at once by another promotion (champion: "
-        f"{'v' + o.champion_after if o.champion_after else 'none'})"
-        if o.lost
-        else ""
-    )
-    line = (
-        f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC: validation {status}{moved}: "
-        f"{main} {o.candidate[main]:.4g} vs {against} on {o.rows}; promote run {o.run_id}"
-    )
-    registry_writes.add_to_description(client, o.name, o.version, line, names.VERSION_PROMOTION_PREFIX, o.run_id)

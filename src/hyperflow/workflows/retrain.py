@@ -35,7 +35,9 @@ from hyperflow.tracking.registry import (
 from hyperflow.tracking.runs import code_version
 from hyperflow.workflows.gate import build_gate, check_data_fits
 from hyperflow.workflows.lock import RegistryLock
-from hyperflow.workflows.promote import PromoteOutcome, first_promotion_refused, promote
+from hyperflow.workflows.promote import promote
+from hyperflow.workflows.promotion_checks import first_promotion_refused
+from hyperflow.workflows.promotion_record import PromoteOutcome
 
 KEY_TAG, OUTCOME_TAG = names.RETRAIN_KEY, names.OUTCOME
 DATA_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".pq", ".npz")
