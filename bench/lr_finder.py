@@ -53,7 +53,8 @@ import torch
 
 from hyperflow.config import build_config
 from hyperflow.core.assembly import load_data, run_lr_finder, setup_training
-from hyperflow.core.lr_finder import LRFinder, lr_range, smooth, suggest
+from hyperflow.core.lr_curve import lr_range, smooth, suggest
+from hyperflow.core.lr_finder import LRFinder
 
 DATASETS = ("digits", "diabetes", "synthetic", "wine", "breast_cancer")
 TINY = ("wine", "breast_cancer")  # grid-best val loss ~0.001-0.02: judged by excess loss, not by a ratio

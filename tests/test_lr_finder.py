@@ -9,7 +9,8 @@ import torch
 
 from hyperflow.config import build_config
 from hyperflow.core.assembly import setup_training
-from hyperflow.core.lr_finder import LRFinder, curve_status, lr_range, read_curve, suggest
+from hyperflow.core.lr_curve import curve_status, lr_range, read_curve, suggest
+from hyperflow.core.lr_finder import LRFinder
 
 LRS = np.geomspace(1e-7, 1, 100)
 
