@@ -28,6 +28,8 @@ from hyperflow.tracking.artifacts import (
     log_lr_finder,
     lr_range_test_run,
 )
+from hyperflow.tracking.background_calls import BackgroundCalls, call_now
+from hyperflow.tracking.child_runs import child_run
 from hyperflow.tracking.experiments import (
     check_experiment_id,
     current_experiment_id,
@@ -44,26 +46,17 @@ from hyperflow.tracking.faults import (
     store_error_text,
 )
 from hyperflow.tracking.registry import registry_error
+from hyperflow.tracking.run_calls import end_run, log_metrics, runs_tagged, set_tag, set_tags
+from hyperflow.tracking.run_ends import forget_runs, interrupted_runs, store_failure
 from hyperflow.tracking.runs import (
     PACKAGE_DIR,
     ROLE_TAG,
-    BackgroundCalls,
     MlflowError,
-    call_now,
-    child_run,
-    end_run,
     end_run_quietly,
-    forget_runs,
-    interrupted_runs,
-    log_metrics,
     log_params,
     log_results,
     reopened_run,
     run_tags,
-    runs_tagged,
-    set_tag,
-    set_tags,
-    store_failure,
     tracked_run,
     unique_run_name,
 )

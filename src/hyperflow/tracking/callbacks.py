@@ -11,7 +11,7 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
 from hyperflow.core.trainer import Callback, TrainResult
-from hyperflow.tracking.runs import PendingRun, call_now, run_id_of
+from hyperflow.tracking.background_calls import PendingRun, call_now, run_id_of
 
 
 class MlflowMetrics(Callback):

@@ -27,7 +27,8 @@ from hyperflow.errors import LeaseHeld
 from hyperflow.runtime.processes import alive
 from hyperflow.tracking import registry, registry_writes
 from hyperflow.tracking.registry import Client, is_not_found, registry_error
-from hyperflow.tracking.runs import MlflowError, end_run
+from hyperflow.tracking.run_calls import end_run
+from hyperflow.tracking.runs import MlflowError
 
 log = logging.getLogger(__name__)
 

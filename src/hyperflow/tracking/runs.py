@@ -1,5 +1,6 @@
-"""Runs: parent and child runs that always end in a defined state (signals included), their params,
-results and tags, calls sent by a background thread, and run names.
+"""Runs: a command's runs (fluent API) that always end in a defined state (signals included), a finished run
+reopened, their params, results and tags, twin runs (one create request served twice) ended as duplicates,
+and run names. Child runs made with the client are :mod:`hyperflow.tracking.child_runs`.
 
 The trainer reaches MLflow only through callbacks (:mod:`hyperflow.tracking.callbacks`); workflows call
 the functions here instead of ``mlflow`` itself.
@@ -12,10 +13,8 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +27,10 @@ from mlflow.utils.git_utils import get_git_commit
 import hyperflow
 from hyperflow import names
 from hyperflow.core.data import Dataset
-from hyperflow.errors import one_line
 from hyperflow.runtime import signals
-from hyperflow.tracking.experiments import raise_if_deleted, tracking_uri, use_experiment
-from hyperflow.tracking.faults import is_store_error, store_error_text
+from hyperflow.tracking.background_calls import PendingRun, run_id_of
+from hyperflow.tracking.experiments import raise_if_deleted, use_experiment
+from hyperflow.tracking.run_ends import COMMAND_RUNS, ended_as
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +70,7 @@ def tracked_run(
         except BaseException as exc:
             raise_if_deleted(exc, experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME"))
             raise
-        _RUNS.started.append(run.info.run_id)
+        COMMAND_RUNS.started.append(run.info.run_id)
 
         def end(status: str) -> None:
             active = mlflow.active_run()
@@ -82,87 +81,8 @@ def tracked_run(
             if mlflow.active_run() is None:  # the command's last run: a signal now ends it with its code
                 signals.work_done()
 
-        with _ended_as(end):
+        with ended_as(end):
             yield run
-
-
-@contextmanager
-def _ended_as(end: Any) -> Iterator[None]:
-    """Calls ``end(status)`` on the way out: FINISHED, KILLED on Ctrl-C or SIGTERM, FAILED on an exception."""
-    status = "FINISHED"
-    try:
-        yield
-    except KeyboardInterrupt as exc:
-        status = "KILLED"
-        _let_go(exc)
-        raise
-    except BaseException as exc:
-        status = "KILLED" if is_store_error(exc) else "FAILED"  # the store failed, not the run's code
-        raise
-    finally:
-        if status == "FINISHED":
-            end(status)
-            _RUNS.ended.append(status)
-        else:
-            try:
-                end(status)
-                _RUNS.ended.append(status)
-            except Exception as exc:  # e.g. the store is down: the exception in flight is the one to report
-                log.debug("could not end a run as %s: %s", status, exc)
-                _RUNS.unended.append(f"{status}: {one_line(exc, 200)}")
-
-
-@dataclass
-class _CommandRuns:
-    """The runs of the command under way, for the one line that ends it (:func:`forget_runs` between commands)."""
-
-    started: list[str] = field(default_factory=list)  # the ids of the runs started (or reopened), first first
-    ended: list[str] = field(default_factory=list)  # the statuses runs were ended with
-    unended: list[str] = field(default_factory=list)  # why runs could not be ended after an interrupt or a failure
-
-
-_RUNS = _CommandRuns()
-
-
-def forget_runs() -> None:
-    """The command has returned: the next one starts with no runs of its own."""
-    _RUNS.started.clear()
-    _RUNS.ended.clear()
-    _RUNS.unended.clear()
-
-
-def interrupted_runs() -> str:
-    """How an interrupt left the command's runs: ended KILLED, unless the store refused to end one."""
-    if _RUNS.unended:
-        return f"a run could not be ended ({_RUNS.unended[-1]}) and stays RUNNING (a resume ends it)"
-    if _RUNS.ended and "KILLED" not in _RUNS.ended:  # the signal came after the work: nothing was cut short
-        return f"its runs had ended ({', '.join(sorted(set(_RUNS.ended)))}) and stay as they are"
-    return "its runs were ended as KILLED"
-
-
-def store_failure(exc: BaseException) -> str:
-    """The one line for a tracking store that failed under a command: the store (without credentials), what
-    it did, and what was written: nothing, or the command's runs and how they were left."""
-    text = f"the tracking store {tracking_uri()} failed: {store_error_text(exc)}"
-    started, unended = _RUNS.started, _RUNS.unended
-    if not started:
-        return f"{text}; nothing was written: run the command again once the store works"
-    runs = f"run{'s' if len(started) > 1 else ''} {', '.join(started)}"
-    if unended:
-        return f"{text}; {runs} could not be ended and stay{'' if len(started) > 1 else 's'} RUNNING ({unended[-1]})"
-    return f"{text}; {runs} ended {'/'.join(sorted(set(_RUNS.ended)))} with what reached the store"
-
-
-def _let_go(interrupt: BaseException) -> None:
-    """Drop what the interrupted code held. Ctrl-C inside a database write leaves its cursor in the frames of
-    the traceback, and sqlite keeps the write lock until the statement is gone (closing the connection waits
-    for it), so ending the run would wait out the 20 s busy timeout and fail. The frames' local variables are
-    cleared (the traceback itself stays), then the reference cycles they were in are collected."""
-    import gc
-    import traceback
-
-    traceback.clear_frames(interrupt.__traceback__)
-    gc.collect()
 
 
 def same_param_value(a: str, b: str) -> bool:
@@ -211,30 +131,6 @@ def log_results(
         params=[Param(k, str(v)[:6000]) for k, v in (params or {}).items()],
         tags=[RunTag(k, str(v)) for k, v in tags.items()],
     )
-
-
-def call_now(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """The synchronous counterpart of ``BackgroundCalls.submit``: returns what the call returns."""
-    return fn(*args, **kwargs)
-
-
-class PendingRun:
-    """A run whose creating call was sent (perhaps still queued): ``id`` waits for that call and raises
-    what it raised."""
-
-    def __init__(self, created: Any) -> None:
-        self.created = created  # the Run, or a Future of it
-
-    @property
-    def id(self) -> str:
-        created = self.created.result() if isinstance(self.created, Future) else self.created
-        if created is None:
-            raise RuntimeError("the call that was to create this run failed")
-        return created.info.run_id
-
-
-def run_id_of(run: str | PendingRun) -> str:
-    return run if isinstance(run, str) else run.id
 
 
 def end_run_quietly(run_id: str | PendingRun, status: str, end_time: int | None = None) -> None:
@@ -311,103 +207,6 @@ def _env(name: str, value: str) -> Iterator[None]:
             os.environ[name] = previous
 
 
-@contextmanager
-def child_run(
-    role: str,
-    experiment_id: str,
-    parent_run_id: str,
-    run_name: str,
-    tags: dict[str, str],
-    send: Callable[..., Any] = call_now,
-) -> Iterator[PendingRun]:
-    """A child run made with the client, not the fluent API: no thread-local active run (safe in threads and
-    on Spark executors) and none of the fluent start's context providers (a trial is cheap to open). Ends
-    FINISHED, FAILED on an exception, KILLED on Ctrl-C or SIGTERM.
-
-    ``send`` decides when the calls go out: ``call_now``, or ``BackgroundCalls.submit`` so that creating the
-    run and ending it overlap training; it returns the call's result or a Future of it. Start and end times
-    are taken here, so a call sent later still records when the run started and ended."""
-    client = MlflowClient()
-    created = send(
-        client.create_run,
-        experiment_id,
-        start_time=int(time.time() * 1000),
-        run_name=run_name,
-        tags={
-            ROLE_TAG: role,
-            names.VERSION: hyperflow.__version__,
-            names.PARENT_RUN_ID: parent_run_id,
-            names.RUN_NAME: run_name,
-            **creation_tag(),
-            **tags,
-        },
-    )
-    if created is None:
-        raise TypeError("child_run's send must return the call's result or a Future of it")
-    run = PendingRun(created)
-
-    def end(status: str) -> None:
-        ended = int(time.time() * 1000)
-        try:
-            send(end_run_quietly, run, status, ended)
-        except Exception:
-            if status == "FINISHED":
-                raise
-            end_run_quietly(run, status, ended)  # the background queue failed before it: try once directly
-
-    with _ended_as(end):
-        yield run
-
-
-class BackgroundCalls:
-    """MLflow calls sent in order by one background thread, so that a trial's calls (creating its run,
-    results, end) overlap training instead of adding to it. ``drain`` waits for all of them (and re-raises
-    the first failure); ``submit`` re-raises a failure of an earlier call, so an unreachable server stops the
-    search within a trial. Once a call has failed, the calls queued behind it are not sent (each raises that
-    failure): a trial whose results were refused is never ended FINISHED without them. A kill -9 loses at
-    most the calls still queued: those trials stay RUNNING and a resume ends them KILLED and runs them again."""
-
-    def __init__(self) -> None:
-        self.futures: list[Future] = []
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hyperflow-mlflow")
-        self.failure: BaseException | None = None  # the first call that failed (set on the worker thread)
-
-    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
-        """Queue ``fn(*args, **kwargs)``; returns its Future (its failure also surfaces here or at drain)."""
-        self._raise_failures(wait=False)
-        future = self.pool.submit(self._call, fn, args, kwargs)
-        self.futures.append(future)
-        return future
-
-    def _call(self, fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> Any:
-        if self.failure is not None:
-            raise self.failure
-        try:
-            return fn(*args, **kwargs)
-        except BaseException as exc:
-            self.failure = exc
-            raise
-
-    def drain(self) -> None:
-        self._raise_failures(wait=True)
-
-    def _raise_failures(self, wait: bool) -> None:
-        pending = []
-        for future in self.futures:
-            if wait or future.done():
-                future.result()  # raises what the call raised
-            else:
-                pending.append(future)
-        self.futures = pending
-
-    def close(self) -> None:
-        """Drain, then stop the thread."""
-        try:
-            self.drain()
-        finally:
-            self.pool.shutdown(wait=True)
-
-
 def unique_run_name(role: str, data_name: str) -> str:
     """``<role>-<data>-<MMDD-HHMMSS>-<4 hex>``: says what the run is and never repeats (MLflow's own
     names come from the ``random`` module, which a seeded run re-seeds: every seed-42 run had one name)."""
@@ -461,34 +260,3 @@ def reopened_run(run_id: str) -> Iterator[mlflow.ActiveRun]:
             log.debug("could not end run %s again: %s", run_id, exc)
         raise
     end()
-
-
-# ------------------------------------------------------------------------------ the active run, and others
-
-
-def set_tag(key: str, value: Any) -> None:
-    """A tag of the active run."""
-    mlflow.set_tag(key, value)
-
-
-def set_tags(tags: dict[str, Any]) -> None:
-    """Tags of the active run, in one call."""
-    mlflow.set_tags(tags)
-
-
-def log_metrics(metrics: dict[str, float]) -> None:
-    """Metrics of the active run (step 0), in one call."""
-    mlflow.log_metrics(metrics)
-
-
-def end_run(run_id: str, status: str, client: Any = None) -> None:
-    """End run ``run_id`` as ``status`` (e.g. KILLED for a run whose process is gone)."""
-    (client or MlflowClient()).set_terminated(run_id, status)
-
-
-def runs_tagged(
-    experiment_id: str, tag: str, value: str, *, finished: bool = False, max_results: int = 20, client: Any = None
-) -> list[Any]:
-    """Runs of an experiment whose tag ``tag`` is ``value`` (only FINISHED ones when ``finished``)."""
-    query = f"tags.`{tag}` = '{value}'" + (" and attributes.status = 'FINISHED'" if finished else "")
-    return (client or MlflowClient()).search_runs([experiment_id], query, max_results=max_results)

@@ -1,0 +1,65 @@
+"""Child runs made with the client, not the fluent API: no thread-local active run (safe in threads and on
+Spark executors), their calls sent at once or queued in the background; they end as parent runs do."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from mlflow.tracking import MlflowClient
+
+import hyperflow
+from hyperflow import names
+from hyperflow.tracking.background_calls import PendingRun, call_now
+from hyperflow.tracking.run_ends import ended_as
+from hyperflow.tracking.runs import ROLE_TAG, creation_tag, end_run_quietly
+
+
+@contextmanager
+def child_run(
+    role: str,
+    experiment_id: str,
+    parent_run_id: str,
+    run_name: str,
+    tags: dict[str, str],
+    send: Callable[..., Any] = call_now,
+) -> Iterator[PendingRun]:
+    """A child run made with the client, not the fluent API: no thread-local active run (safe in threads and
+    on Spark executors) and none of the fluent start's context providers (a trial is cheap to open). Ends
+    FINISHED, FAILED on an exception, KILLED on Ctrl-C or SIGTERM.
+
+    ``send`` decides when the calls go out: ``call_now``, or ``BackgroundCalls.submit`` so that creating the
+    run and ending it overlap training; it returns the call's result or a Future of it. Start and end times
+    are taken here, so a call sent later still records when the run started and ended."""
+    client = MlflowClient()
+    created = send(
+        client.create_run,
+        experiment_id,
+        start_time=int(time.time() * 1000),
+        run_name=run_name,
+        tags={
+            ROLE_TAG: role,
+            names.VERSION: hyperflow.__version__,
+            names.PARENT_RUN_ID: parent_run_id,
+            names.RUN_NAME: run_name,
+            **creation_tag(),
+            **tags,
+        },
+    )
+    if created is None:
+        raise TypeError("child_run's send must return the call's result or a Future of it")
+    run = PendingRun(created)
+
+    def end(status: str) -> None:
+        ended = int(time.time() * 1000)
+        try:
+            send(end_run_quietly, run, status, ended)
+        except Exception:
+            if status == "FINISHED":
+                raise
+            end_run_quietly(run, status, ended)  # the background queue failed before it: try once directly
+
+    with ended_as(end):
+        yield run
