@@ -11,11 +11,11 @@ included. The space (7 dimensions, one conditional)::
 Methods (same seeds; the seed fixes the split, each trial's initialisation and batch order, and the
 method's own random state):
 
-- ``default``: what ``hyperflow search`` ships: ``SearchRunner`` with ``build_search_config`` defaults, only
+- ``default``: what ``hyperflow search`` ships: the search workflow with ``build_search_config`` defaults, only
   the space, ``max_evals=50``, ``register=false`` and ``parallelism=1`` set (quality numbers must not depend on
   the order in which parallel trials finish; variant ``default:parallelism=2`` measures that), tracked in a
   temporary sqlite store per search.
-- ``tpe``, ``random``: the same runner with ``strategy=tpe`` (hyperopt's TPE with hyperflow's defaults:
+- ``tpe``, ``random``: the same workflow with ``strategy=tpe`` (hyperopt's TPE with hyperflow's defaults:
   ``n_startup_jobs=8``, ``gamma=0.25``, the shipped pruner) and ``strategy=random`` (hyperopt's rand,
   ``pruner=none``).
 - ``optuna``, ``optuna_median``: Optuna 5 ``TPESampler(seed=seed)`` with its defaults (multivariate, constant
@@ -98,12 +98,12 @@ def parse_method(spec: str) -> tuple[str, dict[str, str]]:
 
 
 def run_search(settings: dict[str, str], seed: int, n_trials: int) -> list[dict[str, Any]]:
-    """The shipped search: ``SearchRunner`` with the defaults but ``settings``, tracked in a temporary sqlite."""
+    """The shipped search: the search workflow with the defaults but ``settings``, tracked in a temporary sqlite."""
     import mlflow
 
     from hyperflow.config import build_config
     from hyperflow.config.search import build_search_config
-    from hyperflow.search.runner import SearchRunner
+    from hyperflow.workflows.search import search as hyperflow_search
 
     with tempfile.TemporaryDirectory() as tmp:
         space = Path(tmp, "space.yaml")
@@ -112,7 +112,7 @@ def run_search(settings: dict[str, str], seed: int, n_trials: int) -> list[dict[
         search = build_search_config(
             {"space": str(space), "max_evals": n_trials, "register": False, "parallelism": 1, **settings}
         )
-        outcome = SearchRunner(search, build_config({**BASE, "seed": seed})).run()
+        outcome = hyperflow_search(search, build_config({**BASE, "seed": seed}))
     return [
         {"params": r.params, "status": r.status, "loss": r.loss, "epochs": r.epochs, "history": r.history}
         for r in sorted(outcome.records, key=lambda r: r.number)

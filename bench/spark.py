@@ -19,7 +19,7 @@ import mlflow
 from hyperflow.config import build_config
 from hyperflow.config.search import build_search_config
 from hyperflow.search import spark
-from hyperflow.search.runner import SearchRunner
+from hyperflow.workflows.search import search as run_search
 
 SPACE = """
 lr: {type: loguniform, low: 1.0e-3, high: 1.0e-2}
@@ -42,9 +42,9 @@ def one_search(session, space: Path, parallelism: int, trials: int) -> tuple[flo
         }
     )
     start = time.perf_counter()
-    outcome = SearchRunner(
+    outcome = run_search(
         settings, build_config({"progress": "false", "experiment": "spark-bench"}), spark_session=session
-    ).run()
+    )
     total = time.perf_counter() - start
     client = mlflow.MlflowClient()
     runs = [client.get_run(r.run_id).info for r in outcome.records]

@@ -21,7 +21,8 @@ from stores import ready_store
 from hyperflow.config import build_config
 from hyperflow.config.search import build_search_config, trials_at_once
 from hyperflow.search import workers
-from hyperflow.search.runner import SearchRunner
+from hyperflow.workflows import search as search_workflow
+from hyperflow.workflows.search import search as run_search
 
 TINY = {"data": "digits", "epochs": "3", "batch_size": "64", "progress": "false", "width": "16"}
 SPACE = """
@@ -61,7 +62,7 @@ def test_trials_run_at_once_in_workers_nested_under_the_search(tmp_path, experim
     settings = build_search_config(
         {"space": write(tmp_path, SPACE), "max_evals": "6", "parallelism": "2", "pruner": "none", "register": "false"}
     )
-    outcome = SearchRunner(settings, build_config({**TINY, "experiment": experiment})).run()
+    outcome = run_search(settings, build_config({**TINY, "experiment": experiment}))
     runs = children(client, outcome)
     assert len(runs) == 6 and {r.info.status for r in runs} == {"FINISHED"}
     assert sorted(int(r.data.tags["hyperflow.trial_number"]) for r in runs) == list(range(6))
@@ -87,7 +88,7 @@ def test_a_failing_trial_is_recorded_and_the_search_goes_on(tmp_path, experiment
             "seed_presets": "false",
         }
     )
-    outcome = SearchRunner(settings, build_config({**TINY, "experiment": experiment})).run()
+    outcome = run_search(settings, build_config({**TINY, "experiment": experiment}))
     statuses = {r.params["lr"]: r.status for r in outcome.records}
     assert statuses == {0.001: "ok", 1e6: "failed"}
     runs = {float(r.data.params["lr"]): r.info.status for r in children(client, outcome)}
@@ -105,7 +106,7 @@ def test_stop_rules_end_a_parallel_search(tmp_path, experiment):
             "register": "false",
         }
     )
-    outcome = SearchRunner(settings, build_config({**TINY, "experiment": experiment})).run()
+    outcome = run_search(settings, build_config({**TINY, "experiment": experiment}))
     assert outcome.stop_reason.startswith("loss_threshold")
     assert len(outcome.records) <= 3  # the first result stops it; at most the trials then in flight finish
 
@@ -185,18 +186,23 @@ def test_a_worker_call_that_fails_after_its_trial_returned_still_surfaces(tmp_pa
 def test_workers_started_early_stop_when_the_search_fails_before_its_trials(tmp_path, experiment, monkeypatch):
     """The workers start (and load the data) while the search records its settings; a failure there leaves
     no worker process behind."""
-    started = []
+    started, pools, warm = [], [], workers.WorkerPool.warm
 
-    def fail(self, fresh):
-        started.extend(self.pool._all_processes())
+    def warming(pool, *args):
+        pools.append(pool)
+        warm(pool, *args)
+
+    def fail(job, run_id):
+        started.extend(pools[0]._all_processes())
         raise RuntimeError("settings could not be recorded")
 
-    monkeypatch.setattr(SearchRunner, "_record_settings", fail)
+    monkeypatch.setattr(workers.WorkerPool, "warm", warming)
+    monkeypatch.setattr(search_workflow, "record_settings", fail)
     settings = build_search_config(
         {"space": write(tmp_path, SPACE), "max_evals": "4", "parallelism": "2", "register": "false"}
     )
     with pytest.raises(RuntimeError, match="settings could not be recorded"):
-        SearchRunner(settings, build_config({**TINY, "experiment": experiment})).run()
+        run_search(settings, build_config({**TINY, "experiment": experiment}))
     assert len(started) == 2 and not [p for p in started if p.is_alive()]
 
 
@@ -241,11 +247,11 @@ def test_a_script_without_a_main_guard_runs_a_parallel_search(tmp_path):
         import mlflow
         from hyperflow.config import build_config
         from hyperflow.config.search import build_search_config
-        from hyperflow.search.runner import SearchRunner
+        from hyperflow.workflows.search import search as run_search
         mlflow.set_tracking_uri("sqlite:///{tmp_path}/mlflow.db")
         settings = build_search_config({{"space": {write(tmp_path, SPACE)!r}, "max_evals": "3",
                                         "parallelism": "2", "register": "false"}})
-        outcome = SearchRunner(settings, build_config({TINY!r})).run()
+        outcome = run_search(settings, build_config({TINY!r}))
         import sys
         print("trials", len(outcome.records), "dynamo", "torch._dynamo" in sys.modules)
     """)
@@ -395,7 +401,7 @@ def test_a_worker_killed_mid_trial_fails_only_its_trial_and_the_search_goes_on(t
             "seed_presets": "false",
         }
     )
-    runner = SearchRunner(settings, build_config({**TINY, "epochs": "40", "experiment": experiment}))
+    base = build_config({**TINY, "epochs": "40", "experiment": experiment})
     killed: list[int] = []
 
     def kill_one_worker_once_both_train() -> None:
@@ -414,7 +420,7 @@ def test_a_worker_killed_mid_trial_fails_only_its_trial_and_the_search_goes_on(t
 
     killer = threading.Thread(target=kill_one_worker_once_both_train, daemon=True)
     killer.start()
-    outcome = runner.run()
+    outcome = run_search(settings, base)
     killer.join(5)
     assert killed
     assert sorted(r.status for r in outcome.records) == ["failed", "ok", "ok"]

@@ -19,7 +19,9 @@ from hyperflow.cli import main
 from hyperflow.config import build_config
 from hyperflow.config.search import build_search_config
 from hyperflow.errors import SearchFailed
-from hyperflow.search.runner import SearchRunner
+from hyperflow.search.loop import in_space
+from hyperflow.search.space import load_space
+from hyperflow.workflows.search import search as run_search
 
 pytestmark = pytest.mark.integration  # every test here starts processes
 
@@ -51,7 +53,7 @@ def done(client, parent_id):
 
 def search(experiment, **settings):
     config = build_search_config({"strategy": "random", "pruner": "none", **settings})
-    return SearchRunner(config, build_config({**TINY, "experiment": experiment})).run()
+    return run_search(config, build_config({**TINY, "experiment": experiment}))
 
 
 def test_a_killed_search_resumes_with_the_suggestions_of_the_uninterrupted_one(tmp_path, tracking_uri):
@@ -150,7 +152,7 @@ def test_a_resume_with_an_edited_space_continues_without_feeding_old_points_to_t
         SPACE.replace("values: [adam, adamw]", "values: [adamw]")
         + "batch_norm: {type: choice, values: [true, false]}\n"
     )
-    runner = SearchRunner(
+    outcome = run_search(
         build_search_config(
             {
                 "resume": first.run_id,
@@ -163,12 +165,12 @@ def test_a_resume_with_an_edited_space_continues_without_feeding_old_points_to_t
         ),
         build_config({**TINY, "experiment": experiment}),
     )
-    outcome = runner.run()
     assert [r.number for r in outcome.records] == list(range(7))
     new = outcome.records[4:]
     assert all(r.params["optimizer"] == "adamw" and "batch_norm" in r.params for r in new)
     assert all("batch_norm" not in r.params for r in outcome.records[:4])  # kept, as they ran
-    assert runner._in_space() == new  # what TPE learns from: the points the edited space can produce
+    # what TPE learns from: the points the edited space can produce
+    assert in_space(load_space(tmp_path / "b.yaml"), outcome.records) == new
     run = client.get_run(first.run_id)
     assert run.info.status == "FINISHED" and "batch_norm" in run.data.tags["hyperflow.space"]
     assert "resume.1.space" in run.data.params
@@ -224,7 +226,7 @@ def test_a_trial_whose_results_reached_mlflow_is_kept_when_its_end_never_came(tm
 
 def test_pruned_trials_are_named_so_and_the_search_run_records_its_dataset(tmp_path, experiment, client):
     space = write(tmp_path, "lr: {type: choice, values: [0.003, 0.002, 0.004, 1.0e-7]}\nepochs: 4\n")
-    outcome = SearchRunner(
+    outcome = run_search(
         build_search_config(
             {
                 "space": space,
@@ -236,7 +238,7 @@ def test_pruned_trials_are_named_so_and_the_search_run_records_its_dataset(tmp_p
             }
         ),
         build_config({**TINY, "experiment": experiment}),
-    ).run()
+    )
     names = {r.data.tags["hyperflow.trial_status"]: r.info.run_name for r in trials(client, outcome.run_id)}
     assert names["pruned"].endswith("-pruned") and not names["ok"].endswith("-pruned")
     assert client.get_run(outcome.run_id).inputs.dataset_inputs

@@ -22,7 +22,7 @@ from stores import ready_store
 
 from hyperflow.config import build_config
 from hyperflow.config.search import build_search_config
-from hyperflow.search.runner import SearchRunner
+from hyperflow.workflows.search import search as run_search
 
 pytestmark = pytest.mark.integration  # every test here starts processes
 
@@ -116,9 +116,9 @@ def test_searches_killed_at_random_moments_finish_as_if_never_killed(tmp_path, t
         "parallelism": "1",
     }  # the points of an uninterrupted search: one trial at a time
     train = {"progress": "false", "flush_secs": "5"}
-    reference = SearchRunner(
+    reference = run_search(
         build_search_config({**settings, "register": "false"}), build_config({**train, "experiment": experiment})
-    ).run()
+    )
     expected = [r.params for r in reference.records]
     assert len({json.dumps(p, sort_keys=True) for p in expected}) == MAX_EVALS
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")}

@@ -18,8 +18,8 @@ from hyperflow.config.search import build_search_config
 from hyperflow.core.assembly import load_data
 from hyperflow.core.pruning import ASHAPruner, MedianPruner
 from hyperflow.errors import UsageError
-from hyperflow.search.runner import SearchRunner
 from hyperflow.search.space import flatten, grid_points, load_space, to_hyperopt, to_vals
+from hyperflow.workflows.search import search as run_search
 
 TINY = {"epochs": "3", "width": "32", "progress": "false", "flush_secs": "5"}
 
@@ -116,7 +116,7 @@ def test_nested_runs_tags_artifacts_and_challenger(experiment, client):
             "n_startup_jobs": "3",
         }
     )
-    outcome = SearchRunner(settings, build_config({**TINY, "experiment": experiment})).run()
+    outcome = run_search(settings, build_config({**TINY, "experiment": experiment}))
     parent = client.get_run(outcome.run_id)
     assert parent.info.status == "FINISHED" and parent.data.tags["hyperflow.role"] == "search"
     children = _children(client, outcome.run_id)
@@ -157,7 +157,7 @@ def test_same_seed_gives_the_same_trial_sequence(experiment, tmp_path):
                 "seed_presets": "false",
             }
         )
-        outcome = SearchRunner(settings, build_config({**TINY, "epochs": "1", "experiment": experiment})).run()
+        outcome = run_search(settings, build_config({**TINY, "epochs": "1", "experiment": experiment}))
         return [r.params for r in outcome.records]
 
     assert params() == params()
@@ -169,7 +169,7 @@ def test_a_diverging_trial_fails_and_the_search_goes_on(tmp_path, experiment, cl
         tmp_path, "lr: {type: choice, values: [1.0e+6, 0.001]}\noptimizer: sgd\nmomentum: 0.0\nschedule: constant\n"
     )
     settings = build_search_config({"space": space, "strategy": "grid", "pruner": "none", "register": "false"})
-    outcome = SearchRunner(settings, build_config({**TINY, "experiment": experiment})).run()
+    outcome = run_search(settings, build_config({**TINY, "experiment": experiment}))
     statuses = {r.params["lr"]: r.status for r in outcome.records}
     assert statuses == {1e6: "failed", 0.001: "ok"}
     failed = next(c for c in _children(client, outcome.run_id) if c.data.tags["hyperflow.trial_status"] == "failed")
@@ -216,7 +216,7 @@ def test_any_error_of_a_trials_training_fails_that_trial_and_the_search_goes_on(
     settings = build_search_config(
         {"space": space, "strategy": "grid", "pruner": "none", "register": "false", "parallelism": "1"}
     )
-    outcome = SearchRunner(settings, build_config({**TINY, "model": f"{module}:build", "experiment": experiment})).run()
+    outcome = run_search(settings, build_config({**TINY, "model": f"{module}:build", "experiment": experiment}))
     assert {r.params["batch_size"]: r.status for r in outcome.records} == {8: "ok", 16: "failed"}
     failed = next(c for c in _children(client, outcome.run_id) if c.data.tags["hyperflow.trial_status"] == "failed")
     assert failed.info.status == "FAILED"
@@ -233,7 +233,7 @@ def test_consecutive_failures_stop_the_search(tmp_path, experiment):
     settings = build_search_config(
         {"space": space, "strategy": "grid", "max_consecutive_failures": "2", "register": "false", "parallelism": "1"}
     )  # in flight: tests/test_parallel.py
-    outcome = SearchRunner(settings, build_config({**TINY, "experiment": experiment})).run()
+    outcome = run_search(settings, build_config({**TINY, "experiment": experiment}))
     assert len(outcome.records) == 2 and "2 trials failed in a row" in outcome.stop_reason
     assert outcome.best is None
 
@@ -252,7 +252,7 @@ def test_pruning_stops_a_hopeless_trial(tmp_path, experiment):
             "parallelism": "1",
         }
     )
-    outcome = SearchRunner(settings, build_config({**TINY, "experiment": experiment})).run()
+    outcome = run_search(settings, build_config({**TINY, "experiment": experiment}))
     hopeless = next(r for r in outcome.records if r.params["lr"] == 1e-7)
     assert hopeless.status == "pruned" and hopeless.epochs == 2
     assert all(r.status == "ok" and r.epochs == 6 for r in outcome.records if r is not hopeless)
@@ -306,7 +306,7 @@ def test_timeout_stops_the_trial_in_flight(tmp_path, experiment):
         {"space": space, "strategy": "random", "timeout": "3", "pruner": "none", "register": "false", "max_evals": "5"}
     )
     started = time.monotonic()
-    outcome = SearchRunner(settings, build_config({**TINY, "experiment": experiment})).run()
+    outcome = run_search(settings, build_config({**TINY, "experiment": experiment}))
     assert time.monotonic() - started < 60
     assert outcome.stop_reason == "timeout"
     assert outcome.records[0].status == "pruned" and outcome.records[0].reason == "timeout"
@@ -318,7 +318,7 @@ def test_refit_trains_the_best_on_train_and_val(tmp_path, experiment, client):
     settings = build_search_config(
         {"space": space, "strategy": "grid", "refit": "true", "model_name": f"{experiment}-refit"}
     )
-    outcome = SearchRunner(settings, build_config({**TINY, "experiment": experiment})).run()
+    outcome = run_search(settings, build_config({**TINY, "experiment": experiment}))
     assert outcome.registered == (f"{experiment}-refit", "1") and outcome.test_metrics["test_accuracy"] > 0.8
 
 
@@ -375,7 +375,7 @@ def test_literature_presets_are_the_first_trials(tmp_path, experiment):
         "optimizer: {type: choice, values: [adam, adamw]}\nepochs: 1\n",
     )
     settings = build_search_config({"space": space, "max_evals": "3", "pruner": "none", "register": "false"})
-    outcome = SearchRunner(settings, build_config({**TINY, "experiment": experiment})).run()
+    outcome = run_search(settings, build_config({**TINY, "experiment": experiment}))
     first = [(r.params["optimizer"], r.params["lr"]) for r in outcome.records[:2]]
     assert first == [("adam", 1e-3), ("adamw", 1e-3)]  # Kingma & Ba; Loshchilov & Hutter
     assert len(outcome.records) == 3
@@ -392,7 +392,7 @@ def test_a_budget_smaller_than_the_presets_still_runs_its_trials(tmp_path, exper
         settings = build_search_config(
             {"space": space, "max_evals": str(budget), "pruner": "none", "register": "false"}
         )
-        outcome = SearchRunner(settings, build_config({**TINY, "experiment": experiment})).run()
+        outcome = run_search(settings, build_config({**TINY, "experiment": experiment}))
         assert len(outcome.records) == budget and outcome.best is not None
 
 
@@ -510,7 +510,7 @@ def test_an_auto_lr_setting_is_refused_by_a_search_as_in_a_space(name: str, tmp_
         {"data": "wine", "epochs": "1", "experiment": experiment, **dict(a.split("=") for a in AUTO_LR_SETTINGS[name])}
     )
     with pytest.raises(UsageError, match=f"^{name}=auto needs the LR range test"):
-        SearchRunner(build_search_config({"max_evals": "1", "parallelism": "1"}), base).run()
+        run_search(build_search_config({"max_evals": "1", "parallelism": "1"}), base)
     exp = mlflow.get_experiment_by_name(experiment)
     assert exp is None or mlflow.search_runs([exp.experiment_id], output_format="list") == []
     assert len(client.search_registered_models()) == models
@@ -525,11 +525,11 @@ def test_a_setting_given_pins_its_dimension_of_the_shipped_space(experiment):
     base = build_config(
         {"data": "digits", "epochs": "1", "optimizer": "adam", "progress": "false", "experiment": experiment}
     )
-    outcome = SearchRunner(settings, base, given={"epochs", "optimizer", "max_evals"}).run()
+    outcome = run_search(settings, base, given={"epochs", "optimizer", "max_evals"})
     assert [r.epochs for r in outcome.records] == [1, 1]
     assert all("optimizer" not in r.params and "momentum" not in r.params for r in outcome.records)
     assert mlflow.get_run(outcome.run_id).data.params["optimizer"] == "adam"  # the trials' base
     assert "width" in outcome.records[0].params  # the rest is still searched
     every = {"lr", "weight_decay", "width", "depth", "dropout", "batch_size", "optimizer", "epochs", "label_smoothing"}
     with pytest.raises(UsageError, match="nothing is left to search"):
-        SearchRunner(settings, base, given=every).run()
+        run_search(settings, base, given=every)

@@ -20,8 +20,8 @@ from hyperflow import names
 from hyperflow.cli import main
 from hyperflow.config import build_config
 from hyperflow.config.search import build_search_config
-from hyperflow.search.lock import SearchLock, SearchLocked
-from hyperflow.search.runner import SearchRunner
+from hyperflow.workflows.search import search as run_search
+from hyperflow.workflows.search_lock import SearchLock, SearchLocked
 
 pytestmark = pytest.mark.integration  # every test here starts processes
 
@@ -40,7 +40,7 @@ def env() -> dict[str, str]:
 
 def new_search(experiment: str, max_evals: int) -> str:
     config = build_search_config({**SEARCH, "max_evals": str(max_evals)})
-    return SearchRunner(config, build_config({**QUICK, "experiment": experiment})).run().run_id
+    return run_search(config, build_config({**QUICK, "experiment": experiment})).run_id
 
 
 def children(client, parent: str) -> list:

@@ -13,7 +13,7 @@ import pytest
 
 from hyperflow.config import build_config
 from hyperflow.config.search import build_search_config
-from hyperflow.search.runner import SearchRunner
+from hyperflow.workflows.search import search as run_search
 
 pytestmark = pytest.mark.integration  # every test here starts processes
 
@@ -32,7 +32,7 @@ def search(experiment: str, base: dict | None = None, **settings: str):
     config = build_search_config(
         {"pruner": "none", "register": "false", "seed_presets": "false", "parallelism": "1", **settings}
     )  # one trial at a time: the rules are checked in trial order
-    return SearchRunner(config, build_config({**TINY, "epochs": "1", **(base or {}), "experiment": experiment})).run()
+    return run_search(config, build_config({**TINY, "epochs": "1", **(base or {}), "experiment": experiment}))
 
 
 def children(client, parent_id: str) -> list:

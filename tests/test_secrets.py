@@ -19,8 +19,8 @@ from services import free_port, mlflow_server  # noqa: F401  (fixture)
 from hyperflow import tracking
 from hyperflow.errors import RegistryError, one_line, whole_message, without_credentials
 from hyperflow.runtime import library_logs
-from hyperflow.search.outcome import store_failure
 from hyperflow.tracking import registry
+from hyperflow.workflows.search_outcome import store_failure
 
 PASSWORD = "s3cret-Pw-23"
 

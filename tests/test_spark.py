@@ -21,7 +21,7 @@ from services import mlflow_server  # noqa: E402,F401  (PostgreSQL-backed server
 from hyperflow.config import build_config  # noqa: E402
 from hyperflow.config.search import build_search_config  # noqa: E402
 from hyperflow.search import spark  # noqa: E402
-from hyperflow.search.runner import SearchRunner  # noqa: E402
+from hyperflow.workflows.search import search as run_search  # noqa: E402
 
 pytestmark = pytest.mark.integration  # every test here starts processes
 
@@ -61,7 +61,7 @@ def test_spark_search_links_every_trial_and_registers_the_best(session, tmp_path
             "model_name": f"{experiment}-spark",
         }
     )
-    outcome = SearchRunner(settings, build_config({**TINY, "experiment": experiment}), spark_session=session).run()
+    outcome = run_search(settings, build_config({**TINY, "experiment": experiment}), spark_session=session)
     children = _children(client, outcome.run_id)
     assert len(children) == 4 and len(outcome.records) == 4
     assert all(c.info.status == "FINISHED" and c.data.tags["hyperflow.role"] == "trial" for c in children)
@@ -93,12 +93,12 @@ def test_a_resumed_spark_search_never_proposes_a_point_again(session, tmp_path, 
         "seed_presets": "false",
     }
     base = build_config({**TINY, "epochs": "1", "experiment": experiment})
-    first = SearchRunner(
+    first = run_search(
         build_search_config({**common, "space": str(space), "max_evals": "2"}), base, spark_session=session
-    ).run()
-    second = SearchRunner(
+    )
+    second = run_search(
         build_search_config({**common, "resume": first.run_id, "max_evals": "4"}), base, spark_session=session
-    ).run()
+    )
     children = _children(client, first.run_id)
     points = [(c.data.params["lr"], c.data.params["width"]) for c in children]
     assert len(children) == 4 and len(set(points)) == 4 and len(second.records) == 4
@@ -125,9 +125,9 @@ def test_spark_stop_rules_end_the_search_without_hanging(session, tmp_path, expe
             "seed_presets": "false",
         }
     )
-    outcome = SearchRunner(
+    outcome = run_search(
         settings, build_config({**TINY, "epochs": "1", "experiment": experiment}), spark_session=session
-    ).run()
+    )
     children = _children(client, outcome.run_id)
     assert outcome.stop_reason == "loss_threshold"
     assert 1 <= len(children) <= 3 and all(c.info.status != "RUNNING" for c in children)
@@ -151,7 +151,7 @@ def test_spark_search_against_the_postgres_server(session, mlflow_server, tmp_pa
                 "model_name": name,
             }
         )
-        outcome = SearchRunner(settings, build_config({**TINY, "experiment": name}), spark_session=session).run()
+        outcome = run_search(settings, build_config({**TINY, "experiment": name}), spark_session=session)
         client = mlflow.MlflowClient()
         children = _children(client, outcome.run_id)
         assert len(children) == 3 and all(c.info.status == "FINISHED" for c in children)

@@ -19,7 +19,7 @@ from hyperflow import machine
 from hyperflow.config import build_config
 from hyperflow.config.search import build_search_config
 from hyperflow.search import spark
-from hyperflow.search.runner import SearchRunner
+from hyperflow.workflows.search import search as run_search
 
 pytestmark = pytest.mark.integration  # every test here starts processes
 
@@ -86,9 +86,9 @@ def test_trials_use_their_share_of_the_cores_and_numbers_skip_a_trial_killed_in_
     )
     threads = torch.get_num_threads()
     try:
-        first = SearchRunner(
+        first = run_search(
             build_search_config({**common, "space": str(space), "max_evals": "2"}), base, spark_session=session
-        ).run()
+        )
         assert [r.number for r in first.records] == [0, 1]
         # what a kill leaves of trial 2 while it ran: its child run, RUNNING, numbered, without results
         killed = client.create_run(
@@ -96,9 +96,9 @@ def test_trials_use_their_share_of_the_cores_and_numbers_skip_a_trial_killed_in_
             run_name="trial-002",
             tags={"mlflow.parentRunId": first.run_id, "hyperflow.role": "trial", "hyperflow.trial_number": "2"},
         ).info.run_id
-        second = SearchRunner(
+        second = run_search(
             build_search_config({**common, "resume": first.run_id, "max_evals": "4"}), base, spark_session=session
-        ).run()
+        )
     finally:
         torch.set_num_threads(threads)  # the driver applied threads=3 while checking the space
     in_trials = [int(p.read_text()) for p in probes.iterdir() if not p.name.startswith(f"{os.getpid()}-")]

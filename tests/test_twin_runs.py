@@ -10,7 +10,6 @@ import subprocess
 import sys
 import urllib.request
 from contextlib import suppress
-from typing import ClassVar
 
 import mlflow
 import pandas as pd
@@ -22,8 +21,9 @@ from hyperflow import names, tracking
 from hyperflow.cli import main
 from hyperflow.config import build_config
 from hyperflow.config.search import build_search_config
-from hyperflow.search.runner import SearchRunner
 from hyperflow.tracking import search_store
+from hyperflow.workflows.search import search as run_search
+from hyperflow.workflows.search_trials import TrialsSeen
 
 TINY = {"width": "16", "epochs": "2", "progress": "false", "flush_secs": "5"}
 CREATED_WITH = (
@@ -80,45 +80,41 @@ def search_settings(**settings: str) -> dict[str, str]:
     return {"strategy": "random", "pruner": "none", "parallelism": "1", "register": "false", **settings}
 
 
-class TwinMaking(SearchRunner):
-    """A search during which the creating requests of the search run, of its LR range test and of trial 1 are
-    sent twice (the twins appear once trial 1 has run)."""
-
-    made: ClassVar[dict[str, str]] = {}
-
-    def run_trial(self, point, number=None):
-        record = super().run_trial(point, number)
-        if record.number == 1:
-            client = MlflowClient()
-            self.made = {
-                twin(client, run_id): run_id
-                for run_id in (self.parent_id, lr_find_run(client, self.parent_id), record.run_id)
-            }
-        return record
-
-
 @pytest.mark.integration
-def test_the_search_end_ends_the_twins_of_its_runs_and_counts_them_as_no_trial(experiment, client, tmp_path):
-    runner = TwinMaking(
+def test_the_search_end_ends_the_twins_of_its_runs_and_counts_them_as_no_trial(
+    experiment, client, tmp_path, monkeypatch
+):
+    """The creating requests of the search run, of its LR range test and of trial 1 are sent twice (the twins
+    appear once trial 1 has finished)."""
+    made: dict[str, str] = {}
+    seen = TrialsSeen.__call__
+
+    def making_twins(self, record, trained):
+        seen(self, record, trained)
+        if record.number == 1:
+            parent = client.get_run(record.run_id).data.tags[names.PARENT_RUN_ID]
+            made.update({twin(client, r): r for r in (parent, lr_find_run(client, parent), record.run_id)})
+
+    monkeypatch.setattr(TrialsSeen, "__call__", making_twins)
+    outcome = run_search(
         build_search_config(search_settings(max_evals="3", lr_bounds="auto")),
         build_config({**TINY, "experiment": experiment}),
     )
-    outcome = runner.run()
-    assert len(runner.made) == 3
-    assert_ended_as_twins(client, runner.made)
+    assert len(made) == 3
+    assert_ended_as_twins(client, made)
     assert client.get_run(outcome.run_id).info.status == "FINISHED"
     assert_one_run_per_trial(client, outcome.run_id, 3)
     table = pd.read_csv(client.download_artifacts(outcome.run_id, "trials.csv", str(tmp_path)))
-    assert sorted(table["trial"]) == [0, 1, 2] and not set(table["run_id"]) & set(runner.made)
-    assert client.get_run(outcome.run_id).data.tags[names.BEST_RUN_ID] not in runner.made
+    assert sorted(table["trial"]) == [0, 1, 2] and not set(table["run_id"]) & set(made)
+    assert client.get_run(outcome.run_id).data.tags[names.BEST_RUN_ID] not in made
 
 
 @pytest.mark.integration
 def test_a_resume_ends_the_twins_a_stopped_search_left_and_a_twin_is_no_search_to_resume(experiment, client, capsys):
-    first = SearchRunner(
+    first = run_search(
         build_search_config(search_settings(max_evals="2", lr_bounds="auto")),
         build_config({**TINY, "experiment": experiment}),
-    ).run()
+    )
     parent = first.run_id
     # the store as a search leaves it when it was stopped after its requests were sent twice
     made = {twin(client, run_id): run_id for run_id in (parent, lr_find_run(client, parent), first.records[0].run_id)}
@@ -141,18 +137,18 @@ def test_a_resume_ends_the_twins_a_stopped_search_left_and_a_twin_is_no_search_t
 @pytest.mark.integration
 def test_a_resume_ends_a_trial_killed_in_flight_with_the_reason(experiment, client):
     """A trial's run left RUNNING without results and without a twin (its search was killed mid-trial)."""
-    first = SearchRunner(
+    first = run_search(
         build_search_config(search_settings(max_evals="2")), build_config({**TINY, "experiment": experiment})
-    ).run()
+    )
     killed = client.create_run(
         first.experiment_id,
         run_name="trial-002",
         tags={names.ROLE: names.ROLE_TRIAL, names.PARENT_RUN_ID: first.run_id, names.TRIAL_NUMBER: "2"},
     ).info.run_id
-    SearchRunner(
+    run_search(
         build_search_config(search_settings(resume=first.run_id, max_evals="3")),
         build_config({**TINY, "experiment": experiment}),
-    ).run()
+    )
     run = client.get_run(killed)
     assert run.info.status == "KILLED" and "stopped before this trial had results" in run.data.tags[names.ORPHANED]
     assert names.DUPLICATE_OF not in run.data.tags and run.info.run_name == "trial-002"

@@ -29,7 +29,7 @@ CODE_VERSION = "hyperflow.code_version"  # a hash of hyperflow's source files (r
 BUILTIN_DATASET = "hyperflow.builtin"  # key of the dataset source for built-in data sets
 CREATE_ID = "hyperflow.create_id"  # sent with the request that creates a run: a request sent twice makes twins
 ORPHANED = "hyperflow.orphaned"  # why hyperflow ended a run that nothing owned (KILLED): a twin, a lost trial
-SEARCH_LOCK = "hyperflow.search_lock"  # the process that works on a search run (a lease, see search/lock.py)
+SEARCH_LOCK = "hyperflow.search_lock"  # the process that works on a search run (a lease, see workflows/search_lock.py)
 DUPLICATE_OF = "hyperflow.duplicate_of"  # on a twin ended as orphaned: the run its command went on with
 
 # --- search and trials ------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ def check_search(search: SearchConfig, base: TrainConfig, given: Collection[str]
     from hyperflow.search import space
 
     if search.resume:
-        from hyperflow.search import resume
+        from hyperflow.workflows import search_resume as resume
 
         search, base, _ = resume.recorded_settings(resume.search_run(search.resume), search, base, given)
     space.check_auto_lrs(base)

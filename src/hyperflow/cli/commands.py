@@ -45,19 +45,15 @@ def cmd_search(inv: Invocation) -> int:
 
     if inv.search.backend == "local" and inv.search.parallelism != 1 and processes.available():  # workers' imports
         processes.prestart()
-    from hyperflow.search.runner import SearchRunner
+    from hyperflow.workflows.search import SearchInterrupted, search
 
-    runner = SearchRunner(inv.search, inv.train, given=inv.given)
     started = time.monotonic()
     try:
-        outcome = runner.run()
-    except KeyboardInterrupt as exc:
-        if runner.parent_id and not isinstance(exc, Interrupted):  # main prints this one line, and only it
-            raise Interrupted(
-                f"hyperflow search: interrupted; {runs_ended()}. Resume with: hyperflow "
-                f"search resume={runner.parent_id}"
-            ) from None
-        raise
+        outcome = search(inv.search, inv.train, given=inv.given)
+    except SearchInterrupted as exc:  # main prints this one line, and only it
+        raise Interrupted(
+            f"hyperflow search: interrupted; {runs_ended()}. Resume with: hyperflow search resume={exc.run_id}"
+        ) from None
     print(search_summary(outcome, time.monotonic() - started))
     return 0 if outcome.best is not None else 1
 

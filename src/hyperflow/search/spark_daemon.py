@@ -10,7 +10,7 @@ import hyperopt  # noqa: F401
 import torch  # noqa: F401
 from pyspark.daemon import manager
 
-import hyperflow.search.runner  # noqa: F401
+import hyperflow.search.loop  # noqa: F401
 
 if __name__ == "__main__":
     manager()

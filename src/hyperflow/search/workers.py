@@ -155,7 +155,12 @@ class WorkerPool(WorkerLanes):
     """``size`` worker processes running trials (:class:`~hyperflow.runtime.workers.WorkerLanes`: a worker that
     dies fails only its trial, and its lane gets a new one); ``curves`` is the file :class:`PeerCurves` read."""
 
-    def __init__(self, size: int, env: dict[str, str]) -> None:
+    def __init__(self, size: int, env: dict[str, str] | None = None) -> None:
+        """``env``: the tracking settings the workers log with (default: this process's)."""
+        if env is None:
+            from hyperflow.tracking import search_store
+
+            env = search_store.executor_environment()
         self.dir = tempfile.mkdtemp(prefix="hyperflow-peers-")
         self.curves = str(Path(self.dir, "curves.jsonl"))
         self.failures = str(Path(self.dir, "failures.txt"))

@@ -5,7 +5,7 @@
 - ``experiments``: which experiment a run goes to; a deleted one as a one-line error;
 - ``faults``: which failures are the store's and which the training's;
 - ``callbacks``: the trainer's way in (per-epoch metrics in batches, TensorBoard);
-- ``artifacts``: figures, JSON, folders, the dataset input, the LR range test;
+- ``artifacts``: figures, JSON, folders, the dataset input, the LR range test's curve and plot;
 - ``model``: the pyfunc model, its logging, registration and loading;
 - ``registry``: version, alias and run look-ups, tags and aliases of versions.
 
@@ -26,7 +26,6 @@ from hyperflow.tracking.artifacts import (
     log_dict,
     log_figure,
     log_lr_finder,
-    lr_range_test_run,
 )
 from hyperflow.tracking.background_calls import BackgroundCalls, call_now
 from hyperflow.tracking.child_runs import child_run
@@ -98,7 +97,6 @@ __all__ = [
     "log_model",
     "log_params",
     "log_results",
-    "lr_range_test_run",
     "one_line",
     "pip_requirements",
     "register_once",
@@ -111,7 +109,6 @@ __all__ = [
     "set_tags",
     "store_error_text",
     "store_failure",
-    "tag_challenger",
     "tracked_run",
     "tracking_uri",
     "unique_run_name",
@@ -129,7 +126,6 @@ _ON_FIRST_USE = {
             "log_model",
             "pip_requirements",
             "register_once",
-            "tag_challenger",
             "version_of_run",
         ),
         "model",

@@ -1,5 +1,5 @@
 """Artifacts and inputs of a run: figures, JSON and folders, the dataset as the run's training input, and
-the LR range test's curve, suggestion and plot."""
+the LR range test's curve, suggestion and plot (its run is the lr_find workflow's)."""
 
 from __future__ import annotations
 
@@ -24,9 +24,6 @@ from mlflow.utils.validation import MAX_DATASET_SCHEMA_SIZE  # 1 MiB - 1 charact
 from hyperflow import names
 from hyperflow.core.data import Dataset
 from hyperflow.errors import ArtifactStoreError, ArtifactStoreUnusable, one_line
-from hyperflow.runtime import startup
-from hyperflow.tracking.faults import raised_in_training
-from hyperflow.tracking.runs import log_params, run_tags, tracked_run, unique_run_name
 
 log = logging.getLogger(__name__)
 
@@ -257,26 +254,3 @@ def log_artifacts(local_dir: str, folder: str | None = None) -> None:
     """A folder's files as artifacts of the active run (under ``folder``)."""
     with artifact_write(f"{folder}/" if folder else "a folder of artifacts"):
         mlflow.log_artifacts(local_dir, folder)
-
-
-def lr_range_test_run(setup: Any, parent_run_id: str | None = None) -> tuple[Any, Any]:
-    """The LR range test on a ready setup in a run of its own (role ``lr_find``; a child named ``lr_find``
-    when ``parent_run_id`` is given): params, the curve, the suggestion and the plot. Returns the run and the
-    fitted finder. The one implementation: the lr_find workflow, ``lr=auto`` and ``lr_bounds=auto`` use it."""
-    from hyperflow.core.assembly import run_lr_finder
-
-    c = setup.config
-    name = "lr_find" if parent_run_id else c.run_name or unique_run_name(names.ROLE_LR_FIND, setup.dataset.name)
-    with tracked_run(
-        names.ROLE_LR_FIND,
-        experiment=c.experiment,
-        parent_run_id=parent_run_id,
-        tags=run_tags(setup.dataset),
-        run_name=name,
-    ) as run:
-        log_params(run.info.run_id, c.to_params())
-        with raised_in_training("the LR range test", also_tag=parent_run_id):
-            startup.end()  # a command's start-up is over: see hyperflow.runtime.startup
-            finder = run_lr_finder(setup)
-        log_lr_finder(run.info.run_id, finder, c.suggestion)
-    return run, finder

@@ -1,6 +1,7 @@
 """A lease lock kept in MLflow itself, in one tag (a registered model's or a run's), so it holds against a shared
 tracking server and not only on one machine. The policy (which tag, the lease, the messages, the exit code) is the
-caller's: the retrain lock (:mod:`hyperflow.workflows.lock`) and the search lock (:mod:`hyperflow.search.lock`).
+caller's: the retrain lock (:mod:`hyperflow.workflows.lock`) and the search lock
+(:mod:`hyperflow.workflows.search_lock`).
 
 The tag holds JSON ``{token, run_id, host, pid, acquired_at, expires_at}``. MLflow has no conditional write, so
 acquiring is write, pause ``settle`` seconds, read back, and keep the lock only if the token read is ours: of

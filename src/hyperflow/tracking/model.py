@@ -228,15 +228,6 @@ def log_model(
         )
 
 
-def tag_challenger(name: str, version: str, tags: dict[str, str]) -> None:
-    """Point the alias ``challenger`` at a registered model version, then tag it (in the order given): the
-    last tag marks the whole step done, so a step cut short shows and can be done again."""
-    client = MlflowClient()
-    client.set_registered_model_alias(name, names.CHALLENGER, version)
-    for key, value in tags.items():
-        client.set_model_version_tag(name, version, key, value)
-
-
 def finished_model(run_id: str, name: str = "model") -> Any | None:
     """The model logged (and fully uploaded: status READY) by run ``run_id`` under ``name``, or None."""
     from mlflow.entities import LoggedModelStatus

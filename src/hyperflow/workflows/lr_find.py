@@ -1,14 +1,17 @@
-"""The ``lr_find`` workflow: the LR range test as a tracked run (alone, or nested under a train run)."""
+"""The ``lr_find`` workflow: the LR range test as a tracked run, alone, or nested under a train run (``lr=auto``)
+or a search run (``lr_bounds=auto``): :func:`lr_range_test_run` is the one implementation."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hyperflow import tracking
+from hyperflow import names, tracking
 from hyperflow.config import TrainConfig
-from hyperflow.core.assembly import Setup, setup_training
+from hyperflow.core.assembly import Setup, run_lr_finder, setup_training
 from hyperflow.core.lr_finder import LRFinder
+from hyperflow.runtime import startup
 from hyperflow.tracking import artifacts, new_store
+from hyperflow.tracking.faults import raised_in_training
 
 
 @dataclass
@@ -18,9 +21,24 @@ class LRFindOutcome:
     finder: LRFinder
 
 
-def lr_find_in_run(setup: Setup, parent_run_id: str | None = None) -> LRFindOutcome:
-    """Run the range test on a ready setup inside its own run (a child when ``parent_run_id`` is given)."""
-    run, finder = tracking.lr_range_test_run(setup, parent_run_id)
+def lr_range_test_run(setup: Setup, parent_run_id: str | None = None) -> LRFindOutcome:
+    """The LR range test on a ready setup in a run of its own (role ``lr_find``; a child named ``lr_find``
+    when ``parent_run_id`` is given): params, the curve, the suggestion and the plot."""
+    c = setup.config
+    own_name = c.run_name or tracking.unique_run_name(names.ROLE_LR_FIND, setup.dataset.name)
+    name = "lr_find" if parent_run_id else own_name
+    with tracking.tracked_run(
+        names.ROLE_LR_FIND,
+        experiment=c.experiment,
+        parent_run_id=parent_run_id,
+        tags=tracking.run_tags(setup.dataset),
+        run_name=name,
+    ) as run:
+        tracking.log_params(run.info.run_id, c.to_params())
+        with raised_in_training("the LR range test", also_tag=parent_run_id):
+            startup.end()  # a command's start-up is over: see hyperflow.runtime.startup
+            finder = run_lr_finder(setup)
+        tracking.log_lr_finder(run.info.run_id, finder, c.suggestion)
     return LRFindOutcome(run.info.run_id, run.info.experiment_id, finder)
 
 
@@ -30,4 +48,4 @@ def lr_find(config: TrainConfig) -> LRFindOutcome:
     setup = setup_training(config)
     new_store.prepare()  # a new sqlite store from the cached empty one (see hyperflow.tracking.new_store)
     artifacts.check_writable(config.experiment)
-    return lr_find_in_run(setup)
+    return lr_range_test_run(setup)

@@ -277,10 +277,10 @@ def _search(config: RetrainConfig, base: TrainConfig, run_id: str, given: set[st
     ends its runs KILLED as it does for ``hyperflow search``. ``given``: the training settings the job was
     given, which pin their dimensions of the shipped space as they do for ``hyperflow search``."""
     from hyperflow.config.search import build_search_config
-    from hyperflow.search.runner import SearchRunner
+    from hyperflow.workflows.search import search
 
-    search = build_search_config({"max_evals": config.max_evals, "model_name": config.model_name})
-    outcome = SearchRunner(search, base, given=given, parent_run_id=run_id).run()
+    settings = build_search_config({"max_evals": config.max_evals, "model_name": config.model_name})
+    outcome = search(settings, base, given=given, parent_run_id=run_id)
     if outcome.registered is None:
         raise RuntimeError(f"the search {outcome.run_id} registered no model: no trial finished")
     return outcome.registered[1]

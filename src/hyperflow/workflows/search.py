@@ -1,11 +1,193 @@
-"""The ``search`` workflow: run (or resume) a hyperparameter search; the engine lives in ``hyperflow.search``."""
+"""The ``search`` workflow: one search from start to end, as ``hyperflow search`` and ``retrain mode=search`` run it.
+
+Set-up and every input check (:mod:`~hyperflow.workflows.search_setup`), the search lock
+(:mod:`~hyperflow.workflows.search_lock`), the search run (new, or reopened by a resume, whose trials are read back
+from MLflow, the source of truth: a kill loses at most the trials in flight), its settings, ``lr_bounds=auto``'s
+range test, the trials (the engine, :mod:`hyperflow.search.loop`), then the end: the trials table, the best trial,
+its model logged, registered and made the ``challenger`` (:mod:`~hyperflow.workflows.search_finish`).
+"""
 
 from __future__ import annotations
 
+import logging
+import sys
+import time
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+from hyperflow import machine, names, tracking
 from hyperflow.config import SearchConfig, TrainConfig
-from hyperflow.search.runner import SearchOutcome, SearchRunner
+from hyperflow.errors import SearchFailed, UsageError
+from hyperflow.search import workers
+from hyperflow.search.loop import SearchLoop
+from hyperflow.search.space import config_at
+from hyperflow.search.stopping import StopRule
+from hyperflow.search.trial import TrialRecord
+from hyperflow.tracking import search_store
+from hyperflow.workflows.search_finish import finish_search
+from hyperflow.workflows.search_lock import SearchLock
+from hyperflow.workflows.search_outcome import SearchInterrupted, SearchOutcome, store_failure
+from hyperflow.workflows.search_setup import SearchJob, lr_bounds, prepare, record_settings
+from hyperflow.workflows.search_trials import TrialsSeen
+
+__all__ = ["SearchFailed", "SearchInterrupted", "SearchOutcome", "TrialRecord", "search"]
 
 
-def search(search_config: SearchConfig, base: TrainConfig) -> SearchOutcome:
-    """Run (or resume) a search; bad input raises UsageError before any run is written."""
-    return SearchRunner(search_config, base).run()
+@dataclass
+class _Opened:
+    """The search run once it is open (the line of a store failure and of an interrupt name it)."""
+
+    run_id: str = ""
+    artifact_uri: str = ""
+
+
+def search(
+    settings: SearchConfig,
+    base: TrainConfig,
+    *,
+    given: Collection[str] | None = None,
+    parent_run_id: str | None = None,
+    spark_session: Any = None,
+) -> SearchOutcome:
+    """Run (or resume) a search. ``given``: the settings the user set (a resume takes every other one from the
+    search it resumes); ``parent_run_id``: the run a new search's run nests under (a retrain's). Bad input
+    raises UsageError before any run is written; a store that fails, SearchFailed (one line); Ctrl-C or SIGTERM
+    once the search run exists, SearchInterrupted (its runs end KILLED)."""
+    job = prepare(settings, base, given, spark_session)
+    lock, opened, store_failed = None, _Opened(), False
+    try:
+        lock = SearchLock(job.settings.resume)
+        # MLflow logs a traceback per database error and hyperopt a line per exception in the objective: a
+        # failure is reported once, below, in one line
+        with search_store.quiet_logs("hyperopt.fmin"):
+            return _search_run(job, lock, opened, parent_run_id, spark_session)
+    except KeyboardInterrupt:
+        if opened.run_id:
+            raise SearchInterrupted(opened.run_id) from None
+        raise
+    except Exception as exc:
+        if isinstance(exc, (SearchFailed, UsageError)) or not tracking.is_store_error(exc):
+            raise
+        store_failed = True
+        failed = opened.run_id or job.settings.resume
+        raise SearchFailed(store_failure(exc, opened.artifact_uri, failed)) from None
+    finally:
+        if not store_failed:  # a store that failed is not asked again (a server gone: retries for minutes)
+            _unlock(lock)
+
+
+def _search_run(
+    job: SearchJob, lock: SearchLock, opened: _Opened, parent_run_id: str | None, spark_session: Any
+) -> SearchOutcome:
+    """The search run from its lock to its end: one process per search run (a resume takes the lock as its first
+    write, exit 4 while a live process holds it; a new search writes it with its run)."""
+    s, fresh = job.settings, job.resumed is None
+    if not fresh:
+        lock.acquire()
+        taken = lock.takeover_message()
+        if taken:  # a dead process's lock: say whose
+            print(f"hyperflow search: {taken}", file=sys.stderr, flush=True)
+    pool, loop = None, None
+    with tracking.tracked_run(
+        names.ROLE_SEARCH,
+        experiment=job.base.experiment,
+        run_id=s.resume,
+        parent_run_id=parent_run_id if fresh else None,
+        run_name=tracking.unique_run_name("search", job.dataset.name) if fresh else None,
+        tags={**tracking.run_tags(job.dataset), **({names.SEARCH_LOCK: lock.value()} if fresh else {})},
+    ) as run:
+        run_id, experiment_id = run.info.run_id, run.info.experiment_id
+        opened.run_id, opened.artifact_uri = run_id, run.info.artifact_uri
+        if fresh:
+            lock.bind(run_id)
+        try:
+            calls, pool = _trial_calls(job, experiment_id)  # started while the settings are recorded
+            record_settings(job, run_id)
+            history, highest = _history(job, experiment_id, run_id)
+            space = lr_bounds(job, run_id)
+            deadline = time.time() + s.timeout if s.timeout else None
+            seen = TrialsSeen(run_id, history, calls.submit)
+            loop = SearchLoop(
+                s,
+                job.base,
+                space,
+                job.dataset,
+                history,
+                at_once=job.at_once,
+                where=(experiment_id, run_id),
+                stop=StopRule.of(s, deadline),
+                on_finished=seen,
+                highest_number=highest,
+                send=calls.submit,
+                pool=pool,
+                spark_session=spark_session,
+            )
+            timed_out = _run_trials(loop, seen, experiment_id, run_id, calls)
+        finally:
+            pool = pool if loop is None else loop.pool  # the loop takes the pool when its trials start
+            if pool is not None:  # a failure before the trials started
+                pool.close(kill=True, check=False)
+        records = sorted(seen.records, key=lambda r: r.number)  # trials run at once finish out of order
+        stop_reason = loop.stop.final(timed_out)
+        search_store.set_stop_reason(stop_reason)
+        outcome = SearchOutcome(run_id, experiment_id, records, None, stop_reason, at_once=job.at_once)
+        return finish_search(
+            outcome, s, job.dataset, job.base.seed, lambda point: config_at(job.base, point), seen.kept
+        )
+
+
+def _trial_calls(job: SearchJob, experiment_id: str) -> tuple[Any, workers.WorkerPool | None]:
+    """How the MLflow calls of the trials in this process go out (on a background thread, overlapping their
+    training); trials at once on local workers get their pool, started now."""
+    s = job.settings
+    pool = None
+    if s.backend == "local" and job.at_once > 1:
+        pool = workers.WorkerPool(job.at_once, search_store.executor_environment())
+        pool.warm(job.base.replace(threads=machine.threads_per_trial(job.at_once)), experiment_id)
+    return tracking.BackgroundCalls(), pool
+
+
+def _history(job: SearchJob, experiment_id: str, run_id: str) -> tuple[list[TrialRecord], int]:
+    """The trials of a resumed search whose results reached MLflow, and the highest trial number it ran."""
+    if job.resumed is None:
+        return [], -1
+    rows, highest = search_store.read_trials(experiment_id, run_id)
+    return [TrialRecord(**row) for row in rows], highest
+
+
+def _run_trials(loop: SearchLoop, seen: TrialsSeen, experiment_id: str, run_id: str, calls: Any) -> bool:
+    """The engine's loop; then every trial's results and end in MLflow before the search goes on. Trials that
+    ran elsewhere are read back (Spark's; those its cancel left RUNNING end KILLED); trials stopped in flight
+    on workers end KILLED; a worker that died between trials left its last trial's closing calls to the search."""
+    elsewhere, on_workers = loop.on_spark, loop.on_workers
+    try:
+        timed_out = loop.run()
+    except BaseException:
+        if on_workers:
+            try:
+                search_store.read_trials(experiment_id, run_id)
+            except Exception:
+                pass  # the store failed: a resume ends them
+        raise
+    finally:
+        try:
+            if elsewhere:
+                seen.read_back([TrialRecord(**row) for row in search_store.read_trials(experiment_id, run_id)[0]])
+            seen.log([], force=True)
+        finally:
+            calls.close()
+    if on_workers:
+        search_store.end_unended_trials(experiment_id, run_id, seen.records)
+    return timed_out
+
+
+def _unlock(lock: SearchLock | None) -> None:
+    """Release the search's lock once its run has ended (best effort: a lock left behind names a process
+    that is gone, and the next resume takes it over: at once on this host, elsewhere when its lease ends)."""
+    if lock is None or not lock.run_id:  # a new search whose run was never created: nothing held
+        return
+    try:
+        lock.release()
+    except Exception as exc:  # the store failed: the search's own line says so, once
+        logging.getLogger(__name__).debug("could not release the lock of search run %s: %s", lock.run_id, exc)

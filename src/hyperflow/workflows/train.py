@@ -15,7 +15,7 @@ from hyperflow.runtime import startup
 from hyperflow.tracking import artifacts, new_store
 from hyperflow.tracking.faults import raised_in_training
 from hyperflow.tracking.held_signals import HeldSignals
-from hyperflow.workflows.lr_find import lr_find_in_run
+from hyperflow.workflows.lr_find import lr_range_test_run
 
 
 @dataclass
@@ -92,7 +92,7 @@ def _train_run(
             if tensorboard is not None:
                 trainer.callbacks.append(tensorboard)
             if config.needs_lr_find:
-                found = lr_find_in_run(setup, parent_run_id=run_id).finder
+                found = lr_range_test_run(setup, parent_run_id=run_id).finder
                 resolved = with_found_lrs(config, found.suggested_lr_, found.lr_range_)
                 use_config(setup, resolved)
                 tracking.log_params(run_id, resolved.to_params())  # as resolved.lr etc.: params never change

@@ -22,9 +22,9 @@ from hyperflow import names, tracking
 from hyperflow.config import SearchConfig, TrainConfig, coerce, field_defaults
 from hyperflow.core.data import Dataset
 from hyperflow.errors import SearchFailed, UsageError, one_line
-from hyperflow.search import lock
 from hyperflow.tracking import search_store
 from hyperflow.tracking.runs import same_param_value  # the rule log_params uses to keep or re-log a value
+from hyperflow.workflows import search_lock as lock
 
 RESUMABLE_SEARCH = (
     "max_evals",

@@ -1,12 +1,11 @@
 """The end of a search: its orphaned child runs ended, the trials table and plots, the best trial on the search
-run, its model logged into its run and registered (once: a resume after a cut-short end neither logs nor
-registers it again)."""
+run, its model logged into its run, registered and made the ``challenger`` (once: a resume after a cut-short end
+neither logs nor registers it again)."""
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -21,22 +20,13 @@ from hyperflow.core.plots import search_progress
 from hyperflow.errors import SearchFailed
 from hyperflow.runtime import startup
 from hyperflow.search.importance import parameter_importance
-from hyperflow.search.outcome import SearchOutcome
 from hyperflow.search.trial import TrialRecord
-from hyperflow.tracking import search_store
+from hyperflow.tracking import registry, registry_writes, search_store
+from hyperflow.workflows.search_outcome import SearchOutcome
+from hyperflow.workflows.search_trials import Kept
 
 
-@dataclass
-class Kept:
-    """The best trial trained in this session, kept in memory so its model is not trained again."""
-
-    loss: float
-    number: int
-    setup: Setup
-    state: dict[str, Any]
-
-
-def finish(
+def finish_search(
     outcome: SearchOutcome,
     search: SearchConfig,
     dataset: Dataset,
@@ -98,9 +88,10 @@ def _log_best_model(
     about = {"trial_run_id": best.run_id, "val_loss": str(best.loss)}  # sent with the version when it is created
     version, created = tracking.register_once(model.model_uri, name, best.run_id, look_up=not fresh, tags=about)
     if created or "search_run_id" not in version.tags:  # the marker tag comes last: without it, it was cut short
-        tracking.tag_challenger(
-            name, str(version.version), {**({} if created else about), "search_run_id": outcome.run_id}
-        )
+        client = registry.default_client()
+        registry_writes.set_alias(client, name, names.CHALLENGER, str(version.version))
+        tags = {**({} if created else about), "search_run_id": outcome.run_id}
+        registry_writes.set_version_tags(client, name, str(version.version), tags)
     outcome.registered = (name, str(version.version))
 
 

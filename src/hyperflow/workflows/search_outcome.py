@@ -1,4 +1,5 @@
-"""What a search hands back: its outcome, or the one-line failure the CLI prints (exit 1)."""
+"""What a search hands back: its outcome, the one-line failure the CLI prints (exit 1), or the interrupt that
+names the run a resume continues."""
 
 from __future__ import annotations
 
@@ -22,6 +23,14 @@ class SearchOutcome:
     model_uri: str | None = None
     registered: tuple[str, str] | None = None  # (name, version)
     at_once: int = 1  # trials run at once (parallelism, resolved for this machine)
+
+
+class SearchInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM once the search run exists (its runs ended KILLED); ``run_id``: the run to resume."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(run_id)
+        self.run_id = run_id
 
 
 def store_failure(exc: BaseException, artifact_uri: str, parent: str | None) -> str:

@@ -1,0 +1,181 @@
+"""A search's set-up, before any run is written: every input check (a resume reads its run only), the settings
+it continues with, the data, the space and how many trials run at once; then, in its run, the settings
+recorded and ``lr_bounds=auto``'s range test."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from hyperflow import machine, names, tracking
+from hyperflow.config import SearchConfig, TrainConfig
+from hyperflow.config.search import trials_at_once
+from hyperflow.core.assembly import load_data, setup_training
+from hyperflow.core.data import Dataset
+from hyperflow.errors import UsageError
+from hyperflow.runtime import processes
+from hyperflow.search.space import (
+    check_auto_lrs,
+    check_grid,
+    complete_point,
+    config_at,
+    default_space_path,
+    grid_points,
+    load_space,
+    probe_points,
+    validate_space,
+)
+from hyperflow.tracking import new_store, search_store
+from hyperflow.workflows import search_resume
+from hyperflow.workflows.lr_find import lr_range_test_run
+
+FULL_CHECK_POINTS = 5_000  # a grid up to this size has every combination checked before the first trial
+
+
+@dataclass
+class SearchJob:
+    """A search ready to run: its settings (a resume's as recorded, with the changes it may make), data and space."""
+
+    settings: SearchConfig
+    base: TrainConfig  # every trial's training settings but its point
+    dataset: Dataset
+    space: dict[str, Any]
+    space_path: Path | None  # the file the space came from (None: the space a resumed search recorded)
+    space_edited: bool  # a resume given another space than the search recorded
+    at_once: int  # trials run at once (parallelism, resolved)
+    resumed: Any = None  # the search run a resume continues (as read before it is reopened)
+    changed: dict[str, str] = field(default_factory=dict)  # settings a resume changed: key -> new value
+
+    @property
+    def space_text(self) -> str:
+        return yaml.safe_dump(self.space, sort_keys=False)
+
+
+def prepare(
+    settings: SearchConfig, base: TrainConfig, given: Collection[str] | None, spark_session: Any = None
+) -> SearchJob:
+    """Everything that can fail on bad input, before any run is written. ``given``: the settings the user set
+    (a resume takes every other one from the search it resumes; None: those that differ from their default)."""
+    base = base.replace(log_model=False, model_name=None, progress=False, tensorboard=False)
+    if settings.backend == "spark":
+        from hyperflow.search import spark
+
+        spark.check_available(spark_session)
+    resumed, changed = None, {}
+    if settings.resume:
+        resumed = search_resume.search_run(settings.resume)
+        settings, base, changed = search_resume.recorded_settings(resumed, settings, base, given)
+    check_auto_lrs(base)
+    if settings.backend == "local" and settings.parallelism != 1 and processes.available():
+        processes.prestart()  # the child processes' imports overlap the checks below
+    dataset = load_data(base)
+    if resumed is not None:
+        search_resume.check_data(resumed, settings.resume, base.data, dataset)
+    space, path, edited = _space(settings, base, given, dataset, resumed)
+    _check_space(space, settings, base, dataset)
+    new_store.prepare()  # a new sqlite store from the cached empty one (see hyperflow.tracking.new_store)
+    tracking.check_writable(base.experiment, run_id=settings.resume)  # e.g. a file named mlruns
+    at_once = _trials_at_once(settings, base, dataset, spark_session)
+    return SearchJob(settings, base, dataset, space, path, edited, at_once, resumed, changed)
+
+
+def _space(
+    settings: SearchConfig, base: TrainConfig, given: Collection[str] | None, dataset: Dataset, resumed: Any
+) -> tuple[dict[str, Any], Path | None, bool]:
+    """The space file given, else (resuming) the space the search ran with, else the task's default; its path;
+    whether it differs from the one a resumed search recorded."""
+    recorded = resumed.data.tags.get(names.SPACE) if resumed is not None else None
+    if settings.space:
+        path: Path | None = Path(settings.space)
+        space = load_space(path)  # your space: what it sets wins over the command line
+    elif recorded:
+        path, space = None, yaml.safe_load(recorded)
+        validate_space(space)
+    else:  # the shipped space; a setting the user gave pins its dimension (epochs=5: every trial 5 epochs)
+        path = default_space_path(dataset.task)
+        pinned = {k for k in given or () if k in TrainConfig.__dataclass_fields__}
+        space = {k: v for k, v in load_space(path).items() if k not in pinned}
+        if not space:
+            raise UsageError(
+                f"every dimension of the shipped search space is set ({', '.join(sorted(pinned))}): "
+                f"nothing is left to search; drop one, or run hyperflow train"
+            )
+    return space, path, bool(recorded) and yaml.safe_load(recorded) != space
+
+
+def _check_space(space: dict[str, Any], settings: SearchConfig, base: TrainConfig, dataset: Dataset) -> None:
+    """Every value the space can give makes a valid configuration, before the first trial: each choice
+    value and both ends of each range, in every branch (and every combination of a small grid)."""
+    size = check_grid(space) if settings.strategy == "grid" else None
+    points = list(probe_points(space))
+    if size is not None and size <= FULL_CHECK_POINTS:
+        points += grid_points(space)
+    for point in points:
+        config_at(base, point)
+    setup_training(config_at(base, points[0]), dataset=dataset, train=False)
+
+
+def _trials_at_once(settings: SearchConfig, base: TrainConfig, dataset: Dataset, spark_session: Any) -> int:
+    """``parallelism`` resolved (:func:`trials_at_once`: ``auto`` is the CPUs this process may use, or one
+    trial per GPU), then capped to the workers this machine's memory holds, each with its copy of the data
+    (on this machine only: Spark's ``local`` master or the local backend); a cap is said in one line."""
+    on_gpu = base.device.startswith("cuda") or (base.device == "auto" and torch.cuda.is_available())
+    at_once = trials_at_once(settings, gpus=1 if on_gpu else 0)  # the trials all train on the one device given
+    master = settings.spark_master or "local"
+    if not (settings.backend == "local" or (spark_session is None and master.startswith("local"))):
+        return at_once  # a cluster's executors: their memory is the cluster's
+    available, source = machine.available_memory()
+    at_once, note = machine.memory_cap(at_once, available, dataset.memory_bytes, source)
+    if note:
+        print(f"hyperflow search: {note}", file=sys.stderr, flush=True)
+    return at_once
+
+
+# ------------------------------------------------------------------------------------- in the search run
+def record_settings(job: SearchJob, run_id: str) -> None:
+    """A new search logs every setting as a param (MLflow keeps params as first written). The settings a
+    resume may change live in tag ``hyperflow.settings`` (their current values), and each change is kept
+    as param ``resume.<n>.<key>``, so that any number of resumes can change them."""
+    s, text = job.settings, job.space_text
+    settings = {
+        **{k: str(getattr(s, k)) for k in search_resume.RESUMABLE_SEARCH},
+        **{k: str(getattr(job.base, k)) for k in search_resume.RESUMABLE_TRAIN},
+    }
+    tags = {names.SETTINGS: json.dumps(settings)}
+    if len(text) <= 7000:
+        tags[names.SPACE] = text
+    if job.resumed is None:
+        params = {**{k: str(v) for k, v in vars(s).items() if k != "resume"}, **job.base.to_params()}
+        search_store.record_new_search(run_id, params, tags, job.space_path, job.dataset)
+        return
+    n = int(job.resumed.data.tags.get(names.RESUMES, "0")) + 1
+    params = {f"resume.{n}.{k}": v for k, v in job.changed.items()}
+    if job.space_edited:
+        params[f"resume.{n}.space"] = str(job.space_path)
+    search_store.record_resume(run_id, n, tags, params, text if job.space_edited else None)
+
+
+def lr_bounds(job: SearchJob, run_id: str) -> dict[str, Any]:
+    """The space to search: with ``lr_bounds=auto``, lr within the range the LR range test finds (run once, a
+    child run of the search; a resumed search keeps the bounds it found)."""
+    if job.settings.lr_bounds != "auto" or "lr" not in job.space:
+        return job.space
+    params = search_store.run_params(run_id)
+    if "lr_bounds.low" in params:
+        low, high = float(params["lr_bounds.low"]), float(params["lr_bounds.high"])
+    else:
+        point = complete_point(job.space, {})
+        point.pop("lr", None)
+        setup = setup_training(config_at(job.base, {**point, "lr": 1e-3}), dataset=job.dataset)
+        low, high = lr_range_test_run(setup, run_id).finder.lr_range_
+        if job.base.schedule == "onecycle":
+            high *= 3  # the one-cycle peak may sit closer to the cliff: it is held only briefly
+        tracking.log_params(run_id, {"lr_bounds.low": str(low), "lr_bounds.high": str(high)})
+    return {**job.space, "lr": {"type": "loguniform", "low": low, "high": high}}
