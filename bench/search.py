@@ -120,7 +120,7 @@ def run_search(settings: dict[str, str], seed: int, n_trials: int) -> list[dict[
 
 
 class Objective:
-    """One Optuna trial on the search's data and ``Trainer`` (a trial as ``hyperflow.search.trial`` trains it,
+    """One Optuna trial on the search's data and ``Trainer`` (a trial as ``hyperflow.workflows.search_trial`` trains it,
     without MLflow); callbacks may stop it early."""
 
     def __init__(self, seed: int) -> None:

@@ -1,8 +1,9 @@
 """The architecture as CI checks it: the import-linter contracts in pyproject.toml (layers cli > workflows >
 search > tracking > runtime | core > config > errors | names | machine, no cycles, mlflow imported by
 hyperflow.tracking only, core and config free of mlflow and hyperopt, runtime free of mlflow, hyperopt and
-torch) hold for the package, and each of them catches the violation it is there for (run on a copy of the
-package with one planted)."""
+torch, the search engine free of hyperflow.tracking and mlflow, hyperopt inside the engine) hold for the
+package, and each of them catches the violation it is there for (run on a copy of the package with one
+planted)."""
 
 from __future__ import annotations
 
@@ -62,6 +63,8 @@ def test_each_contract_catches_what_it_forbids(tmp_path):
         "acyclic",
         "mlflow-in-tracking-only",
         "pure-core",
+        "engine-knows-no-runs",
+        "hyperopt-in-the-engine",
         "plain-runtime",
     }
     package = tmp_path / "src" / "hyperflow"
@@ -74,6 +77,8 @@ def test_each_contract_catches_what_it_forbids(tmp_path):
         "workflows/planted.py": "import mlflow\n",  # mlflow outside tracking
         "config/planted.py": "import hyperopt\n",  # hyperopt in config
         "runtime/planted.py": "import torch\n",  # torch in runtime
+        "search/planted.py": "from hyperflow.tracking import search_store\n",  # the engine reaching for runs
+        "workflows/planted_hp.py": "import hyperopt\n",  # hyperopt outside the engine
     }
     for path, text in planted.items():
         (package / path).write_text(text)
@@ -86,6 +91,8 @@ def test_each_contract_catches_what_it_forbids(tmp_path):
     assert "hyperflow.workflows.planted -> mlflow" in out
     assert "hyperflow.config.planted -> hyperopt" in out
     assert "hyperflow.runtime.planted -> torch" in out
+    assert "hyperflow.search.planted -> hyperflow.tracking" in out
+    assert "hyperflow.workflows.planted_hp -> hyperopt" in out
 
 
 def test_only_runtime_signals_installs_signal_handlers_or_ends_the_process_at_once():

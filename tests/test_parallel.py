@@ -156,7 +156,11 @@ def _queue_a_failing_call():
     """In a worker: what a trial's end calls do when the store fails after the trial has returned."""
     import sqlite3
 
-    workers._here.calls.submit(_raise, sqlite3.OperationalError("disk I/O error"))
+    from hyperflow import tracking
+    from hyperflow.workflows import search_trial
+
+    search_trial._calls = search_trial._calls or tracking.BackgroundCalls()
+    search_trial._calls.submit(_raise, sqlite3.OperationalError("disk I/O error"))
 
 
 @pytest.mark.integration
@@ -164,19 +168,24 @@ def _queue_a_failing_call():
 def test_a_worker_call_that_fails_after_its_trial_returned_still_surfaces(tmp_path, after):
     """A worker sends a trial's results and end on its background thread while the search goes on: their
     failure stops the worker's next trial, or, after its last one, the search when it closes the workers."""
+    from hyperflow.search.trial import Trial
     from hyperflow.tracking import StoreFailure
+    from hyperflow.workflows.search_trial import TrainObjective
 
-    pool = workers.WorkerPool(1, {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+    objective = TrainObjective(build_config(TINY), "0", "parent", where="worker")
+    objective.env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    pool = workers.WorkerPool(1)
     try:
+        pool.warm(objective)
         pool.lanes[0].submit(_queue_a_failing_call).result(timeout=120)
         if after == "next trial":
-            pool.submit("next", None, {}, 0.0)  # the failure is raised before the trial would start
+            pool.submit("next", objective, Trial(0, {}))  # the failure is raised before the trial would start
             ((_tag, future),) = pool.finished(block=True, timeout=120)
             with pytest.raises(StoreFailure, match="disk I/O error"):
                 future.result()
     finally:
         if after == "last trial":
-            with pytest.raises(StoreFailure, match="disk I/O error"):
+            with pytest.raises(workers.WorkerFailed, match="disk I/O error"):
                 pool.close()
         else:
             pool.close()
@@ -216,7 +225,7 @@ def test_children_come_from_a_fork_server_that_exits_at_once(tmp_path):
     inherit, and made its own exit skip the interpreter's teardown (it holds the command's stdout open)."""
     import gc
 
-    pool = workers.WorkerPool(1, {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+    pool = workers.WorkerPool(1)
     try:
         assert pool.lanes[0].submit(gc.get_freeze_count).result(timeout=120) > 100_000
         assert "hyperflow.runtime.fork_server" in pool.lanes[0].submit(_modules).result(timeout=120)

@@ -19,7 +19,7 @@ from hyperflow.cli import main
 from hyperflow.config import build_config
 from hyperflow.config.search import build_search_config
 from hyperflow.errors import SearchFailed
-from hyperflow.search.loop import in_space
+from hyperflow.search.plan import in_space
 from hyperflow.search.space import load_space
 from hyperflow.workflows.search import search as run_search
 

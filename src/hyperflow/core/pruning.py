@@ -15,12 +15,8 @@ keeps (and rebuilds from MLflow on resume).
 from __future__ import annotations
 
 import math
-import time
-from typing import Any
 
 import numpy as np
-
-from hyperflow.core.trainer import Callback
 
 
 class Pruner:
@@ -93,23 +89,3 @@ def make_pruner(name: str, min_epochs: int, reduction_factor: int, startup_trial
     if name == "none":
         return NoPruner()
     raise ValueError(f"unknown pruner {name!r}")
-
-
-class PruningCallback(Callback):
-    """Records a trial's val_loss per epoch and stops it when the pruner says so or the deadline passes.
-    The deadline is wall-clock time (``time.time()``) so that it holds on other processes and machines."""
-
-    def __init__(self, pruner: Pruner, history: list[list[float]], deadline: float | None = None) -> None:
-        self.pruner, self.history, self.deadline = pruner, history, deadline
-        self.values: list[float] = []
-        self.reason = ""
-
-    def on_epoch_end(self, trainer: Any, epoch: int, metrics: dict[str, float]) -> None:
-        value = metrics["val_loss"]
-        self.values.append(value if math.isfinite(value) else math.inf)
-        if self.deadline is not None and time.time() >= self.deadline:
-            self.reason = "timeout"
-        elif self.pruner.should_prune(self.history, epoch, self.values):
-            self.reason = f"{type(self.pruner).__name__} at epoch {epoch}"
-        if self.reason:
-            trainer.stop_requested = True

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 # which makes the fork server's own exit instant
 PRELOAD = [
     "hyperflow.runtime.fork_server_start",
-    "hyperflow.search.trial",
+    "hyperflow.workflows.search_trial",
     "hyperflow.core.assembly",
     "hyperflow.tracking",
     "hyperflow.tracking.model",

@@ -1,4 +1,4 @@
-"""Hyperparameter search: ``space`` (YAML -> hyperopt / grid), ``stopping`` (the one stop rule), ``trial`` (the
-one place a trial runs), ``runner`` (prepare, resume, the loops), ``resume``, ``finish``, the ``local`` and
-``spark`` backends, ``hyperopt_records`` (all that knows hyperopt's trial records). No MLflow here: the search's
-MLflow calls live in ``hyperflow.tracking.search_store``."""
+"""The search engine, which knows no runs: ``plan`` (space + settings + resume state -> the trials to run),
+``loop`` (the trials until the budget or the stop rule ends it), ``trial`` (the handle an objective gets and its
+protocol), ``space``, ``stopping``, ``hyperopt_records`` (all that knows hyperopt's internals), the backends
+``workers`` (local processes) and ``spark``. The search's runs are the workflow's: ``hyperflow.workflows.search``."""

@@ -2,7 +2,9 @@
 pinned by tests/test_hyperopt_records.py): trial documents, a ``Trials`` filled from a search's history,
 points queued as trials (the literature presets among them), the id of the trial in flight, results as hyperopt
 wants them, the suggestion step (stop rule first, then one seeded suggestion per new id: hyperopt's ``tpe``
-or ``rand``) and ``fmin`` itself.
+or ``rand``), ``fmin`` itself, and fmin's loop with trials evaluated elsewhere (:func:`minimize_elsewhere`:
+hyperopt's ``FMinIter`` with its evaluation step replaced). The internals it uses (``Trials._dynamic_trials``,
+``_ids``, ``FMinIter.serial_evaluate``, ``Domain``, the documents' fields) are used nowhere else.
 
 A trial's hyperopt id is its trial number, and the suggestion for id ``t`` is drawn with a seed derived from
 (``seed``, ``t``) alone (:func:`trial_seed`): a history rebuilt from MLflow puts the generator exactly where
@@ -17,14 +19,44 @@ from functools import partial
 from typing import Any
 
 import numpy as np
-from hyperopt import JOB_STATE_DONE, JOB_STATE_RUNNING, STATUS_FAIL, STATUS_OK, Trials, fmin, rand, tpe
+from hyperopt import (
+    JOB_STATE_DONE,
+    JOB_STATE_NEW,
+    JOB_STATE_RUNNING,
+    STATUS_FAIL,
+    STATUS_OK,
+    Trials,
+    fmin,
+    rand,
+    space_eval,
+    tpe,
+)
+from hyperopt.base import Domain, spec_from_misc
 from hyperopt.exceptions import AllTrialsFailed
+from hyperopt.fmin import FMinIter
+from hyperopt.utils import coarse_utcnow
 
 from hyperflow.config import PRESETS
 from hyperflow.search.space import complete_point, contains, to_vals
 from hyperflow.search.stopping import Finished
 
 PINNED_VERSION = "0.3.0"  # the record format below was read from this version's sources
+
+
+def new_trials() -> Trials:
+    return Trials()
+
+
+def spark_trials(parallelism: int, timeout: float | None, session: Any) -> Any:
+    """hyperopt's SparkTrials (its own ``timeout`` in seconds cancels the search)."""
+    from hyperopt import SparkTrials
+
+    return SparkTrials(parallelism=parallelism, timeout=timeout, spark_session=session)
+
+
+def cancelled_at_timeout(trials: Any) -> bool:
+    """SparkTrials cancelled the search at its own timeout."""
+    return trials.fmin_cancelled_reason == "fmin run timeout"
 
 
 def trial_seed(seed: int, tid: int) -> int:
@@ -166,3 +198,61 @@ def preset_points(space: dict[str, Any], records: Sequence[Any] | None = ()) -> 
     if len(inside) < len(records) or any(vals not in presets for vals in done):
         return []  # past the presets (or an edited space): the suggestions go on
     return [vals for vals in presets if vals not in done]
+
+
+class _ElsewhereIter(FMinIter):
+    """hyperopt's fmin loop with an evaluation step that starts trials elsewhere instead of in this process:
+    each new trial as soon as ``free()`` says a place is free, and it returns as soon as one is, so every
+    suggestion is made just in time, knowing every finished trial and the trials in flight (trial documents
+    in state RUNNING, which a sampler can treat as pending points)."""
+
+    def __init__(self, free: Callable[[], bool], start: Callable, collect: Callable, space: Any, *args: Any, **kw: Any):
+        super().__init__(*args, **kw)
+        self.free, self.start, self.collect_done, self.space = free, start, collect, space
+        self.docs: dict[int, dict[str, Any]] = {}
+
+    def serial_evaluate(self, N: int = -1) -> None:
+        for doc in self.trials._dynamic_trials:
+            if doc["state"] == JOB_STATE_NEW and self.free():
+                doc["state"], doc["book_time"] = JOB_STATE_RUNNING, coarse_utcnow()
+                self.docs[doc["tid"]] = doc
+                self.start(doc["tid"], space_eval(self.space, spec_from_misc(doc["misc"])))
+        self.trials.refresh()
+        self.collect(block=not self.free())
+
+    def collect(self, block: bool) -> None:
+        for number, record in self.collect_done(block):
+            doc = self.docs.pop(number)
+            doc["result"], doc["state"] = trial_result(record), JOB_STATE_DONE
+            doc["refresh_time"] = coarse_utcnow()
+        self.trials.refresh()
+
+
+def minimize_elsewhere(
+    free: Callable[[], bool],
+    start: Callable[[int, dict[str, Any]], None],
+    collect: Callable[[bool], list[tuple[int, Any]]],
+    space: Any,
+    trials: Trials,
+    suggest: Callable[..., list],
+    max_evals: int,
+    seed: int,
+) -> None:
+    """fmin over ``space`` (hyperopt expressions) in ``trials``, each trial started elsewhere: ``start(id,
+    sample)``; ``collect(block)`` gives the trials finished since (id, record), ``block``: wait for one first.
+    Runs until ``max_evals`` trials (those in ``trials`` included) or the stop rule (in ``suggest``) ends it;
+    it returns with trials still in flight, which the caller collects."""
+    loop = _ElsewhereIter(
+        free,
+        start,
+        collect,
+        space,
+        suggest,
+        Domain(lambda _: None, space),
+        trials,
+        rstate=np.random.default_rng(seed),
+        asynchronous=False,
+        max_evals=max_evals,
+        show_progressbar=False,
+    )
+    loop.exhaust()

@@ -1,7 +1,7 @@
 """Trials on Apache Spark through hyperopt's SparkTrials (the optional extra ``hyperflow[spark]``).
 
-Spark schedules, MLflow stores: each trial is a one-task Spark job that opens its own child run with an
-explicit parent id, so nothing but the objective and its settings travels to the executors. The driver
+Spark schedules: each trial is a one-task Spark job running the objective (hyperflow's opens its own child run
+with an explicit parent id), so nothing but the objective and its settings travels to the executors. The driver
 hands each trial, when hyperopt dispatches it, its number and the val_loss histories of the trials
 finished by then (for pruning); stop rules run on the driver in the suggestion step (never through
 ``early_stop_fn``, which crashes SparkTrials' dispatcher thread and hangs the search).
@@ -9,7 +9,6 @@ finished by then (for pruning); stop rules run on the driver in the suggestion s
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import sys
@@ -18,15 +17,12 @@ from collections.abc import Callable
 from typing import Any
 
 from hyperflow import machine
-from hyperflow.core.pruning import peer_statuses
 from hyperflow.errors import UsageError
 from hyperflow.search import hyperopt_records
 from hyperflow.search.space import flatten, to_hyperopt
-from hyperflow.search.trial import TrialTask, run_trial
-from hyperflow.search.workers import dataset_for
-from hyperflow.tracking import search_store
+from hyperflow.search.trial import Trial, run_trial
 
-DAEMON_MODULE = "hyperflow.search.spark_daemon"
+DAEMON_MODULE = "hyperflow.workflows.search_spark_daemon"  # the imports of hyperflow's objective, done once
 INSTALL_HINT = "pip install 'hyperflow[spark]'"
 
 
@@ -92,29 +88,30 @@ def threads_per_trial(session: Any, parallelism: int) -> int:
 
 class SparkObjective:
     """The objective shipped to the executors. hyperopt pickles it once per trial, as it dispatches the
-    trial; ``__getstate__`` then snapshots the trial's number and the histories finished so far."""
+    trial; ``__getstate__`` then snapshots the trial's number and the peers' curves finished so far."""
 
-    def __init__(self, template: TrialTask, first_number: int, trials: Any) -> None:
-        self.template, self.next_number, self.trials = template, first_number, trials
-        self.env = search_store.executor_environment()
+    def __init__(self, objective: Any, trial: Trial, statuses: tuple[str, ...], first_number: int, trials: Any):
+        """``trial``: the template of every trial (pruner, peers known now, deadline, threads); ``statuses``:
+        the statuses of the trials whose curves the pruner compares with."""
+        self.objective, self.template, self.statuses = objective, trial, statuses
+        self.next_number, self.trials = first_number, trials
 
     def __getstate__(self) -> dict[str, Any]:
-        keep = peer_statuses(self.template.pruner[0])
-        done = [r["history"] for r in self.trials.results if r.get("trial_status") in keep and "history" in r]
-        task = dataclasses.replace(self.template, number=self.next_number, history=self.template.history + done)
+        done = [r["history"] for r in self.trials.results if r.get("trial_status") in self.statuses and "history" in r]
+        t = self.template
+        trial = Trial(self.next_number, {}, t.pruner, [*t.peers, *done], t.deadline, threads=t.threads)
         self.next_number += 1
-        return {"task": task, "env": self.env}
+        return {"objective": self.objective, "trial": trial}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:  # runs on an executor
-        search_store.use_environment(self.env)
-        task = self.task
-        if task.deadline is not None and time.time() >= task.deadline:
+        trial = self.trial
+        if trial.deadline is not None and time.time() >= trial.deadline:
             return hyperopt_records.result(None, "timeout before the trial started")
-        record, _ = run_trial(task, flatten(sample), dataset_for(task.base))
-        return hyperopt_records.trial_result(record)
+        trial.params = flatten(sample)
+        return hyperopt_records.trial_result(run_trial(self.objective, trial))
 
 
 class SparkBackend:
@@ -127,30 +124,25 @@ class SparkBackend:
         self.parallelism, self.deadline = parallelism, deadline
 
     def new_trials(self) -> Any:
-        from hyperopt import SparkTrials
-
         # grace past the search's deadline: the trials stop themselves at it
         remaining = None if self.deadline is None else max(1.0, self.deadline - time.time()) + 60
-        return SparkTrials(parallelism=self.parallelism, timeout=remaining, spark_session=self.session)
+        return hyperopt_records.spark_trials(self.parallelism, remaining, self.session)
 
     def search(
         self,
-        template: TrialTask,
-        first_number: int,
+        objective: SparkObjective,
         space: dict[str, Any],
         trials: Any,
         suggest: Callable[..., list],
         max_evals: int,
         seed: int,
-        progressbar: bool,
     ) -> bool:
-        """fmin over ``space`` in ``trials`` (filled and queued by the runner); trial numbers from
-        ``first_number`` on. True when SparkTrials cancelled the search at its own timeout."""
-        objective = SparkObjective(template, first_number, trials)
+        """fmin over ``space`` in ``trials`` (filled and queued by the loop). True when SparkTrials cancelled the
+        search at its own timeout."""
         try:
-            hyperopt_records.minimize(objective, to_hyperopt(space), trials, suggest, max_evals, seed, progressbar)
+            hyperopt_records.minimize(objective, to_hyperopt(space), trials, suggest, max_evals, seed, False)
         except KeyboardInterrupt:
             if self.own_session:
                 self.session.sparkContext.cancelAllJobs()
             raise
-        return trials.fmin_cancelled_reason == "fmin run timeout"
+        return hyperopt_records.cancelled_at_timeout(trials)

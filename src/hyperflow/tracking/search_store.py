@@ -1,14 +1,13 @@
-"""The search's MLflow calls: the only place the search engine (``hyperflow.search``, which imports no mlflow)
-reaches the tracking store beyond the general run API of ``hyperflow.tracking``.
+"""The search's MLflow calls beyond the general run API of ``hyperflow.tracking``, made by the search workflow
+(``hyperflow.workflows.search`` and its modules; the engine, ``hyperflow.search``, makes none).
 
 What it does: read a search run and its trials back (the source of truth for resume), write the search run's
 settings, progress curve, stop reason, best trial and artifacts, record the best trial's test metrics, and
-hand a Spark executor what it needs to log. The LR range test for ``lr_bounds=auto`` is
-``tracking.lr_range_test_run``, the same run the lr_find workflow makes. Trial runs themselves open and close
-through ``tracking.child_run`` / ``tracking.log_results``.
+hand a worker or a Spark executor what it needs to log. The LR range test for ``lr_bounds=auto`` is the lr_find
+workflow's run. Trial runs themselves open and close through ``tracking.child_run`` / ``tracking.log_results``.
 
 Writes to the search run go to the active run (the search opens it with ``tracking.tracked_run`` in the
-calling thread), as before the move; everything else names its run explicitly.
+calling thread); everything else names its run explicitly.
 """
 
 from __future__ import annotations

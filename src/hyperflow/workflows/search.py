@@ -16,19 +16,21 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from hyperflow import machine, names, tracking
+from hyperflow import names, tracking
 from hyperflow.config import SearchConfig, TrainConfig
 from hyperflow.errors import SearchFailed, UsageError
-from hyperflow.search import workers
 from hyperflow.search.loop import SearchLoop
+from hyperflow.search.plan import Plan
 from hyperflow.search.space import config_at
 from hyperflow.search.stopping import StopRule
 from hyperflow.search.trial import TrialRecord
+from hyperflow.search.workers import WorkerFailed, WorkerPool
 from hyperflow.tracking import search_store
 from hyperflow.workflows.search_finish import finish_search
 from hyperflow.workflows.search_lock import SearchLock
 from hyperflow.workflows.search_outcome import SearchInterrupted, SearchOutcome, store_failure
 from hyperflow.workflows.search_setup import SearchJob, lr_bounds, prepare, record_settings
+from hyperflow.workflows.search_trial import TrainObjective
 from hyperflow.workflows.search_trials import TrialsSeen
 
 __all__ = ["SearchFailed", "SearchInterrupted", "SearchOutcome", "TrialRecord", "search"]
@@ -102,24 +104,19 @@ def _search_run(
         if fresh:
             lock.bind(run_id)
         try:
-            calls, pool = _trial_calls(job, experiment_id)  # started while the settings are recorded
+            objective, calls, pool = _objective(job, experiment_id, run_id)  # started while the settings are recorded
             record_settings(job, run_id)
             history, highest = _history(job, experiment_id, run_id)
-            space = lr_bounds(job, run_id)
+            plan = Plan(lr_bounds(job, run_id), s, tuple(history), highest)
             deadline = time.time() + s.timeout if s.timeout else None
             seen = TrialsSeen(run_id, history, calls.submit)
             loop = SearchLoop(
-                s,
-                job.base,
-                space,
-                job.dataset,
-                history,
+                plan,
+                objective,
+                seed=job.base.seed,
                 at_once=job.at_once,
-                where=(experiment_id, run_id),
                 stop=StopRule.of(s, deadline),
                 on_finished=seen,
-                highest_number=highest,
-                send=calls.submit,
                 pool=pool,
                 spark_session=spark_session,
             )
@@ -137,15 +134,17 @@ def _search_run(
         )
 
 
-def _trial_calls(job: SearchJob, experiment_id: str) -> tuple[Any, workers.WorkerPool | None]:
-    """How the MLflow calls of the trials in this process go out (on a background thread, overlapping their
-    training); trials at once on local workers get their pool, started now."""
-    s = job.settings
-    pool = None
-    if s.backend == "local" and job.at_once > 1:
-        pool = workers.WorkerPool(job.at_once, search_store.executor_environment())
-        pool.warm(job.base.replace(threads=machine.threads_per_trial(job.at_once)), experiment_id)
-    return tracking.BackgroundCalls(), pool
+def _objective(job: SearchJob, experiment_id: str, run_id: str) -> tuple[TrainObjective, Any, WorkerPool | None]:
+    """The trials' objective (hyperflow's trainer in a child run of the search), how the MLflow calls of the
+    trials in this process go out (on a background thread, overlapping their training), and for trials at once
+    on local workers their pool, started now."""
+    s, base, calls = job.settings, job.base, tracking.BackgroundCalls()
+    where = "spark" if s.backend == "spark" and s.strategy != "grid" else "worker" if job.at_once > 1 else "here"
+    objective = TrainObjective(base, experiment_id, run_id, where=where, send=calls.submit, dataset=job.dataset)
+    pool = WorkerPool(job.at_once) if where == "worker" else None
+    if pool is not None and s.backend == "local":
+        pool.warm(objective)
+    return objective, calls, pool
 
 
 def _history(job: SearchJob, experiment_id: str, run_id: str) -> tuple[list[TrialRecord], int]:
@@ -163,6 +162,8 @@ def _run_trials(loop: SearchLoop, seen: TrialsSeen, experiment_id: str, run_id: 
     elsewhere, on_workers = loop.on_spark, loop.on_workers
     try:
         timed_out = loop.run()
+    except WorkerFailed as exc:  # a call a worker sent after its last trial returned
+        raise tracking.StoreFailure(str(exc)) from None
     except BaseException:
         if on_workers:
             try:

@@ -112,8 +112,9 @@ def _best_setup(
         train.y_train = torch.cat([dataset.y_train, dataset.y_val])
         config = config.replace(restore_best=False, patience=0)
     elif kept is not None and kept.number == best.number:
-        kept.setup.trainer.model.load_state_dict(kept.state)
-        return kept.setup
+        setup = setup_training(config, dataset=dataset, train=False)
+        setup.trainer.model.load_state_dict(kept.state)
+        return setup
     setup = setup_training(config, dataset=train)
     startup.end()  # a command's start-up is over: see hyperflow.runtime.startup
     setup.trainer.fit(train.X_train, train.y_train, dataset.X_val, dataset.y_val)

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from hyperflow import names
-from hyperflow.core.assembly import Setup
 from hyperflow.search.trial import TrialRecord
 from hyperflow.tracking import search_store
 
@@ -19,12 +18,12 @@ class Kept:
 
     loss: float
     number: int
-    setup: Setup
-    state: dict[str, Any]
+    state: dict[str, Any]  # the model's weights
 
 
 class TrialsSeen:
-    """Called with each finished trial (and a way to get its trained model) in the order they finish. The curve's
+    """Called with each finished trial (and the weights its objective kept, when it beat the best so far) in the
+    order they finish. The curve's
     step counts the trials finished before it (the trial number, for trials run one at a time): trials run at
     once finish out of number order, and the curve must still only go down."""
 
@@ -33,11 +32,10 @@ class TrialsSeen:
         self.progress = search_store.Progress(run_id, send)
         self.kept: Kept | None = None
 
-    def __call__(self, record: TrialRecord, trained: Callable[[], tuple[Setup, dict[str, Any]] | None]) -> None:
-        if record.status == names.TRIAL_OK and (self.kept is None or record.loss < self.kept.loss):
-            model = trained()
-            if model is not None:
-                self.kept = Kept(record.loss, record.number, *model)
+    def __call__(self, record: TrialRecord, state: dict[str, Any] | None) -> None:
+        better = record.status == names.TRIAL_OK and (self.kept is None or record.loss < self.kept.loss)
+        if state is not None and better:
+            self.kept = Kept(record.loss, record.number, state)
         self.records.append(record)
         self.log([record])
 
