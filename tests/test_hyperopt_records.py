@@ -7,7 +7,7 @@ import pytest
 from hyperopt import JOB_STATE_DONE, JOB_STATE_NEW, JOB_STATE_RUNNING, STATUS_FAIL, STATUS_OK, Trials, space_eval
 
 from hyperflow.search import hyperopt_records as records
-from hyperflow.search.space import flatten, to_hyperopt, to_vals
+from hyperflow.search.space_hyperopt import flatten, to_hyperopt, to_vals
 from hyperflow.search.stopping import Finished
 from hyperflow.search.trial import TrialRecord
 

@@ -18,7 +18,9 @@ from hyperflow.config.search import build_search_config
 from hyperflow.core.assembly import load_data
 from hyperflow.core.pruning import ASHAPruner, MedianPruner
 from hyperflow.errors import UsageError
-from hyperflow.search.space import flatten, grid_points, load_space, to_hyperopt, to_vals
+from hyperflow.search.grid import grid_points
+from hyperflow.search.space import load_space
+from hyperflow.search.space_hyperopt import flatten, to_hyperopt, to_vals
 from hyperflow.workflows.search import search as run_search
 
 TINY = {"epochs": "3", "width": "32", "progress": "false", "flush_secs": "5"}

@@ -32,7 +32,7 @@ def check_data(inv: Invocation) -> None:
 def check_search(search: SearchConfig, base: TrainConfig, given: Collection[str]) -> TrainConfig:
     """The run ``resume=`` names (and the settings it keeps) and the space file, before anything heavy; the
     training settings the search will run with."""
-    from hyperflow.search import space
+    from hyperflow.search import space, space_points
 
     if search.resume:
         from hyperflow.workflows import search_resume as resume
@@ -40,7 +40,7 @@ def check_search(search: SearchConfig, base: TrainConfig, given: Collection[str]
         search, base, _ = resume.recorded_settings(resume.search_run(search.resume), search, base, given)
     space.check_auto_lrs(base)
     if search.space:
-        space.check_space_file(search.space, base, grid=search.strategy == "grid")
+        space_points.check_space_file(search.space, base, grid=search.strategy == "grid")
     return base
 
 

@@ -37,7 +37,8 @@ from hyperopt.fmin import FMinIter
 from hyperopt.utils import coarse_utcnow
 
 from hyperflow.config import PRESETS
-from hyperflow.search.space import complete_point, contains, to_vals
+from hyperflow.search.space_hyperopt import to_vals
+from hyperflow.search.space_points import complete_point, contains
 from hyperflow.search.stopping import Finished
 
 PINNED_VERSION = "0.3.0"  # the record format below was read from this version's sources

@@ -17,7 +17,7 @@ from hyperflow import machine, names
 from hyperflow.core.pruning import make_pruner, peer_statuses
 from hyperflow.search import hyperopt_records, workers
 from hyperflow.search.plan import Plan, next_number
-from hyperflow.search.space import flatten, to_hyperopt
+from hyperflow.search.space_hyperopt import flatten, to_hyperopt
 from hyperflow.search.stopping import Finished, StopRule
 from hyperflow.search.trial import Objective, Trial, TrialRecord, lost_trial, run_trial
 

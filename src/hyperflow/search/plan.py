@@ -13,7 +13,9 @@ from typing import Any
 
 from hyperflow.config import SearchConfig
 from hyperflow.search import hyperopt_records
-from hyperflow.search.space import contains, grid_points, to_vals
+from hyperflow.search.grid import grid_points
+from hyperflow.search.space_hyperopt import to_vals
+from hyperflow.search.space_points import contains
 from hyperflow.search.trial import TrialRecord
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from hyperflow import machine
 from hyperflow.errors import UsageError
 from hyperflow.search import hyperopt_records
-from hyperflow.search.space import flatten, to_hyperopt
+from hyperflow.search.space_hyperopt import flatten, to_hyperopt
 from hyperflow.search.trial import Trial, run_trial
 
 DAEMON_MODULE = "hyperflow.workflows.search_spark_daemon"  # the imports of hyperflow's objective, done once

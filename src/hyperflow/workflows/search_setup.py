@@ -21,17 +21,9 @@ from hyperflow.core.assembly import load_data, setup_training
 from hyperflow.core.data import Dataset
 from hyperflow.errors import UsageError
 from hyperflow.runtime import processes
-from hyperflow.search.space import (
-    check_auto_lrs,
-    check_grid,
-    complete_point,
-    config_at,
-    default_space_path,
-    grid_points,
-    load_space,
-    probe_points,
-    validate_space,
-)
+from hyperflow.search.grid import check_grid, grid_points
+from hyperflow.search.space import check_auto_lrs, config_at, default_space_path, load_space, validate_space
+from hyperflow.search.space_points import complete_point, probe_points
 from hyperflow.tracking import new_store, search_store
 from hyperflow.workflows import search_resume
 from hyperflow.workflows.lr_find import lr_range_test_run
