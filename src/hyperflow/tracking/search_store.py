@@ -1,39 +1,28 @@
-"""The search's MLflow calls beyond the general run API of ``hyperflow.tracking``, made by the search workflow
-(``hyperflow.workflows.search`` and its modules; the engine, ``hyperflow.search``, makes none).
-
-What it does: read a search run and its trials back (the source of truth for resume), write the search run's
-settings, progress curve, stop reason, best trial and artifacts, record the best trial's test metrics, and
-hand a worker or a Spark executor what it needs to log. The LR range test for ``lr_bounds=auto`` is the lr_find
-workflow's run. Trial runs themselves open and close through ``tracking.child_run`` / ``tracking.log_results``.
-
-Writes to the search run go to the active run (the search opens it with ``tracking.tracked_run`` in the
-calling thread); everything else names its run explicitly.
+"""A search and its trials in the store, for the search workflow (``hyperflow.workflows.search`` and its modules;
+the engine, ``hyperflow.search``, makes no MLflow call): a search run and its trials read back (the source of
+truth for resume), and the trials' runs ended as they finished: a lost trial's, orphans and twins, those whose
+closing calls a worker lost. Trial runs themselves open and close through ``tracking.child_run`` /
+``tracking.log_results``; the search run's own record is :mod:`hyperflow.tracking.search_record`, what a worker
+or an executor needs to log :mod:`hyperflow.tracking.worker_environment`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import mlflow
-from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from hyperflow import names, tracking
-from hyperflow.core.data import Dataset
 from hyperflow.errors import without_credentials
 from hyperflow.tracking import new_store
 from hyperflow.tracking.runs import duplicate_reason, end_orphan, twins
 
-PROGRESS_FLUSH_SECS = 5.0  # the parent's best_val_loss curve is sent in batches this often
 _NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")
 
 
@@ -241,103 +230,3 @@ def end_unended_trials(experiment_id: str, parent_id: str, records: list[Any]) -
         tracking.end_run(run.info.run_id, "FAILED" if failed else "FINISHED")
         ended.append(run.info.run_id)
     return ended
-
-
-class Progress:
-    """The search run's ``best_val_loss`` curve (step = trials finished before), sent in batches every few seconds
-    through ``send`` (the search's background calls)."""
-
-    def __init__(self, run_id: str, send: Callable[..., Any]) -> None:
-        self.run_id, self.send = run_id, send
-        self.client = MlflowClient()
-        self.points: list[Metric] = []
-        self.sent = time.monotonic()
-
-    def add(self, best: float, step: int) -> None:
-        self.points.append(Metric(names.BEST_VAL_LOSS, best, int(time.time() * 1000), step))
-
-    def flush(self, force: bool = False) -> None:
-        if self.points and (force or time.monotonic() - self.sent >= PROGRESS_FLUSH_SECS):
-            self.send(self.client.log_batch, self.run_id, metrics=self.points)
-            self.points, self.sent = [], time.monotonic()
-
-
-# ------------------------------------------------------------------------------ the search run (active)
-def record_new_search(
-    run_id: str, params: dict[str, str], tags: dict[str, str], space_path: Path | None, dataset: Dataset
-) -> None:
-    """A new search: every setting as a param and the settings and space tags (one call, after one look-up:
-    under ``mlflow run`` the run already holds the ``-P`` values), the space file, the dataset."""
-    tracking.log_params(run_id, params, tags=tags)
-    if space_path is not None:
-        mlflow.log_artifact(str(space_path), "space")
-    tracking.log_dataset(dataset)
-
-
-def record_resume(run_id: str, n: int, tags: dict[str, str], params: dict[str, str], space_text: str | None) -> None:
-    """Resume ``n``: the count first (a resume cut short never leaves ``n`` to the next), then what changed."""
-    mlflow.set_tags({**tags, names.RESUMES: str(n)})
-    if space_text is not None:
-        mlflow.log_text(space_text, f"space/resume-{n}/space.yaml")
-    if params:
-        tracking.log_params(run_id, params)
-
-
-def set_stop_reason(reason: str) -> None:
-    mlflow.set_tag(names.STOP_REASON, reason)
-
-
-def set_model_status(status: str) -> None:
-    mlflow.set_tag(names.MODEL_STATUS, status)
-
-
-def record_best(run_id: str, number: int, loss: float, params: dict[str, Any]) -> None:
-    mlflow.set_tag(names.BEST_RUN_ID, run_id)
-    mlflow.set_tags({f"{names.BEST_PARAM_PREFIX}{k}": str(v) for k, v in params.items()})
-    mlflow.log_dict({"trial": number, "run_id": run_id, "val_loss": loss, "params": params}, "best_params.json")
-
-
-def best_test_metrics(search_run_id: str) -> dict[str, float]:
-    """The best trial's test metrics as a search (perhaps cut short) logged them: ``test_*`` -> value."""
-    metrics = MlflowClient().get_run(search_run_id).data.metrics
-    return {k[len("best_") :]: v for k, v in metrics.items() if k.startswith(f"best_{names.TEST_PREFIX}")}
-
-
-def log_test_metrics(best_run_id: str, test: dict[str, float]) -> None:
-    """``best_test_*`` on the search run, ``test_*`` on the best trial's run."""
-    mlflow.log_metrics({f"best_{k}": v for k, v in test.items()})
-    stamp = int(time.time() * 1000)
-    MlflowClient().log_batch(best_run_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in test.items()])
-
-
-def log_trials_table(table: Any) -> None:
-    """The trials as ``trials.csv`` (a pandas DataFrame)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        table.to_csv(Path(tmp, "trials.csv"), index=False)
-        mlflow.log_artifact(str(Path(tmp, "trials.csv")))
-
-
-def log_text(text: str, path: str) -> None:
-    mlflow.log_text(text, path)
-
-
-# ------------------------------------------------------------------------------ Spark executors
-def executor_environment() -> dict[str, str]:
-    """What an executor needs to log: the tracking URI (a relative sqlite path made absolute) and the
-    driver's MLFLOW_* settings (credentials, retries). It travels in memory, never into a run."""
-    uri = mlflow.get_tracking_uri()
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        uri = "sqlite:///" + os.path.abspath(uri[len("sqlite:///") :])
-    env = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_") and k not in ("MLFLOW_RUN_ID",)}
-    return {**env, "MLFLOW_TRACKING_URI": uri}
-
-
-def open_store(experiment_id: str) -> None:
-    """Open this process's connection to the store (a first call pays for it): the experiment is read."""
-    mlflow.MlflowClient().get_experiment(experiment_id)
-
-
-def use_environment(env: dict[str, str]) -> None:
-    """On an executor: the driver's settings from :func:`executor_environment`."""
-    os.environ.update(env)
-    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])

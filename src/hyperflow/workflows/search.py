@@ -25,7 +25,7 @@ from hyperflow.search.space import config_at
 from hyperflow.search.stopping import StopRule
 from hyperflow.search.trial import TrialRecord
 from hyperflow.search.workers import WorkerFailed, WorkerPool
-from hyperflow.tracking import search_store
+from hyperflow.tracking import search_record, search_store
 from hyperflow.workflows.search_finish import finish_search
 from hyperflow.workflows.search_lock import SearchLock
 from hyperflow.workflows.search_outcome import SearchInterrupted, SearchOutcome, store_failure
@@ -127,7 +127,7 @@ def _search_run(
                 pool.close(kill=True, check=False)
         records = sorted(seen.records, key=lambda r: r.number)  # trials run at once finish out of order
         stop_reason = loop.stop.final(timed_out)
-        search_store.set_stop_reason(stop_reason)
+        search_record.set_stop_reason(stop_reason)
         outcome = SearchOutcome(run_id, experiment_id, records, None, stop_reason, at_once=job.at_once)
         return finish_search(
             outcome, s, job.dataset, job.base.seed, lambda point: config_at(job.base, point), seen.kept

@@ -21,7 +21,7 @@ from hyperflow.errors import SearchFailed
 from hyperflow.runtime import startup
 from hyperflow.search.importance import parameter_importance
 from hyperflow.search.trial import TrialRecord
-from hyperflow.tracking import registry, registry_writes, search_store
+from hyperflow.tracking import registry, registry_writes, search_record, search_store
 from hyperflow.workflows.search_outcome import SearchOutcome
 from hyperflow.workflows.search_trials import Kept
 
@@ -44,7 +44,7 @@ def finish_search(
     _log_table(records, seed)
     if best is None:
         return outcome
-    search_store.record_best(best.run_id, best.number, best.loss, best.params)
+    search_record.record_best(best.run_id, best.number, best.loss, best.params)
     name = (search.model_name or dataset.default_model_name) if search.register else None
     fresh = kept is not None and kept.number == best.number  # its run was made in this session
     try:
@@ -52,7 +52,7 @@ def finish_search(
     except Exception as exc:  # the trials are done and stay as they finished; the model can be logged later
         what = "logging the best model" if outcome.model_uri is None else f"registering it as '{name}'"
         try:
-            search_store.set_model_status(f"failed: {tracking.one_line(exc)}")
+            search_record.set_model_status(f"failed: {tracking.one_line(exc)}")
         except Exception:
             pass
         raise SearchFailed(
@@ -61,7 +61,7 @@ def finish_search(
             f"finished. Once that is fixed, log the model without running the trials again: "
             f"hyperflow search resume={outcome.run_id}"
         ) from None
-    search_store.set_model_status("logged" if name is None else f"registered {name}/{outcome.registered[1]}")
+    search_record.set_model_status("logged" if name is None else f"registered {name}/{outcome.registered[1]}")
     return outcome
 
 
@@ -72,13 +72,13 @@ def _log_best_model(
     and register it (once per trial run: a resume never registers it again nor moves ``challenger``
     again once the version carries its tags). ``fresh``: the best trial ran in this session, so nothing
     was logged or registered for it before and the store need not be asked."""
-    test = {} if fresh else search_store.best_test_metrics(outcome.run_id)
+    test = {} if fresh else search_record.best_test_metrics(outcome.run_id)
     model = None if fresh else tracking.finished_model(best.run_id)
     if model is None or not test:
         setup = best_setup()
         d = setup.dataset
         test = setup.trainer.evaluate(d.X_test, d.y_test, prefix=names.TEST_PREFIX)
-        search_store.log_test_metrics(best.run_id, test)
+        search_record.log_test_metrics(best.run_id, test)
         if model is None:
             model = tracking.log_model(setup.trainer.model, setup.model_spec, d, None, setup.user_code, best.run_id)
     outcome.test_metrics = test
@@ -135,7 +135,7 @@ def _log_table(records: list[TrialRecord], seed: int) -> None:
         for r in records
     ]
     table = pd.DataFrame(rows)
-    search_store.log_trials_table(table)
+    search_record.log_trials_table(table)
     if not rows:
         return
     tracking.log_figure(
@@ -150,4 +150,4 @@ def _log_table(records: list[TrialRecord], seed: int) -> None:
             importance_plot(scores["parameter"].tolist(), scores["importance"].tolist(), scores["std"].tolist()),
             "plots/parameter_importance.png",
         )
-        search_store.log_text(scores.to_csv(index=False), "parameter_importance.csv")
+        search_record.log_text(scores.to_csv(index=False), "parameter_importance.csv")

@@ -24,7 +24,7 @@ from hyperflow.runtime import processes
 from hyperflow.search.grid import check_grid, grid_points
 from hyperflow.search.space import check_auto_lrs, config_at, default_space_path, load_space, validate_space
 from hyperflow.search.space_points import complete_point, probe_points
-from hyperflow.tracking import new_store, search_store
+from hyperflow.tracking import new_store, search_record, search_store
 from hyperflow.workflows import search_resume
 from hyperflow.workflows.lr_find import lr_range_test_run
 
@@ -145,13 +145,13 @@ def record_settings(job: SearchJob, run_id: str) -> None:
         tags[names.SPACE] = text
     if job.resumed is None:
         params = {**{k: str(v) for k, v in vars(s).items() if k != "resume"}, **job.base.to_params()}
-        search_store.record_new_search(run_id, params, tags, job.space_path, job.dataset)
+        search_record.record_new_search(run_id, params, tags, job.space_path, job.dataset)
         return
     n = int(job.resumed.data.tags.get(names.RESUMES, "0")) + 1
     params = {f"resume.{n}.{k}": v for k, v in job.changed.items()}
     if job.space_edited:
         params[f"resume.{n}.space"] = str(job.space_path)
-    search_store.record_resume(run_id, n, tags, params, text if job.space_edited else None)
+    search_record.record_resume(run_id, n, tags, params, text if job.space_edited else None)
 
 
 def lr_bounds(job: SearchJob, run_id: str) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from hyperflow.core.trainer import Callback
 from hyperflow.errors import UsageError
 from hyperflow.runtime import startup
 from hyperflow.search.trial import Trial, TrialFailed
-from hyperflow.tracking import search_store
+from hyperflow.tracking import search_store, worker_environment
 from hyperflow.tracking.faults import portable
 
 TRIAL_FLUSH_SECS = 5.0  # a trial's per-epoch metrics are sent this often at most: most trials log in one call
@@ -85,7 +85,7 @@ class TrainObjective:
     ) -> None:
         self.base, self.experiment_id, self.parent_id, self.where = base, experiment_id, parent_id, where
         self.send, self.dataset = send, dataset
-        self.env = search_store.executor_environment()
+        self.env = worker_environment.executor_environment()
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "send": None, "dataset": None}
@@ -93,7 +93,7 @@ class TrainObjective:
     def __call__(self, params: dict[str, Any], trial: Trial) -> float:
         if self.where == "here":
             return self._train(params, trial, self.send, self.dataset or dataset_for(self.base))
-        search_store.use_environment(self.env)
+        worker_environment.use_environment(self.env)
         if self.where == "spark":
             return self._train(params, trial, tracking.call_now, dataset_for(self.base))
         global _calls, _reported
@@ -113,9 +113,9 @@ class TrainObjective:
 
     def warm(self) -> None:
         """On a worker, before its first trial: the data loaded and the store opened."""
-        search_store.use_environment(self.env)
+        worker_environment.use_environment(self.env)
         dataset_for(self.base)
-        search_store.open_store(self.experiment_id)
+        worker_environment.open_store(self.experiment_id)
 
     def settle(self) -> str:
         """On a worker as it exits: wait for the calls still queued (the last trial's results and end); their

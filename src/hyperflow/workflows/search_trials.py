@@ -9,7 +9,7 @@ from typing import Any
 
 from hyperflow import names
 from hyperflow.search.trial import TrialRecord
-from hyperflow.tracking import search_store
+from hyperflow.tracking import search_record
 
 
 @dataclass
@@ -29,7 +29,7 @@ class TrialsSeen:
 
     def __init__(self, run_id: str, history: list[TrialRecord], send: Callable[..., Any]) -> None:
         self.records = list(history)
-        self.progress = search_store.Progress(run_id, send)
+        self.progress = search_record.Progress(run_id, send)
         self.kept: Kept | None = None
 
     def __call__(self, record: TrialRecord, state: dict[str, Any] | None) -> None:

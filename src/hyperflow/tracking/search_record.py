@@ -1,0 +1,100 @@
+"""The search run's own record, written to the active run (the search opens it with ``tracking.tracked_run`` in the
+calling thread): its settings and space, each resume, the ``best_val_loss`` curve, the stop reason, the best
+trial and its test metrics, the model's status, the trials table. The LR range test for ``lr_bounds=auto`` is
+the lr_find workflow's run.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
+
+from hyperflow import names, tracking
+from hyperflow.core.data import Dataset
+
+PROGRESS_FLUSH_SECS = 5.0  # the parent's best_val_loss curve is sent in batches this often
+
+
+class Progress:
+    """The search run's ``best_val_loss`` curve (step = trials finished before), sent in batches every few seconds
+    through ``send`` (the search's background calls)."""
+
+    def __init__(self, run_id: str, send: Callable[..., Any]) -> None:
+        self.run_id, self.send = run_id, send
+        self.client = MlflowClient()
+        self.points: list[Metric] = []
+        self.sent = time.monotonic()
+
+    def add(self, best: float, step: int) -> None:
+        self.points.append(Metric(names.BEST_VAL_LOSS, best, int(time.time() * 1000), step))
+
+    def flush(self, force: bool = False) -> None:
+        if self.points and (force or time.monotonic() - self.sent >= PROGRESS_FLUSH_SECS):
+            self.send(self.client.log_batch, self.run_id, metrics=self.points)
+            self.points, self.sent = [], time.monotonic()
+
+
+# ------------------------------------------------------------------------------ the search run (active)
+def record_new_search(
+    run_id: str, params: dict[str, str], tags: dict[str, str], space_path: Path | None, dataset: Dataset
+) -> None:
+    """A new search: every setting as a param and the settings and space tags (one call, after one look-up:
+    under ``mlflow run`` the run already holds the ``-P`` values), the space file, the dataset."""
+    tracking.log_params(run_id, params, tags=tags)
+    if space_path is not None:
+        mlflow.log_artifact(str(space_path), "space")
+    tracking.log_dataset(dataset)
+
+
+def record_resume(run_id: str, n: int, tags: dict[str, str], params: dict[str, str], space_text: str | None) -> None:
+    """Resume ``n``: the count first (a resume cut short never leaves ``n`` to the next), then what changed."""
+    mlflow.set_tags({**tags, names.RESUMES: str(n)})
+    if space_text is not None:
+        mlflow.log_text(space_text, f"space/resume-{n}/space.yaml")
+    if params:
+        tracking.log_params(run_id, params)
+
+
+def set_stop_reason(reason: str) -> None:
+    mlflow.set_tag(names.STOP_REASON, reason)
+
+
+def set_model_status(status: str) -> None:
+    mlflow.set_tag(names.MODEL_STATUS, status)
+
+
+def record_best(run_id: str, number: int, loss: float, params: dict[str, Any]) -> None:
+    mlflow.set_tag(names.BEST_RUN_ID, run_id)
+    mlflow.set_tags({f"{names.BEST_PARAM_PREFIX}{k}": str(v) for k, v in params.items()})
+    mlflow.log_dict({"trial": number, "run_id": run_id, "val_loss": loss, "params": params}, "best_params.json")
+
+
+def best_test_metrics(search_run_id: str) -> dict[str, float]:
+    """The best trial's test metrics as a search (perhaps cut short) logged them: ``test_*`` -> value."""
+    metrics = MlflowClient().get_run(search_run_id).data.metrics
+    return {k[len("best_") :]: v for k, v in metrics.items() if k.startswith(f"best_{names.TEST_PREFIX}")}
+
+
+def log_test_metrics(best_run_id: str, test: dict[str, float]) -> None:
+    """``best_test_*`` on the search run, ``test_*`` on the best trial's run."""
+    mlflow.log_metrics({f"best_{k}": v for k, v in test.items()})
+    stamp = int(time.time() * 1000)
+    MlflowClient().log_batch(best_run_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in test.items()])
+
+
+def log_trials_table(table: Any) -> None:
+    """The trials as ``trials.csv`` (a pandas DataFrame)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        table.to_csv(Path(tmp, "trials.csv"), index=False)
+        mlflow.log_artifact(str(Path(tmp, "trials.csv")))
+
+
+def log_text(text: str, path: str) -> None:
+    mlflow.log_text(text, path)
