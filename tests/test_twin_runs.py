@@ -181,7 +181,7 @@ def test_a_trial_whose_worker_died_fails_once_and_its_twin_ends_as_a_duplicate(e
 def test_a_version_registered_twice_by_one_request_is_registered_once(experiment, client):
     """The twin version (same run, same creating tag) goes; a version of the same run registered by another
     request (another tag, or none) stays."""
-    from hyperflow.tracking.model import delete_twin_versions
+    from hyperflow.tracking.model_logging import delete_twin_versions
 
     run = client.create_run(client.get_experiment_by_name(experiment).experiment_id).info.run_id
     name = f"twice-{run[:8]}"

@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 # what the children of a search run, imported once by the fork server (names only: nothing is imported here);
-# hyperflow.tracking's model and callbacks, which the package imports on first use only; MLflow's database
-# store too (SQLAlchemy, alembic), which a child's first call on sqlite would import; first,
+# hyperflow.tracking's model (through model_logging) and callbacks, which the package imports on first use only;
+# MLflow's database store too (SQLAlchemy, alembic), which a child's first call on sqlite would import; first,
 # hyperflow.runtime.fork_server_start (Ctrl-C while importing: no traceback), last hyperflow.runtime.fork_server,
 # which makes the fork server's own exit instant
 PRELOAD = [
@@ -26,7 +26,7 @@ PRELOAD = [
     "hyperflow.workflows.search_trial",
     "hyperflow.core.assembly",
     "hyperflow.tracking",
-    "hyperflow.tracking.model",
+    "hyperflow.tracking.model_logging",
     "hyperflow.tracking.callbacks",
     "mlflow.store.tracking.sqlalchemy_store",
     "hyperflow.runtime.fork_server",

@@ -6,12 +6,13 @@
 - ``faults``: which failures are the store's and which the training's;
 - ``callbacks``: the trainer's way in (per-epoch metrics in batches, TensorBoard);
 - ``artifacts``: figures, JSON, folders, the dataset input, the LR range test's curve and plot;
-- ``model``: the pyfunc model, its logging, registration and loading;
+- ``model``: the pyfunc model (raw rows in) and loading it back;
+- ``model_logging``: the model logged into a run and registered once;
 - ``registry``: version, alias and run look-ups, tags and aliases of versions.
 
 The names below are its API for the layers above (``hyperflow.tracking.registry`` is used as a module). Those of
-``callbacks`` and ``model``, which import torch, are imported on first use: a command refused on what the store
-holds (``resume=`` an unknown run, a deleted experiment) reads it without importing torch.
+``callbacks``, ``model`` and ``model_logging``, which import torch, are imported on first use: a command refused
+on what the store holds (``resume=`` an unknown run, a deleted experiment) reads it without importing torch.
 """
 
 import importlib
@@ -118,24 +119,16 @@ __all__ = [
 
 _ON_FIRST_USE = {
     **dict.fromkeys(("MlflowMetrics", "TensorBoardLogger"), "callbacks"),
+    **dict.fromkeys(("load_pyfunc", "load_version"), "model"),
     **dict.fromkeys(
-        (
-            "finished_model",
-            "load_pyfunc",
-            "load_version",
-            "log_model",
-            "pip_requirements",
-            "register_once",
-            "version_of_run",
-        ),
-        "model",
+        ("finished_model", "log_model", "pip_requirements", "register_once", "version_of_run"), "model_logging"
     ),
 }
 
 
 def __getattr__(name: str) -> Any:
-    """A name (or the module itself) of ``callbacks`` or ``model``, imported when first asked for."""
-    module = _ON_FIRST_USE.get(name, name if name in ("callbacks", "model") else None)
+    """A name (or the module itself) of ``callbacks``, ``model`` or ``model_logging``, imported when first asked for."""
+    module = _ON_FIRST_USE.get(name, name if name in ("callbacks", "model", "model_logging") else None)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     imported = importlib.import_module(f"{__name__}.{module}")
