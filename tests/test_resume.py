@@ -61,7 +61,9 @@ def test_a_killed_search_resumes_with_the_suggestions_of_the_uninterrupted_one(t
     the presets, then exactly the random points an uninterrupted search draws."""
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = ready_store(uri)
-    space = write(tmp_path, SPACE.replace("epochs: 2", "epochs: 10"))
+    # 30 epochs a trial: the search must still be training when the kill lands (with 10 it had once finished
+    # all six trials by the time the test saw the second one start, on a loaded machine)
+    space = write(tmp_path, SPACE.replace("epochs: 2", "epochs: 30"))
     args = [
         f"space={space}",
         "strategy=random",
