@@ -154,18 +154,10 @@ def _from_frame(
                 )
         else:
             y = codes
-    import torch
-
-    tensors = {p: (torch.from_numpy(X[i]), torch.from_numpy(y[i])) for p, i in parts.items()}
     return Dataset(
         name=name,
         task=task,
-        X_train=tensors["train"][0],
-        y_train=tensors["train"][1],
-        X_val=tensors["val"][0],
-        y_val=tensors["val"][1],
-        X_test=tensors["test"][0],
-        y_test=tensors["test"][1],
+        **_split_tensors(X, y, parts),
         input_shape=(X.shape[1],),
         output_size=len(classes) if classes else 1,
         preprocessor=pre,
@@ -245,18 +237,10 @@ def _from_arrays(
     if task == "regression":
         y_mean, y_std = float(y[parts["train"]].mean()), float(y[parts["train"]].std()) or 1.0
         y = ((y - y_mean) / y_std).astype(np.float32)
-    import torch
-
-    t = {p: (torch.from_numpy(Xs[i]), torch.from_numpy(y[i])) for p, i in parts.items()}
     return Dataset(
         name=name,
         task=task,
-        X_train=t["train"][0],
-        y_train=t["train"][1],
-        X_val=t["val"][0],
-        y_val=t["val"][1],
-        X_test=t["test"][0],
-        y_test=t["test"][1],
+        **_split_tensors(Xs, y, parts),
         input_shape=tuple(X.shape[1:]),
         output_size=len(classes) if classes else 1,
         preprocessor=pre,
@@ -270,3 +254,10 @@ def _from_arrays(
         raw_all=(X, np.asarray(y)),
         split_index=parts,
     )
+
+
+def _split_tensors(X: np.ndarray, y: np.ndarray, parts: dict[str, np.ndarray]) -> dict[str, object]:
+    """The Dataset's X_/y_ tensors of each split (``parts``: the row indices of train, val and test)."""
+    import torch
+
+    return {f"{a}_{p}": torch.from_numpy(v[i]) for p, i in parts.items() for a, v in (("X", X), ("y", y))}
