@@ -26,6 +26,7 @@ from hyperflow.runtime import signals
 from hyperflow.runtime.processes import context, main_module_hidden, process_identity, watch_parent
 
 STOP_GRACE_SECS = 60.0  # how long tasks get to end (their runs KILLED) after an interrupt
+LOST_EXIT_CODE = 255  # what multiprocessing's forkserver reports for a child whose status it could not read
 
 # ------------------------------------------------------------------------------------------ in a worker
 
@@ -138,14 +139,19 @@ class WorkerLanes:
     def _replace(self, lane: int) -> str:
         """A new worker for a lane whose worker died; returns how it died."""
         dead = self._processes(self.lanes[lane])
+        # The broken lane's own thread joins its dead worker; reading the exit code while it does would race it
+        # (a forkserver child's code read by two threads at once comes back as 255 to one of them, CPython
+        # gh-140867), so the lane is shut down, its thread joined, first: the code is then read once, settled.
+        self.lanes[lane].shutdown(wait=True, cancel_futures=True)
         for process in dead:
             process.join(STOP_GRACE_SECS)
-        self.lanes[lane].shutdown(wait=False, cancel_futures=True)
         self.lanes[lane] = self._new_lane()
         codes = [p.exitcode for p in dead if p.exitcode]
         if not codes:
             return "its worker process died"
         code = codes[0]
+        if code == LOST_EXIT_CODE:  # multiprocessing's code for an exit status it could not read
+            return "its worker process died (its exit status was lost)"
         if code < 0:
             name = signal.Signals(-code).name
             hint = " (the out-of-memory killer sends it)" if -code == signal.SIGKILL else ""
