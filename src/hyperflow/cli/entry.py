@@ -44,9 +44,9 @@ def _main(argv: Sequence[str] | None, *, from_mlproject: bool) -> int:
         print(USAGE)
         return 0 if argv else 2
     if argv[0] == "--version":
-        from hyperflow import __version__
+        from hyperflow.version import version
 
-        print(f"hyperflow {__version__}")
+        print(f"hyperflow {version()}")
         return 0
     command, rest = command_name(argv[0]), argv[1:]
     if command is None:

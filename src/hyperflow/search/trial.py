@@ -4,18 +4,20 @@ finished trial leaves. The engine knows no runs and no training: an objective is
 :mod:`hyperflow.workflows.search_trial`).
 
 The handle is the one seam between the engine and whoever runs the trial (the design of Optuna's ``Trial``):
-the objective reports an intermediate value per step (:meth:`Trial.report`) and asks whether to stop
-(:meth:`Trial.should_prune`: the pruner decided from the earlier trials' curves, or the search's deadline
-passed); it names the run it logs into (:attr:`Trial.run_id`) and may hand something back with the trial
-(:attr:`Trial.keep`, e.g. the trained weights of a trial that beat :attr:`Trial.best_so_far`). It returns
-the trial's loss, or raises :class:`TrialFailed` (the search goes on); any other exception stops the search.
+the objective reports an intermediate value per step (:meth:`Trial.report`), which raises :class:`TrialPruned`
+once the trial should stop (the pruner decided from the earlier trials' curves, or the search's deadline passed;
+:meth:`Trial.should_prune` says so too); it names the run it logs into (:attr:`Trial.run_id`) and may hand
+something back with the trial (:attr:`Trial.keep`, e.g. the trained weights of a trial that beat
+:attr:`Trial.best_so_far`). It returns the trial's loss, or raises :class:`TrialFailed` (the search goes on) or
+lets :class:`TrialPruned` through (the trial is pruned at the best value it reported); any other exception stops
+the search.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -44,6 +46,12 @@ class TrialFailed(Exception):
         self.reason, self.epochs, self.history = reason, epochs, list(history)
 
 
+class TrialPruned(Exception):
+    """Raised by :meth:`Trial.report` once the trial should stop: the pruner stopped it, or the search's deadline
+    passed (the message says which). An objective may catch it to clean up, then return its value or raise it
+    again; let through, the trial ends pruned at the best value it reported."""
+
+
 class Trial:
     """One trial's handle: its number and point, the pruner's view of the earlier trials (``peers``: one
     list of per-step values each), the search's wall-clock ``deadline``, the best loss so far and the CPU
@@ -65,14 +73,26 @@ class Trial:
         self.stop_reason = ""  # why it should stop: the pruner's decision, or the deadline
         self.run_id = ""  # the run the objective logs this trial into (the engine hands it back)
         self.keep: Any = None  # what the objective hands back with the trial
+        # where the reported values go besides the pruner (set by whoever runs the trial: its run's metrics)
+        self.on_report: Callable[[int, float, dict[str, float]], None] | None = None
 
-    def report(self, value: float, step: int) -> None:
-        """An intermediate value (val_loss after epoch ``step``); a non-finite one counts as infinitely bad."""
+    def report(self, step: int, value: float, **metrics: float) -> None:
+        """An intermediate value to minimise at ``step`` (e.g. val_loss after an epoch; a non-finite one counts as
+        infinitely bad), with other ``metrics`` of that step for the trial's run. Raises :class:`TrialPruned`
+        once the trial should stop. The pruner compares trials at their n-th report, whatever their steps."""
+        value = float(value)
         self.values.append(value if math.isfinite(value) else math.inf)
+        if self.on_report is not None:
+            self.on_report(step, value, metrics)
         if self.deadline is not None and time.time() >= self.deadline:
             self.stop_reason = "timeout"
-        elif not self.stop_reason and self.pruner.should_prune(list(self.peers), step, self.values):
+        elif not self.stop_reason and self.pruner.should_prune(list(self.peers), len(self.values), self.values):
             self.stop_reason = f"{type(self.pruner).__name__} at epoch {step}"
+        if self.stop_reason:
+            raise TrialPruned(self.stop_reason)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "on_report": None}  # the hook is the process's that runs the trial
 
     def should_prune(self) -> bool:
         return bool(self.stop_reason)
@@ -93,9 +113,15 @@ def run_trial(objective: Objective, trial: Trial) -> TrialRecord:
         loss = objective(trial.params, trial)
     except TrialFailed as failed:
         return TrialRecord(
-            trial.number, trial.run_id, trial.params, names.TRIAL_FAILED, None, failed.epochs, failed.history,
-            failed.reason,
+            trial.number, trial.run_id, trial.params, names.TRIAL_FAILED, None, failed.epochs or len(trial.values),
+            failed.history or trial.values, failed.reason,
         )  # fmt: skip
+    except TrialPruned as pruned:  # let through: pruned at the best value it reported
+        loss = min(trial.values, default=math.inf)
+        if not math.isfinite(loss):
+            reason = f"pruned ({pruned}) before it reported a finite value"
+            return TrialRecord(trial.number, trial.run_id, trial.params, names.TRIAL_FAILED, None,
+                               len(trial.values), trial.values, reason)  # fmt: skip
     status = names.TRIAL_PRUNED if trial.should_prune() else names.TRIAL_OK
     epochs = len(trial.values)
     return TrialRecord(trial.number, trial.run_id, trial.params, status, loss, epochs, trial.values, trial.stop_reason)

@@ -10,11 +10,11 @@ from typing import Any
 
 from mlflow.tracking import MlflowClient
 
-import hyperflow
 from hyperflow import names
 from hyperflow.tracking.background_calls import PendingRun, call_now
 from hyperflow.tracking.run_ends import ended_as
 from hyperflow.tracking.runs import ROLE_TAG, creation_tag, end_run_quietly
+from hyperflow.version import version
 
 
 @contextmanager
@@ -41,7 +41,7 @@ def child_run(
         run_name=run_name,
         tags={
             ROLE_TAG: role,
-            names.VERSION: hyperflow.__version__,
+            names.VERSION: version(),
             names.PARENT_RUN_ID: parent_run_id,
             names.RUN_NAME: run_name,
             **creation_tag(),

@@ -25,11 +25,11 @@ from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
 from mlflow.types.schema import AnyType
 
-import hyperflow
 from hyperflow import names
 from hyperflow.core.data import Dataset
 from hyperflow.tracking.model import ALLOW_MISSING, BUNDLE, HyperflowModel, predict_bundle
 from hyperflow.tracking.runs import PACKAGE_DIR, _env, creation_tag
+from hyperflow.version import version
 
 EXAMPLE_MAX_COLUMNS = 1000  # a wider table's model is logged without its input example (the signature names all)
 
@@ -106,7 +106,7 @@ def log_model(
         "classes": dataset.classes,
         "target_mean": dataset.target_mean,
         "target_std": dataset.target_std,
-        "hyperflow_version": hyperflow.__version__,
+        "hyperflow_version": version(),
     }
     example = dataset.raw_example
     output = predict_bundle(bundle, model.cpu().eval(), example)  # the model takes its example: checked here

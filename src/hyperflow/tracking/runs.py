@@ -24,19 +24,19 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.git_utils import get_git_commit
 
-import hyperflow
 from hyperflow import names
 from hyperflow.core.data import Dataset
 from hyperflow.runtime import signals
 from hyperflow.tracking.background_calls import PendingRun, run_id_of
 from hyperflow.tracking.experiments import raise_if_deleted, use_experiment
 from hyperflow.tracking.run_ends import COMMAND_RUNS, ended_as
+from hyperflow.version import version
 
 log = logging.getLogger(__name__)
 
 MlflowError = MlflowException  # MLflow's exception type, for callers that catch it without importing mlflow
 ROLE_TAG = names.ROLE
-PACKAGE_DIR = Path(hyperflow.__file__).parent
+PACKAGE_DIR = Path(__file__).parent.parent  # the hyperflow package
 
 
 @contextmanager
@@ -58,7 +58,7 @@ def tracked_run(
     with signals.sigterm_stops():  # a SIGTERM ends the run KILLED, as Ctrl-C does
         nested = parent_run_id is not None or (run_id is not None and mlflow.active_run() is not None)
         created = creation_tag() if run_id is None and not os.environ.get("MLFLOW_RUN_ID") else {}  # else a reopen
-        tags = {ROLE_TAG: role, names.VERSION: hyperflow.__version__, **created, **(tags or {})}
+        tags = {ROLE_TAG: role, names.VERSION: version(), **created, **(tags or {})}
         try:
             run = mlflow.start_run(
                 run_id=run_id,
@@ -232,7 +232,7 @@ def run_tags(dataset: Dataset) -> dict[str, str]:
 @functools.cache
 def code_version() -> str:
     """A hash of hyperflow's own source files: changes whenever the code does, git or not."""
-    digest = hashlib.sha256(hyperflow.__version__.encode())
+    digest = hashlib.sha256(version().encode())
     for path in sorted(PACKAGE_DIR.rglob("*.py")):
         digest.update(path.relative_to(PACKAGE_DIR).as_posix().encode() + path.read_bytes())
     return digest.hexdigest()[:16]

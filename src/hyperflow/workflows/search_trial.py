@@ -25,7 +25,7 @@ from hyperflow.core.data import Dataset
 from hyperflow.core.trainer import Callback
 from hyperflow.errors import UsageError
 from hyperflow.runtime import startup
-from hyperflow.search.trial import Trial, TrialFailed
+from hyperflow.search.trial import Trial, TrialFailed, TrialPruned
 from hyperflow.tracking import search_store, worker_environment
 from hyperflow.tracking.faults import portable
 
@@ -51,8 +51,9 @@ class _Reporting(Callback):
         self.trial = trial
 
     def on_epoch_end(self, trainer: Any, epoch: int, metrics: dict[str, float]) -> None:
-        self.trial.report(metrics["val_loss"], epoch)
-        if self.trial.should_prune():
+        try:
+            self.trial.report(epoch, metrics["val_loss"])
+        except TrialPruned:
             trainer.stop_requested = True
 
 
