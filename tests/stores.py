@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import mlflow
 
 
@@ -11,3 +16,16 @@ def ready_store(uri: str) -> mlflow.MlflowClient:
     client = mlflow.MlflowClient(uri)
     client.search_experiments()
     return client
+
+
+def search_process(args: list[str], uri: str, cwd: Path, **env: str) -> subprocess.Popen:
+    """``python -m hyperflow search *args`` as a new process, logging to the store at ``uri`` (none of this
+    process's MLflow run or experiment inherited), ``env`` added to its environment, its output discarded."""
+    inherited = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "hyperflow", "search", *args],
+        env={**inherited, "MLFLOW_TRACKING_URI": uri, **env},
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )

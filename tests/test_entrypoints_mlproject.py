@@ -53,6 +53,7 @@ VALUES = {
     "search": {
         "data": "wine",
         "target": "label",
+        "objective": "my_pkg.objectives:train",
         "space": "my_space.yaml",
         "strategy": "random",
         "max_evals": "12",

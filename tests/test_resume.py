@@ -3,17 +3,14 @@ MLflow kept, settings that may change changed (any number of times), edited spac
 registered once, a failed model logging that leaves the trials as they finished."""
 
 import json
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import mlflow
 import pytest
 from polling import wait_for
-from stores import ready_store
+from stores import ready_store, search_process
 
 from hyperflow.cli import main
 from hyperflow.config import build_config
@@ -73,14 +70,7 @@ def test_a_killed_search_resumes_with_the_suggestions_of_the_uninterrupted_one(t
         "parallelism=1",
         *[f"{k}={v}" for k, v in TINY.items()],
     ]
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hyperflow", "search", *args, "experiment=cut"],
-        env={**env, "MLFLOW_TRACKING_URI": uri},
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = search_process([*args, "experiment=cut"], uri, tmp_path)
 
     def second_trial_running():
         assert proc.poll() is None, "the search ended before it could be killed"

@@ -41,6 +41,9 @@ TRIAL_STATUSES = (TRIAL_OK, TRIAL_FAILED, TRIAL_PRUNED)
 TRIAL_NUMBER = "hyperflow.trial_number"
 TRIAL_PARAMS = "hyperflow.trial_params"  # JSON of the point the trial ran
 TRIAL_REASON = "hyperflow.trial_reason"
+TRIAL_LOSS = "hyperflow.trial_loss"  # the loss the search minimised, exactly (an objective's trial; read by resume)
+OBJECTIVE_VALUE = "value"  # an objective's trial: each value it reported (step = its step)
+OBJECTIVE_LOSS = "loss"  # an objective's trial: the loss it returned
 SEARCH_RUN_ID = "hyperflow.search_run_id"
 VAL_LOSS_HISTORY = "hyperflow.val_loss_history"  # per-epoch val_loss as JSON
 BEST_RUN_ID = "hyperflow.best_run_id"

@@ -19,7 +19,12 @@ def check_data(inv: Invocation) -> None:
         return
     base = inv.train
     if inv.search is not None:
-        base = check_search(inv.search, base, inv.given)
+        search, base = check_search(inv.search, base, inv.given)
+        if search.objective:  # the user's function loads its own data
+            from hyperflow.workflows.search_objective import import_objective
+
+            import_objective(search.objective)
+            return
     from hyperflow.core.loading import precheck_source
 
     precheck_source(base.data, base.target, base.task)
@@ -29,19 +34,26 @@ def check_data(inv: Invocation) -> None:
         import_factory(base.model)
 
 
-def check_search(search: SearchConfig, base: TrainConfig, given: Collection[str]) -> TrainConfig:
+def check_search(search: SearchConfig, base: TrainConfig, given: Collection[str]) -> tuple[SearchConfig, TrainConfig]:
     """The run ``resume=`` names (and the settings it keeps) and the space file, before anything heavy; the
-    training settings the search will run with."""
+    search and training settings the search will run with."""
     from hyperflow.search import space, space_points
+    from hyperflow.search.grid import check_grid
 
     if search.resume:
         from hyperflow.workflows import search_resume as resume
 
         search, base, _ = resume.recorded_settings(resume.search_run(search.resume), search, base, given)
+    if search.objective:  # the space names the function's own parameters
+        if search.space:
+            spec = space.load_space(search.space, free=True)
+            if search.strategy == "grid":
+                check_grid(spec)
+        return search, base
     space.check_auto_lrs(base)
     if search.space:
         space_points.check_space_file(search.space, base, grid=search.strategy == "grid")
-    return base
+    return search, base
 
 
 def check_start(inv: Invocation) -> None:

@@ -65,7 +65,8 @@ def search_summary(outcome: Any, seconds: float) -> str:
         lines.append(f"  no trial finished: see the failed trials' {names.TRIAL_REASON} tags")
     else:
         metrics = "  ".join(f"{k} {v:.4g}" for k, v in outcome.test_metrics.items())
-        lines.append(f"  best: trial {best.number} (run {best.run_id}) best_val_loss {best.loss:.4g}; {metrics}")
+        loss = "loss" if getattr(outcome, "objective", "") else "best_val_loss"
+        lines.append(f"  best: trial {best.number} (run {best.run_id}) {loss} {best.loss:.4g}; {metrics}".rstrip("; "))
         lines.append(
             "  best params: "
             + " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.params.items())
@@ -74,8 +75,11 @@ def search_summary(outcome: Any, seconds: float) -> str:
             lines.append(
                 f"  model: registered {outcome.registered[0]} version {outcome.registered[1]}, alias challenger"
             )
+        elif getattr(outcome, "model_note", ""):
+            lines.append(f"  model: {outcome.model_note}")
         top = sorted((r for r in records if r.loss is not None), key=lambda r: r.loss)[:5]
-        lines.append(f"  {'trial':>5}  {'status':<7} {'val_loss':>9} {'epochs':>6}")
+        steps = "steps" if getattr(outcome, "objective", "") else "epochs"
+        lines.append(f"  {'trial':>5}  {'status':<7} {loss.removeprefix('best_'):>9} {steps:>6}")
         lines += [f"  {r.number:>5}  {r.status:<7} {r.loss:>9.4g} {r.epochs:>6}" for r in top]
     lines.append(
         f"  run {outcome.run_id} (experiment {outcome.experiment_id}) in {tracking.tracking_uri()}; "

@@ -26,6 +26,13 @@ AtLeastOne = Annotated[int, Field(ge=1, le=MAX_EVALS)]
 
 @dataclass(frozen=True, config=SETTINGS_CONFIG)
 class SearchConfig(Settings):
+    objective: str | None = Field(
+        None,
+        description="package.module:function: search your own function, called as fn(params, trial) and "
+        "returning the loss (or a dict with key 'loss'), instead of hyperflow's trainer; needs space=, no data "
+        "(docs/objective.md)",
+        json_schema_extra={"names": "a function"},
+    )
     space: str | None = Field(
         None,
         description="YAML search space (default: the one shipped for the task)",

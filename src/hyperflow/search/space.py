@@ -90,8 +90,9 @@ def default_space_path(task: str) -> Path:
     return SPACES_DIR / f"{task}.yaml"
 
 
-def load_space(path: str | Path) -> dict[str, Any]:
-    """Read and validate a space file; one-line errors that name the key and the fix."""
+def load_space(path: str | Path, free: bool = False) -> dict[str, Any]:
+    """Read and validate a space file; one-line errors that name the key and the fix. ``free``: the parameters
+    of an objective of the user's own (any name, plain values as written), not hyperflow's training settings."""
     path = Path(path)
     if not path.is_file():
         raise UsageError(
@@ -112,7 +113,7 @@ def load_space(path: str | Path) -> dict[str, Any]:
             f"space file '{path}' must map setting names to dimensions, e.g. "
             f"'lr: {{type: loguniform, low: 1.0e-4, high: 1.0e-1}}'"
         )
-    validate_space(spec)
+    validate_space(spec, free=free)
     return spec
 
 
@@ -150,23 +151,31 @@ def finite_number(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def validate_space(spec: dict[str, Any], where: str = "", outer: frozenset[str] = frozenset()) -> None:
+def validate_space(
+    spec: dict[str, Any], where: str = "", outer: frozenset[str] = frozenset(), free: bool = False
+) -> None:
     """The shape of every entry, every branch of every conditional included (``outer``: the names set by
-    enclosing levels, which a sub-space may not set again)."""
+    enclosing levels, which a sub-space may not set again; ``free``: an objective's own parameters, of any
+    name, whose plain values and choices are taken as written)."""
     names = outer | {n for n in spec if isinstance(n, str)}
     for name, value in spec.items():
         label = f"{where}{name}"
-        if name not in _SETTINGS:
+        if free:
+            if not isinstance(name, str) or not name:
+                raise UsageError(f"search space: parameter names are text, got {name!r} in '{where or 'the space'}'")
+        elif name not in _SETTINGS:
             raise UsageError(
                 f"search space: unknown parameter '{label}': use a training setting (see 'hyperflow train --help')"
             )
         if name in outer:
             raise UsageError(f"search space: '{label}' is set both inside a conditional and around it: keep one")
-        check_trial_key(name, label, value)
+        if not free:
+            check_trial_key(name, label, value)
         if not is_dimension(value):
-            if isinstance(value, dict) and name != "model_kwargs":
+            if isinstance(value, dict) and (free or name != "model_kwargs"):
                 raise UsageError(f"search space: '{label}' needs a type ({', '.join(TYPES)}) or a plain value")
-            spec[name] = coerce(name, value, TrainConfig)  # typed: '1e-3' (a string to PyYAML) becomes 0.001
+            if not free:
+                spec[name] = coerce(name, value, TrainConfig)  # typed: '1e-3' (a string to PyYAML) becomes 0.001
             continue
         kind = value["type"]
         if kind not in TYPES:
@@ -178,7 +187,7 @@ def validate_space(spec: dict[str, Any], where: str = "", outer: frozenset[str] 
                 f"{', '.join(sorted(DIMENSION_KEYS[kind] - {'type'}))}"
             )
         if kind == "choice":
-            _validate_choice(name, label, value, names)
+            _validate_choice(name, label, value, names, free)
             continue
         low, high = finite_number(value.get("low")), finite_number(value.get("high"))
         if low is None or high is None:
@@ -207,7 +216,7 @@ def validate_space(spec: dict[str, Any], where: str = "", outer: frozenset[str] 
                 )
 
 
-def _validate_choice(name: str, label: str, value: dict[str, Any], names: frozenset[str]) -> None:
+def _validate_choice(name: str, label: str, value: dict[str, Any], names: frozenset[str], free: bool) -> None:
     options, values = value.get("options"), value.get("values")
     if (options is None) == (values is None):
         raise UsageError(
@@ -218,7 +227,8 @@ def _validate_choice(name: str, label: str, value: dict[str, Any], names: frozen
             raise UsageError(
                 f"search space: choice '{label}' needs a non-empty list of values, e.g. 'values: [64, 128]'"
             )
-        value["values"] = [coerce(name, v, TrainConfig) for v in values]
+        if not free:
+            value["values"] = [coerce(name, v, TrainConfig) for v in values]
         return
     if not isinstance(options, dict) or not options:
         raise UsageError(
@@ -227,11 +237,12 @@ def _validate_choice(name: str, label: str, value: dict[str, Any], names: frozen
             f"values goes under 'values:')"
         )
     for option, sub in options.items():
-        coerce(name, option, TrainConfig)
+        if not free:
+            coerce(name, option, TrainConfig)
         if sub is None:
             options[option] = sub = {}
         if not isinstance(sub, dict) or is_dimension(sub):
             raise UsageError(
                 f"search space: option '{option}' of '{label}' must map to a sub-space (use {{}} for none)"
             )
-        validate_space(sub, f"{label}={option}/", names)
+        validate_space(sub, f"{label}={option}/", names, free)

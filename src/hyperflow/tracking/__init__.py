@@ -29,7 +29,7 @@ from hyperflow.tracking.artifacts import (
     log_lr_finder,
 )
 from hyperflow.tracking.background_calls import BackgroundCalls, call_now
-from hyperflow.tracking.child_runs import child_run
+from hyperflow.tracking.child_runs import active_child_run, child_run
 from hyperflow.tracking.experiments import (
     check_experiment_id,
     current_experiment_id,
@@ -72,6 +72,7 @@ __all__ = [
     "StoreFailure",
     "TensorBoardLogger",
     "Terminated",
+    "active_child_run",
     "call_now",
     "check_experiment_id",
     "check_writable",

@@ -8,12 +8,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import mlflow
 from mlflow.tracking import MlflowClient
 
 from hyperflow import names
 from hyperflow.tracking.background_calls import PendingRun, call_now
 from hyperflow.tracking.run_ends import ended_as
-from hyperflow.tracking.runs import ROLE_TAG, creation_tag, end_run_quietly
+from hyperflow.tracking.runs import ROLE_TAG, _env, creation_tag, end_run_quietly
 from hyperflow.version import version
 
 
@@ -39,14 +40,7 @@ def child_run(
         experiment_id,
         start_time=int(time.time() * 1000),
         run_name=run_name,
-        tags={
-            ROLE_TAG: role,
-            names.VERSION: version(),
-            names.PARENT_RUN_ID: parent_run_id,
-            names.RUN_NAME: run_name,
-            **creation_tag(),
-            **tags,
-        },
+        tags=_child_tags(role, parent_run_id, run_name, tags),
     )
     if created is None:
         raise TypeError("child_run's send must return the call's result or a Future of it")
@@ -63,3 +57,45 @@ def child_run(
 
     with ended_as(end):
         yield run
+
+
+@contextmanager
+def active_child_run(
+    role: str, experiment_id: str, parent_run_id: str, run_name: str, tags: dict[str, str]
+) -> Iterator[str]:
+    """A child run made as :func:`child_run` makes it (its calls sent at once), and this thread's active run while
+    it is open: code inside logs into it with MLflow's fluent API (``mlflow.active_run()``, ``mlflow.log_metric``,
+    ``mlflow.sklearn.log_model``). On the way out, runs that code left open above it are ended first; it ends
+    FINISHED, FAILED on an exception, KILLED on Ctrl-C or SIGTERM. Yields the run's id."""
+    created = MlflowClient().create_run(
+        experiment_id,
+        start_time=int(time.time() * 1000),
+        run_name=run_name,
+        tags=_child_tags(role, parent_run_id, run_name, tags),
+    )
+    run_id = created.info.run_id
+    with _env("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true"):
+        mlflow.start_run(run_id=run_id, nested=True)
+
+    def end(status: str) -> None:
+        with _env("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true"):
+            while (active := mlflow.active_run()) is not None and active.info.run_id != run_id:
+                mlflow.end_run()  # a run the code inside started and left open
+            if active is not None:
+                mlflow.end_run(status)
+            else:  # the code inside ended it itself
+                end_run_quietly(run_id, status)
+
+    with ended_as(end):
+        yield run_id
+
+
+def _child_tags(role: str, parent_run_id: str, run_name: str, tags: dict[str, str]) -> dict[str, str]:
+    return {
+        ROLE_TAG: role,
+        names.VERSION: version(),
+        names.PARENT_RUN_ID: parent_run_id,
+        names.RUN_NAME: run_name,
+        **creation_tag(),
+        **tags,
+    }

@@ -141,15 +141,17 @@ def log_model(
         )
 
 
-def finished_model(run_id: str, name: str = "model") -> Any | None:
-    """The model logged (and fully uploaded: status READY) by run ``run_id`` under ``name``, or None."""
+def finished_model(run_id: str, name: str | None = "model") -> Any | None:
+    """The model logged (and fully uploaded: status READY) by run ``run_id`` under ``name`` (None: any name, the
+    newest), or None."""
     from mlflow.entities import LoggedModelStatus
 
     experiment_id = MlflowClient().get_run(run_id).info.experiment_id
+    named = f" AND name = '{name}'" if name is not None else ""
     models = mlflow.search_logged_models(
         experiment_ids=[experiment_id],
         output_format="list",
-        filter_string=f"source_run_id = '{run_id}' AND name = '{name}'",
+        filter_string=f"source_run_id = '{run_id}'{named}",
     )
     ready = [m for m in models if m.status == LoggedModelStatus.READY]
     return max(ready, key=lambda m: m.creation_timestamp) if ready else None

@@ -43,14 +43,23 @@ class Progress:
 
 # ------------------------------------------------------------------------------ the search run (active)
 def record_new_search(
-    run_id: str, params: dict[str, str], tags: dict[str, str], space_path: Path | None, dataset: Dataset
+    run_id: str,
+    params: dict[str, str],
+    tags: dict[str, str],
+    space_path: Path | None,
+    dataset: Dataset | None,
+    space_text: str = "",
 ) -> None:
     """A new search: every setting as a param and the settings and space tags (one call, after one look-up:
-    under ``mlflow run`` the run already holds the ``-P`` values), the space file, the dataset."""
+    under ``mlflow run`` the run already holds the ``-P`` values), the space file (or ``space_text``: a space
+    given as a mapping), the dataset (None: an objective's search, whose function loads its own)."""
     tracking.log_params(run_id, params, tags=tags)
     if space_path is not None:
         mlflow.log_artifact(str(space_path), "space")
-    tracking.log_dataset(dataset)
+    elif space_text:
+        mlflow.log_text(space_text, "space/space.yaml")
+    if dataset is not None:
+        tracking.log_dataset(dataset)
 
 
 def record_resume(run_id: str, n: int, tags: dict[str, str], params: dict[str, str], space_text: str | None) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -101,13 +101,13 @@ def read_trials(experiment_id: str, parent_id: str) -> tuple[list[dict[str, Any]
         ended = "FAILED" if status == names.TRIAL_FAILED else "FINISHED"
         if run.info.status != ended:
             tracking.end_run_quietly(run.info.run_id, ended)
-        loss = run.data.metrics.get(names.BEST_VAL_LOSS)
+        loss = float(tags[names.TRIAL_LOSS]) if names.TRIAL_LOSS in tags else run.data.metrics.get(names.BEST_VAL_LOSS)
         if names.VAL_LOSS_HISTORY in tags:
             history = [float(v) for v in json.loads(tags[names.VAL_LOSS_HISTORY])]
-        else:  # written before the tag existed, or too long for a tag
+        else:  # written before the tag existed, or too long for a tag: the trainer's val_loss, an objective's value
+            metric = names.OBJECTIVE_VALUE if names.TRIAL_LOSS in tags else names.VAL_LOSS
             history = [
-                m.value
-                for m in sorted(client.get_metric_history(run.info.run_id, names.VAL_LOSS), key=lambda m: m.step)
+                m.value for m in sorted(client.get_metric_history(run.info.run_id, metric), key=lambda m: m.step)
             ]
         records.append(
             {
@@ -124,11 +124,15 @@ def read_trials(experiment_id: str, parent_id: str) -> tuple[list[dict[str, Any]
     return sorted(records, key=lambda r: r["number"]), highest
 
 
-def trial_end_tags(number: int, status: str, reason: str, history: list[float] | None = None) -> dict[str, str]:
+def trial_end_tags(
+    number: int, status: str, reason: str, history: list[float] | None = None, loss: float | None = None
+) -> dict[str, str]:
     """The tags that close a trial's run: its status and reason, its val_loss curve (read back by pruning and
-    resume; left out when too long for a tag), and for a pruned or failed trial a run name that says so (the
-    runs table shows names by default)."""
+    resume; left out when too long for a tag), an objective's loss exactly (``loss``), and for a pruned or
+    failed trial a run name that says so (the runs table shows names by default)."""
     tags = {names.TRIAL_STATUS: status, names.TRIAL_REASON: without_credentials(reason)}
+    if loss is not None:
+        tags[names.TRIAL_LOSS] = repr(float(loss))
     if history is not None:
         curve = json.dumps([float(f"{v:.6g}") for v in history])
         if len(curve) <= 5000:
@@ -136,6 +140,23 @@ def trial_end_tags(number: int, status: str, reason: str, history: list[float] |
     if status != names.TRIAL_OK:
         tags[names.RUN_NAME] = f"trial-{number:03d}-{status}"
     return tags
+
+
+def log_trial_end(
+    run: Any,
+    final: dict[str, float],
+    metrics: Any,
+    number: int,
+    status: str,
+    reason: str,
+    history: list[float],
+    loss: float | None = None,
+    send: Callable[..., Any] = tracking.call_now,
+) -> None:
+    """A trial's results in one call: its ``final`` metrics, the tags that close it (:func:`trial_end_tags`) and
+    what its ``metrics`` (a :class:`~hyperflow.tracking.callbacks.MlflowMetrics`) still buffer, through ``send``."""
+    tags = trial_end_tags(number, status, reason, history, loss)
+    send(tracking.log_results, run, final, tags, pending=metrics.pending, params=metrics.pending_params)
 
 
 def end_lost_trial(experiment_id: str, parent_id: str, number: int, reason: str) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,10 +26,12 @@ from hyperflow.search.stopping import StopRule
 from hyperflow.search.trial import TrialRecord
 from hyperflow.search.workers import WorkerFailed, WorkerPool
 from hyperflow.tracking import search_record, search_store
-from hyperflow.workflows.search_finish import finish_search
+from hyperflow.workflows.search_finish import finish_objective_search, finish_search
+from hyperflow.workflows.search_job import SearchJob
 from hyperflow.workflows.search_lock import SearchLock
+from hyperflow.workflows.search_objective import FunctionObjective
 from hyperflow.workflows.search_outcome import SearchInterrupted, SearchOutcome, store_failure
-from hyperflow.workflows.search_setup import SearchJob, lr_bounds, prepare, record_settings
+from hyperflow.workflows.search_setup import lr_bounds, prepare, record_settings
 from hyperflow.workflows.search_trial import TrainObjective
 from hyperflow.workflows.search_trials import TrialsSeen
 
@@ -51,12 +53,16 @@ def search(
     given: Collection[str] | None = None,
     parent_run_id: str | None = None,
     spark_session: Any = None,
+    function: Callable[..., Any] | None = None,
+    space: dict[str, Any] | None = None,
 ) -> SearchOutcome:
     """Run (or resume) a search. ``given``: the settings the user set (a resume takes every other one from the
-    search it resumes); ``parent_run_id``: the run a new search's run nests under (a retrain's). Bad input
-    raises UsageError before any run is written; a store that fails, SearchFailed (one line); Ctrl-C or SIGTERM
-    once the search run exists, SearchInterrupted (its runs end KILLED)."""
-    job = prepare(settings, base, given, spark_session)
+    search it resumes); ``parent_run_id``: the run a new search's run nests under (a retrain's); ``function``:
+    the objective ``settings.objective`` names, when the caller has it (``hyperflow.search``); ``space``: the
+    space as a mapping instead of a file. Bad input raises UsageError before any run is written; a store that
+    fails, SearchFailed (one line); Ctrl-C or SIGTERM once the search run exists, SearchInterrupted (its runs
+    end KILLED)."""
+    job = prepare(settings, base, given, spark_session, function, space)
     lock, opened, store_failed = None, _Opened(), False
     try:
         lock = SearchLock(job.settings.resume)
@@ -96,8 +102,11 @@ def _search_run(
         experiment=job.base.experiment,
         run_id=s.resume,
         parent_run_id=parent_run_id if fresh else None,
-        run_name=tracking.unique_run_name("search", job.dataset.name) if fresh else None,
-        tags={**tracking.run_tags(job.dataset), **({names.SEARCH_LOCK: lock.value()} if fresh else {})},
+        run_name=tracking.unique_run_name("search", job.name) if fresh else None,
+        tags={
+            **(tracking.run_tags(job.dataset) if job.dataset is not None else {}),
+            **({names.SEARCH_LOCK: lock.value()} if fresh else {}),
+        },
     ) as run:
         run_id, experiment_id = run.info.run_id, run.info.experiment_id
         opened.run_id, opened.artifact_uri = run_id, run.info.artifact_uri
@@ -128,19 +137,26 @@ def _search_run(
         records = sorted(seen.records, key=lambda r: r.number)  # trials run at once finish out of order
         stop_reason = loop.stop.final(timed_out)
         search_record.set_stop_reason(stop_reason)
-        outcome = SearchOutcome(run_id, experiment_id, records, None, stop_reason, at_once=job.at_once)
+        outcome = SearchOutcome(
+            run_id, experiment_id, records, None, stop_reason, at_once=job.at_once, objective=s.objective or ""
+        )
+        if job.dataset is None:
+            return finish_objective_search(outcome, s, job.base.seed, job.name)
         return finish_search(
             outcome, s, job.dataset, job.base.seed, lambda point: config_at(job.base, point), seen.kept
         )
 
 
-def _objective(job: SearchJob, experiment_id: str, run_id: str) -> tuple[TrainObjective, Any, WorkerPool | None]:
-    """The trials' objective (hyperflow's trainer in a child run of the search), how the MLflow calls of the
-    trials in this process go out (on a background thread, overlapping their training), and for trials at once
-    on local workers their pool, started now."""
+def _objective(job: SearchJob, experiment_id: str, run_id: str) -> tuple[Any, Any, WorkerPool | None]:
+    """The trials' objective (hyperflow's trainer in a child run of the search, or the user's function in one),
+    how the MLflow calls of the trials in this process go out (on a background thread, overlapping their
+    training), and for trials at once on local workers their pool, started now."""
     s, base, calls = job.settings, job.base, tracking.BackgroundCalls()
     where = "spark" if s.backend == "spark" and s.strategy != "grid" else "worker" if job.at_once > 1 else "here"
-    objective = TrainObjective(base, experiment_id, run_id, where=where, send=calls.submit, dataset=job.dataset)
+    if job.function is not None:
+        objective: Any = FunctionObjective(job.function, str(s.objective), experiment_id, run_id, where)
+    else:
+        objective = TrainObjective(base, experiment_id, run_id, where=where, send=calls.submit, dataset=job.dataset)
     pool = WorkerPool(job.at_once) if where == "worker" else None
     if pool is not None and s.backend == "local":
         pool.warm(objective)

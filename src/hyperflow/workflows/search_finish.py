@@ -34,9 +34,45 @@ def finish_search(
     config_of: Callable[[dict[str, Any]], TrainConfig],
     kept: Kept | None,
 ) -> SearchOutcome:
-    """Complete ``outcome`` (records and stop reason set): table, plots, best trial, model, registration. The
-    search's child runs still RUNNING that no trial owns (twins of runs whose creating request was sent twice)
-    end KILLED first: no trial runs now, and the trials are ``outcome.records`` alone."""
+    """Complete ``outcome`` (records and stop reason set): table, plots, best trial, its model logged (trained
+    again from its settings unless ``kept``) and registered."""
+    name = (search.model_name or dataset.default_model_name) if search.register else None
+
+    def log_model(best: TrialRecord) -> None:
+        fresh = kept is not None and kept.number == best.number  # its run was made in this session
+        _log_best_model(best, name, outcome, lambda: _best_setup(best, search.refit, dataset, config_of, kept), fresh)
+
+    return _finish(outcome, seed, name, log_model)
+
+
+def finish_objective_search(
+    outcome: SearchOutcome, search: SearchConfig, seed: int, default_name: str
+) -> SearchOutcome:
+    """Complete the ``outcome`` of a search of the user's own function: table, plots, best trial, and the model
+    its run logged (if it logged one) registered; with none, ``outcome.model_note`` says so."""
+    name = (search.model_name or f"hyperflow-{default_name}") if search.register else None
+
+    def register_logged(best: TrialRecord) -> None:
+        model = tracking.finished_model(best.run_id, name=None)
+        if model is None:
+            outcome.model_note = (
+                f"trial {best.number}'s run logged no model (log one with mlflow.<flavor>.log_model in the "
+                f"objective): nothing registered"
+            )
+            return
+        outcome.model_uri = model.model_uri
+        if name is not None:
+            _register(best, name, outcome, fresh=False)
+
+    return _finish(outcome, seed, name, register_logged)
+
+
+def _finish(
+    outcome: SearchOutcome, seed: int, name: str | None, log_model: Callable[[TrialRecord], None]
+) -> SearchOutcome:
+    """The search's child runs still RUNNING that no trial owns (twins of runs whose creating request was sent
+    twice) end KILLED first: no trial runs now, and the trials are ``outcome.records`` alone. Then the table and
+    plots, the best trial, and ``log_model(best)``, whose failure is one line (the trials stay as they are)."""
     search_store.end_orphans(outcome.experiment_id, outcome.run_id)
     records = outcome.records
     ok = [r for r in records if r.status == names.TRIAL_OK and r.loss is not None]
@@ -45,10 +81,8 @@ def finish_search(
     if best is None:
         return outcome
     search_record.record_best(best.run_id, best.number, best.loss, best.params)
-    name = (search.model_name or dataset.default_model_name) if search.register else None
-    fresh = kept is not None and kept.number == best.number  # its run was made in this session
     try:
-        _log_best_model(best, name, outcome, lambda: _best_setup(best, search.refit, dataset, config_of, kept), fresh)
+        log_model(best)
     except Exception as exc:  # the trials are done and stay as they finished; the model can be logged later
         what = "logging the best model" if outcome.model_uri is None else f"registering it as '{name}'"
         try:
@@ -61,7 +95,11 @@ def finish_search(
             f"finished. Once that is fixed, log the model without running the trials again: "
             f"hyperflow search resume={outcome.run_id}"
         ) from None
-    search_record.set_model_status("logged" if name is None else f"registered {name}/{outcome.registered[1]}")
+    if outcome.model_uri is None:
+        search_record.set_model_status("none logged")
+    else:
+        status = "logged" if outcome.registered is None else "registered {}/{}".format(*outcome.registered)
+        search_record.set_model_status(status)
     return outcome
 
 
@@ -69,9 +107,8 @@ def _log_best_model(
     best: TrialRecord, name: str | None, outcome: SearchOutcome, best_setup: Callable[[], Setup], fresh: bool = False
 ) -> None:
     """Log the best trial's model into its run (once: a resume finds the model a cut-short search logged)
-    and register it (once per trial run: a resume never registers it again nor moves ``challenger``
-    again once the version carries its tags). ``fresh``: the best trial ran in this session, so nothing
-    was logged or registered for it before and the store need not be asked."""
+    and register it (:func:`_register`). ``fresh``: the best trial ran in this session, so nothing was logged
+    or registered for it before and the store need not be asked."""
     test = {} if fresh else search_record.best_test_metrics(outcome.run_id)
     model = None if fresh else tracking.finished_model(best.run_id)
     if model is None or not test:
@@ -83,10 +120,15 @@ def _log_best_model(
             model = tracking.log_model(setup.trainer.model, setup.model_spec, d, None, setup.user_code, best.run_id)
     outcome.test_metrics = test
     outcome.model_uri = model.model_uri
-    if name is None:
-        return
+    if name is not None:
+        _register(best, name, outcome, fresh)
+
+
+def _register(best: TrialRecord, name: str, outcome: SearchOutcome, fresh: bool) -> None:
+    """Register ``outcome.model_uri`` as a version of ``name`` once per trial run: a resume never registers it
+    again nor moves ``challenger`` again once the version carries its tags."""
     about = {"trial_run_id": best.run_id, "val_loss": str(best.loss)}  # sent with the version when it is created
-    version, created = tracking.register_once(model.model_uri, name, best.run_id, look_up=not fresh, tags=about)
+    version, created = tracking.register_once(outcome.model_uri, name, best.run_id, look_up=not fresh, tags=about)
     if created or "search_run_id" not in version.tags:  # the marker tag comes last: without it, it was cut short
         client = registry.default_client()
         registry_writes.set_alias(client, name, names.CHALLENGER, str(version.version))

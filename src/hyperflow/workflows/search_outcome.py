@@ -23,6 +23,8 @@ class SearchOutcome:
     model_uri: str | None = None
     registered: tuple[str, str] | None = None  # (name, version)
     at_once: int = 1  # trials run at once (parallelism, resolved for this machine)
+    objective: str = ""  # the function searched (package.module:function), or '' for hyperflow's trainer
+    model_note: str = ""  # why no model was registered, when a search could not (e.g. no trial logged one)
 
 
 class SearchInterrupted(KeyboardInterrupt):

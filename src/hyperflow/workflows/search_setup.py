@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Collection
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -27,36 +26,25 @@ from hyperflow.search.space_points import complete_point, probe_points
 from hyperflow.tracking import new_store, search_record, search_store
 from hyperflow.workflows import search_resume
 from hyperflow.workflows.lr_find import lr_range_test_run
+from hyperflow.workflows.search_job import SearchJob
 
 FULL_CHECK_POINTS = 5_000  # a grid up to this size has every combination checked before the first trial
 
 
-@dataclass
-class SearchJob:
-    """A search ready to run: its settings (a resume's as recorded, with the changes it may make), data and space."""
-
-    settings: SearchConfig
-    base: TrainConfig  # every trial's training settings but its point
-    dataset: Dataset
-    space: dict[str, Any]
-    space_path: Path | None  # the file the space came from (None: the space a resumed search recorded)
-    space_edited: bool  # a resume given another space than the search recorded
-    at_once: int  # trials run at once (parallelism, resolved)
-    resumed: Any = None  # the search run a resume continues (as read before it is reopened)
-    changed: dict[str, str] = field(default_factory=dict)  # settings a resume changed: key -> new value
-
-    @property
-    def space_text(self) -> str:
-        return yaml.safe_dump(self.space, sort_keys=False)
-
-
 def prepare(
-    settings: SearchConfig, base: TrainConfig, given: Collection[str] | None, spark_session: Any = None
+    settings: SearchConfig,
+    base: TrainConfig,
+    given: Collection[str] | None,
+    spark_session: Any = None,
+    function: Callable[..., Any] | None = None,
+    space: dict[str, Any] | None = None,
 ) -> SearchJob:
     """Everything that can fail on bad input, before any run is written. ``given``: the settings the user set
-    (a resume takes every other one from the search it resumes; None: those that differ from their default)."""
+    (a resume takes every other one from the search it resumes; None: those that differ from their default).
+    An objective of the user's own (``settings.objective``, ``function`` when given as a callable, ``space`` as a
+    mapping): :func:`hyperflow.workflows.search_objective_setup.prepare_objective`."""
     base = base.replace(log_model=False, model_name=None, progress=False, tensorboard=False)
-    if settings.backend == "spark":
+    if settings.backend == "spark" and not settings.objective:
         from hyperflow.search import spark
 
         spark.check_available(spark_session)
@@ -64,6 +52,12 @@ def prepare(
     if settings.resume:
         resumed = search_resume.search_run(settings.resume)
         settings, base, changed = search_resume.recorded_settings(resumed, settings, base, given)
+    if settings.objective:
+        from hyperflow.workflows.search_objective_setup import prepare_objective
+
+        job = prepare_objective(settings, base, given, resumed, function, space)
+        job.changed = changed
+        return job
     check_auto_lrs(base)
     if settings.backend == "local" and settings.parallelism != 1 and processes.available():
         processes.prestart()  # the child processes' imports overlap the checks below
@@ -144,8 +138,9 @@ def record_settings(job: SearchJob, run_id: str) -> None:
     if len(text) <= 7000:
         tags[names.SPACE] = text
     if job.resumed is None:
-        params = {**{k: str(v) for k, v in vars(s).items() if k != "resume"}, **job.base.to_params()}
-        search_record.record_new_search(run_id, params, tags, job.space_path, job.dataset)
+        trainer = job.base.to_params() if job.dataset is not None else {"seed": str(job.base.seed)}
+        params = {**{k: str(v) for k, v in vars(s).items() if k != "resume"}, **trainer}
+        search_record.record_new_search(run_id, params, tags, job.space_path, job.dataset, text)
         return
     n = int(job.resumed.data.tags.get(names.RESUMES, "0")) + 1
     params = {f"resume.{n}.{k}": v for k, v in job.changed.items()}

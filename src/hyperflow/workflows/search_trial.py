@@ -181,14 +181,8 @@ class TrainObjective:
                 status = names.TRIAL_PRUNED if trial.should_prune() else names.TRIAL_OK
                 status = names.TRIAL_FAILED if failed else status
                 reason = failed.reason if failed else trial.stop_reason
-                send(
-                    tracking.log_results,
-                    run,
-                    final,
-                    search_store.trial_end_tags(number, status, reason, failed.history if failed else trial.values),
-                    pending=metrics.pending,
-                    params=metrics.pending_params,
-                )
+                history = failed.history if failed else trial.values
+                search_store.log_trial_end(run, final, metrics, number, status, reason, history, send=send)
                 if failed:
                     raise _Failed
         except _Failed:

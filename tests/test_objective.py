@@ -1,0 +1,186 @@
+"""An objective of the user's own (``objective=package.module:function``, ``hyperflow.search(fn, space=...)``):
+one child run per trial with its params and reported metrics, pruning through ``hyperflow.TrialPruned``,
+failures, stop rules, the best logged model registered, worker processes, resume after kill -9, and bad
+``objective=`` values refused in one line before any run. Real sqlite stores; the objectives are in
+tests/user_objectives.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import mlflow
+import pytest
+import user_objectives
+from polling import wait_for
+from stores import ready_store, search_process
+
+import hyperflow
+from hyperflow.cli import main
+from hyperflow.errors import UsageError
+
+TESTS = str(Path(__file__).resolve().parent)
+LINEAR_SPACE = {"lr": {"type": "loguniform", "low": 0.05, "high": 0.5}, "epochs": 5}
+
+
+def trial_runs(client: mlflow.MlflowClient, search_run_id: str) -> dict[int, mlflow.entities.Run]:
+    experiment_id = client.get_run(search_run_id).info.experiment_id
+    runs = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{search_run_id}'")
+    return {int(r.data.tags["hyperflow.trial_number"]): r for r in runs if "hyperflow.trial_number" in r.data.tags}
+
+
+def write_space(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_a_pytorch_loop_through_the_python_api(experiment, client) -> None:
+    result = hyperflow.search(
+        user_objectives.torch_loop, space=LINEAR_SPACE, max_evals=3, pruner="none", parallelism=1,
+        experiment=experiment,
+    )  # fmt: skip
+    assert len(result.trials) == 3 and result.stop_reason == "budget"
+    assert result.best_value == min(t.loss for t in result.trials) and 0.05 <= result.best_params["lr"] <= 0.5
+    runs = trial_runs(client, result.run_id)
+    assert sorted(runs) == [0, 1, 2]
+    best = runs[next(t.number for t in result.trials if t.run_id == result.best_run_id)]
+    assert best.info.status == "FINISHED" and best.data.tags["hyperflow.trial_status"] == "ok"
+    assert best.data.tags["hyperflow.role"] == "trial" and best.data.params["epochs"] == "5"
+    assert [m.step for m in client.get_metric_history(best.info.run_id, "value")] == [1, 2, 3, 4, 5]
+    assert client.get_metric_history(best.info.run_id, "train_loss")
+    assert best.data.metrics["loss"] == pytest.approx(result.best_value)
+    search_run = client.get_run(result.run_id)
+    assert search_run.data.tags["hyperflow.best_run_id"] == result.best_run_id
+    assert search_run.data.params["objective"] == "user_objectives:torch_loop"
+    assert search_run.data.tags["hyperflow.model_status"] == "none logged"
+    assert "logged no model" in result.summary and result.registered is None
+
+
+def test_a_scikit_learn_objective_through_the_cli_registers_the_model_the_best_trial_logged(
+    tmp_path, experiment, client, capsys
+) -> None:
+    space = write_space(tmp_path, "alpha: {type: loguniform, low: 0.001, high: 10.0}\n")
+    name = f"ridge-{experiment}"
+    args = ["search", "objective=user_objectives:sklearn_ridge", f"space={space}", "max_evals=3", "parallelism=1"]
+    assert main([*args, f"experiment={experiment}", f"model_name={name}"]) == 0
+    out = capsys.readouterr().out
+    assert f"model: registered {name} version 1, alias challenger" in out
+    version = client.get_model_version_by_alias(name, "challenger")
+    search_run = client.search_runs(
+        [client.get_experiment_by_name(experiment).experiment_id], "tags.`hyperflow.role` = 'search'"
+    )[0]
+    assert version.run_id == search_run.data.tags["hyperflow.best_run_id"]
+    best = client.get_run(version.run_id)
+    assert best.data.params["n_train"] == "300" and "r2" in best.data.metrics  # logged in the active run
+    assert float(best.data.tags["hyperflow.trial_loss"]) == best.data.metrics["loss"]
+
+
+def test_a_pruned_trial_gets_trial_pruned_and_cleans_up(experiment, client) -> None:
+    space = {"x": {"type": "choice", "values": [0.1, 0.9]}}
+    result = hyperflow.search(
+        "user_objectives:constant", space=space, strategy="grid", pruner="median", min_epochs=1,
+        prune_startup_trials=1, prune_patience=1, parallelism=1, experiment=experiment,
+    )  # fmt: skip
+    first, second = result.trials
+    assert (first.status, first.epochs) == ("ok", 4)
+    assert (second.status, second.loss, second.epochs) == ("pruned", 0.9, 1)
+    run = trial_runs(client, result.run_id)[1]
+    assert run.data.tags["hyperflow.trial_status"] == "pruned" and run.data.metrics["cleaned_up"] == 1
+    assert run.data.tags["mlflow.runName"] == "trial-001-pruned" and run.info.status == "FINISHED"
+
+
+def test_a_failing_trial_fails_alone_and_a_search_whose_trials_all_fail_stops(experiment, client) -> None:
+    space = {"x": {"type": "choice", "values": [0.2, 0.8, 0.4]}}
+    result = hyperflow.search(
+        user_objectives.fails_above_half, space=space, strategy="grid", parallelism=1, experiment=experiment
+    )
+    assert [t.status for t in result.trials] == ["ok", "failed", "ok"] and result.best_value == 0.2
+    failed = trial_runs(client, result.run_id)[1]
+    assert failed.info.status == "FAILED"
+    assert failed.data.tags["hyperflow.trial_reason"] == "ValueError: x=0.8 is too big"
+    result = hyperflow.search(
+        user_objectives.always_fails, space=space, strategy="grid", max_consecutive_failures=2, parallelism=1,
+        experiment=experiment,
+    )  # fmt: skip
+    assert len(result.trials) == 2 and result.best_value is None and "2 trials failed in a row" in result.stop_reason
+    assert client.get_run(result.run_id).info.status == "FINISHED"
+
+
+def test_bad_objectives_and_settings_are_one_line_before_any_run(tmp_path, capsys) -> None:
+    space = write_space(tmp_path, "x: {type: uniform, low: 0, high: 1}\n")
+    experiment = "never-made"
+    refusals = {
+        "objective=no_such_module:fn": "objective 'no_such_module:fn': cannot import module 'no_such_module'",
+        "objective=user_objectives:nope": "objective 'user_objectives:nope': module 'user_objectives' has no function",
+        "objective=user_objectives": "objective 'user_objectives' must look like package.module:function",
+    }
+    for arg, message in refusals.items():
+        assert main(["search", arg, f"space={space}", f"experiment={experiment}"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert main(["search", "objective=user_objectives:constant", f"space={space}", "epochs=5"]) == 2
+    assert "epochs is a setting of hyperflow's trainer" in capsys.readouterr().err
+    assert main(["search", "objective=user_objectives:constant", f"experiment={experiment}"]) == 2
+    assert "needs a search space" in capsys.readouterr().err
+    with pytest.raises(UsageError, match="did you mean 'max_evals'"):
+        hyperflow.search(user_objectives.constant, space={"x": 1.0}, maxevals=3)
+    with pytest.raises(UsageError, match="max_evals"):
+        hyperflow.search(user_objectives.constant, space={"x": 1.0}, max_evals=0)
+    assert mlflow.MlflowClient().get_experiment_by_name(experiment) is None  # nothing was written
+
+
+@pytest.mark.integration
+def test_trials_at_once_run_a_module_objective_in_worker_processes(experiment, client) -> None:
+    space = {"x": {"type": "uniform", "low": 0.0, "high": 1.0}}
+    result = hyperflow.search(
+        "user_objectives:pid_of_worker", space=space, max_evals=4, parallelism=2, experiment=experiment
+    )
+    runs = trial_runs(client, result.run_id)
+    assert sorted(runs) == [0, 1, 2, 3] and all(r.data.tags["hyperflow.trial_status"] == "ok" for r in runs.values())
+    pids = {r.data.metrics["pid"] for r in runs.values()}
+    assert os.getpid() not in pids and 1 <= len(pids) <= 2
+    with pytest.raises(UsageError, match="cannot be pickled"):
+        hyperflow.search(lambda params, trial: 0.0, space=space, parallelism=2, experiment=experiment)
+
+
+@pytest.mark.integration
+def test_a_killed_objective_search_resumes(tmp_path, tracking_uri, monkeypatch) -> None:
+    """kill -9 while trial 2 runs; the resume keeps trials 0 and 1, ends trial 2's run KILLED and runs 2 and 3."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = ready_store(uri)
+    space = write_space(tmp_path, "x: {type: uniform, low: 0, high: 1}\n")
+    hold = tmp_path / "hold"
+    monkeypatch.setenv("HOLD_FILE", str(hold))
+    args = ["objective=user_objectives:waits_at_trial_two", f"space={space}", "max_evals=4", "parallelism=1"]
+    path = os.pathsep.join([TESTS, *filter(None, [os.environ.get("PYTHONPATH")])])
+    proc = search_process([*args, "pruner=none", "experiment=cut"], uri, tmp_path, PYTHONPATH=path)
+
+    def trial_two_running():
+        assert proc.poll() is None, "the search ended before it could be killed"
+        exp = client.get_experiment_by_name("cut")
+        runs = client.search_runs([exp.experiment_id]) if exp else []
+        return any(r.data.tags.get("hyperflow.trial_number") == "2" for r in runs) and runs
+
+    try:
+        runs = wait_for(trial_two_running, "trial 2", 120)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    parent = next(r for r in runs if r.data.tags["hyperflow.role"] == "search").info.run_id
+    before = {n: r.info.run_id for n, r in trial_runs(client, parent).items() if n < 2}
+    hold.touch()
+    mlflow.set_tracking_uri(uri)
+    try:
+        assert main(["search", f"resume={parent}"]) == 0
+    finally:
+        mlflow.set_tracking_uri(tracking_uri)
+    runs = client.search_runs([client.get_run(parent).info.experiment_id], f"tags.mlflow.parentRunId = '{parent}'")
+    done = {int(r.data.tags["hyperflow.trial_number"]): r for r in runs if r.data.tags.get("hyperflow.trial_status")}
+    assert sorted(done) == [0, 1, 2, 3] and all(done[n].info.run_id == run_id for n, run_id in before.items())
+    killed = [r for r in runs if r.data.tags.get("hyperflow.orphaned")]
+    assert len(killed) == 1 and killed[0].info.status == "KILLED"
+    assert json.loads(client.get_run(parent).data.tags["hyperflow.settings"])["max_evals"] == "4"
+    assert client.get_run(parent).info.status == "FINISHED"
