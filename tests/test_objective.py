@@ -132,6 +132,21 @@ def test_bad_objectives_and_settings_are_one_line_before_any_run(tmp_path, capsy
     assert mlflow.MlflowClient().get_experiment_by_name(experiment) is None  # nothing was written
 
 
+def test_a_function_of_main_runs_its_trials_here_unless_workers_are_asked_for(experiment, client) -> None:
+    """Worker processes cannot import a notebook's or a script's __main__: parallelism=auto runs such a function's
+    trials one at a time in this process, parallelism=2 is refused in one line."""
+
+    def here(params: dict, trial) -> float:
+        return user_objectives.pid_of_worker(params, trial)
+
+    here.__module__ = "__main__"
+    space = {"x": {"type": "uniform", "low": 0.0, "high": 1.0}}
+    with pytest.raises(UsageError, match=r"defined in __main__ .* or pass parallelism=1"):
+        hyperflow.search(here, space=space, parallelism=2, experiment=experiment)
+    result = hyperflow.search(here, space=space, max_evals=2, experiment=experiment)
+    assert {client.get_run(t.run_id).data.metrics["pid"] for t in result.trials} == {os.getpid()}
+
+
 @pytest.mark.integration
 def test_trials_at_once_run_a_module_objective_in_worker_processes(experiment, client) -> None:
     space = {"x": {"type": "uniform", "low": 0.0, "high": 1.0}}
@@ -142,7 +157,7 @@ def test_trials_at_once_run_a_module_objective_in_worker_processes(experiment, c
     assert sorted(runs) == [0, 1, 2, 3] and all(r.data.tags["hyperflow.trial_status"] == "ok" for r in runs.values())
     pids = {r.data.metrics["pid"] for r in runs.values()}
     assert os.getpid() not in pids and 1 <= len(pids) <= 2
-    with pytest.raises(UsageError, match="cannot be pickled"):
+    with pytest.raises(UsageError, match=r"cannot be pickled .* or pass parallelism=1"):
         hyperflow.search(lambda params, trial: 0.0, space=space, parallelism=2, experiment=experiment)
 
 
