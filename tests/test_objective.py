@@ -199,3 +199,32 @@ def test_a_killed_objective_search_resumes(tmp_path, tracking_uri, monkeypatch) 
     assert len(killed) == 1 and killed[0].info.status == "KILLED"
     assert json.loads(client.get_run(parent).data.tags["hyperflow.settings"])["max_evals"] == "4"
     assert client.get_run(parent).info.status == "FINISHED"
+
+
+def test_budget_stops_at_its_units_of_work_and_a_resume_counts_those_used(experiment, client) -> None:
+    """Trials of 4 steps each: budget=6 runs trial 0 whole and stops trial 1 at its 2nd step; a resume with
+    budget=10 counts those 6 and stops trial 2 at its 4th."""
+    space = {"n": 4, "x": {"type": "uniform", "low": 0.0, "high": 1.0}}
+    common = {"pruner": "none", "parallelism": 1, "experiment": experiment, "register": False}
+    first = hyperflow.search(user_objectives.steps, space=space, budget=6, **common)
+    assert [(t.status, t.epochs) for t in first.trials] == [("ok", 4), ("pruned", 2)]
+    assert first.trials[1].reason == "budget" and first.stop_reason == "budget: 6 of 6 units of work used"
+    assert "6 of budget=6 steps" in first.summary.splitlines()[0]
+    assert client.get_run(first.run_id).data.metrics["units_used"] == 6
+    resumed = hyperflow.search(user_objectives.steps, resume=first.run_id, budget=10)
+    assert [t.epochs for t in resumed.trials] == [4, 2, 4] and resumed.run_id == first.run_id
+    assert client.get_run(first.run_id).data.metrics["units_used"] == 10
+
+
+def test_budget_counts_the_trainers_epochs(tmp_path, experiment, client, capsys) -> None:
+    """hyperflow's trainer: an epoch is a unit; 3-epoch trials and budget=7 stop the third trial after 1 epoch."""
+    space = write_space(tmp_path, "lr: {type: loguniform, low: 1.0e-3, high: 1.0e-2}\nepochs: 3\n")
+    args = ["search", f"space={space}", "budget=7", "pruner=none", "parallelism=1", "register=false", "width=16"]
+    assert main([*args, "progress=false", f"experiment={experiment}"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("hyperflow search: 3 trials (2 ok, 1 pruned, 0 failed; 1 at once; 7 of budget=7 epochs)")
+    search_run = client.search_runs(
+        [client.get_experiment_by_name(experiment).experiment_id], "tags.`hyperflow.role` = 'search'"
+    )[0]
+    assert search_run.data.metrics["units_used"] == 7
+    assert search_run.data.tags["hyperflow.stop_reason"] == "budget: 7 of 7 units of work used"
