@@ -140,6 +140,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seeds", nargs="+", type=int, help="default 0-9 (0-4 when only real tables are asked)")
     p.add_argument("--trials", type=int, default=50, help="the budget in full-length trials' work (default 50)")
     p.add_argument("--jobs", type=int, default=1, help="processes running searches (default 1)")
+    p.add_argument("--scale", action="store_true", help="per-trial cost of 1,000 trivial trials (suite_scale.py)")
     p.add_argument("--summary-only", action="store_true", help="print from the cache, run nothing")
     p.add_argument("--json", type=Path, help="write the results here (the issue's schema)")
     p.add_argument("--cache", type=Path, default=RESULTS, help=f"where searches are cached (default {RESULTS})")
@@ -153,7 +154,7 @@ def parse_args() -> argparse.Namespace:
             2,
             f"suite.py: unknown {', '.join(bad)}: tasks are {', '.join(known)}{where}; methods {', '.join(METHODS)}\n",
         )
-    if not all(is_optuna(m) for m in args.methods) and not suite_methods.hyperflow_api():
+    if (args.scale or not all(map(is_optuna, args.methods))) and not suite_methods.hyperflow_api():
         p.exit(2, "suite.py: this hyperflow has no hyperflow.search(objective, space=...): run Optuna's methods only\n")
     if args.seeds is None:
         args.seeds = list(range(5 if all(t in REAL_TASKS for t in args.tasks) else 10))
@@ -164,6 +165,12 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     print(f"python {' '.join(sys.argv)}")
+    if args.scale:
+        import suite_scale
+
+        print(f"python {platform.python_version()} · {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+        suite_scale.main()
+        return
     print(
         f"python {platform.python_version()} · {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} · "
         f"{args.jobs} processes · budget {args.trials} full-length trials"
@@ -171,8 +178,8 @@ def main() -> None:
     keys = {(m, t): code_key(m, t, args.trials) for m in args.methods for t in args.tasks}
     todo = [
         (m, t, s, args.trials, keys[m, t])
+        for s in args.seeds  # a seed at a time over every task: a run cut short leaves whole seeds
         for t in args.tasks
-        for s in args.seeds
         for m in args.methods
         if cached(m, t, s, args.trials, keys[m, t]) is None
     ]
