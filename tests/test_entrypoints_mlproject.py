@@ -57,6 +57,7 @@ VALUES = {
         "space": "my_space.yaml",
         "strategy": "random",
         "max_evals": "12",
+        "budget": "500",
         "timeout": "60",
         "pruner": "asha",
         "lr_bounds": "auto",

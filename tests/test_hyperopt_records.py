@@ -40,9 +40,9 @@ def test_filled_trials_read_back_as_written():
     assert [t["tid"] for t in trials.trials] == [0, 1, 3]
     assert all(t["state"] == JOB_STATE_DONE for t in trials.trials)
     assert trials.results == [
-        {"status": STATUS_OK, "loss": 0.5, "history": [0.7, 0.5], "trial_status": "ok", "run_id": "r0"},
-        {"status": STATUS_FAIL, "failure": "diverged", "run_id": "r1"},
-        {"status": STATUS_OK, "loss": 0.25, "history": [0.25], "trial_status": "pruned", "run_id": "r3"},
+        {"status": STATUS_OK, "loss": 0.5, "history": [0.7, 0.5], "trial_status": "ok", "run_id": "r0", "units": 2},
+        {"status": STATUS_FAIL, "failure": "diverged", "run_id": "r1", "units": 1},
+        {"status": STATUS_OK, "loss": 0.25, "history": [0.25], "trial_status": "pruned", "run_id": "r3", "units": 1},
     ]
     assert trials.losses() == [0.5, None, 0.25]
     # the vals decode to the points they came from (choice indices, and [] for a branch not taken)
@@ -52,9 +52,9 @@ def test_filled_trials_read_back_as_written():
         assert flatten(space_eval(to_hyperopt(SPACE), {k: v[0] for k, v in vals.items() if v})) == point
     assert trials.trials[0]["misc"]["vals"]["optimizer=sgd/momentum"] == []
     assert records.finished(trials.results) == [
-        Finished(False, 0.5),
-        Finished(True, None, "diverged"),
-        Finished(False, 0.25),
+        Finished(False, 0.5, units=2),
+        Finished(True, None, "diverged", units=1),
+        Finished(False, 0.25, units=1),
     ]
     assert trials.new_trial_ids(1) == [4]  # ids below next_id are taken, the gap (2) included
 

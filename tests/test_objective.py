@@ -132,6 +132,21 @@ def test_bad_objectives_and_settings_are_one_line_before_any_run(tmp_path, capsy
     assert mlflow.MlflowClient().get_experiment_by_name(experiment) is None  # nothing was written
 
 
+def test_a_function_of_main_runs_its_trials_here_unless_workers_are_asked_for(experiment, client) -> None:
+    """Worker processes cannot import a notebook's or a script's __main__: parallelism=auto runs such a function's
+    trials one at a time in this process, parallelism=2 is refused in one line."""
+
+    def here(params: dict, trial) -> float:
+        return user_objectives.pid_of_worker(params, trial)
+
+    here.__module__ = "__main__"
+    space = {"x": {"type": "uniform", "low": 0.0, "high": 1.0}}
+    with pytest.raises(UsageError, match=r"defined in __main__ .* or pass parallelism=1"):
+        hyperflow.search(here, space=space, parallelism=2, experiment=experiment)
+    result = hyperflow.search(here, space=space, max_evals=2, experiment=experiment)
+    assert {client.get_run(t.run_id).data.metrics["pid"] for t in result.trials} == {os.getpid()}
+
+
 @pytest.mark.integration
 def test_trials_at_once_run_a_module_objective_in_worker_processes(experiment, client) -> None:
     space = {"x": {"type": "uniform", "low": 0.0, "high": 1.0}}
@@ -142,7 +157,7 @@ def test_trials_at_once_run_a_module_objective_in_worker_processes(experiment, c
     assert sorted(runs) == [0, 1, 2, 3] and all(r.data.tags["hyperflow.trial_status"] == "ok" for r in runs.values())
     pids = {r.data.metrics["pid"] for r in runs.values()}
     assert os.getpid() not in pids and 1 <= len(pids) <= 2
-    with pytest.raises(UsageError, match="cannot be pickled"):
+    with pytest.raises(UsageError, match=r"cannot be pickled .* or pass parallelism=1"):
         hyperflow.search(lambda params, trial: 0.0, space=space, parallelism=2, experiment=experiment)
 
 
@@ -184,3 +199,32 @@ def test_a_killed_objective_search_resumes(tmp_path, tracking_uri, monkeypatch) 
     assert len(killed) == 1 and killed[0].info.status == "KILLED"
     assert json.loads(client.get_run(parent).data.tags["hyperflow.settings"])["max_evals"] == "4"
     assert client.get_run(parent).info.status == "FINISHED"
+
+
+def test_budget_stops_at_its_units_of_work_and_a_resume_counts_those_used(experiment, client) -> None:
+    """Trials of 4 steps each: budget=6 runs trial 0 whole and stops trial 1 at its 2nd step; a resume with
+    budget=10 counts those 6 and stops trial 2 at its 4th."""
+    space = {"n": 4, "x": {"type": "uniform", "low": 0.0, "high": 1.0}}
+    common = {"pruner": "none", "parallelism": 1, "experiment": experiment, "register": False}
+    first = hyperflow.search(user_objectives.steps, space=space, budget=6, **common)
+    assert [(t.status, t.epochs) for t in first.trials] == [("ok", 4), ("pruned", 2)]
+    assert first.trials[1].reason == "budget" and first.stop_reason == "budget: 6 of 6 units of work used"
+    assert "6 of budget=6 steps" in first.summary.splitlines()[0]
+    assert client.get_run(first.run_id).data.metrics["units_used"] == 6
+    resumed = hyperflow.search(user_objectives.steps, resume=first.run_id, budget=10)
+    assert [t.epochs for t in resumed.trials] == [4, 2, 4] and resumed.run_id == first.run_id
+    assert client.get_run(first.run_id).data.metrics["units_used"] == 10
+
+
+def test_budget_counts_the_trainers_epochs(tmp_path, experiment, client, capsys) -> None:
+    """hyperflow's trainer: an epoch is a unit; 3-epoch trials and budget=7 stop the third trial after 1 epoch."""
+    space = write_space(tmp_path, "lr: {type: loguniform, low: 1.0e-3, high: 1.0e-2}\nepochs: 3\n")
+    args = ["search", f"space={space}", "budget=7", "pruner=none", "parallelism=1", "register=false", "width=16"]
+    assert main([*args, "progress=false", f"experiment={experiment}"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("hyperflow search: 3 trials (2 ok, 1 pruned, 0 failed; 1 at once; 7 of budget=7 epochs)")
+    search_run = client.search_runs(
+        [client.get_experiment_by_name(experiment).experiment_id], "tags.`hyperflow.role` = 'search'"
+    )[0]
+    assert search_run.data.metrics["units_used"] == 7
+    assert search_run.data.tags["hyperflow.stop_reason"] == "budget: 7 of 7 units of work used"

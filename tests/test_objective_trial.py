@@ -59,3 +59,17 @@ def test_a_failed_trial_counts_the_steps_it_reported() -> None:
 
     record = run_trial(fails, Trial(0, {}))
     assert (record.status, record.epochs, record.history, record.reason) == ("failed", 2, [0.5, 0.4], "it broke")
+
+
+def test_a_trial_stops_when_the_budget_left_is_used_and_the_stop_rule_counts_units() -> None:
+    from hyperflow.search.stopping import Finished, StopRule
+
+    trial = Trial(0, {}, units_left=2)
+    trial.report(1, 0.5)
+    with pytest.raises(hyperflow.TrialPruned, match="budget"):
+        trial.report(2, 0.4)
+    rule = StopRule(budget=10)
+    done = [Finished(False, 0.5, units=4), Finished(True, None, "x", units=3)]
+    assert rule.check(done) == "" and rule.units_left(done) == 3
+    assert rule.check([*done, Finished(False, 0.4, units=3)]) == "budget: 10 of 10 units of work used"
+    assert StopRule().units_left(done) is None

@@ -44,6 +44,7 @@ TRIAL_REASON = "hyperflow.trial_reason"
 TRIAL_LOSS = "hyperflow.trial_loss"  # the loss the search minimised, exactly (an objective's trial; read by resume)
 OBJECTIVE_VALUE = "value"  # an objective's trial: each value it reported (step = its step)
 OBJECTIVE_LOSS = "loss"  # an objective's trial: the loss it returned
+UNITS_USED = "units_used"  # the search run: units of work its trials used (epochs, or an objective's steps)
 SEARCH_RUN_ID = "hyperflow.search_run_id"
 VAL_LOSS_HISTORY = "hyperflow.val_loss_history"  # per-epoch val_loss as JSON
 BEST_RUN_ID = "hyperflow.best_run_id"

@@ -55,17 +55,20 @@ def search_summary(outcome: Any, seconds: float) -> str:
 
     records = outcome.records
     counts = {s: sum(r.status == s for r in records) for s in names.TRIAL_STATUSES}
+    unit = "steps" if outcome.objective else "epochs"
+    budget = outcome.budget
+    units = f"{outcome.units}{f' of budget={budget}' if budget else ''} {unit}"
     lines = [
         f"hyperflow search: {len(records)} trials ({counts[names.TRIAL_OK]} ok, {counts[names.TRIAL_PRUNED]} "
-        f"pruned, {counts[names.TRIAL_FAILED]} failed; {outcome.at_once} at once) in {seconds:.0f} s; stopped by "
-        f"{outcome.stop_reason}"
+        f"pruned, {counts[names.TRIAL_FAILED]} failed; {outcome.at_once} at once; {units}) in {seconds:.0f} s; "
+        f"stopped by {outcome.stop_reason}"
     ]
     best = outcome.best
     if best is None:
         lines.append(f"  no trial finished: see the failed trials' {names.TRIAL_REASON} tags")
     else:
         metrics = "  ".join(f"{k} {v:.4g}" for k, v in outcome.test_metrics.items())
-        loss = "loss" if getattr(outcome, "objective", "") else "best_val_loss"
+        loss = "loss" if outcome.objective else "best_val_loss"
         lines.append(f"  best: trial {best.number} (run {best.run_id}) {loss} {best.loss:.4g}; {metrics}".rstrip("; "))
         lines.append(
             "  best params: "
@@ -75,11 +78,10 @@ def search_summary(outcome: Any, seconds: float) -> str:
             lines.append(
                 f"  model: registered {outcome.registered[0]} version {outcome.registered[1]}, alias challenger"
             )
-        elif getattr(outcome, "model_note", ""):
+        elif outcome.model_note:
             lines.append(f"  model: {outcome.model_note}")
         top = sorted((r for r in records if r.loss is not None), key=lambda r: r.loss)[:5]
-        steps = "steps" if getattr(outcome, "objective", "") else "epochs"
-        lines.append(f"  {'trial':>5}  {'status':<7} {loss.removeprefix('best_'):>9} {steps:>6}")
+        lines.append(f"  {'trial':>5}  {'status':<7} {loss.removeprefix('best_'):>9} {unit:>6}")
         lines += [f"  {r.number:>5}  {r.status:<7} {r.loss:>9.4g} {r.epochs:>6}" for r in top]
     lines.append(
         f"  run {outcome.run_id} (experiment {outcome.experiment_id}) in {tracking.tracking_uri()}; "

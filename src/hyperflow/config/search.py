@@ -48,6 +48,11 @@ class SearchConfig(Settings):
     timeout: float = Field(
         0.0, ge=0, description="wall-clock seconds for the whole search, the trial in flight included (0 = none)"
     )
+    budget: Annotated[int, Field(ge=0, le=10**12)] = Field(
+        0,
+        description="units of work for the whole search: epochs (hyperflow's trainer) or reported steps (an "
+        "objective), pruned and failed trials included; the trial in flight stops when they are used (0 = none)",
+    )
     early_stop: Trials = Field(0, description="stop after this many trials without a better val_loss (0 = off)")
     loss_threshold: float | None = Field(
         None, description="stop as soon as a trial's best val_loss is at or below this"

@@ -93,8 +93,10 @@ def trial_result(record: Any) -> dict[str, Any]:
     it did not fail) its per-epoch val_loss ``history`` and ``trial_status`` (ok or pruned), which pruning
     reads."""
     if record.status == "failed" or record.loss is None:
-        return result(None, record.reason, run_id=record.run_id)
-    return result(record.loss, history=list(record.history), trial_status=record.status, run_id=record.run_id)
+        return result(None, record.reason, run_id=record.run_id, units=record.epochs)
+    return result(
+        record.loss, history=list(record.history), trial_status=record.status, run_id=record.run_id, units=record.epochs
+    )
 
 
 def fill(trials: Trials, history: Iterable[tuple[int, dict[str, list], Any]], next_id: int) -> Trials:
@@ -128,7 +130,7 @@ def running_tid(trials: Trials | None) -> int | None:
 def finished(results: Iterable[dict[str, Any]]) -> list[Finished]:
     """The finished trials among hyperopt's results (``trials.results``), in trial order."""
     return [
-        Finished(r["status"] == STATUS_FAIL, r.get("loss"), r.get("failure", ""))
+        Finished(r["status"] == STATUS_FAIL, r.get("loss"), r.get("failure", ""), r.get("units", 0))
         for r in results
         if r.get("status") in (STATUS_OK, STATUS_FAIL)
     ]

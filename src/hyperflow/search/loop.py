@@ -86,10 +86,11 @@ class SearchLoop:
         peers = [r.history for r in self.records if r.status in peer_statuses(s.pruner)]
         pruner = make_pruner(s.pruner, s.min_epochs, s.reduction_factor, s.prune_startup_trials, s.prune_patience)
         best = float("inf") if self.best is None else self.best
-        return Trial(number, point, pruner, peers, self.stop.deadline, best, threads)
+        left = self.stop.units_left(self._finished())
+        return Trial(number, point, pruner, peers, self.stop.deadline, best, threads, left)
 
     def _finished(self) -> list[Finished]:
-        return [Finished(r.status == names.TRIAL_FAILED, r.loss, r.reason) for r in self.records]
+        return [Finished(r.status == names.TRIAL_FAILED, r.loss, r.reason, r.epochs) for r in self.records]
 
     def _record(self, record: TrialRecord, kept: Any) -> None:
         self.records.append(record)
@@ -210,5 +211,7 @@ class SearchLoop:
         backend = SparkBackend(s.spark_master, self.at_once, self.spark_session, self.stop.deadline)
         trials = self._hyperopt_trials(backend.new_trials())
         template = self._trial(0, {}, backend.threads)
-        objective = SparkObjective(self.objective, template, peer_statuses(s.pruner), self._next_number(), trials)
+        objective = SparkObjective(
+            self.objective, template, peer_statuses(s.pruner), self._next_number(), trials, self.stop.budget
+        )
         return backend.search(objective, self.plan.space, trials, self._suggest(), self.plan.budget(), self.seed)

@@ -90,16 +90,19 @@ class SparkObjective:
     """The objective shipped to the executors. hyperopt pickles it once per trial, as it dispatches the
     trial; ``__getstate__`` then snapshots the trial's number and the peers' curves finished so far."""
 
-    def __init__(self, objective: Any, trial: Trial, statuses: tuple[str, ...], first_number: int, trials: Any):
+    def __init__(
+        self, objective: Any, trial: Trial, statuses: tuple[str, ...], first_number: int, trials: Any, budget: int = 0
+    ):
         """``trial``: the template of every trial (pruner, peers known now, deadline, threads); ``statuses``:
-        the statuses of the trials whose curves the pruner compares with."""
+        the statuses of the trials whose curves the pruner compares with; ``budget``: units of work in all."""
         self.objective, self.template, self.statuses = objective, trial, statuses
-        self.next_number, self.trials = first_number, trials
+        self.next_number, self.trials, self.budget = first_number, trials, budget
 
     def __getstate__(self) -> dict[str, Any]:
         done = [r["history"] for r in self.trials.results if r.get("trial_status") in self.statuses and "history" in r]
         t = self.template
-        trial = Trial(self.next_number, {}, t.pruner, [*t.peers, *done], t.deadline, threads=t.threads)
+        left = max(0, self.budget - sum(r.get("units", 0) for r in self.trials.results)) if self.budget else None
+        trial = Trial(self.next_number, {}, t.pruner, [*t.peers, *done], t.deadline, threads=t.threads, units_left=left)
         self.next_number += 1
         return {"objective": self.objective, "trial": trial}
 

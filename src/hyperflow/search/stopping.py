@@ -2,8 +2,9 @@
 trials in trial order (a resumed search's history included); it names why the search stops, or ''.
 
 Order of the checks: too many failures in a row, ``loss_threshold`` reached, ``early_stop`` trials without
-improvement, the ``timeout`` passed. A search that ran out of points or budget ends with ``budget``; a
-Spark search cancelled by its own timeout with ``timeout``. Every stop reason a search records is made here.
+improvement, the ``budget`` of units of work used, the ``timeout`` passed. A search that ran out of points or
+trials ends with ``budget``; a Spark search cancelled by its own timeout with ``timeout``. Every stop reason a
+search records is made here.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ class Finished:
     failed: bool
     loss: float | None = None
     reason: str = ""
+    units: int = 0  # the units of work it used (epochs, or an objective's reported steps)
 
 
 class StopRule:
@@ -31,16 +33,20 @@ class StopRule:
         max_consecutive_failures: int = 0,
         deadline: float | None = None,
         clock: Callable[[], float] = time.time,
+        budget: int = 0,
     ) -> None:
-        """``deadline``: wall clock (``clock()``, ``time.time`` by default); 0 for a count means no rule."""
-        self.loss_threshold, self.early_stop = loss_threshold, early_stop
+        """``deadline``: wall clock (``clock()``, ``time.time`` by default); ``budget``: units of work in all; 0 for a
+        count means no rule."""
+        self.loss_threshold, self.early_stop, self.budget = loss_threshold, early_stop, budget
         self.max_failures, self.deadline, self.clock = max_consecutive_failures, deadline, clock
         self.reason = ""  # the latest decision
 
     @classmethod
     def of(cls, search: Any, deadline: float | None) -> StopRule:
         """The rule of a search's settings (``SearchConfig``)."""
-        return cls(search.loss_threshold, search.early_stop, search.max_consecutive_failures, deadline)
+        return cls(
+            search.loss_threshold, search.early_stop, search.max_consecutive_failures, deadline, budget=search.budget
+        )
 
     def check(self, done: Sequence[Finished]) -> str:
         """Why the search should stop now ('' = go on), from the finished trials in trial order."""
@@ -74,6 +80,13 @@ class StopRule:
             best_at = max(i for i, t in enumerate(done) if not t.failed and t.loss == best)
             if len(done) - 1 - best_at >= self.early_stop:
                 return f"early_stop: {self.early_stop} trials without improvement"
+        used = sum(t.units for t in done)
+        if self.budget and used >= self.budget:
+            return f"budget: {used} of {self.budget} units of work used"
         if self.deadline is not None and self.clock() >= self.deadline:
             return "timeout"
         return ""
+
+    def units_left(self, done: Sequence[Finished]) -> int | None:
+        """The units of work a trial started now may use (None: no budget)."""
+        return max(0, self.budget - sum(t.units for t in done)) if self.budget else None

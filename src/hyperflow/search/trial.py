@@ -54,8 +54,9 @@ class TrialPruned(Exception):
 
 class Trial:
     """One trial's handle: its number and point, the pruner's view of the earlier trials (``peers``: one
-    list of per-step values each), the search's wall-clock ``deadline``, the best loss so far and the CPU
-    threads it may use (None: the objective's own setting). Picklable: it travels to worker processes."""
+    list of per-step values each), the search's wall-clock ``deadline``, the best loss so far, the CPU
+    threads it may use (None: the objective's own setting) and the units of work (reports) left in the search's
+    budget. Picklable: it travels to worker processes."""
 
     def __init__(
         self,
@@ -66,9 +67,11 @@ class Trial:
         deadline: float | None = None,
         best_so_far: float = math.inf,
         threads: int | None = None,
+        units_left: int | None = None,
     ) -> None:
         self.number, self.params, self.pruner, self.peers = number, params, pruner or NoPruner(), peers
         self.deadline, self.best_so_far, self.threads = deadline, best_so_far, threads
+        self.units_left = units_left  # the steps it may report before the search's budget is used (None: no budget)
         self.values: list[float] = []  # the values reported, one per step
         self.stop_reason = ""  # why it should stop: the pruner's decision, or the deadline
         self.run_id = ""  # the run the objective logs this trial into (the engine hands it back)
@@ -86,6 +89,8 @@ class Trial:
             self.on_report(step, value, metrics)
         if self.deadline is not None and time.time() >= self.deadline:
             self.stop_reason = "timeout"
+        elif self.units_left is not None and len(self.values) >= self.units_left:
+            self.stop_reason = "budget"
         elif not self.stop_reason and self.pruner.should_prune(list(self.peers), len(self.values), self.values):
             self.stop_reason = f"{type(self.pruner).__name__} at epoch {step}"
         if self.stop_reason:

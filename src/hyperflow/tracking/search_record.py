@@ -75,6 +75,10 @@ def set_stop_reason(reason: str) -> None:
     mlflow.set_tag(names.STOP_REASON, reason)
 
 
+def set_units_used(units: int) -> None:
+    mlflow.log_metric(names.UNITS_USED, units)
+
+
 def set_model_status(status: str) -> None:
     mlflow.set_tag(names.MODEL_STATUS, status)
 

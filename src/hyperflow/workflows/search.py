@@ -137,9 +137,12 @@ def _search_run(
         records = sorted(seen.records, key=lambda r: r.number)  # trials run at once finish out of order
         stop_reason = loop.stop.final(timed_out)
         search_record.set_stop_reason(stop_reason)
+        units = sum(r.epochs for r in records)  # pruned and failed trials included
+        search_record.set_units_used(units)
         outcome = SearchOutcome(
             run_id, experiment_id, records, None, stop_reason, at_once=job.at_once, objective=s.objective or ""
         )
+        outcome.units, outcome.budget = units, s.budget
         if job.dataset is None:
             return finish_objective_search(outcome, s, job.base.seed, job.name)
         return finish_search(

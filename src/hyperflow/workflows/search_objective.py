@@ -15,13 +15,11 @@ from __future__ import annotations
 import json
 import math
 import pickle
-import sys
 from collections.abc import Callable
 from typing import Any
 
 from hyperflow import names, tracking
 from hyperflow.core.factory import import_factory
-from hyperflow.errors import UsageError
 from hyperflow.search.trial import Trial, TrialFailed, TrialPruned
 from hyperflow.tracking import search_store, worker_environment
 from hyperflow.tracking.faults import portable
@@ -44,24 +42,23 @@ def spec_of(function: Callable[..., Any]) -> str:
     return f"{module}:{getattr(function, '__qualname__', type(function).__name__)}"
 
 
-def check_portable(function: Callable[..., Any]) -> None:
-    """Trials at once run in worker processes, which must get the function: refused in one line when it cannot be
-    pickled or lives in a notebook's ``__main__`` (which a worker cannot import)."""
+def not_portable(function: Callable[..., Any]) -> str:
+    """Why worker processes (trials at once) cannot get the function, or '': it must pickle, and not live in
+    ``__main__`` (a notebook, or the script being run), which the workers do not import."""
     name = spec_of(function)
-    main = sys.modules.get("__main__")
-    if function.__module__ == "__main__" and not getattr(main, "__file__", None):
-        raise UsageError(
-            f"objective {name} is defined in this notebook: trials at once (parallelism > 1) run in worker "
-            f"processes, which cannot import it; move it to a module (my_objective.py) and import it from there, "
-            f"or pass parallelism=1"
+    if getattr(function, "__module__", None) == "__main__":
+        return (
+            f"objective {name} is defined in __main__ (this notebook or script), which worker processes cannot "
+            f"import: move it to a module (my_objective.py) and import it from there"
         )
     try:
         pickle.dumps(function)
     except Exception as exc:
-        raise UsageError(
-            f"objective {name} cannot be pickled ({type(exc).__name__}: {exc}): trials at once (parallelism > 1) "
-            f"run in worker processes; use a function defined at the top of a module, or pass parallelism=1"
-        ) from None
+        return (
+            f"objective {name} cannot be pickled ({type(exc).__name__}: {exc}) for the worker processes: use a "
+            f"function defined at the top of a module"
+        )
+    return ""
 
 
 def loss_of(returned: Any) -> tuple[float, dict[str, float]]:

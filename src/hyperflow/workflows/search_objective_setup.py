@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import sys
 from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from hyperflow.search.grid import check_grid
 from hyperflow.search.space import load_space, validate_space
 from hyperflow.tracking import new_store
 from hyperflow.workflows.search_job import SearchJob
-from hyperflow.workflows.search_objective import check_portable, import_objective
+from hyperflow.workflows.search_objective import import_objective, not_portable
 
 TRAINER_SETTINGS_USED = ("seed", "experiment")  # the training settings an objective's search uses
 SEARCH_SETTINGS_REFUSED = {
@@ -54,8 +55,12 @@ def prepare_objective(
     new_store.prepare()  # a new sqlite store from the cached empty one (see hyperflow.tracking.new_store)
     tracking.check_writable(base.experiment, run_id=settings.resume)
     at_once = trials_at_once(settings)
-    if at_once > 1:
-        check_portable(function)
+    why = not_portable(function) if at_once > 1 else ""
+    if why and settings.parallelism != "auto":
+        raise UsageError(f"{why}, or pass parallelism=1 (parallelism={settings.parallelism} runs trials in workers)")
+    if why:  # parallelism=auto: one trial at a time, in this process
+        print(f"hyperflow search: {why}; its trials run one at a time here (parallelism=1)", file=sys.stderr)
+        at_once = 1
     return SearchJob(settings, base, None, space, path, edited, at_once, resumed, function=function)
 
 

@@ -25,6 +25,8 @@ class SearchOutcome:
     at_once: int = 1  # trials run at once (parallelism, resolved for this machine)
     objective: str = ""  # the function searched (package.module:function), or '' for hyperflow's trainer
     model_note: str = ""  # why no model was registered, when a search could not (e.g. no trial logged one)
+    units: int = 0  # units of work the trials used: epochs (hyperflow's trainer) or reported steps (an objective)
+    budget: int = 0  # the search's budget of units (0: none)
 
 
 class SearchInterrupted(KeyboardInterrupt):

@@ -28,6 +28,7 @@ from hyperflow.workflows import search_lock as lock
 
 RESUMABLE_SEARCH = (
     "max_evals",
+    "budget",
     "timeout",
     "early_stop",
     "loss_threshold",

@@ -4,6 +4,7 @@ recorded and ``lr_bounds=auto``'s range test."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Callable, Collection
@@ -15,7 +16,7 @@ import yaml
 
 from hyperflow import machine, names, tracking
 from hyperflow.config import SearchConfig, TrainConfig
-from hyperflow.config.search import trials_at_once
+from hyperflow.config.search import MAX_EVALS, trials_at_once
 from hyperflow.core.assembly import load_data, setup_training
 from hyperflow.core.data import Dataset
 from hyperflow.errors import UsageError
@@ -48,6 +49,8 @@ def prepare(
         from hyperflow.search import spark
 
         spark.check_available(spark_session)
+    if settings.budget and given is not None and "max_evals" not in given:  # the budget alone ends the search
+        settings = dataclasses.replace(settings, max_evals=MAX_EVALS)
     resumed, changed = None, {}
     if settings.resume:
         resumed = search_resume.search_run(settings.resume)
