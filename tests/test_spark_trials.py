@@ -114,3 +114,22 @@ def test_trials_use_their_share_of_the_cores_and_numbers_skip_a_trial_killed_in_
         assert run.info.status == "FINISHED"
     steps = sorted(m.step for m in client.get_metric_history(first.run_id, "best_val_loss"))
     assert set(steps) <= {0, 1, 2, 3} and 3 in steps  # the search's progress: step = trials finished before
+
+
+def test_an_objective_of_ones_own_runs_its_trials_as_spark_tasks(session, experiment, client):
+    """objective= on Spark: each trial is a task that imports the function by name on an executor, in its own
+    child run (the active run there), as on local workers."""
+    if session.sparkContext.environment.get("PYTHONPATH") != TESTS:
+        pytest.skip("an earlier Spark session is still active: its workers cannot import the objective")
+    settings = build_search_config(
+        {"objective": "user_objectives:pid_of_worker", "backend": "spark", "parallelism": "2", "max_evals": "3"}
+    )
+    space = {"x": {"type": "uniform", "low": 0.0, "high": 1.0}}
+    outcome = run_search(
+        settings, build_config({"experiment": experiment}), spark_session=session, space=space, given=()
+    )
+    assert [(r.number, r.status) for r in outcome.records] == [(0, "ok"), (1, "ok"), (2, "ok")]
+    runs = _children(client, outcome.run_id)
+    assert len(runs) == 3 and all(r.info.status == "FINISHED" for r in runs)
+    assert os.getpid() not in {r.data.metrics["pid"] for r in runs}
+    assert outcome.best is not None and outcome.best.loss == min(r.data.metrics["loss"] for r in runs)

@@ -2,7 +2,7 @@
 imported (or the callable given), the settings that mean something for it, its space, how many trials run at
 once. hyperflow's trainer does not run, so its settings are refused when given (the function loads its own
 data and trains its own way): only ``seed`` (the search's) and ``experiment`` apply; a search setting that
-needs the trainer (``lr_bounds=auto``, ``refit``, ``seed_presets``, Spark) is refused too.
+needs the trainer (``lr_bounds=auto``, ``refit``, ``seed_presets``) is refused too.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from hyperflow import names, tracking
-from hyperflow.config import SEARCH_KEYS, SearchConfig, TrainConfig
+from hyperflow.config import SEARCH_KEYS, SearchConfig, TrainConfig, field_defaults
 from hyperflow.config.search import trials_at_once
 from hyperflow.errors import UsageError
 from hyperflow.search.grid import check_grid
@@ -25,13 +25,13 @@ from hyperflow.search.space import load_space, validate_space
 from hyperflow.tracking import new_store
 from hyperflow.workflows.search_job import SearchJob
 from hyperflow.workflows.search_objective import import_objective, not_portable
+from hyperflow.workflows.search_resume import FORCED_TRAIN
 
 TRAINER_SETTINGS_USED = ("seed", "experiment")  # the training settings an objective's search uses
 SEARCH_SETTINGS_REFUSED = {
     "lr_bounds": "lr_bounds=auto runs hyperflow's LR range test: search your function's lr within a range instead",
     "refit": "refit trains the best settings again with hyperflow's trainer: refit in your function instead",
     "seed_presets": "the presets are hyperflow's trainer's settings: put the points you want tried in the space",
-    "backend": "backend=spark does not run an objective of your own yet: use backend=local (worker processes)",
 }
 
 
@@ -42,10 +42,15 @@ def prepare_objective(
     resumed: Any,
     function: Callable[..., Any] | None,
     space: dict[str, Any] | None,
+    spark_session: Any = None,
 ) -> SearchJob:
     """A search of ``settings.objective`` (``function`` when the caller has it; else imported by that name), its
     space ``space`` (a mapping), ``settings.space`` (a file) or the one a resumed search recorded."""
     _refuse_trainer_settings(settings, base, given)
+    if settings.backend == "spark":
+        from hyperflow.search import spark
+
+        spark.check_available(spark_session)
     if function is None:
         function = import_objective(str(settings.objective))
     settings = dataclasses.replace(settings, seed_presets=False)
@@ -55,7 +60,7 @@ def prepare_objective(
     new_store.prepare()  # a new sqlite store from the cached empty one (see hyperflow.tracking.new_store)
     tracking.check_writable(base.experiment, run_id=settings.resume)
     at_once = trials_at_once(settings)
-    why = not_portable(function) if at_once > 1 else ""
+    why = not_portable(function) if at_once > 1 and settings.backend == "local" else ""  # Spark pickles by value
     if why and settings.parallelism != "auto":
         raise UsageError(f"{why}, or pass parallelism=1 (parallelism={settings.parallelism} runs trials in workers)")
     if why:  # parallelism=auto: one trial at a time, in this process
@@ -66,7 +71,9 @@ def prepare_objective(
 
 def _refuse_trainer_settings(settings: SearchConfig, base: TrainConfig, given: Collection[str] | None) -> None:
     """One line for a setting that means nothing for a function of the user's own, rather than ignoring it."""
-    given = set(given) if given is not None else {k for k, v in base.to_params().items() if v != "None"}
+    if given is None:  # those that differ from their default (the search itself sets FORCED_TRAIN)
+        defaults = field_defaults(TrainConfig)
+        given = {k for k, v in defaults.items() if getattr(base, k) != v and k not in FORCED_TRAIN}
     trainer = sorted(k for k in given if k in TrainConfig.__dataclass_fields__ and k not in TRAINER_SETTINGS_USED)
     trainer = [k for k in trainer if k not in SEARCH_KEYS]  # model_name: the search's too
     if trainer:
@@ -80,7 +87,6 @@ def _refuse_trainer_settings(settings: SearchConfig, base: TrainConfig, given: C
         "lr_bounds": settings.lr_bounds == "auto",
         "refit": settings.refit,
         "seed_presets": settings.seed_presets and "seed_presets" in given,
-        "backend": settings.backend == "spark",
     }
     for key, wrong in refused.items():
         if wrong:

@@ -58,7 +58,7 @@ def prepare(
     if settings.objective:
         from hyperflow.workflows.search_objective_setup import prepare_objective
 
-        job = prepare_objective(settings, base, given, resumed, function, space)
+        job = prepare_objective(settings, base, given, resumed, function, space, spark_session)
         job.changed = changed
         return job
     check_auto_lrs(base)
