@@ -35,7 +35,8 @@ class SearchConfig(Settings):
     )
     space: str | None = Field(
         None,
-        description="YAML search space (default: the one shipped for the task)",
+        description="YAML search space (default: the one shipped for the task; with objective=, your function's "
+        "parameters, required)",
         json_schema_extra={"names": "a space file"},
     )
     strategy: Literal[STRATEGIES] = Field(
@@ -68,7 +69,9 @@ class SearchConfig(Settings):
     )
     pruner: Literal[PRUNERS] = Field("median", description="median = median stopping rule, asha = successive halving")
     min_epochs: AtLeastOne = Field(
-        3, description="pruning: epochs every trial trains before it can be pruned (asha: first rung)"
+        3,
+        description="pruning: epochs (an objective: reports) every trial makes before it can be pruned (asha: "
+        "first rung)",
     )
     reduction_factor: int = Field(
         3, ge=2, le=1000, description="asha: keep the best 1/reduction_factor of trials at each rung"
