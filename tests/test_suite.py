@@ -1,6 +1,7 @@
 """bench/suite.py: its maths (the anytime curve, regret at a share of the budget, ranks, the JSON's schema) and one
-tiny run of the whole suite (one LCBench task, one seed, two methods, two trials' worth of work), skipped where the
-surrogate, onnxruntime or Optuna are missing (the ``bench`` extra; the surrogate lives beside the repository)."""
+tiny run of the whole suite (one LCBench task, one seed, hyperflow's default and Optuna's TPE + MedianPruner, two
+trials' worth of work), skipped where the surrogate, onnxruntime or Optuna are missing (the ``bench`` extra; the
+surrogate lives beside the repository)."""
 
 from __future__ import annotations
 
@@ -110,13 +111,13 @@ def test_a_surrogate_curve_is_52_epochs_of_cross_entropy():
 @pytest.mark.integration
 def test_a_tiny_suite_run_writes_its_json_and_plot_and_reuses_its_cache(tmp_path):
     command = [sys.executable, str(BENCH / "suite.py"), "--tasks", "3945", "--seeds", "0", "--trials", "2"]
-    command += ["--methods", "optuna", "optuna_median", "--json", str(tmp_path / "out.json")]
+    command += ["--methods", "default", "optuna_median", "--json", str(tmp_path / "out.json")]
     command += ["--plot", str(tmp_path / "ranks.png"), "--cache", str(tmp_path / "cache")]
     first = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr
     assert "2 searches to run" in first.stdout and "| optuna_median |" in first.stdout
     results = json.loads((tmp_path / "out.json").read_text())
-    for method in ("optuna", "optuna_median"):
+    for method in ("default", "optuna_median"):
         entry = results[method]["3945"]["0"]
         assert set(entry["regret"]) == {"10", "25", "50", "100"}
         assert entry["curve"] and entry["curve"][-1][0] >= 2 * lcbench.EPOCHS
