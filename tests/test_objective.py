@@ -78,6 +78,24 @@ def test_a_scikit_learn_objective_through_the_cli_registers_the_model_the_best_t
     assert float(best.data.tags["hyperflow.trial_loss"]) == best.data.metrics["loss"]
 
 
+def test_a_pytorch_loop_through_the_cli_and_a_scikit_learn_objective_through_the_python_api(
+    tmp_path, experiment, client, capsys
+) -> None:
+    space = write_space(tmp_path, "lr: {type: loguniform, low: 0.05, high: 0.5}\nepochs: 3\n")
+    args = ["search", "objective=user_objectives:torch_loop", f"space={space}", "max_evals=2", "parallelism=1"]
+    assert main([*args, "pruner=none", f"experiment={experiment}"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("hyperflow search: 2 trials (2 ok, 0 pruned, 0 failed; 1 at once; 6 steps)")
+    name = f"ridge-api-{experiment}"
+    result = hyperflow.search(
+        user_objectives.sklearn_ridge, space={"alpha": {"type": "loguniform", "low": 0.001, "high": 10.0}},
+        max_evals=2, parallelism=1, model_name=name, experiment=experiment,
+    )  # fmt: skip
+    assert result.registered == (name, "1") and result.model_uri.startswith("models:/")
+    assert client.get_model_version_by_alias(name, "challenger").run_id == result.best_run_id
+    assert result.best_value == pytest.approx(client.get_run(result.best_run_id).data.metrics["loss"])
+
+
 def test_a_pruned_trial_gets_trial_pruned_and_cleans_up(experiment, client) -> None:
     space = {"x": {"type": "choice", "values": [0.1, 0.9]}}
     result = hyperflow.search(
