@@ -246,3 +246,18 @@ def test_budget_counts_the_trainers_epochs(tmp_path, experiment, client, capsys)
     )[0]
     assert search_run.data.metrics["units_used"] == 7
     assert search_run.data.tags["hyperflow.stop_reason"] == "budget: 7 of 7 units of work used"
+
+
+@pytest.mark.integration
+def test_trials_at_once_share_the_budget(experiment, client) -> None:
+    """Two workers, trials of 4 steps, budget=10: the steps of the trials in flight count as they are made, so
+    the search stops at 10 units (one more at most: each worker may make its last step at once)."""
+    space = {"n": 4, "x": {"type": "uniform", "low": 0.0, "high": 1.0}}
+    result = hyperflow.search(
+        user_objectives.steps, space=space, budget=10, pruner="none", parallelism=2, register=False,
+        experiment=experiment,
+    )  # fmt: skip
+    used = sum(t.epochs for t in result.trials)
+    assert 10 <= used <= 11 and result.stop_reason.startswith("budget: ")
+    assert client.get_run(result.run_id).data.metrics["units_used"] == used
+    assert any(t.reason == "budget" for t in result.trials)

@@ -7,6 +7,7 @@ and each finished one goes to ``on_finished(record, kept)`` (``kept``: what the 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
@@ -114,10 +115,16 @@ class SearchLoop:
         keep = peer_statuses(self.settings.pruner)
         trials: dict[int, Trial] = {}
 
+        before = sum(r.epochs for r in self.records)  # the units used before these workers' trials
+        if self.stop.budget:  # every trial in flight counts its steps in one file: the budget is shared
+            self.stop.counted = lambda: before + os.path.getsize(pool.units)
+
         def start(number: int, point: dict[str, Any]) -> None:
             self.highest = max(self.highest, number)
             trial = trials[number] = self._trial(number, point, threads)
             trial.peers = workers.PeerCurves(list(trial.peers), pool.curves)
+            if self.stop.budget:
+                trial.units_left, trial.units_file = self.stop.budget - before, pool.units
             pool.submit(number, self.objective, trial)
 
         def collect(block: bool, timeout: float | None = None) -> list[tuple[int, TrialRecord]]:
@@ -144,8 +151,10 @@ class SearchLoop:
         except BaseException:
             pool.interrupt()
             pool.collect_stopped(collect)
+            self.stop.counted = None
             pool.close(kill=bool(pool.running), check=False)
             raise
+        self.stop.counted = None
         pool.close()
 
     # ------------------------------------------------------------------------------------- loops

@@ -39,6 +39,7 @@ class StopRule:
         count means no rule."""
         self.loss_threshold, self.early_stop, self.budget = loss_threshold, early_stop, budget
         self.max_failures, self.deadline, self.clock = max_consecutive_failures, deadline, clock
+        self.counted: Callable[[], int] | None = None  # trials at once: the units used, those in flight included
         self.reason = ""  # the latest decision
 
     @classmethod
@@ -81,6 +82,8 @@ class StopRule:
             if len(done) - 1 - best_at >= self.early_stop:
                 return f"early_stop: {self.early_stop} trials without improvement"
         used = sum(t.units for t in done)
+        if self.budget and self.counted is not None:
+            used = max(used, self.counted())
         if self.budget and used >= self.budget:
             return f"budget: {used} of {self.budget} units of work used"
         if self.deadline is not None and self.clock() >= self.deadline:

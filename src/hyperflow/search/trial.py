@@ -16,6 +16,7 @@ the search.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -56,7 +57,8 @@ class Trial:
     """One trial's handle: its number and point, the pruner's view of the earlier trials (``peers``: one
     list of per-step values each), the search's wall-clock ``deadline``, the best loss so far, the CPU
     threads it may use (None: the objective's own setting) and the units of work (reports) left in the search's
-    budget. Picklable: it travels to worker processes."""
+    budget (its own reports count against them, or with ``units_file`` those of every trial in flight).
+    Picklable: it travels to worker processes."""
 
     def __init__(
         self,
@@ -72,6 +74,8 @@ class Trial:
         self.number, self.params, self.pruner, self.peers = number, params, pruner or NoPruner(), peers
         self.deadline, self.best_so_far, self.threads = deadline, best_so_far, threads
         self.units_left = units_left  # the steps it may report before the search's budget is used (None: no budget)
+        # trials at once: a file every trial in flight adds a byte to per step, so that the units left are shared
+        self.units_file: str | None = None
         self.values: list[float] = []  # the values reported, one per step
         self.stop_reason = ""  # why it should stop: the pruner's decision, or the deadline
         self.run_id = ""  # the run the objective logs this trial into (the engine hands it back)
@@ -89,7 +93,7 @@ class Trial:
             self.on_report(step, value, metrics)
         if self.deadline is not None and time.time() >= self.deadline:
             self.stop_reason = "timeout"
-        elif self.units_left is not None and len(self.values) >= self.units_left:
+        elif self.units_left is not None and self._units_used() >= self.units_left:
             self.stop_reason = "budget"
         elif not self.stop_reason and self.pruner.should_prune(list(self.peers), len(self.values), self.values):
             self.stop_reason = f"{type(self.pruner).__name__} at epoch {step}"
@@ -98,6 +102,14 @@ class Trial:
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "on_report": None}  # the hook is the process's that runs the trial
+
+    def _units_used(self) -> int:
+        """The units counted against ``units_left``: this trial's steps, or (``units_file``) every trial's."""
+        if self.units_file is None:
+            return len(self.values)
+        with open(self.units_file, "ab") as fh:
+            fh.write(b".")
+        return os.path.getsize(self.units_file)
 
     def should_prune(self) -> bool:
         return bool(self.stop_reason)

@@ -140,6 +140,8 @@ class WorkerPool(WorkerLanes):
     def __init__(self, size: int) -> None:
         self.dir = tempfile.mkdtemp(prefix="hyperflow-peers-")
         self.curves = str(Path(self.dir, "curves.jsonl"))
+        self.units = str(Path(self.dir, "units"))  # one byte per step a trial reported (a shared budget)
+        Path(self.units).touch()
         self.failures = str(Path(self.dir, "failures.txt"))
         super().__init__(size, _start_worker, (self.failures,), _settle)
 
