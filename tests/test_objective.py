@@ -85,7 +85,8 @@ def test_a_pytorch_loop_through_the_cli_and_a_scikit_learn_objective_through_the
     args = ["search", "objective=user_objectives:torch_loop", f"space={space}", "max_evals=2", "parallelism=1"]
     assert main([*args, "pruner=none", f"experiment={experiment}"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("hyperflow search: 2 trials (2 ok, 0 pruned, 0 failed; 1 at once; 6 steps)")
+    assert out.startswith("hyperflow search: 2 trials (2 ok, 0 pruned, 0 failed; 1 at once) in ")
+    assert ", 6 steps; stopped by budget\n" in out
     name = f"ridge-api-{experiment}"
     result = hyperflow.search(
         user_objectives.sklearn_ridge, space={"alpha": {"type": "loguniform", "low": 0.001, "high": 10.0}},
@@ -240,7 +241,8 @@ def test_budget_counts_the_trainers_epochs(tmp_path, experiment, client, capsys)
     args = ["search", f"space={space}", "budget=7", "pruner=none", "parallelism=1", "register=false", "width=16"]
     assert main([*args, "progress=false", f"experiment={experiment}"]) == 0
     first = capsys.readouterr().out.splitlines()[0]
-    assert first.startswith("hyperflow search: 3 trials (2 ok, 1 pruned, 0 failed; 1 at once; 7 of budget=7 epochs)")
+    assert first.startswith("hyperflow search: 3 trials (2 ok, 1 pruned, 0 failed; 1 at once) in ")
+    assert first.endswith(" s, 7 of budget=7 epochs; stopped by budget: 7 of 7 units of work used")
     search_run = client.search_runs(
         [client.get_experiment_by_name(experiment).experiment_id], "tags.`hyperflow.role` = 'search'"
     )[0]

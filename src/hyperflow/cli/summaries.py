@@ -60,7 +60,7 @@ def search_summary(outcome: Any, seconds: float) -> str:
     units = f"{outcome.units}{f' of budget={budget}' if budget else ''} {unit}"
     lines = [
         f"hyperflow search: {len(records)} trials ({counts[names.TRIAL_OK]} ok, {counts[names.TRIAL_PRUNED]} "
-        f"pruned, {counts[names.TRIAL_FAILED]} failed; {outcome.at_once} at once; {units}) in {seconds:.0f} s; "
+        f"pruned, {counts[names.TRIAL_FAILED]} failed; {outcome.at_once} at once) in {seconds:.0f} s, {units}; "
         f"stopped by {outcome.stop_reason}"
     ]
     best = outcome.best
