@@ -64,7 +64,9 @@ def cli_signals():
 # The two tiers (README, "Tests"): a test that starts a process (a subprocess, a worker, a server, Spark's JVM)
 # carries @pytest.mark.integration; `python -m pytest -m "not integration"` runs the rest, the inner loop.
 # Checked at run time: an unmarked test whose set-up or body starts a process fails, naming what it started.
-_PROCESS_EVENTS = frozenset({"subprocess.Popen", "os.fork", "os.forkpty", "os.posix_spawn", "os.spawn", "os.system"})
+_PROCESS_EVENTS = frozenset(
+    {"hyperflow.tests.command", "subprocess.Popen", "os.fork", "os.forkpty", "os.posix_spawn", "os.spawn", "os.system"}
+)
 _started: list[str] | None = None  # what the running unmarked test started; None while no such test runs
 
 
@@ -72,7 +74,9 @@ def _audit(event: str, args: tuple) -> None:
     if _started is None or event not in _PROCESS_EVENTS:
         return
     what = event
-    if event == "subprocess.Popen":  # (executable, args, cwd, env): args a list, or one line for a shell
+    if event == "hyperflow.tests.command":  # tests/forked.py: a command forked from its template
+        what = "python -m hyperflow"
+    elif event == "subprocess.Popen":  # (executable, args, cwd, env): args a list, or one line for a shell
         command = args[1] if isinstance(args[1], str | bytes) else args[1][0]
         what = os.path.basename(os.fsdecode(args[0] or str(command).split()[0]))
         if what == "git":  # MLflow's source-version lookup at a run's start: milliseconds, not a tier's worth

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import forked
 import mlflow
 
 
@@ -22,7 +23,7 @@ def search_process(args: list[str], uri: str, cwd: Path, **env: str) -> subproce
     """``python -m hyperflow search *args`` as a new process, logging to the store at ``uri`` (none of this
     process's MLflow run or experiment inherited), ``env`` added to its environment, its output discarded."""
     inherited = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")}
-    return subprocess.Popen(
+    return forked.Popen(
         [sys.executable, "-m", "hyperflow", "search", *args],
         env={**inherited, "MLFLOW_TRACKING_URI": uri, **env},
         cwd=cwd,

@@ -1,11 +1,11 @@
 """Bad input on the command line: one line on stderr, exit code 2, no traceback, no run written."""
 
-import subprocess
 import sys
 import textwrap
 import uuid
 from pathlib import Path
 
+import forked
 import mlflow
 import pytest
 
@@ -101,7 +101,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_no_run(args, fragment, files, c
 
 @pytest.mark.integration
 def test_real_process_exit_code_and_no_traceback(tmp_path: Path, tracking_uri):
-    proc = subprocess.run(
+    proc = forked.run(
         [sys.executable, "-m", "hyperflow", "train", "lr=-1"], capture_output=True, text=True, cwd=tmp_path
     )
     assert proc.returncode == 2

@@ -5,11 +5,11 @@ a file, a full disk) is one line, exit 1, and the run ends FAILED with the reaso
 import math
 import os
 import shutil
-import subprocess
 import sys
 import uuid
 from pathlib import Path
 
+import forked
 import mlflow
 import pytest
 from torch import nn
@@ -62,7 +62,7 @@ def test_a_file_named_mlruns_stops_the_command_before_any_run(tmp_path, command)
     """The tester's case: MLflow's default store in a fresh folder, with a file where ./mlruns should be."""
     (tmp_path / "mlruns").write_text("x\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    proc = subprocess.run(
+    proc = forked.run(
         [sys.executable, "-m", "hyperflow", *BEFORE_ANY_RUN[command], "progress=false"],
         cwd=tmp_path,
         env=env,
@@ -99,10 +99,7 @@ def full_disk(tmp_path) -> Path:
     """A real file system with no space left (a 64 KiB tmpfs, filled)."""
     mount = tmp_path / "full"
     mount.mkdir()
-    if (
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True).returncode
-        != 0
-    ):
+    if forked.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True).returncode != 0:
         pytest.skip("cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN)")
     try:
         with open(mount / "filler", "wb", buffering=0) as fh, pytest.raises(OSError, match="No space left"):
@@ -110,7 +107,7 @@ def full_disk(tmp_path) -> Path:
                 fh.write(b"x" * 4096)
         yield mount
     finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+        forked.run(["umount", "-l", str(mount)], check=False)
 
 
 @pytest.mark.integration

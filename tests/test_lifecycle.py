@@ -10,6 +10,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import forked
 import numpy as np
 import pandas as pd
 import pytest
@@ -27,7 +28,7 @@ def test_sigterm_ends_the_run_killed(tmp_path):
     for var in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID"):
         env.pop(var, None)
     client = ready_store(uri)
-    proc = subprocess.Popen(
+    proc = forked.Popen(
         [
             sys.executable,
             "-m",

@@ -13,6 +13,7 @@ import sys
 import textwrap
 import time
 
+import forked
 import mlflow
 import pytest
 from polling import wait_for
@@ -266,9 +267,7 @@ def test_a_script_without_a_main_guard_runs_a_parallel_search(tmp_path):
     """)
     )
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")}
-    done = subprocess.run(
-        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env
-    )
+    done = forked.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("trials 3 dynamo False") == 1
 
@@ -291,7 +290,7 @@ def _search_process(tmp_path, *extra):
     ]
     # as from a terminal: a test runner started in the background (nohup, `&`) passes SIGINT on ignored
     client = ready_store(uri)
-    proc = subprocess.Popen(
+    proc = forked.Popen(
         [sys.executable, "-m", "hyperflow", "search", *args],
         env=env,
         cwd=tmp_path,
@@ -317,7 +316,7 @@ def _two_trials_running(client):
 
 def _worker_pids(pid: int) -> list[int]:
     """Every descendant of ``pid`` (the fork server, its workers)."""
-    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True).stdout
+    out = forked.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True).stdout
     tree = [tuple(map(int, line.split())) for line in out.splitlines() if line.strip()]
     found, frontier = [], [pid]
     while frontier:

@@ -5,11 +5,11 @@ import copy
 import logging
 import os
 import stat
-import subprocess
 import sys
 import uuid
 import warnings
 
+import forked
 import mlflow
 import numpy as np
 import pandas as pd
@@ -145,7 +145,7 @@ def test_batch_predictions_warn_on_stderr_about_unusable_values(churn, tmp_path,
     rows["income"] = UNUSABLE["income"]
     data, out = tmp_path / "rows.csv", tmp_path / "out.csv"
     rows.to_csv(data, index=False)
-    done = subprocess.run(
+    done = forked.run(
         [sys.executable, "-m", "hyperflow", "predict", f"model={churn}", f"data={data}", f"out={out}"],
         capture_output=True,
         text=True,

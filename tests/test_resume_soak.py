@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 
+import forked
 import pytest
 from stores import ready_store
 
@@ -134,7 +135,7 @@ def test_searches_killed_at_random_moments_finish_as_if_never_killed(tmp_path, t
         parent_id = None
         for point in [*points, None]:
             command = args if parent_id is None else [f"resume={parent_id}"]
-            proc = subprocess.Popen(
+            proc = forked.Popen(
                 [sys.executable, "-m", "hyperflow", "search", *command],
                 env=env,
                 cwd=tmp_path,

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import forked
 import mlflow
 import pytest
 from polling import wait_for
@@ -36,7 +37,7 @@ class Server:
     def start(self) -> "Server":
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
         env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])  # its uvicorn
-        self.proc = subprocess.Popen(
+        self.proc = forked.Popen(
             [
                 sys.executable,
                 "-m",
@@ -102,7 +103,7 @@ def test_a_server_gone_mid_search_gives_one_line_and_the_resume_finishes(tmp_pat
             "experiment=gone",
             "model_name=gone-model",
         ]
-        proc = subprocess.Popen(
+        proc = forked.Popen(
             [sys.executable, "-m", "hyperflow", "search", *args],
             env=env,
             cwd=tmp_path,

@@ -15,6 +15,7 @@ import time
 import uuid
 from pathlib import Path
 
+import forked
 import held_model
 import mlflow
 import pytest
@@ -322,7 +323,7 @@ def test_sigterm_during_a_retrain_by_search_ends_every_run_killed(champion, trac
     """The search of mode=search stops as ``hyperflow search`` does: its trials, the search run and the
     retrain run end KILLED (before, the search ran in a thread of its own and its run stayed RUNNING)."""
     name = _copy_of_champion(champion)
-    proc = subprocess.Popen(
+    proc = forked.Popen(
         [
             sys.executable,
             "-m",

@@ -11,6 +11,7 @@ import sys
 import time
 import uuid
 
+import forked
 import mlflow
 import pytest
 from polling import wait_for
@@ -50,7 +51,7 @@ def _runs(experiment: str, query: str = "") -> list:
 
 @pytest.mark.integration
 def test_a_retrain_killed_mid_training_is_taken_over_with_its_child_runs(champion, experiment, capsys):
-    proc = subprocess.Popen(
+    proc = forked.Popen(
         [
             sys.executable,
             "-m",

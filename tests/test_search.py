@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import forked
 import mlflow
 import pytest
 from hyperopt.pyll import stochastic
@@ -339,7 +340,7 @@ def test_sigterm_ends_every_run_and_prints_the_resume_command(tmp_path):
         "epochs=30",
     ]
     client = ready_store(uri)
-    proc = subprocess.Popen(
+    proc = forked.Popen(
         [sys.executable, "-m", "hyperflow", "search", *args],
         env=env,
         cwd=tmp_path,

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 
+import forked
 import pytest
 from polling import wait_for
 
@@ -64,7 +65,7 @@ def test_two_resumes_at_once_run_once_the_other_exits_4_naming_the_holder(experi
     barrier = tmp_path / "go"
     max_evals = 2
     procs = [
-        subprocess.Popen(
+        forked.Popen(
             [
                 sys.executable,
                 "-c",
@@ -96,7 +97,7 @@ def test_two_resumes_at_once_run_once_the_other_exits_4_naming_the_holder(experi
 
 def test_a_running_search_refuses_a_resume_and_once_killed_is_taken_over(experiment, client, tmp_path, capsys):
     args = [f"{k}={v}" for k, v in {**QUICK, **SEARCH, "epochs": "3", "max_evals": "4"}.items()]
-    proc = subprocess.Popen(
+    proc = forked.Popen(
         [sys.executable, "-m", "hyperflow", "search", *args, f"experiment={experiment}"],
         env=env(),
         cwd=tmp_path,
@@ -117,7 +118,7 @@ def test_a_running_search_refuses_a_resume_and_once_killed_is_taken_over(experim
         before = client.get_run(parent)
         holder = json.loads(before.data.tags[names.SEARCH_LOCK])
         assert holder["pid"] == proc.pid and holder["run_id"] is None
-        refused = subprocess.run(
+        refused = forked.run(
             [sys.executable, "-m", "hyperflow", "search", f"resume={parent}"],
             env=env(),
             cwd=tmp_path,

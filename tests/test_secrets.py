@@ -8,10 +8,10 @@ from __future__ import annotations
 import io
 import logging
 import os
-import subprocess
 import sys
 from pathlib import Path
 
+import forked
 import mlflow
 import pytest
 from services import free_port, mlflow_server  # noqa: F401  (fixture)
@@ -117,7 +117,7 @@ def test_a_password_in_the_uri_reaches_no_output_run_or_version(mlflow_server, t
         ["promote", f"model_name={model}", "version=1", "allow_first=true"],
         ["search", "data=digits", "max_evals=2", "epochs=1", f"model_name={model}"],
     ):
-        proc = subprocess.run(
+        proc = forked.run(
             [sys.executable, "-m", "hyperflow", *args, *(["progress=false"] * (args[0] != "promote"))],
             cwd=tmp_path,
             env=env,

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import forked
 import mlflow
 import pytest
 import requests
@@ -24,7 +25,7 @@ TINY = ["data=digits", "width=32", "progress=false", "flush_secs=5"]
 def search(server, user: str, folder: Path, epochs: int, *settings: str, **popen) -> subprocess.Popen:
     space = folder / f"space-{epochs}.yaml"
     space.write_text(f"lr: {{type: loguniform, low: 1.0e-3, high: 1.0e-2}}\nepochs: {epochs}\n")
-    return subprocess.Popen(
+    return forked.Popen(
         [sys.executable, "-m", "hyperflow", "search", *TINY, f"space={space}", *settings],
         env={**server.env(user), **popen.pop("env", {})},
         stdout=subprocess.PIPE,
@@ -201,7 +202,7 @@ def test_the_script_refuses_bad_input_in_one_line(mlflow_server, tmp_path):
         ),
     ]
     for extra, args, fragment in cases:
-        done = subprocess.run(
+        done = forked.run(
             [sys.executable, str(SCRIPT), "serve", "--home", str(tmp_path / "home"), *args],
             env={**env, **extra},
             capture_output=True,

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import forked
 import mlflow
 import pytest
 
@@ -74,13 +75,13 @@ def test_a_signal_after_the_command_returned_ends_the_process_with_its_code(work
         f"{work}"
         "print('went on')\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    done = forked.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert (done.returncode, done.stdout, done.stderr) == (*expected, "")
 
 
 @pytest.mark.integration
 def test_stdout_closed_early_exits_141_without_a_traceback():
-    proc = subprocess.Popen(
+    proc = forked.Popen(
         [sys.executable, "-m", "hyperflow", "train", "--help"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     proc.stdout.close()  # the reader is gone before the command writes, as with `| head` or `| true`
@@ -94,7 +95,7 @@ def test_output_closed_during_the_work_leaves_the_work_whole(tracking_uri, tmp_p
     still ends FINISHED with its version (before: BrokenPipeError mid-registration, run KILLED, version left)."""
     name = f"pipe-{os.getpid()}"
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")}
-    proc = subprocess.Popen(
+    proc = forked.Popen(
         [
             sys.executable,
             "-m",
@@ -129,7 +130,7 @@ def paused(tmp_path, moment: str, *argv: str) -> subprocess.Popen:
     """``hyperflow <argv>`` (tests/paused_command.py) that stops at ``moment`` until the file ``go`` exists."""
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")}
     env.update(PAUSE_AT=moment, PAUSE_DIR=str(tmp_path))
-    return subprocess.Popen(
+    return forked.Popen(
         [sys.executable, str(Path(__file__).with_name("paused_command.py")), *argv],
         env=env,
         cwd=tmp_path,

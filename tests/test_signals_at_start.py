@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 
+import forked
 import pytest
 
 from hyperflow.runtime.processes import PRELOAD
@@ -24,7 +25,7 @@ def test_sigterm_before_any_run_exits_130_with_one_line(tmp_path):
         }
         for var in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME"):
             env.pop(var, None)
-        proc = subprocess.Popen(
+        proc = forked.Popen(
             [sys.executable, "-m", "hyperflow", "train", "epochs=1", "experiment=term", "progress=false"],
             env=env,
             cwd=tmp_path,
@@ -53,7 +54,7 @@ def _interrupted_while_preloading(modules: list[str]) -> subprocess.CompletedPro
         "import mlflow\n"  # a long import, during which the signal is handled
         "print('went on')\n"
     )
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    return forked.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.integration

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import uuid
 
+import forked
 import mlflow
 import pytest
 
@@ -163,7 +164,7 @@ def test_spark_search_against_the_postgres_server(session, mlflow_server, tmp_pa
 
 
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
+    return forked.run(
         [sys.executable, "-m", "hyperflow", "search", *args],
         capture_output=True,
         text=True,

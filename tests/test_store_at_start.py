@@ -14,6 +14,7 @@ import sys
 from contextlib import closing
 from pathlib import Path
 
+import forked
 import mlflow
 import pandas as pd
 import pytest
@@ -34,7 +35,7 @@ COMMANDS = {
 
 def hyperflow(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "HYPERFLOW_"))}
-    return subprocess.run(
+    return forked.run(
         [sys.executable, "-m", "hyperflow", *args],
         cwd=cwd,
         env={**clean, **env},

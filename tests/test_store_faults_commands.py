@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import forked
 import mlflow
 import pytest
 from services import free_port
@@ -42,7 +43,7 @@ def commands(rows: Path) -> dict[str, list[str]]:
 def hyperflow(args: list[str], uri: str, cwd: Path, **extra: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "HYPERFLOW_"))}
     env.update(MLFLOW_TRACKING_URI=uri, MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", **extra)
-    return subprocess.run(
+    return forked.run(
         [sys.executable, "-m", "hyperflow", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
     )
 
@@ -156,7 +157,7 @@ def test_a_store_turning_read_only_mid_search_gives_its_line_without_tracebacks(
     uri = f"sqlite:///{db}"
     mlflow.MlflowClient(uri).search_experiments()  # the tables exist before the search opens the store
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "HYPERFLOW_"))}
-    proc = subprocess.Popen(
+    proc = forked.Popen(
         [
             sys.executable,
             "-m",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import traceback
 from typing import Any
 
@@ -33,6 +34,8 @@ def configure(worker: bool = False) -> None:
     its line); the handlers that exist then (the imported libraries' own, Python's last resort) drop it."""
     if not verbose():  # MLflow's INFO records ("Creating initial MLflow database tables...") stay out of sight,
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # here and in the command's processes
+        if "mlflow" in sys.modules:  # imported before (a notebook, a caller's own import): MLflow set its level then
+            logging.getLogger("mlflow").setLevel(os.environ["MLFLOW_LOGGING_LEVEL"].upper())
         for name in {logger for logger, _ in NOISE}:
             if _not_noise not in logging.getLogger(name).filters:
                 logging.getLogger(name).addFilter(_not_noise)

@@ -1,0 +1,133 @@
+"""A warm template of ``python -m hyperflow`` for the tests (started by :mod:`forked`, one per test process).
+
+It imports what a command imports (torch, MLflow, pandas, scikit-learn, hyperflow's workflows: ~3 s of CPU
+that every fresh ``python -m hyperflow`` spends again), then forks one child per command it is sent. A child
+is a process of its own, with the pid, environment, working directory, standard streams, signal dispositions,
+random seeds and ``sys.path`` a fresh ``python -m hyperflow`` would have; it runs ``hyperflow.__main__`` and
+exits as that would (``sys.exit`` through the interpreter's own shutdown: every atexit handler runs). The
+template reaps its children and writes each one's exit code (``-N``: killed by signal N) to the pipe the
+request came with.
+
+Protocol on the SOCK_SEQPACKET socket whose descriptor is ``argv[1]``: a request is one JSON message
+``{"args": [...], "env": {...}, "cwd": str, "new_session": bool}`` with four descriptors: stdin, stdout,
+stderr and the write end of the exit-code pipe; the answer is the child's pid, as text.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import runpy
+import selectors
+import signal
+import socket
+import struct
+import sys
+import threading
+
+# what a command imports, in the order a command does
+import hyperflow.cli.entry
+import hyperflow.workflows.lr_find
+import hyperflow.workflows.predict
+import hyperflow.workflows.promote
+import hyperflow.workflows.retrain
+import hyperflow.workflows.search
+import hyperflow.workflows.train  # noqa: F401
+
+OWN_PATH = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+
+
+def _child(request: dict, fds: list[int]) -> None:
+    """In the forked child: become the command's process, then run ``python -m hyperflow <args>``."""
+    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as a fresh interpreter has them
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    if request["new_session"]:
+        os.setsid()
+    stdin, stdout, stderr, exit_w = fds
+    os.close(exit_w)
+    for fd, target in ((stdin, 0), (stdout, 1), (stderr, 2)):
+        os.dup2(fd, target)
+    for fd in {stdin, stdout, stderr} - {0, 1, 2}:
+        os.close(fd)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    given = [p for p in request["env"].get("PYTHONPATH", "").split(os.pathsep) if p]
+    rest = [p for p in sys.path[1:] if p not in OWN_PATH]
+    sys.path[:] = [os.getcwd(), *given, *rest]  # `python -m` puts the working directory first
+    _fresh_seeds()
+    sys.argv = ["-m", *request["args"]]
+    runpy.run_module("hyperflow", run_name="__main__", alter_sys=True)
+    sys.exit(0)
+
+
+def _fresh_seeds() -> None:
+    """A fresh process draws its seeds from the OS; a fork would share the template's."""
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed()
+    np.random.seed()
+    torch.seed()
+
+
+def main() -> None:
+    sock = socket.socket(fileno=int(sys.argv[1]))
+    gc.freeze()  # the children's collections skip the imports (and do not copy their pages by touching them)
+    assert threading.active_count() == 1, "the template must not fork with threads running"
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    selector = selectors.DefaultSelector()
+    selector.register(sock, selectors.EVENT_READ)
+    selector.register(wake_r, selectors.EVENT_READ)
+    exit_pipes: dict[int, int] = {}  # child pid -> the write end of its exit-code pipe
+    while True:
+        for key, _ in selector.select():
+            if key.fileobj is sock:
+                try:
+                    data, fds, _, _ = socket.recv_fds(sock, 1 << 20, 4)
+                except OSError:
+                    return
+                if not data:  # the test process is gone
+                    return
+                sys.stdout.flush()
+                sys.stderr.flush()
+                pid = os.fork()
+                if pid == 0:
+                    signal.set_wakeup_fd(-1)
+                    selector.close()  # the template's own descriptors are not the command's
+                    sock.close()
+                    for fd in (wake_r, wake_w, *exit_pipes.values()):
+                        os.close(fd)
+                    _child(json.loads(data), fds)
+                exit_pipes[pid] = fds[3]
+                for fd in fds[:3]:
+                    os.close(fd)
+                sock.send(str(pid).encode())
+            else:
+                os.read(wake_r, 4096)
+                while exit_pipes:
+                    try:
+                        pid, status = os.waitpid(-1, os.WNOHANG)
+                    except ChildProcessError:
+                        break
+                    if pid == 0:
+                        break
+                    exit_w = exit_pipes.pop(pid, None)
+                    if exit_w is not None:
+                        try:
+                            os.write(exit_w, struct.pack("i", os.waitstatus_to_exitcode(status)))
+                        except OSError:
+                            pass  # the test stopped waiting for it
+                        os.close(exit_w)
+
+
+if __name__ == "__main__":
+    main()
