@@ -37,6 +37,7 @@ def write_space(tmp_path: Path, text: str) -> str:
     return str(path)
 
 
+@pytest.mark.integration  # over a second: searches that train
 def test_a_pytorch_loop_through_the_python_api(experiment, client) -> None:
     result = hyperflow.search(
         user_objectives.torch_loop, space=LINEAR_SPACE, max_evals=3, pruner="none", parallelism=1,
@@ -59,6 +60,7 @@ def test_a_pytorch_loop_through_the_python_api(experiment, client) -> None:
     assert "logged no model" in result.summary and result.registered is None
 
 
+@pytest.mark.integration  # over a second: searches that train
 def test_a_scikit_learn_objective_through_the_cli_registers_the_model_the_best_trial_logged(
     tmp_path, experiment, client, capsys
 ) -> None:
@@ -78,6 +80,7 @@ def test_a_scikit_learn_objective_through_the_cli_registers_the_model_the_best_t
     assert float(best.data.tags["hyperflow.trial_loss"]) == best.data.metrics["loss"]
 
 
+@pytest.mark.integration  # over a second: searches that train
 def test_a_pytorch_loop_through_the_cli_and_a_scikit_learn_objective_through_the_python_api(
     tmp_path, experiment, client, capsys
 ) -> None:
@@ -111,6 +114,7 @@ def test_a_pruned_trial_gets_trial_pruned_and_cleans_up(experiment, client) -> N
     assert run.data.tags["mlflow.runName"] == "trial-001-pruned" and run.info.status == "FINISHED"
 
 
+@pytest.mark.integration  # over a second: searches that train
 def test_a_failing_trial_fails_alone_and_a_search_whose_trials_all_fail_stops(experiment, client) -> None:
     space = {"x": {"type": "choice", "values": [0.2, 0.8, 0.4]}}
     result = hyperflow.search(
@@ -151,6 +155,7 @@ def test_bad_objectives_and_settings_are_one_line_before_any_run(tmp_path, capsy
     assert mlflow.MlflowClient().get_experiment_by_name(experiment) is None  # nothing was written
 
 
+@pytest.mark.integration  # over a second: searches that train
 def test_a_function_of_main_runs_its_trials_here_unless_workers_are_asked_for(experiment, client) -> None:
     """Worker processes cannot import a notebook's or a script's __main__: parallelism=auto runs such a function's
     trials one at a time in this process, parallelism=2 is refused in one line."""
@@ -220,6 +225,7 @@ def test_a_killed_objective_search_resumes(tmp_path, tracking_uri, monkeypatch) 
     assert client.get_run(parent).info.status == "FINISHED"
 
 
+@pytest.mark.integration  # over a second: searches that train
 def test_budget_stops_at_its_units_of_work_and_a_resume_counts_those_used(experiment, client) -> None:
     """Trials of 4 steps each: budget=6 runs trial 0 whole and stops trial 1 at its 2nd step; a resume with
     budget=10 counts those 6 and stops trial 2 at its 4th."""
@@ -235,6 +241,7 @@ def test_budget_stops_at_its_units_of_work_and_a_resume_counts_those_used(experi
     assert client.get_run(first.run_id).data.metrics["units_used"] == 10
 
 
+@pytest.mark.integration  # over a second: searches that train
 def test_budget_counts_the_trainers_epochs(tmp_path, experiment, client, capsys) -> None:
     """hyperflow's trainer: an epoch is a unit; 3-epoch trials and budget=7 stop the third trial after 1 epoch."""
     space = write_space(tmp_path, "lr: {type: loguniform, low: 1.0e-3, high: 1.0e-2}\nepochs: 3\n")
