@@ -23,7 +23,7 @@ TINY = ["data=digits", "width=32", "progress=false", "flush_secs=5"]
 
 
 def search(server, user: str, folder: Path, epochs: int, *settings: str, **popen) -> subprocess.Popen:
-    space = folder / f"space-{epochs}.yaml"
+    space = folder / f"space-{epochs}-{os.urandom(4).hex()}.yaml"  # searches started at once each read their own
     space.write_text(f"lr: {{type: loguniform, low: 1.0e-3, high: 1.0e-2}}\nepochs: {epochs}\n")
     return forked.Popen(
         [sys.executable, "-m", "hyperflow", "search", *TINY, f"space={space}", *settings],
