@@ -4,6 +4,7 @@ made from its config fields (config/help.py), with the exit codes of promote and
 from __future__ import annotations
 
 from dataclasses import fields
+from typing import NamedTuple
 
 from hyperflow.config import PredictConfig, PromoteConfig, RetrainConfig, TrainConfig
 from hyperflow.config.help import settings_lines
@@ -24,29 +25,57 @@ Settings can also come from a YAML file: config=settings.yaml (command-line valu
 The tracking store is MLflow's default (sqlite:///mlflow.db here) unless MLFLOW_TRACKING_URI is set."""
 
 
+def _own_keys(cls: type) -> tuple[str, ...]:
+    """The settings a user gives (gate_rules is filled from gate.<metric>.<rule>=value)."""
+    return tuple(f.name for f in fields(cls) if f.name != "gate_rules")
+
+
+class Section(NamedTuple):
+    """One block of settings in a command's --help (and in docs/settings.md): a title, a config, its keys."""
+
+    title: str
+    config: type
+    keys: tuple[str, ...]
+
+
+SEARCH_NOTE = (
+    "every training setting (hyperflow train --help) sets the base of all trials; the space file says what varies."
+)
+RETRAIN_NOTE = "any training setting (hyperflow train --help) overrides the champion's, e.g. epochs=50"
+
+# Each command's settings as --help lists them; lr-find takes train's.
+SECTIONS: dict[str, tuple[Section, ...]] = {
+    "train": (Section("settings", TrainConfig, _own_keys(TrainConfig)),),
+    "search": (
+        Section("search settings", SearchConfig, _own_keys(SearchConfig)),
+        Section("data settings", TrainConfig, DATA_SETTINGS),
+    ),
+    "promote": (Section("settings", PromoteConfig, _own_keys(PromoteConfig)),),
+    "retrain": (Section("settings", RetrainConfig, _own_keys(RetrainConfig)),),
+    "predict": (Section("settings", PredictConfig, _own_keys(PredictConfig)),),
+}
+
+
+def _sections_lines(command: str) -> list[str]:
+    lines: list[str] = []
+    for section in SECTIONS[command]:
+        block = [f"{section.title} (default):", *settings_lines(section.config, section.keys)]
+        lines += ["", *block] if lines else block
+    return lines
+
+
 def train_help(command: str = "train") -> str:
-    lines = [f"usage: hyperflow {command} [key=value ...] [config=settings.yaml]", "", "settings (default):"]
-    return "\n".join(lines + settings_lines(TrainConfig))
+    lines = [f"usage: hyperflow {command} [key=value ...] [config=settings.yaml]", ""]
+    return "\n".join(lines + _sections_lines("train"))
 
 
 def search_help() -> str:
-    lines = [
-        "usage: hyperflow search [search settings] [training settings] [config=settings.yaml]",
-        "",
-        "search settings (default):",
-    ]
-    lines += settings_lines(SearchConfig)
-    lines += ["", "data settings (default):", *settings_lines(TrainConfig, DATA_SETTINGS)]
-    lines += [
-        "",
-        "every training setting (hyperflow train --help) sets the base of all trials; the space file says what varies.",
-    ]
-    return "\n".join(lines)
+    lines = ["usage: hyperflow search [search settings] [training settings] [config=settings.yaml]", ""]
+    return "\n".join([*lines, *_sections_lines("search"), "", SEARCH_NOTE])
 
 
-def _settings_help(command: str, cls: type, codes: str, extra: str = "") -> str:
-    lines = [f"usage: hyperflow {command} [key=value ...] [config=settings.yaml]", "", "settings (default):"]
-    lines += settings_lines(cls, [f.name for f in fields(cls) if f.name != "gate_rules"])
+def _settings_help(command: str, codes: str, extra: str = "") -> str:
+    lines = [f"usage: hyperflow {command} [key=value ...] [config=settings.yaml]", "", *_sections_lines(command)]
     return "\n".join(lines + ([extra] if extra else []) + ["", f"exit codes: {codes}"])
 
 
@@ -67,18 +96,13 @@ RETRAIN_CODES = (
 
 
 def promote_help() -> str:
-    return _settings_help("promote", PromoteConfig, PROMOTE_CODES)
+    return _settings_help("promote", PROMOTE_CODES)
 
 
 def retrain_help() -> str:
-    return _settings_help(
-        "retrain",
-        RetrainConfig,
-        RETRAIN_CODES,
-        "  any training setting (hyperflow train --help) overrides the champion's, e.g. epochs=50",
-    )
+    return _settings_help("retrain", RETRAIN_CODES, f"  {RETRAIN_NOTE}")
 
 
 def predict_help() -> str:
     lines = ["usage: hyperflow predict model=<model URI> data=<rows.csv|.parquet> [out=predictions.csv]", ""]
-    return "\n".join(lines + settings_lines(PredictConfig))
+    return "\n".join(lines + settings_lines(PredictConfig, SECTIONS["predict"][0].keys))
