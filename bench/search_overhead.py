@@ -25,7 +25,7 @@ with MLflow's own ``mlflow.config.enable_async_logging()``) and ``sync`` (each c
 search's process and in the workers: no background thread). ``--parallelism N`` runs the searches with N
 trials at once (default 1). Before issue 24 the search sent them from a separate process
 (``tracking/sidecar.py``): this bench at edc54e3 compared that (``shipped`` there) with ``thread`` (today's
-``shipped``); docs/benchmarks.md has the rounds.
+``shipped``); docs/history/benchmarks-journal.md has the rounds.
 
     python bench/search_overhead.py --ab shipped async --trials 30 --rounds 10
     python bench/search_overhead.py --ab shipped sync --trials 30 --rounds 6 --parallelism 2
