@@ -3,7 +3,6 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -15,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from polling import wait_for
+from services import free_port
 from stores import ready_store
 
 from hyperflow.config import build_config
@@ -67,16 +67,10 @@ def test_sigterm_ends_the_run_killed(tmp_path):
     assert run.info.status == "KILLED"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def serve_model(model_uri: str, tracking_uri: str, timeout: float = 120) -> Iterator[int]:
     """A real `mlflow models serve` process on 127.0.0.1; yields its port once it answers /ping."""
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [
             sys.executable,

@@ -2,13 +2,6 @@
 that solves another problem. Real faults: a port nobody listens on, and a real `mlflow server` stopped
 in the middle of a promotion (the registry behind it; runs stay in the test's sqlite store)."""
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 import uuid
 
 import mlflow
@@ -16,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from services import SqliteServer, free_port
 from test_registry import items_csv
 
 from hyperflow.cli import main
@@ -63,12 +57,6 @@ def cli(capsys, *argv: str) -> tuple[int, str, str]:
     err = err.strip()
     assert code == 0 or (len(err.splitlines()) == 1 and "Traceback" not in err), err
     return code, out, err
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # ------------------------------------------------------------------------------------ first promotion
@@ -166,63 +154,10 @@ def test_an_unreachable_registry_stops_promote_and_retrain(
     assert runs_of(experiment, "promote") == [] and runs_of(experiment, "retrain") == []
 
 
-class Server:
-    """A plain `mlflow server` over the test session's sqlite store."""
-
-    def __init__(self, backend: str, folder) -> None:
-        self.port, self.backend, self.folder = free_port(), backend, folder
-        self.uri, self.proc = f"http://127.0.0.1:{self.port}", None
-
-    def start(self) -> "Server":
-        """Start the process and return at once; ``ready`` waits until it answers."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "mlflow",
-                "server",
-                "--backend-store-uri",
-                self.backend,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--workers",
-                "1",
-                "--default-artifact-root",
-                str(self.folder),
-            ],
-            env=env,
-            cwd=self.folder,
-            stdout=(self.folder / "server.log").open("w"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        return self
-
-    def ready(self) -> "Server":
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{self.uri}/health", timeout=2)
-                return self
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    log = (self.folder / "server.log").read_text()[-2000:]
-                    raise RuntimeError(f"mlflow server did not start (exit {self.proc.poll()}):\n{log}") from None
-                time.sleep(0.2)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)  # the server and its worker: a session of its own
-            self.proc.wait(timeout=60)
-
-
 @pytest.fixture(scope="module")
 def server(tracking_uri, tmp_path_factory):
     MlflowClient().search_experiments(max_results=1)  # the schema exists before a second process opens it
-    running = Server(tracking_uri, tmp_path_factory.mktemp("server")).start()
+    running = SqliteServer(tmp_path_factory.mktemp("server"), backend=tracking_uri).start()
     yield running
     running.stop()
 

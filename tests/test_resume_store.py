@@ -3,11 +3,8 @@ names the store and the error and prints the resume command; no finished trial i
 server is back, the resume keeps what reached it and finishes the search."""
 
 import os
-import signal
-import socket
 import subprocess
 import sys
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,70 +13,14 @@ import forked
 import mlflow
 import pytest
 from polling import wait_for
+from services import SqliteServer
 
 from hyperflow.cli import main
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    """`mlflow server` on a sqlite file; ``kill`` takes it down at once (with its workers), ``start`` again
-    serves the same database on the same port."""
-
-    def __init__(self, home: Path) -> None:
-        self.home, self.port, self.proc = home, _free_port(), None
-        self.uri = f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> "Server":
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-        env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])  # its uvicorn
-        self.proc = forked.Popen(
-            [
-                sys.executable,
-                "-m",
-                "mlflow",
-                "server",
-                "--backend-store-uri",
-                f"sqlite:///{self.home}/server.db",
-                "--default-artifact-root",
-                str(self.home / "artifacts"),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--workers",
-                "1",
-            ],
-            env=env,
-            cwd=self.home,
-            start_new_session=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-        def up():
-            assert self.proc.poll() is None, "mlflow server exited"
-            try:
-                return urllib.request.urlopen(f"{self.uri}/health", timeout=1).status == 200
-            except OSError:
-                return False
-
-        wait_for(up, "mlflow server", 120)
-        return self
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # the server and the workers it started
-            self.proc.wait()
-
-
 @contextmanager
-def server(home: Path) -> Iterator[Server]:
-    s = Server(home).start()
+def server(home: Path) -> Iterator[SqliteServer]:
+    s = SqliteServer(home).start().ready()
     try:
         yield s
     finally:
@@ -129,7 +70,7 @@ def test_a_server_gone_mid_search_gives_one_line_and_the_resume_finishes(tmp_pat
         assert srv.uri in lines[0] and "hyperflow search resume=" in lines[0] and "Traceback" not in err
         parent = lines[0].split("resume=")[-1].strip()
 
-        srv.start()
+        srv.start().ready()
         finished_before = {
             r.info.run_id
             for r in client.search_runs([exp])

@@ -4,18 +4,12 @@ search's end, a resume and the end of every command's run find such twins and en
 duplicates; they never count as trials."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import urllib.request
 from contextlib import suppress
 
 import mlflow
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
-from polling import wait_for
 
 from hyperflow import names, tracking
 from hyperflow.cli import main
@@ -214,44 +208,6 @@ def test_every_commands_run_ends_its_twins(experiment, client, ending):
     assert client.get_run(outer.info.run_id).info.status == ("FINISHED" if ending == "finished" else "FAILED")
 
 
-def _server(home, port: int) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{home}/server.db",
-            "--default-artifact-root",
-            str(home / "artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        env=env,
-        cwd=home,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-
-    def up():
-        assert proc.poll() is None, "mlflow server exited"
-        try:
-            return urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).status == 200
-        except OSError:
-            return False
-
-    wait_for(up, "mlflow server", 120, every=0.2)
-    return proc
-
-
 @pytest.mark.integration
 def test_through_a_server_whose_answers_to_creations_are_lost_nothing_stays_running(
     tmp_path, tracking_uri, monkeypatch
@@ -261,10 +217,10 @@ def test_through_a_server_whose_answers_to_creations_are_lost_nothing_stays_runn
     again and the server makes twins. The commands end them: nothing stays RUNNING, one run per trial, one
     version."""
     from dropping_proxy import DroppingProxy
-    from services import free_port
+    from services import SqliteServer
 
-    port = free_port()
-    server = _server(tmp_path, port)
+    server = SqliteServer(tmp_path).start().ready()
+    port = server.port
     lost: set[str] = set()
 
     def drop(method: str, path: str, body: bytes) -> bool:
@@ -321,5 +277,4 @@ def test_through_a_server_whose_answers_to_creations_are_lost_nothing_stays_runn
             and client.get_model_version_by_alias("lost-model", "challenger").version == versions[0].version
         )
     finally:
-        os.killpg(server.pid, signal.SIGKILL)  # the server and its worker: a session of its own
-        server.wait()
+        server.kill()
