@@ -28,13 +28,13 @@ def doc_files() -> list[Path]:
 
 
 def _command_text(text: str) -> str | None:
-    """The command line that starts in ``text`` (a code line or an inline code span), up to a comment or the next
-    command of a shell line."""
+    """The command line that starts in ``text`` (a code line or an inline code span), up to a comment, a redirection
+    or the next command of a shell line."""
     match = START.search(text)
     if not match:
         return None
     rest = text[match.start(1) :]
-    return re.split(r"\s+#|\s&&|\s\|\s|;|`", rest)[0].strip()
+    return re.split(r"\s+#|\s&&|\s\|\s|;|`|\s[12]?>", rest)[0].strip()
 
 
 def commands_in(text: str) -> list[tuple[int, str]]:

@@ -1,5 +1,6 @@
 """The champion in use: served over HTTP by alias (a real `mlflow models serve` process) and batch scoring."""
 
+import io
 import uuid
 
 import mlflow
@@ -59,10 +60,25 @@ def test_batch_predictions_append_labels_and_probabilities(champion, tmp_path, c
     assert scored["prediction"].isin(["big", "small"]).all()
 
 
+@pytest.mark.integration
+def test_predict_without_out_prints_csv_to_stdout_and_writes_no_file(champion, tmp_path, monkeypatch, capsys):
+    pd.DataFrame(RAW).to_csv(tmp_path / "new.csv", index=False)
+    monkeypatch.chdir(tmp_path)  # before, predictions.csv landed here
+    capsys.readouterr()
+    assert main(["predict", f"model={champion}", "data=new.csv"]) == 0
+    out, err = capsys.readouterr()
+    scored = pd.read_csv(io.StringIO(out))  # stdout is the table and nothing else
+    assert list(scored.columns) == ["colour", "size", "prediction", "probability_big", "probability_small"]
+    assert len(scored) == 4 and scored["prediction"].tolist()[:3] == ["big", "small", "big"]
+    assert f"hyperflow predict: 4 rows scored with {champion} -> stdout" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new.csv"]
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
         (["model=models:/no-such-model@champion", "data={csv}"], "cannot load model 'models:/no-such-model@champion'"),
+        (["model={model}", "data={csv}", "out="], "out is empty"),
         (["model={model}", "data=missing.csv"], "data 'missing.csv' not found"),
         (["model={model}", "data={csv}", "out=preds.json"], "writes .csv or .parquet"),
         (["data={csv}"], "predict needs model=<URI> and data=<file>"),

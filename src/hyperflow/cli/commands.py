@@ -104,7 +104,12 @@ def cmd_predict(inv: Invocation) -> int:
     from hyperflow.workflows.predict import predict_file
 
     count = predict_file(**inv.predict)
-    print(f"hyperflow predict: {count} rows scored with {inv.predict['model']} -> {inv.predict['out']}")
+    out = inv.predict["out"]
+    # without out= the rows went to stdout as CSV: the line about them goes to stderr, so stdout stays the table
+    print(
+        f"hyperflow predict: {count} rows scored with {inv.predict['model']} -> {out or 'stdout'}",
+        file=sys.stdout if out else sys.stderr,
+    )
     return 0
 
 

@@ -104,5 +104,5 @@ def retrain_help() -> str:
 
 
 def predict_help() -> str:
-    lines = ["usage: hyperflow predict model=<model URI> data=<rows.csv|.parquet> [out=predictions.csv]", ""]
+    lines = ["usage: hyperflow predict model=<model URI> data=<rows.csv|.parquet> [out=<preds.csv|.parquet>]", ""]
     return "\n".join(lines + settings_lines(PredictConfig, SECTIONS["predict"][0].keys))

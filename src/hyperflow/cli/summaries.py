@@ -7,6 +7,20 @@ from typing import Any
 
 from hyperflow import names
 
+UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
+
+
+def browse_line(experiment_id: str, run_id: str) -> str:
+    """The link to a run in MLflow's UI: the tracking server's own, or the one `mlflow ui` serves for a local store,
+    which opens only while it runs."""
+    from hyperflow import tracking
+
+    uri = tracking.tracking_uri()
+    page = f"#/experiments/{experiment_id}/runs/{run_id}"
+    if uri.startswith(("http://", "https://")):
+        return f"  open {uri.rstrip('/')}/{page}"
+    return f"  open {UI}/{page} while `mlflow ui --backend-store-uri {uri}` runs (start it first)"
+
 
 def train_summary(outcome: Any) -> str:
     from hyperflow import tracking
@@ -25,10 +39,7 @@ def train_summary(outcome: Any) -> str:
             f"  model: {outcome.model_uri}"
             + (f" (registered version {outcome.registered_version})" if outcome.registered_version else "")
         )
-    lines.append(
-        f"  browse: mlflow ui --backend-store-uri {tracking.tracking_uri()}  then open "
-        f"http://127.0.0.1:5000/#/experiments/{outcome.experiment_id}/runs/{outcome.run_id}"
-    )
+    lines.append(browse_line(outcome.experiment_id, outcome.run_id))
     return "\n".join(lines)
 
 
@@ -46,6 +57,7 @@ def lr_find_summary(outcome: Any) -> str:
         f"  next: hyperflow train lr={f.suggested_lr_:.3g}   or   hyperflow train schedule=onecycle "
         f"max_lr={f.lr_range_[1]:.3g}   or   lr=auto / max_lr=auto",
         f"  run {outcome.run_id} (experiment {outcome.experiment_id}) in {tracking.tracking_uri()}",
+        browse_line(outcome.experiment_id, outcome.run_id),
     ]
     return "\n".join(lines)
 
@@ -83,10 +95,8 @@ def search_summary(outcome: Any, seconds: float) -> str:
         top = sorted((r for r in records if r.loss is not None), key=lambda r: r.loss)[:5]
         lines.append(f"  {'trial':>5}  {'status':<7} {loss.removeprefix('best_'):>9} {unit:>6}")
         lines += [f"  {r.number:>5}  {r.status:<7} {r.loss:>9.4g} {r.epochs:>6}" for r in top]
-    lines.append(
-        f"  run {outcome.run_id} (experiment {outcome.experiment_id}) in {tracking.tracking_uri()}; "
-        f"open http://127.0.0.1:5000/#/experiments/{outcome.experiment_id}/runs"
-    )
+    lines.append(f"  run {outcome.run_id} (experiment {outcome.experiment_id}) in {tracking.tracking_uri()}")
+    lines.append(browse_line(outcome.experiment_id, outcome.run_id))
     return "\n".join(lines)
 
 

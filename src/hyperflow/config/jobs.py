@@ -131,9 +131,11 @@ class PredictConfig(Settings):
         None, description="models:/<name>@champion, models:/<name>/<version> or runs:/<run id>/model (required)"
     )
     data: str | None = Field(None, description="rows to score (raw columns, any order, missing values allowed)")
-    out: str = Field(
-        "predictions.csv",
-        description="output file (.csv or .parquet): the rows plus prediction (and probability_<class> columns)",
+    out: str | None = Field(
+        None,
+        description="output file (.csv or .parquet): the rows plus prediction (and probability_<class> columns) "
+        "(default: the same rows as CSV on stdout)",
+        json_schema_extra={"names": "a file"},
     )
     allow_missing_columns: bool = Field(
         False, description="true = impute feature columns the file lacks (false: refuse, naming them)"
@@ -142,7 +144,9 @@ class PredictConfig(Settings):
     @model_validator(mode="after")
     def _rules(self) -> PredictConfig:
         if not self.model or not self.data:
-            raise UsageError("predict needs model=<URI> and data=<file> (and optionally out=<file>)")
+            raise UsageError(
+                "predict needs model=<URI> and data=<file> (and optionally out=<file>; else CSV on stdout)"
+            )
         return self
 
 

@@ -1,8 +1,10 @@
-"""Batch scoring: ``hyperflow predict model=models:/<name>@champion data=new.csv out=preds.csv``."""
+"""Batch scoring: ``hyperflow predict model=models:/<name>@champion data=new.csv out=preds.csv`` (without ``out=``,
+the scored rows as CSV on stdout)."""
 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -62,14 +64,15 @@ def check_model_uri(model: str) -> None:
         )
 
 
-def predict_file(model: str, data: str, out: str = "predictions.csv", allow_missing_columns: bool | str = False) -> int:
+def predict_file(model: str, data: str, out: str | None = None, allow_missing_columns: bool | str = False) -> int:
     """Score every row of a CSV/Parquet file with a logged model; write the rows with the model's
-    columns (prediction, probability_<class> …) appended. Returns the number of rows scored.
+    columns (prediction, probability_<class> …) appended to ``out``, or as CSV to stdout without one.
+    Returns the number of rows scored.
     ``allow_missing_columns`` (also ``"true"``/``"false"`` from the command line) imputes absent columns.
     Refused with one line: a file with none of the model's columns, or with a column the model's output
     would overwrite."""
     allow_missing_columns = _flag(allow_missing_columns)
-    target = check_out(out, data)
+    target = check_out(out, data) if out is not None else None
     check_model_uri(model)
     source = check_path(data, (), formats="CSV or Parquet")
     if source.suffix.lower() not in TABLE_SUFFIXES:
@@ -104,6 +107,9 @@ def predict_file(model: str, data: str, out: str = "predictions.csv", allow_miss
         )
     _refuse_clashes(rows, scored.columns, data)
     result = pd.concat([rows.reset_index(drop=True), scored.reset_index(drop=True)], axis=1)
+    if target is None:
+        result.to_csv(sys.stdout, index=False)
+        return len(result)
     try:
         _write_atomically(result, target)
     except OSError as exc:
