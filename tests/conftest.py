@@ -61,7 +61,7 @@ def cli_signals():
     signal.signal(signal.SIGTERM, previous[1])
 
 
-# The two tiers (README, "Tests"): a test that starts a process (a subprocess, a worker, a server, Spark's JVM)
+# The two tiers (docs/development.md): a test that starts a process (a subprocess, a worker, a server, Spark's JVM)
 # carries @pytest.mark.integration; `python -m pytest -m "not integration"` runs the rest, the inner loop.
 # Checked at run time: an unmarked test whose set-up or body starts a process fails, naming what it started.
 _PROCESS_EVENTS = frozenset(

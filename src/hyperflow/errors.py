@@ -1,6 +1,6 @@
 """hyperflow's exception types and how an error is told in one line.
 
-The types the command line turns into exit codes (README, "Exit codes"): 1 the job failed (``TrainingFailed``,
+The types the command line turns into exit codes (docs/exit-codes.md): 1 the job failed (``TrainingFailed``,
 ``ArtifactStoreError``, ``SearchFailed``), 2 bad input or a registry that cannot answer (``UsageError``,
 ``RegistryError``), 4 locked (``LeaseHeld``), 5 the champion moved during a promotion (``ChampionConflict``),
 130 ``Terminated`` (SIGTERM, which ends runs KILLED, as Ctrl-C does); ``StoreFailure`` carries a store's

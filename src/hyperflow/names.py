@@ -1,6 +1,6 @@
 """Every tag, metric, alias and param name users and scripts rely on, in one place.
 
-These strings are an interface: dashboards, `mlflow runs search` filters, CI scripts and the README
+These strings are an interface: dashboards, `mlflow runs search` filters, CI scripts and the docs
 name them. Renaming one is a breaking change. Code writes and reads them through these constants only.
 Imports nothing, so every layer (core included) may use it.
 """

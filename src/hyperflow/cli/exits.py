@@ -20,7 +20,7 @@ def runs_ended() -> str:
 
 
 # A store that fails: 1 (the job failed), as for a search; promote and retrain say 2, as when their registry
-# cannot be read (README's table). The line names the store and what was written.
+# cannot be read (docs/exit-codes.md's table). The line names the store and what was written.
 STORE_FAILURE_CODES = {"promote": 2, "retrain": 2}
 
 
