@@ -1,7 +1,8 @@
 """``python -m hyperflow ...`` run as a process for the tests, forked from a warm template (tests/zygote.py).
 
 ``run`` and ``Popen`` take what ``subprocess.run`` and ``subprocess.Popen`` take. A command line that starts
-``[sys.executable, "-m", "hyperflow"]`` (with the keyword arguments below) runs in a child of the template:
+``[sys.executable, "-m", "hyperflow"]``, or a script of the tests' own folder such as tests/paused_command.py
+(with the keyword arguments below), runs in a child of the template:
 a process of its own with its pid, environment, working directory, streams, signals and exit code, running
 hyperflow's real entry point, which skips only the ~3 s of CPU that a fresh interpreter spends importing
 torch, MLflow and pandas (the suite starts about 300 commands: this is most of its CPU time; measured in
@@ -31,6 +32,7 @@ from typing import Any
 
 PIPE, STDOUT, DEVNULL = subprocess.PIPE, subprocess.STDOUT, subprocess.DEVNULL
 HYPERFLOW = [sys.executable, "-m", "hyperflow"]
+TESTS = Path(__file__).resolve().parent
 AUDIT_EVENT = "hyperflow.tests.command"
 _SUPPORTED = {"cwd", "env", "stdin", "stdout", "stderr", "text", "universal_newlines", "start_new_session"}
 
@@ -77,10 +79,19 @@ def _warm() -> _Template:
         return _template
 
 
+def _script(args: Sequence[Any]) -> str | None:
+    """The tests' own script this command line runs (``python tests/<name>.py ...``), else None."""
+    if len(args) > 1 and str(args[0]) == sys.executable and str(args[1]).endswith(".py"):
+        path = Path(args[1]).resolve()
+        if path.parent == TESTS:
+            return str(path)
+    return None
+
+
 def forked(args: Sequence[Any], kwargs: dict[str, Any]) -> bool:
     """Whether this command line runs in the template."""
     return (
-        [str(a) for a in args[:3]] == HYPERFLOW
+        ([str(a) for a in args[:3]] == HYPERFLOW or _script(args) is not None)
         and set(kwargs) <= _SUPPORTED
         and os.environ.get("HYPERFLOW_TEST_FRESH") != "1"
     )
@@ -132,8 +143,10 @@ class ForkedProcess:
         fds = [child_end(stdin, 0, True), child_end(stdout, 1, False)]
         fds.append(fds[1] if stderr == STDOUT else child_end(stderr, 2, False))
         exit_r, exit_w = os.pipe()
+        script = _script(args)
         request = {
-            "args": [str(a) for a in args[3:]],
+            "script": script,
+            "args": [str(a) for a in args[2 if script else 3 :]],
             "env": dict(os.environ if env is None else env),
             "cwd": os.fspath(cwd) if cwd is not None else os.getcwd(),
             "new_session": start_new_session,

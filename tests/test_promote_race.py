@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import forked
 import mlflow
 import pytest
 from tiny_model import copies, register_tiny
@@ -31,7 +32,7 @@ def start_together(name: str, versions: list[str], folder: Path, experiment: str
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")}
     env.update(PAUSE_AT="move", PAUSE_COUNT=str(len(versions)), PAUSE_DIR=str(folder))
     return [
-        subprocess.Popen(
+        forked.Popen(
             [sys.executable, PAUSED, "promote", f"model_name={name}", f"version={v}", f"experiment={experiment}"],
             env=env,
             cwd=folder,

@@ -9,7 +9,8 @@ template reaps its children and writes each one's exit code (``-N``: killed by s
 request came with.
 
 Protocol on the SOCK_SEQPACKET socket whose descriptor is ``argv[1]``: a request is one JSON message
-``{"args": [...], "env": {...}, "cwd": str, "new_session": bool}`` with four descriptors: stdin, stdout,
+``{"script": str | None, "args": [...], "env": {...}, "cwd": str, "new_session": bool}`` (``script``: a
+tests' script run as ``python script.py args``, else ``python -m hyperflow args``) with four descriptors: stdin, stdout,
 stderr and the write end of the exit-code pipe; the answer is the child's pid, as text.
 """
 
@@ -39,7 +40,8 @@ OWN_PATH = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
 
 
 def _child(request: dict, fds: list[int]) -> None:
-    """In the forked child: become the command's process, then run ``python -m hyperflow <args>``."""
+    """In the forked child: become the command's process, then run ``python -m hyperflow <args>`` (or the
+    tests' script)."""
     for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM):
         signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # as a fresh interpreter has them
@@ -57,10 +59,16 @@ def _child(request: dict, fds: list[int]) -> None:
     os.environ.update(request["env"])
     given = [p for p in request["env"].get("PYTHONPATH", "").split(os.pathsep) if p]
     rest = [p for p in sys.path[1:] if p not in OWN_PATH]
-    sys.path[:] = [os.getcwd(), *given, *rest]  # `python -m` puts the working directory first
+    script = request["script"]
+    # `python -m` puts the working directory first on sys.path, `python script.py` the script's folder
+    sys.path[:] = [os.path.dirname(script) if script else os.getcwd(), *given, *rest]
     _fresh_seeds()
-    sys.argv = ["-m", *request["args"]]
-    runpy.run_module("hyperflow", run_name="__main__", alter_sys=True)
+    if script:
+        sys.argv = [script, *request["args"]]
+        runpy.run_path(script, run_name="__main__")
+    else:
+        sys.argv = ["-m", *request["args"]]
+        runpy.run_module("hyperflow", run_name="__main__", alter_sys=True)
     sys.exit(0)
 
 
