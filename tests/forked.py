@@ -7,7 +7,8 @@ a process of its own with its pid, environment, working directory, streams, sign
 hyperflow's real entry point, which skips only the ~3 s of CPU that a fresh interpreter spends importing
 torch, MLflow and pandas (the suite starts about 300 commands: this is most of its CPU time; measured in
 docs/benchmarks.md, "Test suite"). Anything else (another program, interpreter flags such as ``-X importtime``,
-a ``preexec_fn``) runs as ``subprocess`` would, and so does every command when ``HYPERFLOW_TEST_FRESH=1``:
+a ``preexec_fn``) runs as ``subprocess`` would, and so does every command when ``HYPERFLOW_TEST_FRESH=1`` (with
+Ctrl-C as from a terminal, as in the template):
 tests of what a fresh interpreter does at start call ``subprocess`` themselves.
 
 The template is started once per test process, on first use; a child's exit code comes back through a pipe
@@ -88,13 +89,27 @@ def _script(args: Sequence[Any]) -> str | None:
     return None
 
 
+def _ours(args: Sequence[Any]) -> bool:
+    """Whether this command line is ``python -m hyperflow ...`` or a tests' script."""
+    return [str(a) for a in args[:3]] == HYPERFLOW or _script(args) is not None
+
+
 def forked(args: Sequence[Any], kwargs: dict[str, Any]) -> bool:
     """Whether this command line runs in the template."""
-    return (
-        ([str(a) for a in args[:3]] == HYPERFLOW or _script(args) is not None)
-        and set(kwargs) <= _SUPPORTED
-        and os.environ.get("HYPERFLOW_TEST_FRESH") != "1"
-    )
+    return _ours(args) and set(kwargs) <= _SUPPORTED and os.environ.get("HYPERFLOW_TEST_FRESH") != "1"
+
+
+def _as_from_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _fresh(args: Sequence[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``subprocess``'s keywords for a command line: one of ours started fresh gets Ctrl-C as from a terminal,
+    as the template's children have it (a test runner started in the background, with ``nohup`` or ``&``,
+    passes SIGINT on ignored, and the interpreter would then keep it ignored)."""
+    if _ours(args) and "preexec_fn" not in kwargs:
+        return {**kwargs, "preexec_fn": _as_from_a_terminal}
+    return kwargs
 
 
 class ForkedProcess:
@@ -240,7 +255,7 @@ class ForkedProcess:
 
 def Popen(args: Sequence[Any], **kwargs: Any) -> Any:
     """``subprocess.Popen``, forked from the template where it can be."""
-    return ForkedProcess(args, **kwargs) if forked(args, kwargs) else subprocess.Popen(args, **kwargs)
+    return ForkedProcess(args, **kwargs) if forked(args, kwargs) else subprocess.Popen(args, **_fresh(args, kwargs))
 
 
 def run(
@@ -254,7 +269,8 @@ def run(
 ) -> subprocess.CompletedProcess:
     """``subprocess.run``, forked from the template where it can be."""
     if not forked(args, kwargs):
-        return subprocess.run(args, input=input, capture_output=capture_output, timeout=timeout, check=check, **kwargs)
+        fresh = _fresh(args, kwargs)
+        return subprocess.run(args, input=input, capture_output=capture_output, timeout=timeout, check=check, **fresh)
     if capture_output:
         kwargs.update(stdout=PIPE, stderr=PIPE)
     if input is not None:

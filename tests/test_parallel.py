@@ -288,7 +288,6 @@ def _search_process(tmp_path, *extra):
         "epochs=20",  # long enough to be caught training; a resume trains its trials with it too
         *extra,
     ]
-    # as from a terminal: a test runner started in the background (nohup, `&`) passes SIGINT on ignored
     client = ready_store(uri)
     proc = forked.Popen(
         [sys.executable, "-m", "hyperflow", "search", *args],
@@ -297,8 +296,7 @@ def _search_process(tmp_path, *extra):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    )  # Ctrl-C as from a terminal (tests/forked.py), whatever the test runner inherited
     return proc, client
 
 
