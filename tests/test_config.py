@@ -288,6 +288,7 @@ def test_the_settings_that_name_something_are_found():
         "PromoteConfig.version",
         "RetrainConfig.data",
         "RetrainConfig.experiment",
+        "PredictConfig.out",
     } <= names
 
 
@@ -296,6 +297,8 @@ def test_the_settings_that_name_something_are_found():
 def test_an_empty_value_for_a_setting_that_names_something_is_refused(cls: type, key: str, value: str):
     required = cls.__name__ in ("PromoteConfig", "RetrainConfig")  # their model_name is required
     needed = {"model_name": "m"} if required and key != "model_name" else {}
+    if cls.__name__ == "PredictConfig":  # model= and data= are required
+        needed = {"model": "m", "data": "d"}
     with pytest.raises(UsageError, match=rf"^{key} is empty: pass .*, or leave {key}= out"):
         cls(**needed, **{key: value})
     if not (required and key == "model_name"):
