@@ -71,3 +71,22 @@ def test_the_settings_check_fails_when_the_page_differs(tmp_path, monkeypatch, c
     (tmp_path / "settings.md").write_text(page.replace("| `max_evals` | `30` |", "| `max_evals` | `40` |"))
     assert generator.main(["--check"]) == 1
     assert "run python docs/settings.py" in capsys.readouterr().err
+
+
+def test_every_link_of_the_readme_leads_to_a_file_and_heading_that_exist():
+    """The README is read on GitHub and PyPI, outside the docs site whose strict build checks the pages' links."""
+    import re
+
+    from markdown.extensions.toc import slugify
+
+    readme = (ROOT / "README.md").read_text()
+    links = re.findall(r"\]\(([^)\s]+)\)", readme)
+    local = [link for link in links if not link.startswith(("http://", "https://"))]
+    assert len(local) > 10
+    for link in local:
+        path, _, anchor = link.partition("#")
+        target = ROOT / path
+        assert target.exists(), f"README links {link}: no {path}"
+        if anchor:
+            headings = re.findall(r"^#+ (.+)$", target.read_text(), flags=re.M)
+            assert anchor in {slugify(h, "-") for h in headings}, f"README links {link}: no such heading in {path}"
