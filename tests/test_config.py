@@ -111,7 +111,7 @@ def test_config_is_frozen_and_replace_validates():
         (lambda: TrainConfig(seed=2**32), "seed must be a whole number from 0 to 4294967295"),
         (lambda: TrainConfig(epochs="ten"), "expected a whole number"),
         (lambda: dataclasses.replace(TrainConfig(), batch_size=0), "batch_size must be positive"),
-        (lambda: SearchConfig(strategy="bohb"), "unknown strategy 'bohb'"),
+        (lambda: SearchConfig(strategy="cmaes"), "unknown strategy 'cmaes'"),
         (lambda: SearchConfig(max_evals=0), "max_evals must be at least 1"),
         (lambda: SearchConfig(max_evals=10**12), "max_evals must be at most 1000000"),
         (lambda: dataclasses.replace(SearchConfig(), backend="spark", strategy="grid"), "backend=spark runs random"),

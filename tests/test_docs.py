@@ -55,7 +55,8 @@ def test_the_settings_page_lists_every_setting_of_every_command_with_its_help_te
         [line for line in page.splitlines() if line.startswith("| `")]
     )
     pruner = (
-        "| `pruner` | `median` | median = median stopping rule, asha = successive halving; none \\| median \\| asha |"
+        "| `pruner` | `median` | median = median stopping rule, asha = successive halving, hyperband = brackets of "
+        "successive halving; none \\| median \\| asha \\| hyperband |"
     )
     assert pruner in page
 

@@ -40,9 +40,11 @@ def test_filled_trials_read_back_as_written():
     assert [t["tid"] for t in trials.trials] == [0, 1, 3]
     assert all(t["state"] == JOB_STATE_DONE for t in trials.trials)
     assert trials.results == [
-        {"status": STATUS_OK, "loss": 0.5, "history": [0.7, 0.5], "trial_status": "ok", "run_id": "r0", "units": 2},
+        {"status": STATUS_OK, "loss": 0.5, "history": [0.7, 0.5], "trial_status": "ok", "run_id": "r0", "units": 2}
+        | {"number": 0},
         {"status": STATUS_FAIL, "failure": "diverged", "run_id": "r1", "units": 1},
-        {"status": STATUS_OK, "loss": 0.25, "history": [0.25], "trial_status": "pruned", "run_id": "r3", "units": 1},
+        {"status": STATUS_OK, "loss": 0.25, "history": [0.25], "trial_status": "pruned", "run_id": "r3", "units": 1}
+        | {"number": 3},
     ]
     assert trials.losses() == [0.5, None, 0.25]
     # the vals decode to the points they came from (choice indices, and [] for a branch not taken)

@@ -13,7 +13,7 @@ from hyperflow.search.trial import Trial, TrialFailed, run_trial
 
 
 def test_report_raises_trial_pruned_when_the_pruner_stops_the_trial() -> None:
-    peers = [[1.0, 0.5, 0.4, 0.3]] * 3
+    peers = [(n, [1.0, 0.5, 0.4, 0.3]) for n in range(3)]
     trial = Trial(0, {"x": 1}, MedianPruner(min_epochs=2, startup_trials=3, patience=1), peers)
     seen = []
     trial.on_report = lambda step, value, metrics: seen.append((step, value, metrics))
@@ -31,7 +31,7 @@ def test_report_raises_at_the_deadline() -> None:
 
 
 def test_a_pruned_objective_is_recorded_at_its_best_value_and_a_caught_one_at_its_return() -> None:
-    peers = [[0.1, 0.1, 0.1]] * 3
+    peers = [(n, [0.1, 0.1, 0.1]) for n in range(3)]
     pruner = MedianPruner(min_epochs=1, startup_trials=3, patience=1)
 
     def let_through(params: dict, trial: Trial) -> float:

@@ -236,14 +236,14 @@ def test_children_come_from_a_fork_server_that_exits_at_once(tmp_path):
 
 def test_pruner_sees_curves_that_arrive_while_a_trial_runs(tmp_path):
     curves = str(tmp_path / "curves.jsonl")
-    peers = workers.PeerCurves([[0.5, 0.4]], curves)
-    assert list(peers) == [[0.5, 0.4]]
+    peers = workers.PeerCurves([(0, [0.5, 0.4])], curves)
+    assert list(peers) == [(0, [0.5, 0.4])]
     with open(curves, "a") as fh:
-        fh.write("[0.3, 0.2]\n[0.9")  # the second line is still being written
-    assert list(peers) == [[0.5, 0.4], [0.3, 0.2]] and len(peers) == 2
+        fh.write("[2, [0.3, 0.2]]\n[1, [0.9")  # the second line is still being written
+    assert list(peers) == [(0, [0.5, 0.4]), (2, [0.3, 0.2])] and len(peers) == 2
     with open(curves, "a") as fh:
-        fh.write(", 0.8]\n")
-    assert list(peers) == [[0.5, 0.4], [0.3, 0.2], [0.9, 0.8]]
+        fh.write(", 0.8]]\n")
+    assert list(peers) == [(0, [0.5, 0.4]), (2, [0.3, 0.2]), (1, [0.9, 0.8])]
 
 
 @pytest.mark.integration

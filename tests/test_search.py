@@ -17,7 +17,7 @@ from hyperflow.cli import main
 from hyperflow.config import build_config
 from hyperflow.config.search import build_search_config
 from hyperflow.core.assembly import load_data
-from hyperflow.core.pruning import ASHAPruner, MedianPruner
+from hyperflow.core.pruning import ASHAPruner, HyperbandPruner, MedianPruner
 from hyperflow.errors import UsageError
 from hyperflow.search.grid import grid_points
 from hyperflow.search.space import load_space
@@ -101,6 +101,25 @@ def test_pruners():
     asha = ASHAPruner(min_epochs=1, reduction_factor=2)
     assert asha.is_rung(1) and asha.is_rung(2) and asha.is_rung(4) and not asha.is_rung(3)
     assert asha.should_prune(history, 2, [1.0, 0.95]) and not asha.should_prune(history, 2, [0.9, 0.6])
+
+
+def test_hyperband_judges_each_trial_within_its_bracket():
+    """min_epochs=1, reduction_factor=2, 4 epochs: 3 brackets, first rungs at epochs 1, 2 and 4, with Hyperband's
+    weights 4:3:3; a trial is ranked against the trials of its own bracket only, and none is pruned before a
+    trial has run every epoch."""
+    hyperband = HyperbandPruner(min_epochs=1, reduction_factor=2)
+    assert (hyperband.brackets(4), hyperband.brackets(7), hyperband.brackets(1)) == (3, 3, 1)
+    brackets = [hyperband.bracket(n, 3) for n in range(1000)]
+    assert [brackets.count(s) for s in range(3)] == pytest.approx([400, 300, 300], abs=15)
+    eager = [n for n in range(20) if brackets[n] == 0]
+    patient = [n for n in range(20) if brackets[n] == 2]
+    good = [[1.0, 0.8, 0.6, 0.5], [1.1, 0.9, 0.7, 0.6]]
+    peers = [(eager[0], good[0]), (eager[1], good[1])]
+    assert hyperband.judge(eager[2], peers, 1, [2.0])  # behind both of its bracket at its first rung
+    assert not hyperband.judge(eager[2], peers, 1, [0.9])
+    assert not hyperband.judge(patient[0], peers, 1, [2.0])  # its bracket's first rung is epoch 4, the last
+    assert not hyperband.judge(patient[0], [(patient[1], good[0]), (patient[2], good[1])], 3, [2.0, 2.0, 2.0])
+    assert not hyperband.judge(eager[2], [], 1, [2.0])  # no trial has run every epoch yet
 
 
 def _children(client, parent_id):
@@ -264,11 +283,11 @@ def test_pruning_stops_a_hopeless_trial(tmp_path, experiment):
 @pytest.mark.parametrize(
     "args, fragment",
     [
-        (["strategy=bohb"], "unknown strategy 'bohb'"),
+        (["strategy=cmaes"], "unknown strategy 'cmaes'"),
         (["space=missing.yaml"], "space file 'missing.yaml' not found"),
         (["resume=0123456789abcdef"], "resume=0123456789abcdef: no such run"),
         (["max_evals=0"], "max_evals must be at least 1"),
-        (["pruner=hyperband"], "unknown pruner 'hyperband'"),
+        (["pruner=patient"], "unknown pruner 'patient'"),
         (["prune_patience=0"], "prune_patience must be at least 1"),
     ],
 )

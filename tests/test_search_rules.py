@@ -1,5 +1,5 @@
 """Search rules on the local backend, each in a small real search (digits, 1-4 epochs, a few trials): the stop
-rules early_stop and loss_threshold (grid and hyperopt loops), lr_bounds=auto, ASHA pruning, the parameter
+rules early_stop and loss_threshold (grid and hyperopt loops), lr_bounds=auto, ASHA and Hyperband pruning, the parameter
 importance artifacts, and a resumed TPE search fed the restored history."""
 
 from __future__ import annotations
@@ -163,6 +163,19 @@ def test_asha_prunes_a_hopeless_trial_at_its_first_rung(tmp_path, experiment, cl
     assert run.info.run_name.endswith("-pruned")
     assert [m.step for m in client.get_metric_history(hopeless.run_id, "val_loss")] == [1]
     assert outcome.best.params["lr"] in (GOOD, 0.002)
+
+
+def test_hyperband_prunes_in_the_eager_bracket_and_lets_the_patient_one_run(tmp_path, experiment, client):
+    """min_epochs=1, reduction_factor=2, 4 epochs: 3 brackets (first rungs at epochs 1, 2, 4); trials 0-5 fall
+    in brackets 0, 1, 0, 2, 1, 0. Trial 3, hopeless, is in the patient bracket and runs every epoch; trial 5,
+    as hopeless, is in the eager one, behind both of its bracket's trials at epoch 1, and stops there."""
+    lrs = [GOOD, 0.002, 0.0025, 1.0e-7, 0.0015, 2.0e-7]
+    space = write(tmp_path, "lr: {type: choice, values: [0.003, 0.002, 0.0025, 1.0e-7, 0.0015, 2.0e-7]}\nepochs: 4\n")
+    outcome = search(experiment, space=space, strategy="grid", pruner="hyperband", min_epochs="1", reduction_factor="2")
+    assert [r.params["lr"] for r in outcome.records] == lrs
+    assert [(r.status, r.epochs) for r in outcome.records] == [("ok", 4)] * 5 + [("pruned", 1)]
+    assert "epoch 1" in outcome.records[5].reason
+    assert client.get_run(outcome.records[5].run_id).data.tags["hyperflow.trial_status"] == "pruned"
 
 
 # ------------------------------------------------------------------------------------------ importance

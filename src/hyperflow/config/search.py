@@ -16,7 +16,7 @@ from hyperflow.config.train import ModelName
 from hyperflow.errors import UsageError
 
 STRATEGIES = ("tpe", "random", "grid")
-PRUNERS = ("none", "median", "asha")
+PRUNERS = ("none", "median", "asha", "hyperband")
 BACKENDS = ("local", "spark")
 MAX_PARALLELISM = 4_096
 MAX_EVALS = 1_000_000  # trials, and every count of trials
@@ -67,14 +67,18 @@ class SearchConfig(Settings):
         lt=1,
         description="tpe: how many trials count as good, ceil(gamma * sqrt(trials)), hyperopt's rule",
     )
-    pruner: Literal[PRUNERS] = Field("median", description="median = median stopping rule, asha = successive halving")
+    pruner: Literal[PRUNERS] = Field(
+        "median",
+        description="median = median stopping rule, asha = successive halving, hyperband = brackets of successive "
+        "halving",
+    )
     min_epochs: AtLeastOne = Field(
         3,
-        description="pruning: epochs (an objective: reports) every trial makes before it can be pruned (asha: "
-        "first rung)",
+        description="pruning: epochs (an objective: reports) every trial makes before it can be pruned (asha, "
+        "hyperband: first rung)",
     )
     reduction_factor: int = Field(
-        3, ge=2, le=1000, description="asha: keep the best 1/reduction_factor of trials at each rung"
+        3, ge=2, le=1000, description="asha, hyperband: keep the best 1/reduction_factor of trials at each rung"
     )
     prune_startup_trials: Trials = Field(3, description="median: finished trials needed before pruning starts")
     prune_patience: AtLeastOne = Field(

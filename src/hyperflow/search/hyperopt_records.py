@@ -90,13 +90,23 @@ def result(loss: float | None, reason: str = "", **extra: Any) -> dict[str, Any]
 
 def trial_result(record: Any) -> dict[str, Any]:
     """hyperopt's result of a finished :class:`~hyperflow.search.trial.TrialRecord`: :func:`result`, plus (when
-    it did not fail) its per-epoch val_loss ``history`` and ``trial_status`` (ok or pruned), which pruning
-    reads."""
+    it did not fail) its per-epoch val_loss ``history``, ``trial_status`` (ok or pruned) and trial ``number``,
+    which pruning reads."""
     if record.status == "failed" or record.loss is None:
         return result(None, record.reason, run_id=record.run_id, units=record.epochs)
     return result(
-        record.loss, history=list(record.history), trial_status=record.status, run_id=record.run_id, units=record.epochs
+        record.loss,
+        history=list(record.history),
+        trial_status=record.status,
+        run_id=record.run_id,
+        units=record.epochs,
+        number=record.number,
     )
+
+
+def peer_curves(results: Iterable[dict[str, Any]], statuses: tuple[str, ...]) -> list[tuple[int, list[float]]]:
+    """The (trial number, curve) of the finished trials among hyperopt's results whose status is in ``statuses``."""
+    return [(r["number"], r["history"]) for r in results if r.get("trial_status") in statuses and "history" in r]
 
 
 def fill(trials: Trials, history: Iterable[tuple[int, dict[str, list], Any]], next_id: int) -> Trials:

@@ -84,7 +84,7 @@ class SearchLoop:
 
     def _trial(self, number: int, point: dict[str, Any], threads: int | None = None) -> Trial:
         s = self.settings
-        peers = [r.history for r in self.records if r.status in peer_statuses(s.pruner)]
+        peers = [(r.number, r.history) for r in self.records if r.status in peer_statuses(s.pruner)]
         pruner = make_pruner(s.pruner, s.min_epochs, s.reduction_factor, s.prune_startup_trials, s.prune_patience)
         best = float("inf") if self.best is None else self.best
         left = self.stop.units_left(self._finished())
@@ -140,7 +140,7 @@ class SearchLoop:
                     continue
                 self._record(record, kept)
                 if record.status in keep:
-                    pool.add_curve(record.history)
+                    pool.add_curve(number, record.history)
                 done.append((number, record))
             if failures:
                 raise failures[0]

@@ -99,7 +99,7 @@ class SparkObjective:
         self.next_number, self.trials, self.budget = first_number, trials, budget
 
     def __getstate__(self) -> dict[str, Any]:
-        done = [r["history"] for r in self.trials.results if r.get("trial_status") in self.statuses and "history" in r]
+        done = hyperopt_records.peer_curves(self.trials.results, self.statuses)
         t = self.template
         left = max(0, self.budget - sum(r.get("units", 0) for r in self.trials.results)) if self.budget else None
         trial = Trial(self.next_number, {}, t.pruner, [*t.peers, *done], t.deadline, threads=t.threads, units_left=left)

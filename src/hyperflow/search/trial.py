@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from hyperflow import names
-from hyperflow.core.pruning import NoPruner, Pruner
+from hyperflow.core.pruning import NoPruner, Peer, Pruner
 
 
 @dataclass
@@ -54,8 +54,8 @@ class TrialPruned(Exception):
 
 
 class Trial:
-    """One trial's handle: its number and point, the pruner's view of the earlier trials (``peers``: one
-    list of per-step values each), the search's wall-clock ``deadline``, the best loss so far, the CPU
+    """One trial's handle: its number and point, the pruner's view of the earlier trials (``peers``: their
+    number and per-step values each), the search's wall-clock ``deadline``, the best loss so far, the CPU
     threads it may use (None: the objective's own setting) and the units of work (reports) left in the search's
     budget (its own reports count against them, or with ``units_file`` those of every trial in flight).
     Picklable: it travels to worker processes."""
@@ -65,7 +65,7 @@ class Trial:
         number: int,
         params: dict[str, Any],
         pruner: Pruner | None = None,
-        peers: Iterable[list[float]] = (),
+        peers: Iterable[Peer] = (),
         deadline: float | None = None,
         best_so_far: float = math.inf,
         threads: int | None = None,
@@ -95,7 +95,7 @@ class Trial:
             self.stop_reason = "timeout"
         elif self.units_left is not None and self._units_used() >= self.units_left:
             self.stop_reason = "budget"
-        elif not self.stop_reason and self.pruner.should_prune(list(self.peers), len(self.values), self.values):
+        elif not self.stop_reason and self.pruner.judge(self.number, list(self.peers), len(self.values), self.values):
             self.stop_reason = f"{type(self.pruner).__name__} at epoch {step}"
         if self.stop_reason:
             raise TrialPruned(self.stop_reason)

@@ -42,13 +42,14 @@ class WorkerFailed(RuntimeError):
 
 
 class PeerCurves:
-    """The val_loss curves a trial's pruner compares with: those known when it was dispatched, plus every
-    curve the search appends to ``path`` (one JSON list per line) while it runs. A file, not a
-    ``multiprocessing.Manager``: a manager is one more process, which would outlive a search killed with -9."""
+    """The val_loss curves a trial's pruner compares with, as (trial number, curve): those known when it was
+    dispatched, plus every curve the search appends to ``path`` (one JSON [number, curve] per line) while it runs.
+    A file, not a ``multiprocessing.Manager``: a manager is one more process, which would outlive a search killed
+    with -9."""
 
-    def __init__(self, known: list[list[float]], path: str) -> None:
+    def __init__(self, known: list[tuple[int, list[float]]], path: str) -> None:
         self.known, self.path = known, path
-        self._read: list[list[float]] = []
+        self._read: list[tuple[int, list[float]]] = []
         self._offset = 0
 
     def _refresh(self) -> None:
@@ -59,10 +60,10 @@ class PeerCurves:
         except FileNotFoundError:
             return
         end = chunk.rfind(b"\n") + 1  # a line still being written is read next time
-        self._read += [json.loads(line) for line in chunk[:end].splitlines() if line.strip()]
+        self._read += [(number, curve) for number, curve in map(json.loads, chunk[:end].splitlines())]
         self._offset += end
 
-    def __iter__(self) -> Iterator[list[float]]:
+    def __iter__(self) -> Iterator[tuple[int, list[float]]]:
         self._refresh()
         return iter(self.known + self._read)
 
@@ -152,9 +153,9 @@ class WorkerPool(WorkerLanes):
     def submit(self, tag: Any, objective: Any, trial: Any) -> None:
         self.run(tag, _run, objective, trial)
 
-    def add_curve(self, curve: list[float]) -> None:
+    def add_curve(self, number: int, curve: list[float]) -> None:
         with open(self.curves, "a") as fh:
-            fh.write(json.dumps([float(f"{v:.6g}") for v in curve]) + "\n")
+            fh.write(json.dumps([number, [float(f"{v:.6g}") for v in curve]]) + "\n")
 
     def close(self, kill: bool = False, check: bool = True) -> None:
         """Shut the workers down (``kill``: without waiting for the trials still queued or running). With
