@@ -5,10 +5,11 @@ Tasks: the LCBench surrogate (bench/lcbench.py; by OpenML task id, the 17 of :da
 default, any of its 34 with ``--tasks``) and real training with hyperflow's trainer on the built-in tables
 ``digits``, ``breast_cancer`` (classification) and ``diabetes`` (regression), bench/search.py's space and protocol
 (bench/suite_objectives.py). Methods (bench/suite_methods.py): ``default``, ``tpe``, ``random`` (hyperflow, through
-``hyperflow.search``), ``optuna``, ``optuna_median``, ``optuna_hyperband`` (Optuna 5's TPE alone, with
-MedianPruner, with HyperbandPruner). Every method gets the same objective code, the same seeds and the same budget
-in units of work (epochs, pruned trials' included): ``--trials`` full-length trials' worth (default 50: 50 × 52
-epochs on the surrogate, 50 × 20 on the real tables).
+``hyperflow.search``), ``hyperband``, ``bohb``, ``bohb_median`` (hyperflow's TPE with Hyperband, its multi-fidelity
+TPE with Hyperband or the median rule), ``optuna``, ``optuna_median``, ``optuna_hyperband`` (Optuna 5's TPE alone,
+with MedianPruner, with HyperbandPruner). Every method gets the same objective code, the same seeds and the same
+budget in units of work (epochs, pruned trials' included): ``--trials`` full-length trials' worth (default 50:
+50 × 52 epochs on the surrogate, 50 × 20 on the real tables).
 
 What is counted (bench/suite_scores.py): the best value found is the incumbent at full fidelity (the lowest value
 of a trial that ran every epoch, what hyperflow and Optuna return as their best); regret is normalised per task
@@ -107,22 +108,35 @@ def run_one(method: str, task: str, seed: int, n_trials: int, key: str) -> None:
     tmp_path.replace(path)
 
 
-def run_share(runs: list[tuple[str, str, int, int, str]]) -> None:
+Run = tuple[str, str, int, int, str]  # method, task, seed, budget in full-length trials, code key
+
+
+def run_share(queue: Any) -> None:
+    """Take (task, seed) cells from ``queue`` until None, and run each cell's searches, every method's."""
     import warnings
 
     warnings.filterwarnings("ignore")
-    for method, task, seed, n_trials, key in runs:
-        started = time.perf_counter()
-        run_one(method, task, seed, n_trials, key)
-        print(f"  done {method} {task} seed {seed}: {time.perf_counter() - started:.1f} s", flush=True)
+    while (cell := queue.get()) is not None:
+        for method, task, seed, n_trials, key in cell:
+            started = time.perf_counter()
+            run_one(method, task, seed, n_trials, key)
+            print(f"  done {method} {task} seed {seed}: {time.perf_counter() - started:.1f} s", flush=True)
 
 
-def run_all(runs: list[tuple[str, str, int, int, str]], jobs: int) -> None:
-    """The runs shared among ``jobs`` fresh processes (not a Pool: its daemonic workers could not start a
-    search's own worker processes)."""
+def run_all(runs: list[Run], jobs: int) -> None:
+    """The runs, by (task, seed) cell in their order, taken from one queue by ``jobs`` fresh processes as each is
+    free (not a Pool: its daemonic workers could not start a search's own worker processes): a run cut short
+    leaves whole cells, the slow methods' searches spread over the processes."""
+    cells: dict[tuple[str, int], list[Run]] = {}
+    for run in runs:
+        cells.setdefault((run[1], run[2]), []).append(run)
     ctx = get_context("spawn")
-    procs = [ctx.Process(target=run_share, args=(runs[i::jobs],)) for i in range(min(jobs, len(runs)))]
+    queue = ctx.Queue()
+    for cell in cells.values():
+        queue.put(cell)
+    procs = [ctx.Process(target=run_share, args=(queue,)) for _ in range(min(jobs, len(cells)))]
     for proc in procs:
+        queue.put(None)
         proc.start()
     for proc in procs:
         proc.join()
@@ -176,7 +190,7 @@ def main() -> None:
         f"{args.jobs} processes · budget {args.trials} full-length trials"
     )
     keys = {(m, t): code_key(m, t, args.trials) for m in args.methods for t in args.tasks}
-    todo = [
+    todo: list[Run] = [
         (m, t, s, args.trials, keys[m, t])
         for s in args.seeds  # a seed at a time over every task: a run cut short leaves whole seeds
         for t in args.tasks

@@ -1,7 +1,9 @@
 """The suite's methods: one search of one task for one seed, stopped at a budget of units of work (epochs).
 
 - hyperflow's (``default``: as shipped, its default strategy and pruner; ``tpe``: its TPE, ``pruner=none``;
-  ``random``: ``strategy=random``, ``pruner=none``) run through its public Python API,
+  ``random``: ``strategy=random``, ``pruner=none``; ``hyperband``: its TPE with ``pruner=hyperband``; ``bohb``,
+  ``bohb_median``: ``strategy=bohb``, its TPE fitted on the highest epoch with enough trials, with
+  ``pruner=hyperband`` and ``pruner=median``) run through its public Python API,
   ``hyperflow.search(objective, space=..., budget=..., seed=..., parallelism=1, register=False)``, tracked in a
   temporary sqlite store per search. One trial at a time: quality must not depend on the order in which parallel
   trials finish.
@@ -22,6 +24,9 @@ METHODS: dict[str, dict[str, Any]] = {  # name -> hyperflow's settings over its 
     "default": {},
     "tpe": {"strategy": "tpe", "pruner": "none"},
     "random": {"strategy": "random", "pruner": "none"},
+    "hyperband": {"strategy": "tpe", "pruner": "hyperband"},
+    "bohb": {"strategy": "bohb", "pruner": "hyperband"},
+    "bohb_median": {"strategy": "bohb", "pruner": "median"},
     "optuna": {"pruner": "none"},
     "optuna_median": {"pruner": "median"},
     "optuna_hyperband": {"pruner": "hyperband"},

@@ -1,10 +1,12 @@
 """hyperopt's trial records as hyperflow writes them (hyperopt's range in pyproject.toml holds the version they were
 read from; tests/test_project.py checks the installed one falls in it): a history put into a
-Trials reads back as it was written, new ids continue after it, queued points run first, and fmin goes on
-from a filled Trials. A hyperopt upgrade that changes the format fails here, not in a resumed search."""
+Trials reads back as it was written, new ids continue after it, queued points run first, fmin goes on
+from a filled Trials, and the multi-fidelity sampler's view of it. A hyperopt upgrade that changes the format
+fails here, not in a resumed search."""
 
 import pytest
-from hyperopt import JOB_STATE_DONE, JOB_STATE_NEW, JOB_STATE_RUNNING, STATUS_FAIL, STATUS_OK, Trials, space_eval
+from hyperopt import JOB_STATE_DONE, JOB_STATE_NEW, JOB_STATE_RUNNING, STATUS_FAIL, STATUS_OK, Trials, space_eval, tpe
+from hyperopt.base import Domain
 
 from hyperflow.search import hyperopt_records as records
 from hyperflow.search.space_hyperopt import flatten, to_hyperopt, to_vals
@@ -71,7 +73,7 @@ def test_queued_points_and_the_trial_in_flight():
     assert records.running_tid(trials) == 1
 
 
-@pytest.mark.parametrize("strategy", ["random", "tpe"])
+@pytest.mark.parametrize("strategy", ["random", "tpe", "bohb"])
 def test_fmin_continues_a_filled_history(strategy):
     """The queued point runs first, new ids continue after the history, and each id's suggestion depends on
     (seed, id) alone: two runs from the same history propose the same points."""
@@ -93,6 +95,57 @@ def test_fmin_continues_a_filled_history(strategy):
     assert [t["tid"] for t in trials.trials] == [0, 1, 3, 4, 5, 6]
     assert seen[0] == POINTS[0] and len(seen) == 3
     assert run()[1] == seen
+
+
+def test_bohb_sees_each_trial_at_the_highest_budget_that_enough_trials_reached():
+    """Trials 0 and 2 ran 4 epochs, 1 was pruned at 2, 4 at 1, 3 failed. With 2 needed the model ranks them at
+    epoch 4 (the finished trials' losses), the others after them, the deeper first; with 3, at epoch 2 (the best
+    up to it, the pruned trial's own loss); with 4, at epoch 1; the failed trial stays as it is; with 5, none
+    yet."""
+    point = to_vals(SPACE, POINTS[0])
+    history = [
+        (0, point, TrialRecord(0, "r0", POINTS[0], "ok", 0.5, 4, [0.9, 0.7, 0.6, 0.5])),
+        (1, point, TrialRecord(1, "r1", POINTS[0], "pruned", 0.4, 2, [0.8, 0.4])),
+        (2, point, TrialRecord(2, "r2", POINTS[0], "ok", 0.2, 4, [1.0, 0.9, 0.3, 0.2])),
+        (3, point, TrialRecord(3, "r3", POINTS[0], "failed", None, 0, [], "diverged")),
+        (4, point, TrialRecord(4, "r4", POINTS[0], "pruned", 2.0, 1, [2.0])),
+    ]
+    trials = records.fill(Trials(), history, next_id=5)
+
+    def seen(enough):
+        view = records.at_highest_budget(trials, enough)
+        return [(d["tid"], d["result"]["status"], d["result"].get("loss")) for d in view.trials]
+
+    # the loss each trial gets is its rank: 0, 2 at epoch 4 (0.2 < 0.5), then 1 (stopped 2 short), 4 (3 short)
+    assert seen(2) == [
+        (0, STATUS_OK, 1),
+        (1, STATUS_OK, 2),
+        (2, STATUS_OK, 0),
+        (3, STATUS_FAIL, None),
+        (4, STATUS_OK, 3),
+    ]
+    # at epoch 2: 0 (best up to it 0.7), 1 (its own loss 0.4), 2 (0.9); then 4 (1 short)
+    assert seen(3) == [
+        (0, STATUS_OK, 1),
+        (1, STATUS_OK, 0),
+        (2, STATUS_OK, 2),
+        (3, STATUS_FAIL, None),
+        (4, STATUS_OK, 3),
+    ]
+    # at epoch 1: 0.9, 0.8, 1.0 and 4's own loss 2.0
+    assert seen(4) == [
+        (0, STATUS_OK, 1),
+        (1, STATUS_OK, 0),
+        (2, STATUS_OK, 2),
+        (3, STATUS_FAIL, None),
+        (4, STATUS_OK, 3),
+    ]
+    assert records.at_highest_budget(trials, 5) is None
+    # the suggestion is TPE's on that view: the same point for the same seed
+    domain = Domain(lambda _: None, to_hyperopt(SPACE))
+    ours = records.multi_fidelity_suggest([5], domain, trials, 3, n_startup_jobs=2)
+    theirs = tpe.suggest([5], domain, records.at_highest_budget(trials, 2), 3, n_startup_jobs=2, gamma=0.5)
+    assert ours[0]["misc"]["vals"] == theirs[0]["misc"]["vals"]
 
 
 def test_a_stop_reason_ends_fmin_before_new_trials():

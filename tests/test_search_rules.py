@@ -262,6 +262,26 @@ def test_a_resumed_model_based_search_is_fed_the_restored_history(tmp_path, expe
     assert prior.records[2].params != whole.records[2].params
 
 
+def test_a_resumed_bohb_search_proposes_what_the_uninterrupted_one_did(tmp_path, experiment, client):
+    """strategy=bohb with ASHA pruning (rungs at epochs 1 and 2 of 2): from the third trial on, TPE is fitted on
+    the highest epoch that two trials reached, pruned trials' first epoch included. A search cut at three trials
+    and resumed to six proposes the points of the uninterrupted six-trial search: the model is fed the restored
+    curves as the uninterrupted search had them."""
+    space = write(
+        tmp_path,
+        "lr: {type: loguniform, low: 1.0e-6, high: 1.0e-1}\nwidth: {type: choice, values: [8, 16, 32]}\nepochs: 2\n",
+    )
+    common = {"space": space, "strategy": "bohb", "n_startup_jobs": "2", "pruner": "asha", "min_epochs": "1"}
+    common["reduction_factor"] = "2"
+    whole = search(experiment, **common, max_evals="6")
+    cut = search(experiment, **common, max_evals="3")
+    resumed = search(experiment, **common, resume=cut.run_id, max_evals="6")
+    assert resumed.run_id == cut.run_id and [r.number for r in resumed.records] == list(range(6))
+    assert [r.params for r in resumed.records] == [r.params for r in whole.records]
+    assert [(r.status, r.epochs) for r in resumed.records] == [(r.status, r.epochs) for r in whole.records]
+    assert "pruned" in [r.status for r in whole.records[:3]]  # a partial curve among those the model is fed
+
+
 def test_a_local_resume_runs_a_trial_killed_in_flight_again_under_its_number(tmp_path, experiment, client):
     """Local trials run one at a time, so the one killed in flight is the last: its number (and its suggestion)
     comes again, as the uninterrupted search ran it; the leftover run ends KILLED."""

@@ -15,7 +15,7 @@ from hyperflow.config.settings import Settings
 from hyperflow.config.train import ModelName
 from hyperflow.errors import UsageError
 
-STRATEGIES = ("tpe", "random", "grid")
+STRATEGIES = ("tpe", "random", "grid", "bohb")
 PRUNERS = ("none", "median", "asha", "hyperband")
 BACKENDS = ("local", "spark")
 MAX_PARALLELISM = 4_096
@@ -41,7 +41,8 @@ class SearchConfig(Settings):
     )
     strategy: Literal[STRATEGIES] = Field(
         "tpe",
-        description="tpe = hyperopt's (measured best, docs/benchmarks.md)",
+        description="tpe = hyperopt's (measured best, docs/benchmarks.md), bohb = its TPE fitted on the highest "
+        "epoch that n_startup_jobs trials reached, pruned ones included (BOHB's model)",
     )
     max_evals: AtLeastOne = Field(
         30, description="trials in all, those of a resumed search included (grid: at most the grid size)"
@@ -59,13 +60,13 @@ class SearchConfig(Settings):
         None, description="stop as soon as a trial's best val_loss is at or below this"
     )
     n_startup_jobs: Trials = Field(
-        8, description="tpe: random trials before the model takes over (hyperopt's 20 suits big budgets)"
+        8, description="tpe, bohb: random trials before the model takes over (hyperopt's 20 suits big budgets)"
     )
     gamma: float = Field(
         0.5,
         gt=0,
         lt=1,
-        description="tpe: how many trials count as good, ceil(gamma * sqrt(trials)), hyperopt's rule",
+        description="tpe, bohb: how many trials count as good, ceil(gamma * sqrt(trials)), hyperopt's rule",
     )
     pruner: Literal[PRUNERS] = Field(
         "median",

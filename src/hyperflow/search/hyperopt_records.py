@@ -2,8 +2,9 @@
 pinned by tests/test_hyperopt_records.py): trial documents, a ``Trials`` filled from a search's history,
 points queued as trials (the literature presets among them), the id of the trial in flight, results as hyperopt
 wants them, the suggestion step (stop rule first, then one seeded suggestion per new id: hyperopt's ``tpe``
-or ``rand``), ``fmin`` itself, and fmin's loop with trials evaluated elsewhere (:func:`minimize_elsewhere`:
-hyperopt's ``FMinIter`` with its evaluation step replaced). The internals it uses (``Trials._dynamic_trials``,
+or ``rand``, or its TPE fitted BOHB's way on the highest budget with enough trials), ``fmin`` itself, and
+fmin's loop with trials evaluated elsewhere (:func:`minimize_elsewhere`: hyperopt's ``FMinIter`` with its
+evaluation step replaced). The internals it uses (``Trials._dynamic_trials``,
 ``_ids``, ``FMinIter.serial_evaluate``, ``Domain``, the documents' fields) are used nowhere else.
 
 A trial's hyperopt id is its trial number, and the suggestion for id ``t`` is drawn with a seed derived from
@@ -91,7 +92,7 @@ def result(loss: float | None, reason: str = "", **extra: Any) -> dict[str, Any]
 def trial_result(record: Any) -> dict[str, Any]:
     """hyperopt's result of a finished :class:`~hyperflow.search.trial.TrialRecord`: :func:`result`, plus (when
     it did not fail) its per-epoch val_loss ``history``, ``trial_status`` (ok or pruned) and trial ``number``,
-    which pruning reads."""
+    which pruning and the multi-fidelity sampler read."""
     if record.status == "failed" or record.loss is None:
         return result(None, record.reason, run_id=record.run_id, units=record.epochs)
     return result(
@@ -146,13 +147,71 @@ def finished(results: Iterable[dict[str, Any]]) -> list[Finished]:
     ]
 
 
+def _curve(doc: dict[str, Any]) -> list[float]:
+    """A finished trial's values, one per report (a trial that reported none: its loss, as one report)."""
+    result = doc["result"]
+    return list(result.get("history") or [result["loss"]])
+
+
+def at_highest_budget(trials: Trials, enough: int) -> Trials | None:
+    """The finished trials as BOHB's model sees them (Falkner et al., 2018): ranked by their value at the highest
+    budget (the n-th report) that ``enough`` trials reached (their best up to it: the loss of one that ended there,
+    a pruned one's included), then the trials stopped before it, the deeper first, each by its own loss (BOHB
+    leaves them out: beside a pruner that keeps stopping what the model proposes, the model never learned it,
+    and proposed those points again and again); the failed ones as they are. TPE reads only the order of the
+    losses: each trial's loss here is its rank. None while fewer than ``enough`` trials have finished."""
+    done = [doc for doc in trials.trials if doc["state"] == JOB_STATE_DONE]
+    curves = {doc["tid"]: _curve(doc) for doc in done if doc["result"].get("status") == STATUS_OK}
+    lengths = sorted((len(curve) for curve in curves.values()), reverse=True)
+    if len(lengths) < max(1, enough):
+        return None
+    budget = lengths[max(1, enough) - 1]
+
+    def order(doc: dict[str, Any]) -> tuple[int, float, int]:
+        """(epochs short of the budget, value, id): trials at the budget first, by their value there."""
+        curve, loss = curves[doc["tid"]], doc["result"]["loss"]
+        value = min(curve[:budget]) if len(curve) > budget else loss
+        return max(0, budget - len(curve)), value, doc["tid"]
+
+    ranked = sorted((doc for doc in done if doc["tid"] in curves), key=order)
+    rank = {doc["tid"]: float(i) for i, doc in enumerate(ranked)}
+    view = Trials()
+    docs = [
+        trial_doc(
+            view, doc["tid"], doc["misc"]["vals"], result(rank[doc["tid"]]) if doc["tid"] in rank else doc["result"]
+        )
+        for doc in done
+    ]
+    for doc in docs:
+        doc["state"] = JOB_STATE_DONE
+    view.insert_trial_docs(docs)
+    view.refresh()
+    return view
+
+
+def multi_fidelity_suggest(
+    new_ids: list, domain: Any, trials: Trials, seed: int, n_startup_jobs: int = 8, gamma: float = 0.5
+) -> list:
+    """hyperopt's ``algo`` with tpe.suggest's signature, BOHB's way: hyperopt's TPE fitted on the trials' values at
+    the highest budget with ``n_startup_jobs`` observations (:func:`at_highest_budget`), so that pruned trials'
+    partial curves inform the suggestions until enough trials have run to the end; random before that."""
+    view = at_highest_budget(trials, n_startup_jobs)
+    if view is None:
+        return rand.suggest(new_ids, domain, trials, seed)
+    return tpe.suggest(new_ids, domain, view, seed, n_startup_jobs=n_startup_jobs, gamma=gamma)
+
+
 def algo(
     strategy: str, n_startup_jobs: int, gamma: float, seed: int, stop: Callable[[list[Finished]], str]
 ) -> Callable[..., list]:
     """hyperopt's ``algo``: ``stop`` first (on the whole history, a resumed search's too: a reason ends fmin
     cleanly after the trials in flight, hyperopt's protocol; ``early_stop_fn`` would hang SparkTrials), then one
-    suggestion per new trial id, seeded by :func:`trial_seed`: hyperopt's ``tpe`` or ``random``."""
-    one = partial(tpe.suggest, n_startup_jobs=n_startup_jobs, gamma=gamma) if strategy == "tpe" else rand.suggest
+    suggestion per new trial id, seeded by :func:`trial_seed`: hyperopt's ``tpe``, ``random`` or ``bohb``
+    (:func:`multi_fidelity_suggest`)."""
+    samplers = {"tpe": tpe.suggest, "bohb": multi_fidelity_suggest}
+    one = rand.suggest
+    if strategy in samplers:
+        one = partial(samplers[strategy], n_startup_jobs=n_startup_jobs, gamma=gamma)
 
     def suggest(new_ids: list, domain: Any, trials: Any) -> list:
         return [doc for tid in new_ids for doc in one([tid], domain, trials, trial_seed(seed, tid))]
