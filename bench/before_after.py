@@ -11,6 +11,9 @@ copies say. Three measurements:
   registered) in a fresh folder with its own sqlite store; the whole process's wall time.
 - ``search_overhead``: ``bench/search_overhead.py --rounds 1`` (30 trials, one at a time): the tracked
   search, the untracked trials and their ratio.
+- ``scale``: ``bench/suite_scale.py --no-profile`` (``suite.py --scale``: 1,000 trials of a trivial objective,
+  ``parallelism=1`` and ``auto``, beside Optuna 5 + RDB sqlite): ms per trial outside the objective, trials 1-100
+  and 901-1,000 (means), and each search's total seconds.
 - ``server``: ``bench/server.py --rounds 1`` (a 10-trial default search to sqlite and to a PostgreSQL-backed
   ``mlflow server``): both times and their ratio. One server, started here, serves both sides (each its own
   experiments and models).
@@ -46,11 +49,11 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 TOLERANCE = 1.05
-MEASUREMENTS = ("default_job", "search_overhead", "server")
+MEASUREMENTS = ("default_job", "search_overhead", "server")  # the default; also: scale
 # seconds one side's run takes on 2 idle cores (shipped settings, --quick), for the estimate at the start
 # (docs/benchmarks.md's idle numbers: a default job ~17 s; 30 tracked + 30 untracked trials ~23 s; two
 # 10-trial searches ~13 s; plus each process's imports and warm-up searches)
-COST_S = {"default_job": (20, 12), "search_overhead": (32, 14), "server": (24, 16)}
+COST_S = {"default_job": (20, 12), "search_overhead": (32, 14), "server": (24, 16), "scale": (300, 30)}
 SERVER_START_S = 20
 TIMEOUT_S = 1800
 
@@ -130,11 +133,18 @@ def server_search(side: Side, quick: bool, server: Any, round_: int) -> dict[str
     return {key: numbers[key][0] for key in ("sqlite_s", "server_s", "ratio")}
 
 
+def scale(side: Side, quick: bool, server: Any, round_: int) -> dict[str, float]:
+    numbers = run_bench(side, "suite_scale.py", ["--no-profile", "--trials", "100" if quick else "1000"])
+    searches, windows = ("p1", "auto", "optuna"), ("early_ms", "late_ms", "total_s")
+    return {f"{search}_{window}": numbers[f"{search}_{window}"] for search in searches for window in windows}
+
+
 # each: (side, quick, the server (tests/services.MlflowServer) or None, round) -> its numbers
 MEASURE: dict[str, Callable[[Side, bool, Any, int], dict[str, float]]] = {
     "default_job": default_job,
     "search_overhead": search_overhead,
     "server": server_search,
+    "scale": scale,
 }
 
 

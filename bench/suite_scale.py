@@ -6,14 +6,26 @@ hyperflow through ``hyperflow.search`` with ``parallelism=1`` and ``parallelism=
 objective is the wall time from the previous trial's end to its own end (trials in the order they ended; the first
 from the search's start), less the time inside the objective; reported as the mean over trials 1-100 and
 901-1,000, and their ratio. Where the time goes: a 300-trial search (``parallelism=1``) under cProfile, its own time
-per function summed by the library the function lives in (the profiler's overhead inflates Python-heavy parts).
+per function summed by the library the function lives in (the profiler's overhead inflates Python-heavy parts), and
+its store traffic per trial: the MLflow calls it made (``MlflowClient`` and fluent functions, by name) and the
+database sessions, statements and commits (SQLAlchemy's engine events).
+
+Also a script of its own, for ``bench/before_after.py``: ``--json PATH`` writes each search's numbers, ``--trials N``
+runs N trials a search (the windows stay the first and the last 100), ``--no-profile`` skips where the time goes.
+
+    python bench/suite.py --scale
+    python bench/suite_scale.py --no-profile --json out.json
 """
 
 from __future__ import annotations
 
+import argparse
+import collections
+import json
 import math
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -45,17 +57,17 @@ def outside(log: TrialLog, started: float) -> list[float]:
     return [end - before - (t["end"] - t["start"]) for t, before, end in zip(trials, ends, ends[1:])]
 
 
-def run_hyperflow(parallelism: str | int, tmp: Path) -> list[float]:
+def run_hyperflow(parallelism: str | int, tmp: Path, n: int = N_TRIALS) -> list[float]:
     import hyperflow
 
     log = TrialLog(tmp / f"hyperflow-{parallelism}.jsonl")
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow-{parallelism}.db"
     started = time.monotonic()
-    hyperflow.search(Trivial(log), space=SPACE, max_evals=N_TRIALS, seed=0, parallelism=parallelism, register=False)
+    hyperflow.search(Trivial(log), space=SPACE, max_evals=n, seed=0, parallelism=parallelism, register=False)
     return outside(log, started)
 
 
-def run_optuna(tmp: Path) -> list[float]:
+def run_optuna(tmp: Path, n: int = N_TRIALS) -> list[float]:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -65,7 +77,7 @@ def run_optuna(tmp: Path) -> list[float]:
     study = optuna.create_study(storage=f"sqlite:///{tmp}/optuna.db", sampler=optuna.samplers.TPESampler(seed=0))
     study.optimize(
         lambda t: objective({"x": t.suggest_float("x", -5, 5), "y": t.suggest_float("y", 1e-3, 1, log=True)}),
-        n_trials=N_TRIALS,
+        n_trials=n,
     )
     return outside(log, started)
 
@@ -73,50 +85,118 @@ def run_optuna(tmp: Path) -> list[float]:
 LIBRARIES = ("sqlalchemy", "sqlite3", "alembic", "mlflow", "hyperopt", "hyperflow", "numpy", "scipy", "pandas")
 
 
-def where_the_time_goes(tmp: Path, n: int = 300) -> dict[str, float]:
-    """Seconds per trial by library (the function's file; C methods by their type's module, e.g. sqlite3)."""
+MLFLOW_API = ("mlflow/tracking/client.py", "mlflow/tracking/fluent.py")  # MlflowClient's methods, mlflow.<fn>
+
+
+def where_the_time_goes(tmp: Path, n: int = 300) -> tuple[dict[str, float], dict[str, float]]:
+    """Seconds per trial by library (the function's file; C methods by their type's module, e.g. sqlite3), and
+    the store traffic per trial: MLflow's public calls by name, the database's sessions, statements, commits."""
     import cProfile
     import pstats
 
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
     import hyperflow
 
+    traffic: collections.Counter[str] = collections.Counter()
+
+    def on_statement(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        traffic[f"SQL {statement.split()[0].upper()}"] += 1
+
+    def on_commit(conn: Any) -> None:
+        traffic["database commits (one a session)"] += 1
+
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow-profiled.db"
+    objective = Trivial(TrialLog(tmp / "profiled.jsonl"))
+    event.listen(Engine, "before_cursor_execute", on_statement)
+    event.listen(Engine, "commit", on_commit)
     profile = cProfile.Profile()
     profile.enable()
-    objective = Trivial(TrialLog(tmp / "profiled.jsonl"))
-    hyperflow.search(objective, space=SPACE, max_evals=n, seed=0, parallelism=1, register=False)
-    profile.disable()
+    try:
+        hyperflow.search(objective, space=SPACE, max_evals=n, seed=0, parallelism=1, register=False)
+    finally:
+        profile.disable()
+        event.remove(Engine, "before_cursor_execute", on_statement)
+        event.remove(Engine, "commit", on_commit)
     spent: dict[str, float] = {}
-    for (path, _, name), (*_, own, _, _) in pstats.Stats(profile).stats.items():  # type: ignore[attr-defined]
+    for (path, _, name), (_, calls, own, cumulative, _) in pstats.Stats(profile).stats.items():  # type: ignore[attr-defined]
         where = f"{path} {name}"
         library = next((lib for lib in LIBRARIES if f"/{lib}/" in where or f"'{lib}." in where), "other")
         spent[library] = spent.get(library, 0.0) + own / n
-    return dict(sorted(spent.items(), key=lambda kv: -kv[1]))
+        if path.endswith(MLFLOW_API) and name.isidentifier() and not name.startswith("_") and calls >= n / 2:
+            api = "mlflow." if path.endswith("fluent.py") else "MlflowClient."
+            traffic[f"{api}{name} (ms)"] += 1000 * cumulative
+            traffic[f"{api}{name}"] += calls
+    per_trial = {k: v / n for k, v in sorted(traffic.items())}
+    return dict(sorted(spent.items(), key=lambda kv: -kv[1])), per_trial
 
 
-def main() -> None:
-    rows = {}
+def summary(costs: list[float], total: float) -> dict[str, float]:
+    """Mean and median ms per trial of the first and the last 100 trials, their ratio (means), the total s."""
+    early, late = costs[:100], costs[-100:]
+    return {
+        "early_ms": 1000 * statistics.mean(early),
+        "late_ms": 1000 * statistics.mean(late),
+        "ratio": statistics.mean(late) / statistics.mean(early),
+        "early_median_ms": 1000 * statistics.median(early),
+        "late_median_ms": 1000 * statistics.median(late),
+        "total_s": total,
+    }
+
+
+SEARCHES = {
+    "hyperflow, parallelism=1": "p1",
+    "hyperflow, parallelism=auto": "auto",
+    "Optuna 5 TPE + RDB sqlite": "optuna",
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trials", type=int, default=N_TRIALS, help=f"trials a search (default {N_TRIALS})")
+    parser.add_argument("--no-profile", action="store_true", help="skip where the time goes (the profiled search)")
+    parser.add_argument("--json", type=Path, help="write each search's numbers here")
+    args = parser.parse_args([] if argv is None else argv)
+    rows, n = {}, args.trials
     with tempfile.TemporaryDirectory() as tmp:
         for name, run in (
-            ("hyperflow, parallelism=1", lambda: run_hyperflow(1, Path(tmp))),
-            ("hyperflow, parallelism=auto", lambda: run_hyperflow("auto", Path(tmp))),
-            ("Optuna 5 TPE + RDB sqlite", lambda: run_optuna(Path(tmp))),
+            ("hyperflow, parallelism=1", lambda: run_hyperflow(1, Path(tmp), n)),
+            ("hyperflow, parallelism=auto", lambda: run_hyperflow("auto", Path(tmp), n)),
+            ("Optuna 5 TPE + RDB sqlite", lambda: run_optuna(Path(tmp), n)),
         ):
             started = time.perf_counter()
             costs = run()
-            rows[name] = (costs, time.perf_counter() - started)
-            print(f"  done {name}: {rows[name][1]:.1f} s", flush=True)
-        spent = where_the_time_goes(Path(tmp))
-    print(f"\n{N_TRIALS} trials of a trivial objective, time per trial outside the objective (ms):\n")
-    print("| search | trials 1-100 | 901-1,000 | ratio | median 1-100 | median 901-1,000 | total (s) |")
+            rows[name] = summary(costs, time.perf_counter() - started)
+            print(f"  done {name}: {rows[name]['total_s']:.1f} s", flush=True)
+        spent, traffic = ({}, {}) if args.no_profile else where_the_time_goes(Path(tmp), min(300, n))
+    print(f"\n{n} trials of a trivial objective, time per trial outside the objective (ms):\n")
+    print("| search | trials 1-100 | last 100 | ratio | median 1-100 | median last 100 | total (s) |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    for name, (costs, total) in rows.items():
-        early, late = costs[:100], costs[900:1000]
-        ratio = statistics.mean(late) / statistics.mean(early) if early and late else math.nan
+    for name, r in rows.items():
         print(
-            f"| {name} | {1000 * statistics.mean(early):.1f} | {1000 * statistics.mean(late):.1f} | {ratio:.2f} | "
-            f"{1000 * statistics.median(early):.1f} | {1000 * statistics.median(late):.1f} | {total:.1f} |"
+            f"| {name} | {r['early_ms']:.1f} | {r['late_ms']:.1f} | {r['ratio']:.2f} | {r['early_median_ms']:.1f} | "
+            f"{r['late_median_ms']:.1f} | {r['total_s']:.1f} |"
         )
-    print("\nWhere a trial's time goes (hyperflow, parallelism=1, 300 trials under cProfile), ms per trial:\n")
+    if args.json:
+        import hyperflow
+
+        numbers = {f"{SEARCHES[name]}_{k}": v for name, r in rows.items() for k, v in r.items()}
+        args.json.write_text(json.dumps({"hyperflow": hyperflow.__file__, "trials": n, **numbers}))
+    if not spent:
+        return
+    print(f"\nWhere a trial's time goes (hyperflow, parallelism=1, {min(300, n)} trials, cProfile), ms a trial:\n")
     print("| " + " | ".join(spent) + " |\n|" + "---:|" * len(spent))
     print("| " + " | ".join(f"{1000 * v:.1f}" for v in spent.values()) + " |")
+    print("\nIts store traffic per trial: MLflow's calls (how many; ms each, under the profiler), the database's:\n")
+    print("| per trial | count | ms each |\n|---|---:|---:|")
+    for key, count in traffic.items():
+        if not key.endswith(" (ms)"):
+            ms = traffic.get(f"{key} (ms)")
+            print(f"| {key} | {count:.2f} | {'' if ms is None else f'{ms / count:.1f}'} |")
+
+
+if __name__ == "__main__":  # the objective from the module, not __main__: worker processes import it by name
+    import suite_scale
+
+    suite_scale.main(sys.argv[1:])
