@@ -174,7 +174,7 @@ def test_unknown_commands_entry_points_settings_and_values_fail_naming_the_file_
             "```bash",
             "hyperflow serch max_evals=3",
             "hyperflow search stratgy=tpe",
-            "hyperflow search pruner=hyperband",
+            "hyperflow search pruner=sometimes",
             "hyperflow search max_evals=0",
             "mlflow run . -e tune --env-manager local",
             "mlflow run . -e search --env-manager pip -P epochs=3",
@@ -187,7 +187,7 @@ def test_unknown_commands_entry_points_settings_and_values_fail_naming_the_file_
     assert problems[0].startswith("docs/x.md:2: hyperflow serch max_evals=3: unknown command 'serch'")
     assert problems[1].startswith("docs/x.md:3: hyperflow search stratgy=tpe: unknown setting 'stratgy'")
     assert "did you mean 'strategy'" in problems[1]
-    assert problems[2].startswith("docs/x.md:4: ") and "pruner" in problems[2] and "hyperband" in problems[2]
+    assert problems[2].startswith("docs/x.md:4: ") and "pruner" in problems[2] and "sometimes" in problems[2]
     assert problems[3].startswith("docs/x.md:5: ") and "max_evals" in problems[3]
     assert problems[4] == "docs/x.md:6: mlflow run . -e tune --env-manager local: unknown entry point 'tune': " + (
         "MLproject has " + ", ".join(MLPROJECT)
