@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import forked
 import mlflow
+from mlflow.entities import Run
+from polling import wait_for
 
 
 def ready_store(uri: str) -> mlflow.MlflowClient:
@@ -30,3 +34,22 @@ def search_process(args: list[str], uri: str, cwd: Path, **env: str) -> subproce
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def kill_once(
+    proc: subprocess.Popen, client: mlflow.MlflowClient, experiment: str, ready: Callable[[list[Run]], bool], what: str
+) -> list[Run]:
+    """``kill -9`` the search ``proc`` once the runs of ``experiment`` are ``ready`` (``what`` names that moment in
+    a timeout's message); those runs. The search must still run until then."""
+
+    def runs_when_ready() -> list[Run] | None:
+        assert proc.poll() is None, "the search ended before it could be killed"
+        exp = client.get_experiment_by_name(experiment)
+        runs = client.search_runs([exp.experiment_id]) if exp else []
+        return runs if ready(runs) else None
+
+    try:
+        return wait_for(runs_when_ready, what, 120)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 from pathlib import Path
 
 import mlflow
 import pytest
 import user_objectives
-from polling import wait_for
-from stores import ready_store, search_process
+from stores import kill_once, ready_store, search_process
 
 import hyperflow
 from hyperflow.cli import main
@@ -197,17 +195,10 @@ def test_a_killed_objective_search_resumes(tmp_path, tracking_uri, monkeypatch) 
     path = os.pathsep.join([TESTS, *filter(None, [os.environ.get("PYTHONPATH")])])
     proc = search_process([*args, "pruner=none", "experiment=cut"], uri, tmp_path, PYTHONPATH=path)
 
-    def trial_two_running():
-        assert proc.poll() is None, "the search ended before it could be killed"
-        exp = client.get_experiment_by_name("cut")
-        runs = client.search_runs([exp.experiment_id]) if exp else []
-        return any(r.data.tags.get("hyperflow.trial_number") == "2" for r in runs) and runs
+    def trial_two(runs) -> bool:
+        return any(r.data.tags.get("hyperflow.trial_number") == "2" for r in runs)
 
-    try:
-        runs = wait_for(trial_two_running, "trial 2", 120)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    runs = kill_once(proc, client, "cut", trial_two, "trial 2")
     parent = next(r for r in runs if r.data.tags["hyperflow.role"] == "search").info.run_id
     before = {n: r.info.run_id for n, r in trial_runs(client, parent).items() if n < 2}
     hold.touch()

@@ -3,14 +3,12 @@ MLflow kept, settings that may change changed (any number of times), edited spac
 registered once, a failed model logging that leaves the trials as they finished."""
 
 import json
-import signal
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import mlflow
 import pytest
-from polling import wait_for
-from stores import ready_store, search_process
+from stores import kill_once, ready_store, search_process
 
 from hyperflow.cli import main
 from hyperflow.config import build_config
@@ -72,18 +70,11 @@ def test_a_killed_search_resumes_with_the_suggestions_of_the_uninterrupted_one(t
     ]
     proc = search_process([*args, "experiment=cut"], uri, tmp_path)
 
-    def second_trial_running():
-        assert proc.poll() is None, "the search ended before it could be killed"
-        exp = client.get_experiment_by_name("cut")
-        runs = client.search_runs([exp.experiment_id]) if exp else []
+    def second_trial_running(runs) -> bool:
         started = any(r.data.tags.get("hyperflow.trial_number") == "1" for r in runs)
-        return started and any(r.data.tags.get("hyperflow.trial_status") for r in runs) and runs
+        return started and any(r.data.tags.get("hyperflow.trial_status") for r in runs)
 
-    try:
-        runs = wait_for(second_trial_running, "the second trial", 120)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    runs = kill_once(proc, client, "cut", second_trial_running, "the second trial")
     parent = next(r for r in runs if r.data.tags["hyperflow.role"] == "search").info.run_id
     before = {n: r.info.run_id for n, r in done(client, parent).items()}
     mlflow.set_tracking_uri(uri)
