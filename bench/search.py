@@ -82,7 +82,7 @@ METHODS = {  # method -> search settings over the shipped defaults (hyperflow's)
 }
 PACKAGE = Path(hyperflow.__file__).resolve().parent  # the code that runs (PYTHONPATH may name a snapshot)
 CODE = {"hyperflow": ("search", "config", "core"), "optuna": ("config", "core")}
-NOT_SEARCH_QUALITY = ("core/plots.py",)  # its changes do not change what a search finds
+NOT_SEARCH_QUALITY = ("core/plots.py", "core/search_plots.py")  # its changes do not change what a search finds
 NOT_OPTUNA = ("config/search.py", "core/pruning.py")  # the search's settings and pruners: Optuna has its own
 
 

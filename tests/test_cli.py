@@ -149,23 +149,27 @@ def test_train_command_prints_a_summary(capsys, experiment):
     out = capsys.readouterr().out
     assert "hyperflow train: completed after 2 epochs" in out and "test_accuracy" in out
     (run,) = mlflow.search_runs(experiment_names=[experiment], output_format="list")
-    link = f"open http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id} while"
+    page = f"#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}?workflowType=machine_learning"
+    link = f"open http://127.0.0.1:5000/{page} while"
     assert out.splitlines()[-1].startswith(f"  {link}") and "mlflow ui --backend-store-uri" in out.splitlines()[-1]
 
 
 def test_the_printed_link_goes_to_the_run_and_says_how_to_open_it(tracking_uri):
     """A local store: `mlflow ui` serves the run's page, and the line says it must be running; a tracking server: its
-    own page for the run (without the user name and password of the URI)."""
+    own page for the run (without the user name and password of the URI). Both in the model-training view, which
+    MLflow 3.17's UI takes from the address (its default is the GenAI view)."""
     from hyperflow.cli.summaries import browse_line
 
     line = browse_line("7", "abc123")
     assert line == (
-        f"  open http://127.0.0.1:5000/#/experiments/7/runs/abc123 while `mlflow ui --backend-store-uri {tracking_uri}`"
+        "  open http://127.0.0.1:5000/#/experiments/7/runs/abc123?workflowType=machine_learning while "
+        f"`mlflow ui --backend-store-uri {tracking_uri}`"
         " runs (start it first)"
     )
     mlflow.set_tracking_uri("https://alice:s3cret@mlflow.example.org/")
     try:
-        assert browse_line("7", "abc123") == "  open https://mlflow.example.org/#/experiments/7/runs/abc123"
+        page = "#/experiments/7/runs/abc123?workflowType=machine_learning"
+        assert browse_line("7", "abc123") == f"  open https://mlflow.example.org/{page}"
     finally:
         mlflow.set_tracking_uri(tracking_uri)
 

@@ -31,6 +31,13 @@ CREATE_ID = "hyperflow.create_id"  # sent with the request that creates a run: a
 ORPHANED = "hyperflow.orphaned"  # why hyperflow ended a run that nothing owned (KILLED): a twin, a lost trial
 SEARCH_LOCK = "hyperflow.search_lock"  # the process that works on a search run (a lease, see workflows/search_lock.py)
 DUPLICATE_OF = "hyperflow.duplicate_of"  # on a twin ended as orphaned: the run its command went on with
+NOTE = "mlflow.note.content"  # MLflow's own: the run's description (markdown) on its page in the UI
+
+# --- experiments --------------------------------------------------------------------------------------
+EXPERIMENT_KIND = "mlflow.experimentKind"  # MLflow's own: which view the UI opens the experiment in
+MODEL_TRAINING = "custom_model_development"  # the model-training view (MLflow 3's UI), not the GenAI one
+# MLflow 3.17's UI takes the view from the page's address (else the last one chosen; at first GenAI), not the tag
+MODEL_TRAINING_VIEW = "workflowType=machine_learning"
 
 # --- search and trials ------------------------------------------------------------------------------
 TRIAL_STATUS = "hyperflow.trial_status"

@@ -16,7 +16,7 @@ def browse_line(experiment_id: str, run_id: str) -> str:
     from hyperflow import tracking
 
     uri = tracking.tracking_uri()
-    page = f"#/experiments/{experiment_id}/runs/{run_id}"
+    page = tracking.run_page(experiment_id, run_id)  # in the model-training view
     if uri.startswith(("http://", "https://")):
         return f"  open {uri.rstrip('/')}/{page}"
     return f"  open {UI}/{page} while `mlflow ui --backend-store-uri {uri}` runs (start it first)"

@@ -1,4 +1,5 @@
-"""Figures (matplotlib, headless): the learning curve of a training run."""
+"""Figures (matplotlib, headless) of a training run: its learning curve and the LR range test. A search's are
+:mod:`hyperflow.core.search_plots`."""
 
 from __future__ import annotations
 
@@ -58,38 +59,5 @@ def lr_finder_curve(
     ax.set_ylim(low - pad, max(high, low) + pad * 3)
     ax.set(xlabel="learning rate", ylabel="loss", title=f"LR range test · status: {status}")
     ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def search_progress(numbers: list[int], losses: list[float | None], statuses: list[str]) -> Figure:
-    """Each trial's best val_loss (by status) and the running best: the search-progress curve."""
-    fig, ax = plt.subplots(figsize=(7, 4))
-    colours = {"ok": "tab:blue", "pruned": "tab:orange", "failed": "tab:red"}
-    for status, colour in colours.items():
-        points = [(n, v) for n, v, s in zip(numbers, losses, statuses) if s == status and v is not None]
-        if points:
-            ax.scatter(*zip(*points), s=14, color=colour, label=status, alpha=0.8)
-    best, running = float("inf"), []
-    for v, s in zip(losses, statuses):
-        if s == "ok" and v is not None:
-            best = min(best, v)
-        running.append(best if best < float("inf") else None)
-    ax.step(numbers, running, where="post", color="black", label="best so far")
-    ax.set(xlabel="trial", ylabel="best val_loss of the trial", title="search progress")
-    finite = [v for v in losses if v is not None]
-    if finite and min(finite) > 0:
-        ax.set_yscale("log")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def importance(names: list[str], values: list[float], errors: list[float]) -> Figure:
-    """Horizontal bars: permutation importance of each parameter for the trials' val_loss."""
-    fig, ax = plt.subplots(figsize=(7, 0.4 * len(names) + 1.5))
-    order = sorted(range(len(names)), key=lambda i: values[i])
-    ax.barh([names[i] for i in order], [values[i] for i in order], xerr=[errors[i] for i in order], color="tab:blue")
-    ax.set(xlabel="permutation importance (drop in R² of a random forest on the trials)", title="parameter importance")
     fig.tight_layout()
     return fig

@@ -35,6 +35,7 @@ from hyperflow.tracking.experiments import (
     current_experiment_id,
     deleted_experiment,
     experiment_state,
+    run_page,
     tracking_uri,
     use_experiment,
 )
@@ -104,6 +105,7 @@ __all__ = [
     "register_once",
     "registry_error",
     "reopened_run",
+    "run_page",
     "run_tags",
     "runs_tagged",
     "schema_refusal",

@@ -1,23 +1,45 @@
-"""Experiments: which one a run goes to, and a deleted one said in one line (how to restore it) instead
+"""Experiments: which one a run goes to, marked for MLflow's model-training view (tag ``mlflow.experimentKind``:
+MLflow 3's UI otherwise opens it in its GenAI view), and a deleted one said in one line (how to restore it) instead
 of MLflow's traceback, for the CLI and Python callers alike."""
 
 from __future__ import annotations
 
 import mlflow
+from mlflow.entities import Experiment
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from hyperflow import names
 from hyperflow.errors import UsageError
 
 
 def use_experiment(name: str) -> str:
-    """Make experiment ``name`` the active one (created when missing) and return its id; a deleted one is a
-    one-line UsageError saying how to restore it, not MLflow's traceback."""
+    """Make experiment ``name`` the active one (created when missing, marked for the model-training view) and
+    return its id; a deleted one is a one-line UsageError saying how to restore it, not MLflow's traceback."""
     try:
-        return mlflow.set_experiment(name).experiment_id
+        experiment = mlflow.set_experiment(name)
     except MlflowException as exc:
         raise_if_deleted(exc, name)
         raise
+    return mark_model_training(experiment)
+
+
+def use_experiment_of_run(run_id: str) -> str:
+    """Make the experiment of run ``run_id`` the active one (a run is reopened in its own), marked as
+    :func:`use_experiment` marks it; its id."""
+    return mark_model_training(mlflow.set_experiment(experiment_id=MlflowClient().get_run(run_id).info.experiment_id))
+
+
+def mark_model_training(experiment: Experiment | str) -> str:
+    """Tag ``experiment`` (or the one of that id) ``mlflow.experimentKind=custom_model_development``, so that
+    MLflow's UI opens it in its model-training view, unless it has a kind already (a user's choice stays); its
+    id. One call when the tag is there already (none when given the experiment)."""
+    client = MlflowClient()
+    if isinstance(experiment, str):
+        experiment = client.get_experiment(experiment)
+    if names.EXPERIMENT_KIND not in experiment.tags:
+        client.set_experiment_tag(experiment.experiment_id, names.EXPERIMENT_KIND, names.MODEL_TRAINING)
+    return experiment.experiment_id
 
 
 def experiment_state(name: str) -> tuple[str, str] | None:
@@ -71,6 +93,11 @@ def current_experiment_id(name: str | None = None) -> str:
     from mlflow.tracking.fluent import _get_experiment_id  # MLflow's rule; private, so used in this one place
 
     return _get_experiment_id()
+
+
+def run_page(experiment_id: str, run_id: str) -> str:
+    """The address of run ``run_id``'s page in MLflow's UI (after its ``/``), in the model-training view."""
+    return f"#/experiments/{experiment_id}/runs/{run_id}?{names.MODEL_TRAINING_VIEW}"
 
 
 def tracking_uri() -> str:

@@ -28,7 +28,7 @@ from hyperflow import names
 from hyperflow.core.data import Dataset
 from hyperflow.runtime import signals
 from hyperflow.tracking.background_calls import PendingRun, run_id_of
-from hyperflow.tracking.experiments import raise_if_deleted, use_experiment
+from hyperflow.tracking.experiments import mark_model_training, raise_if_deleted, use_experiment, use_experiment_of_run
 from hyperflow.tracking.run_ends import COMMAND_RUNS, ended_as
 from hyperflow.version import version
 
@@ -50,11 +50,15 @@ def tracked_run(
     run_id: str | None = None,
 ) -> Iterator[mlflow.ActiveRun]:
     """Start (or, under ``mlflow run`` or with ``run_id``, reopen) a run tagged with its role; always end
-    it in a defined state: FINISHED, FAILED on an exception, KILLED on Ctrl-C or SIGTERM."""
+    it in a defined state: FINISHED, FAILED on an exception, KILLED on Ctrl-C or SIGTERM. The experiment of a run
+    that is no child is marked for MLflow's model-training view (:mod:`hyperflow.tracking.experiments`)."""
+    marked = True
     if run_id is not None and mlflow.active_run() is None:  # reopening: MLflow insists on its experiment
-        mlflow.set_experiment(experiment_id=MlflowClient().get_run(run_id).info.experiment_id)
+        use_experiment_of_run(run_id)
     elif experiment and not os.environ.get("MLFLOW_RUN_ID") and parent_run_id is None and run_id is None:
         use_experiment(experiment)
+    else:  # MLflow's choice (the environment, mlflow run's run, the default) or a child's: known once it started
+        marked = False
     with signals.sigterm_stops():  # a SIGTERM ends the run KILLED, as Ctrl-C does
         nested = parent_run_id is not None or (run_id is not None and mlflow.active_run() is not None)
         created = creation_tag() if run_id is None and not os.environ.get("MLFLOW_RUN_ID") else {}  # else a reopen
@@ -82,6 +86,8 @@ def tracked_run(
                 signals.work_done()
 
         with ended_as(end):
+            if not marked and not nested:
+                mark_model_training(run.info.experiment_id)
             yield run
 
 

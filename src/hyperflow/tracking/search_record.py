@@ -1,7 +1,7 @@
 """The search run's own record, written to the active run (the search opens it with ``tracking.tracked_run`` in the
 calling thread): its settings and space, each resume, the ``best_val_loss`` curve, the stop reason, the best
-trial and its test metrics, the model's status, the trials table. The LR range test for ``lr_bounds=auto`` is
-the lr_find workflow's run.
+trial and its test metrics, the model's status, the trials table, and its page's links to the best trial and
+its model. The LR range test for ``lr_bounds=auto`` is the lr_find workflow's run.
 """
 
 from __future__ import annotations
@@ -11,15 +11,18 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import mlflow
-from mlflow.entities import Metric
+from mlflow.entities import LoggedModelOutput, Metric
 from mlflow.tracking import MlflowClient
 
 from hyperflow import names, tracking
 from hyperflow.core.data import Dataset
+from hyperflow.tracking.experiments import run_page
 
 PROGRESS_FLUSH_SECS = 5.0  # the parent's best_val_loss curve is sent in batches this often
+NOTE_START = "**Best trial**"  # how the description hyperflow writes on a search run begins
 
 
 class Progress:
@@ -87,6 +90,34 @@ def record_best(run_id: str, number: int, loss: float, params: dict[str, Any]) -
     mlflow.set_tag(names.BEST_RUN_ID, run_id)
     mlflow.set_tags({f"{names.BEST_PARAM_PREFIX}{k}": str(v) for k, v in params.items()})
     mlflow.log_dict({"trial": number, "run_id": run_id, "val_loss": loss, "params": params}, "best_params.json")
+
+
+def link_best(
+    run_id: str,
+    experiment_id: str,
+    best: tuple[int, str, float],
+    trials: str,
+    model_id: str | None,
+    registered: tuple[str, str] | None,
+) -> None:
+    """Link the search run's page in MLflow's UI to its best trial (``best``: number, run id, loss) and model: its
+    description (``mlflow.note.content``, markdown: links to the trial's run and the registered version, ``trials``
+    counted), unless someone else wrote one, and the model as the run's output (the page's *Logged models* and
+    *Registered models*; once, though a resume links it again)."""
+    number, best_run_id, loss = best
+    lines = [f"{NOTE_START}: [trial {number}]({run_page(experiment_id, best_run_id)}), loss {loss:.6g} (of {trials})"]
+    if registered is not None:
+        name, version = registered
+        lines.append(f"**Model**: [{name} version {version}](#/models/{quote(name)}/versions/{version})")
+    elif model_id is not None:
+        lines.append(f"**Model**: [{model_id}](#/experiments/{experiment_id}/models/{model_id}), not registered")
+    client = MlflowClient()
+    run = client.get_run(run_id)
+    if run.data.tags.get(names.NOTE, NOTE_START).startswith(NOTE_START):
+        client.set_tag(run_id, names.NOTE, "\n\n".join(lines))
+    linked = {m.model_id for m in (run.outputs.model_outputs if run.outputs else [])}
+    if model_id is not None and model_id not in linked:
+        client.log_outputs(run_id, [LoggedModelOutput(model_id, number)])
 
 
 def best_test_metrics(search_run_id: str) -> dict[str, float]:

@@ -1,6 +1,6 @@
 """The end of a search: its orphaned child runs ended, the trials table and plots, the best trial on the search
 run, its model logged into its run, registered and made the ``challenger`` (once: a resume after a cut-short end
-neither logs nor registers it again)."""
+neither logs nor registers it again), and the search run's page in MLflow's UI linked to both."""
 
 from __future__ import annotations
 
@@ -13,10 +13,9 @@ import torch
 
 from hyperflow import names, tracking
 from hyperflow.config import SearchConfig, TrainConfig
+from hyperflow.core import search_plots
 from hyperflow.core.assembly import Setup, setup_training
 from hyperflow.core.data import Dataset
-from hyperflow.core.plots import importance as importance_plot
-from hyperflow.core.plots import search_progress
 from hyperflow.errors import SearchFailed
 from hyperflow.runtime import startup
 from hyperflow.search.importance import parameter_importance
@@ -60,7 +59,7 @@ def finish_objective_search(
                 f"objective): nothing registered"
             )
             return
-        outcome.model_uri = model.model_uri
+        outcome.model_uri, outcome.model_id = model.model_uri, model.model_id
         if name is not None:
             _register(best, name, outcome, fresh=False)
 
@@ -78,6 +77,7 @@ def _finish(
     ok = [r for r in records if r.status == names.TRIAL_OK and r.loss is not None]
     best = outcome.best = min(ok, key=lambda r: (r.loss, r.number)) if ok else None
     _log_table(records, seed)
+    _log_curves(outcome)
     if best is None:
         return outcome
     search_record.record_best(best.run_id, best.number, best.loss, best.params)
@@ -87,6 +87,7 @@ def _finish(
         what = "logging the best model" if outcome.model_uri is None else f"registering it as '{name}'"
         try:
             search_record.set_model_status(f"failed: {tracking.one_line(exc)}")
+            _link_best(outcome, best)
         except Exception:
             pass
         raise SearchFailed(
@@ -100,7 +101,20 @@ def _finish(
     else:
         status = "logged" if outcome.registered is None else "registered {}/{}".format(*outcome.registered)
         search_record.set_model_status(status)
+    _link_best(outcome, best)
     return outcome
+
+
+def _link_best(outcome: SearchOutcome, best: TrialRecord) -> None:
+    counts = ", ".join(f"{sum(r.status == s for r in outcome.records)} {s}" for s in names.TRIAL_STATUSES)
+    search_record.link_best(
+        outcome.run_id,
+        outcome.experiment_id,
+        (best.number, best.run_id, float(best.loss or 0.0)),
+        f"{len(outcome.records)} trials: {counts}",
+        outcome.model_id,
+        outcome.registered,
+    )
 
 
 def _log_best_model(
@@ -119,7 +133,7 @@ def _log_best_model(
         if model is None:
             model = tracking.log_model(setup.trainer.model, setup.model_spec, d, None, setup.user_code, best.run_id)
     outcome.test_metrics = test
-    outcome.model_uri = model.model_uri
+    outcome.model_uri, outcome.model_id = model.model_uri, model.model_id
     if name is not None:
         _register(best, name, outcome, fresh)
 
@@ -181,7 +195,9 @@ def _log_table(records: list[TrialRecord], seed: int) -> None:
     if not rows:
         return
     tracking.log_figure(
-        search_progress([r.number for r in records], [r.loss for r in records], [r.status for r in records]),
+        search_plots.search_progress(
+            [r.number for r in records], [r.loss for r in records], [r.status for r in records]
+        ),
         "plots/search_progress.png",
     )
     ok = table[table["status"] == names.TRIAL_OK]
@@ -189,7 +205,28 @@ def _log_table(records: list[TrialRecord], seed: int) -> None:
     scores = parameter_importance(ok[params], ok["best_val_loss"].astype(float), seed) if len(ok) else None
     if scores is not None:
         tracking.log_figure(
-            importance_plot(scores["parameter"].tolist(), scores["importance"].tolist(), scores["std"].tolist()),
+            search_plots.importance(
+                scores["parameter"].tolist(), scores["importance"].tolist(), scores["std"].tolist()
+            ),
             "plots/parameter_importance.png",
         )
         search_record.log_text(scores.to_csv(index=False), "parameter_importance.csv")
+
+
+def _log_curves(outcome: SearchOutcome) -> None:
+    """The learning curves of all trials (pruned ones marked) and the best so far against the units of work, each
+    with the table it is drawn from (``plots/*.csv``; no curves when no trial reported a value); drawn once, at the
+    end of a search and of each resume."""
+    records = outcome.records
+    if not records:
+        return
+    value, step, unit = ("reported value", "step", "steps") if outcome.objective else ("val_loss", "epoch", "epochs")
+    numbers, statuses = [r.number for r in records], [r.status for r in records]
+    curves = search_plots.curves_table(numbers, statuses, [r.history for r in records])
+    if len(curves):  # an objective may report no values
+        best = outcome.best.number if outcome.best is not None else None
+        tracking.log_figure(search_plots.learning_curves(curves, best, value, step), "plots/learning_curves.png")
+        search_record.log_text(curves.to_csv(index=False), "plots/learning_curves.csv")
+    progress = search_plots.best_so_far_table(numbers, statuses, [r.loss for r in records], [r.epochs for r in records])
+    tracking.log_figure(search_plots.best_so_far(progress, outcome.budget, unit, value), "plots/best_so_far.png")
+    search_record.log_text(progress.to_csv(index=False), "plots/best_so_far.csv")

@@ -21,6 +21,7 @@ class SearchOutcome:
     stop_reason: str
     test_metrics: dict[str, float] = field(default_factory=dict)
     model_uri: str | None = None
+    model_id: str | None = None  # the logged model's id (MLflow 3), when there is one
     registered: tuple[str, str] | None = None  # (name, version)
     at_once: int = 1  # trials run at once (parallelism, resolved for this machine)
     objective: str = ""  # the function searched (package.module:function), or '' for hyperflow's trainer
