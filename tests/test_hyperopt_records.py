@@ -44,7 +44,7 @@ def test_filled_trials_read_back_as_written():
     assert trials.results == [
         {"status": STATUS_OK, "loss": 0.5, "history": [0.7, 0.5], "trial_status": "ok", "run_id": "r0", "units": 2}
         | {"number": 0},
-        {"status": STATUS_FAIL, "failure": "diverged", "run_id": "r1", "units": 1},
+        {"status": STATUS_FAIL, "failure": "diverged", "run_id": "r1", "units": 1, "number": 1},
         {"status": STATUS_OK, "loss": 0.25, "history": [0.25], "trial_status": "pruned", "run_id": "r3", "units": 1}
         | {"number": 3},
     ]

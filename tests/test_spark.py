@@ -46,7 +46,7 @@ def _children(client, parent_id):
     return client.search_runs([exp], f"tags.mlflow.parentRunId = '{parent_id}'", max_results=100)
 
 
-def test_spark_search_links_every_trial_and_registers_the_best(session, tmp_path, experiment, client):
+def test_spark_search_links_every_trial_and_registers_the_best(session, tmp_path, experiment, client, capsys):
     space = tmp_path / "space.yaml"
     space.write_text(SPACE)
     settings = build_search_config(
@@ -62,7 +62,10 @@ def test_spark_search_links_every_trial_and_registers_the_best(session, tmp_path
             "model_name": f"{experiment}-spark",
         }
     )
-    outcome = run_search(settings, build_config({**TINY, "experiment": experiment}), spark_session=session)
+    base = build_config({**TINY, "progress": "true", "experiment": experiment})
+    outcome = run_search(settings, base, spark_session=session)
+    shown = [line for line in capsys.readouterr().err.splitlines() if line.startswith("search: trial ")]
+    assert len(shown) == 4 and "4/4 done" in shown[-1]  # the driver's live progress: a line per finished trial
     children = _children(client, outcome.run_id)
     assert len(children) == 4 and len(outcome.records) == 4
     assert all(c.info.status == "FINISHED" and c.data.tags["hyperflow.role"] == "trial" for c in children)

@@ -183,7 +183,11 @@ class TrainConfig(Settings):
         "at most the CPUs this process may use)",
     )
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
-    progress: bool = Field(True, description="tqdm progress bar (shown on a terminal only)")
+    progress: bool = Field(
+        True,
+        description="live progress on stderr: one updating line on a terminal, else one line per finished "
+        "epoch (train) or trial (search)",
+    )
     # tracking
     experiment: str | None = Field(
         None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -75,19 +76,35 @@ def steps_per_epoch(n_rows: int, batch_size: int) -> int:
 
 
 class ProgressBar(Callback):
-    """A tqdm bar over epochs with the latest losses; tqdm hides it when stderr is not a terminal."""
+    """Training's live progress on stderr: on a terminal a tqdm bar over epochs with the latest losses; elsewhere
+    (a scheduler's log, a pipe) one plain line per finished epoch with elapsed and estimated time left."""
 
     def __init__(self, description: str = "train") -> None:
         self.description = description
         self.bar: tqdm | None = None
+        self.started = 0.0
 
     def on_train_start(self, trainer: Trainer) -> None:
-        self.bar = tqdm(total=trainer.epochs, desc=self.description, unit="epoch", disable=None, leave=False)
+        self.started = time.monotonic()
+        if sys.stderr.isatty():
+            self.bar = tqdm(total=trainer.epochs, desc=self.description, unit="epoch", leave=False)
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
+        losses = {"train_loss": f"{metrics['train_loss']:.4g}", "val_loss": f"{metrics['val_loss']:.4g}"}
         if self.bar is not None:
-            self.bar.set_postfix(train_loss=f"{metrics['train_loss']:.4g}", val_loss=f"{metrics['val_loss']:.4g}")
+            self.bar.set_postfix(losses)
             self.bar.update()
+            return
+        elapsed = time.monotonic() - self.started
+        left = elapsed * (trainer.epochs - epoch) / max(epoch, 1)
+        shown = " ".join(f"{k} {v}" for k, v in losses.items())
+        clock = tqdm.format_interval
+        print(
+            f"{self.description}: epoch {epoch}/{trainer.epochs} {shown} | {clock(elapsed)} elapsed, "
+            f"~{clock(left)} left",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def on_train_end(self, trainer: Trainer, result: TrainResult) -> None:
         if self.bar is not None:

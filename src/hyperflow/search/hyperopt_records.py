@@ -15,7 +15,8 @@ the uninterrupted search had it, so a resumed search proposes what that search w
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
@@ -94,7 +95,7 @@ def trial_result(record: Any) -> dict[str, Any]:
     it did not fail) its per-epoch val_loss ``history``, ``trial_status`` (ok or pruned) and trial ``number``,
     which pruning and the multi-fidelity sampler read."""
     if record.status == "failed" or record.loss is None:
-        return result(None, record.reason, run_id=record.run_id, units=record.epochs)
+        return result(None, record.reason, run_id=record.run_id, units=record.epochs, number=record.number)
     return result(
         record.loss,
         history=list(record.history),
@@ -231,9 +232,10 @@ def minimize(
     suggest: Callable[..., list],
     max_evals: int,
     seed: int,
-    progressbar: bool,
+    progressbar: bool | Callable[..., Any] = False,
 ) -> None:
-    """``fmin`` up to ``max_evals`` trials in ``trials`` (those already in it count)."""
+    """``fmin`` up to ``max_evals`` trials in ``trials`` (those already in it count); ``progressbar``: fmin's
+    progress context (:func:`progress_callback`), if any."""
     try:
         fmin(
             objective,
@@ -243,11 +245,35 @@ def minimize(
             trials=trials,
             rstate=np.random.default_rng(seed),
             show_progressbar=progressbar,
-            verbose=False,
+            verbose=bool(progressbar),  # fmin shows no progress unless verbose
             return_argmin=False,
         )
     except AllTrialsFailed:  # hyperopt's way to say no trial finished; the records say why
         pass
+
+
+def progress_callback(trials: Trials, on_finished: Callable[[int, str, float | None, int], None]) -> Callable[..., Any]:
+    """fmin's progress context (``show_progressbar``) for trials that finish elsewhere (Spark's): each update fmin
+    makes hands the trials finished since to ``on_finished(number, status, loss, units)``."""
+    seen = {doc["tid"] for doc in trials.trials if doc["state"] == JOB_STATE_DONE}  # a resumed search's history
+
+    class Update:
+        postfix = ""
+
+        def update(self, _count: int) -> None:
+            for doc in trials.trials:
+                if doc["state"] != JOB_STATE_DONE or doc["tid"] in seen:
+                    continue
+                seen.add(doc["tid"])
+                r = doc["result"]
+                status = r.get("trial_status", "failed" if r.get("status") == STATUS_FAIL else "ok")
+                on_finished(r.get("number", doc["tid"]), status, r.get("loss"), r.get("units", 0))
+
+    @contextmanager
+    def context(initial: int, total: int) -> Iterator[Update]:
+        yield Update()
+
+    return context
 
 
 def preset_points(space: dict[str, Any], records: Sequence[Any] | None = ()) -> list[dict[str, list]]:

@@ -2,7 +2,8 @@
 backend: one at a time in this process, at once on local workers (:mod:`hyperflow.search.workers`) or on Spark
 (:mod:`hyperflow.search.spark`), until the budget or the stop rule (:mod:`hyperflow.search.stopping`) ends it.
 It knows no runs and no training: each trial is ``objective(params, trial)`` (:mod:`hyperflow.search.trial`),
-and each finished one goes to ``on_finished(record, kept)`` (``kept``: what the objective handed back).
+and each finished one goes to ``on_finished(record, kept)`` (``kept``: what the objective handed back) and to
+the search's live progress (:mod:`hyperflow.search.progress`, whichever backend ran it).
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from hyperflow import machine, names
+from hyperflow.config.search import MAX_EVALS
 from hyperflow.core.pruning import make_pruner, peer_statuses
 from hyperflow.search import hyperopt_records, workers
 from hyperflow.search.plan import Plan, next_number
+from hyperflow.search.progress import SearchProgress
 from hyperflow.search.space_hyperopt import flatten, to_hyperopt
 from hyperflow.search.stopping import Finished, StopRule
 from hyperflow.search.trial import Objective, Trial, TrialRecord, lost_trial, run_trial
@@ -48,8 +51,10 @@ class SearchLoop:
         on_finished: Callable[[TrialRecord, Any], None],
         pool: workers.WorkerPool | None = None,
         spark_session: Any = None,
+        progress: bool = False,
     ) -> None:
-        """``pool``: workers started early (else made here when the trials run on workers)."""
+        """``pool``: workers started early (else made here when the trials run on workers); ``progress``: show the
+        search's live progress on stderr."""
         self.plan, self.objective, self.seed, self.at_once = plan, objective, seed, at_once
         self.stop, self.on_finished, self.pool, self.spark_session = stop, on_finished, pool, spark_session
         self.settings = plan.settings
@@ -57,6 +62,7 @@ class SearchLoop:
         self.highest = plan.highest  # of every trial run of this search, those killed included
         ok = [r.loss for r in plan.history if r.status == names.TRIAL_OK and r.loss is not None]
         self.best = min(ok, default=None)
+        self.show_progress, self.progress = progress, None
 
     @property
     def on_spark(self) -> bool:
@@ -70,13 +76,26 @@ class SearchLoop:
 
     def run(self) -> bool:
         """Run the trials; True when Spark cancelled the search at its own timeout."""
-        if self.settings.strategy == "grid":
-            self._run_grid()
-        elif self.on_spark:
-            return self._run_spark()
-        else:
-            self._run_hyperopt()
-        return False
+        self.progress = self._progress() if self.show_progress else None
+        try:
+            if self.settings.strategy == "grid":
+                self._run_grid()
+            elif self.on_spark:
+                return self._run_spark()
+            else:
+                self._run_hyperopt()
+            return False
+        finally:
+            if self.progress is not None:
+                self.progress.close()
+
+    def _progress(self) -> SearchProgress:
+        s = self.settings
+        total = len(self.records) + len(self.plan.grid()) if s.strategy == "grid" else s.max_evals
+        history = [(r.status, r.loss, r.epochs, r.number) for r in self.records]
+        return SearchProgress(
+            None if total >= MAX_EVALS else total, budget=self.stop.budget, deadline=self.stop.deadline, history=history
+        )
 
     # ------------------------------------------------------------------------------------- trials
     def _next_number(self) -> int:
@@ -98,6 +117,8 @@ class SearchLoop:
         if record.status == names.TRIAL_OK and record.loss is not None:
             self.best = record.loss if self.best is None else min(self.best, record.loss)
         self.on_finished(record, kept)
+        if self.progress is not None:
+            self.progress.add(record.number, record.status, record.loss, record.epochs)
 
     def _run_here(self, point: dict[str, Any], number: int | None = None) -> TrialRecord:
         """Run one point in this process and record it."""
@@ -198,7 +219,7 @@ class SearchLoop:
                 record = self._run_here(flatten(sample), hyperopt_records.running_tid(trials))
                 return hyperopt_records.trial_result(record)
 
-            hyperopt_records.minimize(objective, space, trials, self._suggest(), budget, self.seed, progressbar=True)
+            hyperopt_records.minimize(objective, space, trials, self._suggest(), budget, self.seed)
             return
         with self._workers() as dispatch:
 
@@ -223,4 +244,7 @@ class SearchLoop:
         objective = SparkObjective(
             self.objective, template, peer_statuses(s.pruner), self._next_number(), trials, self.stop.budget
         )
-        return backend.search(objective, self.plan.space, trials, self._suggest(), self.plan.budget(), self.seed)
+        shown = None if self.progress is None else hyperopt_records.progress_callback(trials, self.progress.add)
+        return backend.search(
+            objective, self.plan.space, trials, self._suggest(), self.plan.budget(), self.seed, progress=shown
+        )

@@ -139,11 +139,15 @@ class SparkBackend:
         suggest: Callable[..., list],
         max_evals: int,
         seed: int,
+        progress: Callable[..., Any] | None = None,
     ) -> bool:
-        """fmin over ``space`` in ``trials`` (filled and queued by the loop). True when SparkTrials cancelled the
-        search at its own timeout."""
+        """fmin over ``space`` in ``trials`` (filled and queued by the loop), ``progress``: fmin's progress context
+        (:func:`hyperopt_records.progress_callback`). True when SparkTrials cancelled the search at its own
+        timeout."""
         try:
-            hyperopt_records.minimize(objective, to_hyperopt(space), trials, suggest, max_evals, seed, False)
+            hyperopt_records.minimize(
+                objective, to_hyperopt(space), trials, suggest, max_evals, seed, progressbar=progress or False
+            )
         except KeyboardInterrupt:
             if self.own_session:
                 self.session.sparkContext.cancelAllJobs()

@@ -69,7 +69,7 @@ def search(
         # MLflow logs a traceback per database error and hyperopt a line per exception in the objective: a
         # failure is reported once, below, in one line
         with search_store.quiet_logs("hyperopt.fmin"):
-            return _search_run(job, lock, opened, parent_run_id, spark_session)
+            return _search_run(job, lock, opened, parent_run_id, spark_session, progress=base.progress)
     except KeyboardInterrupt:
         if opened.run_id:
             raise SearchInterrupted(opened.run_id) from None
@@ -86,10 +86,11 @@ def search(
 
 
 def _search_run(
-    job: SearchJob, lock: SearchLock, opened: _Opened, parent_run_id: str | None, spark_session: Any
+    job: SearchJob, lock: SearchLock, opened: _Opened, parent_run_id: str | None, spark_session: Any, progress: bool
 ) -> SearchOutcome:
     """The search run from its lock to its end: one process per search run (a resume takes the lock as its first
-    write, exit 4 while a live process holds it; a new search writes it with its run)."""
+    write, exit 4 while a live process holds it; a new search writes it with its run); ``progress``: the trials'
+    live progress shown (the user's ``progress`` setting: the trials themselves show none)."""
     s, fresh = job.settings, job.resumed is None
     if not fresh:
         lock.acquire()
@@ -128,6 +129,7 @@ def _search_run(
                 on_finished=seen,
                 pool=pool,
                 spark_session=spark_session,
+                progress=progress,
             )
             timed_out = _run_trials(loop, seen, experiment_id, run_id, calls)
         finally:

@@ -27,7 +27,7 @@ from hyperflow.workflows.search_job import SearchJob
 from hyperflow.workflows.search_objective import import_objective, not_portable
 from hyperflow.workflows.search_resume import FORCED_TRAIN
 
-TRAINER_SETTINGS_USED = ("seed", "experiment")  # the training settings an objective's search uses
+TRAINER_SETTINGS_USED = ("seed", "experiment", "progress")  # the training settings an objective's search uses
 SEARCH_SETTINGS_REFUSED = {
     "lr_bounds": "lr_bounds=auto runs hyperflow's LR range test: search your function's lr within a range instead",
     "refit": "refit trains the best settings again with hyperflow's trainer: refit in your function instead",
