@@ -1,6 +1,7 @@
-"""Experiments: which one a run goes to, marked for MLflow's model-training view (tag ``mlflow.experimentKind``:
-MLflow 3's UI otherwise opens it in its GenAI view), and a deleted one said in one line (how to restore it) instead
-of MLflow's traceback, for the CLI and Python callers alike."""
+"""Experiments: which one a run goes to, marked for MLflow's model-training view (tag ``mlflow.experimentKind``, the
+experiment's kind in MLflow 3's UI; 3.17's takes the view from the page's address, so links carry it too:
+:func:`run_page`), and a deleted one said in one line (how to restore it) instead of MLflow's traceback, for the
+CLI and Python callers alike."""
 
 from __future__ import annotations
 
