@@ -149,3 +149,24 @@ def test_the_best_so_far_is_drawn_against_the_units_of_work(searched, client, tm
     first_two = min(r.loss for r in resumed.records[:2])
     assert table["best"].tolist() == pytest.approx([resumed.records[0].loss, first_two, first_two])
     assert table["best"].iloc[-1] == pytest.approx(run.data.metrics[names.BEST_VAL_LOSS])
+
+
+def test_the_learning_curves_cross_a_pruned_trial_where_it_stopped_and_skip_what_is_not_finite():
+    """Drawn from the figure's own data: the crosses at the pruned trials' last points, the bold line the best's."""
+    from matplotlib.collections import PathCollection
+
+    from hyperflow.core.search_plots import curves_table, learning_curves
+
+    inf, nan = float("inf"), float("nan")
+    table = curves_table(
+        [0, 1, 2, 3], ["ok", "pruned", "failed", "pruned"], [[1.0, inf, 0.5], [2.0, 1.5], [nan], [3.0]]
+    )
+    assert table["status"].tolist() == ["ok", "ok", "ok", "pruned", "pruned", "failed", "pruned"]
+    ax = learning_curves(table, best=0).axes[0]
+    (crosses,) = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert crosses.get_offsets().tolist() == [[2.0, 1.5], [1.0, 3.0]]
+    (bold,) = ax.get_lines()
+    assert bold.get_xydata().tolist() == [[1.0, 1.0], [3.0, 0.5]]  # the best trial, its non-finite value left out
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["pruned (× where stopped)", "best: trial 0"]  # the only ok trial is the best; the failed one
+    # reported nothing finite: no line, no entry

@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
@@ -55,37 +56,52 @@ def curves_table(numbers: Sequence[int], statuses: Sequence[str], histories: Seq
 
 def learning_curves(table: pd.DataFrame, best: int | None, value: str = "val_loss", step: str = "epoch") -> Figure:
     """One line per trial of :func:`curves_table`'s ``table`` (``value`` per ``step``), coloured by status; a pruned
-    trial ends in a cross where it was stopped, the ``best`` trial is drawn bold."""
+    trial ends in a cross where it was stopped, the ``best`` trial is drawn bold. One collection of lines per status:
+    a thousand trials draw in well under a second."""
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    finite = table[np.isfinite(table["value"].to_numpy(dtype=float))]
-    for (number, status), curve in finite.groupby(["trial", "status"], sort=False):
-        colour, bold = COLOURS.get(status, "grey"), number == best
-        ax.plot(
-            curve["step"],
-            curve["value"],
-            color="black" if bold else colour,
-            linestyle=STYLES.get(status, "-"),
-            linewidth=2.2 if bold else 0.9,
-            alpha=1.0 if bold else 0.55,
-            zorder=3 if bold else 2,
-        )
-        if status == "pruned":
-            ax.scatter(curve["step"].iloc[-1:], curve["value"].iloc[-1:], marker="x", s=28, color=colour, zorder=3)
-    counts = table.drop_duplicates("trial")["status"].value_counts()
-    handles = [
-        Line2D([], [], color=COLOURS[s], linestyle=STYLES[s], marker="x" if s == "pruned" else None, label=label)
-        for s, label in (("ok", "ok"), ("pruned", "pruned (× where stopped)"), ("failed", "failed"))
-        if counts.get(s, 0)
-    ]
-    if best is not None:
-        handles.append(Line2D([], [], color="black", linewidth=2.2, label=f"best: trial {best}"))
-    if len(finite) and finite["value"].min() > 0:
+    curves = _curves(table)
+    handles = []
+    for status, colour in COLOURS.items():
+        lines = [xy for (number, s), xy in curves.items() if s == status and number != best]
+        ends = [xy[-1] for (_, s), xy in curves.items() if s == status and status == "pruned"]
+        if lines:
+            ax.add_collection(
+                LineCollection(lines, colors=colour, linestyles=STYLES[status], linewidths=0.9, alpha=0.55)
+            )
+        if ends:
+            ax.scatter(*np.array(ends).T, marker="x", s=28, color=colour, zorder=3)
+        if lines or ends:
+            label = "pruned (× where stopped)" if status == "pruned" else status
+            marker = "x" if status == "pruned" else None
+            handles.append(Line2D([], [], color=colour, linestyle=STYLES[status], marker=marker, label=label))
+    for (number, _), xy in curves.items():
+        if number == best:
+            ax.plot(*xy.T, color="black", linewidth=2.2, zorder=4)
+            handles.append(Line2D([], [], color="black", linewidth=2.2, label=f"best: trial {best}"))
+    ax.autoscale()
+    if curves and min(xy[:, 1].min() for xy in curves.values()) > 0:
         ax.set_yscale("log")
     trials = table["trial"].nunique()
     ax.set(xlabel=step, ylabel=value, title=f"learning curves of {trials} trials")
     ax.legend(handles=handles, fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def _curves(table: pd.DataFrame) -> dict[tuple[int, str], np.ndarray]:
+    """(trial, status) -> the trial's finite (step, value) points (a trial's rows are consecutive in ``table``);
+    a trial with none is left out."""
+    if table.empty:
+        return {}
+    trials, statuses = table["trial"].to_numpy(), table["status"].to_numpy()
+    points = table[["step", "value"]].to_numpy(dtype=float)
+    starts = np.flatnonzero(np.r_[True, trials[1:] != trials[:-1]])
+    curves = {}
+    for first, rows in zip(starts, np.split(points, starts[1:])):
+        finite = rows[np.isfinite(rows[:, 1])]
+        if len(finite):
+            curves[(int(trials[first]), str(statuses[first]))] = finite
+    return curves
 
 
 def best_so_far_table(
