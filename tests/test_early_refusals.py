@@ -144,3 +144,23 @@ def test_a_whole_process_refuses_an_unknown_resume_without_torch_or_a_new_store(
     assert proc.returncode == 2 and len(said) == 1 and "no such run" in said[0], said
     assert "mlflow" in imported and "torch" not in imported
     assert not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.integration
+def test_an_unknown_resume_in_a_sqlite_store_is_refused_before_mlflow_is_imported(tmp_path, tracking_uri, client):
+    """The store exists (the session's, holding runs): the id is looked up in the file itself, and MLflow (~2 CPU-s
+    to import) is not imported; an id it holds still goes through MLflow (the other resume cases above)."""
+    client.search_experiments()  # the session's store exists, made by MLflow
+    env = {**os.environ, "PYTHONPATH": SRC, "MLFLOW_TRACKING_URI": tracking_uri}
+    unknown = "0123456789abcdef0123456789abcdef"
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "hyperflow", "search", f"resume={unknown}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    imported = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")]
+    said = [line for line in proc.stderr.splitlines() if not line.startswith("import time:")]
+    assert proc.returncode == 2 and said == [f"hyperflow: error: resume={unknown}: no such run in {tracking_uri}"], said
+    assert "mlflow" not in imported and "torch" not in imported

@@ -5,10 +5,18 @@ its runs go to. Each mistake is one line and exit 2, in seconds."""
 from __future__ import annotations
 
 import os
+import re
+import sqlite3
 from collections.abc import Collection
+from contextlib import closing
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from hyperflow.cli.parsing import Invocation
 from hyperflow.config import SearchConfig, TrainConfig
+from hyperflow.errors import UsageError, without_credentials
+
+RUN_ID = re.compile(r"[a-zA-Z0-9][\w\-]{0,255}")  # what MLflow takes for a run id (others: its own message)
 
 
 def check_data(inv: Invocation) -> None:
@@ -62,12 +70,33 @@ def check_start(inv: Invocation) -> None:
     there the store comes first."""
     store_first = inv.search is not None and bool(inv.search.resume)
     if store_first:
+        refuse_unknown_run(str(inv.search.resume))
         check_store(inv)
     check_data(inv)
     if not store_first:
         check_store(inv)
     if inv.command != "predict":
         check_experiment(inv.experiment)
+
+
+def refuse_unknown_run(run_id: str) -> None:
+    """``resume=`` an id that the sqlite store ``MLFLOW_TRACKING_URI`` names does not hold, refused from the file
+    (read-only, Python's sqlite3: MLflow's ``runs`` table) before MLflow is imported, which costs ~2 CPU-s; any
+    other store or answer (a run found, no such file or table) is left to the checks through MLflow."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    parts = urlsplit(uri)
+    if parts.scheme != "sqlite" or parts.netloc or parts.query or not RUN_ID.fullmatch(run_id):
+        return
+    path = Path(parts.path[1:])  # sqlite:///rel.db -> rel.db, sqlite:////abs.db -> /abs.db
+    if parts.path in ("", "/", "/:memory:") or not path.is_file():
+        return
+    try:
+        with closing(sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)) as db:
+            found = db.execute("SELECT 1 FROM runs WHERE run_uuid = ?", (run_id,)).fetchone()
+    except sqlite3.Error:
+        return
+    if found is None:
+        raise UsageError(f"resume={run_id}: no such run in {without_credentials(uri)}")
 
 
 def check_store(inv: Invocation) -> None:
