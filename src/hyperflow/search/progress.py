@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from hyperflow import names
 
-FORMAT = "{desc}: {n_fmt}/{total_fmt} trials |{bar:12}| {postfix}"
+FORMAT = "{desc}: {n_fmt}/{total_fmt} trials |{bar:12}| "  # then the summary (tqdm's postfix would start with ", ")
 
 
 def clock(seconds: float) -> str:
@@ -51,7 +51,7 @@ class SearchProgress:
             self.bar = tqdm(
                 total=total, initial=self.done, desc="search", file=self.stream, bar_format=FORMAT, dynamic_ncols=True
             )
-            self.bar.set_postfix_str(self.summary(), refresh=True)
+            self._show()
 
     @property
     def done(self) -> int:
@@ -67,13 +67,18 @@ class SearchProgress:
         """One more finished trial: the line updated, or a line of its own."""
         self._count(status, loss, units, number)
         if self.bar is not None:
-            self.bar.set_postfix_str(self.summary(), refresh=False)
             self.bar.update(1)
+            self._show()
             return
         value = f" loss {loss:.4g}" if loss is not None and status != names.TRIAL_FAILED else ""
         total = "" if self.total is None else f"/{self.total}"
         print(f"search: trial {number} {status}{value} | {self.done}{total} done, {self.summary()}", file=self.stream)
         self.stream.flush()
+
+    def _show(self) -> None:
+        """The updating line redrawn with the summary as of now."""
+        self.bar.bar_format = FORMAT + self.summary().replace("{", "{{").replace("}", "}}")
+        self.bar.refresh()
 
     def summary(self) -> str:
         """ok/pruned/failed, the best so far and its trial, elapsed and (once a trial finished) time left."""
