@@ -18,7 +18,7 @@ import mlflow
 
 from hyperflow.config import build_config
 from hyperflow.config.search import build_search_config
-from hyperflow.search import spark
+from hyperflow.engine import spark
 from hyperflow.workflows.search import search as run_search
 
 SPACE = """

@@ -1,5 +1,5 @@
 """The architecture as CI checks it: the import-linter contracts in pyproject.toml (layers cli > workflows >
-search > tracking > runtime | core > config > errors | names | machine, no cycles, mlflow imported by
+engine > tracking > runtime | core > config > errors | names | machine, no cycles, mlflow imported by
 hyperflow.tracking only, core and config free of mlflow and hyperopt, runtime free of mlflow, hyperopt and
 torch, the search engine free of hyperflow.tracking and mlflow, hyperopt inside the engine) hold for the
 package, and each of them catches the violation it is there for (run on a copy of the package with one
@@ -70,14 +70,14 @@ def test_each_contract_catches_what_it_forbids(tmp_path):
     package = tmp_path / "src" / "hyperflow"
     shutil.copytree(ROOT / "src" / "hyperflow", package, ignore=shutil.ignore_patterns("__pycache__"))
     planted = {
-        "tracking/planted.py": "from hyperflow.search import space\n",  # upward: tracking -> search
+        "tracking/planted.py": "from hyperflow.engine import space\n",  # upward: tracking -> engine
         "planted.py": "VALUE = 1\n",  # a top-level module in no layer
         "core/planted_a.py": "from hyperflow.core import planted_b\n",  # a cycle inside core
         "core/planted_b.py": "from hyperflow.core import planted_a\n",
         "workflows/planted.py": "import mlflow\n",  # mlflow outside tracking
         "config/planted.py": "import hyperopt\n",  # hyperopt in config
         "runtime/planted.py": "import torch\n",  # torch in runtime
-        "search/planted.py": "from hyperflow.tracking import search_store\n",  # the engine reaching for runs
+        "engine/planted.py": "from hyperflow.tracking import search_store\n",  # the engine reaching for runs
         "workflows/planted_hp.py": "import hyperopt\n",  # hyperopt outside the engine
     }
     for path, text in planted.items():
@@ -85,13 +85,13 @@ def test_each_contract_catches_what_it_forbids(tmp_path):
     proc = lint_imports(package_dir=tmp_path / "src", cwd=tmp_path)
     out = proc.stdout
     assert proc.returncode != 0 and f"Contracts: 0 kept, {len(contracts())} broken." in out, out + proc.stderr
-    assert "hyperflow.tracking.planted -> hyperflow.search.space" in out
+    assert "hyperflow.tracking.planted -> hyperflow.engine.space" in out
     assert "- hyperflow.planted" in out  # not listed as a layer
     assert ".planted_a -> .planted_b" in out or ".planted_b -> .planted_a" in out
     assert "hyperflow.workflows.planted -> mlflow" in out
     assert "hyperflow.config.planted -> hyperopt" in out
     assert "hyperflow.runtime.planted -> torch" in out
-    assert "hyperflow.search.planted -> hyperflow.tracking" in out
+    assert "hyperflow.engine.planted -> hyperflow.tracking" in out
     assert "hyperflow.workflows.planted_hp -> hyperopt" in out
 
 

@@ -247,7 +247,7 @@ def _binary(path: Path) -> Path:
 
 
 def test_every_yaml_reader_refuses_a_binary_file_in_one_line(tmp_path: Path):
-    from hyperflow.search.space import load_space
+    from hyperflow.engine.space import load_space
     from hyperflow.workflows.gate import build_gate
 
     readers = {

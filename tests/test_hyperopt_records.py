@@ -8,10 +8,10 @@ import pytest
 from hyperopt import JOB_STATE_DONE, JOB_STATE_NEW, JOB_STATE_RUNNING, STATUS_FAIL, STATUS_OK, Trials, space_eval, tpe
 from hyperopt.base import Domain
 
-from hyperflow.search import hyperopt_records as records
-from hyperflow.search.space_hyperopt import flatten, to_hyperopt, to_vals
-from hyperflow.search.stopping import Finished
-from hyperflow.search.trial import TrialRecord
+from hyperflow.engine import hyperopt_records as records
+from hyperflow.engine.space_hyperopt import flatten, to_hyperopt, to_vals
+from hyperflow.engine.stopping import Finished
+from hyperflow.engine.trial import TrialRecord
 
 SPACE = {
     "lr": {"type": "loguniform", "low": 1e-4, "high": 1e-1},

@@ -9,7 +9,7 @@ import pytest
 
 import hyperflow
 from hyperflow.core.pruning import MedianPruner
-from hyperflow.search.trial import Trial, TrialFailed, run_trial
+from hyperflow.engine.trial import Trial, TrialFailed, run_trial
 
 
 def test_report_raises_trial_pruned_when_the_pruner_stops_the_trial() -> None:
@@ -62,7 +62,7 @@ def test_a_failed_trial_counts_the_steps_it_reported() -> None:
 
 
 def test_a_trial_stops_when_the_budget_left_is_used_and_the_stop_rule_counts_units() -> None:
-    from hyperflow.search.stopping import Finished, StopRule
+    from hyperflow.engine.stopping import Finished, StopRule
 
     trial = Trial(0, {}, units_left=2)
     trial.report(1, 0.5)

@@ -21,7 +21,7 @@ from stores import ready_store
 
 from hyperflow.config import build_config
 from hyperflow.config.search import build_search_config, trials_at_once
-from hyperflow.search import workers
+from hyperflow.engine import workers
 from hyperflow.workflows import search as search_workflow
 from hyperflow.workflows.search import search as run_search
 
@@ -169,7 +169,7 @@ def _queue_a_failing_call():
 def test_a_worker_call_that_fails_after_its_trial_returned_still_surfaces(tmp_path, after):
     """A worker sends a trial's results and end on its background thread while the search goes on: their
     failure stops the worker's next trial, or, after its last one, the search when it closes the workers."""
-    from hyperflow.search.trial import Trial
+    from hyperflow.engine.trial import Trial
     from hyperflow.tracking import StoreFailure
     from hyperflow.workflows.search_trial import TrainObjective
 
@@ -445,7 +445,7 @@ def test_trials_whose_closing_calls_a_dead_worker_lost_are_ended_from_the_search
     """A worker that dies between trials takes its last trial's queued closing calls with it: once the workers
     have exited, the search logs what it holds of those trials and ends their runs as they finished; a run
     the search has no record of (a trial in flight elsewhere) is left alone."""
-    from hyperflow.search.trial import TrialRecord
+    from hyperflow.engine.trial import TrialRecord
     from hyperflow.tracking import search_store
 
     experiment_id = client.get_experiment_by_name(experiment).experiment_id

@@ -20,9 +20,9 @@ from hyperopt import Trials
 
 from hyperflow import search as api_search
 from hyperflow.cli import main
-from hyperflow.search import hyperopt_records as records
-from hyperflow.search.progress import SearchProgress
-from hyperflow.search.space_hyperopt import to_hyperopt
+from hyperflow.engine import hyperopt_records as records
+from hyperflow.engine.progress import SearchProgress
+from hyperflow.engine.space_hyperopt import to_hyperopt
 
 TRIAL_LINE = re.compile(r"^search: trial (\d+) (ok|pruned|failed)")
 SEARCH = ["search", "data=digits", "epochs=1", "width=8", "batch_size=64", "max_evals=3", "register=false"]

@@ -46,7 +46,7 @@ def test_installed_libraries_fall_in_the_declared_ranges():
     """The ranges pyproject.toml declares are the ones tested: every declared library installed here (the
     suite's environment) is inside its range; each library whose internals the code uses has an upper bound,
     and hyperopt's range holds the version whose trial records hyperflow writes."""
-    from hyperflow.search.hyperopt_records import PINNED_VERSION
+    from hyperflow.engine.hyperopt_records import PINNED_VERSION
 
     requirements = declared_requirements()
     for requirement in requirements:

@@ -13,9 +13,9 @@ from stores import kill_once, ready_store, search_process
 from hyperflow.cli import main
 from hyperflow.config import build_config
 from hyperflow.config.search import build_search_config
+from hyperflow.engine.plan import in_space
+from hyperflow.engine.space import load_space
 from hyperflow.errors import SearchFailed
-from hyperflow.search.plan import in_space
-from hyperflow.search.space import load_space
 from hyperflow.workflows.search import search as run_search
 
 pytestmark = pytest.mark.integration  # every test here starts processes

@@ -18,10 +18,10 @@ from hyperflow.config import build_config
 from hyperflow.config.search import build_search_config
 from hyperflow.core.assembly import load_data
 from hyperflow.core.pruning import ASHAPruner, HyperbandPruner, MedianPruner
+from hyperflow.engine.grid import grid_points
+from hyperflow.engine.space import load_space
+from hyperflow.engine.space_hyperopt import flatten, to_hyperopt, to_vals
 from hyperflow.errors import UsageError
-from hyperflow.search.grid import grid_points
-from hyperflow.search.space import load_space
-from hyperflow.search.space_hyperopt import flatten, to_hyperopt, to_vals
 from hyperflow.workflows.search import search as run_search
 
 TINY = {"epochs": "3", "width": "32", "progress": "false", "flush_secs": "5"}

@@ -206,7 +206,7 @@ def test_importance_counts_a_choice_as_much_as_the_same_information_as_a_number(
     """A two-way choice decides the loss. Permuted as one parameter it scores what the same choice given as a
     0/1 number scores (one-hot columns permuted one at a time would each leave the other telling the answer,
     about halving it); lr and a flag, which change nothing, score ~0."""
-    from hyperflow.search.importance import parameter_importance
+    from hyperflow.engine.importance import parameter_importance
 
     rng = np.random.default_rng(0)
     n = 60

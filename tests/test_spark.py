@@ -21,7 +21,7 @@ from services import mlflow_server  # noqa: E402,F401  (PostgreSQL-backed server
 
 from hyperflow.config import build_config  # noqa: E402
 from hyperflow.config.search import build_search_config  # noqa: E402
-from hyperflow.search import spark  # noqa: E402
+from hyperflow.engine import spark  # noqa: E402
 from hyperflow.workflows.search import search as run_search  # noqa: E402
 
 pytestmark = pytest.mark.integration  # every test here starts processes

@@ -1,6 +1,6 @@
 """The one stop rule of a search (grid, local and Spark feed it the same way): pure, so tested without a run."""
 
-from hyperflow.search.stopping import Finished, StopRule
+from hyperflow.engine.stopping import Finished, StopRule
 
 OK, FAIL = (lambda loss: Finished(False, loss)), Finished(True, None, "diverged")
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hyperflow.engine.trial import TrialRecord
 from hyperflow.errors import SearchFailed, UsageError
-from hyperflow.search.trial import TrialRecord
 
 __all__ = ["SearchFailed", "SearchResult", "UsageError", "search"]
 

@@ -45,8 +45,8 @@ def check_data(inv: Invocation) -> None:
 def check_search(search: SearchConfig, base: TrainConfig, given: Collection[str]) -> tuple[SearchConfig, TrainConfig]:
     """The run ``resume=`` names (and the settings it keeps) and the space file, before anything heavy; the
     search and training settings the search will run with."""
-    from hyperflow.search import space, space_points
-    from hyperflow.search.grid import check_grid
+    from hyperflow.engine import space, space_points
+    from hyperflow.engine.grid import check_grid
 
     if search.resume:
         from hyperflow.workflows import search_resume as resume

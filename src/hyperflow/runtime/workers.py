@@ -1,6 +1,6 @@
 """Worker processes as processes: each forked from the fork server (:mod:`hyperflow.runtime.processes`) in a lane
 of its own, replaced when it dies, stopped by SIGTERM, killed when it does not exit; and, inside a worker, its
-signals and its exit. What a worker runs (trials) is :mod:`hyperflow.search.workers`'.
+signals and its exit. What a worker runs (trials) is :mod:`hyperflow.engine.workers`'.
 
 A worker ignores Ctrl-C (the command relays it once, as SIGTERM); SIGTERM stops the task in flight (it raises
 ``Terminated`` into it) or, when idle, ends the worker; and the worker stops itself once the command's process

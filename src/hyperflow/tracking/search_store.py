@@ -1,5 +1,5 @@
 """A search and its trials in the store, for the search workflow (``hyperflow.workflows.search`` and its modules;
-the engine, ``hyperflow.search``, makes no MLflow call): a search run and its trials read back (the source of
+the engine, ``hyperflow.engine``, makes no MLflow call): a search run and its trials read back (the source of
 truth for resume), and the trials' runs ended as they finished: a lost trial's, orphans and twins, those whose
 closing calls a worker lost. Trial runs themselves open and close through ``tracking.child_run`` /
 ``tracking.log_results``; the search run's own record is :mod:`hyperflow.tracking.search_record`, what a worker

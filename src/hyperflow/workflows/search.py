@@ -3,7 +3,7 @@
 Set-up and every input check (:mod:`~hyperflow.workflows.search_setup`), the search lock
 (:mod:`~hyperflow.workflows.search_lock`), the search run (new, or reopened by a resume, whose trials are read back
 from MLflow, the source of truth: a kill loses at most the trials in flight), its settings, ``lr_bounds=auto``'s
-range test, the trials (the engine, :mod:`hyperflow.search.loop`), then the end: the trials table, the best trial,
+range test, the trials (the engine, :mod:`hyperflow.engine.loop`), then the end: the trials table, the best trial,
 its model logged, registered and made the ``challenger`` (:mod:`~hyperflow.workflows.search_finish`).
 """
 
@@ -18,13 +18,13 @@ from typing import Any
 
 from hyperflow import names, tracking
 from hyperflow.config import SearchConfig, TrainConfig
+from hyperflow.engine.loop import SearchLoop
+from hyperflow.engine.plan import Plan
+from hyperflow.engine.space import config_at
+from hyperflow.engine.stopping import StopRule
+from hyperflow.engine.trial import TrialRecord
+from hyperflow.engine.workers import WorkerFailed, WorkerPool
 from hyperflow.errors import SearchFailed, UsageError
-from hyperflow.search.loop import SearchLoop
-from hyperflow.search.plan import Plan
-from hyperflow.search.space import config_at
-from hyperflow.search.stopping import StopRule
-from hyperflow.search.trial import TrialRecord
-from hyperflow.search.workers import WorkerFailed, WorkerPool
 from hyperflow.tracking import search_record, search_store
 from hyperflow.workflows.search_finish import finish_objective_search, finish_search
 from hyperflow.workflows.search_job import SearchJob

@@ -16,10 +16,10 @@ from hyperflow.config import SearchConfig, TrainConfig
 from hyperflow.core import search_plots
 from hyperflow.core.assembly import Setup, setup_training
 from hyperflow.core.data import Dataset
+from hyperflow.engine.importance import parameter_importance
+from hyperflow.engine.trial import TrialRecord
 from hyperflow.errors import SearchFailed
 from hyperflow.runtime import startup
-from hyperflow.search.importance import parameter_importance
-from hyperflow.search.trial import TrialRecord
 from hyperflow.tracking import registry, registry_writes, search_record, search_store
 from hyperflow.workflows.search_outcome import SearchOutcome
 from hyperflow.workflows.search_trials import Kept

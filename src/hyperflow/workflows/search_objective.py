@@ -20,7 +20,7 @@ from typing import Any
 
 from hyperflow import names, tracking
 from hyperflow.core.factory import import_factory
-from hyperflow.search.trial import Trial, TrialFailed, TrialPruned
+from hyperflow.engine.trial import Trial, TrialFailed, TrialPruned
 from hyperflow.tracking import search_store, worker_environment
 from hyperflow.tracking.faults import portable
 

@@ -19,9 +19,9 @@ import yaml
 from hyperflow import names, tracking
 from hyperflow.config import SEARCH_KEYS, SearchConfig, TrainConfig, field_defaults
 from hyperflow.config.search import trials_at_once
+from hyperflow.engine.grid import check_grid
+from hyperflow.engine.space import load_space, validate_space
 from hyperflow.errors import UsageError
-from hyperflow.search.grid import check_grid
-from hyperflow.search.space import load_space, validate_space
 from hyperflow.tracking import new_store
 from hyperflow.workflows.search_job import SearchJob
 from hyperflow.workflows.search_objective import import_objective, not_portable
@@ -48,7 +48,7 @@ def prepare_objective(
     space ``space`` (a mapping), ``settings.space`` (a file) or the one a resumed search recorded."""
     _refuse_trainer_settings(settings, base, given)
     if settings.backend == "spark":
-        from hyperflow.search import spark
+        from hyperflow.engine import spark
 
         spark.check_available(spark_session)
     if function is None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from hyperflow import tracking
 
 if TYPE_CHECKING:  # a resume's first check reads the store without importing the trainer (torch)
-    from hyperflow.search.trial import TrialRecord
+    from hyperflow.engine.trial import TrialRecord
 
 
 @dataclass

@@ -19,11 +19,11 @@ from hyperflow.config import SearchConfig, TrainConfig
 from hyperflow.config.search import MAX_EVALS, trials_at_once
 from hyperflow.core.assembly import load_data, setup_training
 from hyperflow.core.data import Dataset
+from hyperflow.engine.grid import check_grid, grid_points
+from hyperflow.engine.space import check_auto_lrs, config_at, default_space_path, load_space, validate_space
+from hyperflow.engine.space_points import complete_point, probe_points
 from hyperflow.errors import UsageError
 from hyperflow.runtime import processes
-from hyperflow.search.grid import check_grid, grid_points
-from hyperflow.search.space import check_auto_lrs, config_at, default_space_path, load_space, validate_space
-from hyperflow.search.space_points import complete_point, probe_points
 from hyperflow.tracking import new_store, search_record, search_store
 from hyperflow.workflows import search_resume
 from hyperflow.workflows.lr_find import lr_range_test_run
@@ -46,7 +46,7 @@ def prepare(
     mapping): :func:`hyperflow.workflows.search_objective_setup.prepare_objective`."""
     base = base.replace(log_model=False, model_name=None, progress=False, tensorboard=False)
     if settings.backend == "spark" and not settings.objective:
-        from hyperflow.search import spark
+        from hyperflow.engine import spark
 
         spark.check_available(spark_session)
     if settings.budget and given is not None and "max_evals" not in given:  # the budget alone ends the search

@@ -1,4 +1,4 @@
-"""hyperflow's trainer as a search's objective (:class:`hyperflow.search.trial.Objective`): one trial trains one
+"""hyperflow's trainer as a search's objective (:class:`hyperflow.engine.trial.Objective`): one trial trains one
 point in its own child run of the search, linked by an explicit parent id (MLflow's active run is thread-local),
 reporting its val_loss per epoch to the trial's handle, which the pruner and the deadline decide from.
 
@@ -23,9 +23,9 @@ from hyperflow.config import TrainConfig
 from hyperflow.core.assembly import load_data, setup_training
 from hyperflow.core.data import Dataset
 from hyperflow.core.trainer import Callback
+from hyperflow.engine.trial import Trial, TrialFailed, TrialPruned
 from hyperflow.errors import UsageError
 from hyperflow.runtime import startup
-from hyperflow.search.trial import Trial, TrialFailed, TrialPruned
 from hyperflow.tracking import search_store, worker_environment
 from hyperflow.tracking.faults import portable
 

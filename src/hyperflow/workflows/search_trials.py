@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hyperflow import names
-from hyperflow.search.trial import TrialRecord
+from hyperflow.engine.trial import TrialRecord
 from hyperflow.tracking import search_record
 
 

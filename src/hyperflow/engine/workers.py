@@ -1,7 +1,7 @@
 """Trials run at once on this machine (the local backend, ``parallelism=N``): what a worker process runs. The
 processes themselves (the fork server, lanes, deaths, signals, exit) are :mod:`hyperflow.runtime.workers`'.
 
-A worker runs :func:`hyperflow.search.trial.run_trial` with the objective it is handed with each trial (it
+A worker runs :func:`hyperflow.engine.trial.run_trial` with the objective it is handed with each trial (it
 pickles), warmed before its first trial (``objective.warm()``: e.g. the data loaded, the store opened) and
 settled as it exits (``objective.settle()``: what its trials left in flight, e.g. their runs' last calls, sent;
 a failure's line is left in a file that :meth:`WorkerPool.close` raises as :class:`WorkerFailed`). A SIGTERM
@@ -118,7 +118,7 @@ def _portable(exc: BaseException) -> BaseException:
 
 def _run(objective: Any, trial: Any) -> tuple[Any, Any]:
     """One trial in a worker: its record and what the objective handed back with it (``trial.keep``)."""
-    from hyperflow.search.trial import run_trial
+    from hyperflow.engine.trial import run_trial
 
     _here.objective = objective
     with processes.busy():  # a SIGTERM now stops the trial; the worker exits still busy (no orphan watch's exit)

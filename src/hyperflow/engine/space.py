@@ -12,9 +12,9 @@ Format, one key per training setting (see ``hyperflow train --help``)::
         adam: {}
         sgd: {momentum: {type: uniform, low: 0.5, high: 0.99}}
 
-Continuous dimensions may say ``grid: N``, their number of points in a grid search (:mod:`hyperflow.search.grid`).
-The space's points are in :mod:`hyperflow.search.space_points`, its hyperopt expressions in
-:mod:`hyperflow.search.space_hyperopt`.
+Continuous dimensions may say ``grid: N``, their number of points in a grid search (:mod:`hyperflow.engine.grid`).
+The space's points are in :mod:`hyperflow.engine.space_points`, its hyperopt expressions in
+:mod:`hyperflow.engine.space_hyperopt`.
 """
 
 from __future__ import annotations

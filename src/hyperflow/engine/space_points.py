@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from hyperflow.config import TrainConfig
-from hyperflow.search.grid import check_grid
-from hyperflow.search.space import config_at, finite_number, is_dimension, load_space
+from hyperflow.engine.grid import check_grid
+from hyperflow.engine.space import config_at, finite_number, is_dimension, load_space
 
 
 def check_space_file(path: str | Path, base: TrainConfig, grid: bool = False) -> dict[str, Any]:

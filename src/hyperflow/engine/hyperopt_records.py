@@ -39,9 +39,9 @@ from hyperopt.fmin import FMinIter
 from hyperopt.utils import coarse_utcnow
 
 from hyperflow.config import PRESETS
-from hyperflow.search.space_hyperopt import to_vals
-from hyperflow.search.space_points import complete_point, contains
-from hyperflow.search.stopping import Finished
+from hyperflow.engine.space_hyperopt import to_vals
+from hyperflow.engine.space_points import complete_point, contains
+from hyperflow.engine.stopping import Finished
 
 PINNED_VERSION = "0.3.0"  # the record format below was read from this version's sources
 
@@ -91,7 +91,7 @@ def result(loss: float | None, reason: str = "", **extra: Any) -> dict[str, Any]
 
 
 def trial_result(record: Any) -> dict[str, Any]:
-    """hyperopt's result of a finished :class:`~hyperflow.search.trial.TrialRecord`: :func:`result`, plus (when
+    """hyperopt's result of a finished :class:`~hyperflow.engine.trial.TrialRecord`: :func:`result`, plus (when
     it did not fail) its per-epoch val_loss ``history``, ``trial_status`` (ok or pruned) and trial ``number``,
     which pruning and the multi-fidelity sampler read."""
     if record.status == "failed" or record.loss is None:

@@ -1,9 +1,9 @@
-"""The loop of one search: the grid's points or hyperopt's suggestions (:mod:`hyperflow.search.plan`), run by a
-backend: one at a time in this process, at once on local workers (:mod:`hyperflow.search.workers`) or on Spark
-(:mod:`hyperflow.search.spark`), until the budget or the stop rule (:mod:`hyperflow.search.stopping`) ends it.
-It knows no runs and no training: each trial is ``objective(params, trial)`` (:mod:`hyperflow.search.trial`),
+"""The loop of one search: the grid's points or hyperopt's suggestions (:mod:`hyperflow.engine.plan`), run by a
+backend: one at a time in this process, at once on local workers (:mod:`hyperflow.engine.workers`) or on Spark
+(:mod:`hyperflow.engine.spark`), until the budget or the stop rule (:mod:`hyperflow.engine.stopping`) ends it.
+It knows no runs and no training: each trial is ``objective(params, trial)`` (:mod:`hyperflow.engine.trial`),
 and each finished one goes to ``on_finished(record, kept)`` (``kept``: what the objective handed back) and to
-the search's live progress (:mod:`hyperflow.search.progress`, whichever backend ran it).
+the search's live progress (:mod:`hyperflow.engine.progress`, whichever backend ran it).
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from typing import Any
 from hyperflow import machine, names
 from hyperflow.config.search import MAX_EVALS
 from hyperflow.core.pruning import make_pruner, peer_statuses
-from hyperflow.search import hyperopt_records, workers
-from hyperflow.search.plan import Plan, next_number
-from hyperflow.search.progress import SearchProgress
-from hyperflow.search.space_hyperopt import flatten, to_hyperopt
-from hyperflow.search.stopping import Finished, StopRule
-from hyperflow.search.trial import Objective, Trial, TrialRecord, lost_trial, run_trial
+from hyperflow.engine import hyperopt_records, workers
+from hyperflow.engine.plan import Plan, next_number
+from hyperflow.engine.progress import SearchProgress
+from hyperflow.engine.space_hyperopt import flatten, to_hyperopt
+from hyperflow.engine.stopping import Finished, StopRule
+from hyperflow.engine.trial import Objective, Trial, TrialRecord, lost_trial, run_trial
 
 
 @dataclass
@@ -235,7 +235,7 @@ class SearchLoop:
     def _run_spark(self) -> bool:
         """Trials as Spark tasks (their records are read back by the caller); True when SparkTrials cancelled
         the search at its own timeout."""
-        from hyperflow.search.spark import SparkBackend, SparkObjective
+        from hyperflow.engine.spark import SparkBackend, SparkObjective
 
         s = self.settings
         backend = SparkBackend(s.spark_master, self.at_once, self.spark_session, self.stop.deadline)

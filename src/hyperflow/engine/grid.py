@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from hyperflow.engine.space import is_dimension
 from hyperflow.errors import UsageError
-from hyperflow.search.space import is_dimension
 
 MAX_GRID_POINTS = 100_000  # a grid search larger than this is refused before anything runs
 

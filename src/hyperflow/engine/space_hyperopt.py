@@ -1,6 +1,6 @@
 """A space in hyperopt's terms: its expression (``hp.*``, hyperopt's public API), a sampled point flattened, and
 a flat point as hyperopt's ``misc.vals`` (rebuilding trials from MLflow, seeding points). Only hyperopt's public
-API is used here; its internals stay in :mod:`hyperflow.search.hyperopt_records` (contract "hyperopt-in-the-engine").
+API is used here; its internals stay in :mod:`hyperflow.engine.hyperopt_records` (contract "hyperopt-in-the-engine").
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import math
 from typing import Any
 
 from hyperflow.config import TrainConfig
-from hyperflow.search.space import is_dimension
+from hyperflow.engine.space import is_dimension
 
 
 def to_hyperopt(spec: dict[str, Any], prefix: str = "") -> dict[str, Any]:

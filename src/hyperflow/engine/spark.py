@@ -17,10 +17,10 @@ from collections.abc import Callable
 from typing import Any
 
 from hyperflow import machine
+from hyperflow.engine import hyperopt_records
+from hyperflow.engine.space_hyperopt import flatten, to_hyperopt
+from hyperflow.engine.trial import Trial, run_trial
 from hyperflow.errors import UsageError
-from hyperflow.search import hyperopt_records
-from hyperflow.search.space_hyperopt import flatten, to_hyperopt
-from hyperflow.search.trial import Trial, run_trial
 
 DAEMON_MODULE = "hyperflow.workflows.search_spark_daemon"  # the imports of hyperflow's objective, done once
 INSTALL_HINT = "pip install 'hyperflow[spark]'"

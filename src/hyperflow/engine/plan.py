@@ -1,7 +1,7 @@
 """The plan of a search, pure: from its space, settings and the trials a resume keeps, the trials still to run.
 
 Trial numbers are hyperopt ids, and each id's suggestion is seeded from (``seed``, id) alone
-(:func:`hyperflow.search.hyperopt_records.trial_seed`), so a resumed search proposes what the uninterrupted
+(:func:`hyperflow.engine.hyperopt_records.trial_seed`), so a resumed search proposes what the uninterrupted
 one would have proposed next. The literature presets not yet run are queued again when a search was
 interrupted among them.
 """
@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from hyperflow.config import SearchConfig
-from hyperflow.search import hyperopt_records
-from hyperflow.search.grid import grid_points
-from hyperflow.search.space_hyperopt import to_vals
-from hyperflow.search.space_points import contains
-from hyperflow.search.trial import TrialRecord
+from hyperflow.engine import hyperopt_records
+from hyperflow.engine.grid import grid_points
+from hyperflow.engine.space_hyperopt import to_vals
+from hyperflow.engine.space_points import contains
+from hyperflow.engine.trial import TrialRecord
 
 
 def in_space(space: dict[str, Any], records: list[TrialRecord]) -> list[TrialRecord]:
