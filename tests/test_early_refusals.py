@@ -127,20 +127,24 @@ def test_refused_in_one_line_before_torch_and_workers(refusals, case):
     assert not got["workers"], f"{case}: the worker processes' fork server was started before the refusal"
 
 
+def search_with_import_times(*settings: str, uri: str, cwd) -> tuple[subprocess.CompletedProcess, list[str], list[str]]:
+    """``python -X importtime -m hyperflow search <settings>`` against the store at ``uri``: the process, every
+    module it imported, and the other lines of its stderr (what it said)."""
+    env = {**os.environ, "PYTHONPATH": SRC, "MLFLOW_TRACKING_URI": uri}
+    command = [sys.executable, "-X", "importtime", "-m", "hyperflow", "search", *settings]
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd)
+    lines = proc.stderr.splitlines()
+    imported = [line.rsplit("|", 1)[-1].strip() for line in lines if line.startswith("import time:")]
+    return proc, imported, [line for line in lines if not line.startswith("import time:")]
+
+
 @pytest.mark.integration
 def test_a_whole_process_refuses_an_unknown_resume_without_torch_or_a_new_store(tmp_path):
     """``python -X importtime -m hyperflow``: every module the process imported is listed; a folder without a
     store gets none made for a mistyped run id."""
-    env = {**os.environ, "PYTHONPATH": SRC, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
-    proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "hyperflow", "search", "resume=0123456789abcdef0123456789abcdef"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
+    proc, imported, said = search_with_import_times(
+        "resume=0123456789abcdef0123456789abcdef", uri=f"sqlite:///{tmp_path}/mlflow.db", cwd=tmp_path
     )
-    imported = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")]
-    said = [line for line in proc.stderr.splitlines() if not line.startswith("import time:")]
     assert proc.returncode == 2 and len(said) == 1 and "no such run" in said[0], said
     assert "mlflow" in imported and "torch" not in imported
     assert not (tmp_path / "mlflow.db").exists()
@@ -151,16 +155,7 @@ def test_an_unknown_resume_in_a_sqlite_store_is_refused_before_mlflow_is_importe
     """The store exists (the session's, holding runs): the id is looked up in the file itself, and MLflow (~2 CPU-s
     to import) is not imported; an id it holds still goes through MLflow (the other resume cases above)."""
     client.search_experiments()  # the session's store exists, made by MLflow
-    env = {**os.environ, "PYTHONPATH": SRC, "MLFLOW_TRACKING_URI": tracking_uri}
     unknown = "0123456789abcdef0123456789abcdef"
-    proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "hyperflow", "search", f"resume={unknown}"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-    )
-    imported = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")]
-    said = [line for line in proc.stderr.splitlines() if not line.startswith("import time:")]
+    proc, imported, said = search_with_import_times(f"resume={unknown}", uri=tracking_uri, cwd=tmp_path)
     assert proc.returncode == 2 and said == [f"hyperflow: error: resume={unknown}: no such run in {tracking_uri}"], said
     assert "mlflow" not in imported and "torch" not in imported
