@@ -14,7 +14,6 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from polling import wait_for
 
 from hyperflow.runtime import startup
 
@@ -129,13 +128,20 @@ def test_startup_phase_pauses_collection_then_freezes_what_was_imported(collecto
     assert gc.isenabled() and gc.get_freeze_count() == 0
 
 
-def test_a_start_up_that_never_reaches_its_work_ends_after_a_limit(collector, monkeypatch):
-    """E.g. a search whose trials all run in worker processes: collection comes back on by itself."""
-    monkeypatch.setattr(startup, "STARTUP_LIMIT_S", 0.01)
+def test_a_search_whose_process_never_trains_still_ends_its_start_up(collector, tmp_path, experiment, client):
+    """E.g. a search of one's own function (or one whose trials run in worker processes): the trials run with
+    the garbage collector on, not in the command's start-up phase."""
+    from hyperflow.cli import main
+
+    space = tmp_path / "space.yaml"
+    space.write_text("x: {type: uniform, low: 0.0, high: 1.0}\n")
     gc.enable()
-    startup.begin()
-    wait_for(gc.isenabled, "the start-up limit to switch collection back on")
-    assert gc.get_freeze_count() > 0
+    args = ["search", "objective=user_objectives:collector_on", f"space={space}", "max_evals=1", "parallelism=1"]
+    assert main([*args, "progress=false", f"experiment={experiment}"]) == 0
+    (trial,) = client.search_runs(
+        [client.get_experiment_by_name(experiment).experiment_id], "tags.`hyperflow.role` = 'trial'"
+    )
+    assert trial.data.metrics["collector_on"] == 1.0
 
 
 def test_library_callers_keep_the_default_collector(collector):

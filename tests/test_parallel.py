@@ -435,9 +435,13 @@ def test_a_worker_killed_mid_trial_fails_only_its_trial_and_the_search_goes_on(t
         lost.reason == "its worker process was killed by SIGKILL (the out-of-memory killer sends it) during the trial"
     )
     runs = children(client, outcome)
-    assert len(runs) == 3 and not [r for r in runs if r.info.status == "RUNNING"]
-    failed = client.get_run(lost.run_id)
-    assert failed.info.status == "FAILED" and failed.data.tags["hyperflow.trial_reason"] == lost.reason
+    assert len(runs) == sum(bool(r.run_id) for r in outcome.records) >= 2
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    # the worker is killed mid-training, as a rule; on a loaded machine it may have just taken the third trial
+    # and not yet created its run: then there is none to end
+    if lost.run_id:
+        failed = client.get_run(lost.run_id)
+        assert failed.info.status == "FAILED" and failed.data.tags["hyperflow.trial_reason"] == lost.reason
     assert client.get_run(outcome.run_id).info.status == "FINISHED"
 
 

@@ -59,6 +59,13 @@ def constant(params: dict, trial) -> float:
     return params["x"]
 
 
+def collector_on(params: dict, trial) -> dict:
+    """Loss params['x']; metric ``collector_on``: whether Python's garbage collector runs while the trial does."""
+    import gc
+
+    return {"loss": params["x"], "collector_on": float(gc.isenabled())}
+
+
 def fails_above_half(params: dict, trial) -> float:
     trial.report(1, params["x"])
     if params["x"] > 0.5:

@@ -8,10 +8,9 @@ of ``gc.freeze``'s documentation:
 
 - ``begin``: no automatic collection while the command starts (imports, store, data, model);
 - ``end``: when its work proper begins (its callers call it just before the trainer's or the LR finder's
-  ``fit``, which know no process, and before predict's scoring), or after ``STARTUP_LIMIT_S`` at the latest
-  (a command whose process never fits, e.g. a search whose trials run in worker processes), the objects
-  alive then move to the permanent generation (``gc.freeze``) and collection is on again: later
-  collections walk only what the work creates;
+  ``fit``, which know no process, before predict's scoring, and when a search's trials start, wherever they
+  run), the objects alive then move to the permanent generation (``gc.freeze``) and collection is on again:
+  later collections walk only what the work creates;
 - ``restore``: when the command returns, both are undone (a process that calls the CLI more than once, e.g.
   a test run, gets its collector back as it was);
 - at exit, after every other atexit handler (MLflow's run end and flushes, logging's, torch's), the heap is
@@ -29,8 +28,6 @@ import gc
 import threading
 from dataclasses import dataclass, field
 
-STARTUP_LIMIT_S = 60.0
-
 
 @dataclass
 class _Phase:
@@ -40,7 +37,6 @@ class _Phase:
     was_enabled: bool = True  # the collector before begin
     froze: bool = False  # the freeze is ours to undo
     exit_hook: bool = False
-    timer: threading.Timer | None = None  # ends the phase after STARTUP_LIMIT_S
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -53,9 +49,6 @@ def begin() -> None:
         if not _phase.starting:
             _phase.starting, _phase.was_enabled = True, gc.isenabled()
             gc.disable()
-            _phase.timer = threading.Timer(STARTUP_LIMIT_S, end)
-            _phase.timer.daemon = True
-            _phase.timer.start()
     if not _phase.exit_hook:  # registered before MLflow's and torch's handlers: runs after them
         atexit.register(gc.freeze)
         _phase.exit_hook = True
@@ -64,9 +57,6 @@ def begin() -> None:
 def end() -> None:
     """The command's work begins: what exists now is treated as permanent; collection is on again."""
     with _phase.lock:
-        if _phase.timer is not None:
-            _phase.timer.cancel()
-            _phase.timer = None
         if _phase.starting:
             _phase.froze = _phase.froze or not gc.get_freeze_count()  # only undo a freeze of our own
             gc.freeze()

@@ -25,6 +25,7 @@ from hyperflow.engine.stopping import StopRule
 from hyperflow.engine.trial import TrialRecord
 from hyperflow.engine.workers import WorkerFailed, WorkerPool
 from hyperflow.errors import SearchFailed, UsageError
+from hyperflow.runtime import startup
 from hyperflow.tracking import search_record, search_store
 from hyperflow.workflows.search_finish import finish_objective_search, finish_search
 from hyperflow.workflows.search_job import SearchJob
@@ -181,6 +182,7 @@ def _run_trials(loop: SearchLoop, seen: TrialsSeen, experiment_id: str, run_id: 
     ran elsewhere are read back (Spark's; those its cancel left RUNNING end KILLED); trials stopped in flight
     on workers end KILLED; a worker that died between trials left its last trial's closing calls to the search."""
     elsewhere, on_workers = loop.on_spark, loop.on_workers
+    startup.end()  # the command.s start-up is over, whichever process runs the trials: see hyperflow.runtime.startup
     try:
         timed_out = loop.run()
     except WorkerFailed as exc:  # a call a worker sent after its last trial returned
