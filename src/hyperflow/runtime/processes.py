@@ -16,15 +16,13 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-# what the children of a search run, imported once by the fork server (names only: nothing is imported here);
-# hyperflow.tracking's model (through model_logging) and callbacks, which the package imports on first use only;
-# MLflow's database store too (SQLAlchemy, alembic), which a child's first call on sqlite would import, and torch's
-# compiler, which a torch optimizer imports when the first one is made (measured, a 4-trial search on 2 workers, 2
-# rounds each: fork server and workers 10.0-10.8 CPU-s without it, 8.7-8.9 with it); first,
-# hyperflow.runtime.fork_server_start (Ctrl-C while importing: no traceback), last hyperflow.runtime.fork_server,
-# which makes the fork server's own exit instant
-PRELOAD = [
-    "hyperflow.runtime.fork_server_start",
+# what a trial imports (names only: nothing is imported here), once in the process its workers are forked from: here
+# the fork server, under Spark hyperflow.workflows.search_spark_daemon. hyperflow.tracking's model (through
+# model_logging) and callbacks, which the package imports on first use only; MLflow's database store (SQLAlchemy,
+# alembic), which a child's first call on sqlite would import; torch's compiler, which a torch optimizer imports when
+# the first one is made (measured, a 4-trial search on 2 workers, 2 rounds each: fork server and workers 10.0-10.8
+# CPU-s without it, 8.7-8.9 with it)
+TRIAL_IMPORTS = [
     "hyperflow.workflows.search_trial",
     "hyperflow.core.assembly",
     "hyperflow.tracking",
@@ -32,8 +30,10 @@ PRELOAD = [
     "hyperflow.tracking.callbacks",
     "mlflow.store.tracking.sqlalchemy_store",
     "torch._dynamo",
-    "hyperflow.runtime.fork_server",
 ]
+# the fork server's: first hyperflow.runtime.fork_server_start (Ctrl-C while importing: no traceback), last
+# hyperflow.runtime.fork_server, which makes the fork server's own exit instant
+PRELOAD = ["hyperflow.runtime.fork_server_start", *TRIAL_IMPORTS, "hyperflow.runtime.fork_server"]
 
 
 def available() -> bool:
