@@ -143,7 +143,7 @@ def proxied_search(server, user: str, proxy: Proxy, folder, experiment: str, *se
 
 def test_every_trial_arrives_through_a_slow_server(mlflow_server, searcher, tmp_path):
     experiment = f"slow-{os.urandom(3).hex()}"
-    with Proxy(mlflow_server.uri, delay=0.15) as proxy:
+    with Proxy(mlflow_server.uri, delay=0.05) as proxy:  # each request waits longer than an epoch takes
         proc = proxied_search(mlflow_server, searcher, proxy, tmp_path, experiment)
         out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-3000:]
