@@ -8,12 +8,15 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from contextlib import closing
 
 import forked
+import mlflow
 import pytest
 from polling import wait_for
 
@@ -42,6 +45,17 @@ def env() -> dict[str, str]:
 def new_search(experiment: str, max_evals: int) -> str:
     config = build_search_config({**SEARCH, "max_evals": str(max_evals)})
     return run_search(config, build_config({**QUICK, "experiment": experiment})).run_id
+
+
+def stop_outside_the_store(proc: subprocess.Popen) -> None:
+    """SIGSTOP ``proc`` at a moment it holds no lock on the sqlite store: stopped inside a read or a write, it would
+    hold the store from everyone. The store's exclusive lock, taken here while ``proc`` runs (waiting for its
+    reads and writes to end), guarantees that moment."""
+    path = mlflow.get_tracking_uri().removeprefix("sqlite:///")
+    with closing(sqlite3.connect(path, timeout=60, isolation_level=None)) as db:
+        db.execute("BEGIN EXCLUSIVE")
+        proc.send_signal(signal.SIGSTOP)
+        db.execute("ROLLBACK")
 
 
 def children(client, parent: str) -> list:
@@ -113,7 +127,7 @@ def test_a_running_search_refuses_a_resume_and_once_killed_is_taken_over(experim
 
     try:
         runs = wait_for(a_trial_started, "the first trial", 120)
-        proc.send_signal(signal.SIGSTOP)  # alive and holding the lock, as a search busy training
+        stop_outside_the_store(proc)  # alive and holding the search lock, as a search busy training
         parent = next(r for r in runs if r.data.tags[names.ROLE] == names.ROLE_SEARCH).info.run_id
         before = client.get_run(parent)
         holder = json.loads(before.data.tags[names.SEARCH_LOCK])

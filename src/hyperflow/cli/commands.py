@@ -43,7 +43,8 @@ def cmd_search(inv: Invocation) -> int:
 
     from hyperflow.runtime import processes
 
-    if inv.search.backend == "local" and inv.search.parallelism != 1 and processes.available():  # workers' imports
+    local, parallel = inv.search.backend == "local", inv.search.parallelism != 1  # a resume's come from its search
+    if local and parallel and not inv.search.resume and processes.available():  # the workers' imports, meanwhile
         processes.prestart()
     from hyperflow.workflows.search import SearchInterrupted, search
 
