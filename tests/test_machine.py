@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import forked
 import pytest
 
 from hyperflow import machine
@@ -18,21 +19,6 @@ from hyperflow.core.loading import load_dataset
 
 MiB, GiB = 2**20, 2**30
 TESTS = str(Path(__file__).parent)
-# the search as a user runs it, in a process pinned to some CPUs and/or reading a faked cgroup folder; it prints
-# what it makes of the machine first
-SCRIPT = """
-import os, sys
-from pathlib import Path
-from hyperflow import machine
-pin, cgroup = {pin!r}, {cgroup!r}
-if pin:
-    os.sched_setaffinity(0, pin)
-if cgroup:
-    machine.CGROUP_ROOT, machine.SELF_CGROUP = Path(cgroup), Path(cgroup, "no-such-file")
-print("cpus", machine.cpus(), "threads", machine.threads_per_trial(1), flush=True)
-from hyperflow.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
 
 
 def files(folder: Path, **content: str) -> Path:
@@ -68,8 +54,8 @@ def search(
         *settings,
     ]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([TESTS, os.environ.get("PYTHONPATH", "")])}
-    script = SCRIPT.format(pin=pin, cgroup=None if cgroup is None else str(cgroup))
-    proc = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, env=env, timeout=240)
+    command = [sys.executable, f"{TESTS}/machine_command.py", repr(pin), str(cgroup), *args]
+    proc = forked.run(command, capture_output=True, text=True, env=env, timeout=240)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return proc, [int(p.read_text()) for p in probes.iterdir()]
 

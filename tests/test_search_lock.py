@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from contextlib import closing
+from pathlib import Path
 
 import forked
 import mlflow
@@ -31,11 +32,6 @@ pytestmark = pytest.mark.integration  # every test here starts processes
 
 QUICK = {"data": "wine", "epochs": "1", "progress": "false", "flush_secs": "5"}
 SEARCH = {"strategy": "random", "pruner": "none", "register": "false", "parallelism": "1"}
-# a resume that waits for the barrier file once hyperflow is imported, so that both start their checks together
-AT_BARRIER = (
-    "import os, sys, time\nfrom hyperflow.cli import main\n"
-    "while not os.path.exists(sys.argv[1]):\n    time.sleep(0.005)\nsys.exit(main(sys.argv[2:]))"
-)
 
 
 def env() -> dict[str, str]:
@@ -82,8 +78,7 @@ def test_two_resumes_at_once_run_once_the_other_exits_4_naming_the_holder(experi
         forked.Popen(
             [
                 sys.executable,
-                "-c",
-                AT_BARRIER,
+                str(Path(__file__).with_name("at_barrier.py")),
                 str(barrier),
                 "search",
                 f"resume={parent}",

@@ -51,6 +51,9 @@ WARM = [
 ]
 for module in WARM:
     importlib.import_module(module)
+# MLflow maps every installed distribution to its modules (reading each one's file list) the first time a process
+# logs a model: ~0.8 CPU-s, once per process, kept in a module-level cache that the children inherit
+importlib.import_module("mlflow.utils.requirements_utils")._init_packages_to_modules_map()
 
 OWN_PATH = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
 
