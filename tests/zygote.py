@@ -16,6 +16,7 @@ stderr and the write end of the exit-code pipe; the answer is the child's pid, a
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import gc
 import importlib
@@ -83,13 +84,43 @@ def _child(request: dict, fds: list[int]) -> None:
     sys.path[:] = [os.path.dirname(script) if script else os.getcwd(), *given, *rest]
     _fresh_seeds()
     _warm_fork_server()
-    if script:
-        sys.argv = [script, *request["args"]]
-        runpy.run_path(script, run_name="__main__")
-    else:
-        sys.argv = ["-m", *request["args"]]
-        runpy.run_module("hyperflow", run_name="__main__", alter_sys=True)
-    sys.exit(0)
+    try:
+        if script:
+            sys.argv = [script, *request["args"]]
+            runpy.run_path(script, run_name="__main__")
+        else:
+            sys.argv = ["-m", *request["args"]]
+            runpy.run_module("hyperflow", run_name="__main__", alter_sys=True)
+        code = 0
+    except SystemExit as exc:
+        code = _exit_code(exc.code)
+    _exit(code)
+
+
+def _exit_code(code: object) -> int:
+    """The exit status ``sys.exit(code)`` gives (a message is printed on stderr, status 1)."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _exit(code: int) -> None:
+    """Leave as the interpreter does (non-daemon threads joined, exit handlers run, the standard streams flushed:
+    status 120 when stdout cannot be), less its last step, freeing every module: in a fork of the template that
+    writes to each of its pages once, a copy of each (~0.4 s of a command's ~0.5 s floor, `hyperflow --version`)."""
+    threading._shutdown()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception as exc:
+            if stream is sys.stdout:
+                print(f"Exception ignored on flushing sys.stdout:\n{type(exc).__name__}: {exc}", file=sys.stderr)
+                code = 120
+    os._exit(code)
 
 
 def _warm_fork_server() -> None:
