@@ -271,7 +271,9 @@ def progress_callback(trials: Trials, on_finished: Callable[[int, str, float | N
 
     @contextmanager
     def context(initial: int, total: int) -> Iterator[Update]:
-        yield Update()
+        update = Update()
+        yield update
+        update.update(0)  # the trials that finished after fmin's last update: fmin stops once the last ones are in
 
     return context
 
