@@ -105,7 +105,8 @@ def test_two_resumes_at_once_run_once_the_other_exits_4_naming_the_holder(experi
 
 
 def test_a_running_search_refuses_a_resume_and_once_killed_is_taken_over(experiment, client, tmp_path, capsys):
-    args = [f"{k}={v}" for k, v in {**QUICK, **SEARCH, "epochs": "3", "max_evals": "4"}.items()]
+    trials = 12  # enough that the search is still in its trials once stopped, on a loaded machine too
+    args = [f"{k}={v}" for k, v in {**QUICK, **SEARCH, "epochs": "3", "max_evals": str(trials)}.items()]
     proc = forked.Popen(
         [sys.executable, "-m", "hyperflow", "search", *args, f"experiment={experiment}"],
         env=env(),
@@ -148,7 +149,7 @@ def test_a_running_search_refuses_a_resume_and_once_killed_is_taken_over(experim
     err = capsys.readouterr().err
     assert f"search run {parent}: took over from host" in err and f"pid {proc.pid}" in err
     assert "its process is gone" in err
-    assert_clean(client, parent, 4)
+    assert_clean(client, parent, trials)
 
 
 def test_a_lock_from_another_host_holds_until_its_lease_ends(experiment, client, capsys):
