@@ -271,10 +271,11 @@ def progress_callback(trials: Trials, on_finished: Callable[[int, str, float | N
 
     @contextmanager
     def context(initial: int, total: int) -> Iterator[Update]:
-        update = Update()
-        yield update
-        update.update(0)  # the trials that finished after fmin's last update: fmin stops once the last ones are in
+        yield Update()
 
+    # the trials whose end came after fmin's last update (fmin stops once the last ones are in), shown by the caller
+    # once fmin has returned
+    context.finish = lambda: Update().update(0)  # type: ignore[attr-defined]
     return context
 
 

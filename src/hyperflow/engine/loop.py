@@ -245,6 +245,9 @@ class SearchLoop:
             self.objective, template, peer_statuses(s.pruner), self._next_number(), trials, self.stop.budget
         )
         shown = None if self.progress is None else hyperopt_records.progress_callback(trials, self.progress.add)
-        return backend.search(
+        cancelled = backend.search(
             objective, self.plan.space, trials, self._suggest(), self.plan.budget(), self.seed, progress=shown
         )
+        if shown is not None:
+            shown.finish()  # the last trials' lines
+        return cancelled
