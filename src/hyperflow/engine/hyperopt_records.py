@@ -275,7 +275,11 @@ def progress_callback(trials: Trials, on_finished: Callable[[int, str, float | N
 
     # the trials whose end came after fmin's last update (fmin stops once the last ones are in), shown by the caller
     # once fmin has returned
-    context.finish = lambda: Update().update(0)  # type: ignore[attr-defined]
+    def finish() -> None:
+        trials.refresh()
+        Update().update(0)
+
+    context.finish = finish  # type: ignore[attr-defined]
     return context
 
 
