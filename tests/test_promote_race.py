@@ -45,11 +45,9 @@ def start_together(name: str, versions: list[str], folder: Path, experiment: str
 
 
 def finish(procs: list[subprocess.Popen]) -> list[tuple[int, str, str]]:
-    done = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=600)
-        assert "Traceback" not in err, err
-        done.append((proc.returncode, out, err.strip()))
+    outputs = [proc.communicate(timeout=600) for proc in procs]
+    done = [(proc.returncode, out, err.strip()) for proc, (out, err) in zip(procs, outputs)]
+    assert not any("Traceback" in err for _, _, err in done), "\n".join(err for _, _, err in done)
     return done
 
 

@@ -4,6 +4,7 @@ in a small real search (digits, ASHA, a grid of three lrs: two good, one hopeles
 
 from __future__ import annotations
 
+import multiprocessing
 import uuid
 from pathlib import Path
 
@@ -75,6 +76,40 @@ def test_a_kind_the_user_chose_stays(client):
     with tracking.tracked_run(names.ROLE_TRAIN, experiment=name):
         pass
     assert client.get_experiment(experiment_id).tags[KIND] == "genai_development"
+
+
+def _use_at_barrier(barrier, uri: str, experiment: str, out) -> None:
+    mlflow.set_tracking_uri(uri)
+    barrier.wait()
+    try:
+        with tracking.tracked_run(names.ROLE_TRAIN, experiment=experiment) as run:
+            out.put(run.info.experiment_id)
+    except Exception as exc:  # the test shows what a command would have said
+        out.put(f"{type(exc).__name__}: {exc}")
+
+
+@pytest.mark.integration  # processes released together, as jobs a schedule starts at one minute
+def test_commands_starting_together_in_one_experiment_all_get_it(client):
+    """The experiment new to all of them, or there but not yet marked (MLflow's stores have no insert-if-missing:
+    a second insert of one name or tag fails): each process's run goes to the one experiment, marked once."""
+    context, jobs = multiprocessing.get_context("fork"), 4
+    for existing in (False, True, False, True):
+        name = f"together-{uuid.uuid4().hex[:8]}"
+        if existing:
+            client.create_experiment(name)
+        barrier, out = context.Barrier(jobs), context.Queue()
+        procs = [
+            context.Process(target=_use_at_barrier, args=(barrier, mlflow.get_tracking_uri(), name, out))
+            for _ in range(jobs)
+        ]
+        for proc in procs:
+            proc.start()
+        results = [out.get(timeout=60) for _ in procs]
+        for proc in procs:
+            proc.join()
+        experiment = client.get_experiment_by_name(name)
+        assert results == [experiment.experiment_id] * jobs, results
+        assert experiment.tags[KIND] == MODEL_TRAINING
 
 
 def test_the_printed_link_opens_the_run_in_the_model_training_view():

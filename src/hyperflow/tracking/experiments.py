@@ -22,6 +22,9 @@ def use_experiment(name: str) -> str:
     except MlflowException as exc:
         raise_if_deleted(exc, name)
         raise
+    if _active_experiment_id() != experiment.experiment_id:
+        # MLflow 3.17 gives the loser of a race to create it the experiment without making it the active one
+        mlflow.set_experiment(experiment_id=experiment.experiment_id)
     return mark_model_training(experiment)
 
 
@@ -39,7 +42,11 @@ def mark_model_training(experiment: Experiment | str) -> str:
     if isinstance(experiment, str):
         experiment = client.get_experiment(experiment)
     if names.EXPERIMENT_KIND not in experiment.tags:
-        client.set_experiment_tag(experiment.experiment_id, names.EXPERIMENT_KIND, names.MODEL_TRAINING)
+        try:
+            client.set_experiment_tag(experiment.experiment_id, names.EXPERIMENT_KIND, names.MODEL_TRAINING)
+        except MlflowException:  # the stores have no insert-if-missing: a command starting with this one tagged it
+            if names.EXPERIMENT_KIND not in client.get_experiment(experiment.experiment_id).tags:
+                raise
     return experiment.experiment_id
 
 
@@ -89,9 +96,12 @@ def raise_if_deleted(exc: BaseException, name: str | None) -> None:
 def current_experiment_id(name: str | None = None) -> str:
     """The id of experiment ``name`` (made active, created when missing), else MLflow's own choice: the
     environment, the active run, or the default experiment."""
-    if name:
-        return use_experiment(name)
-    from mlflow.tracking.fluent import _get_experiment_id  # MLflow's rule; private, so used in this one place
+    return use_experiment(name) if name else _active_experiment_id()
+
+
+def _active_experiment_id() -> str:
+    """MLflow's rule for the experiment a new run goes to (private in MLflow, so read in this one place)."""
+    from mlflow.tracking.fluent import _get_experiment_id
 
     return _get_experiment_id()
 
