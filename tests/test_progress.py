@@ -69,6 +69,17 @@ def test_on_a_terminal_the_search_is_one_updating_line():
     os.close(leader)
 
 
+def test_on_a_terminal_the_elapsed_time_moves_while_a_trial_runs():
+    leader, follower = _terminal()
+    with open(follower, "w") as stream:
+        progress = SearchProgress(3, stream=stream, refresh=0.01)
+        progress.started -= 65  # the search began 65 s ago; no trial has finished since
+        shown = _read(leader, until=lambda: False, deadline=10, stop=lambda text: "01:05 elapsed" in text)
+        progress.close()
+    assert "search: 0/3 trials" in shown and "01:05 elapsed" in shown
+    os.close(leader)
+
+
 def test_trials_finished_elsewhere_reach_the_progress_through_fmin():
     seen = []
     trials = Trials()
@@ -136,10 +147,11 @@ def _terminal() -> tuple[int, int]:
     return leader, follower
 
 
-def _read(fd: int, until=lambda: True, deadline: float = 10) -> str:
-    """What was written to a pseudo-terminal's other end, until ``until()`` and nothing more to read."""
+def _read(fd: int, until=lambda: True, deadline: float = 10, stop=lambda text: False) -> str:
+    """What was written to a pseudo-terminal's other end, until ``until()`` and nothing more to read, or until
+    what was read makes ``stop(text)`` true."""
     chunks, end = [], time.monotonic() + deadline
-    while time.monotonic() < end:
+    while time.monotonic() < end and not stop(b"".join(chunks).decode(errors="replace")):
         ready, _, _ = select.select([fd], [], [], 0.2)
         if ready:
             try:

@@ -295,13 +295,15 @@ def test_two_retrains_at_once_one_runs_the_other_stands_aside(champion):
 
 
 @pytest.mark.integration
-def test_retrain_by_search_runs_a_small_search_under_the_retrain_run(champion):
+def test_retrain_by_search_runs_a_small_search_under_the_retrain_run(champion, capsys):
     client = mlflow.MlflowClient()
     name = _copy_of_champion(champion)
     config = RetrainConfig(model_name=name, data=champion["day1"], mode="search", max_evals=2, experiment=EXPERIMENT)
     champion_before = alias_version(client, name, "champion")
     outcome = retrain(config, {"epochs": 2}, settle=0.1)  # epochs given: it pins the shipped space's 20
     assert outcome.version == "2"
+    progress = [line for line in capsys.readouterr().err.splitlines() if line.startswith("search: trial")]
+    assert len(progress) == 2  # a scheduler's log shows the search's progress, a line per trial
     assert_gate_decided(client, name, outcome, champion_before)
     (searched,) = mlflow.search_runs(
         experiment_names=[EXPERIMENT],

@@ -40,7 +40,7 @@ Refuse = Callable[[str, str, int], bool]
 
 
 class Proxy(ThreadingHTTPServer):
-    """Forwards every request to ``upstream`` after ``delay`` seconds, or answers 403 PERMISSION_DENIED
+    """Forwards every request to ``upstream`` (tracking calls after ``delay`` seconds), or answers 403 PERMISSION_DENIED
     (what a server that refuses a write answers; MLflow does not retry it) where ``refuse`` says so."""
 
     daemon_threads = True
@@ -87,7 +87,8 @@ class _Forward(BaseHTTPRequestHandler):
             refused = proxy.refuse is not None and proxy.refuse(self.command, path, proxy.counts[self.command, path])
             if refused:
                 proxy.refused.append(f"{self.command} {path}")
-        time.sleep(proxy.delay)  # the slow server under test, not a wait for something to happen
+        if "/mlflow-artifacts/" not in path:  # the tracking calls are under test, not the model's files
+            time.sleep(proxy.delay)  # the slow server under test, not a wait for something to happen
         if refused:
             status, headers = 403, {"Content-Type": "application/json"}
             content = json.dumps({"error_code": "PERMISSION_DENIED", "message": "refused by the test's proxy"}).encode()

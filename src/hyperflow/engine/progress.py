@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import sys
+import threading
 import time
 from collections.abc import Iterable
 from typing import TextIO
@@ -26,7 +27,8 @@ class SearchProgress:
     """Told of each finished trial (:meth:`add`), it prints the search's progress to ``stream`` (stderr).
     ``total``: the trials the search runs at most (None: no count ends it); ``budget``: its units of work
     (0: none); ``deadline``: its wall-clock end (None: none); ``history``: the (status, loss, units, number)
-    of the trials a resumed search ran before."""
+    of the trials a resumed search ran before; ``refresh``: seconds between redraws of the line while no trial
+    finishes (its elapsed and time left move during a long trial; tqdm redraws only when told)."""
 
     def __init__(
         self,
@@ -36,6 +38,7 @@ class SearchProgress:
         deadline: float | None = None,
         history: Iterable[tuple[str, float | None, int, int]] = (),
         stream: TextIO | None = None,
+        refresh: float = 1.0,
     ) -> None:
         self.stream = stream or sys.stderr
         self.total, self.budget, self.deadline = total, budget, deadline
@@ -52,6 +55,16 @@ class SearchProgress:
                 total=total, initial=self.done, desc="search", file=self.stream, bar_format=FORMAT, dynamic_ncols=True
             )
             self._show()
+            self._lock, self._closed = threading.Lock(), threading.Event()
+            self._ticker = threading.Thread(target=self._tick, args=(refresh,), name="search-progress", daemon=True)
+            self._ticker.start()
+
+    def _tick(self, every: float) -> None:
+        """Redraw the line every ``every`` seconds until :meth:`close`."""
+        while not self._closed.wait(every):
+            with self._lock:
+                if self.bar is not None:
+                    self._show()
 
     @property
     def done(self) -> int:
@@ -67,8 +80,9 @@ class SearchProgress:
         """One more finished trial: the line updated, or a line of its own."""
         self._count(status, loss, units, number)
         if self.bar is not None:
-            self.bar.update(1)
-            self._show()
+            with self._lock:
+                self.bar.update(1)
+                self._show()
             return
         value = f" loss {loss:.4g}" if loss is not None and status != names.TRIAL_FAILED else ""
         total = "" if self.total is None else f"/{self.total}"
@@ -106,5 +120,7 @@ class SearchProgress:
 
     def close(self) -> None:
         if self.bar is not None:
+            self._closed.set()
+            self._ticker.join()
             self.bar.close()
             self.bar = None

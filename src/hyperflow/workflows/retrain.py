@@ -142,7 +142,9 @@ def _base_config(client: Client, config: RetrainConfig, overrides: dict[str, Any
         if champion
         else build_config({})
     )
-    changes: dict[str, Any] = {"experiment": config.experiment, "progress": False}
+    # progress as a search or training shows it (a scheduler's log gets a line per trial or epoch), whatever the
+    # champion's own run had
+    changes: dict[str, Any] = {"experiment": config.experiment, "progress": True}
     if config.data:
         changes["data"] = newest_data(config.data)
     if config.target:
