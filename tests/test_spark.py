@@ -55,9 +55,9 @@ def test_spark_search_links_every_trial_and_registers_the_best(session, tmp_path
             "backend": "spark",
             "parallelism": "2",
             "max_evals": "4",
-            "strategy": "random",
-            "pruner": "median",
-            "prune_startup_trials": "1",
+            "strategy": "bohb",  # BOHB's sampler under Hyperband's brackets, the peers' curves sent with each trial
+            "n_startup_jobs": "2",
+            "pruner": "hyperband",
             "min_epochs": "1",
             "model_name": f"{experiment}-spark",
         }
