@@ -84,7 +84,7 @@ def test_trials_finished_elsewhere_reach_the_progress_through_fmin():
     seen = []
     trials = Trials()
     suggest = records.algo("random", 20, 0.25, seed=1, stop=lambda done: "")
-    shown = records.progress_callback(trials, lambda *trial: seen.append(trial))
+    shown = records.FinishedTrials(trials, lambda *trial: seen.append(trial))
     records.minimize(lambda s: records.result(s["x"]), to_hyperopt(SPACE), trials, suggest, 3, 1, progressbar=shown)
     assert [(number, status) for number, status, _, _ in seen] == [(0, "ok"), (1, "ok"), (2, "ok")]
     assert [loss for _, _, loss, _ in seen] == trials.losses()

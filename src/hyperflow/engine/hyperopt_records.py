@@ -4,8 +4,12 @@ points queued as trials (the literature presets among them), the id of the trial
 wants them, the suggestion step (stop rule first, then one seeded suggestion per new id: hyperopt's ``tpe``
 or ``rand``, or its TPE fitted BOHB's way on the highest budget with enough trials), ``fmin`` itself, and
 fmin's loop with trials evaluated elsewhere (:func:`minimize_elsewhere`: hyperopt's ``FMinIter`` with its
-evaluation step replaced). The internals it uses (``Trials._dynamic_trials``,
+evaluation step replaced), and fmin's progress context for trials that finish elsewhere (:class:`FinishedTrials`).
+The internals it uses (``Trials._dynamic_trials``,
 ``_ids``, ``FMinIter.serial_evaluate``, ``Domain``, the documents' fields) are used nowhere else.
+
+Over 300 lines on purpose: the one module that knows hyperopt's internals, so that a hyperopt release
+that changes them is met here alone.
 
 A trial's hyperopt id is its trial number, and the suggestion for id ``t`` is drawn with a seed derived from
 (``seed``, ``t``) alone (:func:`trial_seed`): a history rebuilt from MLflow puts the generator exactly where
@@ -235,7 +239,7 @@ def minimize(
     progressbar: bool | Callable[..., Any] = False,
 ) -> None:
     """``fmin`` up to ``max_evals`` trials in ``trials`` (those already in it count); ``progressbar``: fmin's
-    progress context (:func:`progress_callback`), if any."""
+    progress context (:class:`FinishedTrials`), if any."""
     try:
         fmin(
             objective,
@@ -252,35 +256,34 @@ def minimize(
         pass
 
 
-def progress_callback(trials: Trials, on_finished: Callable[[int, str, float | None, int], None]) -> Callable[..., Any]:
-    """fmin's progress context (``show_progressbar``) for trials that finish elsewhere (Spark's): each update fmin
-    makes hands the trials finished since to ``on_finished(number, status, loss, units)``."""
-    seen = {doc["tid"] for doc in trials.trials if doc["state"] == JOB_STATE_DONE}  # a resumed search's history
+class FinishedTrials:
+    """fmin's progress context (``show_progressbar``: call it) for trials that finish elsewhere (Spark's): each
+    update fmin makes hands the trials finished since to ``on_finished(number, status, loss, units)``;
+    :meth:`finish`, once fmin has returned, those whose end came after its last update (fmin stops once the last
+    ones are in)."""
 
-    class Update:
-        postfix = ""
-
-        def update(self, _count: int) -> None:
-            for doc in trials.trials:
-                if doc["state"] != JOB_STATE_DONE or doc["tid"] in seen:
-                    continue
-                seen.add(doc["tid"])
-                r = doc["result"]
-                status = r.get("trial_status", "failed" if r.get("status") == STATUS_FAIL else "ok")
-                on_finished(r.get("number", doc["tid"]), status, r.get("loss"), r.get("units", 0))
+    def __init__(self, trials: Trials, on_finished: Callable[[int, str, float | None, int], None]) -> None:
+        self.trials, self.on_finished = trials, on_finished
+        self.seen = {doc["tid"] for doc in trials.trials if doc["state"] == JOB_STATE_DONE}  # a resumed search's
 
     @contextmanager
-    def context(initial: int, total: int) -> Iterator[Update]:
-        yield Update()
+    def __call__(self, initial: int, total: int) -> Iterator[FinishedTrials]:
+        yield self
 
-    # the trials whose end came after fmin's last update (fmin stops once the last ones are in), shown by the caller
-    # once fmin has returned
-    def finish() -> None:
-        trials.refresh()
-        Update().update(0)
+    postfix = ""  # fmin sets it on the progress bar it is given
 
-    context.finish = finish  # type: ignore[attr-defined]
-    return context
+    def update(self, _count: int) -> None:
+        for doc in self.trials.trials:
+            if doc["state"] != JOB_STATE_DONE or doc["tid"] in self.seen:
+                continue
+            self.seen.add(doc["tid"])
+            r = doc["result"]
+            status = r.get("trial_status", "failed" if r.get("status") == STATUS_FAIL else "ok")
+            self.on_finished(r.get("number", doc["tid"]), status, r.get("loss"), r.get("units", 0))
+
+    def finish(self) -> None:
+        self.trials.refresh()
+        self.update(0)
 
 
 def preset_points(space: dict[str, Any], records: Sequence[Any] | None = ()) -> list[dict[str, list]]:

@@ -244,7 +244,7 @@ class SearchLoop:
         objective = SparkObjective(
             self.objective, template, peer_statuses(s.pruner), self._next_number(), trials, self.stop.budget
         )
-        shown = None if self.progress is None else hyperopt_records.progress_callback(trials, self.progress.add)
+        shown = None if self.progress is None else hyperopt_records.FinishedTrials(trials, self.progress.add)
         cancelled = backend.search(
             objective, self.plan.space, trials, self._suggest(), self.plan.budget(), self.seed, progress=shown
         )

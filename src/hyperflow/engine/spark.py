@@ -142,7 +142,7 @@ class SparkBackend:
         progress: Callable[..., Any] | None = None,
     ) -> bool:
         """fmin over ``space`` in ``trials`` (filled and queued by the loop), ``progress``: fmin's progress context
-        (:func:`hyperopt_records.progress_callback`). True when SparkTrials cancelled the search at its own
+        (:class:`hyperopt_records.FinishedTrials`). True when SparkTrials cancelled the search at its own
         timeout."""
         try:
             hyperopt_records.minimize(
