@@ -86,6 +86,9 @@ def photograph(folder: Path, shots: list[tuple[str, Path, int]], browser: str) -
                 "--disable-gpu",
                 "--hide-scrollbars",
                 f"--window-size=1440,{height}",
+                # a new profile each time: the page as a newcomer first sees it, not as an earlier visit left it
+                # (the UI keeps panels and charts in the browser's storage)
+                f"--user-data-dir={tempfile.mkdtemp(prefix='profile-', dir=folder)}",
             ]
             shot = [
                 browser,
