@@ -41,9 +41,9 @@ def test_parsing_and_checking_a_train_command_imports_no_heavy_library(tmp_path)
     table = tmp_path / "houses.csv"
     table.write_text("rooms,price\n" + "".join(f"{i % 5},{100 + i}\n" for i in range(50)))
     code = (
-        "from hyperflow.cli.checks import check_data\nfrom hyperflow.cli.parsing import parse\n"
+        "from hyperflow.cli.checks import check_inputs\nfrom hyperflow.cli.parsing import parse\n"
         f"for argv in (['train', 'data=digits', 'epochs=1'], ['search', 'data={table}', 'target=price']):\n"
-        "    check_data(parse(argv))"
+        "    check_inputs(parse(argv))"
     )
     assert loaded_after(code) == []
 

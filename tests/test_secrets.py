@@ -20,7 +20,7 @@ from hyperflow import tracking
 from hyperflow.errors import RegistryError, one_line, whole_message, without_credentials
 from hyperflow.runtime import library_logs
 from hyperflow.tracking import registry
-from hyperflow.workflows.search_outcome import store_failure
+from hyperflow.workflows.search_outcome import search_store_failure
 
 PASSWORD = "s3cret-Pw-23"
 
@@ -61,14 +61,14 @@ def test_the_lines_for_a_failed_store_show_no_password(unreachable):
         mlflow.MlflowClient().get_experiment("0")
     assert PASSWORD in str(failed.value)  # MLflow's own message quotes the URI as given
     for line in (
-        store_failure(failed.value, "", None),
-        store_failure(failed.value, "", "abc"),
+        search_store_failure(failed.value, "", None),
+        search_store_failure(failed.value, "", "abc"),
         tracking.store_error_text(failed.value),
         one_line(failed.value),
         whole_message(failed.value),
     ):
         assert PASSWORD not in line and "alice" not in line, line
-    assert unreachable in store_failure(failed.value, "", None)
+    assert unreachable in search_store_failure(failed.value, "", None)
     with pytest.raises(RegistryError) as refused:
         registry.registered_model(mlflow.MlflowClient(), "m")
     assert PASSWORD not in str(refused.value) and f"the model registry {unreachable} failed" in str(refused.value)

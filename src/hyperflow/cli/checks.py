@@ -19,7 +19,7 @@ from hyperflow.errors import UsageError, without_credentials
 RUN_ID = re.compile(r"[a-zA-Z0-9][\w\-]{0,255}")  # what MLflow takes for a run id (others: its own message)
 
 
-def check_data(inv: Invocation) -> None:
+def check_inputs(inv: Invocation) -> None:
     """Every mistake that needs only a file, the space or the store is reported before torch is imported and
     before a worker starts (seconds): ``data=``, ``target=``, ``task=``, ``model=package.module:function``, and
     for a search its space file and the run ``resume=`` names (read from the store: MLflow, not torch)."""
@@ -72,7 +72,7 @@ def check_start(inv: Invocation) -> None:
     if store_first:
         refuse_unknown_run(str(inv.search.resume))
         check_store(inv)
-    check_data(inv)
+    check_inputs(inv)
     if not store_first:
         check_store(inv)
     if inv.command != "predict":

@@ -34,7 +34,7 @@ def store_refusal(exc: BaseException, command: str) -> tuple[str, int] | None:
     if refusal:
         return str(refusal), 2
     if tracking.is_store_error(exc, os_errors=False):
-        return tracking.store_failure(exc), STORE_FAILURE_CODES.get(command, 1)
+        return tracking.command_store_failure(exc), STORE_FAILURE_CODES.get(command, 1)
     return None
 
 

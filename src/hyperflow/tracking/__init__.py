@@ -48,7 +48,7 @@ from hyperflow.tracking.faults import (
 )
 from hyperflow.tracking.registry import registry_error
 from hyperflow.tracking.run_calls import end_run, log_metrics, runs_tagged, set_tag, set_tags
-from hyperflow.tracking.run_ends import forget_runs, interrupted_runs, store_failure
+from hyperflow.tracking.run_ends import command_store_failure, forget_runs, interrupted_runs
 from hyperflow.tracking.runs import (
     PACKAGE_DIR,
     ROLE_TAG,
@@ -78,6 +78,7 @@ __all__ = [
     "check_experiment_id",
     "check_writable",
     "child_run",
+    "command_store_failure",
     "current_experiment_id",
     "deleted_experiment",
     "end_run",
@@ -112,7 +113,6 @@ __all__ = [
     "set_tag",
     "set_tags",
     "store_error_text",
-    "store_failure",
     "tracked_run",
     "tracking_uri",
     "unique_run_name",

@@ -72,7 +72,7 @@ def interrupted_runs() -> str:
     return "its runs were ended as KILLED"
 
 
-def store_failure(exc: BaseException) -> str:
+def command_store_failure(exc: BaseException) -> str:
     """The one line for a tracking store that failed under a command: the store (without credentials), what
     it did, and what was written: nothing, or the command's runs and how they were left."""
     text = f"the tracking store {tracking_uri()} failed: {store_error_text(exc)}"

@@ -31,7 +31,7 @@ from hyperflow.workflows.search_finish import finish_objective_search, finish_se
 from hyperflow.workflows.search_job import SearchJob
 from hyperflow.workflows.search_lock import SearchLock
 from hyperflow.workflows.search_objective import FunctionObjective
-from hyperflow.workflows.search_outcome import SearchInterrupted, SearchOutcome, store_failure
+from hyperflow.workflows.search_outcome import SearchInterrupted, SearchOutcome, search_store_failure
 from hyperflow.workflows.search_setup import lr_bounds, prepare, record_settings
 from hyperflow.workflows.search_trial import TrainObjective
 from hyperflow.workflows.search_trials import TrialsSeen
@@ -80,7 +80,7 @@ def search(
             raise
         store_failed = True
         failed = opened.run_id or job.settings.resume
-        raise SearchFailed(store_failure(exc, opened.artifact_uri, failed)) from None
+        raise SearchFailed(search_store_failure(exc, opened.artifact_uri, failed)) from None
     finally:
         if not store_failed:  # a store that failed is not asked again (a server gone: retries for minutes)
             _unlock(lock)

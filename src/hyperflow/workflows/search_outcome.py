@@ -38,7 +38,7 @@ class SearchInterrupted(KeyboardInterrupt):
         self.run_id = run_id
 
 
-def store_failure(exc: BaseException, artifact_uri: str, parent: str | None) -> str:
+def search_store_failure(exc: BaseException, artifact_uri: str, parent: str | None) -> str:
     """The one line for a store that failed during the search ``parent`` (None: before anything was written)."""
     store = tracking.failed_store(exc)
     tracking_store = f"the tracking store {tracking.tracking_uri()}"

@@ -81,7 +81,7 @@ def search_run(run_id: str) -> Any:
     return run
 
 
-def check_data(run: Any, run_id: str, data: str, dataset: Dataset) -> None:
+def check_same_data(run: Any, run_id: str, data: str, dataset: Dataset) -> None:
     """The data loaded now are those the search ran on (by fingerprint: the same file may have another path)."""
     recorded = run.data.tags.get(names.DATA_FINGERPRINT)
     if recorded and recorded != dataset.fingerprint:

@@ -66,7 +66,7 @@ def prepare(
         processes.prestart()  # the child processes' imports overlap the checks below
     dataset = load_data(base)
     if resumed is not None:
-        search_resume.check_data(resumed, settings.resume, base.data, dataset)
+        search_resume.check_same_data(resumed, settings.resume, base.data, dataset)
     space, path, edited = _space(settings, base, given, dataset, resumed)
     _check_space(space, settings, base, dataset)
     new_store.prepare()  # a new sqlite store from the cached empty one (see hyperflow.tracking.new_store)
