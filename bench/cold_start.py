@@ -231,7 +231,7 @@ def summarize(name: str, times: list[float], floor: list[float]) -> str:
 
 def new_store_ab(rounds: int) -> None:
     """A new sqlite store opened by MLflow's ``SqlAlchemyStore`` in this process, made by MLflow (its tables
-    and every schema migration) vs as a copy of the cached empty one (``hyperflow.tracking.new_store.prepare``,
+    and every schema migration) vs as a copy of the cached empty one (``hyperflow.tracking.new_store.make_if_missing``,
     what a command does), alternating which goes first; wall and CPU seconds of every store."""
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
@@ -244,7 +244,7 @@ def new_store_ab(rounds: int) -> None:
             uri = f"sqlite:///{tmp}/{name}.db"
             wall, cpu = time.perf_counter(), time.process_time()
             if copy:
-                new_store.prepare(uri)
+                new_store.make_if_missing(uri)
             SqlAlchemyStore(uri, tmp).engine.dispose()
             return time.perf_counter() - wall, time.process_time() - cpu
 

@@ -163,11 +163,11 @@ def test_a_new_sqlite_store_is_a_copy_of_the_cached_empty_one(tmp_path, monkeypa
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     first, second = f"sqlite:///{tmp_path / 'first.db'}", f"sqlite:///{tmp_path / 'sub' / 'second.db'}"
-    new_store.prepare(first)  # MLflow makes this one; its empty schema is kept
+    new_store.make_if_missing(first)  # MLflow makes this one; its empty schema is kept
     template = new_store.template_path()
     with closing(sqlite3.connect(template)) as db:
         assert db.execute("SELECT count(*) FROM experiments").fetchone() == (0,)
-    new_store.prepare(second)
+    new_store.make_if_missing(second)
     client = mlflow.MlflowClient(tracking_uri=second)
     default = client.get_experiment("0")
     assert default.name == "Default" and default.artifact_location != ""
@@ -191,7 +191,7 @@ def test_existing_files_and_other_stores_are_left_to_mlflow(tmp_path, monkeypatc
         "http://127.0.0.1:5000",
         f"file://{tmp_path}/mlruns",
     ):
-        new_store.prepare(uri)
+        new_store.make_if_missing(uri)
     assert existing.read_bytes() == b"not touched"
     assert not (tmp_path / "cache").exists()
     assert new_store.sqlite_path("sqlite:///rel/m.db") == Path("rel/m.db")
@@ -205,7 +205,7 @@ from hyperflow.tracking import new_store
 
 print("ready", flush=True)
 sys.stdin.readline()  # every process starts at once
-new_store.prepare(sys.argv[1])
+new_store.make_if_missing(sys.argv[1])
 mlflow.MlflowClient(sys.argv[1]).create_experiment(sys.argv[2])
 """
 

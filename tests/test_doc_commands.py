@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from hyperflow.cli.parsing import CONFIGS, command_name, configure, parse_settings
+from hyperflow.cli.parsing import CONFIGS, command_name, invocation_of, parse_settings
 from hyperflow.errors import UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,7 +79,7 @@ def _settings_problems(command: str, tokens: list[str]) -> list[str]:
         return [str(exc)]
     given = {k: v for k, v in settings.items() if k != "config" and not PLACEHOLDER.search(v)}
     try:
-        configure(command, {**STAND_INS.get(command, {}), **given})
+        invocation_of(command, {**STAND_INS.get(command, {}), **given})
     except UsageError as exc:
         return [str(exc)]
     return []

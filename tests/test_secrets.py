@@ -76,7 +76,7 @@ def test_the_lines_for_a_failed_store_show_no_password(unreachable):
 
 def _emitted(record_from: str, verbose: str, monkeypatch) -> str:
     monkeypatch.setenv(library_logs.VERBOSE, verbose)
-    library_logs.configure()
+    library_logs.install()
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))

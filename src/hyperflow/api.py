@@ -54,7 +54,7 @@ def search(
     any of ``hyperflow search --help`` (``max_evals=40``, ``pruner="asha"``, ``parallelism=2``, ``budget=500``,
     ``resume=run_id``, ``config="settings.yaml"``, ...). With ``parallelism`` above 1 the trials run in worker
     processes, which must import or unpickle the function (not one defined in a notebook)."""
-    from hyperflow.cli.parsing import configure
+    from hyperflow.cli.parsing import invocation_of
     from hyperflow.cli.summaries import search_summary
 
     given = {k: v for k, v in settings.items()}
@@ -72,7 +72,7 @@ def search(
         given["space"] = str(space)
     elif space is not None:
         mapping = dict(space)
-    invocation = configure("search", given)
+    invocation = invocation_of("search", given)
     _check_store(invocation.train.experiment if invocation.train else None)
     from hyperflow.workflows.search import search as run_search
 

@@ -124,7 +124,7 @@ def check_experiment(name: str | None) -> None:
     from hyperflow import tracking
     from hyperflow.tracking import new_store
 
-    new_store.prepare()  # a store to be made is made from the cached empty one, as the command would
+    new_store.make_if_missing()  # a store to be made is made from the cached empty one, as the command would
     if not name:
         tracking.check_experiment_id(experiment_id)
         return

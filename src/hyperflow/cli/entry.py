@@ -57,7 +57,7 @@ def _main(argv: Sequence[str] | None, *, from_mlproject: bool) -> int:
         print(helper())
         return 0
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    library_logs.configure()  # the libraries' records in one line each (HYPERFLOW_VERBOSE=1: in full)
+    library_logs.install()  # the libraries' records in one line each (HYPERFLOW_VERBOSE=1: in full)
     startup.begin()
     # SIGTERM stops the command as Ctrl-C does from its first moment (exit 130, one line), not only once a
     # run is open (tracking.tracked_run ends that run KILLED); once its work is done, a signal ends it with its code

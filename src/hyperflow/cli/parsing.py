@@ -111,7 +111,7 @@ def check_keys(command: str, settings: dict[str, Any]) -> None:
             raise unknown_setting(key, known, command)
 
 
-def configure(command: str, settings: dict[str, Any]) -> Invocation:
+def invocation_of(command: str, settings: dict[str, Any]) -> Invocation:
     """Settings (``config=FILE`` included; command-line values win over the file) → config objects. The one
     place a config file is merged: every command's configs are built from ``merged``."""
     settings = dict(settings)
@@ -144,4 +144,4 @@ def parse(argv: Sequence[str], *, from_mlproject: bool = False) -> Invocation:
     settings = parse_settings(argv[1:])
     if from_mlproject:
         settings = drop_defaults(command, settings)
-    return configure(command, settings)
+    return invocation_of(command, settings)

@@ -93,7 +93,7 @@ def _whole_number(text: str) -> Any:
         return int(number) if number.is_integer() else text
 
 
-def prepare(cls: type, key: str, value: Any) -> Any:
+def from_command_line(cls: type, key: str, value: Any) -> Any:
     """The command line's words for a field's value: none/null/'' for an optional setting (refused empty for
     one that names something), auto in any case, whole numbers written as floats, YAML mappings, numpy."""
     shape = field_shape(cls, key)

@@ -10,7 +10,7 @@ from pydantic import TypeAdapter, ValidationError, field_validator, model_valida
 from pydantic.dataclasses import dataclass
 from pydantic_core import PydanticCustomError
 
-from hyperflow.config.fields import SETTINGS_CONFIG, command_of, fields_of, prepare, unknown_setting
+from hyperflow.config.fields import SETTINGS_CONFIG, command_of, fields_of, from_command_line, unknown_setting
 from hyperflow.config.messages import field_error, usage_error
 
 
@@ -22,7 +22,7 @@ class Settings:
     @field_validator("*", mode="before")
     @classmethod
     def _words(cls, value: Any, info: Any) -> Any:
-        return prepare(cls, info.field_name, value)
+        return from_command_line(cls, info.field_name, value)
 
     @model_validator(mode="wrap")
     @classmethod
@@ -43,7 +43,7 @@ def coerce(key: str, value: Any, cls: type) -> Any:
     if key not in fields_of(cls):
         raise unknown_setting(key, fields_of(cls), command_of(cls))
     try:
-        return _adapter(cls, key).validate_python(prepare(cls, key, value))
+        return _adapter(cls, key).validate_python(from_command_line(cls, key, value))
     except (ValidationError, PydanticCustomError) as exc:
         errors = exc.errors() if isinstance(exc, ValidationError) else [{"type": exc.type, "ctx": exc.context}]
         raise field_error(cls, key, value, errors) from None

@@ -77,7 +77,7 @@ def session_for(master: str | None, parallelism: int, session: Any = None) -> An
     return session
 
 
-def threads_per_trial(session: Any, parallelism: int) -> int:
+def spark_threads_per_trial(session: Any, parallelism: int) -> int:
     """Each trial's share of the CPUs: local[N] splits those this process may use, a cluster gives
     spark.task.cpus."""
     conf = session.sparkContext.getConf()
@@ -123,7 +123,7 @@ class SparkBackend:
     def __init__(self, master: str | None, parallelism: int, session: Any, deadline: float | None) -> None:
         self.own_session = session is None
         self.session = session_for(master, parallelism, session)
-        self.threads = threads_per_trial(self.session, parallelism)
+        self.threads = spark_threads_per_trial(self.session, parallelism)
         self.parallelism, self.deadline = parallelism, deadline
 
     def new_trials(self) -> Any:

@@ -14,6 +14,6 @@ import gc
 
 from hyperflow.runtime import library_logs, signals
 
-library_logs.configure(worker=True)
+library_logs.install(worker=True)
 gc.freeze()
 signals.fork_server_ready()

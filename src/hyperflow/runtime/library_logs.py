@@ -27,7 +27,7 @@ def verbose() -> bool:
     return os.environ.get(VERBOSE, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def configure(worker: bool = False) -> None:
+def install(worker: bool = False) -> None:
     """Make every log record created from now on pass through :func:`shown` (once per process). ``worker``: the
     fork server of a command's processes (trial workers), whose failures reach the command, which
     reports them: there a library's record that carries a traceback is not shown at all (each process would add

@@ -1,6 +1,6 @@
 """The tracking store before a command uses it: :func:`check` refuses, in one line, one that cannot be used
 (a scheme, driver or schema MLflow cannot use, a path in a folder that does not exist, a store to read that is
-not there), and :func:`prepare` makes a new sqlite store as a copy of an empty one, instead of MLflow's schema
+not there), and :func:`make_if_missing` makes a new sqlite store as a copy of an empty one, instead of MLflow's schema
 migrations.
 
 MLflow makes a new sqlite store by creating its first tables and then running every schema migration
@@ -204,7 +204,7 @@ def schema_revisions() -> tuple[set[str], str | None]:
     return known, next(iter(heads)) if len(heads) == 1 else None
 
 
-def prepare(uri: str | None = None) -> None:
+def make_if_missing(uri: str | None = None) -> None:
     """Make the sqlite store of ``uri`` (default: the tracking URI) if its file does not exist yet."""
     uri = uri or mlflow.get_tracking_uri()
     path = sqlite_path(uri)

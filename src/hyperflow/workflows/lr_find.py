@@ -46,6 +46,6 @@ def lr_find(config: TrainConfig) -> LRFindOutcome:
     """Validate everything first (bad input, or an artifact folder that cannot be written, raises UsageError
     before a run exists), then sweep."""
     setup = setup_training(config)
-    new_store.prepare()  # a new sqlite store from the cached empty one (see hyperflow.tracking.new_store)
+    new_store.make_if_missing()  # a new sqlite store from the cached empty one (see hyperflow.tracking.new_store)
     artifacts.check_writable(config.experiment)
     return lr_range_test_run(setup)

@@ -32,7 +32,7 @@ from hyperflow.workflows.search_job import SearchJob
 from hyperflow.workflows.search_lock import SearchLock
 from hyperflow.workflows.search_objective import FunctionObjective
 from hyperflow.workflows.search_outcome import SearchInterrupted, SearchOutcome, search_store_failure
-from hyperflow.workflows.search_setup import lr_bounds, prepare, record_settings
+from hyperflow.workflows.search_setup import lr_bounds, prepare_search, record_settings
 from hyperflow.workflows.search_trial import TrainObjective
 from hyperflow.workflows.search_trials import TrialsSeen
 
@@ -63,7 +63,7 @@ def search(
     space as a mapping instead of a file. Bad input raises UsageError before any run is written; a store that
     fails, SearchFailed (one line); Ctrl-C or SIGTERM once the search run exists, SearchInterrupted (its runs
     end KILLED)."""
-    job = prepare(settings, base, given, spark_session, function, space)
+    job = prepare_search(settings, base, given, spark_session, function, space)
     lock, opened, store_failed = None, _Opened(), False
     try:
         lock = SearchLock(job.settings.resume)

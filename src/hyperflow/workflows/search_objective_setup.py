@@ -57,7 +57,7 @@ def prepare_objective(
     space, path, edited = _space(settings, space, resumed)
     if settings.strategy == "grid":
         check_grid(space)
-    new_store.prepare()  # a new sqlite store from the cached empty one (see hyperflow.tracking.new_store)
+    new_store.make_if_missing()  # a new sqlite store from the cached empty one (see hyperflow.tracking.new_store)
     tracking.check_writable(base.experiment, run_id=settings.resume)
     at_once = trials_at_once(settings)
     why = not_portable(function) if at_once > 1 and settings.backend == "local" else ""  # Spark pickles by value

@@ -32,7 +32,7 @@ from hyperflow.workflows.search_job import SearchJob
 FULL_CHECK_POINTS = 5_000  # a grid up to this size has every combination checked before the first trial
 
 
-def prepare(
+def prepare_search(
     settings: SearchConfig,
     base: TrainConfig,
     given: Collection[str] | None,
@@ -69,7 +69,7 @@ def prepare(
         search_resume.check_same_data(resumed, settings.resume, base.data, dataset)
     space, path, edited = _space(settings, base, given, dataset, resumed)
     _check_space(space, settings, base, dataset)
-    new_store.prepare()  # a new sqlite store from the cached empty one (see hyperflow.tracking.new_store)
+    new_store.make_if_missing()  # a new sqlite store from the cached empty one (see hyperflow.tracking.new_store)
     tracking.check_writable(base.experiment, run_id=settings.resume)  # e.g. a file named mlruns
     at_once = _trials_at_once(settings, base, dataset, spark_session)
     return SearchJob(settings, base, dataset, space, path, edited, at_once, resumed, changed)

@@ -54,7 +54,7 @@ def train(
     error, or the artifact store refusing a write: ArtifactStoreError) or KILLED. A nested run
     (``parent_run_id``) leaves the artifact check to its caller, which made the parent run."""
     setup: Setup = setup_training(config)
-    new_store.prepare()  # a new sqlite store from the cached empty one (see hyperflow.tracking.new_store)
+    new_store.make_if_missing()  # a new sqlite store from the cached empty one (see hyperflow.tracking.new_store)
     if parent_run_id is None:
         artifacts.check_writable(config.experiment)
     held = HeldSignals("registering the model")  # from the registration to the run's end
