@@ -262,6 +262,8 @@ class FinishedTrials:
     :meth:`finish`, once fmin has returned, those whose end came after its last update (fmin stops once the last
     ones are in)."""
 
+    postfix = ""  # fmin sets it on the progress bar it is given
+
     def __init__(self, trials: Trials, on_finished: Callable[[int, str, float | None, int], None]) -> None:
         self.trials, self.on_finished = trials, on_finished
         self.seen = {doc["tid"] for doc in trials.trials if doc["state"] == JOB_STATE_DONE}  # a resumed search's
@@ -269,8 +271,6 @@ class FinishedTrials:
     @contextmanager
     def __call__(self, initial: int, total: int) -> Iterator[FinishedTrials]:
         yield self
-
-    postfix = ""  # fmin sets it on the progress bar it is given
 
     def update(self, _count: int) -> None:
         for doc in self.trials.trials:

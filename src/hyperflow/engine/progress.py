@@ -63,8 +63,7 @@ class SearchProgress:
         """Redraw the line every ``every`` seconds until :meth:`close`."""
         while not self._closed.wait(every):
             with self._lock:
-                if self.bar is not None:
-                    self._show()
+                self._show()
 
     @property
     def done(self) -> int:
