@@ -61,6 +61,7 @@ from hyperflow.tracking.runs import (
     tracked_run,
     unique_run_name,
 )
+from hyperflow.tracking.sidecar import SidecarCalls
 
 __all__ = [
     "PACKAGE_DIR",
@@ -70,6 +71,7 @@ __all__ = [
     "MlflowError",
     "MlflowMetrics",
     "RegistryError",
+    "SidecarCalls",
     "StoreFailure",
     "TensorBoardLogger",
     "Terminated",
