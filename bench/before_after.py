@@ -9,6 +9,7 @@ copies say. Three measurements:
 - ``default_job``: the README's main job, ``python -m hyperflow search progress=false`` with the shipped
   defaults (what ``mlflow run . -e search`` runs: digits, 30 trials, TPE, median pruning, best model
   registered) in a fresh folder with its own sqlite store; the whole process's wall time.
+- ``one_at_a_time_job``: the same job with ``parallelism=1`` (every trial in the search's own process).
 - ``search_overhead``: ``bench/search_overhead.py --rounds 1`` (30 trials, one at a time): the tracked
   search, the untracked trials and their ratio.
 - ``scale``: ``bench/suite_scale.py --no-profile`` (``suite.py --scale``: 1,000 trials of a trivial objective,
@@ -49,11 +50,17 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 TOLERANCE = 1.05
-MEASUREMENTS = ("default_job", "search_overhead", "server")  # the default; also: scale
+MEASUREMENTS = ("default_job", "one_at_a_time_job", "search_overhead", "server")  # the default; also: scale
 # seconds one side's run takes on 2 idle cores (shipped settings, --quick), for the estimate at the start
 # (docs/benchmarks.md's idle numbers: a default job ~17 s; 30 tracked + 30 untracked trials ~23 s; two
 # 10-trial searches ~13 s; plus each process's imports and warm-up searches)
-COST_S = {"default_job": (20, 12), "search_overhead": (32, 14), "server": (24, 16), "scale": (300, 30)}
+COST_S = {
+    "default_job": (20, 12),
+    "one_at_a_time_job": (24, 12),
+    "search_overhead": (32, 14),
+    "server": (24, 16),
+    "scale": (300, 30),
+}
 SERVER_START_S = 20
 TIMEOUT_S = 1800
 
@@ -108,13 +115,18 @@ def run_bench(side: Side, script: str, args: list[str], extra_env: dict[str, str
     return numbers
 
 
-def default_job(side: Side, quick: bool, server: Any, round_: int) -> dict[str, float]:
+def default_job(side: Side, quick: bool, server: Any, round_: int, *settings: str) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="hyperflow-job-") as tmp:
         env = side.env({"MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db"})
-        command = [sys.executable, "-m", "hyperflow", "search", "progress=false", *(["max_evals=6"] if quick else [])]
+        command = [sys.executable, "-m", "hyperflow", "search", "progress=false", *settings]
+        command += ["max_evals=6"] if quick else []
         start = time.perf_counter()
         run(command, env, Path(tmp))
         return {"wall_s": time.perf_counter() - start}
+
+
+def one_at_a_time_job(side: Side, quick: bool, server: Any, round_: int) -> dict[str, float]:
+    return default_job(side, quick, server, round_, "parallelism=1")
 
 
 def search_overhead(side: Side, quick: bool, server: Any, round_: int) -> dict[str, float]:
@@ -142,6 +154,7 @@ def scale(side: Side, quick: bool, server: Any, round_: int) -> dict[str, float]
 # each: (side, quick, the server (tests/services.MlflowServer) or None, round) -> its numbers
 MEASURE: dict[str, Callable[[Side, bool, Any, int], dict[str, float]]] = {
     "default_job": default_job,
+    "one_at_a_time_job": one_at_a_time_job,
     "search_overhead": search_overhead,
     "server": server_search,
     "scale": scale,

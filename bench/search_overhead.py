@@ -19,17 +19,14 @@ move less than wall time, and their difference is the work tracking adds.
 run), a fresh process in a fresh folder with its own sqlite store; each round runs every variant once, the
 order rotating from round to round. Printed: every search's whole-process wall time and the search run's
 own duration (from the store), then per variant the medians and spread, and the per-round ratios against
-the first variant. The variants (:data:`VARIANTS`): ``shipped`` (the code as it is: a one-at-a-time search's
-calls go to the tracking sidecar, a child process, when a CPU sat idle while it started, else to a background
-thread of its process; a trial worker's to a thread of its own), ``sidecar`` and ``thread`` (the one or the other
-whatever the CPUs do), ``async`` (each call made at once, with MLflow's own
-``mlflow.config.enable_async_logging()``) and ``sync`` (each call made at once, in the search's process and in the
-workers: no background thread). ``--parallelism N`` runs the searches with N trials at once (default 1).
-``--busy N`` keeps N other processes busy meanwhile (a shared machine). docs/history/benchmarks-journal.md has
-the rounds of every run recorded.
+the first variant. The variants (:data:`VARIANTS`): ``shipped`` (the code as it is: the calls on one
+background thread of the search's process, or of each trial worker), ``async`` (each call made at once,
+with MLflow's own ``mlflow.config.enable_async_logging()``) and ``sync`` (each call made at once, in the
+search's process and in the workers: no background thread). ``--parallelism N`` runs the searches with N
+trials at once (default 1). Before issue 24 the search sent them from a separate process
+(``tracking/sidecar.py``): this bench at edc54e3 compared that (``shipped`` there) with ``thread`` (today's
+``shipped``); docs/history/benchmarks-journal.md has the rounds.
 
-    python bench/search_overhead.py --ab shipped sidecar thread --trials 30 --rounds 6
-    python bench/search_overhead.py --ab shipped sidecar thread --trials 30 --rounds 6 --busy 1
     python bench/search_overhead.py --ab shipped async --trials 30 --rounds 10
     python bench/search_overhead.py --ab shipped sync --trials 30 --rounds 6 --parallelism 2
 """
@@ -202,11 +199,7 @@ def use_variant(name: str) -> None:
     """In a search's process, before the command runs: send its calls as variant ``name`` does."""
     from hyperflow import tracking
 
-    if name in ("sidecar", "thread"):
-        from hyperflow import machine
-
-        machine.spare_cpu = lambda: name == "sidecar"  # type: ignore[assignment]
-    elif name == "async":
+    if name == "async":
         mlflow.config.enable_async_logging(True)
         tracking.BackgroundCalls = SyncCalls
     elif name == "sync":
@@ -218,7 +211,7 @@ def use_variant(name: str) -> None:
             processes.PRELOAD.insert(-1, Path(__file__).stem)
 
 
-VARIANTS = ("shipped", "sidecar", "thread", "async", "sync")
+VARIANTS = ("shipped", "async", "sync")
 
 
 def one_search(variant: str, trials: int, parallelism: int = 1) -> tuple[float, float, int]:
@@ -242,18 +235,6 @@ def one_search(variant: str, trials: int, parallelism: int = 1) -> tuple[float, 
         if any(r.info.status != "FINISHED" or "hyperflow.trial_status" not in r.data.tags for r in done_trials):
             raise SystemExit(f"{variant}: a trial run was not recorded in full")
         return wall, (search.info.end_time - search.info.start_time) / 1000, len(done_trials)
-
-
-@contextmanager
-def busy_processes(count: int) -> Iterator[None]:
-    """``count`` processes that keep a CPU each busy while inside (another job on a shared machine)."""
-    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
-    try:
-        yield
-    finally:
-        for burner in burners:
-            burner.kill()
-            burner.wait()
 
 
 def ab(variants: list[str], trials: int, rounds: int, parallelism: int = 1) -> None:
@@ -300,12 +281,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write every round's numbers to this file")
     parser.add_argument("--ab", nargs="+", choices=VARIANTS, help="compare these variants instead (see above)")
     parser.add_argument("--parallelism", type=int, default=1, help="with --ab: trials at once")
-    parser.add_argument("--busy", type=int, default=0, help="with --ab: other processes kept busy meanwhile")
     args = parser.parse_args()
     if args.ab:
         print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
-        with busy_processes(args.busy):
-            ab(args.ab, args.trials, args.rounds, args.parallelism)
+        ab(args.ab, args.trials, args.rounds, args.parallelism)
         return
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {hyperflow.__file__}", flush=True)
     on: list[float] = []

@@ -1,7 +1,6 @@
-"""What this process may use of the machine: the CPUs it may run on, whether one sits idle, the memory it may
-still take, and so how many trials fit at once. ``os.cpu_count()`` counts the host's CPUs, not those of a
-container limited to 2 of a 64-core host: the search, its workers' torch threads and the Spark backend are sized
-from here instead.
+"""What this process may use of the machine: the CPUs it may run on, the memory it may still take, and so how
+many trials fit at once. ``os.cpu_count()`` counts the host's CPUs, not those of a container limited to 2 of a
+64-core host: the search, its workers' torch threads and the Spark backend are sized from here instead.
 
 Standard library only, so every layer may use it. The cgroup files are read under ``root`` (default
 ``CGROUP_ROOT``, the real mount; a test points it at a folder of its own), in the process's own cgroup (named
@@ -18,7 +17,6 @@ from pathlib import Path
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 SELF_CGROUP = Path("/proc/self/cgroup")
 MEMINFO = Path("/proc/meminfo")
-PROC_STAT = Path("/proc/stat")
 NO_LIMIT = 2**60  # cgroup v1 writes "no memory limit" as a number near 2**63
 # A trial worker's own memory (USS: what one more worker adds; torch and MLflow pages stay shared with the fork
 # server it is forked from), measured after two digits trials: 187-203 MiB (torch 2.13 CPU, Python 3.11); with
@@ -97,31 +95,6 @@ def cpus(root: Path | None = None, self_cgroup: Path | None = None) -> int:
     at least 1. Size every pool of processes and threads from this, never from ``os.cpu_count()``."""
     allowed, limit = affinity_cpus(), cgroup_cpu_limit(root, self_cgroup)
     return max(1, allowed if limit is None else min(allowed, math.ceil(limit - 1e-9)))
-
-
-def _cpu_ticks() -> tuple[int, int] | None:
-    """The host's CPUs' idle and total time since boot (clock ticks: /proc/stat's ``cpu`` line), None without it."""
-    words = (_read(PROC_STAT) or "").split("\n", 1)[0].split()
-    if len(words) < 5 or words[0] != "cpu":
-        return None
-    ticks = [int(w) for w in words[1:9] if w.isdigit()]  # user nice system idle iowait irq softirq steal
-    return ticks[3] + ticks[4], sum(ticks)
-
-
-_TICKS_AT_START = _cpu_ticks()  # when this process imported this module: a command's start
-
-
-def spare_cpu(min_ticks: int = 50) -> bool:
-    """Whether this process may use two CPUs and, on average since it started (since this module was imported),
-    one of the host's CPUs sat idle: a helper process would then run beside it, not in its way. Only where
-    /proc/stat tells (Linux), and after ``min_ticks`` clock ticks (0.25 s on 2 CPUs): else False."""
-    now = _cpu_ticks()
-    if cpus() < 2 or now is None or _TICKS_AT_START is None:
-        return False
-    idle, total = now[0] - _TICKS_AT_START[0], now[1] - _TICKS_AT_START[1]
-    if total < min_ticks:
-        return False
-    return idle / total * (os.cpu_count() or 1) >= 0.8
 
 
 def threads_per_trial(at_once: int, cpu_count: int | None = None) -> int:

@@ -8,7 +8,6 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from hyperflow import machine  # noqa: F401  (imported first: machine.spare_cpu counts from the command's start)
 from hyperflow.cli.checks import check_start
 from hyperflow.cli.commands import COMMANDS
 from hyperflow.cli.exits import Interrupted, runs_ended, store_refusal, tracking_module

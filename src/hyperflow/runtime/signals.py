@@ -16,8 +16,7 @@ What Ctrl-C (SIGINT) and SIGTERM do, by the phase of a command:
 The last two apply only where the command line is the process's entry (:func:`own_process`), never to
 library callers; only the main thread receives signals, and a signal ignored before (a job started in the
 background ignores Ctrl-C) stays ignored. The children have their own rules: trial workers
-(:func:`worker_signals`), the tracking sidecar (:func:`ignore_interrupts`) and the fork server
-(:func:`fork_server_importing`, :func:`fork_server_ready`).
+(:func:`worker_signals`) and the fork server (:func:`fork_server_importing`, :func:`fork_server_ready`).
 """
 
 from __future__ import annotations
@@ -192,13 +191,6 @@ def worker_signals(on_sigterm: Callable[[], None]) -> None:
     ``on_sigterm`` (which may raise into the trial in flight)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda signum, frame: on_sigterm())
-
-
-def ignore_interrupts() -> None:
-    """In the tracking sidecar: Ctrl-C and SIGTERM are the search's to handle (it sends the calls they interrupted,
-    then closes the sidecar)."""
-    for signum in SIGNALS:
-        signal.signal(signum, signal.SIG_IGN)
 
 
 def fork_server_importing() -> None:

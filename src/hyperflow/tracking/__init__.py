@@ -61,7 +61,6 @@ from hyperflow.tracking.runs import (
     tracked_run,
     unique_run_name,
 )
-from hyperflow.tracking.sidecar import SidecarCalls
 
 __all__ = [
     "PACKAGE_DIR",
@@ -71,7 +70,6 @@ __all__ = [
     "MlflowError",
     "MlflowMetrics",
     "RegistryError",
-    "SidecarCalls",
     "StoreFailure",
     "TensorBoardLogger",
     "Terminated",

@@ -1,6 +1,5 @@
 """When a run's MLflow calls go out: at once (:func:`call_now`), or queued on one background thread
-(:class:`BackgroundCalls`) so that they overlap training, or by a child process
-(:class:`~hyperflow.tracking.sidecar.SidecarCalls`); a run whose creating call may still be queued
+(:class:`BackgroundCalls`) so that they overlap training; a run whose creating call may still be queued
 (:class:`PendingRun`)."""
 
 from __future__ import annotations
@@ -28,24 +27,6 @@ class PendingRun:
         if created is None:
             raise RuntimeError("the call that was to create this run failed")
         return created.info.run_id
-
-    def __reduce__(self) -> tuple:
-        """Pickled for the sidecar: the Run once created, else the number of the call creating it."""
-        created = self.created
-        if isinstance(created, Future):
-            if not (created.done() and created.exception() is None):
-                return created_by_call, (created.call_number,)  # type: ignore[attr-defined]
-            created = created.result()
-        return PendingRun, (created,)
-
-
-CREATED_BY_CALL: dict[int, Any] = {}  # in the sidecar: call number -> the Run that call created
-
-
-def created_by_call(number: int) -> PendingRun:
-    """In the sidecar: the run that call ``number`` created (it ran before any call that names the run; had it
-    failed, the sidecar raises that failure before a later call uses the run)."""
-    return PendingRun(CREATED_BY_CALL.get(number))
 
 
 def run_id_of(run: str | PendingRun) -> str:

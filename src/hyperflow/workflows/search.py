@@ -26,7 +26,7 @@ from hyperflow.engine.trial import TrialRecord
 from hyperflow.engine.workers import WorkerFailed, WorkerPool
 from hyperflow.errors import SearchFailed, UsageError
 from hyperflow.runtime import startup
-from hyperflow.tracking import search_record, search_store, worker_environment
+from hyperflow.tracking import search_record, search_store
 from hyperflow.workflows.search_finish import finish_objective_search, finish_search
 from hyperflow.workflows.search_job import SearchJob
 from hyperflow.workflows.search_lock import SearchLock
@@ -156,13 +156,9 @@ def _search_run(
 def _objective(job: SearchJob, experiment_id: str, run_id: str) -> tuple[Any, Any, WorkerPool | None]:
     """The trials' objective (hyperflow's trainer in a child run of the search, or the user's function in one),
     how the MLflow calls of the trials in this process go out (on a background thread, overlapping their
-    training, or with a CPU to spare by a child process: hyperflow.tracking.sidecar), and for trials at once on
-    local workers their pool, started now."""
+    training), and for trials at once on local workers their pool, started now."""
     s, base, calls = job.settings, job.base, tracking.BackgroundCalls()
     where = "spark" if s.backend == "spark" and s.strategy != "grid" else "worker" if job.at_once > 1 else "here"
-    if job.sidecar and where == "here":
-        calls = tracking.SidecarCalls(worker_environment.executor_environment())
-        calls.open_store(experiment_id)  # starts it while the settings are recorded
     if job.function is not None:
         objective: Any = FunctionObjective(job.function, str(s.objective), experiment_id, run_id, where)
     else:

@@ -29,7 +29,6 @@ class SearchJob:
     resumed: Any = None  # the search run a resume continues (as read before it is reopened)
     changed: dict[str, str] = field(default_factory=dict)  # settings a resume changed: key -> new value
     function: Callable[..., Any] | None = None  # an objective of the user's own (settings.objective names it)
-    sidecar: bool = False  # one trial at a time with a CPU to spare: its calls go to hyperflow.tracking.sidecar
 
     @property
     def name(self) -> str:

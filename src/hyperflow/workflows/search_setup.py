@@ -62,9 +62,7 @@ def prepare_search(
         job.changed = changed
         return job
     check_auto_lrs(base)
-    local = settings.backend == "local" and processes.available()
-    sidecar = local and settings.parallelism == 1 and machine.spare_cpu()  # see hyperflow.tracking.sidecar
-    if local and (settings.parallelism != 1 or sidecar):
+    if settings.backend == "local" and settings.parallelism != 1 and processes.available():
         processes.prestart()  # the child processes' imports overlap the checks below
     dataset = load_data(base)
     if resumed is not None:
@@ -74,7 +72,7 @@ def prepare_search(
     new_store.make_if_missing()  # a new sqlite store from the cached empty one (see hyperflow.tracking.new_store)
     tracking.check_writable(base.experiment, run_id=settings.resume)  # e.g. a file named mlruns
     at_once = _trials_at_once(settings, base, dataset, spark_session)
-    return SearchJob(settings, base, dataset, space, path, edited, at_once, resumed, changed, sidecar=sidecar)
+    return SearchJob(settings, base, dataset, space, path, edited, at_once, resumed, changed)
 
 
 def _space(
