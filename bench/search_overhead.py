@@ -3,7 +3,9 @@ child runs, batched metrics, pruning bookkeeping, the best model logged) vs with
 setup_training + fit on the same points), one trial at a time on both sides (``parallelism=1``).
 The tracked side is the command line (``hyperflow.cli.main``, what ``hyperflow search`` runs, start-up
 checks and summary included), so the bench needs no private name of the search and runs against any
-version of the package (``bench/before_after.py`` runs it with ``PYTHONPATH`` naming the version).
+version of the package (``bench/before_after.py`` runs it with ``PYTHONPATH`` naming the version). A warm-up
+search takes the imports and the store's schema out of the measurement; each measured search then starts its child
+processes afresh, as a user's does (no fork server left by an earlier search: :func:`fresh_start`).
 
 Rounds alternate which side goes first; every round is printed, then the medians, the spread (min–max
 and interquartile range) and, last, the median of the per-round ratios (adjacent runs share the load).
@@ -86,8 +88,21 @@ def untracked(points: list[dict], base) -> tuple[float, float]:
     return time.perf_counter() - start, time.process_time() - cpu
 
 
+def fresh_start() -> None:
+    """Stop the fork server an earlier search of this process left running (multiprocessing keeps it for the
+    process's life), so that each measured search starts its child processes as a user's ``hyperflow search``
+    does. ``ForkServer._stop`` is multiprocessing's own (what its tests call): no public API stops it. Without this
+    a version whose one-at-a-time search starts a child process (the sidecar before issue 24) got it at once from
+    the warm-up's fork server, 14 % ahead of what a user's search sees (docs/benchmarks.md)."""
+    from multiprocessing import forkserver
+
+    forkserver._forkserver._stop()
+
+
 def tracked(space: str, trials: int) -> tuple[float, float]:
-    """Wall and CPU seconds of ``hyperflow search`` over the same points (its output kept out of sight)."""
+    """Wall and CPU seconds of ``hyperflow search`` over the same points (its output kept out of sight), started
+    as a user's search starts (:func:`fresh_start`)."""
+    fresh_start()
     argv = ["search", f"space={space}", "strategy=grid", "pruner=none", f"max_evals={trials}", "register=false"]
     argv += ["seed_presets=false", "parallelism=1", "progress=false", "experiment=overhead"]
     output = io.StringIO()
