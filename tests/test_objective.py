@@ -170,6 +170,41 @@ def test_a_function_of_main_runs_its_trials_here_unless_workers_are_asked_for(ex
 
 
 @pytest.mark.integration
+def test_a_search_in_the_users_own_run_nests_under_it_and_each_trial_is_the_active_run(experiment, client) -> None:
+    """Inside ``with mlflow.start_run()``: the search is a child of the user's run, every trial a child of the
+    search and the active run while it runs (what it logs lands there); the user's run is active again after."""
+
+    def logs_where_it_runs(params: dict, trial) -> float:
+        mlflow.set_tag("active_run", mlflow.active_run().info.run_id)
+        return params["x"]
+
+    with mlflow.start_run() as own:
+        result = hyperflow.search(
+            logs_where_it_runs, space={"x": {"type": "uniform", "low": 0, "high": 1}}, max_evals=2, parallelism=1
+        )
+        assert mlflow.active_run().info.run_id == own.info.run_id
+    assert client.get_run(result.run_id).data.tags["mlflow.parentRunId"] == own.info.run_id
+    runs = trial_runs(client, result.run_id)
+    assert sorted(runs) == [0, 1]
+    assert all(r.data.tags["active_run"] == r.info.run_id and r.info.status == "FINISHED" for r in runs.values())
+
+
+def test_a_trial_run_opened_while_another_run_is_active_names_its_own_parent(experiment, client) -> None:
+    """A trial's run is a child of the search it belongs to even when this thread's active run is another one;
+    that run is active again once the trial's ends."""
+    from hyperflow import tracking
+
+    experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    search = client.create_run(experiment_id).info.run_id
+    with mlflow.start_run() as other:
+        with tracking.active_child_run("trial", experiment_id, search, "trial-000", {}) as run_id:
+            assert mlflow.active_run().info.run_id == run_id
+        assert mlflow.active_run().info.run_id == other.info.run_id
+    trial = client.get_run(run_id)
+    assert trial.data.tags["mlflow.parentRunId"] == search and trial.info.status == "FINISHED"
+
+
+@pytest.mark.integration
 def test_trials_at_once_run_a_module_objective_in_worker_processes(experiment, client) -> None:
     space = {"x": {"type": "uniform", "low": 0.0, "high": 1.0}}
     result = hyperflow.search(

@@ -67,15 +67,15 @@ def active_child_run(
     it is open: code inside logs into it with MLflow's fluent API (``mlflow.active_run()``, ``mlflow.log_metric``,
     ``mlflow.sklearn.log_model``). On the way out, runs that code left open above it are ended first; it ends
     FINISHED, FAILED on an exception, KILLED on Ctrl-C or SIGTERM. Yields the run's id."""
-    created = MlflowClient().create_run(
-        experiment_id,
-        start_time=int(time.time() * 1000),
-        run_name=run_name,
-        tags=_child_tags(role, parent_run_id, run_name, tags),
-    )
-    run_id = created.info.run_id
+    tags = _child_tags(role, parent_run_id, run_name, tags)
+    above = mlflow.active_run()
     with _env("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true"):
-        mlflow.start_run(run_id=run_id, nested=True)
+        if above is None or above.info.run_id == parent_run_id:  # MLflow names the same parent: one create_run
+            run_id = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, nested=True, tags=tags)
+        else:  # another run is active here: made apart, then reopened (two get_runs and an update more)
+            created = MlflowClient().create_run(experiment_id, run_name=run_name, tags=tags)
+            run_id = mlflow.start_run(run_id=created.info.run_id, nested=True)
+    run_id = run_id.info.run_id
 
     def end(status: str) -> None:
         with _env("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true"):

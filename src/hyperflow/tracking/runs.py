@@ -60,7 +60,7 @@ def tracked_run(
     else:  # MLflow's choice (the environment, mlflow run's run, the default) or a child's: known once it started
         marked = False
     with signals.sigterm_stops():  # a SIGTERM ends the run KILLED, as Ctrl-C does
-        nested = parent_run_id is not None or (run_id is not None and mlflow.active_run() is not None)
+        nested = parent_run_id is not None or mlflow.active_run() is not None  # e.g. inside the user's own run
         created = creation_tag() if run_id is None and not os.environ.get("MLFLOW_RUN_ID") else {}  # else a reopen
         tags = {ROLE_TAG: role, names.VERSION: version(), **created, **(tags or {})}
         try:
