@@ -146,7 +146,8 @@ def server_search(side: Side, quick: bool, server: Any, round_: int) -> dict[str
 
 
 def scale(side: Side, quick: bool, server: Any, round_: int) -> dict[str, float]:
-    numbers = run_bench(side, "suite_scale.py", ["--no-profile", "--trials", "100" if quick else "1000"])
+    trials = "100" if quick else "1000"
+    numbers = run_bench(side, "suite_scale.py", ["--no-profile", "--rounds", "1", "--trials", trials])
     searches, windows = ("p1", "auto", "optuna"), ("early_ms", "late_ms", "total_s")
     return {f"{search}_{window}": numbers[f"{search}_{window}"] for search in searches for window in windows}
 

@@ -5,13 +5,15 @@ hyperflow through ``hyperflow.search`` with ``parallelism=1`` and ``parallelism=
 ``TPESampler`` with its RDB storage on sqlite, in the same process one after the other. A trial's cost outside the
 objective is the wall time from the previous trial's end to its own end (trials in the order they ended; the first
 from the search's start), less the time inside the objective; reported as the mean over trials 1-100 and
-901-1,000, and their ratio. Where the time goes: a 300-trial search (``parallelism=1``) under cProfile, its own time
-per function summed by the library the function lives in (the profiler's overhead inflates Python-heavy parts), and
-its store traffic per trial: the MLflow calls it made (``MlflowClient`` and fluent functions, by name) and the
-database sessions, statements and commits (SQLAlchemy's engine events).
+901-1,000, and their ratio; three rounds by default, the searches in a rotating order (each first, second and
+last once), every round printed, and the medians. Where the time goes: a 300-trial search (``parallelism=1``)
+under cProfile, its own time per function summed by the library the function lives in (the profiler's overhead
+inflates Python-heavy parts), and its store traffic per trial: the MLflow calls it made (``MlflowClient`` and fluent
+functions, by name) and the database sessions, statements and commits (SQLAlchemy's engine events).
 
 Also a script of its own, for ``bench/before_after.py``: ``--json PATH`` writes each search's numbers, ``--trials N``
-runs N trials a search (the windows stay the first and the last 100), ``--no-profile`` skips where the time goes.
+runs N trials a search (the windows stay the first and the last 100), ``--rounds R`` R rounds, ``--no-profile``
+skips where the time goes.
 
     python bench/suite.py --scale
     python bench/suite_scale.py --no-profile --json out.json
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import json
 import math
 import os
@@ -35,6 +38,7 @@ from suite_objectives import TrialLog
 
 SPACE = {"x": {"type": "uniform", "low": -5.0, "high": 5.0}, "y": {"type": "loguniform", "low": 1e-3, "high": 1.0}}
 N_TRIALS = 1000
+ROUNDS = 3  # one round's order moved with the machine's speed: the verdict is the median's
 
 
 class Trivial:
@@ -155,33 +159,59 @@ SEARCHES = {
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=N_TRIALS, help=f"trials a search (default {N_TRIALS})")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help=f"rounds of the three searches (default {ROUNDS})")
     parser.add_argument("--no-profile", action="store_true", help="skip where the time goes (the profiled search)")
-    parser.add_argument("--json", type=Path, help="write each search's numbers here")
+    parser.add_argument("--json", type=Path, help="write each search's numbers (medians over the rounds) here")
     args = parser.parse_args([] if argv is None else argv)
-    rows, n = {}, args.trials
+    n = args.trials
+    rounds: dict[str, list[dict[str, float]]] = {name: [] for name in SEARCHES}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, run in (
-            ("hyperflow, parallelism=1", lambda: run_hyperflow(1, Path(tmp), n)),
-            ("hyperflow, parallelism=auto", lambda: run_hyperflow("auto", Path(tmp), n)),
-            ("Optuna 5 TPE + RDB sqlite", lambda: run_optuna(Path(tmp), n)),
-        ):
-            started = time.perf_counter()
-            costs = run()
-            rows[name] = summary(costs, time.perf_counter() - started)
-            print(f"  done {name}: {rows[name]['total_s']:.1f} s", flush=True)
+        for round_ in range(args.rounds):
+            folder = Path(tmp) / f"round-{round_}"
+            folder.mkdir()
+            searches = {
+                "hyperflow, parallelism=1": functools.partial(run_hyperflow, 1, folder, n),
+                "hyperflow, parallelism=auto": functools.partial(run_hyperflow, "auto", folder, n),
+                "Optuna 5 TPE + RDB sqlite": functools.partial(run_optuna, folder, n),
+            }
+            names = list(searches)
+            for name in names[round_ % 3 :] + names[: round_ % 3]:  # each search first, second, third in turn
+                started = time.perf_counter()
+                costs = searches[name]()
+                rounds[name].append(summary(costs, time.perf_counter() - started))
+                print(f"  round {round_ + 1}: done {name}: {rounds[name][-1]['total_s']:.1f} s", flush=True)
         spent, traffic = ({}, {}) if args.no_profile else where_the_time_goes(Path(tmp), min(300, n))
-    print(f"\n{n} trials of a trivial objective, time per trial outside the objective (ms):\n")
-    print("| search | trials 1-100 | last 100 | ratio | median 1-100 | median last 100 | total (s) |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for name, r in rows.items():
+    print(f"\n{n} trials of a trivial objective, time per trial outside the objective (ms), every round:\n")
+    print("| round | search | trials 1-100 | last 100 | ratio | median 1-100 | median last 100 | total (s) |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    for round_ in range(args.rounds):
+        for name, rows in rounds.items():
+            r = rows[round_]
+            print(
+                f"| {round_ + 1} | {name} | {r['early_ms']:.1f} | {r['late_ms']:.1f} | {r['ratio']:.2f} | "
+                f"{r['early_median_ms']:.1f} | {r['late_median_ms']:.1f} | {r['total_s']:.1f} |"
+            )
+    medians = {name: {k: statistics.median(r[k] for r in rows) for k in rows[0]} for name, rows in rounds.items()}
+    print(f"\nMedians over {args.rounds} rounds (last 100: min-max over the rounds):\n")
+    print("| search | trials 1-100 | last 100 | last 100, min-max | ratio | total (s) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, m in medians.items():
+        late = [r["late_ms"] for r in rounds[name]]
         print(
-            f"| {name} | {r['early_ms']:.1f} | {r['late_ms']:.1f} | {r['ratio']:.2f} | {r['early_median_ms']:.1f} | "
-            f"{r['late_median_ms']:.1f} | {r['total_s']:.1f} |"
+            f"| {name} | {m['early_ms']:.1f} | {m['late_ms']:.1f} | {min(late):.1f}-{max(late):.1f} | "
+            f"{m['ratio']:.2f} | {m['total_s']:.1f} |"
+        )
+    optuna = rounds["Optuna 5 TPE + RDB sqlite"]
+    for name in list(SEARCHES)[:2]:
+        against = [r["late_ms"] / o["late_ms"] for r, o in zip(rounds[name], optuna)]
+        print(
+            f"\n{name} / Optuna, last 100 trials, every round: {', '.join(f'{x:.2f}' for x in against)} "
+            f"(median {statistics.median(against):.2f}; below 1 in {sum(x < 1 for x in against)} of {len(against)})"
         )
     if args.json:
         import hyperflow
 
-        numbers = {f"{SEARCHES[name]}_{k}": v for name, r in rows.items() for k, v in r.items()}
+        numbers = {f"{SEARCHES[name]}_{k}": v for name, m in medians.items() for k, v in m.items()}
         args.json.write_text(json.dumps({"hyperflow": hyperflow.__file__, "trials": n, **numbers}))
     if not spent:
         return

@@ -1,5 +1,6 @@
-"""Child runs made with the client, not the fluent API: no thread-local active run (safe in threads and on
-Spark executors), their calls sent at once or queued in the background; they end as parent runs do."""
+"""Child runs: made with the client for hyperflow's trainer (no thread-local active run: safe in threads and on
+Spark executors; their calls sent at once or queued in the background), or opened as this thread's active run for
+the user's objective; they end as parent runs do."""
 
 from __future__ import annotations
 
@@ -63,19 +64,19 @@ def child_run(
 def active_child_run(
     role: str, experiment_id: str, parent_run_id: str, run_name: str, tags: dict[str, str]
 ) -> Iterator[str]:
-    """A child run made as :func:`child_run` makes it (its calls sent at once), and this thread's active run while
-    it is open: code inside logs into it with MLflow's fluent API (``mlflow.active_run()``, ``mlflow.log_metric``,
+    """A child run opened as this thread's active run (MLflow's fluent ``start_run``; its calls sent at once): code
+    inside logs into it with MLflow's fluent API (``mlflow.active_run()``, ``mlflow.log_metric``,
     ``mlflow.sklearn.log_model``). On the way out, runs that code left open above it are ended first; it ends
     FINISHED, FAILED on an exception, KILLED on Ctrl-C or SIGTERM. Yields the run's id."""
     tags = _child_tags(role, parent_run_id, run_name, tags)
     above = mlflow.active_run()
     with _env("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true"):
         if above is None or above.info.run_id == parent_run_id:  # MLflow names the same parent: one create_run
-            run_id = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, nested=True, tags=tags)
+            run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, nested=True, tags=tags)
         else:  # another run is active here: made apart, then reopened (two get_runs and an update more)
             created = MlflowClient().create_run(experiment_id, run_name=run_name, tags=tags)
-            run_id = mlflow.start_run(run_id=created.info.run_id, nested=True)
-    run_id = run_id.info.run_id
+            run = mlflow.start_run(run_id=created.info.run_id, nested=True)
+    run_id = run.info.run_id
 
     def end(status: str) -> None:
         with _env("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true"):
