@@ -144,6 +144,19 @@ def test_a_search_whose_process_never_trains_still_ends_its_start_up(collector, 
     assert trial.data.metrics["collector_on"] == 1.0
 
 
+def test_the_python_api_searches_as_a_command_does_and_gives_the_collector_back(collector, experiment, client):
+    """hyperflow.search: the heap as it was when the trials started is frozen while they run, the collector on;
+    when it returns, the collector is as the caller had it."""
+    import hyperflow
+
+    gc.enable()
+    space = {"x": {"type": "uniform", "low": 0.0, "high": 1.0}}
+    result = hyperflow.search("user_objectives:collector_on", space=space, max_evals=1, parallelism=1)
+    trial = client.get_run(result.trials[0].run_id)
+    assert trial.data.metrics["collector_on"] == 1.0 and trial.data.metrics["frozen"] > 100_000
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
 def test_library_callers_keep_the_default_collector(collector):
     gc.enable()
     startup.end()  # e.g. Trainer.fit called from Python, without the CLI

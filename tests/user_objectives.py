@@ -60,10 +60,11 @@ def constant(params: dict, trial) -> float:
 
 
 def collector_on(params: dict, trial) -> dict:
-    """Loss params['x']; metric ``collector_on``: whether Python's garbage collector runs while the trial does."""
+    """Loss params['x']; metrics ``collector_on``: whether Python's garbage collector runs while the trial does,
+    ``frozen``: how many objects it leaves alone (``gc.get_freeze_count``)."""
     import gc
 
-    return {"loss": params["x"], "collector_on": float(gc.isenabled())}
+    return {"loss": params["x"], "collector_on": float(gc.isenabled()), "frozen": float(gc.get_freeze_count())}
 
 
 def fails_above_half(params: dict, trial) -> float:

@@ -74,14 +74,17 @@ def search(
         mapping = dict(space)
     invocation = invocation_of("search", given)
     _check_store(invocation.train.experiment if invocation.train else None)
+    from hyperflow.runtime import startup
     from hyperflow.workflows.search import search as run_search
 
     started = time.monotonic()
+    startup.begin(at_exit=False)  # the heap as it is when the trials start is not collected again until the end
     try:
         outcome = run_search(
             invocation.search, invocation.train, given=invocation.given, function=function, space=mapping
         )
     finally:
+        startup.restore()
         _forget_runs()
     best = outcome.best
     return SearchResult(

@@ -139,8 +139,7 @@ def running_tid(trials: Trials | None) -> int | None:
     """The id of the trial fmin is evaluating now (one at a time in this process)."""
     if trials is None:
         return None
-    running = [t["tid"] for t in trials._dynamic_trials if t["state"] == JOB_STATE_RUNNING]
-    return running[-1] if running else None
+    return next((t["tid"] for t in reversed(trials._dynamic_trials) if t["state"] == JOB_STATE_RUNNING), None)
 
 
 def finished(results: Iterable[dict[str, Any]]) -> list[Finished]:

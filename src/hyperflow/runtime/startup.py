@@ -18,7 +18,9 @@ of ``gc.freeze``'s documentation:
 
 Nothing else is skipped: objects still die, every atexit handler runs; an object in a reference cycle at
 exit is not finalized, which Python does not promise anyway. The cost: garbage cycles made during the
-start-up stay (a few MB). Library callers, who never call ``begin``, keep Python's defaults.
+start-up stay (a few MB). ``hyperflow.search`` (the Python API) runs its search the same way without the exit hook
+(``begin(at_exit=False)``): when it returns, the caller's collector is as it was (the full collections of a
+1,000-trial search of a trivial function, one at a time: 0.77-0.87 s against 1.20-1.39 s, 3 runs each).
 """
 
 from __future__ import annotations
@@ -43,13 +45,13 @@ class _Phase:
 _phase = _Phase()
 
 
-def begin() -> None:
-    """The command is starting: no automatic collection until :func:`end`; a frozen heap at exit."""
+def begin(at_exit: bool = True) -> None:
+    """The command is starting: no automatic collection until :func:`end`; a frozen heap at exit (``at_exit``)."""
     with _phase.lock:
         if not _phase.starting:
             _phase.starting, _phase.was_enabled = True, gc.isenabled()
             gc.disable()
-    if not _phase.exit_hook:  # registered before MLflow's and torch's handlers: runs after them
+    if at_exit and not _phase.exit_hook:  # registered before MLflow's and torch's handlers: runs after them
         atexit.register(gc.freeze)
         _phase.exit_hook = True
 
