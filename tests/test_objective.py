@@ -296,3 +296,16 @@ def test_trials_at_once_share_the_budget(experiment, client) -> None:
     assert 10 <= used <= 11 and result.stop_reason.startswith("budget: ")
     assert client.get_run(result.run_id).data.metrics["units_used"] == used
     assert any(t.reason == "budget" for t in result.trials)
+
+
+def test_an_error_that_cannot_travel_to_another_process_keeps_its_type_and_message_once() -> None:
+    """What a trial's worker raises goes back to the search pickled; one that cannot be keeps its one line."""
+    from hyperflow.tracking.faults import portable
+
+    class Local(Exception):  # a class of a function's own: pickle cannot find it by name
+        pass
+
+    travelled = portable(Local("bad input\nsecond line"))
+    assert isinstance(travelled, RuntimeError) and str(travelled) == "Local: bad input"
+    plain = ValueError("as it is")
+    assert portable(plain) is plain

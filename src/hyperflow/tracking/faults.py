@@ -119,7 +119,7 @@ def portable(exc: BaseException) -> BaseException:
         pickle.loads(pickle.dumps(exc))
         return exc
     except Exception:
-        return RuntimeError(f"{type(exc).__name__}: {one_line(exc)}")
+        return RuntimeError(one_line(exc))  # "Type: message", once
 
 
 @contextmanager
