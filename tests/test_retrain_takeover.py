@@ -104,6 +104,24 @@ def _dead_pid() -> int:
     return proc.pid
 
 
+def test_a_holder_whose_pid_another_process_uses_now_is_taken_over(client):
+    """The tag names the holder's pid and its start time: a live process with that pid, started at another time,
+    is not the holder."""
+    name = f"takeover-{uuid.uuid4().hex[:8]}"
+    client.create_registered_model(name)
+    gone = {"token": "dead", "run_id": None, "host": socket.gethostname(), "pid": os.getpid(), "pid_started": "1"}
+    client.set_registered_model_tag(
+        name, LOCK_TAG, json.dumps({**gone, "acquired_at": time.time(), "expires_at": time.time() + 600})
+    )
+    with RegistryLock(name, settle=0.05) as lock:
+        assert lock.takeover_reason == "its process is gone"
+        mine = json.loads(client.get_registered_model(name).tags[LOCK_TAG])
+        assert mine["pid"] == os.getpid() and mine["pid_started"] not in (None, "1")
+    client.set_registered_model_tag(name, LOCK_TAG, json.dumps({**mine, "token": "other"}))  # this very process
+    with pytest.raises(Exception, match="holds the lock"):
+        RegistryLock(name, settle=0.05).acquire()
+
+
 @pytest.mark.integration
 def test_a_takeover_ends_the_dead_holders_nested_runs_at_any_depth(client, experiment):
     """retrain -> train -> lr_find left RUNNING, with a finished sibling and an unrelated run: only the dead

@@ -3,14 +3,15 @@ tracking server and not only on one machine. The policy (which tag, the lease, t
 caller's: the retrain lock (:mod:`hyperflow.workflows.lock`) and the search lock
 (:mod:`hyperflow.workflows.search_lock`).
 
-The tag holds JSON ``{token, run_id, host, pid, acquired_at, expires_at}``. MLflow has no conditional write, so
-acquiring is write, pause ``settle`` seconds, read back, and keep the lock only if the token read is ours: of
-writers that overlap within the pause exactly one sees its own token. A heartbeat thread renews the lease every
-``lease / 3`` seconds. Another job may take the lock over once the lease has expired, its holder's run (if it names
-one) is no longer RUNNING, or (same host) its process is gone; the runs it left RUNNING (its own and any nested
-under it) are then ended KILLED. Limits: two writers further apart than ``settle`` are serialised by the
-read-before-write, not by the store; a holder paused longer than its lease loses the lock, which
-:meth:`Lease.check` reports. Fails closed: when the tag cannot be read, the lock is neither taken nor taken over.
+The tag holds JSON ``{token, run_id, host, pid, pid_started, acquired_at, expires_at}`` (``pid_started``: the
+process's start time, so that a pid used again by another process is not taken for the holder). MLflow has no
+conditional write, so acquiring is write, pause ``settle`` seconds, read back, and keep the lock only if the token
+read is ours: of writers that overlap within the pause exactly one sees its own token. A heartbeat thread renews the
+lease every ``lease / 3`` seconds. Another job may take the lock over once the lease has expired, its holder's run
+(if it names one) is no longer RUNNING, or (same host) its process is gone; the runs it left RUNNING (its own and
+any nested under it) are then ended KILLED. Limits: two writers further apart than ``settle`` are serialised by the
+read-before-write, not by the store; a holder paused longer than its lease loses the lock, which :meth:`Lease.check`
+reports. Fails closed: when the tag cannot be read, the lock is neither taken nor taken over.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import uuid
 from typing import Any, Protocol
 
 from hyperflow.errors import LeaseHeld
-from hyperflow.runtime.processes import alive
+from hyperflow.runtime.processes import alive, process_identity
 from hyperflow.tracking import registry, registry_writes
 from hyperflow.tracking.registry import Client, is_not_found, registry_error
 from hyperflow.tracking.run_calls import end_run
@@ -97,6 +98,7 @@ class Lease:
             "run_id": None,
             "host": socket.gethostname(),
             "pid": os.getpid(),
+            "pid_started": process_identity(os.getpid())[1],
             "acquired_at": time.time(),
         }
         self.lost = False
@@ -129,8 +131,8 @@ class Lease:
         """Why a holder no longer counts, or None while it does."""
         if time.time() > float(holder.get("expires_at", 0)):
             return "its lease expired"
-        pid = int(holder.get("pid", 0))  # no start time in the tag: a process that reuses the pid counts as it
-        if holder.get("host") == socket.gethostname() and pid and not alive(pid):
+        pid = int(holder.get("pid", 0))  # a tag without a start time (older): a process reusing the pid counts
+        if holder.get("host") == socket.gethostname() and pid and not alive(pid, holder.get("pid_started")):
             return "its process is gone"
         if holder.get("run_id"):
             try:
