@@ -149,10 +149,11 @@ def summary(costs: list[float], total: float) -> dict[str, float]:
     }
 
 
-SEARCHES = {
-    "hyperflow, parallelism=1": "p1",
-    "hyperflow, parallelism=auto": "auto",
-    "Optuna 5 TPE + RDB sqlite": "optuna",
+OPTUNA = "Optuna 5 TPE + RDB sqlite"
+SEARCHES = {  # name: its key in --json, and how it runs (a folder of its own, the trials)
+    "hyperflow, parallelism=1": ("p1", functools.partial(run_hyperflow, 1)),
+    "hyperflow, parallelism=auto": ("auto", functools.partial(run_hyperflow, "auto")),
+    OPTUNA: ("optuna", run_optuna),
 }
 
 
@@ -169,15 +170,10 @@ def main(argv: list[str] | None = None) -> None:
         for round_ in range(args.rounds):
             folder = Path(tmp) / f"round-{round_}"
             folder.mkdir()
-            searches = {
-                "hyperflow, parallelism=1": functools.partial(run_hyperflow, 1, folder, n),
-                "hyperflow, parallelism=auto": functools.partial(run_hyperflow, "auto", folder, n),
-                "Optuna 5 TPE + RDB sqlite": functools.partial(run_optuna, folder, n),
-            }
-            names = list(searches)
-            for name in names[round_ % 3 :] + names[: round_ % 3]:  # each search first, second, third in turn
+            names, shift = list(SEARCHES), round_ % len(SEARCHES)
+            for name in names[shift:] + names[:shift]:  # each search first, second, third in turn
                 started = time.perf_counter()
-                costs = searches[name]()
+                costs = SEARCHES[name][1](folder, n)
                 rounds[name].append(summary(costs, time.perf_counter() - started))
                 print(f"  round {round_ + 1}: done {name}: {rounds[name][-1]['total_s']:.1f} s", flush=True)
         spent, traffic = ({}, {}) if args.no_profile else where_the_time_goes(Path(tmp), min(300, n))
@@ -201,8 +197,8 @@ def main(argv: list[str] | None = None) -> None:
             f"| {name} | {m['early_ms']:.1f} | {m['late_ms']:.1f} | {min(late):.1f}-{max(late):.1f} | "
             f"{m['ratio']:.2f} | {m['total_s']:.1f} |"
         )
-    optuna = rounds["Optuna 5 TPE + RDB sqlite"]
-    for name in list(SEARCHES)[:2]:
+    optuna = rounds[OPTUNA]
+    for name in [name for name in SEARCHES if name != OPTUNA]:
         against = [r["late_ms"] / o["late_ms"] for r, o in zip(rounds[name], optuna)]
         print(
             f"\n{name} / Optuna, last 100 trials, every round: {', '.join(f'{x:.2f}' for x in against)} "
@@ -211,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         import hyperflow
 
-        numbers = {f"{SEARCHES[name]}_{k}": v for name, m in medians.items() for k, v in m.items()}
+        numbers = {f"{SEARCHES[name][0]}_{k}": v for name, m in medians.items() for k, v in m.items()}
         args.json.write_text(json.dumps({"hyperflow": hyperflow.__file__, "trials": n, **numbers}))
     if not spent:
         return

@@ -19,7 +19,7 @@ from test_registry import items_csv
 
 from hyperflow.cli import main
 from hyperflow.config import build_config
-from hyperflow.workflows.lock import LOCK_TAG, RegistryLock
+from hyperflow.workflows.lock import LOCK_TAG, LockHeld, RegistryLock
 from hyperflow.workflows.promote import PromoteConfig, promote
 from hyperflow.workflows.train import train
 
@@ -118,7 +118,7 @@ def test_a_holder_whose_pid_another_process_uses_now_is_taken_over(client):
         mine = json.loads(client.get_registered_model(name).tags[LOCK_TAG])
         assert mine["pid"] == os.getpid() and mine["pid_started"] not in (None, "1")
     client.set_registered_model_tag(name, LOCK_TAG, json.dumps({**mine, "token": "other"}))  # this very process
-    with pytest.raises(Exception, match="holds the lock"):
+    with pytest.raises(LockHeld, match="holds the lock"):
         RegistryLock(name, settle=0.05).acquire()
 
 
