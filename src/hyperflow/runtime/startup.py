@@ -20,7 +20,8 @@ Nothing else is skipped: objects still die, every atexit handler runs; an object
 exit is not finalized, which Python does not promise anyway. The cost: garbage cycles made during the
 start-up stay (a few MB). ``hyperflow.search`` (the Python API) runs its search the same way without the exit hook
 (``begin(at_exit=False)``): when it returns, the caller's collector is as it was (the full collections of a
-1,000-trial search of a trivial function, one at a time: 0.77-0.87 s against 1.20-1.39 s, 3 runs each).
+1,000-trial search of a trivial function, one at a time: 0.77-0.87 s against 1.20-1.39 s, 3 runs each, timed by
+``gc.callbacks``; docs/history/benchmarks-journal.md).
 """
 
 from __future__ import annotations
