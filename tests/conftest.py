@@ -1,4 +1,4 @@
-"""Shared fixtures: one real sqlite MLflow store per test session (schema creation costs ~3 s)."""
+"""Shared fixtures: one real sqlite MLflow store per test session (a copy of the empty store, as commands make)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import mlflow
 import pytest
 
 from hyperflow.errors import raise_terminated
+from hyperflow.tracking import new_store
 
 MEMORY_FOLDER = "/dev/shm"
 
@@ -44,6 +45,7 @@ os.environ.setdefault(
 def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
     root = tmp_path_factory.mktemp("mlflow")
     uri = f"sqlite:///{root}/mlflow.db"
+    new_store.make_if_missing(uri)
     os.environ["MLFLOW_TRACKING_URI"] = uri
     os.environ.pop("MLFLOW_RUN_ID", None)
     mlflow.set_tracking_uri(uri)

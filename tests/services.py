@@ -34,6 +34,8 @@ from pathlib import Path
 
 import pytest
 
+from hyperflow.tracking import new_store
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "deploy" / "server.py"
 CREDENTIAL_VARS = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
@@ -78,6 +80,7 @@ class SqliteServer:
         self.uri = f"http://127.0.0.1:{self.port}"
 
     def start(self) -> SqliteServer:
+        new_store.make_if_missing(self.backend)  # a copy of the empty store, not MLflow's migrations in the server
         command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", self.backend]
         command += ["--default-artifact-root", str(self.home / "artifacts"), "--host", "127.0.0.1"]
         command += ["--port", str(self.port), "--workers", "1"]

@@ -12,6 +12,7 @@ import sys
 from contextlib import closing
 from pathlib import Path
 
+import forked
 import mlflow
 import pytest
 
@@ -211,18 +212,6 @@ def test_existing_files_and_other_stores_are_left_to_mlflow(tmp_path, monkeypatc
     assert new_store.sqlite_path("sqlite:////abs/m.db") == Path("/abs/m.db")
 
 
-_MAKE_AND_USE = """
-import sys
-import mlflow
-from hyperflow.tracking import new_store
-
-print("ready", flush=True)
-sys.stdin.readline()  # every process starts at once
-new_store.make_if_missing(sys.argv[1])
-mlflow.MlflowClient(sys.argv[1]).create_experiment(sys.argv[2])
-"""
-
-
 @pytest.mark.integration
 def test_commands_started_together_in_a_new_folder_share_one_whole_store(tmp_path):
     """No cached store yet and one new store file for three processes released together: none sees a store
@@ -230,8 +219,8 @@ def test_commands_started_together_in_a_new_folder_share_one_whole_store(tmp_pat
     uri = f"sqlite:///{tmp_path / 'shared.db'}"
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
     procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", _MAKE_AND_USE, uri, f"e{i}"],
+        forked.Popen(  # forked from the tests' warm template: the imports are not what is tested here
+            [sys.executable, str(Path(__file__).with_name("make_and_use_store.py")), uri, f"e{i}"],
             env=env,
             text=True,
             stdin=subprocess.PIPE,

@@ -1,4 +1,5 @@
-"""Real processes: a SIGTERM ends the run KILLED; the logged model serves raw rows over HTTP."""
+"""Real processes: a SIGTERM ends the run KILLED; the helpers that serve a logged model over HTTP (a real
+`mlflow models serve`), used by test_predict (the champion by alias), test_tables and test_doc_serving."""
 
 import json
 import os
@@ -10,15 +11,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import forked
-import numpy as np
-import pandas as pd
 import pytest
 from polling import wait_for
 from services import free_port
 from stores import ready_store
-
-from hyperflow.config import build_config
-from hyperflow.workflows.train import train
 
 
 @pytest.mark.integration
@@ -122,27 +118,3 @@ def invoke(port: int, records: list[dict]) -> list[dict]:
         headers={"Content-Type": "application/json"},
     )
     return json.loads(urllib.request.urlopen(request, timeout=30).read())["predictions"]
-
-
-@pytest.mark.integration
-def test_served_model_answers_raw_rows(tmp_path, experiment, tracking_uri):
-    rng = np.random.default_rng(2)
-    frame = pd.DataFrame({"size": rng.normal(10, 3, 200), "colour": rng.choice(["red", "blue"], 200)})
-    frame["kind"] = np.where(frame["size"] > 10, "big", "small")
-    frame.to_csv(tmp_path / "items.csv", index=False)
-    outcome = train(
-        build_config(
-            {
-                "data": str(tmp_path / "items.csv"),
-                "target": "kind",
-                "epochs": "5",
-                "progress": "false",
-                "experiment": experiment,
-            }
-        )
-    )
-    rows = [{"colour": "red", "size": 16.0}, {"colour": None, "size": 4}, {"size": 12.5, "colour": "green"}]
-    with serve_model(outcome.model_uri, tracking_uri) as port:
-        answer = invoke(port, rows)
-    assert [a["prediction"] for a in answer] == ["big", "small", "big"]
-    assert all(abs(a["probability_big"] + a["probability_small"] - 1) < 1e-5 for a in answer)

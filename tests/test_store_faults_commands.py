@@ -21,6 +21,7 @@ import pytest
 from services import free_port
 
 from hyperflow.cli import main
+from hyperflow.tracking import new_store
 
 pytestmark = pytest.mark.integration  # every test here starts processes
 
@@ -52,6 +53,7 @@ def hyperflow(args: list[str], uri: str, cwd: Path, **extra: str) -> subprocess.
 def store(tmp_path_factory: pytest.TempPathFactory, tracking_uri: str) -> Path:
     """A folder with a sqlite store holding model 'm' (version 1, champion) and rows it can score."""
     folder = tmp_path_factory.mktemp("store")
+    new_store.make_if_missing(f"sqlite:///{folder}/mlflow.db")
     mlflow.set_tracking_uri(f"sqlite:///{folder}/mlflow.db")
     mlflow.set_experiment("Default")  # not the experiment an earlier test of this process made in another store
     try:
