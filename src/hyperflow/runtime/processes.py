@@ -21,7 +21,9 @@ from contextlib import contextmanager
 # model_logging) and callbacks, which the package imports on first use only; MLflow's database store (SQLAlchemy,
 # alembic), which a child's first call on sqlite would import; torch's compiler, which a torch optimizer imports when
 # the first one is made (measured, a 4-trial search on 2 workers, 2 rounds each: fork server and workers 10.0-10.8
-# CPU-s without it, 8.7-8.9 with it)
+# CPU-s without it, 8.7-8.9 with it); scikit-learn's datasets, column transformer, imputer and splitter, which the
+# built-in trainer's data loading imports on first use (measured, in each new worker: 0.14-0.18 CPU-s without them
+# here, 0.00 with; once here instead, off the command's critical path; a Spark trial is a new worker each time)
 TRIAL_IMPORTS = [
     "hyperflow.workflows.search_trial",
     "hyperflow.core.assembly",
@@ -30,6 +32,10 @@ TRIAL_IMPORTS = [
     "hyperflow.tracking.callbacks",
     "mlflow.store.tracking.sqlalchemy_store",
     "torch._dynamo",
+    "sklearn.datasets",
+    "sklearn.compose",
+    "sklearn.impute",
+    "sklearn.model_selection",
 ]
 # the fork server's: first hyperflow.runtime.fork_server_start (Ctrl-C while importing: no traceback), last
 # hyperflow.runtime.fork_server, which makes the fork server's own exit instant
