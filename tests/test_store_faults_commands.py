@@ -53,8 +53,9 @@ def hyperflow(args: list[str], uri: str, cwd: Path, **extra: str) -> subprocess.
 def store(tmp_path_factory: pytest.TempPathFactory, tracking_uri: str) -> Path:
     """A folder with a sqlite store holding model 'm' (version 1, champion) and rows it can score."""
     folder = tmp_path_factory.mktemp("store")
-    new_store.make_if_missing(f"sqlite:///{folder}/mlflow.db")
-    mlflow.set_tracking_uri(f"sqlite:///{folder}/mlflow.db")
+    uri = f"sqlite:///{folder}/mlflow.db"
+    new_store.make_if_missing(uri)  # a copy of the empty store, as a command makes it
+    mlflow.set_tracking_uri(uri)
     mlflow.set_experiment("Default")  # not the experiment an earlier test of this process made in another store
     try:
         assert main(["train", "data=digits", "epochs=1", "progress=false", "model_name=m"]) == 0
